@@ -1,0 +1,62 @@
+"""The project's exceptions, in one place.
+
+::
+
+    RelanceError
+    ├── ConfigError            a setting is missing or malformed (process stops with one line)
+    ├── InputError             a user's file, row or command is wrong (clear message, nothing changed)
+    ├── PermanentError         retrying cannot help: the actor gives up (dramatiq ``throws``)
+    │   └── SendRejected       Twilio refused this message for good (invalid number, opt-out…)
+    ├── TransientError         worth retrying with backoff (network, 5xx, rate limit, store down)
+    │   └── SendDeferred       Twilio asked us to slow down or failed on its side
+    └── DraftingError          the model's answer is unusable (the offline drafter takes over)
+
+Vendor exceptions (twilio, google-genai, pymongo) are translated into these at the adapters,
+so the rest of the code never imports a vendor error type.
+"""
+
+from __future__ import annotations
+
+
+class RelanceError(Exception):
+    """Base class of every error raised on purpose by Relance."""
+
+
+class ConfigError(RelanceError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class InputError(RelanceError):
+    """A user mistake (file, row, command argument); the message says what to fix."""
+
+
+class PermanentError(RelanceError):
+    """Retrying will not help; the work item is recorded as failed."""
+
+
+class TransientError(RelanceError):
+    """A temporary failure; the actor is retried with backoff."""
+
+
+class SendRejected(PermanentError):
+    """Twilio refused the message for good (carries Twilio's error code)."""
+
+    def __init__(self, code: int | None, message: str, status: int | None = None) -> None:
+        super().__init__(f"Twilio error {code}: {message}")
+        self.code = code
+        self.status = status
+        self.twilio_message = message
+
+
+class SendDeferred(TransientError):
+    """Twilio failed in a way that a later retry may fix (429, 5xx, network)."""
+
+    def __init__(self, code: int | None, message: str, status: int | None = None) -> None:
+        super().__init__(f"Twilio error {code}: {message}")
+        self.code = code
+        self.status = status
+        self.twilio_message = message
+
+
+class DraftingError(RelanceError):
+    """The model could not produce a usable draft (error, timeout, invalid JSON)."""

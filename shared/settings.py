@@ -1,0 +1,140 @@
+"""Settings: one pydantic-settings class, read from the environment and an optional ``.env``.
+
+Every process builds one :class:`Settings` through :func:`load_settings` in its composition
+root; nothing reads ``os.environ`` elsewhere. A malformed value, or a value a process needs
+and does not have (see :meth:`Settings.require`), raises :class:`~shared.errors.ConfigError`
+whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+
+
+class Settings(BaseSettings):
+    """All of Relance's configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Twilio (seed names)
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_whatsapp_number: str = "whatsapp:+14155238886"
+    target_phone_number: str = ""
+    twilio_api_base_url: str = ""
+
+    # Gemini
+    gemini_api_key: SecretStr = SecretStr("")
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_api_base_url: str = ""
+    gemini_timeout_seconds: float = Field(default=20.0, gt=0)
+
+    # Processes and stores
+    ngrok_authtoken: SecretStr = SecretStr("")
+    backend_port: int = Field(default=3000, ge=1, le=65535)
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/relance"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    public_base_url: str = ""
+
+    # Behaviour
+    business_name: str = "Relance"
+    scheduler_interval_seconds: float = Field(default=2.0, gt=0)
+    scheduler_batch_size: int = Field(default=200, ge=1)
+    stale_after_seconds: float = Field(default=300.0, gt=0)
+    max_message_chars: int = Field(default=700, ge=80, le=1600)
+    default_country: str = "FR"
+    log_level: str = "INFO"
+
+    @field_validator("twilio_account_sid")
+    @classmethod
+    def _check_sid(cls, value: str) -> str:
+        if value and not _ACCOUNT_SID.match(value):
+            raise ValueError("must look like AC followed by 32 hexadecimal characters")
+        return value
+
+    @field_validator("twilio_whatsapp_number")
+    @classmethod
+    def _check_sender(cls, value: str) -> str:
+        if not re.match(r"^whatsapp:\+[1-9]\d{6,14}$", value):
+            raise ValueError("must look like whatsapp:+14155238886")
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _check_mongo(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("public_base_url", "twilio_api_base_url", "gemini_api_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("must be an http(s) URL such as https://example.ngrok-free.app")
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """The public URL Twilio calls; defaults to this machine's webhook port."""
+        return self.public_base_url or f"http://127.0.0.1:{self.backend_port}"
+
+    @property
+    def status_callback_url(self) -> str:
+        """Where Twilio posts delivery statuses."""
+        return f"{self.base_url}/whatsapp/status"
+
+    @property
+    def mongodb_database(self) -> str:
+        """The database named in MONGODB_URI, ``relance`` when it names none."""
+        path = urlparse(self.mongodb_uri).path.lstrip("/")
+        return path.split("?")[0] or "relance"
+
+    @property
+    def sender_number(self) -> str:
+        """The sender as E.164, without the ``whatsapp:`` prefix."""
+        return self.twilio_whatsapp_number.removeprefix("whatsapp:")
+
+    def require(self, *names: str) -> None:
+        """Fail with one clear line if any named setting is empty."""
+        for name in names:
+            value: Any = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value in ("", None):
+                raise ConfigError(f"{name.upper()} is not set: add it to the environment or .env")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
+    """Read the settings once; errors become a one-line :class:`ConfigError`."""
+    try:
+        if environ is None:
+            return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        lowered = {k.lower(): v for k, v in environ.items() if k.lower() in Settings.model_fields}
+        return Settings(_env_file=None, **lowered)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None
