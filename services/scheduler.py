@@ -1,0 +1,162 @@
+"""The scheduler: the clock's side of the pipeline.
+
+Every few seconds it
+1. claims due follow-ups (``scheduled → queued``, a conditional update that is the lock, so
+   several schedulers never enqueue the same step twice) and enqueues their drafting;
+2. resumes follow-ups whose pause has ended;
+3. reconciles: work sitting in an intermediate state past its deadline (Redis lost a message,
+   a worker died) is enqueued again. MongoDB is the truth, Redis only the conveyor.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import FrameType
+
+from shared.cadence import advance_after_send
+from shared.clock import Clock, utc
+from shared.errors import TransientError
+from shared.models import FollowUpState, MessageState
+from shared.ports import TaskQueue
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    """What one scheduler pass did."""
+
+    claimed: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    requeued_drafts: list[str] = field(default_factory=list)
+    requeued_sends: list[str] = field(default_factory=list)
+    advanced: list[str] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)
+    requeued_inbound: list[str] = field(default_factory=list)
+
+    def total(self) -> int:
+        """How many things moved."""
+        return sum(len(v) for v in self.__dict__.values())
+
+
+def claim_due(store: Store, queue: TaskQueue, clock: Clock, batch: int, report: TickReport) -> None:
+    """Claim due follow-ups of active campaigns and enqueue their drafting."""
+    now = clock.now()
+    active = store.active_campaign_ids()
+    if not active:
+        return
+    for doc in store.due_followups(now, active, batch):
+        if store.move_followup(doc["_id"], expected=FollowUpState.SCHEDULED, new=FollowUpState.QUEUED,
+                               now=now, step=doc["step"]):
+            queue.draft_followup(doc["_id"], doc["step"])
+            report.claimed.append(doc["_id"])
+
+
+def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedelta, batch: int,
+              report: TickReport) -> None:
+    """Re-enqueue work stuck in an intermediate state for longer than ``stale_after``."""
+    now = clock.now()
+    before = now - stale_after
+    for doc in store.stale_followups([FollowUpState.QUEUED, FollowUpState.DRAFTING], before, batch):
+        if store.touch_followup(doc["_id"], FollowUpState(doc["state"]), doc["state_changed_at"], now):
+            queue.draft_followup(doc["_id"], doc["step"])
+            report.requeued_drafts.append(doc["_id"])
+    for doc in store.stale_followups([FollowUpState.AWAITING_SEND], before, batch):
+        _reconcile_awaiting_send(store, queue, clock, doc, report)
+    for doc in store.stale_messages(MessageState.SENDING, before, batch):
+        # Twilio may or may not have the message: mark it for reconciliation, never resend blindly.
+        if store.move_message(doc["_id"], expected=MessageState.SENDING, new=MessageState.UNCERTAIN, now=now,
+                              extra={"uncertain_reason": "stuck in sending"}):
+            report.uncertain.append(doc["_id"])
+    for event in store.events.find({"kind": "inbound", "state": "received", "received_at": {"$lt": before}},
+                                   {"_id": 1}).limit(batch):
+        queue.process_inbound(event["_id"])
+        report.requeued_inbound.append(event["_id"])
+
+
+def _reconcile_awaiting_send(store: Store, queue: TaskQueue, clock: Clock, doc: dict[str, object],
+                             report: TickReport) -> None:
+    now = clock.now()
+    followup_id, step = str(doc["_id"]), int(doc["step"])  # type: ignore[call-overload]
+    message = store.get_message(f"{followup_id}:{step}")
+    if message is None:
+        # Drafting crashed after moving the follow-up: draft again (the message id is fixed).
+        if store.move_followup(followup_id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.QUEUED,
+                               now=now, step=step):
+            queue.draft_followup(followup_id, step)
+            report.requeued_drafts.append(followup_id)
+        return
+    if message.state == MessageState.READY:
+        if message.not_before and utc(message.not_before) > now:
+            return
+        changed_at = doc["state_changed_at"]
+        if store.touch_followup(followup_id, FollowUpState.AWAITING_SEND, changed_at, now):  # type: ignore[arg-type]
+            queue.send_message(message.id)
+            report.requeued_sends.append(message.id)
+        return
+    if message.state in (MessageState.SENT, MessageState.DELIVERED, MessageState.READ):
+        followup = store.get_followup(followup_id)
+        contact = store.get_contact(message.contact_id)
+        campaign = store.get_campaign(message.campaign_id)
+        if followup and contact and campaign:
+            sent_doc = store.message_doc(message.id) or {}
+            sent_at = utc(sent_doc.get("sent_at") or now)
+            if advance_after_send(store, followup=followup, campaign=campaign, contact=contact,
+                                  step=step, sent_at=sent_at, now=now):
+                report.advanced.append(followup_id)
+
+
+def resume_campaign(store: Store, campaign_id: str, now: datetime) -> int:
+    """Follow-ups paused because their campaign was paused go back to scheduled, due now."""
+    resumed = 0
+    for doc in store.followups.find({"campaign_id": campaign_id, "state": FollowUpState.PAUSED.value,
+                                     "pause_reason": "campaign_paused"}, {"_id": 1}):
+        if store.move_followup(doc["_id"], expected=FollowUpState.PAUSED, new=FollowUpState.SCHEDULED, now=now,
+                               extra={"next_run_at": now, "pause_reason": None}):
+            resumed += 1
+    return resumed
+
+
+def tick(store: Store, queue: TaskQueue, clock: Clock, *, batch: int = 200,
+         stale_after: timedelta = timedelta(minutes=5)) -> TickReport:
+    """One scheduler pass: claim, resume, reconcile."""
+    report = TickReport()
+    claim_due(store, queue, clock, batch, report)
+    report.resumed = store.resume_due_pauses(clock.now(), batch)
+    reconcile(store, queue, clock, stale_after, batch, report)
+    return report
+
+
+def run_forever(store: Store, queue: TaskQueue, clock: Clock, *, interval: float, batch: int,
+                stale_after: timedelta, stop: threading.Event | None = None) -> None:
+    """Tick every ``interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
+    stop = stop or threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("scheduler stopping (signal %s)", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    log.info("scheduler started: every %.1fs, batch %d", interval, batch)
+    while not stop.is_set():
+        try:
+            report = tick(store, queue, clock, batch=batch, stale_after=stale_after)
+            if report.total():
+                log.info("tick claimed=%d resumed=%d requeued_drafts=%d requeued_sends=%d advanced=%d "
+                         "uncertain=%d", len(report.claimed), len(report.resumed), len(report.requeued_drafts),
+                         len(report.requeued_sends), len(report.advanced), len(report.uncertain))
+            # A full batch means more is due: go again at once.
+            if len(report.claimed) >= batch:
+                continue
+        except TransientError as exc:
+            log.warning("scheduler tick failed, will retry: %s", exc)
+        except Exception:
+            log.exception("scheduler tick failed unexpectedly")
+        stop.wait(interval)

@@ -1,0 +1,196 @@
+"""The webhook service: Twilio → Relance. Thin on purpose.
+
+Each request is checked (size, form, X-Twilio-Signature against PUBLIC_BASE_URL + path +
+query), stored once under a dedupe key, enqueued, and answered at once with empty TwiML.
+No AI and no slow work happens here. Answers: 200 (stored, or a duplicate), 400 malformed,
+403 bad or missing signature, 413 too large, 503 when the event cannot be recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from twilio.request_validator import RequestValidator
+
+from shared.clock import Clock
+from shared.errors import TransientError
+from shared.phones import mask_phone
+from shared.ports import TaskQueue
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass
+class WebhookDeps:
+    """What the webhook needs; built by the composition root."""
+
+    store: Store
+    queue: TaskQueue
+    clock: Clock
+    auth_token: str
+    public_base_url: str
+    redis_ping: Callable[[], bool]
+
+
+class BadRequest(Exception):
+    """A request to refuse with a status code and a short reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def twiml() -> Response:
+    """The empty TwiML answer: nothing to reply right now."""
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+async def read_signed_form(request: Request, deps: WebhookDeps) -> dict[str, str]:
+    """The request's form after the size, format and signature checks (raises BadRequest)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(413, "body too large")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(413, "body too large")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise BadRequest(400, "expected an application/x-www-form-urlencoded body")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest(400, "malformed form body") from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        if key in form:
+            raise BadRequest(400, f"field {key} appears twice")
+        form[key] = value
+    signature = request.headers.get("x-twilio-signature", "")
+    url = deps.public_base_url + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    if not signature or not RequestValidator(deps.auth_token).validate(url, form, signature):
+        raise BadRequest(403, "invalid or missing X-Twilio-Signature")
+    return form
+
+
+def _require(form: dict[str, str], *names: str) -> None:
+    missing = [n for n in names if not form.get(n)]
+    if missing:
+        raise BadRequest(400, f"missing field(s): {', '.join(missing)}")
+
+
+def _error_code(form: dict[str, str]) -> int | None:
+    raw = form.get("ErrorCode", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise BadRequest(400, "ErrorCode must be a number")
+    return int(raw)
+
+
+def record_status(deps: WebhookDeps, form: dict[str, str]) -> bool:
+    """Store a (SID, status) once and move the message forward; False for a duplicate."""
+    sid, status = form["MessageSid"], form["MessageStatus"].lower()
+    code = _error_code(form)
+    now = deps.clock.now()
+    event = {"kind": "status", "sid": sid, "status": status, "error_code": code, "state": "processed"}
+    if not deps.store.record_event(f"status:{sid}:{status}", event, now):
+        return False
+    deps.store.apply_status(sid, status, code, now)
+    return True
+
+
+def record_inbound(deps: WebhookDeps, form: dict[str, str], idempotency_token: str = "") -> bool:
+    """Store an inbound message once (by MessageSid) and enqueue it; False for a duplicate."""
+    sid = form["MessageSid"]
+    media = [form[k] for k in sorted(form) if k.startswith("MediaUrl")]
+    num_media = form.get("NumMedia", "0")
+    event: dict[str, Any] = {
+        "kind": "inbound", "sid": sid, "state": "received",
+        "from": form.get("From", ""), "to": form.get("To", ""), "body": form.get("Body", ""),
+        "num_media": int(num_media) if num_media.isdigit() else 0, "media_urls": media,
+        "profile_name": form.get("ProfileName", ""), "wa_id": form.get("WaId", ""),
+        "button_payload": form.get("ButtonPayload", ""), "button_text": form.get("ButtonText", ""),
+        "idempotency_token": idempotency_token,
+    }
+    if not deps.store.record_event(f"inbound:{sid}", event, deps.clock.now()):
+        return False
+    try:
+        deps.queue.process_inbound(f"inbound:{sid}")
+    except Exception:  # Redis down: the event is stored; the scheduler re-enqueues it later.
+        log.warning("inbound event %s stored but not enqueued (Redis unavailable)", sid)
+    return True
+
+
+def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = None) -> Starlette:
+    """The webhook Starlette application."""
+
+    async def status(request: Request) -> Response:
+        try:
+            form = await read_signed_form(request, deps)
+            _require(form, "MessageSid", "MessageStatus")
+            _error_code(form)
+            fresh = await run_in_threadpool(record_status, deps, form)
+        except BadRequest as exc:
+            return PlainTextResponse(exc.reason, status_code=exc.status)
+        except TransientError:
+            return PlainTextResponse("store unavailable, retry later", status_code=503)
+        log.info("status sid=%s status=%s duplicate=%s", form["MessageSid"], form["MessageStatus"], not fresh)
+        return twiml()
+
+    async def inbound(request: Request) -> Response:
+        try:
+            form = await read_signed_form(request, deps)
+            _require(form, "MessageSid", "From")
+            fresh = await run_in_threadpool(
+                record_inbound, deps, form, request.headers.get("i-twilio-idempotency-token", "")
+            )
+        except BadRequest as exc:
+            return PlainTextResponse(exc.reason, status_code=exc.status)
+        except TransientError:
+            return PlainTextResponse("store unavailable, retry later", status_code=503)
+        log.info("inbound sid=%s from=%s duplicate=%s", form["MessageSid"], mask_phone(form["From"]), not fresh)
+        return twiml()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        mongo = await run_in_threadpool(deps.store.ping)
+        redis_ok = await run_in_threadpool(deps.redis_ping)
+        body = {"mongo": mongo, "redis": redis_ok}
+        return JSONResponse(body, status_code=200 if mongo and redis_ok else 503)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            on_shutdown()
+
+    return Starlette(
+        routes=[
+            Route("/whatsapp/webhook", inbound, methods=["POST"]),
+            Route("/whatsapp/status", status, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,84 @@
+"""Follow-up transitions shared by the actors and the scheduler's reconciler.
+
+Each function is one named, conditional state move (or a small sequence of them); calling it
+twice does the work once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from shared.models import Campaign, Contact, FollowUp, FollowUpState, MessageState
+from shared.policy import step_due_at
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+# Twilio error codes that say the recipient cannot be reached on WhatsApp.
+INVALID_RECIPIENT_CODES = {21211, 21614, 63003, 63024}
+OPT_OUT_CODES = {21610}
+
+
+def advance_after_send(
+    store: Store, *, followup: FollowUp, campaign: Campaign, contact: Contact, step: int, sent_at: datetime,
+    now: datetime,
+) -> FollowUpState | None:
+    """After step ``step`` went out: schedule the next step, or complete the follow-up."""
+    nxt = step + 1
+    if nxt < len(campaign.steps):
+        due = step_due_at(campaign=campaign, step_index=nxt, contact=contact,
+                          enrolled_at=followup.enrolled_at, previous_sent_at=sent_at, now=now)
+        moved = store.move_followup(
+            followup.id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.SCHEDULED, now=now,
+            step=step, extra={"step": nxt, "next_run_at": due, "last_sent_at": sent_at},
+        )
+        return FollowUpState.SCHEDULED if moved else None
+    moved = store.move_followup(
+        followup.id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.COMPLETED, now=now,
+        step=step, extra={"last_sent_at": sent_at, "next_run_at": None},
+    )
+    return FollowUpState.COMPLETED if moved else None
+
+
+def stop_followup(
+    store: Store, followup_id: str, *, reason: str, now: datetime, needs_human: bool = False,
+    detail: str | None = None,
+) -> bool:
+    """Stop a follow-up that is still running, whatever step it is at."""
+    extra: dict[str, object] = {"stop_reason": reason, "next_run_at": None}
+    if needs_human:
+        extra.update({"needs_human": True, "needs_human_reason": detail or reason})
+    running = (*_RUNNING, FollowUpState.PAUSED)
+    return store.move_followup(followup_id, expected=running, new=FollowUpState.STOPPED, now=now, extra=extra)
+
+
+def stop_contact(store: Store, contact_id: str, *, reason: str, now: datetime, needs_human: bool = False,
+                 detail: str | None = None) -> int:
+    """Stop every running follow-up of a contact and cancel their unsent messages."""
+    stopped = 0
+    for followup in store.followups_of_contact(contact_id, (*_RUNNING, FollowUpState.PAUSED)):
+        if stop_followup(store, followup.id, reason=reason, now=now, needs_human=needs_human, detail=detail):
+            stopped += 1
+    for doc in store.messages.find({"contact_id": contact_id, "direction": "outbound",
+                                    "state": MessageState.READY.value}, {"_id": 1}):
+        store.move_message(doc["_id"], expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
+                           extra={"cancel_reason": reason})
+    return stopped
+
+
+def stop_reason_for_error(code: int | None) -> tuple[str, bool]:
+    """(stop reason, needs a human) for a permanent Twilio error code."""
+    if code in OPT_OUT_CODES:
+        return "opt_out", False
+    if code in INVALID_RECIPIENT_CODES:
+        return "invalid_number", True
+    return "send_failed", True
+
+
+_RUNNING = (
+    FollowUpState.SCHEDULED,
+    FollowUpState.QUEUED,
+    FollowUpState.DRAFTING,
+    FollowUpState.AWAITING_SEND,
+)

@@ -1,0 +1,47 @@
+"""Phone numbers: E.164 normalisation, masking for logs, timezone from the country."""
+
+from __future__ import annotations
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+
+from shared.errors import InputError
+
+# Default timezone per region when phonenumbers gives several or an unknown one.
+_REGION_DEFAULT_TZ = {"FR": "Europe/Paris", "BE": "Europe/Brussels", "CH": "Europe/Zurich",
+                      "CA": "America/Toronto", "US": "America/New_York", "GB": "Europe/London"}
+
+
+def normalise_phone(raw: str, default_region: str = "FR") -> str:
+    """Return the number as E.164 (``+33612345678``); InputError when it is not a valid number."""
+    text = str(raw or "").strip().removeprefix("whatsapp:")
+    if not text:
+        raise InputError("phone is empty")
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        raise InputError(f"phone {mask_phone(text)!r} is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InputError(f"phone {mask_phone(text)!r} is not a valid number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def timezone_for_phone(e164: str, fallback: str = "Europe/Paris") -> str:
+    """The IANA timezone of the number's country (the region's main one if it has several)."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return fallback
+    zones = [z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
+    if len(zones) == 1:
+        return zones[0]
+    region = phonenumbers.region_code_for_country_code(number.country_code)
+    return _REGION_DEFAULT_TZ.get(region or "", zones[0] if zones else fallback)
+
+
+def mask_phone(phone: str) -> str:
+    """A phone number safe for logs: ``+33******78``."""
+    text = str(phone).removeprefix("whatsapp:")
+    if len(text) <= 4:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 5) + text[-2:]

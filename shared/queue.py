@@ -1,0 +1,56 @@
+"""The Redis conveyor: dramatiq broker set-up and the ids-only messages sent to the actors.
+
+Producers (scheduler, webhook, actors) call :class:`DramatiqQueue`; they never import the
+actor functions. Each message carries ids only, plus dramatiq's own message id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from dramatiq import Message
+from dramatiq.brokers.redis import RedisBroker
+
+QUEUE_DRAFTING = "drafting"
+QUEUE_SENDING = "sending"
+QUEUE_REPLIES = "replies"
+QUEUES = (QUEUE_DRAFTING, QUEUE_SENDING, QUEUE_REPLIES)
+
+ACTOR_DRAFT = "draft_followup"
+ACTOR_SEND = "send_message"
+ACTOR_INBOUND = "process_inbound"
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(redis_url: str, *, client: redis.Redis | None = None) -> RedisBroker:
+    """A dramatiq Redis broker (namespace ``relance``) with the default middleware."""
+    if client is not None:
+        return RedisBroker(client=client, namespace="relance")
+    return RedisBroker(url=redis_url, namespace="relance")
+
+
+class DramatiqQueue:
+    """Enqueues actor messages on the broker by actor name (no actor import needed)."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+
+    def _enqueue(self, queue: str, actor: str, args: tuple[object, ...], delay_ms: int | None = None) -> None:
+        message: Message[object] = Message(queue_name=queue, actor_name=actor, args=args, kwargs={}, options={})
+        self.broker.enqueue(message, delay=delay_ms)
+        log.debug("enqueued %s %s on %s", actor, args, queue)
+
+    def draft_followup(self, followup_id: str, step: int) -> None:
+        """Ask a drafting actor to draft this step."""
+        self._enqueue(QUEUE_DRAFTING, ACTOR_DRAFT, (followup_id, step))
+
+    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
+        """Ask a sending actor to send this message, optionally after a delay."""
+        delay = int(delay_seconds * 1000) if delay_seconds > 0 else None
+        self._enqueue(QUEUE_SENDING, ACTOR_SEND, (message_id,), delay)
+
+    def process_inbound(self, event_id: str) -> None:
+        """Ask a replies actor to process this inbound event."""
+        self._enqueue(QUEUE_REPLIES, ACTOR_INBOUND, (event_id,))

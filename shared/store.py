@@ -1,0 +1,518 @@
+"""MongoDB repositories: contacts, campaigns, follow-ups, messages and webhook events.
+
+MongoDB is the truth; Redis only carries ids. Every state change here is a conditional
+``update_one`` on (id, expected state[, step]) whose ``modified_count`` says whether this caller
+won; each winning transition is recorded in the document's ``history`` with its time.
+pymongo errors that mean "store unreachable" are raised as :class:`TransientError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
+
+from shared.errors import TransientError
+from shared.models import (
+    STATUS_RANK,
+    TWILIO_STATUS_TO_STATE,
+    Campaign,
+    Contact,
+    FollowUp,
+    FollowUpState,
+    MessageState,
+    OutboundMessage,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Doc = dict[str, Any]
+HISTORY_CAP = 50
+
+
+def connect(uri: str, *, timeout_ms: int = 5000) -> MongoClient[Doc]:
+    """A pymongo client returning timezone-aware UTC datetimes."""
+    return MongoClient(
+        uri,
+        tz_aware=True,
+        tzinfo=UTC,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        appname="relance",
+    )
+
+
+@contextmanager
+def unreachable_as_transient() -> Iterator[None]:
+    """Translate 'cannot reach MongoDB' into TransientError, so actors retry."""
+    try:
+        yield
+    except (ConnectionFailure, ServerSelectionTimeoutError) as exc:
+        raise TransientError(f"MongoDB unreachable: {type(exc).__name__}") from None
+
+
+def new_id(prefix: str) -> str:
+    """A short random id with a readable prefix (``ct_3f9a…``)."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _history(state: str, now: datetime, **extra: Any) -> Doc:
+    return {"$each": [{"state": state, "at": now, **extra}], "$slice": -HISTORY_CAP}
+
+
+class Store:
+    """All repositories over one MongoDB database."""
+
+    def __init__(self, db: Database[Doc]) -> None:
+        self.db = db
+        self.contacts: Collection[Doc] = db["contacts"]
+        self.campaigns: Collection[Doc] = db["campaigns"]
+        self.followups: Collection[Doc] = db["followups"]
+        self.messages: Collection[Doc] = db["messages"]
+        self.events: Collection[Doc] = db["events"]
+
+    # ---------------------------------------------------------------- set-up
+    def ensure_indexes(self) -> None:
+        """Create every index (idempotent: safe at each process start)."""
+        with unreachable_as_transient():
+            self.contacts.create_index([("phone", ASCENDING)], unique=True, name="phone_unique")
+            self.contacts.create_index([("tags", ASCENDING)], name="tags")
+            self.campaigns.create_index([("status", ASCENDING)], name="status")
+            self.followups.create_index(
+                [("contact_id", ASCENDING), ("campaign_id", ASCENDING)],
+                unique=True,
+                name="enrolment_unique",
+            )
+            self.followups.create_index(
+                [("state", ASCENDING), ("next_run_at", ASCENDING)], name="state_next_run"
+            )
+            self.followups.create_index(
+                [("state", ASCENDING), ("state_changed_at", ASCENDING)], name="state_changed"
+            )
+            self.followups.create_index([("campaign_id", ASCENDING)], name="campaign")
+            self.messages.create_index(
+                [("twilio_sid", ASCENDING)], unique=True, sparse=True, name="twilio_sid_unique"
+            )
+            self.messages.create_index(
+                [("state", ASCENDING), ("state_changed_at", ASCENDING)], name="state_changed"
+            )
+            self.messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)],
+                                       name="contact_time")
+            self.events.create_index([("sid", ASCENDING)], name="sid")
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            self.db.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    # ---------------------------------------------------------------- contacts
+    def upsert_contact(self, contact: Contact, now: datetime) -> str:
+        """Insert or update a contact by phone; returns 'inserted', 'updated' or 'unchanged'.
+
+        Importing the same data twice changes nothing: fields that are equal are not rewritten
+        and ``updated_at`` only moves when something changed.
+        """
+        data = contact.model_dump(mode="python", exclude={"id", "opted_out", "last_inbound_at"})
+        with unreachable_as_transient():
+            existing = self.contacts.find_one({"phone": contact.phone})
+            if existing is None:
+                try:
+                    self.contacts.insert_one(
+                        {"_id": contact.id, **data, "opted_out": False, "last_inbound_at": None,
+                         "created_at": now, "updated_at": now}
+                    )
+                    return "inserted"
+                except DuplicateKeyError:
+                    existing = self.contacts.find_one({"phone": contact.phone})
+                    if existing is None:
+                        raise
+            changed = {k: v for k, v in data.items() if existing.get(k) != v}
+            if not changed:
+                return "unchanged"
+            self.contacts.update_one({"_id": existing["_id"]}, {"$set": {**changed, "updated_at": now}})
+            return "updated"
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        """A contact by id."""
+        with unreachable_as_transient():
+            doc = self.contacts.find_one({"_id": contact_id})
+        return _contact(doc) if doc else None
+
+    def contact_by_phone(self, phone: str) -> Contact | None:
+        """A contact by E.164 phone."""
+        with unreachable_as_transient():
+            doc = self.contacts.find_one({"phone": phone})
+        return _contact(doc) if doc else None
+
+    def find_contacts(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
+        """Contacts having all ``tags`` and whose fields equal ``equals``."""
+        query: Doc = {}
+        if tags:
+            query["tags"] = {"$all": tags}
+        for key, value in (equals or {}).items():
+            query[f"fields.{key}"] = value
+        with unreachable_as_transient():
+            return [_contact(d) for d in self.contacts.find(query).sort("_id", ASCENDING)]
+
+    def set_opt_out(self, contact_id: str, opted_out: bool, now: datetime) -> bool:
+        """Record an opt-out (or re-subscription); True if it changed."""
+        with unreachable_as_transient():
+            result = self.contacts.update_one(
+                {"_id": contact_id, "opted_out": {"$ne": opted_out}},
+                {"$set": {"opted_out": opted_out, "opted_out_at": now if opted_out else None,
+                          "updated_at": now}},
+            )
+        return result.modified_count == 1
+
+    def touch_inbound(self, contact_id: str, at: datetime) -> None:
+        """Open the 24-hour window: remember the contact's latest message time."""
+        with unreachable_as_transient():
+            self.contacts.update_one(
+                {"_id": contact_id, "$or": [{"last_inbound_at": None}, {"last_inbound_at": {"$lt": at}}]},
+                {"$set": {"last_inbound_at": at, "updated_at": at}},
+            )
+
+    # ---------------------------------------------------------------- campaigns
+    def create_campaign(self, campaign: Campaign, now: datetime) -> bool:
+        """Store a new campaign; False when one with this id exists."""
+        doc = campaign.model_dump(mode="json", exclude={"id"})
+        with unreachable_as_transient():
+            try:
+                self.campaigns.insert_one({"_id": campaign.id, **doc, "created_at": now, "updated_at": now})
+            except DuplicateKeyError:
+                return False
+        return True
+
+    def get_campaign(self, campaign_id: str) -> Campaign | None:
+        """A campaign by id."""
+        with unreachable_as_transient():
+            doc = self.campaigns.find_one({"_id": campaign_id})
+        return _campaign(doc) if doc else None
+
+    def list_campaigns(self) -> list[Campaign]:
+        """Every campaign."""
+        with unreachable_as_transient():
+            return [_campaign(d) for d in self.campaigns.find().sort("_id", ASCENDING)]
+
+    def set_campaign_status(self, campaign_id: str, status: str, now: datetime) -> bool:
+        """Pause or resume a campaign; True if it changed."""
+        with unreachable_as_transient():
+            result = self.campaigns.update_one(
+                {"_id": campaign_id, "status": {"$ne": status}},
+                {"$set": {"status": status, "updated_at": now}},
+            )
+        return result.modified_count == 1
+
+    def active_campaign_ids(self) -> list[str]:
+        """Ids of campaigns that are not paused."""
+        with unreachable_as_transient():
+            return [d["_id"] for d in self.campaigns.find({"status": "active"}, {"_id": 1})]
+
+    # ---------------------------------------------------------------- follow-ups
+    def enrol(self, *, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime) -> bool:
+        """Enrol a contact in a campaign at step 0; False if already enrolled."""
+        doc = {
+            "_id": f"{campaign_id}:{contact_id}",
+            "contact_id": contact_id,
+            "campaign_id": campaign_id,
+            "state": FollowUpState.SCHEDULED.value,
+            "step": 0,
+            "next_run_at": next_run_at,
+            "enrolled_at": now,
+            "state_changed_at": now,
+            "needs_human": False,
+            "history": [{"state": FollowUpState.SCHEDULED.value, "at": now, "step": 0}],
+            "created_at": now,
+            "updated_at": now,
+        }
+        with unreachable_as_transient():
+            try:
+                self.followups.insert_one(doc)
+            except DuplicateKeyError:
+                return False
+        return True
+
+    def get_followup(self, followup_id: str) -> FollowUp | None:
+        """A follow-up by id."""
+        with unreachable_as_transient():
+            doc = self.followups.find_one({"_id": followup_id})
+        return _followup(doc) if doc else None
+
+    def due_followups(self, now: datetime, campaign_ids: list[str], limit: int) -> list[Doc]:
+        """Follow-ups whose next run is due (index: state + next_run_at)."""
+        with unreachable_as_transient():
+            return list(
+                self.followups.find(
+                    {"state": FollowUpState.SCHEDULED.value, "next_run_at": {"$lte": now},
+                     "campaign_id": {"$in": campaign_ids}},
+                    {"_id": 1, "step": 1},
+                )
+                .sort("next_run_at", ASCENDING)
+                .limit(limit)
+            )
+
+    def move_followup(
+        self,
+        followup_id: str,
+        *,
+        expected: FollowUpState | tuple[FollowUpState, ...],
+        new: FollowUpState,
+        now: datetime,
+        step: int | None = None,
+        extra: Doc | None = None,
+        unset: tuple[str, ...] = (),
+    ) -> bool:
+        """Conditional transition of a follow-up; True when this caller made it."""
+        states = expected if isinstance(expected, tuple) else (expected,)
+        query: Doc = {"_id": followup_id, "state": {"$in": [s.value for s in states]}}
+        if step is not None:
+            query["step"] = step
+        fields = {"state": new.value, "state_changed_at": now, "updated_at": now, **(extra or {})}
+        update: Doc = {
+            "$set": fields,
+            "$push": {"history": _history(new.value, now, step=fields.get("step", step))},
+        }
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
+        with unreachable_as_transient():
+            return self.followups.update_one(query, update).modified_count == 1
+
+    def stale_followups(self, states: list[FollowUpState], before: datetime, limit: int) -> list[Doc]:
+        """Follow-ups sitting in one of ``states`` since before ``before``."""
+        with unreachable_as_transient():
+            return list(
+                self.followups.find(
+                    {"state": {"$in": [s.value for s in states]}, "state_changed_at": {"$lt": before}},
+                    {"_id": 1, "step": 1, "state": 1, "state_changed_at": 1},
+                ).limit(limit)
+            )
+
+    def touch_followup(self, followup_id: str, state: FollowUpState, changed_at: datetime, now: datetime) -> bool:
+        """Claim a stale follow-up for re-enqueueing (conditional on its last change time)."""
+        with unreachable_as_transient():
+            result = self.followups.update_one(
+                {"_id": followup_id, "state": state.value, "state_changed_at": changed_at},
+                {"$set": {"state_changed_at": now, "updated_at": now},
+                 "$inc": {"requeued": 1}},
+            )
+        return result.modified_count == 1
+
+    def followups_of_contact(self, contact_id: str, states: tuple[FollowUpState, ...]) -> list[FollowUp]:
+        """A contact's follow-ups in the given states."""
+        with unreachable_as_transient():
+            docs = self.followups.find({"contact_id": contact_id, "state": {"$in": [s.value for s in states]}})
+            return [_followup(d) for d in docs]
+
+    def resume_due_pauses(self, now: datetime, limit: int) -> list[str]:
+        """Paused follow-ups whose pause has ended go back to scheduled; returns their ids."""
+        resumed: list[str] = []
+        with unreachable_as_transient():
+            docs = list(self.followups.find(
+                {"state": FollowUpState.PAUSED.value, "paused_until": {"$ne": None, "$lte": now}},
+                {"_id": 1},
+            ).limit(limit))
+        for doc in docs:
+            if self.move_followup(doc["_id"], expected=FollowUpState.PAUSED, new=FollowUpState.SCHEDULED,
+                                  now=now, extra={"next_run_at": now, "paused_until": None,
+                                                  "pause_reason": None}):
+                resumed.append(doc["_id"])
+        return resumed
+
+    # ---------------------------------------------------------------- messages
+    def insert_message(self, message: OutboundMessage, now: datetime) -> bool:
+        """Store a drafted message once; False when this (follow-up, step) already has one."""
+        doc = message.model_dump(mode="python", exclude={"id"})
+        doc["language"] = message.language.value
+        doc["state"] = message.state.value
+        doc.pop("twilio_sid", None)  # sparse unique index: absent until Twilio answers
+        doc.update({"_id": message.id, "direction": "outbound", "status_rank": STATUS_RANK["ready"],
+                    "created_at": now, "updated_at": now, "state_changed_at": now,
+                    "history": [{"state": message.state.value, "at": now}]})
+        with unreachable_as_transient():
+            try:
+                self.messages.insert_one(doc)
+            except DuplicateKeyError:
+                return False
+        return True
+
+    def get_message(self, message_id: str) -> OutboundMessage | None:
+        """An outbound message by id."""
+        with unreachable_as_transient():
+            doc = self.messages.find_one({"_id": message_id, "direction": "outbound"})
+        return _message(doc) if doc else None
+
+    def message_doc(self, message_id: str) -> Doc | None:
+        """The raw document of a message (for status details and tests)."""
+        with unreachable_as_transient():
+            return self.messages.find_one({"_id": message_id})
+
+    def move_message(
+        self,
+        message_id: str,
+        *,
+        expected: MessageState | tuple[MessageState, ...],
+        new: MessageState,
+        now: datetime,
+        extra: Doc | None = None,
+    ) -> bool:
+        """Conditional transition of a message; True when this caller made it."""
+        states = expected if isinstance(expected, tuple) else (expected,)
+        fields = {"state": new.value, "state_changed_at": now, "updated_at": now, **(extra or {})}
+        if new.value in STATUS_RANK:
+            fields.setdefault("status_rank", STATUS_RANK[new.value])
+        with unreachable_as_transient():
+            result = self.messages.update_one(
+                {"_id": message_id, "state": {"$in": [s.value for s in states]}},
+                {"$set": fields, "$push": {"history": _history(new.value, now)}},
+            )
+        return result.modified_count == 1
+
+    def stale_messages(self, state: MessageState, before: datetime, limit: int) -> list[Doc]:
+        """Outbound messages sitting in ``state`` since before ``before``."""
+        with unreachable_as_transient():
+            return list(self.messages.find(
+                {"state": state.value, "direction": "outbound", "state_changed_at": {"$lt": before}},
+                {"_id": 1, "not_before": 1, "state_changed_at": 1, "followup_id": 1, "step": 1},
+            ).limit(limit))
+
+    def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime) -> bool:
+        """Apply a Twilio delivery status to the message with this SID, forward only.
+
+        Callbacks arrive out of order: a status ranked at or below the current one is ignored,
+        so ``delivered`` after ``read`` changes nothing. True when the message changed.
+        """
+        state = TWILIO_STATUS_TO_STATE.get(status)
+        if state is None:
+            return False
+        rank = STATUS_RANK[status] if status in STATUS_RANK else STATUS_RANK[state.value]
+        fields: Doc = {"state": state.value, "status_rank": rank, "updated_at": now, "state_changed_at": now}
+        if error_code is not None:
+            fields["error_code"] = error_code
+        if state in (MessageState.DELIVERED, MessageState.READ):
+            fields[f"{state.value}_at"] = now
+        with unreachable_as_transient():
+            result = self.messages.update_one(
+                {"twilio_sid": sid, "status_rank": {"$lt": rank}},
+                {"$set": fields, "$push": {"history": _history(state.value, now, source="callback")}},
+            )
+        return result.modified_count == 1
+
+    def record_sid(self, message_id: str, sid: str, now: datetime) -> bool:
+        """sending → sent with Twilio's SID; then replay callbacks that arrived before it."""
+        moved = self.move_message(
+            message_id, expected=(MessageState.SENDING, MessageState.UNCERTAIN), new=MessageState.SENT,
+            now=now, extra={"twilio_sid": sid, "sent_at": now},
+        )
+        if moved:
+            with unreachable_as_transient():
+                early = list(self.events.find({"kind": "status", "sid": sid}).sort("received_at", ASCENDING))
+            for event in early:
+                self.apply_status(sid, event["status"], event.get("error_code"), now)
+        return moved
+
+    def conversation(self, contact_id: str, limit: int = 20) -> list[Doc]:
+        """The contact's latest messages, oldest first."""
+        with unreachable_as_transient():
+            docs = list(self.messages.find({"contact_id": contact_id}).sort("created_at", -1).limit(limit))
+        return list(reversed(docs))
+
+    # ---------------------------------------------------------------- events
+    def record_event(self, event_id: str, doc: Doc, now: datetime) -> bool:
+        """Store a webhook event once (its id is its dedupe key); False if already stored."""
+        with unreachable_as_transient():
+            try:
+                self.events.insert_one({"_id": event_id, **doc, "received_at": now})
+            except DuplicateKeyError:
+                return False
+        return True
+
+    def get_event(self, event_id: str) -> Doc | None:
+        """A stored webhook event."""
+        with unreachable_as_transient():
+            return self.events.find_one({"_id": event_id})
+
+    def mark_event(self, event_id: str, expected: str, new: str, now: datetime) -> bool:
+        """Move an event's processing state (received → processed) conditionally."""
+        with unreachable_as_transient():
+            result = self.events.update_one(
+                {"_id": event_id, "state": expected}, {"$set": {"state": new, "processed_at": now}}
+            )
+        return result.modified_count == 1
+
+    def insert_inbound(self, doc: Doc, now: datetime) -> bool:
+        """Store an inbound message once (id derived from its MessageSid)."""
+        with unreachable_as_transient():
+            try:
+                self.messages.insert_one({**doc, "direction": "inbound", "state": MessageState.RECEIVED.value,
+                                          "created_at": now, "updated_at": now})
+            except DuplicateKeyError:
+                return False
+        return True
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Follow-ups and outbound messages counted by state (for progress displays)."""
+        out: dict[str, dict[str, int]] = {}
+        with unreachable_as_transient():
+            for name, coll, match in (
+                ("followups", self.followups, {}),
+                ("messages", self.messages, {"direction": "outbound"}),
+            ):
+                rows = coll.aggregate([{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+                out[name] = {r["_id"]: r["n"] for r in rows}
+        return out
+
+
+def open_store(uri: str, database: str, *, timeout_ms: int = 5000) -> tuple[MongoClient[Doc], Store]:
+    """Connect and build the store (the caller closes the client)."""
+    client = connect(uri, timeout_ms=timeout_ms)
+    return client, Store(client[database])
+
+
+def retry_on_transient(fn: Callable[[], T], attempts: int = 3, delay: float = 0.5) -> T:
+    """Run ``fn``; on TransientError retry a few times (used by short CLI commands)."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except TransientError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _contact(doc: Doc) -> Contact:
+    return Contact(
+        id=doc["_id"], phone=doc["phone"], name=doc["name"], language=doc.get("language", "fr"),
+        timezone=doc.get("timezone", "Europe/Paris"), fields=doc.get("fields", {}),
+        tags=doc.get("tags", []), opted_out=doc.get("opted_out", False),
+        last_inbound_at=doc.get("last_inbound_at"),
+    )
+
+
+def _campaign(doc: Doc) -> Campaign:
+    data = {k: v for k, v in doc.items() if k not in ("_id", "created_at", "updated_at")}
+    return Campaign(id=doc["_id"], **data)
+
+
+def _followup(doc: Doc) -> FollowUp:
+    fields = {k: doc.get(k) for k in FollowUp.model_fields if k != "id" and k in doc}
+    return FollowUp(id=doc["_id"], **fields)
+
+
+def _message(doc: Doc) -> OutboundMessage:
+    fields = {k: doc.get(k) for k in OutboundMessage.model_fields if k != "id" and k in doc}
+    return OutboundMessage(id=doc["_id"], **fields)
+

@@ -1,0 +1,272 @@
+"""The actors and the scheduler on the real MongoDB-compatible server, with fakes at the edges.
+
+Each test walks a follow-up through its states with the functions the actors call, and
+checks what a user would: what was sent to whom, and the states stored in MongoDB.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from services.scheduler import TickReport, reconcile, resume_campaign, tick
+from shared.clock import FakeClock
+from shared.errors import SendDeferred, SendRejected, TransientError
+from shared.fakes import FakeSender, RecordingQueue
+from shared.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step, TemplateRef
+from shared.ports import Draft, DraftRequest
+from shared.settings import load_settings
+from shared.store import Store
+from workers.deps import Deps
+from workers.drafting import draft_followup
+from workers.replies import process_inbound
+from workers.sending import send_message
+
+pytestmark = pytest.mark.integration
+
+ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=time(0), end=time(23, 59))
+TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name", "2": "invoice_number"},
+                       preview={Language.FR: "Bonjour {{1}}, la facture {{2}} reste à régler.",
+                                Language.EN: "Hello {{1}}, invoice {{2}} is still due."})
+
+
+class EchoDrafter:
+    """A drafter that writes a short message from the facts."""
+
+    def __init__(self) -> None:
+        self.requests: list[DraftRequest] = []
+
+    def draft(self, request: DraftRequest) -> Draft:
+        self.requests.append(request)
+        return Draft(body=f"Bonjour {request.contact_name}, facture {request.facts.get('invoice_number')}.",
+                     language=request.language, source="offline")
+
+
+@pytest.fixture
+def deps(store: Store, clock: FakeClock) -> Deps:
+    settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "TWILIO_AUTH_TOKEN": "t" * 32})
+    return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+                sender=FakeSender())
+
+
+def _setup(deps: Deps, *, steps: int = 2, template: bool = True, window: SendWindow = ALWAYS,
+           inside_24h: bool = True, phone: str = "+33612345678") -> str:
+    now = deps.clock.now()
+    contact = Contact(id=f"ct{phone[-4:]}", phone=phone, name="Marie", language=Language.FR,
+                      fields={"invoice_number": "FA-2026-001", "amount": "120.00"}, tags=["t"])
+    deps.store.upsert_contact(contact, now)
+    if inside_24h:
+        deps.store.touch_inbound(contact.id, now - timedelta(hours=1))
+    campaign = Campaign(id="c1", name="Relance", send_window=window, enrol=EnrolRule(tags=["t"]),
+                        steps=[Step(delay="0s", template=TEMPLATE if template else None),
+                               Step(delay="1h", anchor="previous", tone="firm",
+                                    template=TEMPLATE if template else None)][:steps])
+    deps.store.create_campaign(campaign, now)
+    deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+    return f"c1:{contact.id}"
+
+
+def _drain(deps: Deps) -> None:
+    """Run what the actors would run, until the queue is empty."""
+    queue = deps.queue
+    assert isinstance(queue, RecordingQueue)
+    while queue.drafts or queue.sends:
+        while queue.drafts:
+            draft_followup(deps, *queue.drafts.pop(0))
+        while queue.sends:
+            message_id, delay = queue.sends.pop(0)
+            if delay == 0:
+                send_message(deps, message_id)
+
+
+def _state(deps: Deps, followup_id: str) -> str:
+    doc = deps.store.followups.find_one({"_id": followup_id})
+    assert doc is not None
+    return str(doc["state"])
+
+
+def test_two_steps_are_sent_once_each_then_completed(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps)
+    tick(deps.store, deps.queue, clock)
+    _drain(deps)
+    sender = deps.sender
+    assert isinstance(sender, FakeSender)
+    assert len(sender.sent) == 1 and sender.sent[0].body and "FA-2026-001" in sender.sent[0].body
+    assert sender.sent[0].status_callback.startswith("https://relance.example.com/whatsapp/status?mid=")
+    assert _state(deps, fid) == "scheduled"
+    tick(deps.store, deps.queue, clock)  # step 2 not due yet
+    assert deps.queue.drafts == []  # type: ignore[attr-defined]
+    clock.advance(timedelta(hours=1, seconds=1))
+    tick(deps.store, deps.queue, clock)
+    _drain(deps)
+    assert len(sender.sent) == 2
+    assert _state(deps, fid) == "completed"
+    messages = list(deps.store.messages.find({"followup_id": fid}).sort("step", 1))
+    assert [m["state"] for m in messages] == ["sent", "sent"]
+    assert all(m["twilio_sid"].startswith("SM") for m in messages)
+    history = [h["state"] for h in deps.store.followups.find_one({"_id": fid})["history"]]  # type: ignore[index]
+    assert history == ["scheduled", "queued", "drafting", "awaiting_send", "scheduled",
+                       "queued", "drafting", "awaiting_send", "completed"]
+
+
+def test_redelivered_messages_never_send_twice(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    (followup_id, step), = deps.queue.drafts  # type: ignore[attr-defined]
+    first = draft_followup(deps, followup_id, step)
+    again = draft_followup(deps, followup_id, step)  # redelivery after success: nothing to do
+    assert first == f"{fid}:0" and again is None
+    assert deps.store.messages.count_documents({"followup_id": fid}) == 1
+    send_message(deps, first)
+    send_message(deps, first)
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+    assert _state(deps, fid) == "completed"
+
+
+def test_concurrent_sends_of_the_same_message_reach_twilio_once(deps: Deps, clock: FakeClock) -> None:
+    _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts[0])  # type: ignore[attr-defined]
+    assert message_id
+    threads = [threading.Thread(target=send_message, args=(deps, message_id)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+
+
+def test_two_schedulers_never_claim_the_same_step(deps: Deps, clock: FakeClock) -> None:
+    now = clock.now()
+    deps.store.create_campaign(Campaign(id="c1", name="c", send_window=ALWAYS, steps=[Step()]), now)
+    for i in range(40):
+        deps.store.upsert_contact(Contact(id=f"ct{i}", phone=f"+336123456{i:02d}", name="X"), now)
+        deps.store.enrol(contact_id=f"ct{i}", campaign_id="c1", next_run_at=now, now=now)
+    queues = [RecordingQueue(), RecordingQueue()]
+    threads = [threading.Thread(target=tick, args=(deps.store, q, clock)) for q in queues]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = queues[0].drafts + queues[1].drafts
+    assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
+def test_outside_the_24h_window_the_template_is_used(deps: Deps, clock: FakeClock) -> None:
+    _setup(deps, steps=1, inside_24h=False)
+    tick(deps.store, deps.queue, clock)
+    _drain(deps)
+    (sent,) = deps.sender.sent  # type: ignore[attr-defined]
+    assert sent.body is None and sent.content_sid == TEMPLATE.content_sid
+    assert sent.content_variables == {"1": "Marie", "2": "FA-2026-001"}
+    assert deps.drafter.requests == []  # type: ignore[attr-defined]
+
+
+def test_outside_the_window_without_template_nothing_is_sent(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps, steps=1, inside_24h=False, template=False)
+    tick(deps.store, deps.queue, clock)
+    _drain(deps)
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
+    doc = deps.store.followups.find_one({"_id": fid})
+    assert doc is not None and doc["state"] == "paused" and doc["needs_human"] is True
+
+
+def test_send_window_is_checked_again_before_sending(deps: Deps, clock: FakeClock) -> None:
+    office = SendWindow(days=["mon", "tue", "wed", "thu", "fri"], start=time(9), end=time(18))
+    fid = _setup(deps, steps=1, window=office)
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
+    assert message_id
+    clock.set(datetime(2026, 3, 2, 19, 0, tzinfo=UTC))  # 20:00 in Paris: closed
+    deps.queue.sends.clear()  # type: ignore[attr-defined]
+    assert send_message(deps, message_id) is None
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
+    (_, delay), = deps.queue.sends  # type: ignore[attr-defined]
+    assert delay == (datetime(2026, 3, 3, 8, 0, tzinfo=UTC) - clock.now()).total_seconds()
+    clock.set(datetime(2026, 3, 3, 8, 0, 1, tzinfo=UTC))
+    assert send_message(deps, message_id)
+    assert _state(deps, fid) == "completed"
+
+
+def test_opt_out_is_honoured_for_an_already_drafted_message(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
+    deps.store.record_event("inbound:SMx", {"kind": "inbound", "sid": "SMx", "state": "received",
+                                            "from": "whatsapp:+33612345678", "body": "STOP"}, clock.now())
+    assert process_inbound(deps, "inbound:SMx") == "opt_out stopped=1"
+    assert send_message(deps, message_id) is None  # type: ignore[arg-type]
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
+    assert _state(deps, fid) == "stopped"
+    assert deps.store.message_doc(message_id)["state"] == "cancelled"  # type: ignore[arg-type,index]
+
+
+def test_permanent_twilio_error_stops_and_flags(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps, steps=1)
+    deps.sender.fail_with = SendRejected(63024, "invalid recipient", 400)  # type: ignore[attr-defined]
+    tick(deps.store, deps.queue, clock)
+    _drain(deps)
+    doc = deps.store.followups.find_one({"_id": fid})
+    assert doc is not None and doc["state"] == "stopped" and doc["stop_reason"] == "invalid_number"
+    assert deps.store.message_doc(f"{fid}:0")["error_code"] == 63024  # type: ignore[index]
+
+
+def test_transient_twilio_error_retries_later_without_duplicates(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
+    deps.sender.fail_with = SendDeferred(20429, "too many requests", 429)  # type: ignore[attr-defined]
+    with pytest.raises(TransientError):
+        send_message(deps, message_id)  # type: ignore[arg-type]
+    assert deps.store.message_doc(message_id)["state"] == "ready"  # type: ignore[arg-type,index]
+    assert send_message(deps, message_id)  # type: ignore[arg-type]
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+    assert _state(deps, fid) == "completed"
+
+
+def test_reconciler_requeues_work_lost_by_redis(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    deps.queue.drafts.clear()  # type: ignore[attr-defined]  # Redis lost the message
+    clock.advance(timedelta(minutes=6))
+    report = TickReport()
+    reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, report)
+    assert report.requeued_drafts == [fid]
+    _drain(deps)
+    deps.queue.sends.clear()  # type: ignore[attr-defined]
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+
+
+def test_stuck_sending_becomes_uncertain_not_resent(deps: Deps, clock: FakeClock) -> None:
+    _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
+    from shared.models import MessageState
+
+    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING,  # type: ignore[arg-type]
+                            now=clock.now())  # a worker died right after calling Twilio
+    clock.advance(timedelta(minutes=6))
+    report = tick(deps.store, deps.queue, clock)
+    assert report.uncertain == [message_id]
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
+
+
+def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock) -> None:
+    fid = _setup(deps, steps=1)
+    deps.store.set_campaign_status("c1", "paused", clock.now())
+    assert tick(deps.store, deps.queue, clock).claimed == []
+    deps.store.set_campaign_status("c1", "active", clock.now())
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
+    deps.store.set_campaign_status("c1", "paused", clock.now())  # paused between drafting and sending
+    assert send_message(deps, message_id) is None  # type: ignore[arg-type]
+    assert _state(deps, fid) == "paused"
+    deps.store.set_campaign_status("c1", "active", clock.now())
+    assert resume_campaign(deps.store, "c1", clock.now()) == 1
+    deps.queue.sends.clear()  # type: ignore[attr-defined]
+    tick(deps.store, deps.queue, clock)
+    _drain(deps)
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+    assert _state(deps, fid) == "completed"

@@ -1,0 +1,51 @@
+"""Settings: defaults, validation, one clear line per mistake, and the CLI's handling of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.cli import main
+from shared.errors import ConfigError
+from shared.settings import Settings, load_settings
+
+
+def test_defaults_and_derived_urls() -> None:
+    settings = load_settings({"PUBLIC_BASE_URL": "https://abc.ngrok-free.app/", "MONGODB_URI": "mongodb://m:27017/crm"})
+    assert settings.status_callback_url == "https://abc.ngrok-free.app/whatsapp/status"
+    assert settings.mongodb_database == "crm"
+    assert settings.sender_number == "+14155238886"
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({"BACKEND_PORT": "abc"}, "BACKEND_PORT"),
+    ({"TWILIO_ACCOUNT_SID": "not-a-sid"}, "TWILIO_ACCOUNT_SID"),
+    ({"TWILIO_WHATSAPP_NUMBER": "+14155238886"}, "TWILIO_WHATSAPP_NUMBER"),
+    ({"MONGODB_URI": "http://localhost"}, "MONGODB_URI"),
+    ({"PUBLIC_BASE_URL": "ftp://x"}, "PUBLIC_BASE_URL"),
+])
+def test_malformed_setting_names_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    message = str(info.value)
+    assert message.startswith(name) and "\n" not in message
+
+
+def test_require_names_the_missing_variable() -> None:
+    settings = load_settings({"TWILIO_AUTH_TOKEN": ""})
+    with pytest.raises(ConfigError, match="^TWILIO_AUTH_TOKEN is not set"):
+        settings.require("twilio_auth_token")
+
+
+def test_secrets_do_not_show_in_repr() -> None:
+    settings = load_settings({"TWILIO_AUTH_TOKEN": "supersecret-token-value", "GEMINI_API_KEY": "key-value-123"})
+    assert "supersecret-token-value" not in repr(settings)
+    assert "key-value-123" not in repr(settings)
+
+
+def test_cli_prints_one_error_line_for_a_bad_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    def bad() -> Settings:
+        return load_settings({"BACKEND_PORT": "70000"})
+
+    assert main(["status"], load=bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: configuration: BACKEND_PORT") and "\n" not in err

@@ -1,0 +1,141 @@
+"""Drafting actor: writes the message for one step of one follow-up and hands it to sending.
+
+Inside WhatsApp's 24-hour window the message is freeform text drafted by Gemini (checked
+against the contact's facts, replaced by the offline draft when it fails); outside it, the
+step's approved Content template is filled from the contact's fields. A step without a
+template outside the window is never sent freeform: the follow-up is paused and flagged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from shared.cadence import stop_followup
+from shared.errors import PermanentError
+from shared.models import (
+    Campaign,
+    Contact,
+    FollowUp,
+    FollowUpState,
+    MessageState,
+    OutboundMessage,
+    TemplateRef,
+    message_id_for,
+)
+from shared.policy import in_service_window
+from shared.ports import DraftRequest, HistoryItem
+from shared.queue import ACTOR_DRAFT, QUEUE_DRAFTING
+from workers.deps import Deps
+
+log = logging.getLogger(__name__)
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def template_variables(template: TemplateRef, contact: Contact) -> dict[str, str]:
+    """The template's ContentVariables, filled from the contact."""
+    values: dict[str, str] = {}
+    for slot, source in template.variables.items():
+        values[slot] = contact.name if source == "name" else contact.fields.get(source, "")
+    return values
+
+
+def render_preview(template: TemplateRef, contact: Contact, variables: dict[str, str]) -> str:
+    """The template's text in the contact's language with its variables filled in."""
+    text = template.preview.get(contact.language) or next(iter(template.preview.values()), "")
+    if not text:
+        return f"[template {template.content_sid}]"
+    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+
+
+def compose_message(deps: Deps, followup: FollowUp, campaign: Campaign, contact: Contact) -> OutboundMessage | None:
+    """Build the step's message (not stored); None when WhatsApp's rules forbid any message now."""
+    step = campaign.steps[followup.step]
+    now = deps.clock.now()
+    base: dict[str, Any] = {
+        "id": message_id_for(followup.id, followup.step), "followup_id": followup.id,
+        "contact_id": contact.id, "campaign_id": campaign.id, "step": followup.step,
+        "state": MessageState.READY, "language": contact.language,
+    }
+    if in_service_window(contact, now):
+        history = tuple(
+            HistoryItem(direction=d.get("direction", "outbound"), body=d.get("body", ""), at=d["created_at"])
+            for d in deps.store.conversation(contact.id, limit=10) if d.get("body")
+        )
+        request = DraftRequest(
+            contact_name=contact.name, language=contact.language, facts=dict(contact.fields),
+            step_index=followup.step, step_count=len(campaign.steps), tone=step.tone,
+            business_name=deps.settings.business_name, campaign_name=campaign.name,
+            max_chars=deps.settings.max_message_chars, history=history,
+        )
+        draft = deps.drafter.draft(request)
+        return OutboundMessage(**base, kind="freeform", body=draft.body, draft_source=draft.source,
+                               fallback_reason=draft.fallback_reason)
+    if step.template is None:
+        return None
+    variables = template_variables(step.template, contact)
+    return OutboundMessage(**base, kind="template", body=render_preview(step.template, contact, variables),
+                           content_sid=step.template.content_sid, content_variables=variables,
+                           draft_source="template")
+
+
+def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
+    """Draft step ``step`` of a follow-up; returns the message id, or None if there is nothing to do.
+
+    Idempotent: the message id is derived from (follow-up, step), so a redelivered or
+    concurrent run finds the stored message instead of drafting a second one.
+    """
+    store, now = deps.store, deps.clock.now()
+    followup = store.get_followup(followup_id)
+    if followup is None or followup.step != step or followup.state not in (
+        FollowUpState.QUEUED, FollowUpState.DRAFTING
+    ):
+        log.info("draft skipped followup=%s step=%s (state moved on)", followup_id, step)
+        return None
+    store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.DRAFTING, now=now, step=step)
+    message_id = message_id_for(followup_id, step)
+    if store.get_message(message_id) is None:
+        contact = store.get_contact(followup.contact_id)
+        campaign = store.get_campaign(followup.campaign_id)
+        if contact is None or campaign is None or step >= len(campaign.steps):
+            stop_followup(store, followup_id, reason="missing_data", now=now, needs_human=True,
+                          detail="contact or campaign step no longer exists")
+            return None
+        if contact.opted_out:
+            stop_followup(store, followup_id, reason="opt_out", now=now)
+            return None
+        message = compose_message(deps, followup, campaign, contact)
+        if message is None:
+            store.move_followup(
+                followup_id, expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING), new=FollowUpState.PAUSED,
+                now=now, step=step,
+                extra={"pause_reason": "awaiting_customer_window", "paused_until": None, "needs_human": True,
+                       "needs_human_reason": f"step {step + 1} has no approved template and the contact "
+                                             "has not written in the last 24 h"},
+            )
+            log.warning("followup=%s step=%s paused: outside 24h window and no template", followup_id, step)
+            return None
+        if store.insert_message(message, now):
+            log.info("drafted message=%s kind=%s source=%s fallback=%s", message_id, message.kind,
+                     message.draft_source, message.fallback_reason)
+    if store.move_followup(followup_id, expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
+                           new=FollowUpState.AWAITING_SEND, now=now, step=step):
+        deps.queue.send_message(message_id)
+    return message_id
+
+
+def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str, int], str | None]:
+    """Declare the drafting actor on ``broker``, bound to ``deps``."""
+
+    def run(followup_id: str, step: int) -> str | None:
+        return draft_followup(deps, followup_id, step)
+
+    run.__name__ = ACTOR_DRAFT
+    return dramatiq.actor(
+        run, broker=broker, actor_name=ACTOR_DRAFT, queue_name=QUEUE_DRAFTING,
+        max_retries=8, min_backoff=1000, max_backoff=60_000, time_limit=120_000, throws=(PermanentError,),
+    )
