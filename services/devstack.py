@@ -40,10 +40,11 @@ class Stack:
         self.servers: list[ServerProcess] = []
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start ``relance ARGS`` as a child process logging to logs/NAME.log."""
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env, stdout=log,
+    def spawn(self, name: str, args: list[str], env: dict[str, str], module: str = "services.cli",
+              ) -> subprocess.Popen[bytes]:
+        """Start ``python -m MODULE ARGS`` (``relance ARGS`` by default), logging to logs/NAME.log."""
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         self.procs.append((name, proc))
         return proc
@@ -88,6 +89,7 @@ def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webho
 def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None]) -> bool:
     """Import the demo contacts and campaign when the database has no contact yet."""
     from shared.campaign_files import create_campaign, enrol_campaign
+
     from shared.importing import import_contacts
 
     if store.contacts.estimated_document_count() > 0:

@@ -95,7 +95,7 @@ def start_redis(workdir: Path, port: int | None = None, log_file: Path | None = 
     """Start a throw-away Redis (no persistence) on a free port."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    log = open(log_file or workdir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(log_file or workdir / "redis.log", "ab")
     proc = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(workdir)],
@@ -110,7 +110,7 @@ def start_mongo(workdir: Path, port: int | None = None, database: str = "relance
     """Start SecantusDB (MongoDB wire protocol) on a free port."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    log = open(log_file or workdir / "secantus.log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(log_file or workdir / "secantus.log", "ab")
     storage = ":memory:" if in_memory else str(workdir / "data")
     proc = subprocess.Popen(
         [secantus_binary(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,

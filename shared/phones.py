@@ -35,7 +35,7 @@ def timezone_for_phone(e164: str, fallback: str = "Europe/Paris") -> str:
     zones = [z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
     if len(zones) == 1:
         return zones[0]
-    region = phonenumbers.region_code_for_country_code(number.country_code)
+    region = phonenumbers.region_code_for_country_code(number.country_code or 0)
     return _REGION_DEFAULT_TZ.get(region or "", zones[0] if zones else fallback)
 
 

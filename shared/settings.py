@@ -132,7 +132,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
         if environ is None:
             return Settings(_env_file=env_file)  # type: ignore[call-arg]
         lowered = {k.lower(): v for k, v in environ.items() if k.lower() in Settings.model_fields}
-        return Settings(_env_file=None, **lowered)  # type: ignore[call-arg]
+        factory: Any = Settings
+        return factory(_env_file=None, **lowered)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"

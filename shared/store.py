@@ -509,10 +509,10 @@ def _campaign(doc: Doc) -> Campaign:
 
 def _followup(doc: Doc) -> FollowUp:
     fields = {k: doc.get(k) for k in FollowUp.model_fields if k != "id" and k in doc}
-    return FollowUp(id=doc["_id"], **fields)
+    return FollowUp.model_validate({"id": doc["_id"], **fields})
 
 
 def _message(doc: Doc) -> OutboundMessage:
     fields = {k: doc.get(k) for k in OutboundMessage.model_fields if k != "id" and k in doc}
-    return OutboundMessage(id=doc["_id"], **fields)
+    return OutboundMessage.model_validate({"id": doc["_id"], **fields})
 

@@ -40,6 +40,16 @@ logger = logging.getLogger(__name__)
 
 TWILIO_API_URL = "https://api.twilio.com"
 
+# Given to the SDK instead of os.environ (an empty dict would make it fall back to
+# os.environ): credentials, region and edge come from our settings only, never from
+# TWILIO_* variables, so api.twilio.com stays the host and the base-URL rewrite applies.
+_NO_ENVIRONMENT = {
+    "TWILIO_ACCOUNT_SID": "",
+    "TWILIO_AUTH_TOKEN": "",
+    "TWILIO_EDGE": "",
+    "TWILIO_REGION": "",
+}
+
 # Twilio error codes that mean "slow down / try again later" whatever the HTTP status.
 RETRYABLE_CODES = frozenset({20429, 63018})
 
@@ -99,7 +109,9 @@ class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc,unused-ignor
 
     def log_request(self, kwargs: dict[str, Any]) -> None:
         """Log the method and path only (no query string, no form data)."""
-        self.logger.debug("Twilio request %s %s", kwargs.get("method"), urlsplit(kwargs["url"]).path)
+        self.logger.debug(
+            "Twilio request %s %s", kwargs.get("method"), urlsplit(kwargs["url"]).path
+        )
 
     def log_response(self, status_code: int, response: Any) -> None:
         """Log the status code only."""
@@ -125,15 +137,18 @@ class TwilioSender:
         self.api_base_url = api_base_url.rstrip("/")
         if client is None:
             http_client = RedirectingHttpClient(base_url=self.api_base_url, timeout=timeout)
-            # environment={}: never pick up TWILIO_REGION / TWILIO_EDGE from os.environ.
-            client = Client(account_sid, auth_token, http_client=http_client, environment={})
+            client = Client(
+                account_sid, auth_token, http_client=http_client, environment=_NO_ENVIRONMENT
+            )
         self.client: Any = client
 
     def send(self, request: OutboundRequest) -> SendResult:
         """Create the message at Twilio; return its SID and initial status (``queued``).
 
-        Raises SendRejected when Twilio refuses it for good, SendDeferred when a retry may
-        succeed (429, 5xx, 20429/63018, network error or timeout).
+        With a ``content_sid`` only the template and its variables are sent (``body`` is then
+        the local preview and is not passed). Raises SendRejected when Twilio refuses it for
+        good, SendDeferred when a retry may succeed (429, 5xx, 20429/63018, network error or
+        timeout; after a read timeout the message may exist: reconcile with list_messages).
         """
         kwargs: dict[str, Any] = {
             "from_": self.from_number,
@@ -168,6 +183,8 @@ class TwilioSender:
         Numbers may be given with or without the ``whatsapp:`` prefix. Each item has
         ``sid, to, from, body, status, direction, date_created, date_sent, error_code``
         (dates as aware UTC datetimes). Used to reconcile sends whose outcome is unknown.
+        Twilio filters ``DateSent>`` on the send time, at whole seconds: a message still
+        ``queued`` may not be listed yet. Errors are translated as in :meth:`send`.
         """
         kwargs: dict[str, Any] = {
             "to": whatsapp_address(to),

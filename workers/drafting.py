@@ -136,6 +136,6 @@ def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str, int], str 
 
     run.__name__ = ACTOR_DRAFT
     return dramatiq.actor(
-        run, broker=broker, actor_name=ACTOR_DRAFT, queue_name=QUEUE_DRAFTING,
+        broker=broker, actor_name=ACTOR_DRAFT, queue_name=QUEUE_DRAFTING,
         max_retries=8, min_backoff=1000, max_backoff=60_000, time_limit=120_000, throws=(PermanentError,),
-    )
+    )(run)

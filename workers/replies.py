@@ -93,6 +93,6 @@ def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str], str | Non
 
     run.__name__ = ACTOR_INBOUND
     return dramatiq.actor(
-        run, broker=broker, actor_name=ACTOR_INBOUND, queue_name=QUEUE_REPLIES,
+        broker=broker, actor_name=ACTOR_INBOUND, queue_name=QUEUE_REPLIES,
         max_retries=8, min_backoff=1000, max_backoff=60_000, time_limit=120_000, throws=(PermanentError,),
-    )
+    )(run)

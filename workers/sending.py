@@ -112,6 +112,6 @@ def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str], str | Non
 
     run.__name__ = ACTOR_SEND
     return dramatiq.actor(
-        run, broker=broker, actor_name=ACTOR_SEND, queue_name=QUEUE_SENDING,
+        broker=broker, actor_name=ACTOR_SEND, queue_name=QUEUE_SENDING,
         max_retries=10, min_backoff=2000, max_backoff=300_000, time_limit=60_000, throws=(PermanentError,),
-    )
+    )(run)

@@ -16,9 +16,9 @@ from shared.clock import FakeClock
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step, TemplateRef
-from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
 from shared.store import Store
+from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.replies import process_inbound
@@ -30,18 +30,6 @@ ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], star
 TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name", "2": "invoice_number"},
                        preview={Language.FR: "Bonjour {{1}}, la facture {{2}} reste à régler.",
                                 Language.EN: "Hello {{1}}, invoice {{2}} is still due."})
-
-
-class EchoDrafter:
-    """A drafter that writes a short message from the facts."""
-
-    def __init__(self) -> None:
-        self.requests: list[DraftRequest] = []
-
-    def draft(self, request: DraftRequest) -> Draft:
-        self.requests.append(request)
-        return Draft(body=f"Bonjour {request.contact_name}, facture {request.facts.get('invoice_number')}.",
-                     language=request.language, source="offline")
 
 
 @pytest.fixture

@@ -52,7 +52,8 @@ def test_window_end_is_exclusive_and_must_follow_start() -> None:
 
 
 def _contact(**kw: object) -> Contact:
-    data: dict[str, object] = {"id": "ct", "phone": "+33612345678", "name": "Marie", "fields": {"due_date": "2026-03-20"}}
+    data: dict[str, object] = {"id": "ct", "phone": "+33612345678", "name": "Marie",
+                               "fields": {"due_date": "2026-03-20"}}
     data.update(kw)
     return Contact.model_validate(data)
 
@@ -73,8 +74,10 @@ def test_step_anchored_on_a_due_date_before_and_after() -> None:
     ])
     now = datetime(2026, 3, 2, 10, tzinfo=UTC)
     contact = _contact()
-    first = step_due_at(campaign=campaign, step_index=0, contact=contact, enrolled_at=now, previous_sent_at=None, now=now)
-    second = step_due_at(campaign=campaign, step_index=1, contact=contact, enrolled_at=now, previous_sent_at=None, now=now)
+    first = step_due_at(campaign=campaign, step_index=0, contact=contact, enrolled_at=now,
+                        previous_sent_at=None, now=now)
+    second = step_due_at(campaign=campaign, step_index=1, contact=contact, enrolled_at=now,
+                         previous_sent_at=None, now=now)
     third = step_due_at(campaign=campaign, step_index=2, contact=contact, enrolled_at=now,
                         previous_sent_at=datetime(2026, 3, 23, 16, 30, tzinfo=UTC), now=now)
     assert first == datetime(2026, 3, 18, 8, 0, tzinfo=UTC)  # 18 March 09:00 Paris

@@ -32,7 +32,7 @@ def test_malformed_setting_names_the_variable(env: dict[str, str], name: str) ->
 
 def test_require_names_the_missing_variable() -> None:
     settings = load_settings({"TWILIO_AUTH_TOKEN": ""})
-    with pytest.raises(ConfigError, match="^TWILIO_AUTH_TOKEN is not set"):
+    with pytest.raises(ConfigError, match=r"^TWILIO_AUTH_TOKEN is not set"):
         settings.require("twilio_auth_token")
 
 

@@ -1,0 +1,390 @@
+"""Campaign files (YAML or JSON): loading, checking against contacts, creating, enrolling.
+
+A campaign file looks like::
+
+    id: relance-factures
+    name: Relance factures
+    steps:
+      - delay: 3d
+        anchor: due_date        # "enrolment", "previous" or a date field of the contacts
+        relation: after         # or "before" (date anchors only)
+        tone: courteous
+        template:
+          content_sid: HX0123456789abcdef0123456789abcdef
+          variables: {"1": name, "2": invoice_number}
+          preview: {fr: "Bonjour {{1}}, la facture {{2}}…", en: "Hello {{1}}, invoice {{2}}…"}
+    send_window: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "18:00"}
+    enrol: {tags: [clients], filter: {currency: EUR}}
+
+Problems are reported as one :class:`InputError` listing each with its place in the file,
+e.g. ``campaign.yaml: steps[1].delay: invalid duration '3x'`` (list indexes in these paths
+count from 0; prose such as "step 2" counts from 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from shared.durations import parse_duration
+from shared.errors import InputError
+from shared.models import Campaign, Contact, EnrolRule, SendWindow, Step, TemplateRef
+from shared.phones import mask_phone
+from shared.policy import parse_field_date, step_due_at
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_EXAMPLES = 3
+_FIELD_NAME = re.compile(r"^[a-z0-9_]+$")
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_NON_FIELD_ANCHORS = ("enrolment", "previous")
+_KNOWN_KEYS = sorted({
+    name for model in (Campaign, Step, TemplateRef, SendWindow, EnrolRule)
+    for name in model.model_fields
+})
+
+
+# ------------------------------------------------------------------------------------ parsing
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 surprises: ``18:00`` stays a string (not 1080), dates stay text."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
+)
+
+
+def _parse(path: Path) -> Any:
+    label = path.name
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise InputError(f"{label}: unsupported file type {suffix or '(none)'!r}: "
+                         "use .yaml, .yml or .json")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{label}: not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read the file ({exc.strerror or exc})") from None
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{label}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
+                             f"{exc.msg}") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{label}: invalid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{label}: invalid YAML: {exc}") from None
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _scalar_text(value: Any) -> Any:
+    """YAML/JSON scalars a campaign compares as text (filter values, variable slots)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _prepare(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Normalise friendly spellings and check delays (so every problem gets a location)."""
+    data = copy.deepcopy(data)
+    problems: list[str] = []
+    steps = data.get("steps")
+    if isinstance(steps, list):
+        for index, step in enumerate(steps):
+            if not isinstance(step, dict):
+                continue
+            if "delay" in step:
+                try:
+                    parse_duration(str(step["delay"]))
+                    step["delay"] = str(step["delay"])
+                except InputError as exc:
+                    problems.append(f"steps[{index}].delay: {exc}")
+                    step["delay"] = "0s"  # let the other checks run
+            template = step.get("template")
+            if isinstance(template, dict) and isinstance(template.get("variables"), dict):
+                template["variables"] = {str(k): _scalar_text(v) for k, v in template["variables"].items()}
+    window = data.get("send_window")
+    if isinstance(window, dict):
+        for key in ("start", "end"):
+            value = window.get(key)
+            if isinstance(value, str) and re.fullmatch(r"\d:\d\d", value.strip()):
+                window[key] = "0" + value.strip()
+    enrol = data.get("enrol")
+    if isinstance(enrol, dict) and isinstance(enrol.get("filter"), dict):
+        enrol["filter"] = {str(k): _scalar_text(v) for k, v in enrol["filter"].items()}
+    return data, problems
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = [part for part in error["loc"] if part != "[key]"]
+        where = _path(loc) + (" (key)" if len(loc) != len(error["loc"]) else "")
+        kind = error["type"]
+        if kind == "missing":
+            message = "is required"
+        elif kind == "extra_forbidden":
+            key = str(error["loc"][-1]) if error["loc"] else ""
+            close = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+            message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        else:
+            message = re.sub(r"^(Value|Assertion) error, ", "", str(error["msg"]))
+            value = error.get("input")
+            if isinstance(value, str | int | float) and not isinstance(value, bool) and len(str(value)) <= 40:
+                message += f" (got {value!r})"
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def _semantic_problems(campaign: Campaign) -> list[str]:
+    problems: list[str] = []
+    for index, step in enumerate(campaign.steps):
+        where = f"steps[{index}]"
+        if step.anchor not in _NON_FIELD_ANCHORS and not _FIELD_NAME.match(step.anchor):
+            problems.append(f"{where}.anchor: {step.anchor!r} is neither enrolment, previous nor a "
+                            "contact field name (lower_case_with_underscores, e.g. due_date)")
+        if step.relation == "before" and step.anchor in _NON_FIELD_ANCHORS:
+            problems.append(f"{where}.relation: 'before' needs a date anchor such as due_date "
+                            f"(the anchor is {step.anchor!r})")
+        if step.template is None:
+            continue
+        for slot, source in step.template.variables.items():
+            if source != "name" and not _FIELD_NAME.match(source):
+                problems.append(f"{where}.template.variables.{slot}: {source!r} is not a contact "
+                                "field name (name, or lower_case_with_underscores, e.g. invoice_number)")
+        for language, text in step.template.preview.items():
+            unknown = sorted({m for m in _PLACEHOLDER.findall(text)} - set(step.template.variables))
+            if unknown:
+                listed = ", ".join("{{" + u + "}}" for u in unknown)
+                problems.append(f"{where}.template.preview.{language.value}: {listed} not among "
+                                "the template's variables")
+    for key in campaign.enrol.filter:
+        if not _FIELD_NAME.match(key):
+            problems.append(f"enrol.filter.{key}: not a contact field name (lower_case_with_underscores)")
+    return problems
+
+
+def load_campaign(path: Path) -> Campaign:
+    """Read and validate a campaign file (.yaml, .yml or .json); InputError listing every problem."""
+    path = Path(path)
+    label = path.name
+    data = _parse(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{label}: expected a mapping with id, name and steps at the top level")
+    data, problems = _prepare(data)
+    campaign: Campaign | None = None
+    try:
+        campaign = Campaign.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc))
+    except InputError as exc:  # a validator raising our own error: no location to give
+        problems.append(str(exc))
+    if campaign is not None:
+        problems.extend(_semantic_problems(campaign))
+    if problems or campaign is None:
+        raise InputError("\n".join(f"{label}: {p}" for p in problems))
+    return campaign
+
+
+# ------------------------------------------------------------------------------------ checks
+def _who(contact: Contact) -> str:
+    return f"{contact.name} ({mask_phone(contact.phone)})"
+
+
+def _uses(campaign: Campaign) -> dict[str, list[str]]:
+    """Each referenced field → where the campaign uses it (steps counted from 1)."""
+    uses: dict[str, list[str]] = {}
+    for number, step in enumerate(campaign.steps, start=1):
+        if step.anchor not in _NON_FIELD_ANCHORS:
+            uses.setdefault(step.anchor, []).append(f"step {number} anchor")
+        if step.template:
+            for slot, source in step.template.variables.items():
+                if source != "name":
+                    uses.setdefault(source, []).append(f"step {number} template variable {{{{{slot}}}}}")
+    for key in campaign.enrol.filter:
+        uses.setdefault(key, []).append("the enrolment filter")
+    for key in campaign.referenced_fields():
+        uses.setdefault(key, ["the campaign"])
+    return uses
+
+
+def _date_fields(campaign: Campaign) -> set[str]:
+    return {s.anchor for s in campaign.steps if s.anchor not in _NON_FIELD_ANCHORS}
+
+
+def selects(campaign: Campaign, contact: Contact, extra_tags: Iterable[str] = ()) -> bool:
+    """True when the campaign's enrolment rule (plus ``extra_tags``) selects this contact."""
+    wanted = set(campaign.enrol.tags) | set(extra_tags)
+    if not wanted <= set(contact.tags):
+        return False
+    return all(contact.fields.get(k) == v for k, v in campaign.enrol.filter.items())
+
+
+def _issues(campaign: Campaign, contact: Contact) -> list[tuple[str, str]]:
+    """``(field, "missing" | "not_date")`` for each referenced field this contact cannot supply."""
+    issues: list[tuple[str, str]] = []
+    dates = _date_fields(campaign)
+    for key in sorted(campaign.referenced_fields()):
+        value = contact.fields.get(key, "")
+        if not value.strip():
+            issues.append((key, "missing"))
+        elif key in dates and parse_field_date(value) is None:
+            issues.append((key, "not_date"))
+    return issues
+
+
+def _reason(contact: Contact, key: str, kind: str, used_by: str) -> str:
+    if kind == "missing":
+        return f"lacks field {key!r} used by {used_by}"
+    return f"has {key} {_short(contact.fields.get(key, ''))}, not a date (used by {used_by})"
+
+
+def _describe(contact: Contact, key: str, kind: str, used_by: str) -> str:
+    return f"contact {_who(contact)} {_reason(contact, key, kind, used_by)}"
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 30 else value[:29] + "…")
+
+
+def check_campaign_against_contacts(campaign: Campaign, contacts: list[Contact]) -> list[str]:
+    """Problems with the fields the campaign needs, for the (not opted-out) contacts it selects.
+
+    Problems are grouped per field: a mistake shared by many contacts gives one line with a
+    count and a few examples rather than one line per contact.
+    """
+    uses = _uses(campaign)
+    groups: dict[tuple[str, str], list[Contact]] = {}
+    for contact in contacts:
+        if contact.opted_out or not selects(campaign, contact):
+            continue
+        for key, kind in _issues(campaign, contact):
+            groups.setdefault((key, kind), []).append(contact)
+    problems: list[str] = []
+    for (key, kind), affected in groups.items():
+        used_by = ", ".join(uses.get(key, ["the campaign"]))
+        if len(affected) <= MAX_EXAMPLES:
+            problems.extend(_describe(c, key, kind, used_by) for c in affected)
+            continue
+        examples = ", ".join(
+            _who(c) if kind == "missing" else f"{_who(c)} {_short(c.fields.get(key, ''))}"
+            for c in affected[:MAX_EXAMPLES]
+        )
+        more = len(affected) - MAX_EXAMPLES
+        if kind == "missing":
+            problems.append(f"{len(affected)} contacts lack field {key!r} used by {used_by}, "
+                            f"e.g. {examples} and {more} more")
+        else:
+            problems.append(f"{len(affected)} contacts have a {key} that is not a date (used by "
+                            f"{used_by}), e.g. {examples} and {more} more")
+    return problems
+
+
+# ------------------------------------------------------------------------------------ store
+def create_campaign(store: Store, path: Path, *, now: datetime) -> Campaign:
+    """Load a campaign file, check it against the contacts it selects, and store it.
+
+    InputError (and nothing stored) when the file is invalid, the id exists already, or a
+    selected contact lacks a field the campaign uses.
+    """
+    path = Path(path)
+    campaign = load_campaign(path)
+    if store.get_campaign(campaign.id) is not None:
+        raise InputError(f"{path.name}: campaign {campaign.id!r} already exists "
+                         "(choose another id, see `relance campaigns list`)")
+    contacts = store.find_contacts(tags=campaign.enrol.tags or None, equals=campaign.enrol.filter or None)
+    problems = check_campaign_against_contacts(campaign, contacts)
+    if problems:
+        raise InputError(f"{path.name}: campaign {campaign.id!r} does not fit the contacts it "
+                         f"enrols ({len(contacts)} selected); nothing was created:\n  "
+                         + "\n  ".join(problems))
+    if not store.create_campaign(campaign, now):
+        raise InputError(f"{path.name}: campaign {campaign.id!r} already exists")
+    log.info("campaign %s created: %d step(s), %d contact(s) selected",
+             campaign.id, len(campaign.steps), len(contacts))
+    return campaign
+
+
+@dataclass
+class EnrolReport:
+    """What an enrolment did: new enrolments, ones that existed, and skipped contacts with why."""
+
+    enrolled: int = 0
+    already_enrolled: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def enrol_campaign(
+    store: Store, campaign_id: str, *, now: datetime, tags: list[str] | None = None
+) -> EnrolReport:
+    """Enrol every contact the campaign's rule (plus ``tags``) selects, at step 0.
+
+    Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
+    contacts and contacts lacking a field the campaign uses are skipped, with the reason.
+    """
+    campaign = store.get_campaign(campaign_id)
+    if campaign is None:
+        raise InputError(f"no campaign {campaign_id!r}: see `relance campaigns list`")
+    wanted = list(dict.fromkeys([*campaign.enrol.tags, *(tags or [])]))
+    contacts = store.find_contacts(tags=wanted or None, equals=campaign.enrol.filter or None)
+    uses = _uses(campaign)
+    report = EnrolReport()
+    for contact in contacts:
+        if not selects(campaign, contact, wanted):
+            continue
+        if contact.opted_out:
+            report.skipped.append(f"contact {_who(contact)} opted out")
+            continue
+        issues = _issues(campaign, contact)
+        if issues:
+            reasons = [_reason(contact, key, kind, ", ".join(uses.get(key, ["the campaign"])))
+                       for key, kind in issues]
+            report.skipped.append(f"contact {_who(contact)} " + "; ".join(reasons))
+            continue
+        next_run_at = step_due_at(campaign=campaign, step_index=0, contact=contact, enrolled_at=now,
+                                  previous_sent_at=None, now=now)
+        if store.enrol(contact_id=contact.id, campaign_id=campaign.id, next_run_at=next_run_at, now=now):
+            report.enrolled += 1
+        else:
+            report.already_enrolled += 1
+    log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
+             campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
+    return report

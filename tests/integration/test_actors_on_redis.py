@@ -1,0 +1,87 @@
+"""The three actors running in a real dramatiq worker over the real Redis test server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import time as dtime
+
+import dramatiq
+import pytest
+import redis
+
+from services.bootstrap import register_actors
+from services.scheduler import tick
+from shared.clock import FakeClock
+from shared.fakes import FakeSender
+from shared.models import Campaign, Contact, SendWindow, Step
+from shared.queue import DramatiqQueue, make_broker
+from shared.settings import load_settings
+from shared.store import Store
+from tests.support.drafters import EchoDrafter
+from workers.deps import Deps
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def running(store: Store, clock: FakeClock, redis_url: str) -> Iterator[tuple[Deps, DramatiqQueue]]:
+    broker = make_broker(redis_url)
+    queue = DramatiqQueue(broker)
+    settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com"})
+    deps = Deps(settings=settings, store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=FakeSender())
+    register_actors(broker, deps)
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    yield deps, queue
+    worker.stop()
+    broker.close()
+
+
+def _wait(predicate: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_messages_on_redis_carry_ids_only(redis_url: str) -> None:
+    broker = make_broker(redis_url)
+    DramatiqQueue(broker).draft_followup("c1:ct_1", 0)
+    client = redis.Redis.from_url(redis_url)
+    payloads = client.hgetall("relance:drafting.msgs")
+    (raw,) = payloads.values()
+    message = json.loads(raw)
+    assert message["args"] == ["c1:ct_1", 0] and message["kwargs"] == {}
+    assert message["actor_name"] == "draft_followup" and message["message_id"]
+    broker.close()
+
+
+def test_thirty_followups_flow_through_real_workers(running: tuple[Deps, DramatiqQueue], clock: FakeClock) -> None:
+    deps, queue = running
+    now = clock.now()
+    window = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=dtime(0), end=dtime(23, 59))
+    steps = [Step(), Step(delay="0s", anchor="previous")]
+    deps.store.create_campaign(Campaign(id="c1", name="c", send_window=window, steps=steps), now)
+    for i in range(30):
+        contact = Contact(id=f"ct{i}", phone=f"+336123456{i:02d}", name=f"Client {i}",
+                          fields={"invoice_number": f"F-{i}"})
+        deps.store.upsert_contact(contact, now)
+        deps.store.touch_inbound(contact.id, now)
+        deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+
+    def all_completed() -> bool:
+        tick(deps.store, queue, clock)
+        return deps.store.followups.count_documents({"state": "completed"}) == 30
+
+    _wait(all_completed, timeout=60)
+    sender = deps.sender
+    assert isinstance(sender, FakeSender)
+    assert len(sender.sent) == 60
+    per_contact = {}
+    for request in sender.sent:
+        per_contact[request.to] = per_contact.get(request.to, 0) + 1
+    assert set(per_contact.values()) == {2} and len(per_contact) == 30

@@ -1,0 +1,260 @@
+"""The Twilio simulator over real HTTP: Twilio's shapes, errors, signed callbacks, controls."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+
+import httpx
+import pytest
+
+from services.simulator import create_app
+from tests.support.servers import WebhookRecorder, serve_asgi
+
+ACCOUNT_SID = "AC" + "1" * 32
+AUTH_TOKEN = "simulator-test-token"
+SENDER = "whatsapp:+14155238886"
+CLIENT = "+33612345678"
+TEMPLATE = "HX" + "a" * 32
+MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[WebhookRecorder]:
+    """A server recording signed posts, shared by the module's tests."""
+    rec = WebhookRecorder(AUTH_TOKEN)
+    with serve_asgi(rec.app()) as url:
+        rec.base_url = url
+        yield rec
+
+
+@pytest.fixture(scope="module")
+def sim_url(recorder: WebhookRecorder) -> Iterator[str]:
+    """The simulator, whose default webhook is the recorder."""
+    app = create_app(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        webhook_base_url=recorder.base_url,
+        callback_delay=0.01,
+    )
+    with serve_asgi(app) as url:
+        yield url
+
+
+@pytest.fixture
+def http(sim_url: str, recorder: WebhookRecorder) -> Iterator[httpx.Client]:
+    """An authenticated client on a freshly reset simulator."""
+    with httpx.Client(base_url=sim_url, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5) as client:
+        client.post("/_sim/reset").raise_for_status()
+        recorder.clear()
+        yield client
+
+
+def _create(http: httpx.Client, recorder: WebhookRecorder, **form: str) -> httpx.Response:
+    data = {
+        "To": f"whatsapp:{CLIENT}",
+        "From": SENDER,
+        "Body": "Bonjour",
+        "StatusCallback": f"{recorder.base_url}/whatsapp/status",
+    }
+    data.update(form)
+    return http.post(MESSAGES, data={k: v for k, v in data.items() if v != "-"})
+
+
+def test_create_answers_twilio_message_resource(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    answer = _create(http, recorder)
+    assert answer.status_code == 201
+    msg = answer.json()
+    assert re.fullmatch(r"SM[0-9a-f]{32}", msg["sid"])
+    assert msg["account_sid"] == ACCOUNT_SID
+    assert msg["status"] == "queued"
+    assert msg["direction"] == "outbound-api"
+    assert msg["api_version"] == "2010-04-01"
+    assert (msg["from"], msg["to"], msg["body"]) == (SENDER, f"whatsapp:{CLIENT}", "Bonjour")
+    assert msg["uri"] == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{msg['sid']}.json"
+    assert msg["num_segments"] == "1" and msg["num_media"] == "0"
+    assert msg["error_code"] is None and msg["error_message"] is None and msg["price"] is None
+    assert msg["date_sent"] is None
+    assert parsedate_to_datetime(msg["date_created"]).utcoffset() is not None
+    assert msg["date_created"].endswith("+0000")
+    assert set(msg["subresource_uris"]) == {"media", "feedback"}
+
+
+def test_wrong_credentials_get_20003(http: httpx.Client, sim_url: str) -> None:
+    answer = httpx.post(sim_url + MESSAGES, auth=(ACCOUNT_SID, "nope"), data={"To": "x"})
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
+    }
+    assert httpx.get(sim_url + MESSAGES).json()["code"] == 20003
+
+
+@pytest.mark.parametrize(
+    ("form", "code"),
+    [
+        ({"To": "+33612345678"}, 21211),
+        ({"To": "whatsapp:0612345678"}, 21211),
+        ({"To": "-"}, 21604),
+        ({"From": "+14155238886"}, 63007),
+        ({"Body": "-"}, 21619),
+        ({"Body": "-", "ContentSid": "HX123"}, 21655),
+        ({"Body": "-", "ContentSid": TEMPLATE, "ContentVariables": "{not json"}, 21656),
+        ({"Body": "x" * 1601}, 21617),
+    ],
+)
+def test_invalid_creates_get_twilio_errors(
+    http: httpx.Client, recorder: WebhookRecorder, form: dict[str, str], code: int
+) -> None:
+    answer = _create(http, recorder, **form)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["code"] == code and body["status"] == 400
+    assert body["more_info"] == f"https://www.twilio.com/docs/errors/{code}"
+    assert http.get("/_sim/messages").json() == []
+
+
+def test_fetch_and_unknown_fetch(http: httpx.Client, recorder: WebhookRecorder) -> None:
+    sid = _create(http, recorder).json()["sid"]
+    found = http.get(f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json")
+    assert found.status_code == 200 and found.json()["sid"] == sid
+    missing = http.get(f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/SM{'0' * 32}.json")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == 20404 and missing.json()["status"] == 404
+
+
+def test_status_callbacks_are_signed_and_ordered(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    sid = _create(http, recorder).json()["sid"]
+    got = recorder.wait_for(3, sid=sid)
+    assert [r.params["MessageStatus"] for r in got] == ["sent", "delivered", "read"]
+    assert all(r.signature_valid for r in got)
+    assert all(r.path == "/whatsapp/status" for r in got)
+    first = got[0].params
+    assert first["SmsSid"] == sid and first["SmsStatus"] == "sent"
+    assert first["AccountSid"] == ACCOUNT_SID and first["ApiVersion"] == "2010-04-01"
+    assert first["ChannelPrefix"] == "whatsapp"
+    assert first["To"] == f"whatsapp:{CLIENT}" and first["From"] == SENDER
+    assert "ErrorCode" not in first
+    assert got[0].headers.get("i-twilio-idempotency-token")
+    fetched = http.get(f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json").json()
+    assert fetched["status"] == "read" and fetched["date_sent"] is not None
+    view = http.get("/_sim/messages").json()[0]
+    assert view["statuses"] == ["sent", "delivered", "read"]
+    assert [c["http_status"] for c in view["callbacks"]] == [200, 200, 200]
+
+
+def test_read_receipts_can_be_turned_off(http: httpx.Client, recorder: WebhookRecorder) -> None:
+    http.post("/_sim/config", json={"send_read": False}).raise_for_status()
+    sid = _create(http, recorder).json()["sid"]
+    recorder.wait_for(2, sid=sid)
+    _wait_status(http, sid, "delivered")
+    assert [r.params["MessageStatus"] for r in recorder.items(sid=sid)] == ["sent", "delivered"]
+
+
+def test_fail_delivery_ends_failed_with_error_code(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    http.post("/_sim/fail_delivery", json={"to": CLIENT, "code": 63024}).raise_for_status()
+    sid = _create(http, recorder).json()["sid"]
+    got = recorder.wait_for(2, sid=sid)
+    assert [r.params["MessageStatus"] for r in got] == ["sent", "failed"]
+    assert got[1].params["ErrorCode"] == "63024" and got[1].signature_valid
+    fetched = http.get(f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json").json()
+    assert fetched["status"] == "failed" and fetched["error_code"] == 63024
+
+
+def test_failed_callback_deliveries_are_retried(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    recorder.fail_next["/whatsapp/status"] = 1
+    sid = _create(http, recorder).json()["sid"]
+    got = recorder.wait_for(3, sid=sid)
+    assert [r.params["MessageStatus"] for r in got] == ["sent", "delivered", "read"]
+    view = http.get("/_sim/messages").json()[0]
+    assert view["callbacks"][0]["attempts"] == 2
+
+
+def test_forced_failures_are_counted_and_targeted(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    http.post("/_sim/fail", json={"code": 63016, "count": 1, "to": CLIENT}).raise_for_status()
+    other = _create(http, recorder, To="whatsapp:+33700000000")
+    assert other.status_code == 201
+    failed = _create(http, recorder)
+    assert failed.status_code == 400 and failed.json()["code"] == 63016
+    assert _create(http, recorder).status_code == 201
+    http.post("/_sim/fail", json={"status": 503}).raise_for_status()
+    outage = _create(http, recorder)
+    assert outage.status_code == 503 and outage.json()["code"] == 20503
+    assert http.post("/_sim/fail", json={}).status_code == 400
+
+
+def test_list_filters_and_pages(http: httpx.Client, recorder: WebhookRecorder) -> None:
+    sids = [_create(http, recorder).json()["sid"] for _ in range(3)]
+    _create(http, recorder, To="whatsapp:+33700000000")
+    page = http.get(MESSAGES, params={"To": f"whatsapp:{CLIENT}", "PageSize": 2}).json()
+    assert page["page"] == 0 and page["page_size"] == 2 and page["start"] == 0
+    assert [m["sid"] for m in page["messages"]] == sids[::-1][:2]
+    assert page["next_page_uri"] and page["previous_page_uri"] is None
+    second = http.get(page["next_page_uri"]).json()
+    assert [m["sid"] for m in second["messages"]] == [sids[0]]
+    assert second["next_page_uri"] is None
+    future = http.get(MESSAGES, params={"DateSent>": "2999-01-01T00:00:00Z"}).json()
+    assert future["messages"] == []
+    today = http.get(MESSAGES, params={"DateSent>": "2000-01-01"}).json()
+    assert len(today["messages"]) == 4
+    assert http.get(MESSAGES, params={"DateSent>": "yesterday"}).status_code == 400
+
+
+def test_inbound_posts_a_signed_whatsapp_message(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    answer = http.post(
+        "/_sim/inbound", json={"from": CLIENT, "body": "STOP", "profile_name": "Marie"}
+    )
+    assert answer.status_code == 200
+    assert answer.json()["status_code"] == 200
+    (got,) = recorder.wait_for(1, path="/whatsapp/webhook")
+    assert got.signature_valid
+    params = got.params
+    assert re.fullmatch(r"SM[0-9a-f]{32}", params["MessageSid"])
+    assert params["MessageSid"] == params["SmsSid"] == params["SmsMessageSid"]
+    assert params["From"] == f"whatsapp:{CLIENT}" and params["To"] == SENDER
+    assert params["Body"] == "STOP" and params["ProfileName"] == "Marie"
+    assert params["WaId"] == CLIENT[1:] and params["NumMedia"] == "0"
+    assert params["SmsStatus"] == "received" and params["AccountSid"] == ACCOUNT_SID
+    assert params["ApiVersion"] == "2010-04-01"
+    assert http.get("/_sim/messages").json() == []
+    (inbound,) = http.get("/_sim/messages", params={"direction": "inbound"}).json()
+    assert inbound["direction"] == "inbound" and inbound["sid"] == params["MessageSid"]
+
+
+def test_inbound_to_explicit_url_with_extra_fields(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    url = f"{recorder.base_url}/elsewhere?x=1"
+    answer = http.post(
+        "/_sim/inbound",
+        json={"from": CLIENT, "body": "Oui", "webhook_url": url, "ButtonPayload": "yes"},
+    )
+    assert answer.json()["status_code"] == 200
+    (got,) = recorder.wait_for(1, path="/elsewhere")
+    assert got.signature_valid and got.params["ButtonPayload"] == "yes"
+    assert http.post("/_sim/inbound", json={"body": "no sender"}).status_code == 400
+
+
+def _wait_status(http: httpx.Client, sid: str, status: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 5
+    uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"
+    while http.get(uri).json()["status"] != status:
+        assert time.monotonic() < deadline, f"{sid} never reached {status}"
+        time.sleep(0.01)

@@ -1,0 +1,145 @@
+"""The webhook service against the real MongoDB-compatible server: signatures, dedupe, bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+from starlette.testclient import TestClient
+from twilio.request_validator import RequestValidator
+
+from services.webhook import EMPTY_TWIML, WebhookDeps, create_app
+from shared.clock import FakeClock
+from shared.fakes import RecordingQueue
+from shared.models import Language, MessageState, OutboundMessage
+from shared.store import Store, open_store
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+BASE = "https://relance.example.com"
+
+
+@pytest.fixture
+def queue() -> RecordingQueue:
+    return RecordingQueue()
+
+
+@pytest.fixture
+def client(store: Store, queue: RecordingQueue, clock: FakeClock) -> Iterator[TestClient]:
+    deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
+                       redis_ping=lambda: True)
+    with TestClient(create_app(deps), base_url="http://testserver") as test_client:
+        yield test_client
+
+
+def post(client: TestClient, path: str, form: dict[str, str], *, token: str = TOKEN, query: str = "",
+         signature: str | None = None) -> tuple[int, str]:
+    url = BASE + path + (f"?{query}" if query else "")
+    sig = RequestValidator(token).compute_signature(url, form) if signature is None else signature
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if sig:
+        headers["X-Twilio-Signature"] = sig
+    response = client.post(path + (f"?{query}" if query else ""), content=urlencode(form), headers=headers)
+    return response.status_code, response.text
+
+
+def _sent_message(store: Store, clock: FakeClock, sid: str = "SM" + "1" * 32) -> str:
+    message = OutboundMessage(id="c1:ct:0", followup_id="c1:ct", contact_id="ct", campaign_id="c1", step=0,
+                              state=MessageState.READY, kind="freeform", body="Bonjour", language=Language.FR)
+    store.insert_message(message, clock.now())
+    store.move_message(message.id, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now())
+    store.record_sid(message.id, sid, clock.now())
+    return sid
+
+
+def status_form(sid: str, status: str, **extra: str) -> dict[str, str]:
+    return {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
+            "AccountSid": "AC" + "0" * 32, "From": "whatsapp:+14155238886", "To": "whatsapp:+33612345678",
+            "ApiVersion": "2010-04-01", "ChannelPrefix": "whatsapp", **extra}
+
+
+def test_signed_status_callbacks_move_the_message_forward_once(client: TestClient, store: Store,
+                                                              clock: FakeClock) -> None:
+    sid = _sent_message(store, clock)
+    first = post(client, "/whatsapp/status", status_form(sid, "delivered"), query="mid=c1%3Act%3A0")
+    assert first == (200, EMPTY_TWIML)
+    assert post(client, "/whatsapp/status", status_form(sid, "delivered"), query="mid=c1%3Act%3A0")[0] == 200
+    assert post(client, "/whatsapp/status", status_form(sid, "read"))[0] == 200
+    assert post(client, "/whatsapp/status", status_form(sid, "sent"))[0] == 200  # late, out of order
+    assert store.message_doc("c1:ct:0")["state"] == "read"  # type: ignore[index]
+    assert store.events.count_documents({"kind": "status"}) == 3
+
+
+def test_failed_status_records_the_error_code(client: TestClient, store: Store, clock: FakeClock) -> None:
+    sid = _sent_message(store, clock)
+    assert post(client, "/whatsapp/status", status_form(sid, "undelivered", ErrorCode="63024"))[0] == 200
+    doc = store.message_doc("c1:ct:0")
+    assert doc is not None and doc["state"] == "undelivered" and doc["error_code"] == 63024
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong_token", "tampered"])
+def test_bad_signature_is_403_and_stores_nothing(client: TestClient, store: Store, clock: FakeClock,
+                                                 case: str) -> None:
+    sid = _sent_message(store, clock)
+    form = status_form(sid, "delivered")
+    if case == "missing":
+        result = post(client, "/whatsapp/status", form, signature="")
+    elif case == "wrong_token":
+        result = post(client, "/whatsapp/status", form, token="f" * 32)
+    else:
+        signature = RequestValidator(TOKEN).compute_signature(BASE + "/whatsapp/status", form)
+        result = post(client, "/whatsapp/status", {**form, "MessageStatus": "read"}, signature=signature)
+    assert result[0] == 403
+    assert store.events.count_documents({}) == 0
+    assert store.message_doc("c1:ct:0")["state"] == "sent"  # type: ignore[index]
+
+
+def test_signature_covers_the_query_string(client: TestClient, store: Store, clock: FakeClock) -> None:
+    sid = _sent_message(store, clock)
+    form = status_form(sid, "delivered")
+    signature = RequestValidator(TOKEN).compute_signature(BASE + "/whatsapp/status?mid=a", form)
+    assert post(client, "/whatsapp/status", form, query="mid=b", signature=signature)[0] == 403
+
+
+def test_malformed_bodies_are_400_and_store_nothing(client: TestClient, store: Store) -> None:
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}
+    assert client.post("/whatsapp/webhook", content=b"\xff\xfe=\x00", headers=headers).status_code == 400
+    assert client.post("/whatsapp/webhook", content=b'{"Body": "hi"}',
+                       headers={**headers, "Content-Type": "application/json"}).status_code == 400
+    assert post(client, "/whatsapp/webhook", {"Body": "no sid"})[0] == 400
+    assert post(client, "/whatsapp/status", {"MessageSid": "SM1"})[0] == 400
+    assert post(client, "/whatsapp/status", status_form("SM1", "failed", ErrorCode="abc"))[0] == 400
+    assert store.events.count_documents({}) == 0
+
+
+def test_oversized_body_is_413(client: TestClient, store: Store) -> None:
+    big = {"MessageSid": "SM1", "From": "whatsapp:+33612345678", "Body": "x" * 70_000}
+    assert post(client, "/whatsapp/webhook", big)[0] == 413
+    assert store.events.count_documents({}) == 0
+
+
+def test_inbound_is_stored_once_and_enqueued_once(client: TestClient, store: Store, queue: RecordingQueue) -> None:
+    form = {"MessageSid": "SM" + "2" * 32, "AccountSid": "AC" + "0" * 32, "From": "whatsapp:+33612345678",
+            "To": "whatsapp:+14155238886", "Body": "J'ai payé hier", "NumMedia": "0", "ProfileName": "Marie",
+            "WaId": "33612345678", "SomethingNew": "kept"}
+    assert post(client, "/whatsapp/webhook", form) == (200, EMPTY_TWIML)
+    assert post(client, "/whatsapp/webhook", form) == (200, EMPTY_TWIML)  # Twilio retry
+    assert queue.inbound == ["inbound:SM" + "2" * 32]
+    event = store.get_event("inbound:SM" + "2" * 32)
+    assert event is not None and event["body"] == "J'ai payé hier" and event["state"] == "received"
+
+
+def test_store_unreachable_answers_503_and_health_endpoints(clock: FakeClock, queue: RecordingQueue) -> None:
+    mongo_client, dead_store = open_store("mongodb://127.0.0.1:1/relance", "relance", timeout_ms=300)
+    deps = WebhookDeps(store=dead_store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
+                       redis_ping=lambda: False)
+    with TestClient(create_app(deps)) as test_client:
+        form = {"MessageSid": "SM" + "3" * 32, "From": "whatsapp:+33612345678", "Body": "hi"}
+        assert post(test_client, "/whatsapp/webhook", form)[0] == 503
+        assert test_client.get("/healthz").status_code == 200
+        ready = test_client.get("/readyz")
+        assert ready.status_code == 503 and ready.json() == {"mongo": False, "redis": False}
+    assert queue.inbound == []
+    mongo_client.close()

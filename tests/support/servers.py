@@ -1,0 +1,131 @@
+"""Test servers: any ASGI app served by uvicorn in a thread, and a webhook recorder."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from twilio.request_validator import RequestValidator
+
+
+def run_asgi_in_thread(app: Any, *, timeout: float = 10.0) -> tuple[str, Callable[[], None]]:
+    """Start ``app`` on 127.0.0.1 (an OS-chosen port); return its base URL and a stop function."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"asgi-{port}", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError(f"the ASGI server on port {port} did not start")
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=timeout)
+        sock.close()
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@contextlib.contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    """Context manager around :func:`run_asgi_in_thread`; yields the base URL."""
+    base_url, stop = run_asgi_in_thread(app)
+    try:
+        yield base_url
+    finally:
+        stop()
+
+
+@dataclass
+class Received:
+    """One form a :class:`WebhookRecorder` received."""
+
+    path: str
+    url: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    signature_valid: bool
+
+
+@dataclass
+class WebhookRecorder:
+    """A tiny Starlette app recording Twilio-style form posts and checking their signature.
+
+    Any POST path is accepted and answered 200 (``fail_next[path] = n`` answers 500 to the
+    next ``n`` posts on that path, to exercise retries). The signature is verified with the
+    real ``twilio.request_validator.RequestValidator`` against the URL the request reached.
+    """
+
+    auth_token: str
+    base_url: str = ""  # set by whoever serves it
+    received: list[Received] = field(default_factory=list)
+    fail_next: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Starlette:
+        """The ASGI app to serve."""
+
+        async def record(request: Request) -> Response:
+            raw = (await request.body()).decode()
+            params = dict(parse_qsl(raw, keep_blank_values=True))
+            url = str(request.url)
+            signature = request.headers.get("x-twilio-signature", "")
+            valid = bool(RequestValidator(self.auth_token).validate(url, params, signature))
+            with self._lock:
+                path = request.url.path
+                if self.fail_next.get(path, 0) > 0:
+                    self.fail_next[path] -= 1
+                    return PlainTextResponse("boom", status_code=500)
+                self.received.append(Received(path, url, params, dict(request.headers), valid))
+            return PlainTextResponse("<Response/>", media_type="application/xml")
+
+        return Starlette(routes=[Route("/{path:path}", record, methods=["POST"])])
+
+    def clear(self) -> None:
+        """Forget what was received."""
+        with self._lock:
+            self.received.clear()
+            self.fail_next.clear()
+
+    def items(self, path: str | None = None, sid: str | None = None) -> list[Received]:
+        """What was received so far (on a path, about a MessageSid), in arrival order."""
+        with self._lock:
+            return [
+                r
+                for r in self.received
+                if (path is None or r.path == path)
+                and (sid is None or r.params.get("MessageSid") == sid)
+            ]
+
+    def wait_for(
+        self, count: int, *, path: str | None = None, sid: str | None = None, timeout: float = 5.0
+    ) -> list[Received]:
+        """Wait until at least ``count`` matching posts arrived; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.items(path, sid)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
