@@ -21,6 +21,7 @@ import httpx
 
 from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
 from shared.clock import SystemClock
+from shared.phones import mask_phone
 from shared.settings import Settings, load_settings
 from shared.store import Store, open_store
 
@@ -89,7 +90,6 @@ def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webho
 def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None]) -> bool:
     """Import the demo contacts and campaign when the database has no contact yet."""
     from shared.campaign_files import create_campaign, enrol_campaign
-
     from shared.importing import import_contacts
 
     if store.contacts.estimated_document_count() > 0:
@@ -179,7 +179,7 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                     + ("Stopping." if exit_when_done else "Press Ctrl-C to stop."))
                 announced = True
                 if simulator_url:
-                    _show_received(simulator_url, out)
+                    _show_received(simulator_url, store, out)
                 if exit_when_done:
                     client.close()
                     return 0
@@ -198,12 +198,15 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         stack.stop()
 
 
-def _show_received(simulator_url: str, out: Callable[[str], None]) -> None:
+def _show_received(simulator_url: str, store: Store, out: Callable[[str], None]) -> None:
+    """Summarise what reached the simulator and show a few of the messages as stored."""
     try:
-        messages = httpx.get(f"{simulator_url}/_sim/messages", timeout=5).json()
-    except httpx.HTTPError:
-        return
-    out(f"the simulator received {len(messages)} message(s); the first ones:")
-    for item in messages[:4]:
-        text = (item.get("body") or f"[template {item.get('content_sid')}]").replace("\n", " ")
-        out(f"  → {item.get('to', '')[:-6]}****** {text[:110]}")
+        received = httpx.get(f"{simulator_url}/_sim/messages", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        received = []
+    out(f"the Twilio simulator received {len(received)} message(s); a few of them:")
+    for doc in store.messages.find({"direction": "outbound"}).sort("created_at", 1).limit(4):
+        contact = store.get_contact(doc["contact_id"])
+        to = mask_phone(contact.phone) if contact else "?"
+        text = " ".join(str(doc.get("body", "")).split())
+        out(f"  → {to} [{doc['kind']}, {doc['state']}] {text[:100]}{'…' if len(text) > 100 else ''}")

@@ -423,7 +423,7 @@ _FR_WORDS = frozenset(
     "erreur au aux il elle sont été avons avez être ne ou par mais se sa son ses je j l d n qu c "
     "s y en très bien cordialement bonne journée relance dernière toujours déjà encore devis "
     "lien ici si avoir fait faire souhaitez pouvez merci madame monsieur échéance reste votre "
-    "attente retour vers".split()
+    "attente retour vers à".split()
 )
 _EN_WORDS = frozenset(
     "the and is are you your we our to of for with in this that please thank thanks hello hi "

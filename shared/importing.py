@@ -67,7 +67,6 @@ _LANGUAGES = {
 _CURRENCY_SYMBOLS = {"€": "EUR", "$": "USD", "£": "GBP"}
 _DELIMITERS = (",", ";", "\t")
 _LONG_DIGITS = re.compile(r"\+?\d(?:[ \u00a0.]?\d){7,}")
-_CSV_FIELD_LIMIT = 1_000_000
 
 ProgressCallback = Callable[[int, int | None], None]
 
@@ -321,7 +320,7 @@ def _open_source(path: Path) -> _Source:
 
 def _read_error(path: Path, exc: Exception) -> InputError:
     if isinstance(exc, UnicodeDecodeError):
-        return InputError(f"{path.name}: not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'")
+        return InputError(f"{path.name}: not UTF-8 text; save it as 'CSV UTF-8' (or JSON in UTF-8)")
     if isinstance(exc, csv.Error):
         return InputError(f"{path.name}: not a readable CSV file ({exc})")
     return InputError(f"{path.name}: cannot read the file ({type(exc).__name__}: "
@@ -341,7 +340,6 @@ def _csv_layout(path: Path) -> tuple[str, int]:
 
 
 def _open_csv(path: Path) -> _Source:
-    csv.field_size_limit(_CSV_FIELD_LIMIT)
     try:
         delimiter, skip = _csv_layout(path)
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -556,10 +554,14 @@ def import_contacts(
 
 
 _progress_state = {"bucket": -1, "done": -1}
+_QUIET_BELOW = 100  # rows: below this, no progress lines when stderr is not a terminal
 
 
 def print_progress(done: int, total: int | None) -> None:
-    """Show import progress on stderr: a bar on a terminal, else a line about every 10 %."""
+    """Show import progress on stderr: a bar on a terminal, else a line about every 10 %.
+
+    Off a terminal, files under 100 rows print nothing (the final summary is enough).
+    """
     stream = sys.stderr
     tty = bool(getattr(stream, "isatty", lambda: False)())
     if done < _progress_state["done"] or done == 0:
@@ -576,6 +578,8 @@ def print_progress(done: int, total: int | None) -> None:
             stream.write(f"\r{done} rows")
         stream.flush()
         return
+    if total is not None and total < _QUIET_BELOW:
+        return  # a small file: the final summary says enough
     bucket = int(10 * min(done / total, 1.0)) if total else done // 1000
     if bucket > _progress_state["bucket"]:
         _progress_state["bucket"] = bucket

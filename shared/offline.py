@@ -29,7 +29,7 @@ _EN_MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
-_SYMBOL = {"EUR": "€", "USD": "$", "GBP": "£"}
+_SYMBOL = {"EUR": "€", "USD": "$", "DOLLAR": "$", "GBP": "£"}
 
 
 def format_date(value: date, language: Language) -> str:

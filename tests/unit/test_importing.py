@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -288,6 +290,23 @@ def test_print_progress_prints_about_every_tenth_when_not_a_tty(capsys: pytest.C
     print_progress(0, None)
     print_progress(2500, None)
     assert capsys.readouterr().err.splitlines() == ["contacts: 0", "contacts: 2500"]
+    for done in range(9):
+        print_progress(done, 8)
+    assert capsys.readouterr().err == ""
+
+
+def test_print_progress_draws_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    for done in (0, 4, 8):
+        print_progress(done, 8)
+    text = stream.getvalue()
+    assert text.startswith("\r[" + "." * 30 + "]   0% 0/8")
+    assert text.endswith("\r[" + "#" * 30 + "] 100% 8/8\n")
 
 
 # --------------------------------------------------------------------------- campaign files
