@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.durations import parse_duration
+from shared.errors import InputError
 
 
 class Language(StrEnum):
@@ -134,7 +135,10 @@ class Step(BaseModel):
     @field_validator("delay")
     @classmethod
     def _delay(cls, value: str) -> str:
-        parse_duration(value)
+        try:
+            parse_duration(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @property

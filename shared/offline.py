@@ -300,7 +300,7 @@ def _join(paragraphs: list[str]) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    """Drop whole words from the end (facts are single words: their spaces are non-breaking)."""
+    """Keep the words that fit (facts are single words: their spaces are non-breaking)."""
     if limit <= 0:
         return ""
     kept: list[str] = []
@@ -315,7 +315,7 @@ def _shorten(text: str, limit: int) -> str:
                     length += 1
                 continue
             if length + len(sep) + len(word) > limit:
-                continue
+                return "".join(kept).strip()
             kept.append(sep + word)
             length += len(sep) + len(word)
     return "".join(kept).strip()
@@ -340,10 +340,16 @@ class OfflineDrafter:
         facts = _facts(request)
         stage, tone = _stage(request), _tone(request)
         build = _en if request.language == Language.EN else _fr
+        levels = [facts, replace(facts, due=""), replace(facts, due="", amount="")]
         variants = build(request, facts, stage, tone)
-        # When even the short versions are too long, drop the date, then the amount.
-        variants += build(request, replace(facts, due=""), stage, tone)[-2:]
-        variants += build(request, replace(facts, due="", amount=""), stage, tone)[-2:]
+        # When even the short versions are too long: drop the date, then the amount, then the
+        # signature, then the link; as a last resort cut the short sentence word by word.
+        for level in levels[1:]:
+            variants += build(request, level, stage, tone)[-2:]
+        for level in levels:
+            variants.append(build(request, level, stage, tone)[-1][:2])
+        for level in levels:
+            variants.append(build(request, level, stage, tone)[-1][:1])
         limit = request.max_chars
         for paragraphs in variants:
             text = _join(paragraphs)
