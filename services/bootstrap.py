@@ -13,11 +13,11 @@ from datetime import timedelta
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from pymongo import MongoClient
-from shared.gemini import CheckedDrafter, GeminiDrafter
-from shared.offline import OfflineDrafter
 from starlette.applications import Starlette
 
 from shared.clock import Clock, SystemClock
+from shared.gemini import CheckedDrafter, GeminiDrafter
+from shared.offline import OfflineDrafter
 from shared.ports import Drafter, Sender
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import Settings
