@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from shared.clock import Clock, SystemClock
 from shared.gemini import CheckedDrafter, GeminiDrafter
 from shared.offline import OfflineDrafter
-from shared.ports import Drafter, Sender
+from shared.ports import Classifier, Drafter, Sender
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import Settings
 from shared.store import Doc, Store, open_store
@@ -84,6 +84,17 @@ def build_drafter(settings: Settings) -> Drafter:
     return CheckedDrafter(primary=primary, fallback=OfflineDrafter())
 
 
+def build_classifier(settings: Settings) -> Classifier:
+    """Gemini reads replies when a key is set; the offline rules otherwise."""
+    from shared.classifier import GeminiClassifier, OfflineClassifier
+
+    key = settings.gemini_api_key.get_secret_value()
+    if not key:
+        return OfflineClassifier()
+    return GeminiClassifier(api_key=key, model=settings.gemini_model, base_url=settings.gemini_api_base_url,
+                            timeout_seconds=settings.gemini_timeout_seconds)
+
+
 def build_broker(settings: Settings) -> RedisBroker:
     """The dramatiq Redis broker."""
     return make_broker(settings.redis_url)
@@ -94,17 +105,19 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None) -> tupl
     client, store = build_store(settings)
     broker = build_broker(settings)
     deps = Deps(settings=settings, store=store, clock=clock or SystemClock(), queue=DramatiqQueue(broker),
-                drafter=build_drafter(settings), sender=build_sender(settings))
+                drafter=build_drafter(settings), sender=build_sender(settings),
+                classifier=build_classifier(settings))
     return deps, broker, client
 
 
 def register_actors(broker: RedisBroker, deps: Deps) -> None:
     """Declare every actor on the broker (each process consumes only its own queues)."""
-    from workers import drafting, replies, sending
+    from workers import delivery, drafting, replies, sending
 
     drafting.register(broker, deps)
     sending.register(broker, deps)
     replies.register(broker, deps)
+    delivery.register(broker, deps)
 
 
 def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlette:

@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("conversations", help="list conversations (those needing a person with --needs-human)")
+    p.add_argument("--needs-human", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_conversations)
+
+    p = sub.add_parser("conversation", help="a contact's whole timeline: follow-ups and messages in and out")
+    p.add_argument("phone")
+    p.set_defaults(func=cmd_conversation)
+
     p = sub.add_parser("dev", help="run the whole stack locally on embedded servers, with a demo")
     p.add_argument("--dir", type=Path, default=Path(".relance"), help="data and logs (default .relance/)")
     p.add_argument("--exit-when-done", action="store_true", help="stop once the demo's messages are all final")
@@ -272,6 +281,31 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         for name, by_state in counts.items():
             parts = ", ".join(f"{state} {n}" for state, n in sorted(by_state.items())) or "none"
             print(f"{name}: {parts}")
+    return 0
+
+
+def cmd_conversations(settings: Settings, args: argparse.Namespace) -> int:
+    """List contacts with follow-ups, newest activity first; --needs-human for the hand-over queue."""
+    from services.conversations import list_conversations
+
+    _, store = _store(settings)
+    rows = list_conversations(store, needs_human=args.needs_human, limit=args.limit)
+    if not rows:
+        print("no conversation needs a person" if args.needs_human else "no conversations")
+    for row in rows:
+        print(row)
+    return 0
+
+
+def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
+    """Print one contact's timeline."""
+    from services.conversations import timeline
+    from shared.phones import normalise_phone
+
+    _, store = _store(settings)
+    phone = normalise_phone(args.phone, settings.default_country)
+    for line in timeline(store, phone):
+        print(line)
     return 0
 
 

@@ -38,6 +38,7 @@ class TickReport:
     advanced: list[str] = field(default_factory=list)
     uncertain: list[str] = field(default_factory=list)
     requeued_inbound: list[str] = field(default_factory=list)
+    reconciling: list[str] = field(default_factory=list)
 
     def total(self) -> int:
         """How many things moved."""
@@ -73,9 +74,20 @@ def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedel
         if store.move_message(doc["_id"], expected=MessageState.SENDING, new=MessageState.UNCERTAIN, now=now,
                               extra={"uncertain_reason": "stuck in sending"}):
             report.uncertain.append(doc["_id"])
+    recheck = now - timedelta(seconds=30)
+    for doc in store.messages.find({"state": MessageState.UNCERTAIN.value, "direction": "outbound",
+                                    "$or": [{"reconcile_asked_at": None}, {"reconcile_asked_at": {"$lt": recheck}}]},
+                                   {"_id": 1}).limit(batch):
+        store.messages.update_one({"_id": doc["_id"]}, {"$set": {"reconcile_asked_at": now}})
+        queue.reconcile_message(doc["_id"])
+        report.reconciling.append(doc["_id"])
     for event in store.events.find({"kind": "inbound", "state": "received", "received_at": {"$lt": before}},
                                    {"_id": 1}).limit(batch):
         queue.process_inbound(event["_id"])
+        report.requeued_inbound.append(event["_id"])
+    for event in store.events.find({"kind": "status", "action_state": "pending", "received_at": {"$lt": before}},
+                                   {"_id": 1}).limit(batch):
+        queue.process_status(event["_id"])
         report.requeued_inbound.append(event["_id"])
 
 
@@ -101,8 +113,8 @@ def _reconcile_awaiting_send(store: Store, queue: TaskQueue, clock: Clock, doc: 
         return
     if message.state in (MessageState.SENT, MessageState.DELIVERED, MessageState.READ):
         followup = store.get_followup(followup_id)
-        contact = store.get_contact(message.contact_id)
-        campaign = store.get_campaign(message.campaign_id)
+        contact = store.get_contact(message.contact_id or "")
+        campaign = store.get_campaign(message.campaign_id or "")
         if followup and contact and campaign:
             sent_doc = store.message_doc(message.id) or {}
             sent_at = utc(sent_doc.get("sent_at") or now)

@@ -62,8 +62,8 @@ def twiml() -> Response:
 
 async def read_signed_form(request: Request, deps: WebhookDeps) -> dict[str, str]:
     """The request's form after the size, format and signature checks (raises BadRequest)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 9 or int(declared) > MAX_BODY_BYTES):
         raise BadRequest(413, "body too large")
     body = b""
     async for chunk in request.stream():
@@ -97,24 +97,50 @@ def _require(form: dict[str, str], *names: str) -> None:
         raise BadRequest(400, f"missing field(s): {', '.join(missing)}")
 
 
+def _small_int(raw: str, digits: int = 9) -> int | None:
+    """``raw`` as an int when it is 1 to ``digits`` ASCII digits, else None.
+
+    ``str.isdigit`` alone accepts ``²`` (which ``int`` refuses) and any length (``int`` refuses
+    over 4300 digits, BSON over 8 bytes): both used to escape as a 500.
+    """
+    if 0 < len(raw) <= digits and raw.isascii() and raw.isdigit():
+        return int(raw)
+    return None
+
+
 def _error_code(form: dict[str, str]) -> int | None:
     raw = form.get("ErrorCode", "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    code = _small_int(raw)
+    if code is None:
         raise BadRequest(400, "ErrorCode must be a number")
-    return int(raw)
+    return code
 
 
-def record_status(deps: WebhookDeps, form: dict[str, str]) -> bool:
-    """Store a (SID, status) once and move the message forward; False for a duplicate."""
+def record_status(deps: WebhookDeps, form: dict[str, str], message_id: str = "") -> bool:
+    """Store a (SID, status) once and move the message forward; False for a duplicate.
+
+    ``message_id`` is our marker from the StatusCallback URL: when a send's outcome was lost
+    (worker crash, timeout), the first callback tells us Twilio has it and under which SID.
+    """
     sid, status = form["MessageSid"], form["MessageStatus"].lower()
     code = _error_code(form)
     now = deps.clock.now()
-    event = {"kind": "status", "sid": sid, "status": status, "error_code": code, "state": "processed"}
-    if not deps.store.record_event(f"status:{sid}:{status}", event, now):
+    failed = status in ("failed", "undelivered")
+    event = {"kind": "status", "sid": sid, "status": status, "error_code": code, "state": "processed",
+             "action_state": "pending" if failed else None}
+    event_id = f"status:{sid}:{status}"
+    if not deps.store.record_event(event_id, event, now):
         return False
+    if message_id:
+        deps.store.record_sid(message_id, sid, now)  # no-op unless the message is sending/uncertain
     deps.store.apply_status(sid, status, code, now)
+    if failed:
+        try:
+            deps.queue.process_status(event_id)
+        except Exception:  # Redis down: the scheduler re-enqueues pending actions later.
+            log.warning("status event %s stored but not enqueued (Redis unavailable)", sid)
     return True
 
 
@@ -122,14 +148,16 @@ def record_inbound(deps: WebhookDeps, form: dict[str, str], idempotency_token: s
     """Store an inbound message once (by MessageSid) and enqueue it; False for a duplicate."""
     sid = form["MessageSid"]
     media = [form[k] for k in sorted(form) if k.startswith("MediaUrl")]
-    num_media = form.get("NumMedia", "0")
     event: dict[str, Any] = {
         "kind": "inbound", "sid": sid, "state": "received",
         "from": form.get("From", ""), "to": form.get("To", ""), "body": form.get("Body", ""),
-        "num_media": int(num_media) if num_media.isdigit() else 0, "media_urls": media,
+        "num_media": _small_int(form.get("NumMedia", "0"), digits=4) or 0, "media_urls": media,
         "profile_name": form.get("ProfileName", ""), "wa_id": form.get("WaId", ""),
         "button_payload": form.get("ButtonPayload", ""), "button_text": form.get("ButtonText", ""),
         "idempotency_token": idempotency_token,
+        # Every field as Twilio sent it (media types, Referral*, new fields): [name, value] pairs,
+        # since a field name may hold '.', '$' or NUL, which a BSON key cannot always take.
+        "params": [[key, value] for key, value in form.items()],
     }
     if not deps.store.record_event(f"inbound:{sid}", event, deps.clock.now()):
         return False
@@ -148,7 +176,7 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
             form = await read_signed_form(request, deps)
             _require(form, "MessageSid", "MessageStatus")
             _error_code(form)
-            fresh = await run_in_threadpool(record_status, deps, form)
+            fresh = await run_in_threadpool(record_status, deps, form, request.query_params.get("mid", ""))
         except BadRequest as exc:
             return PlainTextResponse(exc.reason, status_code=exc.status)
         except TransientError:

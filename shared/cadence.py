@@ -60,11 +60,43 @@ def stop_contact(store: Store, contact_id: str, *, reason: str, now: datetime, n
     for followup in store.followups_of_contact(contact_id, (*_RUNNING, FollowUpState.PAUSED)):
         if stop_followup(store, followup.id, reason=reason, now=now, needs_human=needs_human, detail=detail):
             stopped += 1
-    for doc in store.messages.find({"contact_id": contact_id, "direction": "outbound",
-                                    "state": MessageState.READY.value}, {"_id": 1}):
-        store.move_message(doc["_id"], expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
-                           extra={"cancel_reason": reason})
+    cancel_ready_steps(store, contact_id, reason=reason, now=now)
     return stopped
+
+
+def cancel_ready_steps(store: Store, contact_id: str, *, reason: str, now: datetime) -> int:
+    """Cancel the contact's drafted step messages that have not gone out yet."""
+    cancelled = 0
+    for doc in store.messages.find({"contact_id": contact_id, "direction": "outbound", "purpose": {"$ne": "alert"},
+                                    "state": MessageState.READY.value}, {"_id": 1}):
+        if store.move_message(doc["_id"], expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
+                              extra={"cancel_reason": reason}):
+            cancelled += 1
+    return cancelled
+
+
+def pause_contact(store: Store, contact_id: str, *, until: datetime | None, reason: str, now: datetime,
+                  needs_human: bool = False, detail: str | None = None) -> int:
+    """Pause every running follow-up of a contact (until a date, or until a person resumes it)."""
+    extra: dict[str, object] = {"paused_until": until, "pause_reason": reason}
+    if needs_human:
+        extra.update({"needs_human": True, "needs_human_reason": detail or reason})
+    paused = 0
+    for followup in store.followups_of_contact(contact_id, (*_RUNNING, FollowUpState.PAUSED)):
+        if store.move_followup(followup.id, expected=(*_RUNNING, FollowUpState.PAUSED), new=FollowUpState.PAUSED,
+                               now=now, extra=extra):
+            paused += 1
+    cancel_ready_steps(store, contact_id, reason=f"paused_{reason}", now=now)
+    return paused
+
+
+def flag_contact(store: Store, contact_id: str, *, reason: str, now: datetime) -> int:
+    """Mark a contact's open follow-ups as needing a person, without changing their state."""
+    result = store.followups.update_many(
+        {"contact_id": contact_id, "state": {"$nin": [FollowUpState.COMPLETED.value]}},
+        {"$set": {"needs_human": True, "needs_human_reason": reason, "updated_at": now}},
+    )
+    return result.modified_count
 
 
 def stop_reason_for_error(code: int | None) -> tuple[str, bool]:

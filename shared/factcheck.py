@@ -378,6 +378,7 @@ _URL = re.compile(
     rf"|(?<![\w@.\-/])(?:[a-z0-9\-]+\.)+(?:{_TLDS})(?![\w\-])(?:/[^\s<>\"'«»]*)?",
     re.I,
 )
+_FORMATTING = re.compile(r"[*~`]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _TRAILING = ".,;:!?'\"»’”)]}>"
 _PHONE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[ \u00a0.\-]?(?:\(0\)[ \u00a0]?)?\d(?:[ \u00a0.\-]?\d){5,12}"
@@ -602,6 +603,8 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
     text = body
     for pattern in known.mask:
         text = pattern.sub(lambda m: _MASK * len(m.group(0)), text)
+    # WhatsApp formatting (*bold*, _italic_, ~strike~, `mono`) must not hide a value.
+    text = _FORMATTING.sub(" ", text)
 
     language = detect_language(text)
     if language is not None and language != request.language:

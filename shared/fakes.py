@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
-from shared.errors import DraftingError
+from shared.errors import DraftingError, SendDeferred
 from shared.ports import Draft, DraftRequest, OutboundRequest, SendResult
 
 
@@ -17,6 +19,8 @@ class RecordingQueue:
     drafts: list[tuple[str, int]] = field(default_factory=list)
     sends: list[tuple[str, float]] = field(default_factory=list)
     inbound: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    reconciles: list[str] = field(default_factory=list)
 
     def draft_followup(self, followup_id: str, step: int) -> None:
         """Record a draft request."""
@@ -30,13 +34,25 @@ class RecordingQueue:
         """Record an inbound event."""
         self.inbound.append(event_id)
 
+    def process_status(self, event_id: str) -> None:
+        """Record a failed-status event."""
+        self.statuses.append(event_id)
+
+    def reconcile_message(self, message_id: str) -> None:
+        """Record a reconciliation request."""
+        self.reconciles.append(message_id)
+
 
 class FakeSender:
     """A Sender that keeps what it was asked to send; can be told to raise once."""
 
     def __init__(self) -> None:
         self.sent: list[OutboundRequest] = []
+        self.sids: list[str] = []
+        self.created: list[datetime] = []
         self.fail_with: Exception | None = None
+        # Accept the message, then fail as a lost answer would (the send is uncertain).
+        self.lose_answer_once = False
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -47,7 +63,23 @@ class FakeSender:
                 error, self.fail_with = self.fail_with, None
                 raise error
             self.sent.append(request)
-            return SendResult(sid=f"SM{next(self._ids):032x}", status="queued")
+            sid = f"SM{next(self._ids):032x}"
+            self.sids.append(sid)
+            self.created.append(datetime.now(UTC))
+            if self.lose_answer_once:
+                self.lose_answer_once = False
+                raise SendDeferred(None, "read timeout; the message may have been created")
+            return SendResult(sid=sid, status="queued")
+
+    def list_messages(self, *, to: str, from_: str | None = None, date_sent_after: datetime | None = None,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        """What this fake 'Twilio' holds for a recipient, newest first."""
+        with self._lock:
+            rows = [{"sid": sid, "to": f"whatsapp:{r.to}", "body": r.body or "", "status": "sent",
+                     "date_created": at, "date_sent": at}
+                    for r, sid, at in zip(self.sent, self.sids, self.created, strict=True)
+                    if r.to == to.removeprefix("whatsapp:")]
+        return list(reversed(rows))[:limit]
 
 
 class FailingDrafter:

@@ -187,11 +187,14 @@ class GeminiDrafter:
         """Build the client; ``base_url`` points it at another endpoint (a test double)."""
         self._model = model
         if client is None:
-            options = types.HttpOptions(timeout=max(1, int(timeout_seconds * 1000)))
-            if base_url:
-                options = types.HttpOptions(
-                    base_url=base_url, timeout=max(1, int(timeout_seconds * 1000))
-                )
+            # HttpOptions.timeout is in milliseconds; retries stay off (the default) so a
+            # slow or failing model falls back to the offline draft within the timeout.
+            timeout_ms = max(1, int(timeout_seconds * 1000))
+            options = (
+                types.HttpOptions(base_url=base_url, timeout=timeout_ms)
+                if base_url
+                else types.HttpOptions(timeout=timeout_ms)
+            )
             client = genai.Client(api_key=api_key, http_options=options)
         self._client = client
 

@@ -241,13 +241,18 @@ class FollowUp(BaseModel):
 
 
 class OutboundMessage(BaseModel):
-    """A message drafted for one step of one follow-up."""
+    """A message we send: a follow-up step, a reply to a client, or an alert to the owner."""
 
     id: str
-    followup_id: str
-    contact_id: str
-    campaign_id: str
+    followup_id: str | None
+    contact_id: str | None
+    campaign_id: str | None
     step: int
+    # "step": one step of a campaign; "reply": an answer in a conversation the client opened;
+    # "alert": a hand-over notice to the business owner.
+    purpose: Literal["step", "reply", "alert"] = "step"
+    to: str | None = None  # only for alerts: the owner's number
+    resend_of: str | None = None  # a template re-send of a step refused as freeform (63016)
     state: MessageState
     kind: Literal["freeform", "template"]
     body: str

@@ -356,3 +356,13 @@ class OfflineDrafter:
             if len(text) <= limit:
                 return text
         return _shorten(_join(variants[-1]), limit)
+
+
+def amount_text(raw: str, currency: str, language: Language) -> str:
+    """An amount fact as shown to the contact (``1 250,00 €`` / ``€1,250.00``)."""
+    return _amount_text(raw, currency, language)
+
+
+def date_text(raw: str, language: Language) -> str:
+    """A date fact as shown to the contact (``15 mars 2026`` / ``15 March 2026``)."""
+    return _date_text(raw, language)

@@ -8,8 +8,9 @@ Fakes for unit tests live in :mod:`shared.fakes`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Protocol
 
 from shared.models import Language
 
@@ -38,6 +39,11 @@ class Sender(Protocol):
 
     def send(self, request: OutboundRequest) -> SendResult:
         """Send one message and return Twilio's SID and initial status."""
+        ...
+
+    def list_messages(self, *, to: str, from_: str | None = None, date_sent_after: datetime | None = None,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        """Messages Twilio has for this recipient (sid, to, from, body, status, date_created…)."""
         ...
 
 
@@ -97,4 +103,62 @@ class TaskQueue(Protocol):
 
     def process_inbound(self, event_id: str) -> None:
         """Ask a replies actor to process this inbound event."""
+        ...
+
+    def process_status(self, event_id: str) -> None:
+        """Ask a replies actor to act on a failed delivery status."""
+        ...
+
+    def reconcile_message(self, message_id: str) -> None:
+        """Ask a sending actor to find out whether an uncertain message reached Twilio."""
+        ...
+
+
+class Intent(StrEnum):
+    """What a client's reply means for the follow-up."""
+
+    PAID = "paid"
+    PROMISE_TO_PAY = "promise_to_pay"
+    QUESTION = "question"
+    DISPUTE = "dispute"
+    OPT_OUT = "opt_out"
+    WRONG_PERSON = "wrong_person"
+    ACKNOWLEDGED = "acknowledged"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """A client's reply and the context a classifier may use. ``text`` is data, never instructions."""
+
+    text: str
+    language: Language
+    facts: dict[str, str]
+    today: date  # in the contact's timezone, to resolve "vendredi", "next week"…
+    business_name: str
+    has_media: bool = False
+    history: tuple[HistoryItem, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A classifier's reading of a reply (same shape online and offline)."""
+
+    intent: Intent
+    confidence: float  # 0..1
+    source: str  # "gemini" | "offline"
+    promised_date: date | None = None
+    # For questions: which fact is asked for ("amount", "due_date", "payment_link",
+    # "invoice_number", "currency") or None when the data cannot answer it.
+    question_topic: str | None = None
+    # For questions, a drafted answer built only from the facts (checked before use).
+    answer: str | None = None
+    reason: str | None = None
+
+
+class Classifier(Protocol):
+    """Reads a reply. Raises DraftingError when the model's answer is unusable."""
+
+    def classify(self, request: ClassifyRequest) -> Classification:
+        """Return the reply's intent and details."""
         ...

@@ -20,6 +20,8 @@ QUEUES = (QUEUE_DRAFTING, QUEUE_SENDING, QUEUE_REPLIES)
 ACTOR_DRAFT = "draft_followup"
 ACTOR_SEND = "send_message"
 ACTOR_INBOUND = "process_inbound"
+ACTOR_STATUS = "process_status"
+ACTOR_RECONCILE = "reconcile_message"
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +56,11 @@ class DramatiqQueue:
     def process_inbound(self, event_id: str) -> None:
         """Ask a replies actor to process this inbound event."""
         self._enqueue(QUEUE_REPLIES, ACTOR_INBOUND, (event_id,))
+
+    def process_status(self, event_id: str) -> None:
+        """Ask a replies actor to act on a failed delivery status."""
+        self._enqueue(QUEUE_REPLIES, ACTOR_STATUS, (event_id,))
+
+    def reconcile_message(self, message_id: str) -> None:
+        """Ask a sending actor to find out whether an uncertain message reached Twilio."""
+        self._enqueue(QUEUE_SENDING, ACTOR_RECONCILE, (message_id,))

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(default=300.0, gt=0)
     max_message_chars: int = Field(default=700, ge=80, le=1600)
     default_country: str = "FR"
+    owner_whatsapp_number: str = ""
+    classifier_threshold: float = Field(default=0.6, ge=0, le=1)
+    thank_you_on_paid: bool = True
     log_level: str = "INFO"
 
     @field_validator("twilio_account_sid")
@@ -70,6 +73,13 @@ class Settings(BaseSettings):
         if not re.match(r"^whatsapp:\+[1-9]\d{6,14}$", value):
             raise ValueError("must look like whatsapp:+14155238886")
         return value
+
+    @field_validator("owner_whatsapp_number")
+    @classmethod
+    def _check_owner(cls, value: str) -> str:
+        if value and not re.match(r"^(whatsapp:)?\+[1-9]\d{6,14}$", value):
+            raise ValueError("must be an E.164 number such as +33612345678")
+        return value.removeprefix("whatsapp:")
 
     @field_validator("mongodb_uri")
     @classmethod

@@ -346,6 +346,19 @@ class Store:
                 return False
         return True
 
+    def redraft_message(self, message: OutboundMessage, now: datetime) -> bool:
+        """Replace a cancelled step message by a new draft (``cancelled → ready``, conditional)."""
+        fields = message.model_dump(mode="python", exclude={"id", "twilio_sid", "state"})
+        fields["language"] = message.language.value
+        fields.update({"state": MessageState.READY.value, "status_rank": STATUS_RANK["ready"], "updated_at": now,
+                       "state_changed_at": now, "cancel_reason": None})
+        with unreachable_as_transient():
+            result = self.messages.update_one(
+                {"_id": message.id, "state": MessageState.CANCELLED.value, "twilio_sid": {"$exists": False}},
+                {"$set": fields, "$push": {"history": _history(MessageState.READY.value, now, redraft=True)}},
+            )
+        return result.modified_count == 1
+
     def get_message(self, message_id: str) -> OutboundMessage | None:
         """An outbound message by id."""
         with unreachable_as_transient():

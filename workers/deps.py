@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.clock import Clock
-from shared.ports import Drafter, Sender, TaskQueue
+from shared.ports import Classifier, Drafter, Sender, TaskQueue
 from shared.settings import Settings
 from shared.store import Store
 
@@ -20,3 +20,5 @@ class Deps:
     queue: TaskQueue
     drafter: Drafter
     sender: Sender
+    # Reads clients' replies; None means the offline rule-based classifier.
+    classifier: Classifier | None = None

@@ -98,7 +98,8 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
         return None
     store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.DRAFTING, now=now, step=step)
     message_id = message_id_for(followup_id, step)
-    if store.get_message(message_id) is None:
+    existing = store.get_message(message_id)
+    if existing is None or existing.state == MessageState.CANCELLED:
         contact = store.get_contact(followup.contact_id)
         campaign = store.get_campaign(followup.campaign_id)
         if contact is None or campaign is None or step >= len(campaign.steps):
@@ -119,7 +120,8 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
             )
             log.warning("followup=%s step=%s paused: outside 24h window and no template", followup_id, step)
             return None
-        if store.insert_message(message, now):
+        stored = store.redraft_message(message, now) if existing else store.insert_message(message, now)
+        if stored:
             log.info("drafted message=%s kind=%s source=%s fallback=%s", message_id, message.kind,
                      message.draft_source, message.fallback_reason)
     if store.move_followup(followup_id, expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),

@@ -1,8 +1,16 @@
-"""Replies actor: records what a client wrote and honours opt-outs at once.
+"""Replies actor: understands what a client answered and acts on it at once.
 
-This is the deterministic first stage of reply handling: the inbound message joins the
-conversation, the 24-hour window opens, STOP-like keywords opt the contact out of every
-follow-up and START re-subscribes. Understanding free text is built on top of this.
+1. The inbound message joins the conversation; the 24-hour window opens.
+2. Opt-out keywords (STOP, ARRÊT, UNSUBSCRIBE, DÉSINSCRIRE, a STOP button…) are handled
+   deterministically, before any AI; START re-subscribes.
+3. Otherwise the classifier (Gemini with a JSON schema, or the offline rules) reads the reply,
+   and the plan is applied, each step a conditional state move:
+   paid → stop (+ thank-you); promise_to_pay → pause until the date + 1 day; question → answer
+   from the contact's data only, else a person; dispute / wrong_person → stop and flag;
+   opt_out → as STOP; low confidence or failure → pause and flag, never a guess.
+
+The client's text is data: it never reaches a prompt as instructions, and every answer drafted
+here passes the same facts check as the follow-ups.
 """
 
 from __future__ import annotations
@@ -10,13 +18,20 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from datetime import datetime, time, timedelta
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import stop_contact
+from shared.cadence import flag_contact, pause_contact, stop_contact
 from shared.errors import PermanentError
+from shared.factcheck import check_draft
+from shared.models import Contact, Language, MessageState, OutboundMessage
+from shared.offline import amount_text, date_text
 from shared.phones import mask_phone
+from shared.policy import zone
+from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
 from shared.queue import ACTOR_INBOUND, QUEUE_REPLIES
 from workers.deps import Deps
 
@@ -26,8 +41,10 @@ OPT_OUT_KEYWORDS = {
     "stop", "stop all", "stopall", "arret", "arreter", "unsubscribe", "desinscrire", "desabonner",
     "cancel", "end", "quit", "optout", "opt out",
 }
-OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoir ces message", "desinscri", "desabonn")
+OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoir ces message", "desinscri",
+                   "desabonn")
 OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
+PROMISE_GRACE = timedelta(days=1)
 
 
 def normalise_text(text: str) -> str:
@@ -50,6 +67,180 @@ def is_opt_in(text: str) -> bool:
     return normalise_text(text) in OPT_IN_KEYWORDS
 
 
+# ------------------------------------------------------------------ texts we send back
+def _sign(deps: Deps, text: str) -> str:
+    return f"{text}\n{deps.settings.business_name}"
+
+
+def thank_you_text(deps: Deps, contact: Contact) -> str:
+    """The thank-you sent after a client says they paid."""
+    if contact.language == Language.EN:
+        return _sign(deps, f"Thank you {contact.name}, we have noted your payment. We will check that it has "
+                           "arrived and will not send you further reminders about it.")
+    return _sign(deps, f"Merci {contact.name}, nous avons bien noté votre règlement. Nous vérifions sa bonne "
+                       "réception et ne vous relancerons plus à ce sujet.")
+
+
+def promise_text(deps: Deps, contact: Contact, promised: str) -> str:
+    """The acknowledgement of a promise to pay (the date comes from the classifier, checked)."""
+    shown = date_text(promised, contact.language)
+    if contact.language == Language.EN:
+        return _sign(deps, f"Thank you {contact.name}, noted: we expect your payment by {shown}.")
+    return _sign(deps, f"Merci {contact.name}, c'est noté : nous attendons votre règlement pour le {shown}.")
+
+
+def answer_text(deps: Deps, contact: Contact, topic: str) -> str | None:
+    """A plain answer to a question about one fact of the contact's data, or None."""
+    facts, en = contact.fields, contact.language == Language.EN
+    ref = facts.get("invoice_number") or facts.get("quote_number") or ""
+    about = (f" {ref}" if ref else "")
+    value = facts.get(topic, "")
+    if not value:
+        return None
+    if topic == "amount":
+        shown = amount_text(value, facts.get("currency", ""), contact.language)
+        text = (f"The amount of invoice{about} is {shown}." if en
+                else f"Le montant de la facture{about} est de {shown}.")
+    elif topic == "due_date":
+        shown = date_text(value, contact.language)
+        text = f"Invoice{about} was due on {shown}." if en else f"La facture{about} était à régler le {shown}."
+    elif topic == "payment_link":
+        text = (f"You can pay invoice{about} here: {value}" if en
+                else f"Vous pouvez régler la facture{about} ici : {value}")
+    elif topic in ("invoice_number", "quote_number"):
+        text = f"It is about {value}." if en else f"Il s'agit de la référence {value}."
+    elif topic == "currency":
+        text = f"The amount is in {value}." if en else f"Le montant est en {value}."
+    else:
+        return None
+    return _sign(deps, text)
+
+
+def _facts_request(deps: Deps, contact: Contact, extra: dict[str, str] | None = None) -> DraftRequest:
+    return DraftRequest(contact_name=contact.name, language=contact.language,
+                        facts={**contact.fields, **(extra or {})},
+                        step_index=0, step_count=1, tone="courteous", business_name=deps.settings.business_name,
+                        campaign_name="", max_chars=deps.settings.max_message_chars)
+
+
+# ------------------------------------------------------------------ actions
+def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, source: str,
+                extra_facts: dict[str, str] | None = None) -> str | None:
+    """Store and enqueue one reply to an inbound message (at most one per inbound message)."""
+    problems = check_draft(body, _facts_request(deps, contact, extra_facts))
+    if problems:
+        log.warning("reply to inbound=%s refused by the facts check: %s", inbound_sid, problems[0])
+        return None
+    message = OutboundMessage(
+        id=f"reply:{inbound_sid}", followup_id=None, contact_id=contact.id, campaign_id=None, step=-1,
+        purpose="reply", state=MessageState.READY, kind="freeform", body=body, language=contact.language,
+        draft_source=source,
+    )
+    if deps.store.insert_message(message, deps.clock.now()):
+        deps.queue.send_message(message.id)
+        return message.id
+    return None
+
+
+def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> None:
+    """Tell the business owner on WhatsApp that a conversation needs them (when configured)."""
+    owner = deps.settings.owner_whatsapp_number
+    if not owner:
+        return
+    body = (f"Relance : {contact.name} ({contact.phone}) a besoin d'une réponse de votre part ({reason}). "
+            f"Historique : relance conversation {contact.phone}")
+    message = OutboundMessage(
+        id=f"alert:{inbound_sid}", followup_id=None, contact_id=None, campaign_id=None, step=-1,
+        purpose="alert", to=owner, state=MessageState.READY, kind="freeform", body=body, language=Language.FR,
+        draft_source="system",
+    )
+    if deps.store.insert_message(message, deps.clock.now()):
+        deps.queue.send_message(message.id)
+
+
+def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: str | None = None) -> str:
+    """Stop (with ``stop`` as reason) or pause the contact's follow-ups, flag them, alert the owner."""
+    now = deps.clock.now()
+    if stop:
+        stop_contact(deps.store, contact.id, reason=stop, now=now, needs_human=True, detail=reason)
+    else:
+        pause_contact(deps.store, contact.id, until=None, reason="needs_human", now=now, needs_human=True,
+                      detail=reason)
+    flag_contact(deps.store, contact.id, reason=reason, now=now)
+    alert_owner(deps, contact, inbound_sid, reason)
+    return f"needs_human: {reason}"
+
+
+def _pause_until(promised: str, contact: Contact, deps: Deps) -> datetime:
+    day = datetime.strptime(promised, "%Y-%m-%d").date() + PROMISE_GRACE
+    return datetime.combine(day, time(9, 0), tzinfo=zone(contact.timezone))
+
+
+def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classification,
+               needs_human: str | None) -> str:
+    """Carry out what the classification says; returns the outcome (for logs and tests)."""
+    store, now = deps.store, deps.clock.now()
+    intent = result.intent
+    if intent == Intent.OPT_OUT and result.confidence >= deps.settings.classifier_threshold:
+        store.set_opt_out(contact.id, True, now)
+        return f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)}"
+    if needs_human:
+        return hand_over(deps, contact, inbound_sid, needs_human)
+    if intent == Intent.PAID:
+        stopped = stop_contact(store, contact.id, reason="paid", now=now)
+        if deps.settings.thank_you_on_paid:
+            queue_reply(deps, contact, inbound_sid, thank_you_text(deps, contact), source="system")
+        return f"paid stopped={stopped}"
+    if intent == Intent.PROMISE_TO_PAY and result.promised_date is not None:
+        promised = result.promised_date.isoformat()
+        paused = pause_contact(store, contact.id, until=_pause_until(promised, contact, deps),
+                               reason="promise_to_pay", now=now)
+        store.followups.update_many({"contact_id": contact.id, "pause_reason": "promise_to_pay"},
+                                    {"$set": {"promised_date": promised}})
+        queue_reply(deps, contact, inbound_sid, promise_text(deps, contact, promised), source="system",
+                    extra_facts={"promised_date": promised})
+        return f"promise_to_pay until={promised} paused={paused}"
+    if intent == Intent.QUESTION:
+        return _answer(deps, contact, inbound_sid, result)
+    if intent == Intent.DISPUTE:
+        return hand_over(deps, contact, inbound_sid, "dispute", stop="dispute")
+    if intent == Intent.WRONG_PERSON:
+        return hand_over(deps, contact, inbound_sid, "wrong_person", stop="wrong_person")
+    if intent == Intent.ACKNOWLEDGED:
+        return "acknowledged"
+    return hand_over(deps, contact, inbound_sid, f"unclear reply ({intent.value})")
+
+
+def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classification) -> str:
+    """Answer a question from the contact's data only; anything else goes to a person."""
+    if result.answer:
+        problems = check_draft(result.answer, _facts_request(deps, contact))
+        if not problems and queue_reply(deps, contact, inbound_sid, result.answer, source=result.source):
+            return "question answered"
+        if problems:
+            log.warning("model answer to inbound=%s refused: %s", inbound_sid, problems[0])
+    if result.question_topic:
+        text = answer_text(deps, contact, result.question_topic)
+        if text and queue_reply(deps, contact, inbound_sid, text, source="offline"):
+            return f"question answered ({result.question_topic})"
+    return hand_over(deps, contact, inbound_sid, "question the data cannot answer")
+
+
+def _classify(deps: Deps, contact: Contact, event: dict[str, Any]) -> tuple[Classification, str | None]:
+    today = deps.clock.now().astimezone(zone(contact.timezone)).date()
+    history = tuple(
+        HistoryItem(direction=str(d.get("direction", "")), body=str(d.get("body", "")), at=d["created_at"])
+        for d in deps.store.conversation(contact.id, limit=8) if d.get("body")
+    )
+    request = ClassifyRequest(text=str(event.get("body", "")), language=contact.language,
+                              facts=dict(contact.fields), today=today, business_name=deps.settings.business_name,
+                              has_media=int(event.get("num_media", 0) or 0) > 0, history=history)
+    from shared.classifier import OfflineClassifier, classify_safely
+
+    classifier = deps.classifier or OfflineClassifier()
+    return classify_safely(classifier, request, threshold=deps.settings.classifier_threshold)
+
+
 def process_inbound(deps: Deps, event_id: str) -> str | None:
     """Process a stored inbound event once; returns what was done (for logs and tests)."""
     store, now = deps.store, deps.clock.now()
@@ -59,14 +250,14 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     phone = str(event.get("from", "")).removeprefix("whatsapp:")
     contact = store.contact_by_phone(phone)
     received_at = event.get("received_at", now)
+    inbound_id = f"in:{event['sid']}"
     store.insert_inbound(
-        {"_id": f"in:{event['sid']}", "twilio_sid": event["sid"], "contact_id": contact.id if contact else None,
+        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact.id if contact else None,
          "unknown_sender": contact is None, "from": phone, "body": event.get("body", ""),
-         "num_media": event.get("num_media", 0), "button_payload": event.get("button_payload", ""),
-         "event_id": event_id},
+         "num_media": event.get("num_media", 0), "media_urls": event.get("media_urls", []),
+         "button_payload": event.get("button_payload", ""), "event_id": event_id},
         received_at,
     )
-    outcome = "recorded"
     if contact is None:
         outcome = "unknown_sender"
         log.info("inbound event=%s from unknown number %s kept and flagged", event_id, mask_phone(phone))
@@ -75,11 +266,21 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
         body, button = str(event.get("body", "")), str(event.get("button_payload", ""))
         if is_opt_out(body, button):
             store.set_opt_out(contact.id, True, now)
-            stopped = stop_contact(store, contact.id, reason="opt_out", now=now)
-            outcome = f"opt_out stopped={stopped}"
+            outcome = f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)}"
         elif is_opt_in(body):
             store.set_opt_out(contact.id, False, now)
             outcome = "opt_in"
+        elif contact.opted_out:
+            outcome = "recorded (contact opted out)"
+        else:
+            result, needs_human = _classify(deps, contact, event)
+            store.messages.update_one({"_id": inbound_id}, {"$set": {"classification": {
+                "intent": result.intent.value, "confidence": result.confidence, "source": result.source,
+                "promised_date": result.promised_date.isoformat() if result.promised_date else None,
+                "question_topic": result.question_topic, "reason": result.reason, "needs_human": needs_human,
+            }}})
+            outcome = apply_plan(deps, contact, event["sid"], result, needs_human)
+    store.messages.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
     store.mark_event(event_id, "received", "processed", now)
     log.info("inbound event=%s contact=%s outcome=%s", event_id, contact.id if contact else None, outcome)
     return outcome

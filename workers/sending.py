@@ -4,31 +4,79 @@
 only one reaches Twilio. A crash after Twilio accepted the message and before its SID is
 written leaves the message in ``sending``; the scheduler marks it ``uncertain`` for
 reconciliation instead of sending it again.
+
+Step messages are checked against the follow-up, the campaign, the opt-out and the send
+window. Replies (answers in a conversation the client has just opened) go out at once;
+owner alerts go to OWNER_WHATSAPP_NUMBER.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import advance_after_send, stop_contact, stop_followup, stop_reason_for_error
+from shared.cadence import advance_after_send, stop_contact
+from shared.clock import utc
 from shared.errors import PermanentError, SendDeferred, SendRejected, TransientError
-from shared.models import FollowUpState, MessageState
+from shared.models import Campaign, Contact, FollowUp, FollowUpState, MessageState, OutboundMessage
 from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed
 from shared.ports import OutboundRequest
-from shared.queue import ACTOR_SEND, QUEUE_SENDING
+from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
+from workers.delivery import handle_permanent_error
 from workers.deps import Deps
 
 log = logging.getLogger(__name__)
+# How long an uncertain message must leave no trace at Twilio before it is sent again.
+UNCERTAIN_GRACE = timedelta(minutes=2)
 
 
 def status_callback_for(deps: Deps, message_id: str) -> str:
     """The StatusCallback URL, carrying our message id as a marker Twilio echoes back."""
     return f"{deps.settings.status_callback_url}?{urlencode({'mid': message_id})}"
+
+
+def _cancel(deps: Deps, message_id: str, reason: str) -> None:
+    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED,
+                            now=deps.clock.now(), extra={"cancel_reason": reason})
+
+
+def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
+                    ) -> tuple[FollowUp, Campaign] | None:
+    """The follow-up and campaign if this step may go out now; otherwise handle it and return None."""
+    store, now = deps.store, deps.clock.now()
+    followup = store.get_followup(message.followup_id or "")
+    campaign = store.get_campaign(message.campaign_id or "")
+    if followup is None or campaign is None:
+        _cancel(deps, message.id, "missing_data")
+        return None
+    if message.resend_of:
+        # A template re-send of a step Twilio refused as freeform: the follow-up has moved on.
+        if followup.state in (FollowUpState.STOPPED, FollowUpState.PAUSED):
+            _cancel(deps, message.id, f"followup_{followup.state.value}")
+            return None
+    elif followup.state != FollowUpState.AWAITING_SEND or followup.step != message.step:
+        _cancel(deps, message.id, f"followup_{followup.state.value}")
+        return None
+    if campaign.status == "paused" and message.resend_of:
+        deps.queue.send_message(message.id, delay_seconds=60)
+        return None
+    if campaign.status == "paused":
+        store.move_followup(followup.id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.PAUSED,
+                            now=now, step=message.step, extra={"pause_reason": "campaign_paused"})
+        return None
+    if not is_allowed(now, campaign.send_window, contact.timezone):
+        at = next_allowed(now, campaign.send_window, contact.timezone)
+        store.messages.update_one({"_id": message.id, "state": MessageState.READY.value},
+                                  {"$set": {"not_before": at, "updated_at": now}})
+        deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds())
+        log.info("message=%s held until %s (send window)", message.id, at.isoformat())
+        return None
+    return followup, campaign
 
 
 def send_message(deps: Deps, message_id: str) -> str | None:
@@ -37,37 +85,31 @@ def send_message(deps: Deps, message_id: str) -> str | None:
     message = store.get_message(message_id)
     if message is None or message.state != MessageState.READY:
         return None
-    followup = store.get_followup(message.followup_id)
-    contact = store.get_contact(message.contact_id)
-    campaign = store.get_campaign(message.campaign_id)
-    if followup is None or contact is None or campaign is None:
-        store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
-                           extra={"cancel_reason": "missing_data"})
+    contact = store.get_contact(message.contact_id) if message.contact_id else None
+    if message.purpose == "alert":
+        to = message.to or ""
+    elif contact is None:
+        _cancel(deps, message_id, "missing_data")
         return None
-    if contact.opted_out:
-        stop_contact(store, contact.id, reason="opt_out", now=now)
-        log.info("message=%s cancelled: contact opted out", message_id)
-        return None
-    if followup.state != FollowUpState.AWAITING_SEND or followup.step != message.step:
-        store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
-                           extra={"cancel_reason": f"followup_{followup.state.value}"})
-        return None
-    if campaign.status == "paused":
-        store.move_followup(followup.id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.PAUSED,
-                            now=now, step=message.step, extra={"pause_reason": "campaign_paused"})
-        return None
-    if not is_allowed(now, campaign.send_window, contact.timezone):
-        at = next_allowed(now, campaign.send_window, contact.timezone)
-        store.messages.update_one({"_id": message_id, "state": MessageState.READY.value},
-                                  {"$set": {"not_before": at, "updated_at": now}})
-        deps.queue.send_message(message_id, delay_seconds=(at - now).total_seconds())
-        log.info("message=%s held until %s (send window)", message_id, at.isoformat())
-        return None
-    if not store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=now):
+    else:
+        to = contact.phone
+        if contact.opted_out:
+            stop_contact(store, contact.id, reason="opt_out", now=now)
+            _cancel(deps, message_id, "opt_out")
+            log.info("message=%s cancelled: contact opted out", message_id)
+            return None
+    step_context = None
+    if message.purpose == "step":
+        assert contact is not None
+        step_context = _step_preflight(deps, message, contact)
+        if step_context is None:
+            return None
+    if not store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=now,
+                              extra={"sending_at": now}):
         return None  # another delivery of this message got there first
 
     request = OutboundRequest(
-        to=contact.phone, status_callback=status_callback_for(deps, message_id),
+        to=to, status_callback=status_callback_for(deps, message_id),
         body=message.body if message.kind == "freeform" else None,
         content_sid=message.content_sid, content_variables=message.content_variables,
     )
@@ -76,20 +118,15 @@ def send_message(deps: Deps, message_id: str) -> str | None:
     except SendRejected as exc:
         store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.FAILED,
                            now=deps.clock.now(), extra={"error_code": exc.code})
-        reason, human = stop_reason_for_error(exc.code)
-        if reason == "opt_out":
-            store.set_opt_out(contact.id, True, now)
-            stop_contact(store, contact.id, reason="opt_out", now=now)
-        else:
-            stop_followup(store, followup.id, reason=reason, now=now, needs_human=human,
-                          detail=f"Twilio error {exc.code}")
-        log.warning("message=%s to=%s rejected by Twilio code=%s", message_id, mask_phone(contact.phone), exc.code)
+        log.warning("message=%s to=%s rejected by Twilio code=%s", message_id, mask_phone(to), exc.code)
+        if contact is not None:
+            handle_permanent_error(deps, message, contact, exc.code)
         return None
     except SendDeferred as exc:
         if exc.status is None:
             # The request may have reached Twilio: never resend blindly, reconcile instead.
             store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,
-                               now=deps.clock.now(), extra={"uncertain_reason": str(exc)})
+                               now=deps.clock.now(), extra={"uncertain_reason": "network error"})
             log.warning("message=%s uncertain after a network error", message_id)
             return None
         store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.READY,
@@ -98,20 +135,71 @@ def send_message(deps: Deps, message_id: str) -> str | None:
 
     sent_at = deps.clock.now()
     store.record_sid(message_id, result.sid, sent_at)
-    advance_after_send(store, followup=followup, campaign=campaign, contact=contact, step=message.step,
-                       sent_at=sent_at, now=sent_at)
-    log.info("message=%s sent sid=%s to=%s", message_id, result.sid, mask_phone(contact.phone))
+    if step_context is not None and contact is not None and not message.resend_of:
+        followup, campaign = step_context
+        advance_after_send(store, followup=followup, campaign=campaign, contact=contact, step=message.step,
+                           sent_at=sent_at, now=sent_at)
+    log.info("message=%s purpose=%s sent sid=%s to=%s", message_id, message.purpose, result.sid, mask_phone(to))
     return result.sid
 
 
+def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta = UNCERTAIN_GRACE) -> str | None:
+    """Find out whether an ``uncertain`` message reached Twilio; never send it twice.
+
+    Twilio's Messages API has no idempotency key, so we look the message up: Twilio's list for
+    this recipient since the send started, minus the SIDs we already know, matched on the body
+    for freeform text. One match: that is our message (``uncertain → sent``). No trace after
+    ``grace``: Twilio never got it, so it goes back to ``ready`` and is sent again.
+    (A status callback carrying our message id adopts the SID even sooner: see the webhook.)
+    """
+    store, now = deps.store, deps.clock.now()
+    doc = store.message_doc(message_id)
+    if doc is None or doc.get("state") != MessageState.UNCERTAIN.value:
+        return None
+    contact = store.get_contact(doc["contact_id"]) if doc.get("contact_id") else None
+    to = contact.phone if contact else str(doc.get("to") or "")
+    started = utc(doc.get("sending_at") or doc["state_changed_at"])
+    listed = deps.sender.list_messages(to=to, date_sent_after=started - timedelta(minutes=1), limit=100)
+    sids = [str(item["sid"]) for item in listed]
+    known = {d["twilio_sid"] for d in store.messages.find({"twilio_sid": {"$in": sids}}, {"twilio_sid": 1})}
+    body = " ".join(str(doc.get("body") or "").split())
+    candidates = [
+        item for item in listed
+        if item["sid"] not in known
+        and (doc.get("kind") == "template" or " ".join(str(item.get("body") or "").split()) == body)
+    ]
+    if candidates:
+        found = min(candidates, key=lambda item: item.get("date_created") or now)
+        store.record_sid(message_id, str(found["sid"]), now)
+        log.info("message=%s reconciled: Twilio has it as sid=%s", message_id, found["sid"])
+        return "adopted"
+    if now - started < grace:
+        return "waiting"
+    if store.move_message(message_id, expected=MessageState.UNCERTAIN, new=MessageState.READY, now=now,
+                          extra={"reconciled": "not_found"}):
+        deps.queue.send_message(message_id)
+        log.info("message=%s reconciled: no trace at Twilio after %s, sending again", message_id, grace)
+        return "resent"
+    return None
+
+
 def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str], str | None]:
-    """Declare the sending actor on ``broker``, bound to ``deps``."""
+    """Declare the sending and reconciling actors on ``broker``, bound to ``deps``."""
 
     def run(message_id: str) -> str | None:
         return send_message(deps, message_id)
 
+    def reconcile(message_id: str) -> str | None:
+        return reconcile_message(deps, message_id)
+
     run.__name__ = ACTOR_SEND
+    reconcile.__name__ = ACTOR_RECONCILE
+    dramatiq.actor(
+        broker=broker, actor_name=ACTOR_RECONCILE, queue_name=QUEUE_SENDING,
+        max_retries=5, min_backoff=5000, max_backoff=120_000, time_limit=60_000, throws=(PermanentError,),
+    )(reconcile)
     return dramatiq.actor(
         broker=broker, actor_name=ACTOR_SEND, queue_name=QUEUE_SENDING,
         max_retries=10, min_backoff=2000, max_backoff=300_000, time_limit=60_000, throws=(PermanentError,),
     )(run)
+

@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -208,3 +208,79 @@ def test_campaign_end_to_end(stack: dict[str, Any]) -> None:
         assert store.followups.count_documents({"contact_id": contact.id, "state": {"$ne": "stopped"}}) == 0
     gemini_calls = httpx.get(f"{stack['gemini']}/_fake/requests", timeout=10).json()
     assert len(gemini_calls) >= 2 * N_JOINED
+
+
+def test_replies_end_to_end(stack: dict[str, Any]) -> None:
+    """Clients answer the first reminder: pay, promise a date, ask, dispute, STOP."""
+    env, store, procs, sim = stack["env"], stack["store"], stack["procs"], stack["sim"]
+    open_zone = _zone_at_local_hour(13)
+    people = {"paid": 60, "promise": 61, "question": 62, "dispute": 63, "stop": 64}
+    rows = [{"name": f"Client {kind}", "phone": _phone(i), "language": "fr", "timezone": open_zone,
+             "invoice_number": f"FA-2026-{i:03d}", "amount": "480.00", "currency": "EUR",
+             "due_date": "2026-11-02", "payment_link": f"https://pay.example.com/i/{i:03d}", "tags": "replies"}
+            for kind, i in people.items()]
+    contacts_file = stack["dir"] / "replies.csv"
+    with contacts_file.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert relance(env, "contacts", "import", str(contacts_file)).returncode == 0
+    for i in people.values():  # every client has written: freeform follow-ups
+        httpx.post(f"{sim}/_sim/inbound", json={"from": _phone(i), "body": "Bonjour"}, timeout=10)
+    _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
+          "greetings processed", procs)
+    campaign = {"id": "replies", "name": "Relance", "enrol": {"tags": ["replies"]},
+                "send_window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                "start": "09:00", "end": "18:00"},
+                "steps": [{"delay": "1s"}, {"delay": "6s", "anchor": "previous", "tone": "firm"},
+                          {"delay": "6s", "anchor": "previous", "tone": "firm"}]}
+    campaign_file = stack["dir"] / "replies.json"
+    campaign_file.write_text(json.dumps(campaign))
+    assert relance(env, "campaigns", "create", str(campaign_file)).returncode == 0
+    assert relance(env, "campaigns", "enrol", "replies").returncode == 0
+    followup_ids = {kind: f"replies:{store.contact_by_phone(_phone(i)).id}" for kind, i in people.items()}
+    _wait(lambda: store.messages.count_documents({"campaign_id": "replies", "step": 0,
+                                                  "state": {"$in": ["delivered", "read"]}}) == 5,
+          60, "first reminders delivered", procs)
+
+    promised = (datetime.now(UTC) + timedelta(days=10)).date()
+    replies = {"paid": "C'est réglé, virement fait hier 👍",
+               "promise": f"Je vous paie le {promised.strftime('%d/%m/%Y')}, promis",
+               "question": "Bonjour, quel est le montant exact svp ?",
+               "dispute": "Je conteste cette facture, la prestation n'a jamais été faite",
+               "stop": "STOP"}
+    sent_at = {}
+    for kind, text in replies.items():
+        sent_at[kind] = datetime.now(UTC)
+        response = httpx.post(f"{sim}/_sim/inbound", json={"from": _phone(people[kind]), "body": text}, timeout=10)
+        assert response.status_code == 200
+    _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
+          "replies processed", procs)
+    # Let the question's cadence run to its end (two more steps, 6 s apart).
+    _wait(lambda: store.followups.find_one({"_id": followup_ids["question"]})["state"] == "completed", 90,
+          "the question's follow-up to complete", procs)
+
+    def followup(kind: str) -> dict[str, Any]:
+        doc = store.followups.find_one({"_id": followup_ids[kind]})
+        assert doc is not None
+        return doc
+
+    assert followup("paid")["state"] == "stopped" and followup("paid")["stop_reason"] == "paid"
+    assert followup("promise")["state"] == "paused"
+    assert followup("promise")["paused_until"].date() == promised + timedelta(days=1)
+    assert followup("dispute")["state"] == "stopped" and followup("dispute")["needs_human"] is True
+    assert followup("stop")["state"] == "stopped" and followup("stop")["stop_reason"] == "opt_out"
+
+    received = httpx.get(f"{sim}/_sim/messages", timeout=10).json()
+
+    def to(kind: str) -> list[dict[str, Any]]:
+        return [m for m in received if m["to"].removeprefix("whatsapp:") == _phone(people[kind])]
+
+    after_stop = [m for m in to("stop") if datetime.fromisoformat(m["created_at"]) > sent_at["stop"]]
+    assert after_stop == [], "a message reached a client after STOP"
+    assert len(to("stop")) == 1
+    assert any("Merci" in (m["body"] or "") for m in to("paid")[1:])  # the thank-you
+    answers = [m["body"] for m in to("question")[1:] if "480" in (m["body"] or "")]
+    assert answers, "the question was not answered with the amount"
+    assert len([m for m in to("question") if m["body"] and "FA-2026-062" in m["body"]]) >= 3  # 3 steps + answer
+    assert len(to("dispute")) == 1 and len(to("promise")) == 2  # reminder, then the acknowledgement only

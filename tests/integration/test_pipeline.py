@@ -258,3 +258,45 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock)
     _drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
     assert _state(deps, fid) == "completed"
+
+
+def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock) -> None:
+    from workers.sending import reconcile_message
+
+    fid = _setup(deps, steps=1)
+    sender = deps.sender
+    assert isinstance(sender, FakeSender)
+    sender.lose_answer_once = True  # Twilio took it, but the answer never came back
+    tick(deps.store, deps.queue, clock)
+    _drain(deps)
+    message_id = f"{fid}:0"
+    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    clock.advance(timedelta(minutes=6))
+    report = tick(deps.store, deps.queue, clock)
+    assert report.reconciling == [message_id]
+    assert reconcile_message(deps, message_id) == "adopted"
+    doc = deps.store.message_doc(message_id)
+    assert doc is not None and doc["state"] == "sent" and doc["twilio_sid"] == sender.sids[0]
+    assert len(sender.sent) == 1
+    clock.advance(timedelta(minutes=6))
+    tick(deps.store, deps.queue, clock)  # the reconciler advances the follow-up
+    assert _state(deps, fid) == "completed"
+
+
+def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock: FakeClock) -> None:
+    from shared.models import MessageState
+    from workers.sending import reconcile_message
+
+    fid = _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
+    assert message_id
+    deps.queue.sends.clear()  # type: ignore[attr-defined]
+    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.UNCERTAIN, now=clock.now(),
+                            extra={"sending_at": clock.now()})  # died before reaching Twilio
+    assert reconcile_message(deps, message_id) == "waiting"
+    clock.advance(timedelta(minutes=3))
+    assert reconcile_message(deps, message_id) == "resent"
+    _drain(deps)
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+    assert _state(deps, fid) == "completed"

@@ -293,6 +293,14 @@ def test_flags_invented_fee_and_bare_number() -> None:
     assert check_draft(body, request()) == ["amount 1350 not in contact data"]
 
 
+def test_whatsapp_formatting_does_not_hide_values() -> None:
+    assert check_draft(fr(amount="*1 250,00 €*", date="_15 mars 2026_"), request()) == []
+    body = fr() + " Frais : _990,00 €_ et *16/03/2026*."
+    assert check_draft(body, request()) == [
+        "date 2026-03-16 not in contact data", "amount 990 not in contact data",
+    ]
+
+
 def test_flags_wrong_currency() -> None:
     assert check_draft(fr(amount="1 250,00 $"), request()) == ["currency DOLLAR not in contact data"]
     assert check_draft(fr(amount="1250 GBP"), request()) == ["currency GBP not in contact data"]

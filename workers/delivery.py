@@ -1,0 +1,118 @@
+"""Acting on Twilio's refusals, whether at send time or later in a failed status callback.
+
+- 63016 (outside the 24-hour window): the step is sent again with its approved template;
+  without one the follow-up waits for the client's window and is flagged.
+- 63024, 63003, 21211, 21614 (not a reachable WhatsApp number): every follow-up of the contact
+  stops and is flagged for a person.
+- 21610 (the recipient unsubscribed): treated as an opt-out.
+- anything else permanent: that follow-up stops with ``send_failed`` and is flagged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from shared.cadence import (
+    INVALID_RECIPIENT_CODES,
+    OPT_OUT_CODES,
+    advance_after_send,
+    pause_contact,
+    stop_contact,
+    stop_followup,
+)
+from shared.clock import utc
+from shared.errors import PermanentError, TransientError
+from shared.models import Contact, FollowUpState, MessageState, OutboundMessage
+from shared.queue import ACTOR_STATUS, QUEUE_REPLIES
+from workers.deps import Deps
+from workers.drafting import render_preview, template_variables
+
+log = logging.getLogger(__name__)
+OUTSIDE_WINDOW_CODE = 63016
+
+
+def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact) -> str | None:
+    """Send the step again as its approved template; returns the new message id, if any."""
+    store, now = deps.store, deps.clock.now()
+    campaign = store.get_campaign(message.campaign_id or "")
+    followup = store.get_followup(message.followup_id or "")
+    if campaign is None or followup is None or message.step >= len(campaign.steps) or message.resend_of:
+        return None
+    template = campaign.steps[message.step].template
+    if template is None:
+        pause_contact(store, contact.id, until=None, reason="awaiting_customer_window", now=now, needs_human=True,
+                      detail=f"step {message.step + 1} was refused outside the 24 h window and has no template")
+        return None
+    variables = template_variables(template, contact)
+    variant = message.model_copy(update={
+        "id": f"{message.id}:t", "state": MessageState.READY, "kind": "template",
+        "body": render_preview(template, contact, variables), "content_sid": template.content_sid,
+        "content_variables": variables, "draft_source": "template", "resend_of": message.id,
+        "twilio_sid": None, "error_code": None, "fallback_reason": "twilio_63016_outside_window",
+    })
+    if store.insert_message(variant, now):
+        deps.queue.send_message(variant.id)
+    if followup.state == FollowUpState.AWAITING_SEND and followup.step == message.step:
+        # Refused at send time: this step is handled by the re-send, the cadence goes on.
+        advance_after_send(store, followup=followup, campaign=campaign, contact=contact, step=message.step,
+                           sent_at=now, now=now)
+    return variant.id
+
+
+def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contact, code: int | None) -> str:
+    """Apply the rule for a permanent Twilio error code; returns what was done."""
+    store, now = deps.store, deps.clock.now()
+    if code in OPT_OUT_CODES:
+        store.set_opt_out(contact.id, True, now)
+        stop_contact(store, contact.id, reason="opt_out", now=now)
+        return "opt_out"
+    if code in INVALID_RECIPIENT_CODES:
+        stop_contact(store, contact.id, reason="invalid_number", now=now, needs_human=True,
+                     detail=f"Twilio error {code}: not a reachable WhatsApp number")
+        return "invalid_number"
+    if code == OUTSIDE_WINDOW_CODE and message.purpose == "step":
+        return "template_resend" if resend_with_template(deps, message, contact) else "awaiting_window"
+    if message.purpose == "step" and message.followup_id:
+        stop_followup(store, message.followup_id, reason="send_failed", now=now, needs_human=True,
+                      detail=f"Twilio error {code}")
+        return "send_failed"
+    return "recorded"
+
+
+def process_status(deps: Deps, event_id: str) -> str | None:
+    """Act once on a stored failed/undelivered status callback."""
+    store, now = deps.store, deps.clock.now()
+    event = store.get_event(event_id)
+    if event is None or event.get("action_state") != "pending":
+        return None
+    doc = store.messages.find_one({"twilio_sid": event["sid"]}, {"_id": 1})
+    if doc is None:
+        if event.get("received_at") and (now - utc(event["received_at"])).total_seconds() < 600:
+            # The callback beat the sending actor's write of the SID: try again shortly.
+            raise TransientError("no message with this SID yet")
+    message = store.get_message(doc["_id"]) if doc else None
+    outcome = "unknown_message"
+    if message is not None and message.contact_id:
+        contact = store.get_contact(message.contact_id)
+        if contact is not None:
+            outcome = handle_permanent_error(deps, message, contact, event.get("error_code"))
+    store.events.update_one({"_id": event_id, "action_state": "pending"},
+                            {"$set": {"action_state": "done", "action": outcome, "processed_at": now}})
+    log.info("status event=%s code=%s action=%s", event_id, event.get("error_code"), outcome)
+    return outcome
+
+
+def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str], str | None]:
+    """Declare the failed-status actor on ``broker`` (replies queue), bound to ``deps``."""
+
+    def run(event_id: str) -> str | None:
+        return process_status(deps, event_id)
+
+    run.__name__ = ACTOR_STATUS
+    return dramatiq.actor(
+        broker=broker, actor_name=ACTOR_STATUS, queue_name=QUEUE_REPLIES,
+        max_retries=8, min_backoff=1000, max_backoff=60_000, time_limit=60_000, throws=(PermanentError,),
+    )(run)
