@@ -13,13 +13,14 @@ Method:
    a send window open all week, all day) with ``relance campaigns create``; mark every contact
    as having written just now (``last_inbound_at``, directly in MongoDB) so each draft goes
    through the Gemini path (``--template`` leaves the window closed: the template path);
-2. measure the idle background (scheduler polling, worker heartbeats) for a few seconds;
+2. measure the idle background (scheduler polling, worker polling and heartbeats) for a few seconds;
 3. run ``relance campaigns enrol`` and poll MongoDB until every message is ``delivered`` or
    ``read``: end-to-end messages/s, latency per message from its follow-up's ``enrolled_at``
    to its ``delivered_at`` (``read_at`` if ``read`` came first), and per stage;
 4. cost per delivered message: Redis ``INFO commandstats`` and MongoDB ``serverStatus``
-   ``opcounters`` before/after (the bench's own polling and the idle background subtracted),
-   CPU seconds of every process from ``/proc``;
+   ``opcounters`` before/after (the bench's own polls excluded; the idle background is included,
+   and shown apart), server time per collection (``top``), CPU seconds of every process from
+   ``/proc``; ``--py-spy`` adds each process's hot spots;
 5. the machine's ceiling in the same run: a no-op two-stage dramatiq chain (stage A enqueues
    stage B, stage B increments a counter) on the same Redis, with the same process × thread
    layout; plus the single-thread enqueue rate.
@@ -77,6 +78,7 @@ NOOP_QUEUE_A, NOOP_QUEUE_B = "noop_a", "noop_b"
 NOOP_DONE_KEY = f"{NOOP_NAMESPACE}:done"
 DONE_STATES = ["delivered", "read"]
 POLL_SECONDS = 0.5
+MACHINE = "(whole machine)"
 Doc = dict[str, Any]
 
 
@@ -191,6 +193,17 @@ def _proc_table() -> dict[int, tuple[int, float]]:
     return table
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores; /proc/stat), 0 off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    values = [int(v) for v in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / _TICKS
+
+
 def cpu_by_name(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each named process and its descendants (empty off Linux)."""
     table = _proc_table()
@@ -211,6 +224,7 @@ def cpu_by_name(pids: dict[str, int]) -> dict[str, float]:
                 stack.extend(children.get(pid, []))
         out[name] = total
     out["bench (this script)"] = table.get(os.getpid(), (0, 0.0))[1]
+    out[MACHINE] = machine_busy_seconds()
     return out
 
 
@@ -297,7 +311,7 @@ def diff(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
 # ------------------------------------------------------------------------------ results
 @dataclass
 class Cost:
-    """Work done during one measured phase, net of the idle background and of the bench's own calls."""
+    """Work done during one measured phase (the bench's own calls excluded), and the idle rates."""
 
     seconds: float
     redis_calls: float = 0.0
@@ -454,7 +468,7 @@ class Profiler:
                 lines.append(f"{name}: no profile written")
                 continue
             leaves: Counter[str] = Counter()
-            inclusive: Counter[str] = Counter()
+            innermost: Counter[str] = Counter()  # the deepest Relance function on each sampled stack
             total = 0
             for raw in path.read_text(errors="replace").splitlines():
                 stack, _, count_text = raw.rpartition(" ")
@@ -462,18 +476,22 @@ class Profiler:
                     continue
                 count = int(count_text)
                 total += count
-                frames = stack.split(";")
+                frames = [f for f in stack.split(";") if not f.startswith("process ")]
+                if not frames:
+                    continue
                 leaves[_short(frames[-1])] += count
-                for frame in dict.fromkeys(_short(f) for f in frames if _is_project(f)):
-                    inclusive[frame] += count
+                ours = [f for f in frames if _is_project(f)]
+                if ours:
+                    innermost[_short(ours[-1])] += count
             if not total:
                 lines.append(f"{name}: no samples (idle)")
                 continue
-            lines.append(f"{name}: {total} samples at 100 Hz (≈{total / 100:.1f} CPU s)")
-            lines.append("  self:      " + "; ".join(f"{f} {100 * c / total:.0f}%" for f, c in leaves.most_common(top)))
-            if inclusive:
-                lines.append("  project:   " + "; ".join(f"{f} {100 * c / total:.0f}%"
-                                                         for f, c in inclusive.most_common(top)))
+            lines.append(f"{name}: {total} samples at 100 Hz (≈{total / 100:.1f} thread-seconds busy or blocked)")
+            lines.append("  self:       " + "; ".join(f"{f} {100 * c / total:.0f}%"
+                                                          for f, c in leaves.most_common(top)))
+            if innermost:
+                lines.append("  in Relance: " + "; ".join(f"{f} {100 * c / total:.0f}%"
+                                                          for f, c in innermost.most_common(top)))
         return lines
 
 
@@ -484,8 +502,10 @@ def _short(frame: str) -> str:
 
 
 def _is_project(frame: str) -> bool:
-    _, _, where = frame.partition(" (")
-    return str(REPO) in where and "/.venv/" not in where and "site-packages" not in where
+    """A frame of Relance's own code (py-spy prints paths relative to sys.path entries)."""
+    where = frame.partition(" (")[2]
+    return where.startswith(("shared/", "services/", "workers/")) or (
+        str(REPO) in where and "/.venv/" not in where and "site-packages" not in where)
 
 
 # ------------------------------------------------------------------------------ phases
@@ -519,25 +539,24 @@ def _net(after: Snapshot, before: Snapshot) -> tuple[dict[str, float], dict[str,
 
 
 def measure_cost(before: Snapshot, after: Snapshot, idle: tuple[Snapshot, Snapshot] | None) -> Cost:
-    """The counters' difference minus the bench's own calls and minus the idle rate × duration."""
-    seconds = after.at - before.at
+    """The counters' difference minus the bench's own calls; the idle rates are kept alongside.
+
+    Nothing is subtracted for the idle background: under load the scheduler ticks far less often
+    than when idle (its claim loop takes seconds), so "idle rate × duration" overcorrects.
+    """
     redis_by, mongo_by = _net(after, before)
-    cost = Cost(seconds=seconds)
+    cost = Cost(seconds=after.at - before.at)
     if idle is not None:
         idle_seconds = idle[1].at - idle[0].at
         idle_redis, idle_mongo = _net(idle[1], idle[0])
         cost.idle_redis_per_s = max(0.0, sum(idle_redis.values()) / idle_seconds)
-        for cmd, calls in idle_redis.items():
-            redis_by[cmd] = redis_by.get(cmd, 0) - calls / idle_seconds * seconds
-        if idle_mongo is not None and mongo_by is not None:
+        if idle_mongo is not None:
             cost.idle_mongo_per_s = max(0.0, sum(idle_mongo.values()) / idle_seconds)
-            for op, calls in idle_mongo.items():
-                mongo_by[op] = mongo_by.get(op, 0) - calls / idle_seconds * seconds
-    cost.redis_by_command = {k: v for k, v in redis_by.items() if round(v) != 0}
+    cost.redis_by_command = {k: v for k, v in redis_by.items() if v > 0}
     cost.redis_calls = sum(cost.redis_by_command.values())
     if mongo_by is not None:
-        cost.mongo_by_op = mongo_by
-        cost.mongo_ops = sum(mongo_by.values())
+        cost.mongo_by_op = {k: max(0.0, v) for k, v in mongo_by.items()}
+        cost.mongo_ops = sum(cost.mongo_by_op.values())
     cost.mongo_top = diff(after.mongo_top, before.mongo_top)
     cost.cpu = {k: v for k, v in diff(after.cpu, before.cpu).items() if v > 0}
     return cost
@@ -833,8 +852,8 @@ def report(results: Results, out: Callable[[str], None]) -> None:
     pr = _per(pc.redis_calls if pc else None, delivered)
     nr = _per(nc.redis_calls if nc else None, results.noop_done)
     out(f"| Redis commands / message | {_fmt(pr)} | {_fmt(nr)} | {_fmt(_ratio(pr, nr), 1, '× fewer')} |")
-    pcpu = _per(sum(pc.cpu.values()) if pc else None, delivered)
-    ncpu = _per(sum(nc.cpu.values()) if nc else None, results.noop_done)
+    pcpu = _per(_process_cpu(pc), delivered)
+    ncpu = _per(_process_cpu(nc), results.noop_done)
     out(f"| CPU ms / message (all processes) | {_fmt(_ms(pcpu))} | {_fmt(_ms(ncpu))} | "
         f"{_fmt(_ratio(pcpu, ncpu), 1, '× less')} |")
     out(f"| latency p50 / p99 (enrolled → delivered) | {_fmt(e2e.get('p50'), 2, ' s')} / "
@@ -858,11 +877,14 @@ def report(results: Results, out: Callable[[str], None]) -> None:
         else:
             ops = ", ".join(f"{k} {_fmt(_per(v, delivered), 2)}" for k, v in sorted(pc.mongo_by_op.items())
                             if round(v) != 0)
-            out(f"MongoDB ops per delivered message (serverStatus opcounters, net of {pc.idle_mongo_per_s:.1f}/s idle "
-                f"polling and of the bench's own {POLL_SECONDS}s polls): {ops}")
+            out(f"MongoDB ops per delivered message (serverStatus opcounters): {ops}. Idle background: "
+                f"{pc.idle_mongo_per_s:.1f} ops/s (scheduler polling; included above, as it is a real cost, "
+                f"at most {_fmt(_per(pc.idle_mongo_per_s * pc.seconds, delivered), 1)}/message at this rate).")
         top = sorted(((k, v) for k, v in pc.redis_by_command.items()), key=lambda kv: -kv[1])[:10]
-        out(f"Redis commands per delivered message (INFO commandstats, net of {pc.idle_redis_per_s:.1f}/s idle): "
-            + ", ".join(f"{k} {_fmt(_per(v, delivered), 2)}" for k, v in top))
+        out("Redis commands per delivered message (INFO commandstats): "
+            + ", ".join(f"{k} {_fmt(_per(v, delivered), 2)}" for k, v in top)
+            + f". Idle background: {pc.idle_redis_per_s:.1f} commands/s (dramatiq consumers polling and "
+              f"heartbeats; at most {_fmt(_per(pc.idle_redis_per_s * pc.seconds, delivered), 1)}/message).")
         if nc is not None:
             ntop = sorted(nc.redis_by_command.items(), key=lambda kv: -kv[1])[:8]
             out("No-op chain Redis commands per message: "
@@ -871,8 +893,12 @@ def report(results: Results, out: Callable[[str], None]) -> None:
             out("")
             out(f"| process | CPU s during the pipeline ({pc.seconds:.1f} s wall) | % of one core | CPU ms / message |")
             out("| --- | --- | --- | --- |")
-            for name, secs in sorted(pc.cpu.items(), key=lambda kv: -kv[1]):
+            ours = {k: v for k, v in pc.cpu.items() if k != MACHINE}
+            for name, secs in sorted(ours.items(), key=lambda kv: -kv[1]):
                 out(f"| {name} | {secs:.2f} | {100 * secs / pc.seconds:.0f}% | {_fmt(_ms(_per(secs, delivered)))} |")
+            if MACHINE in pc.cpu:
+                others = max(0.0, pc.cpu[MACHINE] - sum(ours.values()))
+                out(f"| other processes on the machine (noise) | {others:.2f} | {100 * others / pc.seconds:.0f}% | |")
         coll_ms = {k.removesuffix(".ms"): v for k, v in pc.mongo_top.items() if k.endswith(".ms") and v > 0}
         if coll_ms:
             out("")
@@ -883,13 +909,19 @@ def report(results: Results, out: Callable[[str], None]) -> None:
                 out(f"| {key} | {count:.0f} | {ms:,.0f} | {_fmt(ms / count if count else None, 2)} |")
     if results.profile:
         out("")
-        out("py-spy (pipeline phase; 'self' = leaf functions, 'project' = Relance functions, inclusive):")
+        out("py-spy during the pipeline phase (samples include threads blocked in socket reads, i.e. waiting "
+            "on MongoDB/Redis/HTTP); 'self' = leaf function, 'in Relance' = innermost Relance function:")
         out("```")
         for line in results.profile:
             out(line)
         out("```")
     for note in results.notes:
         out(f"note: {note}")
+
+
+def _process_cpu(cost: Cost | None) -> float | None:
+    """CPU seconds of the bench's processes (not the whole machine)."""
+    return None if cost is None else sum(v for k, v in cost.cpu.items() if k != MACHINE)
 
 
 def _ms(value: float | None) -> float | None:
@@ -913,6 +945,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-read", dest="read", action="store_false", help="simulator stops at delivered")
     parser.add_argument("--mongo-storage", choices=["disk", "memory"], default="disk",
                         help="SecantusDB storage (default disk, as `relance dev`)")
+    parser.add_argument("--mongo-options", default="",
+                        help="URI options for every process, e.g. retryWrites=false")
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="idle background measurement")
     parser.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the processes (default INFO)")
     parser.add_argument("--py-spy", action="store_true",
@@ -983,6 +1017,8 @@ def main(argv: list[str] | None = None) -> int:
     with sigterm_as_interrupt():
         try:
             out(f"pipeline benchmark: {args.contacts} contacts, {layout}; work dir {workdir}")
+            load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+            results.notes.append(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} at the start")
             redis_url = os.environ.get("REDIS_URL")
             if redis_url:
                 rds = redis.Redis.from_url(redis_url)
@@ -997,6 +1033,8 @@ def main(argv: list[str] | None = None) -> int:
                 rds = redis.Redis.from_url(redis_url)
             base, db_name = mongo_target(external_mongo, procs, args.mongo_storage, db_name)
             mongo_uri = with_database(base, db_name)
+            if args.mongo_options:
+                mongo_uri += ("&" if "?" in mongo_uri else "?") + args.mongo_options.lstrip("?&")
             out(f"  redis {redis_url}; mongodb {mongo_uri}"
                 + ("" if external_mongo else f" (SecantusDB, {args.mongo_storage})"))
             procs.env = child_environment(args, mongo_uri, redis_url, ports)

@@ -165,12 +165,17 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                              else "offline templates (no GEMINI_API_KEY set)"))
         client, store = open_store(mongo.url, "relance")
         store.ensure_indexes()
-        load_demo(store, simulator_url, out)
+        demo = load_demo(store, simulator_url, out)
+        replies_sent = not (demo and simulator_url)
         last = ""
         announced = False
         while True:
             stack.check_alive()
+            if not replies_sent and simulator_url and _first_step_delivered(store):
+                _play_replies(store, simulator_url, out)
+                replies_sent = True
             line, done = progress_line(store)
+            done = done and replies_sent and store.events.count_documents({"kind": "inbound", "state": "received"}) == 0
             if line != last:
                 out(f"[{timedelta(seconds=int(time.monotonic() - started))}] {line}")
                 last = line
@@ -179,6 +184,7 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                     + ("Stopping." if exit_when_done else "Press Ctrl-C to stop."))
                 announced = True
                 if simulator_url:
+                    _show_outcomes(store, out)
                     _show_received(simulator_url, store, out)
                 if exit_when_done:
                     client.close()
@@ -198,6 +204,45 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         stack.stop()
 
 
+# Some demo clients answer the first reminder, as real ones do (simulated by the Twilio simulator).
+DEMO_REPLIES = {
+    "Marie Dupont": "Bonjour, c'est réglé, virement fait hier 👍",
+    "Julien Moreau": "Je vous règle ça vendredi",
+    "Sophie Lefèvre": "Quel est le montant exact svp ?",
+    "Karim Benali": "STOP",
+    "James Carter": "This invoice is wrong, I dispute it",
+}
+
+
+def _first_step_delivered(store: Store) -> bool:
+    enrolled = store.followups.count_documents({})
+    delivered = store.messages.count_documents({"purpose": "step", "step": 0,
+                                                "state": {"$in": ["delivered", "read"]}})
+    return enrolled > 0 and delivered >= enrolled
+
+
+def _play_replies(store: Store, simulator_url: str, out: Callable[[str], None]) -> None:
+    """Clients answer: the simulator posts their replies to the webhook, signed like Twilio."""
+    for contact in store.find_contacts(tags=["demo"]):
+        text = DEMO_REPLIES.get(contact.name)
+        if text:
+            out(f"  ← {contact.name}: {text}")
+            httpx.post(f"{simulator_url}/_sim/inbound", json={"from": contact.phone, "body": text}, timeout=10)
+
+
+def _show_outcomes(store: Store, out: Callable[[str], None]) -> None:
+    """How each reply was understood and what was done."""
+    for doc in store.messages.find({"direction": "inbound", "outcome": {"$exists": True},
+                                    "classification": {"$exists": True}}).sort("created_at", 1):
+        contact = store.get_contact(doc.get("contact_id") or "")
+        name = contact.name if contact else "?"
+        c = doc["classification"]
+        out(f"  {name}: {c['intent']} ({c['confidence']:.2f}, {c['source']}) → {doc['outcome']}")
+    for doc in store.messages.find({"direction": "inbound", "outcome": {"$regex": "^opt_out"}}):
+        contact = store.get_contact(doc.get("contact_id") or "")
+        out(f"  {contact.name if contact else '?'}: STOP → {doc['outcome']}")
+
+
 def _show_received(simulator_url: str, store: Store, out: Callable[[str], None]) -> None:
     """Summarise what reached the simulator and show a few of the messages as stored."""
     try:
@@ -206,7 +251,7 @@ def _show_received(simulator_url: str, store: Store, out: Callable[[str], None])
         received = []
     out(f"the Twilio simulator received {len(received)} message(s); a few of them:")
     for doc in store.messages.find({"direction": "outbound"}).sort("created_at", 1).limit(4):
-        contact = store.get_contact(doc["contact_id"])
-        to = mask_phone(contact.phone) if contact else "?"
+        contact = store.get_contact(doc.get("contact_id") or "")
+        to = mask_phone(contact.phone) if contact else "owner"
         text = " ".join(str(doc.get("body", "")).split())
         out(f"  → {to} [{doc['kind']}, {doc['state']}] {text[:100]}{'…' if len(text) > 100 else ''}")

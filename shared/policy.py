@@ -1,17 +1,25 @@
-"""Rules about when a message may go out: send windows and WhatsApp's 24-hour window.
+"""Rules about when a message may go out: send windows, public holidays and WhatsApp's 24-hour window.
 
 Pure functions over times and models, no I/O: the scheduler uses them to plan, the sending
-actor to check again just before calling Twilio.
+actor to check again just before calling Twilio. Public holidays come from the ``holidays``
+package (computed offline, cached per country, subdivision and year); a ``holidays_country``
+of ``None`` or ``""`` turns them off.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from shared.errors import InputError
 from shared.models import WEEKDAYS, Campaign, Contact, SendWindow, Step
 
 SERVICE_WINDOW = timedelta(hours=24)
+# How far next_allowed looks ahead: a week is always enough without holidays; with them a
+# one-day-a-week window can lose several weeks in a row, so look a whole year ahead.
+_LOOKAHEAD_DAYS = 8
+_LOOKAHEAD_DAYS_WITH_HOLIDAYS = 366
 
 
 def zone(name: str) -> ZoneInfo:
@@ -22,23 +30,89 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def is_allowed(moment: datetime, window: SendWindow, timezone: str) -> bool:
-    """True when ``moment`` falls inside the send window, in the contact's timezone."""
+def _norm_country(country: str | None) -> str:
+    return (country or "").strip().upper()
+
+
+def _norm_subdiv(subdiv: str | None) -> str | None:
+    return (subdiv or "").strip() or None
+
+
+@lru_cache(maxsize=512)
+def _holiday_dates(country: str, subdiv: str | None, year: int) -> frozenset[date]:
+    import holidays  # imported on first use: only processes that check holidays pay for it
+
+    try:
+        calendar = holidays.country_holidays(country, subdiv=subdiv, years=year)
+    except NotImplementedError:
+        where = f"{country}-{subdiv}" if subdiv else country
+        raise InputError(
+            f"unknown holidays country or subdivision {where!r}: use an ISO 3166-1 alpha-2 code "
+            "such as FR or GB (and a subdivision the holidays package knows), or leave it empty"
+        ) from None
+    return frozenset(calendar.keys())
+
+
+def check_holidays_country(country: str | None, subdiv: str | None = None) -> str:
+    """The country code, upper-cased ("" when disabled); InputError when the holidays package lacks it."""
+    code = _norm_country(country)
+    if code:
+        _holiday_dates(code, _norm_subdiv(subdiv), date.today().year)
+    return code
+
+
+def is_holiday(day: date, country: str, subdiv: str | None = None) -> bool:
+    """True when ``day`` is a public holiday in ``country`` (ISO code, e.g. "FR"), optionally a subdivision.
+
+    An empty country means holidays are off (always False); an unknown one raises InputError.
+    """
+    code = _norm_country(country)
+    if not code:
+        return False
+    return day in _holiday_dates(code, _norm_subdiv(subdiv), day.year)
+
+
+def _open_day(day: date, window: SendWindow, holidays_country: str | None, holidays_subdiv: str | None) -> bool:
+    if WEEKDAYS[day.weekday()] not in window.days:
+        return False
+    return not (holidays_country and is_holiday(day, holidays_country, holidays_subdiv))
+
+
+def is_allowed(
+    moment: datetime,
+    window: SendWindow,
+    timezone: str,
+    *,
+    holidays_country: str | None = None,
+    holidays_subdiv: str | None = None,
+) -> bool:
+    """True when ``moment`` falls inside the send window, in the contact's timezone.
+
+    With ``holidays_country`` set, a public holiday (on the contact's local date) is closed all day.
+    """
     local = moment.astimezone(zone(timezone))
-    if WEEKDAYS[local.weekday()] not in window.days:
+    if not _open_day(local.date(), window, holidays_country, holidays_subdiv):
         return False
     return window.start <= local.time().replace(tzinfo=None) < window.end
 
 
-def next_allowed(moment: datetime, window: SendWindow, timezone: str) -> datetime:
-    """The earliest instant at or after ``moment`` inside the send window (UTC)."""
-    if is_allowed(moment, window, timezone):
+def next_allowed(
+    moment: datetime,
+    window: SendWindow,
+    timezone: str,
+    *,
+    holidays_country: str | None = None,
+    holidays_subdiv: str | None = None,
+) -> datetime:
+    """The earliest instant at or after ``moment`` inside the send window (UTC), skipping holidays when asked."""
+    if is_allowed(moment, window, timezone, holidays_country=holidays_country, holidays_subdiv=holidays_subdiv):
         return moment
     tz = zone(timezone)
     local = moment.astimezone(tz)
-    for offset in range(0, 8):
+    horizon = _LOOKAHEAD_DAYS_WITH_HOLIDAYS if _norm_country(holidays_country) else _LOOKAHEAD_DAYS
+    for offset in range(0, horizon):
         day: date = local.date() + timedelta(days=offset)
-        if WEEKDAYS[day.weekday()] not in window.days:
+        if not _open_day(day, window, holidays_country, holidays_subdiv):
             continue
         opening = datetime.combine(day, window.start, tzinfo=tz)
         closing = datetime.combine(day, window.end, tzinfo=tz)
@@ -47,7 +121,8 @@ def next_allowed(moment: datetime, window: SendWindow, timezone: str) -> datetim
         candidate = max(opening, local)
         # A DST gap can shift the wall time; normalise through UTC and re-check.
         candidate_utc = candidate.astimezone(UTC)
-        if is_allowed(candidate_utc, window, timezone):
+        if is_allowed(candidate_utc, window, timezone, holidays_country=holidays_country,
+                      holidays_subdiv=holidays_subdiv):
             return candidate_utc
     return moment  # unreachable with at least one day in the window
 
@@ -81,11 +156,14 @@ def step_due_at(
     enrolled_at: datetime,
     previous_sent_at: datetime | None,
     now: datetime,
+    holidays_country: str | None = None,
+    holidays_subdiv: str | None = None,
 ) -> datetime:
     """When a step should go out: its anchor plus its delay, moved into the send window.
 
     A moment already past is brought to ``now`` (then into the window), so a campaign
-    enrolled after a due date still starts at once rather than never.
+    enrolled after a due date still starts at once rather than never. With
+    ``holidays_country`` set, public holidays on the contact's local date are skipped.
     """
     step: Step = campaign.steps[step_index]
     if step.anchor == "enrolment":
@@ -100,4 +178,5 @@ def step_due_at(
             start = campaign.send_window.start
             base = datetime.combine(anchor_date, start, tzinfo=zone(contact.timezone)).astimezone(UTC)
     due = max(base + step.delay_delta, now)
-    return next_allowed(due, campaign.send_window, contact.timezone)
+    return next_allowed(due, campaign.send_window, contact.timezone,
+                        holidays_country=holidays_country, holidays_subdiv=holidays_subdiv)

@@ -27,7 +27,7 @@ from dramatiq.brokers.redis import RedisBroker
 from shared.cadence import flag_contact, pause_contact, stop_contact
 from shared.errors import PermanentError
 from shared.factcheck import check_draft
-from shared.models import Contact, Language, MessageState, OutboundMessage
+from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.offline import amount_text, date_text
 from shared.phones import mask_phone
 from shared.policy import zone
@@ -45,6 +45,8 @@ OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoi
                    "desabonn")
 OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
+OPEN_STATES = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING, FollowUpState.AWAITING_SEND,
+               FollowUpState.PAUSED)
 
 
 def normalise_text(text: str) -> str:
@@ -272,6 +274,8 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
             outcome = "opt_in"
         elif contact.opted_out:
             outcome = "recorded (contact opted out)"
+        elif not store.followups_of_contact(contact.id, OPEN_STATES):
+            outcome = "recorded (no open follow-up)"
         else:
             result, needs_human = _classify(deps, contact, event)
             store.messages.update_one({"_id": inbound_id}, {"$set": {"classification": {

@@ -115,7 +115,7 @@ def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_ste
     doc = _followup(deps)
     assert doc["state"] == "paused" and doc["step"] == 1
     assert doc["paused_until"] == datetime(2026, 3, 7, 8, 0, tzinfo=UTC)  # 09:00 Paris, the day after
-    assert "6 mars 2026" in (deps.sender.sent[-1].body or "")  # type: ignore[attr-defined]
+    assert "6 mars 2026" in (deps.sender.sent[-1].body or "").replace("\xa0", " ")  # type: ignore[attr-defined]
     clock.set(datetime(2026, 3, 7, 8, 0, 1, tzinfo=UTC))  # promise broken: nothing came
     tick(deps.store, deps.queue, clock)
     assert _followup(deps)["state"] == "scheduled"

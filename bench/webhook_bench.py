@@ -1,0 +1,743 @@
+#!/usr/bin/env python3
+"""Webhook benchmark: the real ``POST /whatsapp/webhook`` against a bare Starlette endpoint, in one run.
+
+Issue "webhook, hardened". Both endpoints run on loopback in their own uvicorn process (httptools,
+one process, no access log) and get the same load, one after the other:
+
+- **real**: the production composition (``services.bootstrap.build_webhook``, logging configured
+  as ``relance webhook`` does): size and form checks, X-Twilio-Signature against
+  ``PUBLIC_BASE_URL``, the dedupe insert into MongoDB, the ``process_inbound`` enqueue on Redis
+  (dramatiq), the empty TwiML answer;
+- **bare**: a Starlette route on the same path that reads the body, parses it as the webhook does
+  (``parse_qsl``) and answers the same TwiML, nothing else.
+
+Every request is a realistic WhatsApp inbound form with its own ``MessageSid`` and a valid
+signature, so the real endpoint inserts each one (``--duplicates 0.3`` replays 30 % of them, to
+measure Twilio's retry path). Since the signature covers the form, the signed bodies are
+computed beforehand (``--pool`` of them per round, written to files) and cycled through.
+
+Load: ``wrk`` when it is on PATH (a Lua script reads the signed bodies; ``apt-get install wrk``),
+else a Python generator (asyncio, keep-alive connections) in its own process so it does not share
+a GIL with the servers. Same connections and duration for both endpoints.
+
+Servers: its own Redis and SecantusDB (``services.embedded``), or ``MONGODB_URI`` / ``REDIS_URL``
+when set (a database of its own is used and dropped; the bench's messages are removed from the
+replies queue afterwards). Reported per endpoint: requests/s, p50 and p99 latency, errors, CPU
+per request of each process, what was stored; then the real/bare ratio, as a markdown table.
+``--profile`` adds a py-spy run of the real endpoint (needs py-spy on PATH) and prints where its
+CPU goes.
+
+Usage (repository root, in the venv)::
+
+    python bench/webhook_bench.py                      # 10 s per endpoint
+    python bench/webhook_bench.py --duration 5 --connections 32 --duplicates 0.3 --profile
+
+Everything it starts is stopped at the end, on errors and on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a plain script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from twilio.request_validator import RequestValidator  # noqa: E402
+
+from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port  # noqa: E402
+
+TOKEN = "bench0123456789abcdef0123456789ab"
+PUBLIC_BASE_URL = "https://bench.relance.example"  # what Twilio signs; the servers listen on 127.0.0.1
+PATH = "/whatsapp/webhook"
+FORM = "application/x-www-form-urlencoded"
+SID_MARK = "SMbench"
+NAMESPACE = "relance"  # shared.queue.make_broker's namespace
+REPLIES = "replies"
+
+WRK_SCRIPT = r"""
+-- Cycles through pre-signed webhook requests: thread N reads pool.N.txt ("signature<TAB>body" lines).
+local counter = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local dir, host = args[1], args[2]
+  reqs = {}
+  for line in io.lines(dir .. "/pool." .. id .. ".txt") do
+    local tab = line:find("\t", 1, true)
+    reqs[#reqs + 1] = wrk.format("POST", "__PATH__", {
+      ["Host"] = host,
+      ["Content-Type"] = "application/x-www-form-urlencoded",
+      ["X-Twilio-Signature"] = line:sub(1, tab - 1),
+    }, line:sub(tab + 1))
+  end
+  i = 0
+  wrapped = 0
+end
+
+function request()
+  i = i + 1
+  if i > #reqs then
+    i = 1
+    wrapped = wrapped + 1
+  end
+  return reqs[i]
+end
+
+function done(summary, latency, requests)
+  local wraps = 0
+  for _, t in ipairs(threads) do wraps = wraps + t:get("wrapped") end
+  io.write(string.format(
+    'BENCH_JSON {"requests": %d, "duration_s": %.6f, "p50_ms": %.4f, "p99_ms": %.4f, "max_ms": %.4f, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, "wraps": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+    latency.max / 1e3, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout, wraps))
+end
+"""
+
+
+# ------------------------------------------------------------------------------ requests
+def inbound_form(sid: str, n: int) -> dict[str, str]:
+    """A WhatsApp inbound message as Twilio posts it (fields and sizes of a real one)."""
+    return {
+        "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Marie Dupont", "MessageType": "text",
+        "SmsSid": sid, "WaId": "33612345678", "SmsStatus": "received",
+        "Body": f"Bonjour, j'ai bien reçu la facture n°{n}, je règle cette semaine. Merci !",
+        "To": "whatsapp:+14155238886", "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid,
+        "AccountSid": "AC" + "be" * 16, "From": "whatsapp:+33612345678", "ApiVersion": "2010-04-01",
+    }
+
+
+def build_pool(directory: Path, *, size: int, files: int, label: str, duplicates: float, seed: int) -> int:
+    """Write ``size`` signed requests to ``files`` files; a ``duplicates`` share repeats an earlier one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    validator = RequestValidator(TOKEN)
+    url = PUBLIC_BASE_URL + PATH
+    rng = random.Random(seed)
+    lines: list[str] = []
+    for n in range(size):
+        if lines and rng.random() < duplicates:
+            lines.append(lines[rng.randrange(len(lines))])
+            continue
+        form = inbound_form(f"{SID_MARK}{label}{n:09d}", n)
+        lines.append(f"{validator.compute_signature(url, form)}\t{urlencode(form)}\n")
+    for index in range(files):
+        with (directory / f"pool.{index}.txt").open("w", encoding="utf-8") as out:
+            out.writelines(lines[index::files])
+    return len({line for line in lines})
+
+
+def read_pool(directory: Path, host: str) -> list[bytes]:
+    """The raw HTTP/1.1 requests of a pool directory (for the Python load generator), interleaved."""
+    per_file = [p.read_text(encoding="utf-8").splitlines() for p in sorted(directory.glob("pool.*.txt"))]
+    out: list[bytes] = []
+    for group in zip(*per_file, strict=False):
+        for line in group:
+            signature, body = line.split("\t", 1)
+            raw = body.encode()
+            out.append(
+                f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {FORM}\r\n"
+                f"X-Twilio-Signature: {signature}\r\nContent-Length: {len(raw)}\r\n\r\n".encode() + raw
+            )
+    return out
+
+
+# ------------------------------------------------------------------------------ servers (child processes)
+def bare_app() -> Any:
+    """The baseline: same path, same form parsing, same answer; no signature, no store, no queue."""
+    from urllib.parse import parse_qsl
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    from services.webhook import EMPTY_TWIML
+
+    async def inbound(request: Request) -> Response:
+        body = await request.body()
+        try:
+            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
+        except (UnicodeDecodeError, ValueError):
+            return PlainTextResponse("malformed form body", status_code=400)
+        if not form.get("MessageSid"):
+            return PlainTextResponse("missing field(s): MessageSid", status_code=400)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    return Starlette(routes=[Route(PATH, inbound, methods=["POST"])])
+
+
+def serve_main(argv: list[str]) -> int:
+    """``_serve real|bare --port N``: one uvicorn process (httptools, no access log)."""
+    parser = argparse.ArgumentParser(prog="webhook_bench.py _serve")
+    parser.add_argument("kind", choices=["real", "bare"])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    if args.kind == "real":
+        from services.bootstrap import build_webhook, configure_logging
+        from shared.settings import load_settings
+
+        settings = load_settings(os.environ, env_file=None)
+        configure_logging(settings)  # as `relance webhook` does: one INFO line per request
+        app = build_webhook(settings)
+    else:
+        app = bare_app()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, http="httptools", workers=None, access_log=False,
+                log_level="warning", proxy_headers=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------ Python load generator
+def load_main(argv: list[str]) -> int:
+    """``_load``: keep-alive connections sending the pool's requests until the deadline; JSON on stdout."""
+    parser = argparse.ArgumentParser(prog="webhook_bench.py _load")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--connections", type=int, required=True)
+    args = parser.parse_args(argv)
+    host = f"127.0.0.1:{args.port}"
+    requests = read_pool(args.pool, host)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    sent = 0
+
+    async def connection(index: int, deadline: float) -> None:
+        nonlocal sent
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
+        except OSError:
+            errors["connect"] += 1
+            return
+        position = index
+        try:
+            while time.perf_counter() < deadline:
+                raw = requests[position % len(requests)]
+                position += args.connections
+                started = time.perf_counter()
+                writer.write(raw)
+                status_line = await reader.readline()
+                length = 0
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                sent += 1
+                parts = status_line.split()
+                if len(parts) < 2 or parts[1] != b"200":
+                    errors["status"] += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            errors["read"] += 1
+        finally:
+            writer.close()
+
+    async def run() -> float:
+        started = time.perf_counter()
+        deadline = started + args.duration
+        await asyncio.gather(*(connection(i, deadline) for i in range(args.connections)))
+        return time.perf_counter() - started
+
+    try:
+        import uvloop
+
+        elapsed = uvloop.run(run())
+    except ImportError:
+        elapsed = asyncio.run(run())
+    ordered = sorted(latencies) or [0.0]
+    result = {
+        "requests": sent, "duration_s": elapsed,
+        "p50_ms": _percentile(ordered, 50) * 1e3, "p99_ms": _percentile(ordered, 99) * 1e3,
+        "max_ms": ordered[-1] * 1e3,
+        "errors": {k: errors.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")},
+        "wraps": max(0, sent - 1) // max(1, len(requests)),
+    }
+    print("BENCH_JSON " + json.dumps(result), flush=True)
+    return 0
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+# ------------------------------------------------------------------------------ orchestration
+@dataclass
+class Child:
+    """A process this bench started."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+
+
+@dataclass
+class Measure:
+    """One endpoint's run."""
+
+    endpoint: str
+    tool: str
+    connections: int
+    requests: int = 0
+    duration_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    wraps: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    stored: int | None = None
+    enqueued: int | None = None
+    other_cores: float = 0.0  # CPU used meanwhile by processes that are not this bench's
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its threads (from /proc), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all CPUs, from /proc/stat)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    """The servers and children of one bench run; ``close()`` stops them all."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.children: list[Child] = []
+        self.servers: list[ServerProcess] = []
+        self.mongo_base = os.environ.get("MONGODB_URI", "")
+        self.redis_url = os.environ.get("REDIS_URL", "")
+        self.db_name = f"relance_bench_{os.getpid()}"
+        self.tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
+
+    # ---------------------------------------------------------------- infrastructure
+    def start_stores(self) -> None:
+        if not self.redis_url:
+            server = start_redis(self.workdir / "redis")
+            self.servers.append(server)
+            self.redis_url = server.url
+        if not self.mongo_base:
+            server = start_mongo(self.workdir / "mongo", in_memory=True)
+            self.servers.append(server)
+            self.mongo_base = server.url
+
+    @property
+    def mongo_uri(self) -> str:
+        return urlsplit(self.mongo_base)._replace(path="/" + self.db_name).geturl()
+
+    def pids(self) -> dict[str, int]:
+        return {server.name: server.proc.pid for server in self.servers}
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(command, cwd=REPO, env=env or dict(os.environ), stdout=out,
+                                    stderr=subprocess.STDOUT)
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    def start_server(self, kind: str) -> tuple[Child, int]:
+        port = free_port()
+        env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+               "MONGODB_URI": self.mongo_uri, "REDIS_URL": self.redis_url, "LOG_LEVEL": "INFO"}
+        child = self.spawn(f"server-{kind}", [sys.executable, str(Path(__file__).resolve()), "_serve", kind,
+                                              "--port", str(port)], env)
+        wait_for_port(port, timeout=30, proc=child.proc)
+        return child, port
+
+    def close(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        with contextlib.suppress(Exception):
+            self.cleanup_data()
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+    def cleanup_data(self) -> None:
+        """Drop the bench database; remove the bench's messages from the replies queue."""
+        from shared.store import connect
+
+        client = connect(self.mongo_base, timeout_ms=3000)
+        try:
+            client.drop_database(self.db_name)
+        finally:
+            client.close()
+        if any(s.name == "redis" for s in self.servers):
+            return  # our own Redis: it goes away
+        import redis
+
+        rds = redis.Redis.from_url(self.redis_url)
+        try:
+            key = f"{NAMESPACE}:{REPLIES}.msgs"
+            for message_id, payload in rds.hscan_iter(key):
+                if SID_MARK.encode() in payload:
+                    rds.hdel(key, message_id)
+                    rds.lrem(f"{NAMESPACE}:{REPLIES}", 0, message_id)
+        finally:
+            rds.close()
+
+    def prepare_database(self) -> None:
+        from shared.store import open_store
+
+        client, store = open_store(self.mongo_uri, self.db_name)
+        try:
+            store.ensure_indexes()
+            store.events.delete_many({})
+        finally:
+            client.close()
+
+    def stored_and_enqueued(self) -> tuple[int, int]:
+        import redis
+
+        from shared.store import open_store
+
+        client, store = open_store(self.mongo_uri, self.db_name)
+        rds = redis.Redis.from_url(self.redis_url)
+        try:
+            stored = store.events.count_documents({"kind": "inbound"})
+            enqueued = int(rds.hlen(f"{NAMESPACE}:{REPLIES}.msgs"))
+            return stored, enqueued
+        finally:
+            client.close()
+            rds.close()
+
+    # ---------------------------------------------------------------- load
+    def drive(self, port: int, pool: Path, duration: float) -> dict[str, Any]:
+        """Run the load tool against 127.0.0.1:port; return its JSON result."""
+        host = f"127.0.0.1:{port}"
+        if self.tool == "wrk":
+            script = self.workdir / "webhook.lua"
+            script.write_text(WRK_SCRIPT.replace("__PATH__", PATH))
+            command = ["wrk", "-t", str(self.args.threads), "-c", str(self.args.connections),
+                       "-d", f"{max(1, round(duration))}s", "--timeout", "10s", "-s", str(script), f"http://{host}{PATH}",
+                       "--", str(pool), host]
+        else:
+            command = [sys.executable, str(Path(__file__).resolve()), "_load", "--port", str(port),
+                       "--pool", str(pool), "--duration", str(duration),
+                       "--connections", str(self.args.connections)]
+        times_before = os.times()
+        child = self.spawn("load", command)
+        try:
+            child.proc.wait(timeout=duration + 60)
+        finally:
+            child.stop()
+            self.children.remove(child)
+        times_after = os.times()  # the load generator is the only child reaped in between
+        load_cpu = (times_after.children_user - times_before.children_user
+                    + times_after.children_system - times_before.children_system)
+        text = child.log.read_text(encoding="utf-8", errors="replace")
+        child.log.unlink()
+        for line in text.splitlines():
+            if line.startswith("BENCH_JSON "):
+                result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+                result["load_cpu_s"] = load_cpu
+                return result
+        raise RuntimeError(f"the load generator printed no result:\n{text[-2000:]}")
+
+    def measure(self, kind: str, pool: Path, warm_pool: Path) -> Measure:
+        """Start the endpoint, warm it up, drive it for --duration, stop it."""
+        if kind == "real":
+            self.prepare_database()
+        server, port = self.start_server(kind)
+        try:
+            self.drive(port, warm_pool, self.args.warmup)
+            before_stored = self.stored_and_enqueued() if kind == "real" else (0, 0)
+            pids = {"server": server.proc.pid, **self.pids()}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            machine_before = machine_busy_seconds()
+            result = self.drive(port, pool, self.args.duration)
+            machine_after = machine_busy_seconds()
+            after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"the {kind} server died; see {server.log}")
+            measure = Measure(kind, self.tool, self.args.connections, **{
+                k: result[k] for k in ("requests", "duration_s", "p50_ms", "p99_ms", "max_ms", "errors", "wraps")})
+            measure.cpu_s = {name: after[name] - before[name] for name in pids}
+            measure.cpu_s["load"] = result["load_cpu_s"]
+            ours = sum(measure.cpu_s.values())
+            measure.other_cores = max(0.0, machine_after - machine_before - ours) / max(result["duration_s"], 1e-9)
+            if kind == "real":
+                stored, enqueued = self.stored_and_enqueued()
+                measure.stored, measure.enqueued = stored - before_stored[0], enqueued - before_stored[1]
+            return measure
+        finally:
+            server.stop()
+            self.children.remove(server)
+
+    def profile(self, pool: Path, warm_pool: Path, out_dir: Path) -> list[str]:
+        """One more real run under py-spy (sampling adds overhead: not counted in the table)."""
+        self.prepare_database()
+        server, port = self.start_server("real")
+        try:
+            self.drive(port, warm_pool, self.args.warmup)
+            raw = out_dir / "webhook.collapsed.txt"
+            spy = self.spawn("py-spy", ["py-spy", "record", "--pid", str(server.proc.pid), "--rate", "250",
+                                        "--duration", str(int(self.args.duration)), "--format", "raw",
+                                        "--output", str(raw), "--nonblocking"])
+            time.sleep(1.0)
+            self.drive(port, pool, self.args.duration)
+            spy.proc.wait(timeout=self.args.duration + 30)
+            self.children.remove(spy)
+            if not raw.exists():
+                return [f"py-spy wrote nothing; see {spy.log}"]
+            return summarise_profile(raw)
+        finally:
+            server.stop()
+            self.children.remove(server)
+
+
+def summarise_profile(raw: Path, top: int = 14) -> list[str]:
+    """Where the webhook's CPU goes, from py-spy's collapsed stacks (idle threads excluded)."""
+    total = 0
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
+    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        for name in {_frame(f) for f in frames}:
+            inclusive[name] += count
+        own[_frame(frames[-1])] += count
+        buckets[_bucket(frames)] += count
+    if not total:
+        return ["no samples"]
+    lines = [f"py-spy: {total} busy samples of the webhook process; by activity:", ""]
+    lines += ["| activity | share of busy samples |", "| --- | ---: |"]
+    lines += [f"| {name} | {count / total:.0%} |" for name, count in buckets.most_common()]
+    lines += ["", "| function (inclusive) | share |", "| --- | ---: |"]
+    lines += [f"| `{name}` | {count / total:.0%} |" for name, count in inclusive.most_common(top)]
+    lines += ["", "| function (self) | share |", "| --- | ---: |"]
+    lines += [f"| `{name}` | {count / total:.0%} |" for name, count in own.most_common(top)]
+    return lines
+
+
+def _frame(frame: str) -> str:
+    """``func (path/to/module.py:12)`` → ``module.func``."""
+    name, _, where = frame.partition(" (")
+    module = Path(where.split(":")[0]).stem if where else "?"
+    return f"{module}.{name}"
+
+
+BUCKETS = [  # first match wins, searched from the innermost frame outwards
+    ("MongoDB insert (pymongo)", ("pymongo/",)),
+    ("Redis enqueue (dramatiq, redis-py)", ("dramatiq/", "redis/")),
+    ("signature (RequestValidator)", ("twilio/request_validator",)),
+    ("logging", ("logging/",)),
+    ("threadpool hand-off (anyio)", ("anyio/", "concurrent/futures", "threading.py")),
+    ("webhook code", ("services/webhook",)),
+    ("HTTP parsing and ASGI (uvicorn, starlette)", ("uvicorn/", "starlette/", "httptools")),
+    ("event loop", ("uvloop", "asyncio/")),
+]
+
+
+def _bucket(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, needles in BUCKETS:
+            if any(n in frame for n in needles):
+                return name
+    return "other"
+
+
+# ------------------------------------------------------------------------------ report
+def report(measures: list[Measure], args: argparse.Namespace, bench: Bench, unique: dict[str, int]) -> list[str]:
+    by_kind: dict[str, list[Measure]] = {"bare": [], "real": []}
+    for m in measures:
+        by_kind[m.endpoint].append(m)
+    lines = [
+        f"Webhook benchmark: {args.duration:g} s per endpoint, {args.connections} connections, "
+        f"load by {bench.tool}" + (f" ({args.threads} threads)" if bench.tool == "wrk" else "")
+        + f", {os.cpu_count()} CPUs, MongoDB {'MONGODB_URI' if os.environ.get('MONGODB_URI') else 'SecantusDB'}"
+        f", duplicates {args.duplicates:.0%}, {args.rounds} round(s)",
+        "",
+        "| endpoint | requests | req/s | p50 ms | p99 ms | errors | CPU ms/req: server | mongo | redis | load "
+        "| stored | enqueued | other load (cores) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in measures:
+        per = {k: (v * 1e3 / m.requests if m.requests else 0.0) for k, v in m.cpu_s.items()}
+        lines.append(
+            f"| {m.endpoint} | {m.requests} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.error_count} "
+            f"| {per.get('server', 0):.3f} | {per.get('mongo', 0):.3f} | {per.get('redis', 0):.3f} "
+            f"| {per.get('load', 0):.3f} | {'' if m.stored is None else m.stored} "
+            f"| {'' if m.enqueued is None else m.enqueued} | {m.other_cores:.2f} |"
+        )
+    bare = statistics.median(m.rps for m in by_kind["bare"])
+    real = statistics.median(m.rps for m in by_kind["real"])
+    ratio = real / bare if bare else 0.0
+    lines += ["", f"real/bare throughput: **{ratio:.2f}** (median req/s {real:,.0f} / {bare:,.0f}; "
+                  f"target ≥ 0.50: {'met' if ratio >= 0.5 else 'NOT met'})"]
+    for m in by_kind["real"]:
+        if m.stored is not None:
+            lines.append(f"real: {m.stored} events stored and {m.enqueued} messages enqueued for {m.requests} answers "
+                         f"counted by {m.tool} (requests still in flight at the end are stored but not counted); "
+                         f"{unique.get('measure', 0)} distinct requests in the pool, wrapped {m.wraps}×")
+    for m in measures:
+        if m.error_count:
+            lines.append(f"{m.endpoint} errors: {m.errors}")
+    if any(m.other_cores > 0.2 for m in measures):
+        lines.append("WARNING: other processes used CPU during the run (last column): the numbers are disturbed")
+    return lines
+
+
+# ------------------------------------------------------------------------------ main
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per endpoint (10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per endpoint (2)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (16)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator: wrk when on PATH (auto), or the Python one")
+    parser.add_argument("--duplicates", type=float, default=0.0,
+                        help="share of requests replaying an earlier MessageSid (Twilio retries), 0..1")
+    parser.add_argument("--pool", type=int, default=0,
+                        help="signed requests per round (default: 4000 per second of --duration)")
+    parser.add_argument("--rounds", type=int, default=1, help="bare/real pairs to run (the ratio uses medians)")
+    parser.add_argument("--profile", action="store_true", help="also profile the real endpoint with py-spy")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, pools)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.duplicates < 1:
+        parser.error("--duplicates must be in [0, 1)")
+    if args.tool == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not on PATH")
+    if args.profile and not shutil.which("py-spy"):
+        parser.error("--profile needs py-spy on PATH (pip install py-spy)")
+    return args
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_serve"]:
+        return serve_main(argv[1:])
+    if argv[:1] == ["_load"]:
+        return load_main(argv[1:])
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
+    bench = Bench(args, workdir)
+    files = args.threads if bench.tool == "wrk" else 1
+    pool_size = args.pool or int(4000 * args.duration)
+    measures: list[Measure] = []
+    unique: dict[str, int] = {}
+    try:
+        with sigterm_as_interrupt():
+            bench.start_stores()
+            warm = workdir / "pool-warm"
+            build_pool(warm, size=4000, files=files, label="w", duplicates=0.0, seed=0)
+            for round_ in range(args.rounds):
+                pool = workdir / f"pool-{round_}"
+                started = time.perf_counter()
+                unique["measure"] = build_pool(pool, size=pool_size, files=files, label=f"r{round_}",
+                                               duplicates=args.duplicates, seed=round_ + 1)
+                print(f"round {round_ + 1}: {pool_size} signed requests in {time.perf_counter() - started:.1f} s",
+                      file=sys.stderr)
+                for kind in ("bare", "real"):
+                    measure = bench.measure(kind, pool, warm)
+                    measures.append(measure)
+                    print(f"  {kind}: {measure.rps:,.0f} req/s, p50 {measure.p50_ms:.2f} ms, "
+                          f"p99 {measure.p99_ms:.2f} ms, errors {measure.error_count}", file=sys.stderr)
+            for line in report(measures, args, bench, unique):
+                print(line)
+            if args.profile:
+                pool = workdir / "pool-profile"
+                build_pool(pool, size=pool_size, files=files, label="p", duplicates=args.duplicates, seed=99)
+                print()
+                for line in bench.profile(pool, warm, workdir):
+                    print(line)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        bench.close()
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
