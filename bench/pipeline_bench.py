@@ -347,6 +347,7 @@ class Results:
     noop_partial: bool = False
     noop_cost: Cost | None = None
     profile: list[str] = field(default_factory=list)
+    scheduler: str = ""
     notes: list[str] = field(default_factory=list)
 
 
@@ -661,6 +662,7 @@ def run_pipeline(args: argparse.Namespace, procs: Processes, clock: Clock, resul
         raise
     results.pipeline_delivered = delivered
     collect_latencies(db, results, wall_enrol)
+    results.scheduler = scheduler_ticks(scheduler.log, wall_enrol)
 
     if not results.pipeline_partial and args.read:
         # Let the trailing `read` callbacks land so the cost counts the whole conversation.
@@ -678,6 +680,38 @@ def run_pipeline(args: argparse.Namespace, procs: Processes, clock: Clock, resul
         results.notes.append("py-spy was attached: its sampling slows the processes a little")
     results.states = {r["_id"]: r["n"] for r in db.messages.aggregate(
         [{"$match": {"direction": "outbound"}}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}])}
+
+
+_TICK_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO services\.scheduler: tick claimed=(\d+)")
+
+
+def scheduler_ticks(log: Path, since: datetime) -> str:
+    """How the scheduler's claiming went: ticks, claims, and the claim rate inside the longest ticks.
+
+    A tick's line is logged when it ends; the next tick starts SCHEDULER_INTERVAL_SECONDS (0.2 s)
+    after the previous one ended, so a tick lasted about (its line − the previous line)."""
+    start = since.astimezone().replace(tzinfo=None)  # the log's asctime is local time
+    previous, ticks = start, []
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            match = _TICK_LINE.match(line)
+            if not match:
+                continue
+            at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            if at < start:
+                continue
+            ticks.append(((at - previous).total_seconds(), int(match.group(2))))
+            previous = at
+    claiming = [(secs, n) for secs, n in ticks if n]
+    if not claiming:
+        return ""
+    total_n = sum(n for _, n in claiming)
+    total_s = sum(secs for secs, _ in claiming)
+    longest = max(claiming)
+    return (f"{len(claiming)} ticks claimed {total_n} follow-ups in about {total_s:.1f} s "
+            f"({total_n / total_s if total_s else 0:.1f} claims/s, one conditional update each); the longest "
+            f"tick claimed {longest[1]} in about {longest[0]:.1f} s. Sizes: "
+            + ", ".join(str(n) for _, n in claiming[:12]) + (" …" if len(claiming) > 12 else ""))
 
 
 def collect_latencies(db: Any, results: Results, wall_enrol: datetime) -> None:
@@ -902,11 +936,15 @@ def report(results: Results, out: Callable[[str], None]) -> None:
         coll_ms = {k.removesuffix(".ms"): v for k, v in pc.mongo_top.items() if k.endswith(".ms") and v > 0}
         if coll_ms:
             out("")
-            out("| MongoDB server time (top) | ops | total ms | ms / op |")
-            out("| --- | --- | --- | --- |")
+            out("| MongoDB `top` (collection.op) | ops | ops / message | server ms (incl. lock waits) | ms / op |")
+            out("| --- | --- | --- | --- | --- |")
             for key, ms in sorted(coll_ms.items(), key=lambda kv: -kv[1])[:12]:
                 count = pc.mongo_top.get(f"{key}.count", 0)
-                out(f"| {key} | {count:.0f} | {ms:,.0f} | {_fmt(ms / count if count else None, 2)} |")
+                out(f"| {key} | {count:.0f} | {_fmt(_per(count, delivered), 2)} | {ms:,.0f} | "
+                    f"{_fmt(ms / count if count else None, 1)} |")
+    if results.scheduler:
+        out("")
+        out("Scheduler ticks that claimed follow-ups (from its log): " + results.scheduler)
     if results.profile:
         out("")
         out("py-spy during the pipeline phase (samples include threads blocked in socket reads, i.e. waiting "

@@ -40,9 +40,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.fake_gemini_replies import classify_answer, is_classify_request, prompt_text_of
+
 MODES = (
     "good", "hallucinate", "wrong_language", "invalid_json", "schema_mismatch", "error500",
     "error429", "slow", "blocked", "safety", "empty",
+    # reply classification only (see tests/support/fake_gemini_replies.py)
+    "injected", "injected_answer", "bad_intent", "bad_confidence", "past_date", "unknown_topic",
 )  # fmt: skip
 DEFAULT_DELAY = 3.0
 
@@ -153,6 +157,8 @@ def create_app(mode: str = "good", delay: float = DEFAULT_DELAY) -> Starlette:
         if current == "safety":
             return JSONResponse({"candidates": [{"finishReason": "SAFETY", "index": 0}],
                                  "modelVersion": model})
+        if is_classify_request(body):  # a reply to classify, not a follow-up to draft
+            return JSONResponse(_candidate_response(classify_answer(current, prompt_text_of(body)), model))
         if current == "invalid_json":
             return JSONResponse(_candidate_response('{"body": "Bonjour, voici', model))
         if current == "schema_mismatch":

@@ -50,8 +50,8 @@ MODES = (
 )  # fmt: skip
 DEFAULT_DELAY = 3.0
 MADE_UP_ANSWER = {
-    "fr": "Bonne nouvelle : la facture est annulée, il ne reste que 10,00 € à régler.",
-    "en": "Good news: the invoice has been cancelled, only €10.00 is left to pay.",
+    "fr": "Bonne nouvelle : la facture est annulée, il ne reste que 7,77 € à régler.",
+    "en": "Good news: the invoice has been cancelled, only €7.77 is left to pay.",
 }
 
 
