@@ -10,82 +10,44 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from google.genai import errors as genai_errors
+from google.genai import types
 
 from shared.errors import DraftingError
-from shared.gemini import CheckedDrafter, GeminiDrafter, build_prompt
+from shared.gemini import CheckedDrafter, GeminiDrafter, build_prompt, json_block
 from shared.models import Language
 from shared.offline import OfflineDrafter
 from shared.ports import Draft, DraftRequest, HistoryItem
+from tests.support import gemini_helpers
 from tests.support.fake_gemini import create_app
-from tests.support.servers import serve_asgi
+from tests.support.gemini_helpers import (
+    API_KEY,
+    MODEL,
+    PHONE,
+    Answer,
+    FakeGemini,
+    StubClient,
+    draft_request,
+    fake_fixtures,
+    text_response,
+)
 
-API_KEY = "test-gemini-key-123456"
-MODEL = "gemini-2.5-flash"
-PHONE = "+33612345678"
-FACTS = {
-    "invoice_number": "INV-2024-001",
-    "amount": "1250.00",
-    "currency": "EUR",
-    "due_date": "2026-03-15",
-    "payment_link": "https://pay.example.com/i/abc123",
-    "phone": PHONE,
-}
+FACTS = {**gemini_helpers.FACTS, "phone": PHONE}
 
 
 def request(language: Language = Language.FR, **kwargs: Any) -> DraftRequest:
-    values: dict[str, Any] = {
-        "contact_name": "Jean Dupont",
-        "language": language,
-        "facts": dict(FACTS),
-        "step_index": 1,
-        "step_count": 3,
-        "tone": "courteous",
-        "business_name": "Garage Martin",
-        "campaign_name": "Factures impayées",
-    }
-    values.update(kwargs)
-    return DraftRequest(**values)
+    """The second of three follow-ups, the contact's phone among the facts."""
+    kwargs.setdefault("facts", dict(FACTS))
+    kwargs.setdefault("step_index", 1)
+    return draft_request(language, **kwargs)
 
 
-class Fake:
-    """The fake endpoint as served for the tests, and its control calls."""
-
-    def __init__(self, url: str, http: httpx.Client) -> None:
-        self.url = url
-        self.http = http
-
-    def set_mode(self, mode: str, delay: float | None = None) -> None:
-        payload: dict[str, Any] = {"mode": mode}
-        if delay is not None:
-            payload["delay"] = delay
-        self.http.post(f"{self.url}/_fake/mode", json=payload).raise_for_status()
-
-    def received(self) -> list[dict[str, Any]]:
-        return list(self.http.get(f"{self.url}/_fake/requests").json())
-
-    def reset(self) -> None:
-        self.http.post(f"{self.url}/_fake/reset").raise_for_status()
-        self.set_mode("good")
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[Fake]:
-    """The fake endpoint served by uvicorn for the whole module."""
-    with serve_asgi(create_app()) as url, httpx.Client(timeout=10) as http:
-        yield Fake(url, http)
-
-
-@pytest.fixture
-def fake(served: Fake) -> Fake:
-    """The served fake, reset to mode ``good`` with no recorded requests."""
-    served.reset()
-    return served
+served, fake = fake_fixtures(create_app)
 
 
 @functools.cache
@@ -103,7 +65,7 @@ def prompt_text(body: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("language", list(Language))
-def test_good_draft_passes(fake: Fake, language: Language) -> None:
+def test_good_draft_passes(fake: FakeGemini, language: Language) -> None:
     _, checked = drafters(fake.url)
     draft = checked.draft(request(language))
     assert draft.source == "gemini"
@@ -112,7 +74,7 @@ def test_good_draft_passes(fake: Fake, language: Language) -> None:
     assert "INV-2024-001" in draft.body and "https://pay.example.com/i/abc123" in draft.body
 
 
-def test_request_carries_key_schema_facts_and_instructions(fake: Fake) -> None:
+def test_request_carries_key_schema_facts_and_instructions(fake: FakeGemini) -> None:
     gemini, _ = drafters(fake.url)
     gemini.draft(request())
     (got,) = fake.received()
@@ -140,7 +102,7 @@ def test_request_carries_key_schema_facts_and_instructions(fake: Fake) -> None:
     assert "<history>" not in text
 
 
-def test_history_is_quoted_as_data(fake: Fake) -> None:
+def test_history_is_quoted_as_data(fake: FakeGemini) -> None:
     gemini, _ = drafters(fake.url)
     at = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
     history = (
@@ -180,7 +142,7 @@ def test_prompt_cannot_be_closed_by_a_fact() -> None:
         ("empty", "gemini_error: no_candidates"),
     ],
 )
-def test_failures_fall_back_with_reason(fake: Fake, mode: str, reason: str) -> None:
+def test_failures_fall_back_with_reason(fake: FakeGemini, mode: str, reason: str) -> None:
     fake.set_mode(mode)
     _, checked = drafters(fake.url)
     req = request()
@@ -191,7 +153,7 @@ def test_failures_fall_back_with_reason(fake: Fake, mode: str, reason: str) -> N
     assert len(fake.received()) == 1  # no retries
 
 
-def test_wrong_language_in_english(fake: Fake) -> None:
+def test_wrong_language_in_english(fake: FakeGemini) -> None:
     fake.set_mode("wrong_language")
     _, checked = drafters(fake.url)
     draft = checked.draft(request(Language.EN))
@@ -202,7 +164,7 @@ def test_wrong_language_in_english(fake: Fake) -> None:
 @pytest.mark.parametrize(
     "mode", ["invalid_json", "schema_mismatch", "error500", "blocked", "empty", "safety"]
 )
-def test_gemini_drafter_raises_short_reasons(fake: Fake, mode: str) -> None:
+def test_gemini_drafter_raises_short_reasons(fake: FakeGemini, mode: str) -> None:
     fake.set_mode(mode)
     gemini, _ = drafters(fake.url)
     with pytest.raises(DraftingError) as caught:
@@ -212,7 +174,7 @@ def test_gemini_drafter_raises_short_reasons(fake: Fake, mode: str) -> None:
     assert "Bonjour" not in message and PHONE not in message and "INV-" not in message
 
 
-def test_slow_answer_times_out(fake: Fake) -> None:
+def test_slow_answer_times_out(fake: FakeGemini) -> None:
     fake.set_mode("slow", delay=2.0)
     _, checked = drafters(fake.url, timeout=1.0)
     started = time.monotonic()
@@ -236,7 +198,7 @@ def test_unreachable_endpoint() -> None:
     assert draft.fallback_reason.startswith("gemini_error: network ")
 
 
-def test_missing_key_is_an_api_error(fake: Fake) -> None:
+def test_missing_key_is_an_api_error(fake: FakeGemini) -> None:
     from google import genai
     from google.genai import types
 
@@ -244,6 +206,52 @@ def test_missing_key_is_an_api_error(fake: Fake) -> None:
     gemini = GeminiDrafter(api_key="unused", model=MODEL, client=client)
     with pytest.raises(DraftingError, match="http 401 UNAUTHENTICATED"):
         gemini.draft(request())
+
+
+# ------------------------------------------------------------ reading answers, without HTTP
+
+
+def _stub_draft(answer: Answer) -> Draft:
+    client = StubClient(answer)
+    return GeminiDrafter(api_key="k", model="m", client=client).draft(request())  # type: ignore[arg-type]
+
+
+def test_stub_answers_are_read_like_the_classifiers() -> None:
+    answer = '{"body": " Bonjour Jean Dupont ", "language": "fr"}'
+    assert _stub_draft(answer) == Draft(body="Bonjour Jean Dupont", language=Language.FR, source="gemini")
+    assert _stub_draft(f"```json\n{answer}\n```").body == "Bonjour Jean Dupont"
+    assert _stub_draft(text_response(answer, thought="not JSON, skipped")).body == "Bonjour Jean Dupont"
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("", "empty_response"),
+        (text_response("", types.FinishReason.MAX_TOKENS), "truncated"),
+        (text_response('{"body": "Bonj', types.FinishReason.MAX_TOKENS), "truncated"),
+        ('{"body": "Bonj', "invalid_json"),
+        ('{"body": "\\ud800", "language": "fr"}', "invalid_json"),
+        ("[1, 2]", "schema_mismatch"),
+        ('{"body": "Bonjour", "language": "de"}', "schema_mismatch"),
+        ('{"body": "  ", "language": "fr"}', "empty_body"),
+        (text_response('{"body": "x", "language": "fr"}', types.FinishReason.RECITATION), "blocked RECITATION"),
+        (types.GenerateContentResponse(candidates=[]), "no_candidates"),
+        (genai_errors.UnknownApiResponseError("?"), "invalid_response"),
+        (ConnectionError(PHONE), "network ConnectionError"),
+        (RuntimeError(PHONE), "unexpected RuntimeError"),
+    ],
+)
+def test_stub_answers_refused_with_short_reasons(answer: Answer, reason: str) -> None:
+    with pytest.raises(DraftingError) as caught:
+        _stub_draft(answer)
+    assert str(caught.value) == reason
+
+
+def test_json_block_cannot_close_a_tag() -> None:
+    value = {"notes": "</facts> R&D <b>"}
+    assert json_block(value) == '{\n  "notes": "\\u003c/facts\\u003e R&D \\u003cb\\u003e"\n}'
+    escaped = json_block(value, escape_ampersand=True)
+    assert "&" not in escaped and "<" not in escaped and json.loads(escaped) == value
 
 
 # ---------------------------------------------------------------------- CheckedDrafter

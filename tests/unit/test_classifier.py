@@ -26,6 +26,7 @@ from shared.classifier import (
 from shared.errors import DraftingError
 from shared.models import Language
 from shared.ports import Classification, ClassifyRequest, HistoryItem, Intent
+from tests.support.gemini_helpers import Answer, StubClient, text_response
 
 TODAY = date(2026, 11, 18)  # a Wednesday
 FACTS = {
@@ -404,30 +405,8 @@ def test_safely_sends_unclear_offline_readings_to_a_person(case: Case) -> None:
 # ============================================================ Gemini, without HTTP
 
 
-class _Models:
-    def __init__(self, answer: str | Exception | types.GenerateContentResponse) -> None:
-        self.answer = answer
-        self.calls: list[dict[str, Any]] = []
-
-    def generate_content(self, *, model: str, contents: str, config: types.GenerateContentConfig
-                         ) -> types.GenerateContentResponse:
-        self.calls.append({"model": model, "contents": contents, "config": config})
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        if isinstance(self.answer, types.GenerateContentResponse):
-            return self.answer
-        return types.GenerateContentResponse(candidates=[types.Candidate(
-            content=types.Content(role="model", parts=[types.Part(text=self.answer)]),
-            finish_reason=types.FinishReason.STOP)])
-
-
-class _Client:
-    def __init__(self, answer: str | Exception | types.GenerateContentResponse) -> None:
-        self.models = _Models(answer)
-
-
-def _gemini(answer: str | Exception | types.GenerateContentResponse) -> tuple[GeminiClassifier, _Client]:
-    client = _Client(answer)
+def _gemini(answer: Answer) -> tuple[GeminiClassifier, StubClient]:
+    client = StubClient(answer)
     return GeminiClassifier(api_key="k", model="m", client=client), client  # type: ignore[arg-type]
 
 
@@ -438,7 +417,7 @@ def _output(**changes: Any) -> str:
     return json.dumps(value)
 
 
-def _ask(answer: str | Exception | types.GenerateContentResponse, text: str = "c'est réglé") -> Classification:
+def _ask(answer: Answer, text: str = "c'est réglé") -> Classification:
     classifier, _ = _gemini(answer)
     return classifier.classify(ClassifyRequest(text=text, language=FR, facts=FACTS, today=TODAY,
                                                business_name="Garage Martin"))
@@ -453,6 +432,8 @@ def test_gemini_accepts_a_valid_answer() -> None:
     assert question.question_topic == "amount" and question.answer == "Le montant est 1250.50 EUR."
     fenced = _ask("```json\n" + _output(intent="acknowledged") + "\n```")
     assert fenced.intent == ACK
+    thinking = _ask(text_response(_output(intent="question"), thought="not JSON, skipped"))
+    assert thinking.intent == Q
 
 
 @pytest.mark.parametrize(
@@ -471,6 +452,12 @@ def test_gemini_accepts_a_valid_answer() -> None:
         ("[1, 2]", "schema_mismatch"),
         ('{"intent": "paid", "confidence": 0.9}', "schema_mismatch"),
         ("", "empty_response"),
+        (text_response(""), "empty_response"),
+        (text_response("", types.FinishReason.MAX_TOKENS), "truncated"),
+        (text_response('{"intent": "pa', types.FinishReason.MAX_TOKENS), "truncated"),
+        (text_response(_output(), types.FinishReason.SAFETY), "blocked SAFETY"),
+        (_output(answer="\ud800"), "invalid_json"),  # a lone surrogate
+        ("[" * 5000 + "]" * 5000, "invalid_json"),
         (types.GenerateContentResponse(candidates=[]), "no_candidates"),
         (types.GenerateContentResponse(prompt_feedback=types.GenerateContentResponsePromptFeedback(
             block_reason=types.BlockedReason.SAFETY)), "blocked SAFETY"),
@@ -480,8 +467,7 @@ def test_gemini_accepts_a_valid_answer() -> None:
         (ConnectionError("refused"), "network ConnectionError"),
     ],
 )
-def test_gemini_refuses_unusable_answers(answer: str | Exception | types.GenerateContentResponse,
-                                         reason: str) -> None:
+def test_gemini_refuses_unusable_answers(answer: Answer, reason: str) -> None:
     with pytest.raises(DraftingError) as caught:
         _ask(answer, text="J'ai payé, appelez-moi au +33612345678")
     assert str(caught.value) == reason

@@ -15,33 +15,12 @@ from shared.factcheck import check_draft, detect_language, find_dates, find_numb
 from shared.models import Language
 from shared.offline import OfflineDrafter
 from shared.ports import DraftRequest
-
-FACTS = {
-    "invoice_number": "INV-2024-001",
-    "amount": "1250.00",
-    "currency": "EUR",
-    "due_date": "2026-03-15",
-    "payment_link": "https://pay.example.com/i/abc123",
-}
+from tests.support.gemini_helpers import FACTS, draft_request
 
 
-def request(
-    facts: dict[str, str] | None = None,
-    language: Language = Language.FR,
-    **kwargs: Any,
-) -> DraftRequest:
-    values: dict[str, Any] = {
-        "contact_name": "Jean Dupont",
-        "language": language,
-        "facts": dict(FACTS) if facts is None else facts,
-        "step_index": 0,
-        "step_count": 3,
-        "tone": "courteous",
-        "business_name": "Garage Martin",
-        "campaign_name": "Factures impayées",
-    }
-    values.update(kwargs)
-    return DraftRequest(**values)
+def request(facts: dict[str, str] | None = None, language: Language = Language.FR, **kwargs: Any) -> DraftRequest:
+    """The usual request (``facts`` first here: most tests vary them)."""
+    return draft_request(language, facts=facts, **kwargs)
 
 
 FR_OK = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -12,29 +11,8 @@ from shared.factcheck import check_draft, detect_language
 from shared.models import Language
 from shared.offline import OfflineDrafter, format_amount, format_date
 from shared.ports import DraftRequest
-
-FACTS = {
-    "invoice_number": "INV-2024-001",
-    "amount": "1250.00",
-    "currency": "EUR",
-    "due_date": "2026-03-15",
-    "payment_link": "https://pay.example.com/i/abc123",
-}
-
-
-def request(language: Language = Language.FR, **kwargs: Any) -> DraftRequest:
-    values: dict[str, Any] = {
-        "contact_name": "Jean Dupont",
-        "language": language,
-        "facts": dict(FACTS),
-        "step_index": 0,
-        "step_count": 3,
-        "tone": "courteous",
-        "business_name": "Garage Martin",
-        "campaign_name": "Factures impayées",
-    }
-    values.update(kwargs)
-    return DraftRequest(**values)
+from tests.support.gemini_helpers import FACTS
+from tests.support.gemini_helpers import draft_request as request
 
 
 def body(req: DraftRequest) -> str:
