@@ -104,9 +104,13 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None) -> tupl
     """Everything an actor process needs."""
     client, store = build_store(settings)
     broker = build_broker(settings)
+    from shared.ratelimit import SendRateLimiter
+
+    limiter = SendRateLimiter(client=broker.client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate,
+                              burst=settings.send_rate_burst)
     deps = Deps(settings=settings, store=store, clock=clock or SystemClock(), queue=DramatiqQueue(broker),
                 drafter=build_drafter(settings), sender=build_sender(settings),
-                classifier=build_classifier(settings))
+                classifier=build_classifier(settings), rate_limiter=limiter, redis=broker.client)
     return deps, broker, client
 
 

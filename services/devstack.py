@@ -77,6 +77,8 @@ def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webho
     env.update({
         "MONGODB_URI": mongo_uri, "REDIS_URL": redis_url, "BACKEND_PORT": str(webhook_port),
         "SCHEDULER_INTERVAL_SECONDS": "1", "STALE_AFTER_SECONDS": "30", "PYTHONUNBUFFERED": "1",
+        # The demo plays a whole cadence in a minute, any day of the year: no pacing, no holidays.
+        "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": "",
     })
     if simulator_port is not None:
         env.update({

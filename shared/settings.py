@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.errors import ConfigError
+from shared.durations import parse_duration
+from shared.errors import ConfigError, InputError
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
@@ -59,6 +61,58 @@ class Settings(BaseSettings):
     classifier_threshold: float = Field(default=0.6, ge=0, le=1)
     thank_you_on_paid: bool = True
     log_level: str = "INFO"
+
+    # Sending pace
+    send_rate: str = "80/1s"
+    send_rate_burst: int = Field(default=1, ge=1)
+    min_gap_between_messages: str = "1h"
+    daily_cap_per_contact: int = Field(default=2, ge=0)
+    holidays_country: str = "FR"
+    holidays_subdiv: str = ""
+
+    @field_validator("send_rate")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from shared.ratelimit import parse_rate
+
+        try:
+            parse_rate(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
+
+    @field_validator("min_gap_between_messages")
+    @classmethod
+    def _check_gap(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _check_holidays_country(cls, value: str) -> str:
+        from shared.policy import check_holidays_country
+
+        try:
+            return check_holidays_country(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("holidays_subdiv")
+    @classmethod
+    def _check_holidays_subdiv(cls, value: str, info: ValidationInfo) -> str:
+        from shared.policy import check_holidays_country
+
+        country = info.data.get("holidays_country", "")
+        if value.strip() and not country:
+            raise ValueError("needs HOLIDAYS_COUNTRY")
+        try:
+            check_holidays_country(country, value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
 
     @field_validator("twilio_account_sid")
     @classmethod
@@ -120,6 +174,11 @@ class Settings(BaseSettings):
         """The database named in MONGODB_URI, ``relance`` when it names none."""
         path = urlparse(self.mongodb_uri).path.lstrip("/")
         return path.split("?")[0] or "relance"
+
+    @property
+    def min_gap(self) -> timedelta:
+        """MIN_GAP_BETWEEN_MESSAGES as a timedelta."""
+        return parse_duration(self.min_gap_between_messages)
 
     @property
     def sender_number(self) -> str:

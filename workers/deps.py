@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
+
 from shared.clock import Clock
 from shared.ports import Classifier, Drafter, Sender, TaskQueue
+from shared.ratelimit import SendRateLimiter
 from shared.settings import Settings
 from shared.store import Store
 
@@ -22,3 +25,7 @@ class Deps:
     sender: Sender
     # Reads clients' replies; None means the offline rule-based classifier.
     classifier: Classifier | None = None
+    # Sender throughput shared by every sending worker; None: unlimited (unit tests).
+    rate_limiter: SendRateLimiter | None = None
+    # Redis for the per-contact pacing lock; None: no lock (single-worker tests).
+    redis: redis.Redis | None = None

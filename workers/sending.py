@@ -13,7 +13,8 @@ owner alerts go to OWNER_WHATSAPP_NUMBER.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from contextlib import ExitStack
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import dramatiq
@@ -23,6 +24,7 @@ from shared.cadence import advance_after_send, stop_contact
 from shared.clock import utc
 from shared.errors import PermanentError, SendDeferred, SendRejected, TransientError
 from shared.models import Campaign, Contact, FollowUp, FollowUpState, MessageState, OutboundMessage
+from shared.pacing import contact_pacing_delay, contact_send_lock
 from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed
 from shared.ports import OutboundRequest
@@ -33,6 +35,10 @@ from workers.deps import Deps
 log = logging.getLogger(__name__)
 # How long an uncertain message must leave no trace at Twilio before it is sent again.
 UNCERTAIN_GRACE = timedelta(minutes=2)
+# How long a worker waits for a slot of the sender's throughput before putting the message back.
+RATE_WAIT_SECONDS = 5.0
+# When to try again after the rate limiter or another worker's hold on the contact said "not now".
+RETRY_SOON_SECONDS = 2.0
 
 
 def status_callback_for(deps: Deps, message_id: str) -> str:
@@ -43,6 +49,14 @@ def status_callback_for(deps: Deps, message_id: str) -> str:
 def _cancel(deps: Deps, message_id: str, reason: str) -> None:
     deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED,
                             now=deps.clock.now(), extra={"cancel_reason": reason})
+
+
+def _hold(deps: Deps, message: OutboundMessage, at: datetime, now: datetime, reason: str) -> None:
+    """Keep a ready message for later: record ``not_before`` and enqueue it again for ``at``."""
+    deps.store.messages.update_one({"_id": message.id, "state": MessageState.READY.value},
+                                   {"$set": {"not_before": at, "updated_at": now}})
+    deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds())
+    log.info("message=%s held until %s (%s)", message.id, at.isoformat(), reason)
 
 
 def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
@@ -69,12 +83,18 @@ def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
         store.move_followup(followup.id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.PAUSED,
                             now=now, step=message.step, extra={"pause_reason": "campaign_paused"})
         return None
-    if not is_allowed(now, campaign.send_window, contact.timezone):
-        at = next_allowed(now, campaign.send_window, contact.timezone)
-        store.messages.update_one({"_id": message.id, "state": MessageState.READY.value},
-                                  {"$set": {"not_before": at, "updated_at": now}})
-        deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds())
-        log.info("message=%s held until %s (send window)", message.id, at.isoformat())
+    settings = deps.settings
+    country, subdiv = settings.holidays_country or None, settings.holidays_subdiv or None
+    window, tz = campaign.send_window, contact.timezone
+    if not is_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv):
+        at = next_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv)
+        _hold(deps, message, at, now, "send window")
+        return None
+    paced = contact_pacing_delay(store, contact_id=contact.id, timezone=tz, now=now, min_gap=settings.min_gap,
+                                 daily_cap=settings.daily_cap_per_contact)
+    if paced is not None:
+        at = next_allowed(paced, window, tz, holidays_country=country, holidays_subdiv=subdiv)
+        _hold(deps, message, at, now, "contact pacing")
         return None
     return followup, campaign
 
@@ -99,14 +119,26 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             log.info("message=%s cancelled: contact opted out", message_id)
             return None
     step_context = None
-    if message.purpose == "step":
-        assert contact is not None
-        step_context = _step_preflight(deps, message, contact)
-        if step_context is None:
+    with ExitStack() as hold:
+        if message.purpose == "step":
+            assert contact is not None
+            # One worker at a time checks a contact's pacing and moves its message to sending,
+            # so two campaigns due at the same instant cannot both see "nothing sent yet".
+            if deps.redis is not None and not hold.enter_context(contact_send_lock(deps.redis, contact.id)):
+                deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
+                return None
+            step_context = _step_preflight(deps, message, contact)
+            if step_context is None:
+                return None
+        # The sender's throughput, shared by every worker: wait a little, else put it back for later.
+        if deps.rate_limiter is not None and not deps.rate_limiter.acquire(timeout=RATE_WAIT_SECONDS):
+            deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
+            log.info("message=%s waits for the sender's rate limit", message_id)
             return None
-    if not store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=now,
-                              extra={"sending_at": now}):
-        return None  # another delivery of this message got there first
+        now = deps.clock.now()
+        if not store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=now,
+                                  extra={"sending_at": now}):
+            return None  # another delivery of this message got there first
 
     request = OutboundRequest(
         to=to, status_callback=status_callback_for(deps, message_id),

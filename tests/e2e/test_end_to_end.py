@@ -72,7 +72,8 @@ def stack(e2e_dirs: Path, redis_server: ServerProcess, mongo_uri: str) -> Iterat
            "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE_URL": f"http://127.0.0.1:{sim_port}",
            "GEMINI_API_KEY": "fake-gemini-key", "GEMINI_API_BASE_URL": f"http://127.0.0.1:{gemini_port}",
            "GEMINI_TIMEOUT_SECONDS": "10", "SCHEDULER_INTERVAL_SECONDS": "0.5", "STALE_AFTER_SECONDS": "60",
-           "BUSINESS_NAME": "Atelier Dupont", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+           "BUSINESS_NAME": "Atelier Dupont", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+           "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""}
     procs = Stack(e2e_dirs)
     try:
         procs.spawn("fake_gemini", ["--port", str(gemini_port), "--mode", "good"], env,

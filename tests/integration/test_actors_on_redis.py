@@ -29,7 +29,8 @@ pytestmark = pytest.mark.integration
 def running(store: Store, clock: FakeClock, redis_url: str) -> Iterator[tuple[Deps, DramatiqQueue]]:
     broker = make_broker(redis_url)
     queue = DramatiqQueue(broker)
-    settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com"})
+    settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com",
+                              "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0"})
     deps = Deps(settings=settings, store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=FakeSender())
     register_actors(broker, deps)
     worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
