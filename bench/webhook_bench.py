@@ -370,7 +370,8 @@ class Bench:
         self.servers: list[ServerProcess] = []
         self.mongo_base = os.environ.get("MONGODB_URI", "")
         self.redis_url = os.environ.get("REDIS_URL", "")
-        self.db_name = f"relance_bench_{os.getpid()}"
+        self.db_name = f"relance_bench_{os.getpid()}_0"
+        self.runs = 0
         self.tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
 
     # ---------------------------------------------------------------- infrastructure
@@ -443,12 +444,16 @@ class Bench:
             rds.close()
 
     def prepare_database(self) -> None:
+        """A fresh database for each real run (the previous one dropped), indexes created."""
         from shared.store import open_store
 
+        self.runs += 1
         client, store = open_store(self.mongo_uri, self.db_name)
         try:
+            client.drop_database(self.db_name)
+            self.db_name = f"relance_bench_{os.getpid()}_{self.runs}"
+            store = type(store)(client[self.db_name])
             store.ensure_indexes()
-            store.events.delete_many({})
         finally:
             client.close()
 
@@ -507,6 +512,7 @@ class Bench:
         server, port = self.start_server(kind)
         try:
             self.drive(port, warm_pool, self.args.warmup)
+            time.sleep(0.5)  # requests in flight when the warm-up stopped settle first
             before_stored = self.stored_and_enqueued() if kind == "real" else (0, 0)
             pids = {"server": server.proc.pid, **self.pids()}
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -523,6 +529,7 @@ class Bench:
             ours = sum(measure.cpu_s.values())
             measure.other_cores = max(0.0, machine_after - machine_before - ours) / max(result["duration_s"], 1e-9)
             if kind == "real":
+                time.sleep(0.5)
                 stored, enqueued = self.stored_and_enqueued()
                 measure.stored, measure.enqueued = stored - before_stored[0], enqueued - before_stored[1]
             return measure
