@@ -51,11 +51,10 @@ def claim_due(store: Store, queue: TaskQueue, clock: Clock, batch: int, report: 
     active = store.active_campaign_ids()
     if not active:
         return
-    for doc in store.due_followups(now, active, batch):
-        if store.move_followup(doc["_id"], expected=FollowUpState.SCHEDULED, new=FollowUpState.QUEUED,
-                               now=now, step=doc["step"]):
-            queue.draft_followup(doc["_id"], doc["step"])
-            report.claimed.append(doc["_id"])
+    due = [doc["_id"] for doc in store.due_followups(now, active, batch)]
+    for doc in store.claim_followups(due, now):
+        queue.draft_followup(doc["_id"], doc["step"])
+        report.claimed.append(doc["_id"])
 
 
 def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedelta, batch: int,

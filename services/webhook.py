@@ -133,9 +133,10 @@ def record_status(deps: WebhookDeps, form: dict[str, str], message_id: str = "")
     event_id = f"status:{sid}:{status}"
     if not deps.store.record_event(event_id, event, now):
         return False
-    if message_id:
-        deps.store.record_sid(message_id, sid, now)  # no-op unless the message is sending/uncertain
-    deps.store.apply_status(sid, status, code, now)
+    if not deps.store.apply_status(sid, status, code, now) and message_id:
+        # No message carries this SID yet: either the sending worker has not written it, or its
+        # answer was lost. Adopt it (a no-op unless the message is sending/uncertain).
+        deps.store.record_sid(message_id, sid, now)
     if failed:
         try:
             deps.queue.process_status(event_id)

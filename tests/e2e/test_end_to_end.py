@@ -64,7 +64,7 @@ def stack(e2e_dirs: Path, redis_server: ServerProcess, mongo_uri: str) -> Iterat
     redis.Redis.from_url(redis_server.url).flushall()
     db_name = f"e2e_{int(time.time())}"
     base_uri = mongo_uri.rsplit("/", 1)[0] if mongo_uri.count("/") >= 3 else mongo_uri
-    uri = f"{base_uri}/{db_name}"
+    uri = f"{base_uri}/{db_name}" + (f"?{mongo_uri.split('?', 1)[1]}" if "?" in mongo_uri else "")
     webhook_port, sim_port, gemini_port = free_port(), free_port(), free_port()
     env = {**dict(__import__("os").environ),
            "MONGODB_URI": uri, "REDIS_URL": redis_server.url, "BACKEND_PORT": str(webhook_port),
