@@ -24,10 +24,10 @@ from shared.cadence import (
     stop_followup,
 )
 from shared.clock import utc
-from shared.errors import PermanentError, TransientError
+from shared.errors import TransientError
 from shared.models import Contact, FollowUpState, MessageState, OutboundMessage
 from shared.queue import ACTOR_STATUS, QUEUE_REPLIES
-from workers.deps import Deps
+from workers.deps import Deps, declare_actor
 from workers.drafting import render_preview, template_variables
 
 log = logging.getLogger(__name__)
@@ -105,14 +105,6 @@ def process_status(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str], str | None]:
+def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
     """Declare the failed-status actor on ``broker`` (replies queue), bound to ``deps``."""
-
-    def run(event_id: str) -> str | None:
-        return process_status(deps, event_id)
-
-    run.__name__ = ACTOR_STATUS
-    return dramatiq.actor(
-        broker=broker, actor_name=ACTOR_STATUS, queue_name=QUEUE_REPLIES,
-        max_retries=8, min_backoff=1000, max_backoff=60_000, time_limit=60_000, throws=(PermanentError,),
-    )(run)
+    return declare_actor(broker, deps, process_status, name=ACTOR_STATUS, queue=QUEUE_REPLIES, time_limit=60_000)

@@ -16,7 +16,6 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import stop_followup
-from shared.errors import PermanentError
 from shared.models import (
     Campaign,
     Contact,
@@ -30,7 +29,7 @@ from shared.models import (
 from shared.policy import in_service_window
 from shared.ports import DraftRequest, HistoryItem
 from shared.queue import ACTOR_DRAFT, QUEUE_DRAFTING
-from workers.deps import Deps
+from workers.deps import Deps, declare_actor
 
 log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -130,14 +129,6 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
     return message_id
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str, int], str | None]:
+def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
     """Declare the drafting actor on ``broker``, bound to ``deps``."""
-
-    def run(followup_id: str, step: int) -> str | None:
-        return draft_followup(deps, followup_id, step)
-
-    run.__name__ = ACTOR_DRAFT
-    return dramatiq.actor(
-        broker=broker, actor_name=ACTOR_DRAFT, queue_name=QUEUE_DRAFTING,
-        max_retries=8, min_backoff=1000, max_backoff=60_000, time_limit=120_000, throws=(PermanentError,),
-    )(run)
+    return declare_actor(broker, deps, draft_followup, name=ACTOR_DRAFT, queue=QUEUE_DRAFTING)

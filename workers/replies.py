@@ -25,7 +25,6 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import flag_contact, pause_contact, stop_contact
-from shared.errors import PermanentError
 from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.offline import amount_text, date_text
@@ -33,7 +32,7 @@ from shared.phones import mask_phone
 from shared.policy import zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
 from shared.queue import ACTOR_INBOUND, QUEUE_REPLIES
-from workers.deps import Deps
+from workers.deps import Deps, declare_actor
 
 log = logging.getLogger(__name__)
 
@@ -290,14 +289,6 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str], str | None]:
+def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
     """Declare the replies actor on ``broker``, bound to ``deps``."""
-
-    def run(event_id: str) -> str | None:
-        return process_inbound(deps, event_id)
-
-    run.__name__ = ACTOR_INBOUND
-    return dramatiq.actor(
-        broker=broker, actor_name=ACTOR_INBOUND, queue_name=QUEUE_REPLIES,
-        max_retries=8, min_backoff=1000, max_backoff=60_000, time_limit=120_000, throws=(PermanentError,),
-    )(run)
+    return declare_actor(broker, deps, process_inbound, name=ACTOR_INBOUND, queue=QUEUE_REPLIES)

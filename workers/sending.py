@@ -22,7 +22,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import advance_after_send, stop_contact
 from shared.clock import utc
-from shared.errors import PermanentError, SendDeferred, SendRejected, TransientError
+from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.models import Campaign, Contact, FollowUp, FollowUpState, MessageState, OutboundMessage
 from shared.pacing import contact_pacing_delay, contact_send_lock
 from shared.phones import mask_phone
@@ -30,7 +30,7 @@ from shared.policy import is_allowed, next_allowed
 from shared.ports import OutboundRequest
 from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
 from workers.delivery import handle_permanent_error
-from workers.deps import Deps
+from workers.deps import Deps, declare_actor
 
 log = logging.getLogger(__name__)
 # How long an uncertain message must leave no trace at Twilio before it is sent again.
@@ -215,23 +215,9 @@ def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta = UNCERTA
     return None
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[[str], str | None]:
+def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
     """Declare the sending and reconciling actors on ``broker``, bound to ``deps``."""
-
-    def run(message_id: str) -> str | None:
-        return send_message(deps, message_id)
-
-    def reconcile(message_id: str) -> str | None:
-        return reconcile_message(deps, message_id)
-
-    run.__name__ = ACTOR_SEND
-    reconcile.__name__ = ACTOR_RECONCILE
-    dramatiq.actor(
-        broker=broker, actor_name=ACTOR_RECONCILE, queue_name=QUEUE_SENDING,
-        max_retries=5, min_backoff=5000, max_backoff=120_000, time_limit=60_000, throws=(PermanentError,),
-    )(reconcile)
-    return dramatiq.actor(
-        broker=broker, actor_name=ACTOR_SEND, queue_name=QUEUE_SENDING,
-        max_retries=10, min_backoff=2000, max_backoff=300_000, time_limit=60_000, throws=(PermanentError,),
-    )(run)
-
+    declare_actor(broker, deps, reconcile_message, name=ACTOR_RECONCILE, queue=QUEUE_SENDING, max_retries=5,
+                  min_backoff=5000, max_backoff=120_000, time_limit=60_000)
+    return declare_actor(broker, deps, send_message, name=ACTOR_SEND, queue=QUEUE_SENDING, max_retries=10,
+                         min_backoff=2000, max_backoff=300_000, time_limit=60_000)

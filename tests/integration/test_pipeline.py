@@ -18,6 +18,7 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step, TemplateRef
 from shared.settings import load_settings
 from shared.store import Store
+from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
 from workers.drafting import draft_followup
@@ -56,19 +57,6 @@ def _setup(deps: Deps, *, steps: int = 2, template: bool = True, window: SendWin
     return f"c1:{contact.id}"
 
 
-def _drain(deps: Deps) -> None:
-    """Run what the actors would run, until the queue is empty."""
-    queue = deps.queue
-    assert isinstance(queue, RecordingQueue)
-    while queue.drafts or queue.sends:
-        while queue.drafts:
-            draft_followup(deps, *queue.drafts.pop(0))
-        while queue.sends:
-            message_id, delay = queue.sends.pop(0)
-            if delay == 0:
-                send_message(deps, message_id)
-
-
 def _state(deps: Deps, followup_id: str) -> str:
     doc = deps.store.followups.find_one({"_id": followup_id})
     assert doc is not None
@@ -78,7 +66,7 @@ def _state(deps: Deps, followup_id: str) -> str:
 def test_two_steps_are_sent_once_each_then_completed(deps: Deps, clock: FakeClock) -> None:
     fid = _setup(deps)
     tick(deps.store, deps.queue, clock)
-    _drain(deps)
+    drain(deps)
     sender = deps.sender
     assert isinstance(sender, FakeSender)
     assert len(sender.sent) == 1 and sender.sent[0].body and "FA-2026-001" in sender.sent[0].body
@@ -88,7 +76,7 @@ def test_two_steps_are_sent_once_each_then_completed(deps: Deps, clock: FakeCloc
     assert deps.queue.drafts == []  # type: ignore[attr-defined]
     clock.advance(timedelta(hours=1, seconds=1))
     tick(deps.store, deps.queue, clock)
-    _drain(deps)
+    drain(deps)
     assert len(sender.sent) == 2
     assert _state(deps, fid) == "completed"
     messages = list(deps.store.messages.find({"followup_id": fid}).sort("step", 1))
@@ -145,7 +133,7 @@ def test_two_schedulers_never_claim_the_same_step(deps: Deps, clock: FakeClock) 
 def test_outside_the_24h_window_the_template_is_used(deps: Deps, clock: FakeClock) -> None:
     _setup(deps, steps=1, inside_24h=False)
     tick(deps.store, deps.queue, clock)
-    _drain(deps)
+    drain(deps)
     (sent,) = deps.sender.sent  # type: ignore[attr-defined]
     assert sent.body is None and sent.content_sid == TEMPLATE.content_sid
     assert sent.content_variables == {"1": "Marie", "2": "FA-2026-001"}
@@ -155,7 +143,7 @@ def test_outside_the_24h_window_the_template_is_used(deps: Deps, clock: FakeCloc
 def test_outside_the_window_without_template_nothing_is_sent(deps: Deps, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1, inside_24h=False, template=False)
     tick(deps.store, deps.queue, clock)
-    _drain(deps)
+    drain(deps)
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     doc = deps.store.followups.find_one({"_id": fid})
     assert doc is not None and doc["state"] == "paused" and doc["needs_human"] is True
@@ -195,7 +183,7 @@ def test_permanent_twilio_error_stops_and_flags(deps: Deps, clock: FakeClock) ->
     fid = _setup(deps, steps=1)
     deps.sender.fail_with = SendRejected(63024, "invalid recipient", 400)  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
-    _drain(deps)
+    drain(deps)
     doc = deps.store.followups.find_one({"_id": fid})
     assert doc is not None and doc["state"] == "stopped" and doc["stop_reason"] == "invalid_number"
     assert deps.store.message_doc(f"{fid}:0")["error_code"] == 63024  # type: ignore[index]
@@ -222,7 +210,7 @@ def test_reconciler_requeues_work_lost_by_redis(deps: Deps, clock: FakeClock) ->
     report = TickReport()
     reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, report)
     assert report.requeued_drafts == [fid]
-    _drain(deps)
+    drain(deps)
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
 
@@ -255,7 +243,7 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock)
     assert resume_campaign(deps.store, "c1", clock.now()) == 1
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
-    _drain(deps)
+    drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
     assert _state(deps, fid) == "completed"
 
@@ -268,7 +256,7 @@ def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock) -> N
     assert isinstance(sender, FakeSender)
     sender.lose_answer_once = True  # Twilio took it, but the answer never came back
     tick(deps.store, deps.queue, clock)
-    _drain(deps)
+    drain(deps)
     message_id = f"{fid}:0"
     assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
     clock.advance(timedelta(minutes=6))
@@ -297,6 +285,6 @@ def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock
     assert reconcile_message(deps, message_id) == "waiting"
     clock.advance(timedelta(minutes=3))
     assert reconcile_message(deps, message_id) == "resent"
-    _drain(deps)
+    drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
     assert _state(deps, fid) == "completed"

@@ -14,12 +14,11 @@ from shared.models import Campaign, Contact, Language, SendWindow, Step, Templat
 from shared.ports import Classification, ClassifyRequest, Intent
 from shared.settings import load_settings
 from shared.store import Store
+from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.delivery import process_status
 from workers.deps import Deps
-from workers.drafting import draft_followup
 from workers.replies import process_inbound
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
@@ -58,21 +57,9 @@ def deps(store: Store, clock: FakeClock) -> Deps:
     return deps
 
 
-def _run(deps: Deps) -> None:
-    queue = deps.queue
-    assert isinstance(queue, RecordingQueue)
-    while queue.drafts or queue.sends:
-        while queue.drafts:
-            draft_followup(deps, *queue.drafts.pop(0))
-        while queue.sends:
-            message_id, delay = queue.sends.pop(0)
-            if delay == 0:
-                send_message(deps, message_id)
-
-
 def _first_step_sent(deps: Deps, clock: FakeClock) -> None:
     tick(deps.store, deps.queue, clock)
-    _run(deps)
+    drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
 
 
@@ -81,7 +68,7 @@ def _reply(deps: Deps, text: str, sid: str = "SM" + "9" * 32, **extra: object) -
              "num_media": 0, **extra}
     deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
     outcome = process_inbound(deps, f"inbound:{sid}")
-    _run(deps)
+    drain(deps)
     return outcome
 
 
@@ -120,7 +107,7 @@ def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_ste
     tick(deps.store, deps.queue, clock)
     assert _followup(deps)["state"] == "scheduled"
     tick(deps.store, deps.queue, clock)
-    _run(deps)
+    drain(deps)
     assert _followup(deps)["step"] == 2  # step 2 went out, the cadence goes on
 
 
@@ -214,7 +201,7 @@ def test_63016_at_send_time_switches_to_the_template(deps: Deps, clock: FakeCloc
     deps.store.touch_inbound("ct1", clock.now() - timedelta(hours=1))  # freeform expected…
     deps.sender.fail_with = SendRejected(63016, "outside the window", 400)  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
-    _run(deps)  # …but Twilio says the window is closed
+    drain(deps)  # …but Twilio says the window is closed
     (sent,) = deps.sender.sent  # type: ignore[attr-defined]
     assert sent.content_sid == TEMPLATE.content_sid and sent.body is None
     assert deps.store.message_doc("c1:ct1:0")["state"] == "failed"  # type: ignore[index]
