@@ -35,9 +35,6 @@ from workers.deps import Deps, declare_actor
 log = logging.getLogger(__name__)
 # How long an uncertain message must leave no trace at Twilio before it is sent again.
 UNCERTAIN_GRACE = timedelta(minutes=2)
-# Twilio's 63018 (rate or messaging limit exceeded): all sending workers pause this sender.
-RATE_LIMITED_CODE = 63018
-SLOWDOWN_SECONDS = 30.0
 # How long a worker waits for a slot of the sender's throughput before putting the message back.
 RATE_WAIT_SECONDS = 5.0
 # When to try again after the rate limiter or another worker's hold on the contact said "not now".
@@ -47,24 +44,6 @@ RETRY_SOON_SECONDS = 2.0
 def status_callback_for(deps: Deps, message_id: str) -> str:
     """The StatusCallback URL, carrying our message id as a marker Twilio echoes back."""
     return f"{deps.settings.status_callback_url}?{urlencode({'mid': message_id})}"
-
-
-def _slowdown_key(deps: Deps) -> str:
-    return f"relance:slowdown:{deps.settings.sender_number}"
-
-
-def _slow_down(deps: Deps) -> None:
-    """Twilio said 63018 (rate or messaging limit): every sending worker pauses this sender."""
-    if deps.redis is not None:
-        deps.redis.set(_slowdown_key(deps), "63018", px=int(SLOWDOWN_SECONDS * 1000))
-
-
-def _slowdown_left(deps: Deps) -> float:
-    """Seconds left in a 63018 slow-down shared by all sending workers (0 when none)."""
-    if deps.redis is None:
-        return 0.0
-    left = deps.redis.pttl(_slowdown_key(deps))
-    return left / 1000 if isinstance(left, int) and left > 0 else 0.0
 
 
 def _cancel(deps: Deps, message_id: str, reason: str) -> None:
@@ -152,11 +131,6 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             if step_context is None:
                 return None
         # The sender's throughput, shared by every worker: wait a little, else put it back for later.
-        slowed = _slowdown_left(deps)
-        if slowed > 0:
-            deps.queue.send_message(message_id, delay_seconds=slowed)
-            log.info("message=%s waits %.1fs: Twilio asked this sender to slow down (63018)", message_id, slowed)
-            return None
         if deps.rate_limiter is not None and not deps.rate_limiter.acquire(timeout=RATE_WAIT_SECONDS):
             deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
             log.info("message=%s waits for the sender's rate limit", message_id)
@@ -181,8 +155,6 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             handle_permanent_error(deps, message, contact, exc.code)
         return None
     except SendDeferred as exc:
-        if exc.code == RATE_LIMITED_CODE:
-            _slow_down(deps)
         if exc.status is None:
             # The request may have reached Twilio: never resend blindly, reconcile instead.
             store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,

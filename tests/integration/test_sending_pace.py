@@ -113,26 +113,3 @@ def test_another_worker_holding_the_contact_means_later(store: Store, clock: Fak
     assert send_message(deps, mid)
     assert not client.exists(f"relance:pace:{ct}")
     client.close()
-
-
-def test_63018_slows_every_sending_worker_down(store: Store, clock: FakeClock, redis_url: str) -> None:
-    from shared.errors import SendDeferred, TransientError
-
-    client = redis.Redis.from_url(redis_url)
-    deps = _deps(store, clock, redis=client)
-    _campaign(deps, "c1")
-    for phone in ("+33612345678", "+33612345679"):
-        store.enrol(contact_id=_contact(deps, phone), campaign_id="c1", next_run_at=clock.now(), now=clock.now())
-    first, second = sorted(_drafted(deps))
-    deps.sender.fail_with = SendDeferred(63018, "rate limit exceeded", 429)  # type: ignore[attr-defined]
-    with pytest.raises(TransientError):
-        send_message(deps, first)
-    assert store.message_doc(first)["state"] == "ready"  # type: ignore[index]
-    # Another message, in any worker sharing this Redis, now waits instead of calling Twilio.
-    assert send_message(deps, second) is None
-    ((message_id, delay),) = deps.queue.sends  # type: ignore[attr-defined]
-    assert message_id == second and 25 < delay <= 30
-    assert deps.sender.sent == []  # type: ignore[attr-defined]
-    client.delete("relance:slowdown:+14155238886")
-    assert send_message(deps, second)
-    client.close()
