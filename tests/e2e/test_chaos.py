@@ -23,7 +23,17 @@ on the simulator's side every (recipient, step) due was accepted exactly once, n
 all, nothing outside the window, nothing after a STOP; in MongoDB nothing is left half-way.
 
 Run alone: ``pytest tests/e2e/test_chaos.py -s`` (``-s`` shows the timeline as it happens);
-``CHAOS_SEED=123`` replays another plan.
+``CHAOS_SEED=123`` replays another plan (the faults' order and spacing; their exact instants
+depend on the machine). About 4 minutes on an idle 2-core machine; SecantusDB's throughput
+(~4–5 messages/s here) is what bounds it. Other knobs, for investigating: ``CHAOS_CONTACTS``,
+``CHAOS_SECONDS`` (length of the fault plan, default 80), ``CHAOS_KILLS`` (default 12),
+``CHAOS_STALE_AFTER`` (STALE_AFTER_SECONDS, default 8), ``CHAOS_LOST_ANSWERS=1`` (adds 5xx
+answers to creates Twilio did perform: see the report in the issue), ``CHAOS_OFF=1`` (the same
+run with no fault, to calibrate).
+
+A process that exits on its own is restarted, as compose's ``restart: unless-stopped`` would;
+one that dies within 20 s of its start (a worker booting while MongoDB is away exits on
+purpose) is reported but tolerated, one that dies later fails the test.
 """
 
 from __future__ import annotations
@@ -73,7 +83,7 @@ CHAOS_SECONDS = float(os.environ.get("CHAOS_SECONDS", "80"))
 CHAOS_KILLS = int(os.environ.get("CHAOS_KILLS", "12"))
 STALE_AFTER = os.environ.get("CHAOS_STALE_AFTER", "8")
 QUIET_TIMEOUT = 240.0  # after the chaos, how long the system may take to settle
-TEST_BUDGET = 420.0  # the whole test, set-up included: settling is cut short past it
+TEST_BUDGET = 330.0  # the test's body (servers and processes started): settling is cut short past it
 INTERMEDIATE_FOLLOWUP = ("queued", "drafting", "awaiting_send")
 INTERMEDIATE_MESSAGE = ("ready", "sending", "uncertain")
 
@@ -416,6 +426,12 @@ def test_delivery_guarantees_under_chaos(chaos_stack: dict[str, Any]) -> None:
                             f"(it has {sid_of.get(message_id_of(message))})")
     outbound = list(store.messages.find({"direction": "outbound"}, {"state": 1, "history": 1}))
     mongo_states = Counter(doc["state"] for doc in outbound)
+    # Delivered at Twilio, still "sent" here: every status callback for it was refused (503) while
+    # MongoDB was away, and nothing asks Twilio again. Allowed (sent is not an intermediate
+    # state of ours), counted for the report.
+    sim_status = {m["sid"]: m["status"] for m in received}
+    status_lagging = sum(1 for doc in store.messages.find({"direction": "outbound", "state": "sent"}, {"twilio_sid": 1})
+                         if sim_status.get(doc.get("twilio_sid")) in ("delivered", "read"))
     went_uncertain = sum(1 for doc in outbound if any(h.get("state") == "uncertain" for h in doc.get("history", [])))
     requeued = sum(doc.get("requeued", 0) for doc in store.followups.find({}, {"requeued": 1}))
 
@@ -432,6 +448,7 @@ def test_delivery_guarantees_under_chaos(chaos_stack: dict[str, Any]) -> None:
         "chaos": dict(runner.done), "chaos_errors": runner.errors, "own_exits": own_exits,
         "stops_mid": len(watcher.stopped), "stop_watcher_errors": watcher.errors[:5],
         "mongo_messages": dict(mongo_states), "went_uncertain": went_uncertain, "followups_requeued": requeued,
+        "sent_here_delivered_at_twilio": status_lagging,
         "settled": settled, "durations_s": {k: round(v, 1) for k, v in durations.items()},
     }
     _say("chaos summary: " + json.dumps(summary, default=str))
