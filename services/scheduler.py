@@ -5,7 +5,9 @@ Every few seconds it
    several schedulers never enqueue the same step twice) and enqueues their drafting;
 2. resumes follow-ups whose pause has ended;
 3. reconciles: work sitting in an intermediate state past its deadline (Redis lost a message,
-   a worker died) is enqueued again. MongoDB is the truth, Redis only the conveyor.
+   a worker died) is enqueued again, and a step message left ``ready`` for a follow-up that will
+   never send it (stopped or paused while it was drafted) is cancelled. MongoDB is the truth,
+   Redis only the conveyor.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
 
-from shared.cadence import advance_after_send
+from shared.cadence import advance_after_send, keeps_draft
 from shared.clock import Clock, utc
 from shared.errors import TransientError
 from shared.models import FollowUpState, MessageState
@@ -25,6 +27,8 @@ from shared.ports import TaskQueue
 from shared.store import Store
 
 log = logging.getLogger(__name__)
+# How often a stale ready step message whose follow-up still wants it is looked at again.
+DEAD_DRAFT_RECHECK = timedelta(minutes=10)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class TickReport:
     uncertain: list[str] = field(default_factory=list)
     requeued_inbound: list[str] = field(default_factory=list)
     reconciling: list[str] = field(default_factory=list)
+    cancelled_drafts: list[str] = field(default_factory=list)
 
     def total(self) -> int:
         """How many things moved."""
@@ -68,6 +73,7 @@ def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedel
             report.requeued_drafts.append(doc["_id"])
     for doc in store.stale_followups([FollowUpState.AWAITING_SEND], before, batch):
         _reconcile_awaiting_send(store, queue, clock, doc, report)
+    _cancel_dead_drafts(store, clock, before, batch, report)
     for doc in store.stale_messages(MessageState.SENDING, before, batch):
         # Twilio may or may not have the message: mark it for reconciliation, never resend blindly.
         if store.move_message(doc["_id"], expected=MessageState.SENDING, new=MessageState.UNCERTAIN, now=now,
@@ -84,10 +90,42 @@ def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedel
                                    {"_id": 1}).limit(batch):
         queue.process_inbound(event["_id"])
         report.requeued_inbound.append(event["_id"])
-    for event in store.events.find({"kind": "status", "action_state": "pending", "received_at": {"$lt": before}},
+    for event in store.events.find({"kind": "status", "state": "received", "received_at": {"$lt": before}},
                                    {"_id": 1}).limit(batch):
         queue.process_status(event["_id"])
         report.requeued_inbound.append(event["_id"])
+
+
+def _cancel_dead_drafts(store: Store, clock: Clock, before: datetime, batch: int, report: TickReport) -> None:
+    """Cancel stale ``ready`` step messages that their follow-up will never send (``ready → cancelled``).
+
+    Such a draft was stored after a STOP or a pause had moved its follow-up on and cancelled the
+    contact's ready messages (the drafting worker died before it could withdraw it). Messages
+    still wanted (held for the send window, a paused campaign) are marked ``dead_check_at`` and
+    looked at again only after DEAD_DRAFT_RECHECK, so each pass reads a bounded batch.
+    """
+    now = clock.now()
+    docs = list(store.messages.find(
+        {"state": MessageState.READY.value, "direction": "outbound", "followup_id": {"$ne": None},
+         "state_changed_at": {"$lt": before},
+         "$or": [{"dead_check_at": None}, {"dead_check_at": {"$lt": now - DEAD_DRAFT_RECHECK}}]},
+        {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1},
+    ).limit(batch))
+    if not docs:
+        return
+    followups = {doc["_id"]: doc for doc in store.followups.find(
+        {"_id": {"$in": sorted({str(d["followup_id"]) for d in docs})}}, {"state": 1, "step": 1, "pause_reason": 1})}
+    for doc in docs:
+        followup = followups.get(doc["followup_id"])
+        if keeps_draft(followup, step=doc["step"], resend=bool(doc.get("resend_of"))):
+            store.messages.update_one({"_id": doc["_id"], "state": MessageState.READY.value},
+                                      {"$set": {"dead_check_at": now}})
+            continue
+        state = followup.get("state") if followup else "missing"
+        if store.move_message(doc["_id"], expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
+                              extra={"cancel_reason": f"followup_{state}"}):
+            report.cancelled_drafts.append(doc["_id"])
+            log.info("message=%s cancelled: its follow-up is %s", doc["_id"], state)
 
 
 def _reconcile_awaiting_send(store: Store, queue: TaskQueue, clock: Clock, doc: dict[str, object],
@@ -109,6 +147,14 @@ def _reconcile_awaiting_send(store: Store, queue: TaskQueue, clock: Clock, doc: 
         if store.touch_followup(followup_id, FollowUpState.AWAITING_SEND, changed_at, now):  # type: ignore[arg-type]
             queue.send_message(message.id)
             report.requeued_sends.append(message.id)
+        return
+    if message.state == MessageState.CANCELLED:
+        # Withdrawn by a run that saw the follow-up elsewhere, after a concurrent run had moved
+        # it on with this draft (a race): draft the step again rather than wait forever.
+        if store.move_followup(followup_id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.QUEUED,
+                               now=now, step=step):
+            queue.draft_followup(followup_id, step)
+            report.requeued_drafts.append(followup_id)
         return
     if message.state in (MessageState.SENT, MessageState.DELIVERED, MessageState.READ):
         followup = store.get_followup(followup_id)

@@ -8,10 +8,13 @@ No AI and no slow work happens here. Answers: 200 (stored, or a duplicate), 400 
 
 from __future__ import annotations
 
+import hmac
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
+from services.recorder import EventRecorder
 from shared.clock import Clock
 from shared.errors import TransientError
 from shared.phones import mask_phone
@@ -77,18 +81,35 @@ async def read_signed_form(request: Request, deps: WebhookDeps) -> dict[str, str
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
     except (UnicodeDecodeError, ValueError):
         raise BadRequest(400, "malformed form body") from None
-    form: dict[str, str] = {}
-    for key, value in pairs:
-        if key in form:
-            raise BadRequest(400, f"field {key} appears twice")
-        form[key] = value
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise BadRequest(400, f"field {twice} appears twice")
     signature = request.headers.get("x-twilio-signature", "")
     url = deps.public_base_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    if not signature or not RequestValidator(deps.auth_token).validate(url, form, signature):
+    if not signature or not _signature_ok(deps.auth_token, url, form, signature):
         raise BadRequest(403, "invalid or missing X-Twilio-Signature")
     return form
+
+
+@lru_cache(maxsize=4)
+def _validator(auth_token: str) -> RequestValidator:
+    return RequestValidator(auth_token)
+
+
+def _signature_ok(auth_token: str, url: str, form: dict[str, str], signature: str) -> bool:
+    """Whether ``signature`` is Twilio's for this URL and form (the SDK's RequestValidator).
+
+    First the URL exactly as configured (one HMAC, what Twilio signs when PUBLIC_BASE_URL is
+    right); then ``validate``, which also accepts the URL with or without its port.
+    """
+    validator = _validator(auth_token)
+    expected = validator.compute_signature(url, form).encode()
+    return (hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
+            or validator.validate(url, form, signature))
 
 
 def _require(form: dict[str, str], *names: str) -> None:
@@ -118,37 +139,42 @@ def _error_code(form: dict[str, str]) -> int | None:
     return code
 
 
-def record_status(deps: WebhookDeps, form: dict[str, str], message_id: str = "") -> bool:
-    """Store a (SID, status) once and move the message forward; False for a duplicate.
-
-    ``message_id`` is our marker from the StatusCallback URL: when a send's outcome was lost
-    (worker crash, timeout), the first callback tells us Twilio has it and under which SID.
-    """
+def status_event(form: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The event id and document of a status callback (raises BadRequest on a bad ErrorCode)."""
     sid, status = form["MessageSid"], form["MessageStatus"].lower()
-    code = _error_code(form)
-    now = deps.clock.now()
     failed = status in ("failed", "undelivered")
-    event = {"kind": "status", "sid": sid, "status": status, "error_code": code, "state": "processed",
-             "action_state": "pending" if failed else None}
-    event_id = f"status:{sid}:{status}"
-    if not deps.store.record_event(event_id, event, now):
-        return False
-    if not deps.store.apply_status(sid, status, code, now) and message_id:
+    # A failure is "received" until the replies actor has acted on it (the scheduler finds it there).
+    event = {"kind": "status", "sid": sid, "status": status, "error_code": _error_code(form),
+             "state": "received" if failed else "processed", "action_state": "pending" if failed else None}
+    return f"status:{sid}:{status}", event
+
+
+def apply_status(deps: WebhookDeps, event_id: str, event: dict[str, Any], fresh: bool, message_id: str = "") -> None:
+    """Move the message forward from a stored status event; enqueue the action of a new failure.
+
+    Applied for a duplicate too (the moves are monotonic and conditional, so a second time
+    changes nothing): a callback whose event was stored just before MongoDB went away is
+    finished when Twilio retries it. ``message_id`` is our marker from the StatusCallback URL:
+    when a send's outcome was lost (worker crash, timeout), the first callback tells us Twilio
+    has it and under which SID.
+    """
+    now = deps.clock.now()
+    sid = event["sid"]
+    if not deps.store.apply_status(sid, event["status"], event["error_code"], now) and message_id:
         # No message carries this SID yet: either the sending worker has not written it, or its
         # answer was lost. Adopt it (a no-op unless the message is sending/uncertain).
         deps.store.record_sid(message_id, sid, now)
-    if failed:
+    if fresh and event["action_state"] == "pending":
         try:
             deps.queue.process_status(event_id)
         except Exception:  # Redis down: the scheduler re-enqueues pending actions later.
             log.warning("status event %s stored but not enqueued (Redis unavailable)", sid)
-    return True
 
 
-def record_inbound(deps: WebhookDeps, form: dict[str, str], idempotency_token: str = "") -> bool:
-    """Store an inbound message once (by MessageSid) and enqueue it; False for a duplicate."""
+def inbound_event(form: dict[str, str], idempotency_token: str = "") -> tuple[str, dict[str, Any]]:
+    """The event id and document of an inbound message, every field Twilio sent kept."""
     sid = form["MessageSid"]
-    media = [form[k] for k in sorted(form) if k.startswith("MediaUrl")]
+    media = list(itertools.takewhile(bool, (form.get(f"MediaUrl{i}") for i in itertools.count())))
     event: dict[str, Any] = {
         "kind": "inbound", "sid": sid, "state": "received",
         "from": form.get("From", ""), "to": form.get("To", ""), "body": form.get("Body", ""),
@@ -160,43 +186,39 @@ def record_inbound(deps: WebhookDeps, form: dict[str, str], idempotency_token: s
         # since a field name may hold '.', '$' or NUL, which a BSON key cannot always take.
         "params": [[key, value] for key, value in form.items()],
     }
-    if not deps.store.record_event(f"inbound:{sid}", event, deps.clock.now()):
-        return False
-    try:
-        deps.queue.process_inbound(f"inbound:{sid}")
-    except Exception:  # Redis down: the event is stored; the scheduler re-enqueues it later.
-        log.warning("inbound event %s stored but not enqueued (Redis unavailable)", sid)
-    return True
+    return f"inbound:{sid}", event
 
 
 def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = None) -> Starlette:
     """The webhook Starlette application."""
+    recorder = EventRecorder(deps.store, deps.queue, deps.clock)
 
     async def status(request: Request) -> Response:
         try:
             form = await read_signed_form(request, deps)
             _require(form, "MessageSid", "MessageStatus")
-            _error_code(form)
-            fresh = await run_in_threadpool(record_status, deps, form, request.query_params.get("mid", ""))
+            event_id, event = status_event(form)
+            fresh = await recorder.record(event_id, event)
+            await run_in_threadpool(apply_status, deps, event_id, event, fresh, request.query_params.get("mid", ""))
         except BadRequest as exc:
             return PlainTextResponse(exc.reason, status_code=exc.status)
         except TransientError:
             return PlainTextResponse("store unavailable, retry later", status_code=503)
-        log.info("status sid=%s status=%s duplicate=%s", form["MessageSid"], form["MessageStatus"], not fresh)
+        log.debug("status sid=%s status=%s duplicate=%s", form["MessageSid"], form["MessageStatus"], not fresh)
         return twiml()
 
     async def inbound(request: Request) -> Response:
         try:
             form = await read_signed_form(request, deps)
             _require(form, "MessageSid", "From")
-            fresh = await run_in_threadpool(
-                record_inbound, deps, form, request.headers.get("i-twilio-idempotency-token", "")
-            )
+            event_id, event = inbound_event(form, request.headers.get("i-twilio-idempotency-token", ""))
+            fresh = await recorder.record(event_id, event, enqueue_inbound=True)
         except BadRequest as exc:
             return PlainTextResponse(exc.reason, status_code=exc.status)
         except TransientError:
             return PlainTextResponse("store unavailable, retry later", status_code=503)
-        log.info("inbound sid=%s from=%s duplicate=%s", form["MessageSid"], mask_phone(form["From"]), not fresh)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("inbound sid=%s from=%s duplicate=%s", form["MessageSid"], mask_phone(form["From"]), not fresh)
         return twiml()
 
     async def healthz(request: Request) -> Response:
@@ -211,6 +233,7 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await recorder.close()
         if on_shutdown is not None:
             on_shutdown()
 

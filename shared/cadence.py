@@ -7,11 +7,13 @@ twice does the work once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from shared.models import Campaign, Contact, FollowUp, FollowUpState, MessageState
 from shared.policy import step_due_at
-from shared.store import Store
+from shared.store import Store, unreachable_as_transient
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,45 @@ def pause_contact(store: Store, contact_id: str, *, until: datetime | None, reas
     return paused
 
 
+def keeps_draft(followup: Mapping[str, Any] | None, *, step: int, resend: bool = False) -> bool:
+    """Whether a follow-up (its raw document) may still send a ``ready`` message drafted for ``step``.
+
+    A step's draft is kept while its follow-up is at that step and running, or paused with its
+    campaign (resuming sends that same draft). It is dead once the follow-up is stopped,
+    completed, past that step, or paused for the contact (a promise to pay, a hand-over): the
+    step is drafted afresh when that pause ends. A template re-send (``resend``, 63016) outlives
+    its step and dies only when the follow-up is stopped or paused, as the sending actor decides.
+    """
+    if followup is None:
+        return False
+    state = followup.get("state")
+    if resend:
+        return state not in (FollowUpState.STOPPED.value, FollowUpState.PAUSED.value)
+    if followup.get("step") != step:
+        return False
+    if state in _HOLDS_DRAFT:
+        return True
+    return state == FollowUpState.PAUSED.value and followup.get("pause_reason") == "campaign_paused"
+
+
+def withdraw_dead_draft(store: Store, message_id: str, followup_id: str, *, step: int, now: datetime) -> bool:
+    """Cancel a ``ready`` step message (``ready → cancelled``, conditional) if its follow-up will never send it.
+
+    For a draft stored after its follow-up moved on: a STOP or a pause processed while the step
+    was being drafted cancelled the contact's ready messages before this one existed.
+    """
+    with unreachable_as_transient():
+        followup = store.followups.find_one({"_id": followup_id}, {"state": 1, "step": 1, "pause_reason": 1})
+    if keeps_draft(followup, step=step):
+        return False
+    state = followup.get("state") if followup else "missing"
+    if store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
+                          extra={"cancel_reason": f"followup_{state}"}):
+        log.info("message=%s cancelled: its follow-up is %s", message_id, state)
+        return True
+    return False
+
+
 def flag_contact(store: Store, contact_id: str, *, reason: str, now: datetime) -> int:
     """Mark a contact's open follow-ups as needing a person, without changing their state."""
     result = store.followups.update_many(
@@ -107,6 +148,10 @@ def stop_reason_for_error(code: int | None) -> tuple[str, bool]:
         return "invalid_number", True
     return "send_failed", True
 
+
+# Follow-up states (values) in which a draft for the current step is still wanted.
+_HOLDS_DRAFT = frozenset({FollowUpState.SCHEDULED.value, FollowUpState.QUEUED.value, FollowUpState.DRAFTING.value,
+                          FollowUpState.AWAITING_SEND.value})
 
 _RUNNING = (
     FollowUpState.SCHEDULED,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,10 @@ class RecordingQueue:
     def process_inbound(self, event_id: str) -> None:
         """Record an inbound event."""
         self.inbound.append(event_id)
+
+    def process_inbound_many(self, event_ids: Sequence[str]) -> None:
+        """Record several inbound events."""
+        self.inbound.extend(event_ids)
 
     def process_status(self, event_id: str) -> None:
         """Record a failed-status event."""

@@ -7,6 +7,7 @@ Fakes for unit tests live in :mod:`shared.fakes`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -103,6 +104,10 @@ class TaskQueue(Protocol):
 
     def process_inbound(self, event_id: str) -> None:
         """Ask a replies actor to process this inbound event."""
+        ...
+
+    def process_inbound_many(self, event_ids: Sequence[str]) -> None:
+        """Ask replies actors to process these inbound events (one round trip where possible)."""
         ...
 
     def process_status(self, event_id: str) -> None:

@@ -7,10 +7,13 @@ actor functions. Each message carries ids only, plus dramatiq's own message id.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from uuid import uuid4
 
 import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
 
 QUEUE_DRAFTING = "drafting"
 QUEUE_SENDING = "sending"
@@ -44,6 +47,36 @@ class DramatiqQueue:
         self.broker.enqueue(message, delay=delay_ms)
         log.debug("enqueued %s %s on %s", actor, args, queue)
 
+    def _enqueue_many(self, queue: str, actor: str, args_list: Sequence[tuple[object, ...]]) -> None:
+        """Enqueue several messages in one Redis round trip (a pipeline of dramatiq's own script).
+
+        Each message is what :meth:`RedisBroker.enqueue` would write (same script, arguments and
+        middleware hooks), so any worker consumes it unchanged; falls back to one ``enqueue``
+        per message if the broker does not look like the dramatiq version this was written for.
+        """
+        broker = self.broker
+        if len(args_list) < 2 or not _can_pipeline(broker):
+            for args in args_list:
+                self._enqueue(queue, actor, args)
+            return
+        dispatch, keys = broker.scripts["dispatch"], [broker.namespace]
+        messages: list[Message[object]] = []
+        with broker.client.pipeline(transaction=False) as pipe:
+            for args in args_list:
+                message: Message[object] = Message(queue_name=queue, actor_name=actor, args=args, kwargs={},
+                                                   options={"redis_message_id": str(uuid4())})
+                broker.emit_before("enqueue", message, None)
+                dispatch(keys=keys, client=pipe, args=[
+                    "enqueue", current_millis(), queue, broker.broker_id, broker.heartbeat_timeout,
+                    broker.dead_message_ttl, broker._should_do_maintenance("enqueue"), broker._max_unpack_size(),
+                    message.options["redis_message_id"], message.encode(),
+                ])
+                messages.append(message)
+            pipe.execute()
+        for message in messages:
+            broker.emit_after("enqueue", message, None)
+        log.debug("enqueued %d %s on %s", len(messages), actor, queue)
+
     def draft_followup(self, followup_id: str, step: int) -> None:
         """Ask a drafting actor to draft this step."""
         self._enqueue(QUEUE_DRAFTING, ACTOR_DRAFT, (followup_id, step))
@@ -57,6 +90,10 @@ class DramatiqQueue:
         """Ask a replies actor to process this inbound event."""
         self._enqueue(QUEUE_REPLIES, ACTOR_INBOUND, (event_id,))
 
+    def process_inbound_many(self, event_ids: Sequence[str]) -> None:
+        """Ask replies actors to process these inbound events (one Redis round trip)."""
+        self._enqueue_many(QUEUE_REPLIES, ACTOR_INBOUND, [(event_id,) for event_id in event_ids])
+
     def process_status(self, event_id: str) -> None:
         """Ask a replies actor to act on a failed delivery status."""
         self._enqueue(QUEUE_REPLIES, ACTOR_STATUS, (event_id,))
@@ -64,3 +101,10 @@ class DramatiqQueue:
     def reconcile_message(self, message_id: str) -> None:
         """Ask a sending actor to find out whether an uncertain message reached Twilio."""
         self._enqueue(QUEUE_SENDING, ACTOR_RECONCILE, (message_id,))
+
+
+def _can_pipeline(broker: RedisBroker) -> bool:
+    """Whether the broker has the internals :meth:`DramatiqQueue._enqueue_many` relies on."""
+    return (isinstance(getattr(broker, "scripts", None), dict) and "dispatch" in broker.scripts
+            and all(hasattr(broker, name) for name in ("broker_id", "heartbeat_timeout", "dead_message_ttl",
+                                                        "_should_do_maintenance", "_max_unpack_size")))

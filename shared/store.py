@@ -12,13 +12,19 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from shared.errors import TransientError
 from shared.models import (
@@ -33,6 +39,9 @@ from shared.models import (
 )
 
 log = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000  # MongoDB's error code for a unique index violation
+OBSOLETE_EVENT_INDEXES = frozenset({"sid", "kind_action_received"})  # dropped by ensure_indexes
 T = TypeVar("T")
 Doc = dict[str, Any]
 HISTORY_CAP = 50
@@ -106,13 +115,14 @@ class Store:
             )
             self.messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)],
                                        name="contact_time")
-            self.events.create_index([("sid", ASCENDING)], name="sid")
+            # Events are written on the webhook's hot path: one secondary index only (every index
+            # costs each insert). It finds work left waiting (state "received": an inbound message,
+            # or a failed status not yet acted on); a SID's events are found by _id range.
             self.events.create_index([("kind", ASCENDING), ("state", ASCENDING), ("received_at", ASCENDING)],
                                      name="kind_state_received")
-            self.events.create_index(
-                [("kind", ASCENDING), ("action_state", ASCENDING), ("received_at", ASCENDING)],
-                name="kind_action_received",
-            )
+            existing = set(self.events.index_information())
+            for obsolete in OBSOLETE_EVENT_INDEXES & existing:
+                self.events.drop_index(obsolete)
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -455,7 +465,8 @@ class Store:
         )
         if moved:
             with unreachable_as_transient():
-                early = list(self.events.find({"kind": "status", "sid": sid}).sort("received_at", ASCENDING))
+                early = list(self.events.find({"_id": {"$gt": f"status:{sid}:", "$lt": f"status:{sid};"}})
+                             .sort("received_at", ASCENDING))
             for event in early:
                 self.apply_status(sid, event["status"], event.get("error_code"), now)
         return moved
@@ -475,6 +486,49 @@ class Store:
             except DuplicateKeyError:
                 return False
         return True
+
+    def record_events(self, events: list[tuple[str, Doc]], now: datetime) -> list[bool]:
+        """Store many webhook events at once, each once; for each, whether this call stored it.
+
+        One unordered ``insert_many``: an id already stored (a Twilio retry), or seen earlier in
+        the same batch, is a duplicate (False). Raises TransientError when MongoDB cannot be
+        reached or refuses a write for another reason; what the server had stored by then stays
+        stored and is found as a duplicate when Twilio retries (the scheduler enqueues it).
+        """
+        if not events:
+            return []
+        with unreachable_as_transient():
+            try:
+                self.events.insert_many([{"_id": event_id, **doc, "received_at": now} for event_id, doc in events],
+                                        ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                    raise TransientError(f"MongoDB refused {len(errors)} event write(s)") from None
+                refused = {error["index"] for error in errors}
+                return [i not in refused for i in range(len(events))]
+        return [True] * len(events)
+
+    def unprocessed_inbound(self, phone: str, limit: int = 10) -> list[Doc]:
+        """Inbound events from ``phone`` (E.164) stored but not yet processed, oldest first.
+
+        Uses the events' one secondary index (kind, state): only events still waiting are read.
+        """
+        with unreachable_as_transient():
+            return list(self.events.find(
+                {"kind": "inbound", "state": "received", "from": {"$in": [f"whatsapp:{phone}", phone]}},
+                {"_id": 1, "received_at": 1},
+            ).sort("received_at", ASCENDING).limit(limit))
+
+    def claim_event_requeue(self, event_id: str, now: datetime, every: timedelta) -> bool:
+        """True for one caller per ``every`` while the inbound event waits: that caller enqueues it."""
+        with unreachable_as_transient():
+            result = self.events.update_one(
+                {"_id": event_id, "state": "received",
+                 "$or": [{"requeued_at": None}, {"requeued_at": {"$lt": now - every}}]},
+                {"$set": {"requeued_at": now}},
+            )
+        return result.modified_count == 1
 
     def get_event(self, event_id: str) -> Doc | None:
         """A stored webhook event."""

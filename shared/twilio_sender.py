@@ -50,7 +50,8 @@ _NO_ENVIRONMENT = {
     "TWILIO_REGION": "",
 }
 
-# Twilio error codes that mean "slow down / try again later" whatever the HTTP status.
+# Twilio error codes that mean "slow down / try again later" whatever the HTTP status. The
+# sending actor also lowers the shared send rate on 63018 (shared.ratelimit.SLOW_DOWN_CODES).
 RETRYABLE_CODES = frozenset({20429, 63018})
 
 

@@ -5,6 +5,8 @@
 - 63024, 63003, 21211, 21614 (not a reachable WhatsApp number): every follow-up of the contact
   stops and is flagged for a person.
 - 21610 (the recipient unsubscribed): treated as an opt-out.
+- 63018 (too fast for the sender's channel): the shared send rate is lowered for a while
+  (``SendRateLimiter.slow_down``); the message itself is handled as below.
 - anything else permanent: that follow-up stops with ``send_failed`` and is flagged.
 """
 
@@ -27,6 +29,7 @@ from shared.clock import utc
 from shared.errors import TransientError
 from shared.models import Contact, FollowUpState, MessageState, OutboundMessage
 from shared.queue import ACTOR_STATUS, QUEUE_REPLIES
+from shared.ratelimit import SLOW_DOWN_CODES
 from workers.deps import Deps, declare_actor
 from workers.drafting import render_preview, template_variables
 
@@ -93,6 +96,8 @@ def process_status(deps: Deps, event_id: str) -> str | None:
         if event.get("received_at") and (now - utc(event["received_at"])).total_seconds() < 600:
             # The callback beat the sending actor's write of the SID: try again shortly.
             raise TransientError("no message with this SID yet")
+    if event.get("error_code") in SLOW_DOWN_CODES and deps.rate_limiter is not None:
+        deps.rate_limiter.slow_down()
     message = store.get_message(doc["_id"]) if doc else None
     outcome = "unknown_message"
     if message is not None and message.contact_id:
@@ -100,7 +105,8 @@ def process_status(deps: Deps, event_id: str) -> str | None:
         if contact is not None:
             outcome = handle_permanent_error(deps, message, contact, event.get("error_code"))
     store.events.update_one({"_id": event_id, "action_state": "pending"},
-                            {"$set": {"action_state": "done", "action": outcome, "processed_at": now}})
+                            {"$set": {"action_state": "done", "state": "processed", "action": outcome,
+                                      "processed_at": now}})
     log.info("status event=%s code=%s action=%s", event_id, event.get("error_code"), outcome)
     return outcome
 

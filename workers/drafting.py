@@ -15,7 +15,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import stop_followup
+from shared.cadence import stop_followup, withdraw_dead_draft
 from shared.models import (
     Campaign,
     Contact,
@@ -94,6 +94,8 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
         FollowUpState.QUEUED, FollowUpState.DRAFTING
     ):
         log.info("draft skipped followup=%s step=%s (state moved on)", followup_id, step)
+        # A run that died after storing its draft may have left it ready for a follow-up gone since.
+        withdraw_dead_draft(store, message_id_for(followup_id, step), followup_id, step=step, now=now)
         return None
     store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.DRAFTING, now=now, step=step)
     message_id = message_id_for(followup_id, step)
@@ -126,6 +128,12 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
     if store.move_followup(followup_id, expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
                            new=FollowUpState.AWAITING_SEND, now=now, step=step):
         deps.queue.send_message(message_id)
+        return message_id
+    # The follow-up moved on while this step was drafted. A STOP or a pause cancels the contact's
+    # ready messages, but it ran before this draft was stored: withdraw it, unless a concurrent
+    # run of this step already handed it to sending.
+    if withdraw_dead_draft(store, message_id, followup_id, step=step, now=deps.clock.now()):
+        return None
     return message_id
 
 

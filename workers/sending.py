@@ -29,6 +29,7 @@ from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed
 from shared.ports import OutboundRequest
 from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
+from shared.ratelimit import SLOW_DOWN_CODES
 from workers.delivery import handle_permanent_error
 from workers.deps import Deps, declare_actor
 
@@ -39,6 +40,8 @@ UNCERTAIN_GRACE = timedelta(minutes=2)
 RATE_WAIT_SECONDS = 5.0
 # When to try again after the rate limiter or another worker's hold on the contact said "not now".
 RETRY_SOON_SECONDS = 2.0
+# An inbound message still unprocessed after this long was probably never enqueued (Redis away).
+UNREAD_REQUEUE_SECONDS = 5.0
 
 
 def status_callback_for(deps: Deps, message_id: str) -> str:
@@ -83,6 +86,8 @@ def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
         store.move_followup(followup.id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.PAUSED,
                             now=now, step=message.step, extra={"pause_reason": "campaign_paused"})
         return None
+    if _reply_unread(deps, message, contact, now):
+        return None
     settings = deps.settings
     country, subdiv = settings.holidays_country or None, settings.holidays_subdiv or None
     window, tz = campaign.send_window, contact.timezone
@@ -97,6 +102,25 @@ def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
         _hold(deps, message, at, now, "contact pacing")
         return None
     return followup, campaign
+
+
+def _reply_unread(deps: Deps, message: OutboundMessage, contact: Contact, now: datetime) -> bool:
+    """Hold the step while the contact's last message waits to be processed; True if held.
+
+    What the client wrote may be a STOP, "I paid" or a promise: a reminder never goes out over
+    it. The webhook may have stored it while Redis was away (not enqueued): ask for it again,
+    so the hold lasts seconds rather than until the scheduler's reconciler finds it.
+    """
+    waiting = deps.store.unprocessed_inbound(contact.phone)
+    if not waiting:
+        return False
+    for event in waiting:
+        if ((now - utc(event["received_at"])).total_seconds() >= UNREAD_REQUEUE_SECONDS
+                and deps.store.claim_event_requeue(event["_id"], now, timedelta(seconds=UNREAD_REQUEUE_SECONDS))):
+            deps.queue.process_inbound(event["_id"])
+    deps.queue.send_message(message.id, delay_seconds=RETRY_SOON_SECONDS)
+    log.info("message=%s held: %d message(s) from the contact not processed yet", message.id, len(waiting))
+    return True
 
 
 def send_message(deps: Deps, message_id: str) -> str | None:
@@ -163,6 +187,9 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             return None
         store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.READY,
                            now=deps.clock.now(), extra={"last_error_code": exc.code})
+        if exc.code in SLOW_DOWN_CODES and deps.rate_limiter is not None:
+            # Too fast for the channel: every worker slows this sender down, and this message retries.
+            deps.rate_limiter.slow_down()
         raise TransientError(f"Twilio asked to retry later (code {exc.code})") from None
 
     sent_at = deps.clock.now()

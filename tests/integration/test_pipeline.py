@@ -179,6 +179,28 @@ def test_opt_out_is_honoured_for_an_already_drafted_message(deps: Deps, clock: F
     assert deps.store.message_doc(message_id)["state"] == "cancelled"  # type: ignore[arg-type,index]
 
 
+def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock: FakeClock) -> None:
+    """The webhook stored a STOP but could not enqueue it: no reminder goes out over it."""
+    fid = _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
+    deps.queue.sends.clear()  # type: ignore[attr-defined]
+    deps.store.record_event("inbound:SMstop", {"kind": "inbound", "sid": "SMstop", "state": "received",
+                                               "from": "whatsapp:+33612345678", "body": "STOP"}, clock.now())
+    assert send_message(deps, message_id) is None  # type: ignore[arg-type]
+    assert deps.queue.sends == [(message_id, 2.0)]  # type: ignore[attr-defined]  # tried again shortly
+    assert deps.queue.inbound == []  # type: ignore[attr-defined]  # just stored: its own message is on the way
+    clock.advance(timedelta(seconds=6))
+    assert send_message(deps, message_id) is None  # type: ignore[arg-type]
+    assert send_message(deps, message_id) is None  # type: ignore[arg-type]
+    assert deps.queue.inbound == ["inbound:SMstop"]  # type: ignore[attr-defined]  # asked for again, once
+    assert process_inbound(deps, "inbound:SMstop") == "opt_out stopped=1"
+    assert send_message(deps, message_id) is None  # type: ignore[arg-type]
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
+    assert _state(deps, fid) == "stopped"
+    assert deps.store.message_doc(message_id)["state"] == "cancelled"  # type: ignore[arg-type,index]
+
+
 def test_permanent_twilio_error_stops_and_flags(deps: Deps, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     deps.sender.fail_with = SendRejected(63024, "invalid recipient", 400)  # type: ignore[attr-defined]

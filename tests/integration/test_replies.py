@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from services.scheduler import tick
+from services.scheduler import TickReport, reconcile, tick
+from services.webhook import status_event
 from shared.clock import FakeClock
 from shared.errors import DraftingError, SendRejected
 from shared.fakes import FakeSender, RecordingQueue
@@ -187,14 +188,22 @@ def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code
                                               reason: str) -> None:
     _first_step_sent(deps, clock)
     sid = deps.store.message_doc("c1:ct1:0")["twilio_sid"]  # type: ignore[index]
-    event_id = f"status:{sid}:undelivered"
-    deps.store.record_event(event_id, {"kind": "status", "sid": sid, "status": "undelivered", "error_code": code,
-                                       "action_state": "pending"}, clock.now())
+    event_id, event = status_event({"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": str(code)})
+    deps.store.record_event(event_id, event, clock.now())  # as the webhook does; Redis lost the message
     deps.store.apply_status(sid, "undelivered", code, clock.now())
+    clock.advance(timedelta(minutes=6))
+    report = TickReport()
+    reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, report)
+    assert report.requeued_inbound == [event_id]  # the scheduler finds the failure not acted on
     assert process_status(deps, event_id) == reason
     assert process_status(deps, event_id) is None  # once only
     doc = _followup(deps)
     assert doc["state"] == state and doc["stop_reason"] == reason
+    assert deps.store.get_event(event_id)["state"] == "processed"  # type: ignore[index]
+    clock.advance(timedelta(minutes=6))
+    again = TickReport()
+    reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, again)
+    assert again.requeued_inbound == []
 
 
 def test_63016_at_send_time_switches_to_the_template(deps: Deps, clock: FakeClock) -> None:

@@ -72,3 +72,12 @@ def test_status_callbacks_only_move_forward(store: Store, clock: FakeClock) -> N
     assert not store.apply_status("SM1", "delivered", None, clock.now())
     assert not store.apply_status("SM1", "sent", None, clock.now())
     assert store.message_doc(mid)["state"] == "read"  # type: ignore[index]
+
+
+def test_ensure_indexes_keeps_one_secondary_index_on_events(store: Store) -> None:
+    """Each index costs every webhook insert: an older database's extra ones are dropped."""
+    from pymongo import ASCENDING
+
+    store.events.create_index([("sid", ASCENDING)], name="sid")  # as an earlier version made it
+    store.ensure_indexes()
+    assert sorted(store.events.index_information()) == ["_id_", "kind_state_received"]
