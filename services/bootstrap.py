@@ -146,7 +146,8 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
 
     deps = WebhookDeps(store=store, queue=DramatiqQueue(broker), clock=clock or SystemClock(),
                        auth_token=settings.twilio_auth_token.get_secret_value(),
-                       public_base_url=settings.base_url, redis_ping=redis_ping)
+                       public_base_url=settings.base_url, redis_ping=redis_ping,
+                       shared_key=settings.twilio_webhook_shared_key.get_secret_value())
     return create_app(deps, on_shutdown=close)
 
 

@@ -1,8 +1,9 @@
 """The webhook service: Twilio → Relance. Thin on purpose.
 
 Each request is checked (size, form, X-Twilio-Signature against PUBLIC_BASE_URL + path +
-query), stored once under a dedupe key, enqueued, and answered at once with empty TwiML.
-No AI and no slow work happens here. Answers: 200 (stored, or a duplicate), 400 malformed,
+query, with the Auth Token, or with our SharedKey and its algorithm when Twilio says so in
+X-Twilio-Webhooks-Signature-Settings), stored once under a dedupe key, enqueued, and answered
+at once with empty TwiML. No AI and no slow work happens here. Answers: 200 (stored, or a duplicate), 400 malformed,
 403 bad or missing signature, 413 too large, 503 when the event cannot be recorded.
 """
 
@@ -23,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator, get_signature_algorithm
 
 from services.recorder import EventRecorder
 from shared.clock import Clock
@@ -48,6 +49,7 @@ class WebhookDeps:
     auth_token: str
     public_base_url: str
     redis_ping: Callable[[], bool]
+    shared_key: str = ""  # TWILIO_WEBHOOK_SHARED_KEY: for webhooks signed with a Twilio SharedKey
 
 
 class BadRequest(Exception):
@@ -90,7 +92,17 @@ async def read_signed_form(request: Request, deps: WebhookDeps) -> dict[str, str
     url = deps.public_base_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    if not signature or not _signature_ok(deps.auth_token, url, form, signature):
+    secret, algorithm = deps.auth_token, HMAC_SHA1
+    settings_header = request.headers.get("x-twilio-webhooks-signature-settings")
+    if settings_header is not None:
+        # Signed with a SharedKey of ours (a Webhook Rule matched the URL), by the named algorithm.
+        if not deps.shared_key:
+            log.warning("a webhook was signed with a Twilio SharedKey, but TWILIO_WEBHOOK_SHARED_KEY is not set")
+            raise BadRequest(403, "signed with a shared key, which is not configured (TWILIO_WEBHOOK_SHARED_KEY)")
+        secret, algorithm = deps.shared_key, get_signature_algorithm(settings_header)
+        if algorithm.upper() not in (HMAC_SHA1, HMAC_SHA256):
+            raise BadRequest(403, "unsupported signature algorithm in X-Twilio-Webhooks-Signature-Settings")
+    if not signature or not _signature_ok(secret, url, form, signature, algorithm):
         raise BadRequest(403, "invalid or missing X-Twilio-Signature")
     return form
 
@@ -100,16 +112,16 @@ def _validator(auth_token: str) -> RequestValidator:
     return RequestValidator(auth_token)
 
 
-def _signature_ok(auth_token: str, url: str, form: dict[str, str], signature: str) -> bool:
+def _signature_ok(secret: str, url: str, form: dict[str, str], signature: str, algorithm: str = HMAC_SHA1) -> bool:
     """Whether ``signature`` is Twilio's for this URL and form (the SDK's RequestValidator).
 
     First the URL exactly as configured (one HMAC, what Twilio signs when PUBLIC_BASE_URL is
     right); then ``validate``, which also accepts the URL with or without its port.
     """
-    validator = _validator(auth_token)
-    expected = validator.compute_signature(url, form).encode()
+    validator = _validator(secret)
+    expected = validator.compute_signature(url, form, algorithm).encode()
     return (hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
-            or validator.validate(url, form, signature))
+            or validator.validate(url, form, signature, algorithm))
 
 
 def _require(form: dict[str, str], *names: str) -> None:

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Twilio (seed names)
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
+    # The secret of a Twilio webhook SharedKey, for webhooks Twilio signs with it (requests that
+    # carry X-Twilio-Webhooks-Signature-Settings); the Auth Token signs the others.
+    twilio_webhook_shared_key: SecretStr = SecretStr("")
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
     target_phone_number: str = ""
     twilio_api_base_url: str = ""

@@ -5,6 +5,8 @@ Runs against the real MongoDB-compatible test server (and real Redis for the pro
 
 from __future__ import annotations
 
+import base64
+import hmac
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -152,6 +154,43 @@ def test_our_endpoint_accepts_the_documented_token_and_params_signed_for_our_url
         assert (accepted.status_code, accepted.text) == (200, EMPTY_TWIML)
     assert store.events.count_documents({}) == 1
     assert queue.inbound == ["inbound:SM" + "a" * 32]
+
+
+# --------------------------------------------------------------------------- shared keys
+SHARED_KEY = "sk_test_0123456789abcdef0123456789abcdef"
+SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+
+
+def _independent_signature(secret: str, url: str, form: dict[str, str], digest: str) -> str:
+    """Twilio's scheme computed here without the SDK: HMAC over the URL + sorted name/value pairs."""
+    data = url + "".join(name + form[name] for name in sorted(form))
+    return base64.b64encode(hmac.new(secret.encode(), data.encode(), digest).digest()).decode()
+
+
+@pytest.mark.parametrize(("header", "secret", "digest", "configured", "expected"), [
+    ("key=webhooks_sharedkey_1,algorithm=HMAC_SHA256", SHARED_KEY, "sha256", True, 200),
+    ("algorithm=HMAC_SHA1,key=webhooks_sharedkey_1", SHARED_KEY, "sha1", True, 200),
+    (None, SHARED_KEY, "sha256", True, 403),  # no header: the Auth Token is what signs
+    ("key=webhooks_sharedkey_1,algorithm=HMAC_SHA256", TOKEN, "sha256", True, 403),
+    ("key=webhooks_sharedkey_1,algorithm=HMAC_SHA256", TOKEN, "sha1", True, 403),
+    ("key=webhooks_sharedkey_1,algorithm=HMAC_SHA256", SHARED_KEY, "sha256", False, 403),
+    ("key=webhooks_sharedkey_1,algorithm=HMAC_MD5", SHARED_KEY, "md5", True, 403),
+], ids=["sha256", "sha1-with-key", "no-header", "token-as-key", "token-sha1", "key-not-configured",
+        "unsupported-algorithm"])
+def test_webhooks_signed_with_a_shared_key(store: Store, queue: RecordingQueue, header: str | None, secret: str,
+                                           digest: str, configured: bool, expected: int) -> None:
+    form = {"MessageSid": "SM" + "5" * 32, "From": "whatsapp:+33612345678", "Body": "Bonjour"}
+    deps = WebhookDeps(store=store, queue=queue, clock=FakeClock(), auth_token=TOKEN, public_base_url=BASE,
+                       redis_ping=lambda: True, shared_key=SHARED_KEY if configured else "")
+    headers = form_headers(_independent_signature(secret, BASE + "/whatsapp/webhook", form, digest))
+    if header is not None:
+        headers[SETTINGS_HEADER] = header
+    with TestClient(create_app(deps), raise_server_exceptions=False) as client:
+        response = client.post("/whatsapp/webhook", content=urlencode(form), headers=headers)
+    assert response.status_code == expected, response.text
+    assert store.events.count_documents({}) == (1 if expected == 200 else 0)
+    if not configured:
+        assert "TWILIO_WEBHOOK_SHARED_KEY" in response.text
 
 
 # --------------------------------------------------------------------------- behind a proxy
