@@ -101,6 +101,15 @@ class Contact(BaseModel):
     last_inbound_at: datetime | None = None
 
 
+CONTENT_SID_SHAPE = "HX followed by 32 hexadecimal characters"
+_CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
+
+
+def is_content_sid(value: str) -> bool:
+    """True when ``value`` has the shape of a Twilio Content template SID (``HX`` + 32 hex)."""
+    return bool(_CONTENT_SID.match(value))
+
+
 class TemplateRef(BaseModel):
     """An approved Twilio Content template and how to fill its variables."""
 
@@ -115,8 +124,8 @@ class TemplateRef(BaseModel):
     @field_validator("content_sid")
     @classmethod
     def _sid(cls, value: str) -> str:
-        if not re.match(r"^HX[0-9a-fA-F]{32}$", value):
-            raise ValueError("content_sid must look like HX followed by 32 hexadecimal characters")
+        if not is_content_sid(value):
+            raise ValueError(f"content_sid must look like {CONTENT_SID_SHAPE}")
         return value
 
 
@@ -252,12 +261,14 @@ class OutboundMessage(BaseModel):
     # "alert": a hand-over notice to the business owner.
     purpose: Literal["step", "reply", "alert"] = "step"
     to: str | None = None  # only for alerts: the owner's number
-    resend_of: str | None = None  # a template re-send of a step refused as freeform (63016)
+    resend_of: str | None = None  # a template re-send of a step or alert refused as freeform (63016)
     state: MessageState
     kind: Literal["freeform", "template"]
     body: str
     language: Language
     content_sid: str | None = None
+    # A template's variables. An owner alert sent as freeform keeps the variables of
+    # OWNER_ALERT_TEMPLATE_SID here too, for a template re-send if Twilio answers 63016.
     content_variables: dict[str, str] | None = None
     draft_source: str = "offline"
     fallback_reason: str | None = None

@@ -127,14 +127,18 @@ def next_allowed(
     return moment  # unreachable with at least one day in the window
 
 
+def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
+    """True while WhatsApp allows freeform text to someone whose last message came at ``last_inbound_at``."""
+    if last_inbound_at is None:
+        return False
+    if last_inbound_at.tzinfo is None:
+        last_inbound_at = last_inbound_at.replace(tzinfo=UTC)
+    return now - last_inbound_at < SERVICE_WINDOW
+
+
 def in_service_window(contact: Contact, now: datetime) -> bool:
     """True while WhatsApp allows freeform text: within 24 h of the contact's last message."""
-    last = contact.last_inbound_at
-    if last is None:
-        return False
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    return now - last < SERVICE_WINDOW
+    return window_open(contact.last_inbound_at, now)
 
 
 def parse_field_date(value: str) -> date | None:

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.durations import parse_duration
 from shared.errors import ConfigError, InputError
+from shared.models import CONTENT_SID_SHAPE, is_content_sid
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=700, ge=80, le=1600)
     default_country: str = "FR"
     owner_whatsapp_number: str = ""
+    # Approved Content template for owner alerts outside the owner's 24-hour window;
+    # variables {"1": contact name, "2": reason, "3": contact phone}.
+    owner_alert_template_sid: str = ""
     classifier_threshold: float = Field(default=0.6, ge=0, le=1)
     thank_you_on_paid: bool = True
     log_level: str = "INFO"
@@ -137,6 +141,14 @@ class Settings(BaseSettings):
         if value and not re.match(r"^(whatsapp:)?\+[1-9]\d{6,14}$", value):
             raise ValueError("must be an E.164 number such as +33612345678")
         return value.removeprefix("whatsapp:")
+
+    @field_validator("owner_alert_template_sid")
+    @classmethod
+    def _check_owner_template(cls, value: str) -> str:
+        value = value.strip()
+        if value and not is_content_sid(value):
+            raise ValueError(f"must look like {CONTENT_SID_SHAPE} (a Twilio Content template SID)")
+        return value
 
     @field_validator("mongodb_uri")
     @classmethod

@@ -87,6 +87,8 @@ class Store:
         self.followups: Collection[Doc] = db["followups"]
         self.messages: Collection[Doc] = db["messages"]
         self.events: Collection[Doc] = db["events"]
+        # One small document per owner number: when the owner last wrote (their 24-hour window).
+        self.owner: Collection[Doc] = db["owner"]
 
     # ---------------------------------------------------------------- set-up
     def ensure_indexes(self) -> None:
@@ -198,6 +200,25 @@ class Store:
                 {"_id": contact_id, "$or": [{"last_inbound_at": None}, {"last_inbound_at": {"$lt": at}}]},
                 {"$set": {"last_inbound_at": at, "updated_at": at}},
             )
+
+    # ---------------------------------------------------------------- the business owner
+    def touch_owner_inbound(self, phone: str, at: datetime) -> None:
+        """Open the owner's 24-hour window: remember their latest message time (only moves forward)."""
+        with unreachable_as_transient():
+            try:
+                self.owner.update_one(
+                    {"_id": phone, "$or": [{"last_inbound_at": None}, {"last_inbound_at": {"$lt": at}}]},
+                    {"$set": {"last_inbound_at": at, "updated_at": at}},
+                    upsert=True,
+                )
+            except DuplicateKeyError:
+                pass  # the document exists with a later time: nothing to move
+
+    def owner_last_inbound(self, phone: str) -> datetime | None:
+        """When the owner (``phone``, E.164) last wrote to the sender, if ever."""
+        with unreachable_as_transient():
+            doc = self.owner.find_one({"_id": phone}, {"last_inbound_at": 1})
+        return doc.get("last_inbound_at") if doc else None
 
     # ---------------------------------------------------------------- campaigns
     def create_campaign(self, campaign: Campaign, now: datetime) -> bool:

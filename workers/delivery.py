@@ -1,7 +1,8 @@
 """Acting on Twilio's refusals, whether at send time or later in a failed status callback.
 
 - 63016 (outside the 24-hour window): the step is sent again with its approved template;
-  without one the follow-up waits for the client's window and is flagged.
+  without one the follow-up waits for the client's window and is flagged. An owner alert is
+  sent again with OWNER_ALERT_TEMPLATE_SID; without it a warning says what to set up.
 - 63024, 63003, 21211, 21614 (not a reachable WhatsApp number): every follow-up of the contact
   stops and is flagged for a person.
 - 21610 (the recipient unsubscribed): treated as an opt-out.
@@ -28,6 +29,7 @@ from shared.cadence import (
 from shared.clock import utc
 from shared.errors import TransientError
 from shared.models import Contact, FollowUpState, MessageState, OutboundMessage
+from shared.phones import mask_phone
 from shared.queue import ACTOR_STATUS, QUEUE_REPLIES
 from shared.ratelimit import SLOW_DOWN_CODES
 from workers.deps import Deps, declare_actor
@@ -65,6 +67,46 @@ def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact)
     return variant.id
 
 
+def resend_alert_with_template(deps: Deps, message: OutboundMessage) -> str | None:
+    """Send an owner alert refused as freeform (63016) again as OWNER_ALERT_TEMPLATE_SID.
+
+    Returns the re-send's id (``<alert id>:t``, stored once: never sent twice), or None when
+    there is no template to use, after one warning telling the operator what to do.
+    """
+    store, now = deps.store, deps.clock.now()
+    template_sid = deps.settings.owner_alert_template_sid
+    if message.kind != "freeform" or message.resend_of:
+        return None
+    if template_sid and not message.content_variables:
+        log.warning("owner alert=%s refused by Twilio (63016) holds no template variables (stored before "
+                    "OWNER_ALERT_TEMPLATE_SID was supported): not sent again", message.id)
+        return None
+    if not template_sid:
+        log.warning(
+            "owner alert=%s to=%s refused by Twilio (63016): the owner has not written to the WhatsApp sender in "
+            "the last 24 h, so freeform alerts cannot reach them. Set OWNER_ALERT_TEMPLATE_SID to an approved "
+            "Content template (variables 1=contact name, 2=reason, 3=contact phone), or have the owner write to "
+            "the sender number (TWILIO_WHATSAPP_NUMBER) from their phone once a day",
+            message.id, mask_phone(message.to or ""))
+        return None
+    variant = message.model_copy(update={
+        "id": f"{message.id}:t", "state": MessageState.READY, "kind": "template", "content_sid": template_sid,
+        "draft_source": "template", "resend_of": message.id, "twilio_sid": None, "error_code": None,
+        "fallback_reason": "twilio_63016_outside_window",
+    })
+    if store.insert_message(variant, now):
+        deps.queue.send_message(variant.id)
+        log.info("owner alert=%s refused outside the window (63016): sent again as %s", message.id, variant.id)
+    return variant.id
+
+
+def handle_alert_error(deps: Deps, message: OutboundMessage, code: int | None) -> str:
+    """Apply the rule for a permanent Twilio error on an owner alert; returns what was done."""
+    if code == OUTSIDE_WINDOW_CODE:
+        return "template_resend" if resend_alert_with_template(deps, message) else "owner_window_closed"
+    return "recorded"
+
+
 def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contact, code: int | None) -> str:
     """Apply the rule for a permanent Twilio error code; returns what was done."""
     store, now = deps.store, deps.clock.now()
@@ -100,7 +142,9 @@ def process_status(deps: Deps, event_id: str) -> str | None:
         deps.rate_limiter.slow_down()
     message = store.get_message(doc["_id"]) if doc else None
     outcome = "unknown_message"
-    if message is not None and message.contact_id:
+    if message is not None and message.purpose == "alert":
+        outcome = handle_alert_error(deps, message, event.get("error_code"))
+    elif message is not None and message.contact_id:
         contact = store.get_contact(message.contact_id)
         if contact is not None:
             outcome = handle_permanent_error(deps, message, contact, event.get("error_code"))

@@ -1,6 +1,7 @@
 """Replies actor: understands what a client answered and acts on it at once.
 
-1. The inbound message joins the conversation; the 24-hour window opens.
+1. The inbound message joins the conversation; the 24-hour window opens. A message from
+   OWNER_WHATSAPP_NUMBER opens the owner's own window, so that alerts can go out as freeform.
 2. Opt-out keywords (STOP, ARRÊT, UNSUBSCRIBE, DÉSINSCRIRE, a STOP button…) are handled
    deterministically, before any AI; START re-subscribes.
 3. Otherwise the classifier (Gemini with a JSON schema, or the offline rules) reads the reply,
@@ -29,7 +30,7 @@ from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.offline import amount_text, date_text
 from shared.phones import mask_phone
-from shared.policy import zone
+from shared.policy import window_open, zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
 from shared.queue import ACTOR_INBOUND, QUEUE_REPLIES
 from workers.deps import Deps, declare_actor
@@ -143,17 +144,36 @@ def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, so
     return None
 
 
+def owner_alert_variables(contact: Contact, reason: str) -> dict[str, str]:
+    """The variables of OWNER_ALERT_TEMPLATE_SID: {"1": contact name, "2": reason, "3": contact phone}."""
+    # WhatsApp refuses template variables that are empty or hold line breaks or tabs.
+    return {"1": " ".join(contact.name.split()) or contact.phone, "2": " ".join(reason.split()) or "-",
+            "3": contact.phone}
+
+
 def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> None:
-    """Tell the business owner on WhatsApp that a conversation needs them (when configured)."""
-    owner = deps.settings.owner_whatsapp_number
+    """Tell the business owner on WhatsApp that a conversation needs them (when configured).
+
+    Inside the owner's 24-hour window (they wrote to the sender less than 24 h ago) the alert is
+    freeform text; outside it, OWNER_ALERT_TEMPLATE_SID when set. Without a template freeform is
+    still tried (the window may be open without our knowing), and a 63016 refusal is handled in
+    :mod:`workers.delivery` (template re-send, or a warning saying what to set up).
+    """
+    settings = deps.settings
+    owner = settings.owner_whatsapp_number
     if not owner:
         return
     body = (f"Relance : {contact.name} ({contact.phone}) a besoin d'une réponse de votre part ({reason}). "
             f"Historique : relance conversation {contact.phone}")
+    variables = owner_alert_variables(contact, reason)
+    template_sid = settings.owner_alert_template_sid
+    use_template = bool(template_sid) and not window_open(deps.store.owner_last_inbound(owner), deps.clock.now())
     message = OutboundMessage(
         id=f"alert:{inbound_sid}", followup_id=None, contact_id=None, campaign_id=None, step=-1,
-        purpose="alert", to=owner, state=MessageState.READY, kind="freeform", body=body, language=Language.FR,
-        draft_source="system",
+        purpose="alert", to=owner, state=MessageState.READY, kind="template" if use_template else "freeform",
+        body=body, language=Language.FR, content_sid=template_sid if use_template else None,
+        content_variables=variables, draft_source="template" if use_template else "system",
+        fallback_reason="owner_outside_window" if use_template else None,
     )
     if deps.store.insert_message(message, deps.clock.now()):
         deps.queue.send_message(message.id)
@@ -252,14 +272,22 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     contact = store.contact_by_phone(phone)
     received_at = event.get("received_at", now)
     inbound_id = f"in:{event['sid']}"
+    from_owner = bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
+    if from_owner:
+        # The owner wrote to the sender: freeform alerts may reach them for the next 24 hours.
+        store.touch_owner_inbound(phone, received_at)
     store.insert_inbound(
         {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact.id if contact else None,
-         "unknown_sender": contact is None, "from": phone, "body": event.get("body", ""),
+         "unknown_sender": contact is None and not from_owner, "from_owner": from_owner, "from": phone,
+         "body": event.get("body", ""),
          "num_media": event.get("num_media", 0), "media_urls": event.get("media_urls", []),
          "button_payload": event.get("button_payload", ""), "event_id": event_id},
         received_at,
     )
-    if contact is None:
+    if contact is None and from_owner:
+        outcome = "owner"
+        log.info("inbound event=%s from the owner %s: their 24-hour window is open", event_id, mask_phone(phone))
+    elif contact is None:
         outcome = "unknown_sender"
         log.info("inbound event=%s from unknown number %s kept and flagged", event_id, mask_phone(phone))
     else:

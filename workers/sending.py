@@ -7,7 +7,7 @@ reconciliation instead of sending it again.
 
 Step messages are checked against the follow-up, the campaign, the opt-out and the send
 window. Replies (answers in a conversation the client has just opened) go out at once;
-owner alerts go to OWNER_WHATSAPP_NUMBER.
+owner alerts go to OWNER_WHATSAPP_NUMBER (a 63016 refusal: see :mod:`workers.delivery`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from shared.policy import is_allowed, next_allowed
 from shared.ports import OutboundRequest
 from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
-from workers.delivery import handle_permanent_error
+from workers.delivery import handle_alert_error, handle_permanent_error
 from workers.deps import Deps, declare_actor
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,12 @@ def send_message(deps: Deps, message_id: str) -> str | None:
                                   extra={"sending_at": now}):
             return None  # another delivery of this message got there first
 
+    template = message.kind == "template"
     request = OutboundRequest(
         to=to, status_callback=status_callback_for(deps, message_id),
-        body=message.body if message.kind == "freeform" else None,
-        content_sid=message.content_sid, content_variables=message.content_variables,
+        body=None if template else message.body,
+        content_sid=message.content_sid if template else None,
+        content_variables=message.content_variables if template else None,
     )
     try:
         result = deps.sender.send(request)
@@ -175,7 +177,9 @@ def send_message(deps: Deps, message_id: str) -> str | None:
         store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.FAILED,
                            now=deps.clock.now(), extra={"error_code": exc.code})
         log.warning("message=%s to=%s rejected by Twilio code=%s", message_id, mask_phone(to), exc.code)
-        if contact is not None:
+        if message.purpose == "alert":
+            handle_alert_error(deps, message, exc.code)
+        elif contact is not None:
             handle_permanent_error(deps, message, contact, exc.code)
         return None
     except SendDeferred as exc:

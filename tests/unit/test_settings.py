@@ -22,12 +22,44 @@ def test_defaults_and_derived_urls() -> None:
     ({"TWILIO_WHATSAPP_NUMBER": "+14155238886"}, "TWILIO_WHATSAPP_NUMBER"),
     ({"MONGODB_URI": "http://localhost"}, "MONGODB_URI"),
     ({"PUBLIC_BASE_URL": "ftp://x"}, "PUBLIC_BASE_URL"),
+    ({"OWNER_ALERT_TEMPLATE_SID": "HX123"}, "OWNER_ALERT_TEMPLATE_SID"),
 ])
 def test_malformed_setting_names_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(env)
     message = str(info.value)
     assert message.startswith(name) and "\n" not in message
+
+
+def test_owner_alert_template_sid_is_optional_and_trimmed() -> None:
+    assert load_settings({}).owner_alert_template_sid == ""
+    sid = "HX" + "0123456789abcdef" * 2
+    assert load_settings({"OWNER_ALERT_TEMPLATE_SID": f" {sid} "}).owner_alert_template_sid == sid
+    assert load_settings({"OWNER_ALERT_TEMPLATE_SID": sid.upper()}).owner_alert_template_sid == sid.upper()
+
+
+@pytest.mark.parametrize("value", [
+    "HX123",
+    "hx" + "ab" * 16,  # the prefix is upper-case
+    "MG" + "ab" * 16,  # a Messaging Service SID, not a Content SID
+    "HX" + "gh" * 16,  # not hexadecimal
+    "HX" + "ab" * 16 + "a",  # one character too many
+])
+def test_malformed_owner_alert_template_sid_stops_with_one_line(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"OWNER_ALERT_TEMPLATE_SID": value})
+    message = str(info.value)
+    assert message.startswith("OWNER_ALERT_TEMPLATE_SID: must look like HX followed by 32 hexadecimal")
+    assert "\n" not in message
+
+
+def test_cli_stops_on_a_malformed_owner_alert_template_sid(capsys: pytest.CaptureFixture[str]) -> None:
+    def bad() -> Settings:
+        return load_settings({"OWNER_ALERT_TEMPLATE_SID": "HXnope"})
+
+    assert main(["status"], load=bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: configuration: OWNER_ALERT_TEMPLATE_SID") and "\n" not in err
 
 
 def test_require_names_the_missing_variable() -> None:
