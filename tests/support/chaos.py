@@ -358,11 +358,9 @@ def make_plan(rng: random.Random, *, duration: float, kills: int = 12, lost_answ
     for at in _spaced_times(rng, 8, 1.0, duration, 3.0):
         kind = rng.choice(["429", "429", "5xx", "5xx", "delay"])
         if kind == "429":
-            code = rng.choice([20429, 63018])
-            # 63018 (channel rate limit) only in small bursts: should the sending actor pause
-            # every worker on it, a long burst would only measure the pause.
-            count = rng.randint(5, 25) if code == 20429 else rng.randint(1, 3)
-            faults.append(Fault(at, "twilio_fail", {"status": 429, "code": code, "count": count}))
+            # 63018 (channel rate limit) also slows every sending worker down for a while.
+            faults.append(Fault(at, "twilio_fail", {"status": 429, "code": rng.choice([20429, 63018]),
+                                                    "count": rng.randint(5, 25)}))
         elif kind == "5xx":
             faults.append(Fault(at, "twilio_fail", {"status": rng.choice([500, 502, 503]),
                                                     "count": rng.randint(5, 20)}))
