@@ -22,6 +22,7 @@ from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
+    OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
 )
@@ -123,8 +124,11 @@ class Store:
             self.events.create_index([("kind", ASCENDING), ("state", ASCENDING), ("received_at", ASCENDING)],
                                      name="kind_state_received")
             existing = set(self.events.index_information())
-            for obsolete in OBSOLETE_EVENT_INDEXES & existing:
-                self.events.drop_index(obsolete)
+            for obsolete in sorted(OBSOLETE_EVENT_INDEXES & existing):
+                try:
+                    self.events.drop_index(obsolete)
+                except OperationFailure:  # another process starting at the same time dropped it first
+                    log.debug("index %s already dropped", obsolete)
 
     def ping(self) -> bool:
         """True when the database answers."""

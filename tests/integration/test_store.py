@@ -81,3 +81,13 @@ def test_ensure_indexes_keeps_one_secondary_index_on_events(store: Store) -> Non
     store.events.create_index([("sid", ASCENDING)], name="sid")  # as an earlier version made it
     store.ensure_indexes()
     assert sorted(store.events.index_information()) == ["_id_", "kind_state_received"]
+
+
+def test_two_processes_dropping_the_same_obsolete_index_both_start(store: Store) -> None:
+    """Workers start together: the one that finds the index gone already must not fail."""
+    from unittest import mock
+
+    stale_view = {**store.events.index_information(), "sid": {"key": [("sid", 1)]}}  # seen before another dropped it
+    with mock.patch.object(type(store.events), "index_information", return_value=stale_view):
+        store.ensure_indexes()
+    assert "sid" not in store.events.index_information()
