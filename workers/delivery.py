@@ -7,7 +7,9 @@
   stops and is flagged for a person.
 - 21610 (the recipient unsubscribed): treated as an opt-out.
 - 63018 (too fast for the sender's channel): the shared send rate is lowered for a while
-  (``SendRateLimiter.slow_down``); the message itself is handled as below.
+  (``SendRateLimiter.slow_down``). At send time the message is retried; reported in a failed
+  callback (Twilio took it, then dropped it), it is sent again once, a little later, as
+  ``<message id>:r``; a second 63018 on that re-send is handled as below.
 - anything else permanent: that follow-up stops with ``send_failed`` and is flagged.
 """
 
@@ -37,6 +39,7 @@ from workers.drafting import render_preview, template_variables
 
 log = logging.getLogger(__name__)
 OUTSIDE_WINDOW_CODE = 63016
+RATE_LIMITED_RESEND_SECONDS = 30  # past the sender's slow-down's first stretch
 
 
 def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact) -> str | None:
@@ -100,8 +103,30 @@ def resend_alert_with_template(deps: Deps, message: OutboundMessage) -> str | No
     return variant.id
 
 
+def resend_after_rate_limit(deps: Deps, message: OutboundMessage) -> str | None:
+    """Send again, once and later, a message Twilio dropped for the channel's rate (63018).
+
+    The copy (``<id>:r``) goes through the sending actor like any message (pacing, opt-out, a
+    stopped or paused follow-up cancels it); None when ``message`` is itself a re-send.
+    """
+    if message.resend_of:
+        return None
+    store, now = deps.store, deps.clock.now()
+    variant = message.model_copy(update={
+        "id": f"{message.id}:r", "state": MessageState.READY, "resend_of": message.id, "twilio_sid": None,
+        "error_code": None, "fallback_reason": "twilio_63018_rate_limited",
+    })
+    if store.insert_message(variant, now):
+        deps.queue.send_message(variant.id, delay_seconds=RATE_LIMITED_RESEND_SECONDS)
+        log.info("message=%s dropped by Twilio for the channel's rate (63018): sent again as %s in %d s",
+                 message.id, variant.id, RATE_LIMITED_RESEND_SECONDS)
+    return variant.id
+
+
 def handle_alert_error(deps: Deps, message: OutboundMessage, code: int | None) -> str:
     """Apply the rule for a permanent Twilio error on an owner alert; returns what was done."""
+    if code in SLOW_DOWN_CODES and resend_after_rate_limit(deps, message):
+        return "rate_limited_resend"
     if code == OUTSIDE_WINDOW_CODE:
         return "template_resend" if resend_alert_with_template(deps, message) else "owner_window_closed"
     return "recorded"
@@ -120,6 +145,8 @@ def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contac
         return "invalid_number"
     if code == OUTSIDE_WINDOW_CODE and message.purpose == "step":
         return "template_resend" if resend_with_template(deps, message, contact) else "awaiting_window"
+    if code in SLOW_DOWN_CODES and resend_after_rate_limit(deps, message):
+        return "rate_limited_resend"
     if message.purpose == "step" and message.followup_id:
         stop_followup(store, message.followup_id, reason="send_failed", now=now, needs_human=True,
                       detail=f"Twilio error {code}")

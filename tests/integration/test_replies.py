@@ -20,6 +20,7 @@ from tests.support.drafters import EchoDrafter
 from workers.delivery import process_status
 from workers.deps import Deps
 from workers.replies import process_inbound
+from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
@@ -204,6 +205,32 @@ def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code
     again = TickReport()
     reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, again)
     assert again.requeued_inbound == []
+
+
+def test_63018_in_a_callback_sends_the_message_again_once_later(deps: Deps, clock: FakeClock) -> None:
+    """Twilio took the message, then dropped it for the channel's rate: sent again, not given up."""
+    _first_step_sent(deps, clock)
+    first = deps.store.message_doc("c1:ct1:0")
+    assert first is not None
+
+    def fail(sid: str) -> str | None:
+        event_id, event = status_event({"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "63018"})
+        deps.store.record_event(event_id, event, clock.now())
+        deps.store.apply_status(sid, "failed", 63018, clock.now())
+        return process_status(deps, event_id)
+
+    deps.queue.sends.clear()  # type: ignore[attr-defined]
+    assert fail(first["twilio_sid"]) == "rate_limited_resend"
+    assert deps.queue.sends == [("c1:ct1:0:r", 30)]  # type: ignore[attr-defined]
+    doc = _followup(deps)
+    assert doc["state"] != "stopped" and not doc.get("needs_human")
+    assert send_message(deps, "c1:ct1:0:r")
+    again = deps.sender.sent[-1]  # type: ignore[attr-defined]
+    assert len(deps.sender.sent) == 2 and again.body == deps.sender.sent[0].body  # type: ignore[attr-defined]
+    assert send_message(deps, "c1:ct1:0:r") is None  # once
+    # The re-send dropped too: handled as a permanent failure, never a loop of re-sends.
+    assert fail(deps.store.message_doc("c1:ct1:0:r")["twilio_sid"]) == "send_failed"  # type: ignore[index]
+    assert deps.store.messages.count_documents({"_id": {"$regex": "^c1:ct1:0"}}) == 2
 
 
 def test_63016_at_send_time_switches_to_the_template(deps: Deps, clock: FakeClock) -> None:
