@@ -58,9 +58,12 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def build_store(settings: Settings) -> tuple[MongoClient[Doc], Store]:
+WEBHOOK_STORE_TIMEOUT_MS = 10_000
+
+
+def build_store(settings: Settings, *, socket_timeout_ms: int | None = None) -> tuple[MongoClient[Doc], Store]:
     """Connect to MongoDB (lazily) and build the repositories."""
-    return open_store(settings.mongodb_uri, settings.mongodb_database)
+    return open_store(settings.mongodb_uri, settings.mongodb_database, socket_timeout_ms=socket_timeout_ms)
 
 
 def build_sender(settings: Settings) -> Sender:
@@ -129,7 +132,9 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
     from services.webhook import WebhookDeps, create_app
 
     settings.require("twilio_auth_token")
-    client, store = build_store(settings)
+    # Twilio gives up on a webhook after 15 s: a write stuck on a hung MongoDB link fails before
+    # that (503, Twilio retries) instead of holding every request of its batch.
+    client, store = build_store(settings, socket_timeout_ms=WEBHOOK_STORE_TIMEOUT_MS)
     broker = build_broker(settings)
     redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 

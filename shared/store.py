@@ -48,14 +48,19 @@ Doc = dict[str, Any]
 HISTORY_CAP = 50
 
 
-def connect(uri: str, *, timeout_ms: int = 5000) -> MongoClient[Doc]:
-    """A pymongo client returning timezone-aware UTC datetimes."""
+def connect(uri: str, *, timeout_ms: int = 5000, socket_timeout_ms: int | None = None) -> MongoClient[Doc]:
+    """A pymongo client returning timezone-aware UTC datetimes.
+
+    ``socket_timeout_ms``: how long one operation may wait on a silent server (a hung link)
+    before failing as unreachable; None waits as long as the OS does.
+    """
     return MongoClient(
         uri,
         tz_aware=True,
         tzinfo=UTC,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=socket_timeout_ms,
         appname="relance",
     )
 
@@ -591,9 +596,10 @@ class Store:
         return out
 
 
-def open_store(uri: str, database: str, *, timeout_ms: int = 5000) -> tuple[MongoClient[Doc], Store]:
+def open_store(uri: str, database: str, *, timeout_ms: int = 5000,
+               socket_timeout_ms: int | None = None) -> tuple[MongoClient[Doc], Store]:
     """Connect and build the store (the caller closes the client)."""
-    client = connect(uri, timeout_ms=timeout_ms)
+    client = connect(uri, timeout_ms=timeout_ms, socket_timeout_ms=socket_timeout_ms)
     return client, Store(client[database])
 
 

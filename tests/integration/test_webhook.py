@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -143,3 +145,43 @@ def test_store_unreachable_answers_503_and_health_endpoints(clock: FakeClock, qu
         assert ready.status_code == 503 and ready.json() == {"mongo": False, "redis": False}
     assert queue.inbound == []
     mongo_client.close()
+
+
+def test_a_hung_mongodb_link_answers_503_in_bounded_time_then_recovers(mongo_uri: str, db_name: str,
+                                                                      clock: FakeClock) -> None:
+    """A partition that drops nothing (no RST): the webhook's socket timeout turns it into a 503."""
+    from urllib.parse import urlsplit
+
+    from services.scheduler import TickReport, reconcile
+    from tests.support.servers import FreezableProxy
+
+    target = urlsplit(mongo_uri)
+    if "," in target.netloc or target.scheme != "mongodb":
+        pytest.skip("needs a single-host mongodb:// URI to put a proxy in front of")
+    proxy = FreezableProxy(target.port or 27017)
+    proxied = mongo_uri.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    # Only through the proxy: a replica-set member would otherwise be reached at its own address.
+    proxied += ("&" if "?" in proxied else "?") + "directConnection=true"
+    client, store = open_store(proxied, db_name, timeout_ms=2000, socket_timeout_ms=1000)
+    queue = RecordingQueue()
+    deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
+                       redis_ping=lambda: True)
+    form = {"MessageSid": "SM" + "6" * 32, "From": "whatsapp:+33612345678", "Body": "STOP"}
+    try:
+        store.ensure_indexes()
+        with TestClient(create_app(deps)) as test_client:
+            proxy.freeze()
+            started = time.monotonic()
+            assert post(test_client, "/whatsapp/webhook", form)[0] == 503
+            assert time.monotonic() - started < 8
+            proxy.thaw()
+            assert post(test_client, "/whatsapp/webhook", form)[0] == 200  # Twilio's retry
+            other = {**form, "MessageSid": "SM" + "7" * 32}
+            assert post(test_client, "/whatsapp/webhook", other)[0] == 200  # the writer goes on
+        assert store.events.count_documents({"_id": "inbound:SM" + "6" * 32}) == 1
+        clock.advance(timedelta(minutes=6))
+        reconcile(store, queue, clock, timedelta(minutes=5), 100, TickReport())
+        assert "inbound:SM" + "6" * 32 in queue.inbound  # stored once, and processed whichever way
+    finally:
+        proxy.close()
+        client.close()

@@ -129,3 +129,67 @@ class WebhookRecorder:
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.01)
+
+
+class FreezableProxy:
+    """A TCP proxy to a real server that can stop forwarding (a network partition without RST).
+
+    ``freeze()``: bytes already in flight and new ones are held, connections stay open, so a
+    client waits as it would on a hung link; ``thaw()`` lets them through again.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True).start()
+
+    def freeze(self) -> None:
+        """Stop forwarding (connections stay open)."""
+        self._open.clear()
+
+    def thaw(self) -> None:
+        """Forward again."""
+        self._open.set()
+
+    def close(self) -> None:
+        """Stop the proxy and drop every connection."""
+        self._closed = True
+        self._open.set()
+        for sock in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while not self._closed:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
+                return
+            self._open.wait()
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
