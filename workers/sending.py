@@ -42,6 +42,8 @@ RATE_WAIT_SECONDS = 5.0
 RETRY_SOON_SECONDS = 2.0
 # An inbound message still unprocessed after this long was probably never enqueued (Redis away).
 UNREAD_REQUEUE_SECONDS = 5.0
+# Past this, a step held over an unprocessed reply is looked at every this many seconds.
+UNREAD_STUCK_SECONDS = 60.0
 
 
 def status_callback_for(deps: Deps, message_id: str) -> str:
@@ -118,8 +120,14 @@ def _reply_unread(deps: Deps, message: OutboundMessage, contact: Contact, now: d
         if ((now - utc(event["received_at"])).total_seconds() >= UNREAD_REQUEUE_SECONDS
                 and deps.store.claim_event_requeue(event["_id"], now, timedelta(seconds=UNREAD_REQUEUE_SECONDS))):
             deps.queue.process_inbound(event["_id"])
-    deps.queue.send_message(message.id, delay_seconds=RETRY_SOON_SECONDS)
-    log.info("message=%s held: %d message(s) from the contact not processed yet", message.id, len(waiting))
+    waited = (now - utc(waiting[0]["received_at"])).total_seconds()
+    if waited < UNREAD_STUCK_SECONDS:
+        deps.queue.send_message(message.id, delay_seconds=RETRY_SOON_SECONDS)
+        log.info("message=%s held: %d message(s) from the contact not processed yet", message.id, len(waiting))
+    else:  # the replies workers are down or failing on it: look again less often, and say so
+        deps.queue.send_message(message.id, delay_seconds=UNREAD_STUCK_SECONDS)
+        log.warning("message=%s held: the contact's message %s has waited %.0f s to be processed "
+                    "(are the replies workers running?)", message.id, waiting[0]["_id"], waited)
     return True
 
 

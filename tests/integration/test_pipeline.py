@@ -194,6 +194,10 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.queue.inbound == ["inbound:SMstop"]  # type: ignore[attr-defined]  # asked for again, once
+    clock.advance(timedelta(minutes=2))  # the replies workers are down: held, looked at once a minute
+    deps.queue.sends.clear()  # type: ignore[attr-defined]
+    assert send_message(deps, message_id) is None  # type: ignore[arg-type]
+    assert deps.queue.sends == [(message_id, 60.0)]  # type: ignore[attr-defined]
     assert process_inbound(deps, "inbound:SMstop") == "opt_out stopped=1"
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.sender.sent == []  # type: ignore[attr-defined]
