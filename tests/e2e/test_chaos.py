@@ -24,7 +24,7 @@ all, nothing outside the window, nothing after a STOP; in MongoDB nothing is lef
 
 Run alone: ``pytest tests/e2e/test_chaos.py -s`` (``-s`` shows the timeline as it happens);
 ``CHAOS_SEED=123`` replays another plan (the faults' order and spacing; their exact instants
-depend on the machine). About 4 minutes on an idle 2-core machine; SecantusDB's throughput
+depend on the machine). About 3 minutes on an idle 2-core machine; SecantusDB's throughput
 (~4–5 messages/s here) is what bounds it. Other knobs, for investigating: ``CHAOS_CONTACTS``,
 ``CHAOS_SECONDS`` (length of the fault plan, default 80), ``CHAOS_KILLS`` (default 12),
 ``CHAOS_STALE_AFTER`` (STALE_AFTER_SECONDS, default 8), ``CHAOS_LOST_ANSWERS=1`` (adds 5xx
