@@ -206,7 +206,7 @@ def serve_main(argv: list[str]) -> int:
         from shared.settings import load_settings
 
         settings = load_settings(os.environ, env_file=None)
-        configure_logging(settings)  # as `relance webhook` does: one INFO line per request
+        configure_logging(settings)  # as `relance webhook` does: one INFO line per batch of events
         app = build_webhook(settings)
     else:
         app = bare_app()
