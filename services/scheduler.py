@@ -7,7 +7,9 @@ Every few seconds it
 3. reconciles: work sitting in an intermediate state past its deadline (Redis lost a message,
    a worker died) is enqueued again, and a step message left ``ready`` for a follow-up that will
    never send it (stopped or paused while it was drafted) is cancelled. MongoDB is the truth,
-   Redis only the conveyor.
+   Redis only the conveyor;
+4. polls Twilio for messages still ``sent`` long after they went out (their status callbacks
+   were lost: Twilio does not retry them), so a failure is still acted on.
 """
 
 from __future__ import annotations
@@ -24,11 +26,17 @@ from shared.clock import Clock, utc
 from shared.errors import TransientError
 from shared.models import FollowUpState, MessageState
 from shared.ports import TaskQueue
-from shared.store import Store
+from shared.store import Store, unreachable_as_transient
 
 log = logging.getLogger(__name__)
 # How often a stale ready step message whose follow-up still wants it is looked at again.
 DEAD_DRAFT_RECHECK = timedelta(minutes=10)
+# A message still ``sent`` this long after it went out has its status fetched from Twilio…
+STATUS_POLL_AFTER = timedelta(minutes=10)
+# …at most once per this interval…
+STATUS_POLL_EVERY = timedelta(minutes=15)
+# …until this old: by then Twilio's status is final, and no longer asked for.
+STATUS_POLL_GIVE_UP = timedelta(hours=48)
 
 
 @dataclass
@@ -44,6 +52,7 @@ class TickReport:
     requeued_inbound: list[str] = field(default_factory=list)
     reconciling: list[str] = field(default_factory=list)
     cancelled_drafts: list[str] = field(default_factory=list)
+    status_polls: list[str] = field(default_factory=list)
 
     def total(self) -> int:
         """How many things moved."""
@@ -94,6 +103,36 @@ def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedel
                                    {"_id": 1}).limit(batch):
         queue.process_status(event["_id"])
         report.requeued_inbound.append(event["_id"])
+    poll_statuses(store, queue, clock, batch, report)
+
+
+def poll_statuses(store: Store, queue: TaskQueue, clock: Clock, batch: int, report: TickReport, *,
+                  after: timedelta = STATUS_POLL_AFTER, every: timedelta = STATUS_POLL_EVERY,
+                  give_up: timedelta = STATUS_POLL_GIVE_UP) -> None:
+    """Enqueue a status poll for messages still ``sent`` ``after`` their send, in one bounded batch.
+
+    A message is claimed by a conditional ``status_polled_at`` update (so of several schedulers
+    one enqueues it) and asked again only ``every`` later, never once ``give_up`` has passed.
+    """
+    now = clock.now()
+    recheck = now - every
+    due = {"$or": [{"status_polled_at": None}, {"status_polled_at": {"$lt": recheck}}]}
+    with unreachable_as_transient():
+        docs = list(store.messages.find(
+            # state_changed_at is set with sent_at and bounds the (state, state_changed_at) index scan.
+            {"state": MessageState.SENT.value, "direction": "outbound", "twilio_sid": {"$exists": True},
+             "state_changed_at": {"$gte": now - give_up}, "sent_at": {"$lt": now - after, "$gte": now - give_up},
+             **due},
+            {"_id": 1},
+        ).limit(batch))
+        for doc in docs:
+            claimed = store.messages.update_one(
+                {"_id": doc["_id"], "state": MessageState.SENT.value, **due},
+                {"$set": {"status_polled_at": now}, "$inc": {"status_polls": 1}},
+            )
+            if claimed.modified_count == 1:
+                queue.poll_status(doc["_id"])
+                report.status_polls.append(doc["_id"])
 
 
 def _cancel_dead_drafts(store: Store, clock: Clock, before: datetime, batch: int, report: TickReport) -> None:
@@ -207,8 +246,9 @@ def run_forever(store: Store, queue: TaskQueue, clock: Clock, *, interval: float
             report = tick(store, queue, clock, batch=batch, stale_after=stale_after)
             if report.total():
                 log.info("tick claimed=%d resumed=%d requeued_drafts=%d requeued_sends=%d advanced=%d "
-                         "uncertain=%d", len(report.claimed), len(report.resumed), len(report.requeued_drafts),
-                         len(report.requeued_sends), len(report.advanced), len(report.uncertain))
+                         "uncertain=%d status_polls=%d", len(report.claimed), len(report.resumed),
+                         len(report.requeued_drafts), len(report.requeued_sends), len(report.advanced),
+                         len(report.uncertain), len(report.status_polls))
             # A full batch means more is due: go again at once.
             if len(report.claimed) >= batch:
                 continue

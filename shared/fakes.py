@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import DraftingError, SendDeferred
-from shared.ports import Draft, DraftRequest, OutboundRequest, SendResult
+from shared.ports import DeliveryStatus, Draft, DraftRequest, OutboundRequest, SendResult
 
 
 @dataclass
@@ -22,6 +22,7 @@ class RecordingQueue:
     inbound: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     reconciles: list[str] = field(default_factory=list)
+    status_polls: list[str] = field(default_factory=list)
 
     def draft_followup(self, followup_id: str, step: int) -> None:
         """Record a draft request."""
@@ -47,6 +48,10 @@ class RecordingQueue:
         """Record a reconciliation request."""
         self.reconciles.append(message_id)
 
+    def poll_status(self, message_id: str) -> None:
+        """Record a status poll request."""
+        self.status_polls.append(message_id)
+
 
 class FakeSender:
     """A Sender that keeps what it was asked to send; can be told to raise once."""
@@ -58,6 +63,10 @@ class FakeSender:
         self.fail_with: Exception | None = None
         # Accept the message, then fail as a lost answer would (the send is uncertain).
         self.lose_answer_once = False
+        # What fetch_status reports per SID (default: "sent" for a SID this fake created).
+        self.statuses: dict[str, DeliveryStatus] = {}
+        # Raised (once) by the next fetch_status instead of answering.
+        self.fetch_fail_with: Exception | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -85,6 +94,16 @@ class FakeSender:
                     for r, sid, at in zip(self.sent, self.sids, self.created, strict=True)
                     if r.to == to.removeprefix("whatsapp:")]
         return list(reversed(rows))[:limit]
+
+    def fetch_status(self, sid: str) -> DeliveryStatus | None:
+        """The status set in ``statuses``; "sent" for a SID it created; None for an unknown SID."""
+        with self._lock:
+            if self.fetch_fail_with is not None:
+                error, self.fetch_fail_with = self.fetch_fail_with, None
+                raise error
+            if sid in self.statuses:
+                return self.statuses[sid]
+            return DeliveryStatus(status="sent") if sid in self.sids else None
 
 
 class FailingDrafter:

@@ -35,6 +35,14 @@ class SendResult:
     status: str
 
 
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """A message's current status at Twilio, as a fetch reports it."""
+
+    status: str  # queued, sent, delivered, read, failed, undelivered…
+    error_code: int | None = None
+
+
 class Sender(Protocol):
     """Sends WhatsApp messages. Raises SendRejected (permanent) or SendDeferred (retry)."""
 
@@ -45,6 +53,10 @@ class Sender(Protocol):
     def list_messages(self, *, to: str, from_: str | None = None, date_sent_after: datetime | None = None,
                       limit: int = 50) -> list[dict[str, Any]]:
         """Messages Twilio has for this recipient (sid, to, from, body, status, date_created…)."""
+        ...
+
+    def fetch_status(self, sid: str) -> DeliveryStatus | None:
+        """The message's current status and error code; None when Twilio does not know the SID."""
         ...
 
 
@@ -116,6 +128,10 @@ class TaskQueue(Protocol):
 
     def reconcile_message(self, message_id: str) -> None:
         """Ask a sending actor to find out whether an uncertain message reached Twilio."""
+        ...
+
+    def poll_status(self, message_id: str) -> None:
+        """Ask a sending actor to fetch the status of a message whose callbacks never came."""
         ...
 
 

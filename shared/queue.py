@@ -25,6 +25,7 @@ ACTOR_SEND = "send_message"
 ACTOR_INBOUND = "process_inbound"
 ACTOR_STATUS = "process_status"
 ACTOR_RECONCILE = "reconcile_message"
+ACTOR_POLL_STATUS = "poll_status"
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ class DramatiqQueue:
     def reconcile_message(self, message_id: str) -> None:
         """Ask a sending actor to find out whether an uncertain message reached Twilio."""
         self._enqueue(QUEUE_SENDING, ACTOR_RECONCILE, (message_id,))
+
+    def poll_status(self, message_id: str) -> None:
+        """Ask a sending actor to fetch the status of a message whose callbacks never came."""
+        self._enqueue(QUEUE_SENDING, ACTOR_POLL_STATUS, (message_id,))
 
 
 def _can_pipeline(broker: RedisBroker) -> bool:

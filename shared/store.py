@@ -465,11 +465,13 @@ class Store:
                 {"_id": 1, "not_before": 1, "state_changed_at": 1, "followup_id": 1, "step": 1},
             ).limit(limit))
 
-    def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime) -> bool:
+    def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
+                     source: str = "callback") -> bool:
         """Apply a Twilio delivery status to the message with this SID, forward only.
 
         Callbacks arrive out of order: a status ranked at or below the current one is ignored,
         so ``delivered`` after ``read`` changes nothing. True when the message changed.
+        ``source`` ("callback" or "poll") is kept in the message's history.
         """
         state = TWILIO_STATUS_TO_STATE.get(status)
         if state is None:
@@ -483,7 +485,7 @@ class Store:
         with unreachable_as_transient():
             result = self.messages.update_one(
                 {"twilio_sid": sid, "status_rank": {"$lt": rank}},
-                {"$set": fields, "$push": {"history": _history(state.value, now, source="callback")}},
+                {"$set": fields, "$push": {"history": _history(state.value, now, source=source)}},
             )
         return result.modified_count == 1
 

@@ -29,7 +29,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from shared.errors import SendDeferred, SendRejected
-from shared.ports import OutboundRequest, SendResult
+from shared.ports import DeliveryStatus, OutboundRequest, SendResult
 
 try:  # RFC 9457 errors, raised by newer SDKs for some services.
     from twilio.base.exceptions import TwilioServiceException
@@ -216,6 +216,23 @@ class TwilioSender:
             }
             for m in messages
         ]
+
+    def fetch_status(self, sid: str) -> DeliveryStatus | None:
+        """The message's current status and error code (``GET .../Messages/{sid}.json``).
+
+        Returns None when Twilio answers 404 (it does not know this SID); other errors are
+        translated as in :meth:`send` (SendDeferred: worth asking again later).
+        """
+        try:
+            message = self.client.messages(sid).fetch()
+        except TwilioRestException as exc:
+            if _as_int(getattr(exc, "status", None)) == 404:
+                logger.warning("Twilio fetch: message %s not found", sid)
+                return None
+            raise self._translate(exc, "fetch") from exc
+        except Exception as exc:
+            raise self._translate(exc, "fetch") from exc
+        return DeliveryStatus(status=str(message.status or ""), error_code=_as_int(message.error_code))
 
     @staticmethod
     def _translate(exc: Exception, operation: str) -> Exception:

@@ -11,6 +11,11 @@
   callback (Twilio took it, then dropped it), it is sent again once, a little later, as
   ``<message id>:r``; a second 63018 on that re-send is handled as below.
 - anything else permanent: that follow-up stops with ``send_failed`` and is flagged.
+
+Status callbacks can be lost (the webhook answered 503, a network fault: Twilio does not retry
+them). :func:`poll_status`, enqueued by the scheduler for messages still ``sent`` long after
+they went out, fetches the status from Twilio and takes the callback's path: a failure is
+stored as the same event the webhook would store, and acted on once by :func:`process_status`.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from shared.cadence import (
     stop_followup,
 )
 from shared.clock import utc
-from shared.errors import TransientError
+from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.models import Contact, FollowUpState, MessageState, OutboundMessage
 from shared.phones import mask_phone
-from shared.queue import ACTOR_STATUS, QUEUE_REPLIES
+from shared.queue import ACTOR_POLL_STATUS, ACTOR_STATUS, QUEUE_REPLIES, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
+from shared.store import Doc
 from workers.deps import Deps, declare_actor
 from workers.drafting import render_preview, template_variables
 
@@ -182,6 +188,63 @@ def process_status(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
+FAILED_STATUSES = ("failed", "undelivered")
+DELIVERED_STATUSES = ("delivered", "read")
+
+
+def status_event_doc(sid: str, status: str, error_code: int | None) -> tuple[str, Doc]:
+    """The event id and document the webhook stores for this status callback.
+
+    The same as ``services.webhook.status_event`` (a test keeps them equal), so a callback
+    arriving after a poll stored its event is a duplicate.
+    """
+    failed = status in FAILED_STATUSES
+    event: Doc = {"kind": "status", "sid": sid, "status": status, "error_code": error_code,
+                  "state": "received" if failed else "processed", "action_state": "pending" if failed else None}
+    return f"status:{sid}:{status}", event
+
+
+def poll_status(deps: Deps, message_id: str) -> str | None:
+    """Fetch the Twilio status of a message still ``sent`` and act on it as its callback would have.
+
+    ``delivered``/``read`` move the message forward (monotonic, conditional). ``failed``/
+    ``undelivered`` are stored as the webhook's status event (idempotent) and, when new,
+    :func:`process_status` is enqueued: the failure is acted on once, whichever comes first.
+    Still queued/sent at Twilio, unknown to it (404) or Twilio unavailable: nothing changes,
+    the scheduler asks again later. Returns what was found, or None when there is nothing to ask.
+    """
+    store, now = deps.store, deps.clock.now()
+    doc = store.message_doc(message_id)
+    if doc is None or doc.get("state") != MessageState.SENT.value or not doc.get("twilio_sid"):
+        return None
+    sid = str(doc["twilio_sid"])
+    try:
+        found = deps.sender.fetch_status(sid)
+    except (SendDeferred, SendRejected) as exc:
+        log.warning("message=%s status poll failed (Twilio code %s): asked again later", message_id, exc.code)
+        return "error"
+    if found is None:
+        log.warning("message=%s sid=%s unknown to Twilio: left as it is", message_id, sid)
+        return "unknown"
+    status = found.status.lower()
+    if status in DELIVERED_STATUSES:
+        store.apply_status(sid, status, found.error_code, now, source="poll")
+        log.info("message=%s sid=%s %s (found by polling)", message_id, sid, status)
+        return status
+    if status in FAILED_STATUSES:
+        event_id, event = status_event_doc(sid, status, found.error_code)
+        fresh = store.record_event(event_id, {**event, "source": "poll"}, now)
+        store.apply_status(sid, status, found.error_code, now, source="poll")
+        if fresh:
+            deps.queue.process_status(event_id)
+        log.info("message=%s sid=%s %s code=%s (found by polling, new=%s)", message_id, sid, status,
+                 found.error_code, fresh)
+        return status
+    return "pending"
+
+
 def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
-    """Declare the failed-status actor on ``broker`` (replies queue), bound to ``deps``."""
+    """Declare the failed-status actor (replies queue) and the status poll (sending queue) on ``broker``."""
+    declare_actor(broker, deps, poll_status, name=ACTOR_POLL_STATUS, queue=QUEUE_SENDING, max_retries=3,
+                  min_backoff=5000, max_backoff=60_000, time_limit=60_000)
     return declare_actor(broker, deps, process_status, name=ACTOR_STATUS, queue=QUEUE_REPLIES, time_limit=60_000)

@@ -13,7 +13,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from services.simulator import create_app
 from shared.errors import SendDeferred, SendRejected
-from shared.ports import OutboundRequest
+from shared.ports import DeliveryStatus, OutboundRequest
 from shared.twilio_sender import RedirectingHttpClient, TwilioSender, is_retryable
 from tests.support.servers import WebhookRecorder, serve_asgi
 
@@ -230,6 +230,34 @@ def test_fetch_unknown_message_is_404_20404(sender: TwilioSender) -> None:
     with pytest.raises(TwilioRestException) as caught:
         sender.client.messages("SM" + "0" * 32).fetch()
     assert caught.value.status == 404 and caught.value.code == 20404
+
+
+def test_fetch_status_reports_status_and_error_code_none_when_unknown(
+    sender: TwilioSender, control: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    delivered = sender.send(_request(recorder)).sid
+    recorder.wait_for(3, sid=delivered)
+    assert sender.fetch_status(delivered) == DeliveryStatus(status="read", error_code=None)
+    control.post("/_sim/fail_delivery", json={"to": OTHER, "code": 63016, "status": "undelivered"})
+    refused = sender.send(_request(recorder, to=OTHER)).sid
+    recorder.wait_for(2, sid=refused)
+    assert sender.fetch_status(refused) == DeliveryStatus(status="undelivered", error_code=63016)
+    assert sender.fetch_status("SM" + "0" * 32) is None  # 404: Twilio does not know it
+
+
+def test_fetch_status_errors_are_translated(sim_url: str) -> None:
+    wrong = TwilioSender(account_sid=ACCOUNT_SID, auth_token="wrong", from_number=SENDER, api_base_url=sim_url)
+    with pytest.raises(SendRejected) as rejected:
+        wrong.fetch_status("SM" + "0" * 32)
+    assert rejected.value.code == 20003
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER,
+                          api_base_url=f"http://127.0.0.1:{port}")
+    with pytest.raises(SendDeferred) as deferred:
+        closed.fetch_status("SM" + "0" * 32)
+    assert deferred.value.code is None and "may have been created" not in str(deferred.value)
 
 
 def test_nothing_personal_is_logged(
