@@ -140,6 +140,22 @@ def flag_contact(store: Store, contact_id: str, *, reason: str, now: datetime) -
     return result.modified_count
 
 
+def flag_finished_followup(store: Store, followup_id: str | None, *, detail: str, now: datetime) -> bool:
+    """Flag a completed follow-up for a person: its last message failed after the cadence ended.
+
+    A failure reported once the last step was handed to Twilio (a status callback, a poll) stops
+    nothing, but the client never got that reminder: someone should know.
+    """
+    if not followup_id:
+        return False
+    with unreachable_as_transient():
+        result = store.followups.update_one(
+            {"_id": followup_id, "state": FollowUpState.COMPLETED.value},
+            {"$set": {"needs_human": True, "needs_human_reason": f"last message failed: {detail}", "updated_at": now}},
+        )
+    return result.modified_count == 1
+
+
 def stop_reason_for_error(code: int | None) -> tuple[str, bool]:
     """(stop reason, needs a human) for a permanent Twilio error code."""
     if code in OPT_OUT_CODES:

@@ -29,6 +29,7 @@ from shared.cadence import (
     INVALID_RECIPIENT_CODES,
     OPT_OUT_CODES,
     advance_after_send,
+    flag_finished_followup,
     pause_contact,
     stop_contact,
     stop_followup,
@@ -146,16 +147,18 @@ def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contac
         stop_contact(store, contact.id, reason="opt_out", now=now)
         return "opt_out"
     if code in INVALID_RECIPIENT_CODES:
-        stop_contact(store, contact.id, reason="invalid_number", now=now, needs_human=True,
-                     detail=f"Twilio error {code}: not a reachable WhatsApp number")
+        detail = f"Twilio error {code}: not a reachable WhatsApp number"
+        stop_contact(store, contact.id, reason="invalid_number", now=now, needs_human=True, detail=detail)
+        flag_finished_followup(store, message.followup_id, detail=detail, now=now)
         return "invalid_number"
     if code == OUTSIDE_WINDOW_CODE and message.purpose == "step":
         return "template_resend" if resend_with_template(deps, message, contact) else "awaiting_window"
     if code in SLOW_DOWN_CODES and resend_after_rate_limit(deps, message):
         return "rate_limited_resend"
     if message.purpose == "step" and message.followup_id:
-        stop_followup(store, message.followup_id, reason="send_failed", now=now, needs_human=True,
-                      detail=f"Twilio error {code}")
+        if not stop_followup(store, message.followup_id, reason="send_failed", now=now, needs_human=True,
+                             detail=f"Twilio error {code}"):
+            flag_finished_followup(store, message.followup_id, detail=f"Twilio error {code}", now=now)
         return "send_failed"
     return "recorded"
 

@@ -205,6 +205,27 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock
     assert deps.store.message_doc(message_id)["state"] == "cancelled"  # type: ignore[arg-type,index]
 
 
+@pytest.mark.parametrize(("code", "reason"), [(63024, "not a reachable WhatsApp number"),
+                                              (30008, "Twilio error 30008")])
+def test_a_failure_reported_after_the_last_step_flags_the_finished_followup(deps: Deps, clock: FakeClock, code: int,
+                                                                           reason: str) -> None:
+    from services.webhook import status_event
+    from workers.delivery import process_status
+
+    fid = _setup(deps, steps=1)
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert _state(deps, fid) == "completed"
+    sid = deps.store.message_doc(f"{fid}:0")["twilio_sid"]  # type: ignore[index]
+    event_id, event = status_event({"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": str(code)})
+    deps.store.record_event(event_id, event, clock.now())
+    deps.store.apply_status(sid, "undelivered", code, clock.now())
+    process_status(deps, event_id)
+    doc = deps.store.followups.find_one({"_id": fid})
+    assert doc is not None and doc["state"] == "completed"  # nothing left to stop
+    assert doc["needs_human"] is True and reason in doc["needs_human_reason"]
+
+
 def test_permanent_twilio_error_stops_and_flags(deps: Deps, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     deps.sender.fail_with = SendRejected(63024, "invalid recipient", 400)  # type: ignore[attr-defined]
