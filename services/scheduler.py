@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
 
-from shared.cadence import advance_after_send, keeps_draft
+from shared.cadence import DRAFT_KEEPER_FIELDS, advance_after_send, cancel_dead_draft
 from shared.clock import Clock, utc
 from shared.errors import TransientError
 from shared.models import FollowUpState, MessageState
@@ -153,18 +153,15 @@ def _cancel_dead_drafts(store: Store, clock: Clock, before: datetime, batch: int
     if not docs:
         return
     followups = {doc["_id"]: doc for doc in store.followups.find(
-        {"_id": {"$in": sorted({str(d["followup_id"]) for d in docs})}}, {"state": 1, "step": 1, "pause_reason": 1})}
+        {"_id": {"$in": sorted({str(d["followup_id"]) for d in docs})}}, DRAFT_KEEPER_FIELDS)}
     for doc in docs:
-        followup = followups.get(doc["followup_id"])
-        if keeps_draft(followup, step=doc["step"], resend=bool(doc.get("resend_of"))):
+        cancelled = cancel_dead_draft(store, doc["_id"], followups.get(doc["followup_id"]), step=doc["step"],
+                                      now=now, resend=bool(doc.get("resend_of")))
+        if cancelled is None:  # still wanted: looked at again after DEAD_DRAFT_RECHECK
             store.messages.update_one({"_id": doc["_id"], "state": MessageState.READY.value},
                                       {"$set": {"dead_check_at": now}})
-            continue
-        state = followup.get("state") if followup else "missing"
-        if store.move_message(doc["_id"], expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
-                              extra={"cancel_reason": f"followup_{state}"}):
+        elif cancelled:
             report.cancelled_drafts.append(doc["_id"])
-            log.info("message=%s cancelled: its follow-up is %s", doc["_id"], state)
 
 
 def _reconcile_awaiting_send(store: Store, queue: TaskQueue, clock: Clock, doc: dict[str, object],

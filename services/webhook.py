@@ -3,8 +3,9 @@
 Each request is checked (size, form, X-Twilio-Signature against PUBLIC_BASE_URL + path +
 query, with the Auth Token, or with our SharedKey and its algorithm when Twilio says so in
 X-Twilio-Webhooks-Signature-Settings), stored once under a dedupe key, enqueued, and answered
-at once with empty TwiML. No AI and no slow work happens here. Answers: 200 (stored, or a duplicate), 400 malformed,
-403 bad or missing signature, 413 too large, 503 when the event cannot be recorded.
+at once with empty TwiML. No AI and no slow work happens here. Answers: 200 (stored, or a
+duplicate), 400 malformed, 403 bad or missing signature, 413 too large, 503 when the event
+cannot be recorded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from shared.clock import Clock
 from shared.errors import TransientError
 from shared.phones import mask_phone
 from shared.ports import TaskQueue
-from shared.store import Store
+from shared.store import Store, status_event_doc
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,7 @@ async def read_signed_form(request: Request, deps: WebhookDeps) -> dict[str, str
         raise BadRequest(400, "malformed form body") from None
     form = dict(pairs)
     if len(form) != len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        twice = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
         raise BadRequest(400, f"field {twice} appears twice")
     signature = request.headers.get("x-twilio-signature", "")
     url = deps.public_base_url + request.url.path
@@ -153,12 +154,7 @@ def _error_code(form: dict[str, str]) -> int | None:
 
 def status_event(form: dict[str, str]) -> tuple[str, dict[str, Any]]:
     """The event id and document of a status callback (raises BadRequest on a bad ErrorCode)."""
-    sid, status = form["MessageSid"], form["MessageStatus"].lower()
-    failed = status in ("failed", "undelivered")
-    # A failure is "received" until the replies actor has acted on it (the scheduler finds it there).
-    event = {"kind": "status", "sid": sid, "status": status, "error_code": _error_code(form),
-             "state": "received" if failed else "processed", "action_state": "pending" if failed else None}
-    return f"status:{sid}:{status}", event
+    return status_event_doc(form["MessageSid"], form["MessageStatus"].lower(), _error_code(form))
 
 
 def apply_status(deps: WebhookDeps, event_id: str, event: dict[str, Any], fresh: bool, message_id: str = "") -> None:

@@ -113,22 +113,35 @@ def keeps_draft(followup: Mapping[str, Any] | None, *, step: int, resend: bool =
     return state == FollowUpState.PAUSED.value and followup.get("pause_reason") == "campaign_paused"
 
 
-def withdraw_dead_draft(store: Store, message_id: str, followup_id: str, *, step: int, now: datetime) -> bool:
-    """Cancel a ``ready`` step message (``ready → cancelled``, conditional) if its follow-up will never send it.
+# The follow-up fields keeps_draft reads: a projection for whoever fetches them.
+DRAFT_KEEPER_FIELDS = {"state": 1, "step": 1, "pause_reason": 1}
 
-    For a draft stored after its follow-up moved on: a STOP or a pause processed while the step
-    was being drafted cancelled the contact's ready messages before this one existed.
+
+def cancel_dead_draft(store: Store, message_id: str, followup: Mapping[str, Any] | None, *, step: int,
+                      now: datetime, resend: bool = False) -> bool | None:
+    """Cancel a ``ready`` message (conditional ``ready → cancelled``) unless ``followup`` still wants it.
+
+    None when the follow-up keeps it; else whether this call cancelled it.
     """
-    with unreachable_as_transient():
-        followup = store.followups.find_one({"_id": followup_id}, {"state": 1, "step": 1, "pause_reason": 1})
-    if keeps_draft(followup, step=step):
-        return False
+    if keeps_draft(followup, step=step, resend=resend):
+        return None
     state = followup.get("state") if followup else "missing"
     if store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED, now=now,
                           extra={"cancel_reason": f"followup_{state}"}):
         log.info("message=%s cancelled: its follow-up is %s", message_id, state)
         return True
     return False
+
+
+def withdraw_dead_draft(store: Store, message_id: str, followup_id: str, *, step: int, now: datetime) -> bool:
+    """Cancel a ``ready`` step message if its follow-up will never send it; True when cancelled.
+
+    For a draft stored after its follow-up moved on: a STOP or a pause processed while the step
+    was being drafted cancelled the contact's ready messages before this one existed.
+    """
+    with unreachable_as_transient():
+        followup = store.followups.find_one({"_id": followup_id}, DRAFT_KEEPER_FIELDS)
+    return bool(cancel_dead_draft(store, message_id, followup, step=step, now=now))
 
 
 def flag_contact(store: Store, contact_id: str, *, reason: str, now: datetime) -> int:

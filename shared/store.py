@@ -48,6 +48,21 @@ Doc = dict[str, Any]
 HISTORY_CAP = 50
 
 
+FAILED_STATUSES = frozenset({"failed", "undelivered"})
+
+
+def status_event_doc(sid: str, status: str, error_code: int | None) -> tuple[str, Doc]:
+    """The event id and document stored for a Twilio delivery status, from a callback or a poll.
+
+    One shape for both, so whichever comes second is a duplicate. A failure stays ``received``
+    (``action_state`` pending) until the replies actor has acted on it: the scheduler finds it there.
+    """
+    failed = status in FAILED_STATUSES
+    event: Doc = {"kind": "status", "sid": sid, "status": status, "error_code": error_code,
+                  "state": "received" if failed else "processed", "action_state": "pending" if failed else None}
+    return f"status:{sid}:{status}", event
+
+
 def connect(uri: str, *, timeout_ms: int = 5000, socket_timeout_ms: int | None = None) -> MongoClient[Doc]:
     """A pymongo client returning timezone-aware UTC datetimes.
 
@@ -512,12 +527,7 @@ class Store:
     # ---------------------------------------------------------------- events
     def record_event(self, event_id: str, doc: Doc, now: datetime) -> bool:
         """Store a webhook event once (its id is its dedupe key); False if already stored."""
-        with unreachable_as_transient():
-            try:
-                self.events.insert_one({"_id": event_id, **doc, "received_at": now})
-            except DuplicateKeyError:
-                return False
-        return True
+        return self.record_events([(event_id, doc)], now)[0]
 
     def record_events(self, events: list[tuple[str, Doc]], now: datetime) -> list[bool]:
         """Store many webhook events at once, each once; for each, whether this call stored it.

@@ -40,13 +40,29 @@ from shared.models import Contact, FollowUpState, MessageState, OutboundMessage
 from shared.phones import mask_phone
 from shared.queue import ACTOR_POLL_STATUS, ACTOR_STATUS, QUEUE_REPLIES, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
-from shared.store import Doc
+from shared.store import FAILED_STATUSES, status_event_doc
 from workers.deps import Deps, declare_actor
 from workers.drafting import render_preview, template_variables
 
 log = logging.getLogger(__name__)
 OUTSIDE_WINDOW_CODE = 63016
 RATE_LIMITED_RESEND_SECONDS = 30  # past the sender's slow-down's first stretch
+
+
+def _resend(deps: Deps, message: OutboundMessage, suffix: str, reason: str, *, delay_seconds: float = 0,
+            **changes: object) -> str:
+    """Store a copy of ``message`` as ``<id><suffix>`` (ready, ``resend_of`` it) and ask for it to be sent.
+
+    The fixed id makes it once only: a second call finds it stored and enqueues nothing.
+    """
+    variant = message.model_copy(update={
+        "id": f"{message.id}{suffix}", "state": MessageState.READY, "resend_of": message.id, "twilio_sid": None,
+        "error_code": None, "fallback_reason": reason, **changes,
+    })
+    if deps.store.insert_message(variant, deps.clock.now()):
+        deps.queue.send_message(variant.id, delay_seconds=delay_seconds)
+        log.info("message=%s sent again as %s (%s)", message.id, variant.id, reason)
+    return variant.id
 
 
 def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact) -> str | None:
@@ -62,19 +78,14 @@ def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact)
                       detail=f"step {message.step + 1} was refused outside the 24 h window and has no template")
         return None
     variables = template_variables(template, contact)
-    variant = message.model_copy(update={
-        "id": f"{message.id}:t", "state": MessageState.READY, "kind": "template",
-        "body": render_preview(template, contact, variables), "content_sid": template.content_sid,
-        "content_variables": variables, "draft_source": "template", "resend_of": message.id,
-        "twilio_sid": None, "error_code": None, "fallback_reason": "twilio_63016_outside_window",
-    })
-    if store.insert_message(variant, now):
-        deps.queue.send_message(variant.id)
+    variant_id = _resend(deps, message, ":t", "twilio_63016_outside_window", kind="template",
+                         body=render_preview(template, contact, variables), content_sid=template.content_sid,
+                         content_variables=variables, draft_source="template")
     if followup.state == FollowUpState.AWAITING_SEND and followup.step == message.step:
         # Refused at send time: this step is handled by the re-send, the cadence goes on.
         advance_after_send(store, followup=followup, campaign=campaign, contact=contact, step=message.step,
                            sent_at=now, now=now)
-    return variant.id
+    return variant_id
 
 
 def resend_alert_with_template(deps: Deps, message: OutboundMessage) -> str | None:
@@ -83,7 +94,6 @@ def resend_alert_with_template(deps: Deps, message: OutboundMessage) -> str | No
     Returns the re-send's id (``<alert id>:t``, stored once: never sent twice), or None when
     there is no template to use, after one warning telling the operator what to do.
     """
-    store, now = deps.store, deps.clock.now()
     template_sid = deps.settings.owner_alert_template_sid
     if message.kind != "freeform" or message.resend_of:
         return None
@@ -99,15 +109,8 @@ def resend_alert_with_template(deps: Deps, message: OutboundMessage) -> str | No
             "the sender number (TWILIO_WHATSAPP_NUMBER) from their phone once a day",
             message.id, mask_phone(message.to or ""))
         return None
-    variant = message.model_copy(update={
-        "id": f"{message.id}:t", "state": MessageState.READY, "kind": "template", "content_sid": template_sid,
-        "draft_source": "template", "resend_of": message.id, "twilio_sid": None, "error_code": None,
-        "fallback_reason": "twilio_63016_outside_window",
-    })
-    if store.insert_message(variant, now):
-        deps.queue.send_message(variant.id)
-        log.info("owner alert=%s refused outside the window (63016): sent again as %s", message.id, variant.id)
-    return variant.id
+    return _resend(deps, message, ":t", "twilio_63016_outside_window", kind="template", content_sid=template_sid,
+                   draft_source="template")
 
 
 def resend_after_rate_limit(deps: Deps, message: OutboundMessage) -> str | None:
@@ -118,16 +121,7 @@ def resend_after_rate_limit(deps: Deps, message: OutboundMessage) -> str | None:
     """
     if message.resend_of:
         return None
-    store, now = deps.store, deps.clock.now()
-    variant = message.model_copy(update={
-        "id": f"{message.id}:r", "state": MessageState.READY, "resend_of": message.id, "twilio_sid": None,
-        "error_code": None, "fallback_reason": "twilio_63018_rate_limited",
-    })
-    if store.insert_message(variant, now):
-        deps.queue.send_message(variant.id, delay_seconds=RATE_LIMITED_RESEND_SECONDS)
-        log.info("message=%s dropped by Twilio for the channel's rate (63018): sent again as %s in %d s",
-                 message.id, variant.id, RATE_LIMITED_RESEND_SECONDS)
-    return variant.id
+    return _resend(deps, message, ":r", "twilio_63018_rate_limited", delay_seconds=RATE_LIMITED_RESEND_SECONDS)
 
 
 def handle_alert_error(deps: Deps, message: OutboundMessage, code: int | None) -> str:
@@ -191,20 +185,7 @@ def process_status(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
-FAILED_STATUSES = ("failed", "undelivered")
 DELIVERED_STATUSES = ("delivered", "read")
-
-
-def status_event_doc(sid: str, status: str, error_code: int | None) -> tuple[str, Doc]:
-    """The event id and document the webhook stores for this status callback.
-
-    The same as ``services.webhook.status_event`` (a test keeps them equal), so a callback
-    arriving after a poll stored its event is a duplicate.
-    """
-    failed = status in FAILED_STATUSES
-    event: Doc = {"kind": "status", "sid": sid, "status": status, "error_code": error_code,
-                  "state": "received" if failed else "processed", "action_state": "pending" if failed else None}
-    return f"status:{sid}:{status}", event
 
 
 def poll_status(deps: Deps, message_id: str) -> str | None:

@@ -71,6 +71,7 @@ from tests.support.chaos import (
     seed_from_env,
     zone_at_local_hour,
 )
+from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -465,13 +466,7 @@ def test_delivery_guarantees_under_chaos(chaos_stack: dict[str, Any]) -> None:
 
 
 def _wait(predicate: Any, timeout: float, what: str, processes: Processes) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        processes.check_alive()
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(predicate, timeout, what, processes.check_alive)
 
 
 def _progress(watcher: StopWatcher, since: float) -> None:

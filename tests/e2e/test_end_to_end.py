@@ -30,6 +30,7 @@ from shared.factcheck import check_draft
 from shared.models import Language
 from shared.ports import DraftRequest
 from shared.store import Store, connect
+from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -101,13 +102,7 @@ def relance(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def _wait(predicate: Any, timeout: float, what: str, procs: Stack) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs.check_alive()
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(predicate, timeout, what, procs.check_alive)
 
 
 def test_campaign_end_to_end(stack: dict[str, Any]) -> None:

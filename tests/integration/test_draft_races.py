@@ -109,14 +109,20 @@ def _claim(deps: Deps) -> tuple[str, int]:
     return job
 
 
-def test_stop_while_drafting_cancels_the_new_draft(deps: Deps, clock: FakeClock) -> None:
+def _draft_interrupted(deps: Deps, interrupt: Callable[[], None], state: str) -> str:
+    """Draft the first step while ``interrupt`` runs mid-draft: nothing may be left to send."""
     followup_id, step = _claim(deps)
-    _drafter(deps).during = _stop(deps)
+    _drafter(deps).during = interrupt
     draft_followup(deps, followup_id, step)
-    assert _followup(deps)["state"] == "stopped"
+    assert _followup(deps)["state"] == state
     message_id = f"{FOLLOWUP}:0"
     assert _message_state(deps, message_id) in (None, "cancelled")
     assert _queue(deps).sends == []
+    return message_id
+
+
+def test_stop_while_drafting_cancels_the_new_draft(deps: Deps, clock: FakeClock) -> None:
+    _draft_interrupted(deps, _stop(deps), "stopped")
     # Nothing is left half-way, now or after the reconciler's deadline.
     clock.advance(STALE + timedelta(seconds=1))
     tick(deps.store, deps.queue, clock, stale_after=STALE)
@@ -125,13 +131,7 @@ def test_stop_while_drafting_cancels_the_new_draft(deps: Deps, clock: FakeClock)
 
 
 def test_promise_while_drafting_cancels_the_draft_and_resumes_with_a_fresh_one(deps: Deps, clock: FakeClock) -> None:
-    followup_id, step = _claim(deps)
-    _drafter(deps).during = _promise(deps)
-    draft_followup(deps, followup_id, step)
-    assert _followup(deps)["state"] == "paused"
-    message_id = f"{FOLLOWUP}:0"
-    assert _message_state(deps, message_id) in (None, "cancelled")
-    assert _queue(deps).sends == []
+    message_id = _draft_interrupted(deps, _promise(deps), "paused")
     # The pause ends: the step is drafted again, with what is known now, and sent once.
     clock.advance(timedelta(days=3, seconds=1))
     deps.store.touch_inbound(CONTACT, clock.now() - timedelta(hours=1))

@@ -36,7 +36,7 @@ from shared.settings import load_settings
 from shared.store import Store
 from shared.twilio_sender import TwilioSender
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import WebhookRecorder, serve_asgi
+from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
 from workers.delivery import process_status
 from workers.deps import Deps
 from workers.drafting import draft_followup
@@ -161,9 +161,7 @@ def test_a_slowdown_is_per_sender(redis_url: str) -> None:
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[WebhookRecorder]:
     """Receives the simulator's status callbacks."""
-    rec = WebhookRecorder(AUTH_TOKEN)
-    with serve_asgi(rec.app()) as url:
-        rec.base_url = url
+    with serve_recorder(AUTH_TOKEN) as rec:
         yield rec
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from services.simulator import create_app
-from tests.support.servers import WebhookRecorder, serve_asgi
+from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "simulator-test-token"
@@ -23,9 +23,7 @@ MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[WebhookRecorder]:
     """A server recording signed posts, shared by the module's tests."""
-    rec = WebhookRecorder(AUTH_TOKEN)
-    with serve_asgi(rec.app()) as url:
-        rec.base_url = url
+    with serve_recorder(AUTH_TOKEN) as rec:
         yield rec
 
 

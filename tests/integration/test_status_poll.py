@@ -35,12 +35,12 @@ from shared.models import Campaign, Contact, Language, MessageState, OutboundMes
 from shared.ports import DeliveryStatus
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.store import Store, status_event_doc
 from shared.twilio_sender import TwilioSender
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
-from workers.delivery import poll_status, process_status, status_event_doc
+from workers.delivery import poll_status, process_status
 from workers.deps import Deps
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from services.simulator import create_app
 from shared.errors import SendDeferred, SendRejected
 from shared.ports import DeliveryStatus, OutboundRequest
 from shared.twilio_sender import RedirectingHttpClient, TwilioSender, is_retryable
-from tests.support.servers import WebhookRecorder, serve_asgi
+from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
 
 ACCOUNT_SID = "AC" + "2" * 32
 AUTH_TOKEN = "sender-test-token"
@@ -28,9 +28,7 @@ TEMPLATE = "HX" + "b" * 32
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[WebhookRecorder]:
     """Receives the simulator's status callbacks and checks their signature."""
-    rec = WebhookRecorder(AUTH_TOKEN)
-    with serve_asgi(rec.app()) as url:
-        rec.base_url = url
+    with serve_recorder(AUTH_TOKEN) as rec:
         yield rec
 
 

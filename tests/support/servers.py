@@ -193,3 +193,25 @@ class FreezableProxy:
                 sink.sendall(data)
             except OSError:
                 return
+
+
+@contextlib.contextmanager
+def serve_recorder(auth_token: str) -> Iterator[WebhookRecorder]:
+    """A :class:`WebhookRecorder` served on loopback, its ``base_url`` set."""
+    rec = WebhookRecorder(auth_token)
+    with serve_asgi(rec.app()) as url:
+        rec.base_url = url
+        yield rec
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str,
+               alive: Callable[[], None] | None = None) -> None:
+    """Poll ``predicate`` every 0.3 s until true; ``alive`` (raising when a process died) each time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None:
+            alive()
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
