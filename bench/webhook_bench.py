@@ -153,6 +153,18 @@ def build_pool(directory: Path, *, size: int, files: int, label: str, duplicates
     return len({line for line in lines})
 
 
+def enqueued_events(payloads: list[bytes]) -> int:
+    """How many inbound events the replies queue's dramatiq messages ask to process.
+
+    ``process_inbound`` carries one event id; ``dispatch_inbound`` (one per stored batch) a list.
+    """
+    count = 0
+    for payload in payloads:
+        first = json.loads(payload)["args"][0]
+        count += len(first) if isinstance(first, list) else 1
+    return count
+
+
 def read_pool(directory: Path, host: str) -> list[bytes]:
     """The raw HTTP/1.1 requests of a pool directory (for the Python load generator), interleaved."""
     per_file = [p.read_text(encoding="utf-8").splitlines() for p in sorted(directory.glob("pool.*.txt"))]
@@ -466,8 +478,7 @@ class Bench:
         rds = redis.Redis.from_url(self.redis_url)
         try:
             stored = store.events.count_documents({"kind": "inbound"})
-            enqueued = int(rds.hlen(f"{NAMESPACE}:{REPLIES}.msgs"))
-            return stored, enqueued
+            return stored, enqueued_events(rds.hvals(f"{NAMESPACE}:{REPLIES}.msgs"))
         finally:
             client.close()
             rds.close()
@@ -647,7 +658,7 @@ def report(measures: list[Measure], args: argparse.Namespace, bench: Bench, uniq
                   f"target ≥ 0.50: {'met' if ratio >= 0.5 else 'NOT met'})"]
     for m in by_kind["real"]:
         if m.stored is not None:
-            lines.append(f"real: {m.stored} events stored and {m.enqueued} messages enqueued for {m.requests} answers "
+            lines.append(f"real: {m.stored} events stored and {m.enqueued} events enqueued for {m.requests} answers "
                          f"counted by {m.tool} (requests still in flight at the end are stored but not counted); "
                          f"{unique.get('measure', 0)} distinct requests in the pool, wrapped {m.wraps}×")
     for m in measures:

@@ -40,6 +40,10 @@ class RecordingQueue:
         """Record several inbound events."""
         self.inbound.extend(event_ids)
 
+    def process_inbound_each(self, event_ids: Sequence[str]) -> None:
+        """Record several inbound events."""
+        self.inbound.extend(event_ids)
+
     def process_status(self, event_id: str) -> None:
         """Record a failed-status event."""
         self.statuses.append(event_id)

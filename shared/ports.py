@@ -119,7 +119,11 @@ class TaskQueue(Protocol):
         ...
 
     def process_inbound_many(self, event_ids: Sequence[str]) -> None:
-        """Ask replies actors to process these inbound events (one round trip where possible)."""
+        """Ask replies actors to process these inbound events (one message for them all)."""
+        ...
+
+    def process_inbound_each(self, event_ids: Sequence[str]) -> None:
+        """Ask replies actors to process these inbound events (one message each)."""
         ...
 
     def process_status(self, event_id: str) -> None:

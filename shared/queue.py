@@ -23,6 +23,7 @@ QUEUES = (QUEUE_DRAFTING, QUEUE_SENDING, QUEUE_REPLIES)
 ACTOR_DRAFT = "draft_followup"
 ACTOR_SEND = "send_message"
 ACTOR_INBOUND = "process_inbound"
+ACTOR_DISPATCH_INBOUND = "dispatch_inbound"
 ACTOR_STATUS = "process_status"
 ACTOR_RECONCILE = "reconcile_message"
 ACTOR_POLL_STATUS = "poll_status"
@@ -92,7 +93,19 @@ class DramatiqQueue:
         self._enqueue(QUEUE_REPLIES, ACTOR_INBOUND, (event_id,))
 
     def process_inbound_many(self, event_ids: Sequence[str]) -> None:
-        """Ask replies actors to process these inbound events (one Redis round trip)."""
+        """Ask replies actors to process these inbound events, with one message for them all.
+
+        The webhook calls this for each batch it stores: one ``dispatch_inbound`` message (the
+        list of ids) costs it one enqueue instead of one per event, and a replies worker fans it
+        out with :meth:`process_inbound_each`. A single event goes straight to ``process_inbound``.
+        """
+        if len(event_ids) == 1:
+            self.process_inbound(event_ids[0])
+        elif event_ids:
+            self._enqueue(QUEUE_REPLIES, ACTOR_DISPATCH_INBOUND, (list(event_ids),))
+
+    def process_inbound_each(self, event_ids: Sequence[str]) -> None:
+        """One ``process_inbound`` message per event, in order, in one Redis round trip."""
         self._enqueue_many(QUEUE_REPLIES, ACTOR_INBOUND, [(event_id,) for event_id in event_ids])
 
     def process_status(self, event_id: str) -> None:

@@ -32,7 +32,7 @@ from shared.offline import amount_text, date_text
 from shared.phones import mask_phone
 from shared.policy import window_open, zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
-from shared.queue import ACTOR_INBOUND, QUEUE_REPLIES
+from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
 from workers.deps import Deps, declare_actor
 
 log = logging.getLogger(__name__)
@@ -317,6 +317,19 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
+def dispatch_inbound(deps: Deps, event_ids: list[str]) -> int:
+    """Fan a batch the webhook stored out to one ``process_inbound`` message per event.
+
+    Sent again (a retry, a redelivery), it enqueues the same ids again: harmless, since
+    ``process_inbound`` acts on an event only while it is ``received``.
+    """
+    ids = [str(event_id) for event_id in event_ids]
+    deps.queue.process_inbound_each(ids)
+    log.debug("dispatched %d inbound event(s)", len(ids))
+    return len(ids)
+
+
 def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
-    """Declare the replies actor on ``broker``, bound to ``deps``."""
+    """Declare the replies actors on ``broker`` (``process_inbound``, ``dispatch_inbound``), bound to ``deps``."""
+    declare_actor(broker, deps, dispatch_inbound, name=ACTOR_DISPATCH_INBOUND, queue=QUEUE_REPLIES)
     return declare_actor(broker, deps, process_inbound, name=ACTOR_INBOUND, queue=QUEUE_REPLIES)

@@ -19,8 +19,10 @@ from services.webhook import inbound_event
 from shared.clock import FakeClock
 from shared.errors import TransientError
 from shared.fakes import RecordingQueue
-from shared.queue import ACTOR_INBOUND, QUEUE_REPLIES, DramatiqQueue, make_broker
+from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES, DramatiqQueue, make_broker
 from shared.store import Store, open_store
+from workers.deps import Deps, declare_actor
+from workers.replies import dispatch_inbound
 
 pytestmark = pytest.mark.integration
 
@@ -135,9 +137,20 @@ def test_redis_down_keeps_the_event_for_the_scheduler(store: Store, clock: FakeC
     assert queue.inbound == [event_id]
 
 
-def test_enqueue_many_is_consumed_by_a_real_worker(redis_url: str) -> None:
-    """One pipeline of dramatiq's own enqueue script: each id reaches a worker once."""
-    broker = make_broker(redis_url)
+def _consume(broker: Any, seen: list[str], expected: int) -> None:
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(seen) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker.join()
+    finally:
+        worker.stop()
+        broker.close()
+
+
+def _recording_actor(broker: Any) -> list[str]:
     seen: list[str] = []
     lock = threading.Lock()
 
@@ -146,21 +159,46 @@ def test_enqueue_many_is_consumed_by_a_real_worker(redis_url: str) -> None:
             seen.append(event_id)
 
     dramatiq.actor(process_inbound, broker=broker, actor_name=ACTOR_INBOUND, queue_name=QUEUE_REPLIES)
+    return seen
+
+
+def test_enqueue_each_is_consumed_by_a_real_worker(redis_url: str) -> None:
+    """One pipeline of dramatiq's own enqueue script: each id reaches a worker once."""
+    broker = make_broker(redis_url)
+    seen = _recording_actor(broker)
     ids = [f"inbound:SM{n:032d}" for n in range(40)]
-    DramatiqQueue(broker).process_inbound_many(ids)
+    DramatiqQueue(broker).process_inbound_each(ids)
     payloads = redis.Redis.from_url(redis_url).hgetall(f"relance:{QUEUE_REPLIES}.msgs")
     assert sorted(json.loads(raw)["args"][0] for raw in payloads.values()) == sorted(ids)
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    try:
-        deadline = time.monotonic() + 20
-        while len(seen) < len(ids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        worker.join()
-    finally:
-        worker.stop()
-        broker.close()
+    _consume(broker, seen, len(ids))
     assert sorted(seen) == sorted(ids)
+
+
+def test_a_batch_is_one_message_that_a_real_worker_fans_out(redis_url: str, store: Store, clock: FakeClock) -> None:
+    """The webhook's batch: one dispatch_inbound message (ids only), fanned out by the replies worker."""
+    broker = make_broker(redis_url)
+    seen = _recording_actor(broker)
+    queue = DramatiqQueue(broker)
+    deps = Deps(settings=None, store=store, clock=clock, queue=queue, drafter=None, sender=None)  # type: ignore[arg-type]
+    declare_actor(broker, deps, dispatch_inbound, name=ACTOR_DISPATCH_INBOUND, queue=QUEUE_REPLIES)
+    ids = [f"inbound:SM{n:032d}" for n in range(25)]
+    queue.process_inbound_many(ids)
+    payloads = list(redis.Redis.from_url(redis_url).hgetall(f"relance:{QUEUE_REPLIES}.msgs").values())
+    assert [(json.loads(raw)["actor_name"], json.loads(raw)["args"]) for raw in payloads] == [
+        (ACTOR_DISPATCH_INBOUND, [ids])]
+    _consume(broker, seen, len(ids))
+    assert sorted(seen) == sorted(ids)
+
+
+def test_a_single_event_is_sent_straight_to_process_inbound(redis_url: str) -> None:
+    broker = make_broker(redis_url)
+    try:
+        DramatiqQueue(broker).process_inbound_many(["inbound:SM1"])
+        payloads = list(redis.Redis.from_url(redis_url).hgetall(f"relance:{QUEUE_REPLIES}.msgs").values())
+    finally:
+        broker.close()
+    assert [(json.loads(raw)["actor_name"], json.loads(raw)["args"]) for raw in payloads] == [
+        (ACTOR_INBOUND, ["inbound:SM1"])]
 
 
 def test_clients_posting_again_at_once_are_never_left_waiting(store: Store, clock: FakeClock) -> None:
