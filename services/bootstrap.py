@@ -153,7 +153,7 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
                        auth_token=settings.twilio_auth_token.get_secret_value(),
                        public_base_url=settings.base_url, redis_ping=redis_ping,
                        shared_key=settings.twilio_webhook_shared_key.get_secret_value())
-    return create_app(deps, on_shutdown=close)
+    return create_app(deps, on_shutdown=close, freeze_gc=True)
 
 
 def stale_after(settings: Settings) -> timedelta:

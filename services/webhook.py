@@ -10,6 +10,7 @@ cannot be recorded.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import itertools
 import logging
@@ -23,9 +24,10 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope
 from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator, get_signature_algorithm
 
 from services.recorder import EventRecorder
@@ -68,17 +70,64 @@ def twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
-async def read_signed_form(request: Request, deps: WebhookDeps) -> dict[str, str]:
-    """The request's form after the size, format and signature checks (raises BadRequest)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and (len(declared) > 9 or int(declared) > MAX_BODY_BYTES):
-        raise BadRequest(413, "body too large")
+# The headers read_signed_form looks at; ASGI servers give header names in lower case.
+_CONTENT_LENGTH, _CONTENT_TYPE = b"content-length", b"content-type"
+_SIGNATURE, _SIGNATURE_SETTINGS = b"x-twilio-signature", b"x-twilio-webhooks-signature-settings"
+_IDEMPOTENCY_TOKEN = b"i-twilio-idempotency-token"
+_READ_HEADERS = frozenset({_CONTENT_LENGTH, _CONTENT_TYPE, _SIGNATURE, _SIGNATURE_SETTINGS, _IDEMPOTENCY_TOKEN})
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    """The headers the webhook reads, in one pass; the first of a repeated one, as Starlette's."""
+    found: dict[bytes, str] = {}
+    for key, value in scope["headers"]:
+        if key in _READ_HEADERS and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The request body, refused (413) as soon as it passes MAX_BODY_BYTES."""
     body = b""
-    async for chunk in request.stream():
-        body += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body += message.get("body", b"")
         if len(body) > MAX_BODY_BYTES:
             raise BadRequest(413, "body too large")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not message.get("more_body", False):
+            return body
+
+
+def signed_url(public_base_url: str, scope: Scope) -> str:
+    """What Twilio signed: PUBLIC_BASE_URL + the path + the query string exactly as called.
+
+    The path is escaped as Starlette's ``request.url`` has it; a query string that is not
+    UTF-8 cannot have been signed by Twilio (400).
+    """
+    url = public_base_url + scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    query = scope.get("query_string", b"")
+    if query:
+        try:
+            url += "?" + query.decode()
+        except UnicodeDecodeError:
+            raise BadRequest(400, "malformed query string") from None
+    return url
+
+
+async def read_signed_form(request: Request, deps: WebhookDeps) -> SignedForm:
+    """The request's form after the size, format and signature checks (raises BadRequest).
+
+    Reads the ASGI scope and messages directly (one pass over the headers, no ``request.url``,
+    no async generator): most of what this costs per request went there.
+    """
+    headers = _headers(request.scope)
+    declared = headers.get(_CONTENT_LENGTH, "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 9 or int(declared) > MAX_BODY_BYTES):
+        raise BadRequest(413, "body too large")
+    body = await _read_body(request.receive)
+    content_type = headers.get(_CONTENT_TYPE, "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest(400, "expected an application/x-www-form-urlencoded body")
     try:
@@ -87,16 +136,14 @@ async def read_signed_form(request: Request, deps: WebhookDeps) -> dict[str, str
     except (UnicodeDecodeError, ValueError):
         raise BadRequest(400, "malformed form body") from None
     form = SignedForm(pairs)
-    form.body = text
     if len(form) != len(pairs):
         twice = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
         raise BadRequest(400, f"field {twice} appears twice")
-    signature = request.headers.get("x-twilio-signature", "")
-    url = deps.public_base_url + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
+    form.body, form.idempotency_token = text, headers.get(_IDEMPOTENCY_TOKEN, "")
+    signature = headers.get(_SIGNATURE, "")
+    url = signed_url(deps.public_base_url, request.scope)
     secret, algorithm = deps.auth_token, HMAC_SHA1
-    settings_header = request.headers.get("x-twilio-webhooks-signature-settings")
+    settings_header = headers.get(_SIGNATURE_SETTINGS)
     if settings_header is not None:
         # Signed with a SharedKey of ours (a Webhook Rule matched the URL), by the named algorithm.
         if not deps.shared_key:
@@ -119,11 +166,12 @@ class SignedForm(dict[str, str]):
     Duplicate field names are refused before this, so each field has exactly one value.
     """
 
-    __slots__ = ("body",)
+    __slots__ = ("body", "idempotency_token")
 
     def __init__(self, *args: Any, **kwargs: str) -> None:
         super().__init__(*args, **kwargs)
         self.body = ""  # the form as it was posted (urlencoded), set by read_signed_form
+        self.idempotency_token = ""  # I-Twilio-Idempotency-Token, set by read_signed_form
 
     def getall(self, name: str) -> list[str]:
         """The values of field ``name`` (one: duplicates are refused)."""
@@ -223,8 +271,16 @@ def inbound_event(form: dict[str, str], idempotency_token: str = "") -> tuple[st
     return f"inbound:{sid}", event
 
 
-def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = None) -> Starlette:
-    """The webhook Starlette application."""
+def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = None,
+               freeze_gc: bool = False) -> Starlette:
+    """The webhook Starlette application.
+
+    ``freeze_gc`` (the ``relance webhook`` process): once started, everything built so far
+    (modules, the SDKs, clients) is moved out of the cyclic garbage collector's reach with
+    ``gc.freeze()``. Those objects live as long as the process, yet every full collection used
+    to walk them again: about a sixth of the webhook's CPU per request under load
+    (bench/webhook_bench.py).
+    """
     recorder = EventRecorder(deps.store, deps.queue, deps.clock)
 
     async def status(request: Request) -> Response:
@@ -245,7 +301,7 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         try:
             form = await read_signed_form(request, deps)
             _require(form, "MessageSid", "From")
-            event_id, event = inbound_event(form, request.headers.get("i-twilio-idempotency-token", ""))
+            event_id, event = inbound_event(form, form.idempotency_token)
             fresh = await recorder.record(event_id, event, enqueue_inbound=True)
         except BadRequest as exc:
             return PlainTextResponse(exc.reason, status_code=exc.status)
@@ -266,6 +322,9 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         yield
         await recorder.close()
         if on_shutdown is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -15,7 +16,7 @@ from services.webhook import EMPTY_TWIML, WebhookDeps, create_app
 from shared.clock import FakeClock
 from shared.fakes import RecordingQueue
 from shared.models import Language, MessageState, OutboundMessage
-from shared.store import Store, open_store
+from shared.store import Store, connect, open_store
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +186,35 @@ def test_a_hung_mongodb_link_answers_503_in_bounded_time_then_recovers(mongo_uri
     finally:
         proxy.close()
         client.close()
+
+
+def test_the_webhook_process_freezes_what_it_built_before_serving(mongo_uri: str, redis_url: str,
+                                                                  db_name: str) -> None:
+    """`relance webhook` (build_webhook) takes its start-up objects out of the cyclic GC's scans."""
+    from services.bootstrap import build_webhook
+    from shared.settings import load_settings
+
+    settings = load_settings({"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": "https://relance.example",
+                              "MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl(),
+                              "REDIS_URL": redis_url},
+                             env_file=None)
+    gc.unfreeze()
+    try:
+        app = build_webhook(settings)
+        assert gc.get_freeze_count() == 0  # building the app alone does not freeze
+        with TestClient(app) as client:
+            assert gc.get_freeze_count() > 0
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()
+        mongo = connect(mongo_uri)
+        mongo.drop_database(db_name)
+        mongo.close()
+
+
+def test_an_app_built_for_tests_leaves_the_gc_alone(store: Store, queue: RecordingQueue, clock: FakeClock) -> None:
+    gc.unfreeze()
+    deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
+                       redis_ping=lambda: True)
+    with TestClient(create_app(deps)):
+        assert gc.get_freeze_count() == 0
