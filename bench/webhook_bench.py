@@ -6,8 +6,8 @@ one process, no access log) and get the same load, one after the other:
 
 - **real**: the production composition (``services.bootstrap.build_webhook``, logging configured
   as ``relance webhook`` does): size and form checks, X-Twilio-Signature against
-  ``PUBLIC_BASE_URL``, the dedupe insert into MongoDB, the ``process_inbound`` enqueue on Redis
-  (dramatiq), the empty TwiML answer;
+  ``PUBLIC_BASE_URL``, the dedupe insert into MongoDB, the enqueue of each batch's event ids on
+  Redis (dramatiq, ``dispatch_inbound``), the empty TwiML answer;
 - **bare**: a Starlette route on the same path that reads the body, parses it as the webhook does
   (``parse_qsl``) and answers the same TwiML, nothing else.
 
