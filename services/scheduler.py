@@ -95,13 +95,11 @@ def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedel
         store.messages.update_one({"_id": doc["_id"]}, {"$set": {"reconcile_asked_at": now}})
         queue.reconcile_message(doc["_id"])
         report.reconciling.append(doc["_id"])
-    for event in store.events.find({"kind": "inbound", "state": "received", "received_at": {"$lt": before}},
-                                   {"_id": 1}).limit(batch):
-        queue.process_inbound(event["_id"])
-        report.requeued_inbound.append(event["_id"])
-    for event in store.events.find({"kind": "status", "state": "received", "received_at": {"$lt": before}},
-                                   {"_id": 1}).limit(batch):
-        queue.process_status(event["_id"])
+    for event in store.waiting_events(before, batch):
+        if event.get("kind") == "status":
+            queue.process_status(event["_id"])
+        else:
+            queue.process_inbound(event["_id"])
         report.requeued_inbound.append(event["_id"])
     poll_statuses(store, queue, clock, batch, report)
 

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000  # MongoDB's error code for a unique index violation
 OBSOLETE_EVENT_INDEXES = frozenset({"sid", "kind_action_received"})  # dropped by ensure_indexes
+# The index through which earlier versions found waiting events; replaced by the pending notes.
+LEGACY_WAITING_INDEX = "kind_state_received"
+NOTE_MAX_EVENTS = 1000  # events per pending note written by the migration (a note is one document)
 T = TypeVar("T")
 Doc = dict[str, Any]
 HISTORY_CAP = 50
@@ -108,6 +111,8 @@ class Store:
         self.followups: Collection[Doc] = db["followups"]
         self.messages: Collection[Doc] = db["messages"]
         self.events: Collection[Doc] = db["events"]
+        # Notes of events stored while waiting for an actor, one per stored batch: see record_events.
+        self.pending: Collection[Doc] = db["pending_events"]
         # One small document per owner number: when the owner last wrote (their 24-hour window).
         self.owner: Collection[Doc] = db["owner"]
 
@@ -138,17 +143,32 @@ class Store:
             )
             self.messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)],
                                        name="contact_time")
-            # Events are written on the webhook's hot path: one secondary index only (every index
-            # costs each insert). It finds work left waiting (state "received": an inbound message,
-            # or a failed status not yet acted on); a SID's events are found by _id range.
-            self.events.create_index([("kind", ASCENDING), ("state", ASCENDING), ("received_at", ASCENDING)],
-                                     name="kind_state_received")
+            # Events are written on the webhook's hot path and kept for good: no secondary index
+            # (each one costs every insert, and grows with every event ever received). Work left
+            # waiting is found through the small pending_events collection instead; a SID's
+            # events are found by _id range.
+            self.pending.create_index([("created_at", ASCENDING)], name="created")
             existing = set(self.events.index_information())
-            for obsolete in sorted(OBSOLETE_EVENT_INDEXES & existing):
+            if LEGACY_WAITING_INDEX in existing:
+                self._note_legacy_waiting_events()
+            for obsolete in sorted((OBSOLETE_EVENT_INDEXES | {LEGACY_WAITING_INDEX}) & existing):
                 try:
                     self.events.drop_index(obsolete)
                 except OperationFailure:  # another process starting at the same time dropped it first
                     log.debug("index %s already dropped", obsolete)
+
+    def _note_legacy_waiting_events(self) -> None:
+        """Upgrade: note the events an earlier version left waiting, before its index goes."""
+        docs = list(self.events.find({"kind": {"$in": ["inbound", "status"]}, "state": "received"},
+                                     {"from": 1, "received_at": 1}).sort("received_at", ASCENDING))
+        waiting = [{"id": doc["_id"], "from": doc.get("from", "")} for doc in docs]
+        for start in range(0, len(waiting), NOTE_MAX_EVENTS):
+            # Dated as its oldest event: the sweep sees it as it saw the events themselves.
+            noted_at = docs[start].get("received_at") or datetime.now(UTC)
+            self.pending.insert_one({"_id": secrets.token_hex(12), "created_at": noted_at,
+                                     "events": waiting[start:start + NOTE_MAX_EVENTS]})
+        if waiting:
+            log.info("noted %d waiting event(s) of an earlier version", len(waiting))
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -539,7 +559,13 @@ class Store:
         """
         if not events:
             return []
+        waiting = [{"id": event_id, "from": doc.get("from", "")} for event_id, doc in events
+                   if doc.get("state") == "received"]
         with unreachable_as_transient():
+            if waiting:
+                # Noted first: an event is never stored waiting without the note that lets the
+                # scheduler find it (a note whose events were not stored is dropped by the sweep).
+                self.pending.insert_one({"_id": secrets.token_hex(12), "created_at": now, "events": waiting})
             try:
                 self.events.insert_many([{"_id": event_id, **doc, "received_at": now} for event_id, doc in events],
                                         ordered=False)
@@ -554,13 +580,38 @@ class Store:
     def unprocessed_inbound(self, phone: str, limit: int = 10) -> list[Doc]:
         """Inbound events from ``phone`` (E.164) stored but not yet processed, oldest first.
 
-        Uses the events' one secondary index (kind, state): only events still waiting are read.
+        Reads the pending notes (recent batches, and older ones with an event still waiting),
+        then those events by id.
         """
+        senders = [f"whatsapp:{phone}", phone]
         with unreachable_as_transient():
+            ids = [event["id"] for note in self.pending.find({"events.from": {"$in": senders}}, {"events": 1})
+                   for event in note["events"] if event["from"] in senders and event["id"].startswith("inbound:")]
+            if not ids:
+                return []
             return list(self.events.find(
-                {"kind": "inbound", "state": "received", "from": {"$in": [f"whatsapp:{phone}", phone]}},
-                {"_id": 1, "received_at": 1},
+                {"_id": {"$in": ids}, "kind": "inbound", "state": "received"}, {"_id": 1, "received_at": 1},
             ).sort("received_at", ASCENDING).limit(limit))
+
+    def waiting_events(self, before: datetime, limit: int) -> list[Doc]:
+        """Events noted before ``before`` still ``received`` (``_id`` and ``kind``), oldest notes first.
+
+        For the scheduler's sweep: an inbound message or a failed status whose actor message
+        Redis lost. A note none of whose events still waits (all processed, or never stored
+        because the insert failed) is deleted on the way; at most ``limit`` notes are read.
+        """
+        found: list[Doc] = []
+        with unreachable_as_transient():
+            for note in self.pending.find({"created_at": {"$lt": before}}).sort("created_at", ASCENDING).limit(limit):
+                ids = [event["id"] for event in note["events"]]
+                still = list(self.events.find({"_id": {"$in": ids}, "state": "received"}, {"_id": 1, "kind": 1}))
+                if still:
+                    found.extend(still)
+                    if len(found) >= limit:
+                        break
+                else:
+                    self.pending.delete_one({"_id": note["_id"]})
+        return found
 
     def claim_event_requeue(self, event_id: str, now: datetime, every: timedelta) -> bool:
         """True for one caller per ``every`` while the inbound event waits: that caller enqueues it."""

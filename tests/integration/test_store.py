@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from shared.clock import FakeClock
+from shared.errors import TransientError
 from shared.models import (
     Campaign,
     Contact,
@@ -74,13 +75,77 @@ def test_status_callbacks_only_move_forward(store: Store, clock: FakeClock) -> N
     assert store.message_doc(mid)["state"] == "read"  # type: ignore[index]
 
 
-def test_ensure_indexes_keeps_one_secondary_index_on_events(store: Store) -> None:
-    """Each index costs every webhook insert: an older database's extra ones are dropped."""
+def test_ensure_indexes_leaves_events_with_no_secondary_index(store: Store) -> None:
+    """Each index costs every webhook insert: an older database's are dropped."""
     from pymongo import ASCENDING
 
-    store.events.create_index([("sid", ASCENDING)], name="sid")  # as an earlier version made it
+    store.events.create_index([("sid", ASCENDING)], name="sid")  # as earlier versions made them
+    store.events.create_index([("kind", ASCENDING), ("state", ASCENDING), ("received_at", ASCENDING)],
+                              name="kind_state_received")
     store.ensure_indexes()
-    assert sorted(store.events.index_information()) == ["_id_", "kind_state_received"]
+    assert sorted(store.events.index_information()) == ["_id_"]
+    assert sorted(store.pending.index_information()) == ["_id_", "created"]
+
+
+def _inbound(n: int, phone: str = "+33612345678") -> tuple[str, dict[str, object]]:
+    return f"inbound:SM{n}", {"kind": "inbound", "sid": f"SM{n}", "state": "received", "from": f"whatsapp:{phone}"}
+
+
+def test_upgrading_notes_the_events_an_earlier_version_left_waiting(store: Store, clock: FakeClock) -> None:
+    """Before its index goes, what the old sweep would have found is noted for the new one."""
+    from pymongo import ASCENDING
+
+    store.events.create_index([("kind", ASCENDING), ("state", ASCENDING), ("received_at", ASCENDING)],
+                              name="kind_state_received")
+    old = clock.now() - timedelta(hours=1)
+    store.events.insert_many([  # written by the earlier version: no notes
+        {"_id": "inbound:SM1", "kind": "inbound", "state": "received", "from": "whatsapp:+33612345678",
+         "received_at": old},
+        {"_id": "inbound:SM2", "kind": "inbound", "state": "processed", "from": "whatsapp:+33612345678",
+         "received_at": old},
+        {"_id": "status:SM3:failed", "kind": "status", "state": "received", "received_at": old},
+    ])
+    store.ensure_indexes()
+    assert "kind_state_received" not in store.events.index_information()
+    waiting = store.waiting_events(clock.now() + timedelta(minutes=10), 100)
+    assert sorted((e["_id"], e["kind"]) for e in waiting) == [("inbound:SM1", "inbound"),
+                                                            ("status:SM3:failed", "status")]
+    assert [e["_id"] for e in store.unprocessed_inbound("+33612345678")] == ["inbound:SM1"]
+    store.ensure_indexes()  # a second start notes nothing more
+    assert store.pending.count_documents({}) == 1
+
+
+def test_waiting_events_come_from_the_notes_and_finished_notes_go(store: Store, clock: FakeClock) -> None:
+    now = clock.now()
+    assert store.record_events([_inbound(1), _inbound(2, "+33700000000")], now) == [True, True]
+    assert store.record_events([("status:SM9:delivered", {"kind": "status", "state": "processed"})],
+                               now) == [True]
+    assert store.pending.count_documents({}) == 1  # a batch with nothing waiting writes no note
+    assert store.waiting_events(now, 100) == []  # not older than `before` yet
+    later = now + timedelta(minutes=6)
+    assert sorted(e["_id"] for e in store.waiting_events(later, 100)) == ["inbound:SM1", "inbound:SM2"]
+    assert [e["_id"] for e in store.unprocessed_inbound("+33700000000")] == ["inbound:SM2"]
+    assert store.mark_event("inbound:SM1", "received", "processed", now)
+    assert [e["_id"] for e in store.waiting_events(later, 100)] == ["inbound:SM2"]
+    assert store.unprocessed_inbound("+33612345678") == []
+    assert store.pending.count_documents({}) == 1
+    assert store.mark_event("inbound:SM2", "received", "processed", now)
+    assert store.waiting_events(later, 100) == []
+    assert store.pending.count_documents({}) == 0  # nothing waits: the note is gone
+
+
+def test_a_note_whose_events_were_never_stored_is_dropped(store: Store, clock: FakeClock) -> None:
+    """The note is written first; if the events' insert then fails, the sweep finds nothing and cleans up."""
+    from unittest import mock
+
+    from pymongo.errors import AutoReconnect
+
+    with mock.patch.object(type(store.events), "insert_many", side_effect=AutoReconnect("connection reset")):
+        with pytest.raises(TransientError):
+            store.record_events([_inbound(5)], clock.now())
+    assert store.pending.count_documents({}) == 1 and store.get_event("inbound:SM5") is None
+    assert store.waiting_events(clock.now() + timedelta(minutes=6), 100) == []
+    assert store.pending.count_documents({}) == 0
 
 
 def test_two_processes_dropping_the_same_obsolete_index_both_start(store: Store) -> None:
