@@ -18,7 +18,9 @@ computed beforehand (``--pool`` of them per round, written to files) and cycled 
 
 Load: ``wrk`` when it is on PATH (a Lua script reads the signed bodies; ``apt-get install wrk``),
 else a Python generator (asyncio, keep-alive connections) in its own process so it does not share
-a GIL with the servers. Same connections and duration for both endpoints.
+a GIL with the servers. Same connections and duration for both endpoints, at each connection
+count of ``--connections`` (16, 64 and 256 by default): the group commit shares a batch's fixed
+cost among the requests in flight, so the ratio depends on how many there are.
 
 Servers: its own Redis and SecantusDB (``services.embedded``), or ``MONGODB_URI`` / ``REDIS_URL``
 when set (a database of its own is used and dropped; the bench's messages are removed from the
@@ -29,7 +31,7 @@ CPU goes.
 
 Usage (repository root, in the venv)::
 
-    python bench/webhook_bench.py                      # 10 s per endpoint
+    python bench/webhook_bench.py                      # 10 s per endpoint and connection count
     python bench/webhook_bench.py --duration 5 --connections 32 --duplicates 0.3 --profile
 
 Everything it starts is stopped at the end, on errors and on Ctrl-C / SIGTERM.
@@ -71,6 +73,9 @@ PUBLIC_BASE_URL = "https://bench.relance.example"  # what Twilio signs; the serv
 PATH = "/whatsapp/webhook"
 FORM = "application/x-www-form-urlencoded"
 SID_MARK = "SMbench"
+# The group commit batches the requests in flight: with few of them, a batch's fixed cost (a
+# MongoDB round trip, an enqueue) is shared by few requests. Measured at low and high concurrency.
+DEFAULT_CONNECTIONS = [16, 64, 256]
 NAMESPACE = "relance"  # shared.queue.make_broker's namespace
 REPLIES = "replies"
 
@@ -377,6 +382,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
+        self.connections: int = args.connections[0]  # what drive() uses; main() sets each count in turn
         self.workdir = workdir
         self.children: list[Child] = []
         self.servers: list[ServerProcess] = []
@@ -490,13 +496,13 @@ class Bench:
         if self.tool == "wrk":
             script = self.workdir / "webhook.lua"
             script.write_text(WRK_SCRIPT.replace("__PATH__", PATH))
-            command = ["wrk", "-t", str(self.args.threads), "-c", str(self.args.connections),
+            command = ["wrk", "-t", str(self.args.threads), "-c", str(self.connections),
                        "-d", f"{max(1, round(duration))}s", "--timeout", "10s", "-s", str(script), f"http://{host}{PATH}",
                        "--", str(pool), host]
         else:
             command = [sys.executable, str(Path(__file__).resolve()), "_load", "--port", str(port),
                        "--pool", str(pool), "--duration", str(duration),
-                       "--connections", str(self.args.connections)]
+                       "--connections", str(self.connections)]
         times_before = os.times()
         child = self.spawn("load", command)
         try:
@@ -533,7 +539,7 @@ class Bench:
             after = {name: cpu_seconds(pid) for name, pid in pids.items()}
             if server.proc.poll() is not None:
                 raise RuntimeError(f"the {kind} server died; see {server.log}")
-            measure = Measure(kind, self.tool, self.args.connections, **{
+            measure = Measure(kind, self.tool, self.connections, **{
                 k: result[k] for k in ("requests", "duration_s", "p50_ms", "p99_ms", "max_ms", "errors", "wraps")})
             measure.cpu_s = {name: after[name] - before[name] for name in pids}
             measure.cpu_s["load"] = result["load_cpu_s"]
@@ -630,43 +636,60 @@ def _bucket(frames: list[str]) -> str:
 
 # ------------------------------------------------------------------------------ report
 def report(measures: list[Measure], args: argparse.Namespace, bench: Bench, unique: dict[str, int]) -> list[str]:
-    by_kind: dict[str, list[Measure]] = {"bare": [], "real": []}
-    for m in measures:
-        by_kind[m.endpoint].append(m)
     lines = [
-        f"Webhook benchmark: {args.duration:g} s per endpoint, {args.connections} connections, "
+        f"Webhook benchmark: {args.duration:g} s per endpoint, {','.join(map(str, args.connections))} connections, "
         f"load by {bench.tool}" + (f" ({args.threads} threads)" if bench.tool == "wrk" else "")
         + f", {os.cpu_count()} CPUs, MongoDB {'MONGODB_URI' if os.environ.get('MONGODB_URI') else 'SecantusDB'}"
         f", duplicates {args.duplicates:.0%}, {args.rounds} round(s)",
         "",
-        "| endpoint | requests | req/s | p50 ms | p99 ms | errors | CPU ms/req: server | mongo | redis | load "
-        "| stored | enqueued | other load (cores) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| conns | endpoint | requests | req/s | p50 ms | p99 ms | errors | CPU ms/req: server | mongo | redis "
+        "| load | stored | enqueued | other load (cores) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for m in measures:
+    for m in sorted(measures, key=lambda m: m.connections):  # stable: rounds stay in order
         per = {k: (v * 1e3 / m.requests if m.requests else 0.0) for k, v in m.cpu_s.items()}
         lines.append(
-            f"| {m.endpoint} | {m.requests} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.error_count} "
-            f"| {per.get('server', 0):.3f} | {per.get('mongo', 0):.3f} | {per.get('redis', 0):.3f} "
+            f"| {m.connections} | {m.endpoint} | {m.requests} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} "
+            f"| {m.error_count} | {per.get('server', 0):.3f} | {per.get('mongo', 0):.3f} | {per.get('redis', 0):.3f} "
             f"| {per.get('load', 0):.3f} | {'' if m.stored is None else m.stored} "
             f"| {'' if m.enqueued is None else m.enqueued} | {m.other_cores:.2f} |"
         )
-    bare = statistics.median(m.rps for m in by_kind["bare"])
-    real = statistics.median(m.rps for m in by_kind["real"])
-    ratio = real / bare if bare else 0.0
-    lines += ["", f"real/bare throughput: **{ratio:.2f}** (median req/s {real:,.0f} / {bare:,.0f}; "
-                  f"target ≥ 0.50: {'met' if ratio >= 0.5 else 'NOT met'})"]
-    for m in by_kind["real"]:
-        if m.stored is not None:
-            lines.append(f"real: {m.stored} events stored and {m.enqueued} events enqueued for {m.requests} answers "
-                         f"counted by {m.tool} (requests still in flight at the end are stored but not counted); "
-                         f"{unique.get('measure', 0)} distinct requests in the pool, wrapped {m.wraps}×")
+    lines.append("")
+    met: list[int] = []
+    for connections in args.connections:
+        bare = statistics.median(m.rps for m in measures if m.connections == connections and m.endpoint == "bare")
+        real = statistics.median(m.rps for m in measures if m.connections == connections and m.endpoint == "real")
+        ratio = real / bare if bare else 0.0
+        if ratio >= 0.5:
+            met.append(connections)
+        lines.append(f"real/bare throughput at {connections} connections: **{ratio:.2f}** "
+                     f"(median req/s {real:,.0f} / {bare:,.0f})")
+    lines.append("target ≥ 0.50: " + (f"met at {', '.join(map(str, met))} connections" if met else "NOT met")
+                 + ("" if len(met) in (0, len(args.connections))
+                    else f"; not at {', '.join(str(c) for c in args.connections if c not in met)}"))
+    for m in measures:
+        if m.endpoint == "real" and m.stored is not None:
+            lines.append(f"real, {m.connections} connections: {m.stored} events stored and {m.enqueued} events "
+                         f"enqueued for {m.requests} answers counted by {m.tool} (requests still in flight at the "
+                         f"end are stored but not counted); {unique.get('measure', 0)} distinct requests in the "
+                         f"pool, wrapped {m.wraps}×")
     for m in measures:
         if m.error_count:
-            lines.append(f"{m.endpoint} errors: {m.errors}")
+            lines.append(f"{m.endpoint}, {m.connections} connections, errors: {m.errors}")
     if any(m.other_cores > 0.2 for m in measures):
         lines.append("WARNING: other processes used CPU during the run (last column): the numbers are disturbed")
     return lines
+
+
+def connection_counts(text: str) -> list[int]:
+    """``--connections``: ``16`` or ``16,64,256`` (positive, distinct)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"expected distinct positive numbers, got {text!r}")
+    return counts
 
 
 # ------------------------------------------------------------------------------ main
@@ -674,14 +697,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per endpoint (10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per endpoint (2)")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (16)")
+    parser.add_argument("--connections", type=connection_counts, default=DEFAULT_CONNECTIONS,
+                        help="concurrent keep-alive connections, one count or several: each is measured for "
+                             f"both endpoints ({','.join(map(str, DEFAULT_CONNECTIONS))})")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto",
                         help="load generator: wrk when on PATH (auto), or the Python one")
     parser.add_argument("--duplicates", type=float, default=0.0,
                         help="share of requests replaying an earlier MessageSid (Twilio retries), 0..1")
     parser.add_argument("--pool", type=int, default=0,
-                        help="signed requests per round (default: 4000 per second of --duration)")
+                        help="signed requests per round (default: 8000 per second of --duration)")
     parser.add_argument("--rounds", type=int, default=1, help="bare/real pairs to run (the ratio uses medians)")
     parser.add_argument("--profile", action="store_true", help="also profile the real endpoint with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, pools)")
@@ -717,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
     bench = Bench(args, workdir)
     files = args.threads if bench.tool == "wrk" else 1
-    pool_size = args.pool or int(4000 * args.duration)
+    pool_size = args.pool or int(8000 * args.duration)
     measures: list[Measure] = []
     unique: dict[str, int] = {}
     try:
@@ -732,14 +757,18 @@ def main(argv: list[str] | None = None) -> int:
                                                duplicates=args.duplicates, seed=round_ + 1)
                 print(f"round {round_ + 1}: {pool_size} signed requests in {time.perf_counter() - started:.1f} s",
                       file=sys.stderr)
-                for kind in ("bare", "real"):
-                    measure = bench.measure(kind, pool, warm)
-                    measures.append(measure)
-                    print(f"  {kind}: {measure.rps:,.0f} req/s, p50 {measure.p50_ms:.2f} ms, "
-                          f"p99 {measure.p99_ms:.2f} ms, errors {measure.error_count}", file=sys.stderr)
+                for connections in args.connections:
+                    bench.connections = connections
+                    for kind in ("bare", "real"):
+                        measure = bench.measure(kind, pool, warm)
+                        measures.append(measure)
+                        print(f"  {connections} connections, {kind}: {measure.rps:,.0f} req/s, "
+                              f"p50 {measure.p50_ms:.2f} ms, p99 {measure.p99_ms:.2f} ms, "
+                              f"errors {measure.error_count}", file=sys.stderr)
             for line in report(measures, args, bench, unique):
                 print(line)
             if args.profile:
+                bench.connections = max(args.connections)
                 pool = workdir / "pool-profile"
                 build_pool(pool, size=pool_size, files=files, label="p", duplicates=args.duplicates, seed=99)
                 print()

@@ -46,6 +46,17 @@ OBSOLETE_EVENT_INDEXES = frozenset({"sid", "kind_action_received"})  # dropped b
 # The index through which earlier versions found waiting events; replaced by the pending notes.
 LEGACY_WAITING_INDEX = "kind_state_received"
 NOTE_MAX_EVENTS = 1000  # events per pending note written by the migration (a note is one document)
+NOTE_PREFIX, NOTE_END = "pending:", "pending;"  # every note's _id is in [NOTE_PREFIX, NOTE_END)
+
+
+def note_id(at: datetime) -> str:
+    """A pending note's ``_id``: its time, fixed-width, so ``_id`` order is time order, then a random part."""
+    return f"{NOTE_PREFIX}{at.astimezone(UTC):%Y%m%dT%H%M%S.%f}:{secrets.token_hex(6)}"
+
+
+def pending_note(at: datetime, waiting: list[Doc]) -> Doc:
+    """The note stored with a batch: which of its events wait for an actor (id, sender)."""
+    return {"_id": note_id(at), "kind": "pending", "events": waiting}
 T = TypeVar("T")
 Doc = dict[str, Any]
 HISTORY_CAP = 50
@@ -111,8 +122,6 @@ class Store:
         self.followups: Collection[Doc] = db["followups"]
         self.messages: Collection[Doc] = db["messages"]
         self.events: Collection[Doc] = db["events"]
-        # Notes of events stored while waiting for an actor, one per stored batch: see record_events.
-        self.pending: Collection[Doc] = db["pending_events"]
         # One small document per owner number: when the owner last wrote (their 24-hour window).
         self.owner: Collection[Doc] = db["owner"]
 
@@ -145,9 +154,7 @@ class Store:
                                        name="contact_time")
             # Events are written on the webhook's hot path and kept for good: no secondary index
             # (each one costs every insert, and grows with every event ever received). Work left
-            # waiting is found through the small pending_events collection instead; a SID's
-            # events are found by _id range.
-            self.pending.create_index([("created_at", ASCENDING)], name="created")
+            # waiting is found through pending notes, a SID's events by _id range.
             existing = set(self.events.index_information())
             if LEGACY_WAITING_INDEX in existing:
                 self._note_legacy_waiting_events()
@@ -165,8 +172,7 @@ class Store:
         for start in range(0, len(waiting), NOTE_MAX_EVENTS):
             # Dated as its oldest event: the sweep sees it as it saw the events themselves.
             noted_at = docs[start].get("received_at") or datetime.now(UTC)
-            self.pending.insert_one({"_id": secrets.token_hex(12), "created_at": noted_at,
-                                     "events": waiting[start:start + NOTE_MAX_EVENTS]})
+            self.events.insert_one(pending_note(noted_at, waiting[start:start + NOTE_MAX_EVENTS]))
         if waiting:
             log.info("noted %d waiting event(s) of an earlier version", len(waiting))
 
@@ -553,27 +559,31 @@ class Store:
         """Store many webhook events at once, each once; for each, whether this call stored it.
 
         One unordered ``insert_many``: an id already stored (a Twilio retry), or seen earlier in
-        the same batch, is a duplicate (False). Raises TransientError when MongoDB cannot be
+        the same batch, is a duplicate (False). Events stored waiting for an actor (``state``
+        received) are listed in a pending note inserted with them, which
+        :meth:`waiting_events` and :meth:`unprocessed_inbound` read. Raises TransientError when MongoDB cannot be
         reached or refuses a write for another reason; what the server had stored by then stays
         stored and is found as a duplicate when Twilio retries (the scheduler enqueues it).
         """
         if not events:
             return []
+        docs = [{"_id": event_id, **doc, "received_at": now} for event_id, doc in events]
         waiting = [{"id": event_id, "from": doc.get("from", "")} for event_id, doc in events
                    if doc.get("state") == "received"]
+        if waiting:
+            # The batch's pending note goes first, in the same insert: the server stores an
+            # unordered batch in order and skips only what fails, and nothing can fail for the
+            # note alone (random id, no index) but what makes this raise. A note whose events
+            # were not stored is dropped by the sweep.
+            docs.insert(0, {**pending_note(now, waiting), "received_at": now})
         with unreachable_as_transient():
-            if waiting:
-                # Noted first: an event is never stored waiting without the note that lets the
-                # scheduler find it (a note whose events were not stored is dropped by the sweep).
-                self.pending.insert_one({"_id": secrets.token_hex(12), "created_at": now, "events": waiting})
             try:
-                self.events.insert_many([{"_id": event_id, **doc, "received_at": now} for event_id, doc in events],
-                                        ordered=False)
+                self.events.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if any(error.get("code") != DUPLICATE_KEY for error in errors):
                     raise TransientError(f"MongoDB refused {len(errors)} event write(s)") from None
-                refused = {error["index"] for error in errors}
+                refused = {error["index"] - (1 if waiting else 0) for error in errors}
                 return [i not in refused for i in range(len(events))]
         return [True] * len(events)
 
@@ -585,8 +595,10 @@ class Store:
         """
         senders = [f"whatsapp:{phone}", phone]
         with unreachable_as_transient():
-            ids = [event["id"] for note in self.pending.find({"events.from": {"$in": senders}}, {"events": 1})
-                   for event in note["events"] if event["from"] in senders and event["id"].startswith("inbound:")]
+            notes = self.events.find({"_id": {"$gte": NOTE_PREFIX, "$lt": NOTE_END}, "events.from": {"$in": senders}},
+                                     {"events": 1})
+            ids = [event["id"] for note in notes for event in note["events"]
+                   if event["from"] in senders and event["id"].startswith("inbound:")]
             if not ids:
                 return []
             return list(self.events.find(
@@ -602,7 +614,9 @@ class Store:
         """
         found: list[Doc] = []
         with unreachable_as_transient():
-            for note in self.pending.find({"created_at": {"$lt": before}}).sort("created_at", ASCENDING).limit(limit):
+            bound = f"{NOTE_PREFIX}{before.astimezone(UTC):%Y%m%dT%H%M%S.%f}"  # notes written before `before`
+            notes = self.events.find({"_id": {"$gte": NOTE_PREFIX, "$lt": bound}}, {"events": 1})
+            for note in notes.sort("_id", ASCENDING).limit(limit):
                 ids = [event["id"] for event in note["events"]]
                 still = list(self.events.find({"_id": {"$in": ids}, "state": "received"}, {"_id": 1, "kind": 1}))
                 if still:
@@ -610,7 +624,7 @@ class Store:
                     if len(found) >= limit:
                         break
                 else:
-                    self.pending.delete_one({"_id": note["_id"]})
+                    self.events.delete_one({"_id": note["_id"]})
         return found
 
     def claim_event_requeue(self, event_id: str, now: datetime, every: timedelta) -> bool:

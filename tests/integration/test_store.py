@@ -84,7 +84,6 @@ def test_ensure_indexes_leaves_events_with_no_secondary_index(store: Store) -> N
                               name="kind_state_received")
     store.ensure_indexes()
     assert sorted(store.events.index_information()) == ["_id_"]
-    assert sorted(store.pending.index_information()) == ["_id_", "created"]
 
 
 def _inbound(n: int, phone: str = "+33612345678") -> tuple[str, dict[str, object]]:
@@ -112,7 +111,7 @@ def test_upgrading_notes_the_events_an_earlier_version_left_waiting(store: Store
                                                             ("status:SM3:failed", "status")]
     assert [e["_id"] for e in store.unprocessed_inbound("+33612345678")] == ["inbound:SM1"]
     store.ensure_indexes()  # a second start notes nothing more
-    assert store.pending.count_documents({}) == 1
+    assert store.events.count_documents({"kind": "pending"}) == 1
 
 
 def test_waiting_events_come_from_the_notes_and_finished_notes_go(store: Store, clock: FakeClock) -> None:
@@ -120,7 +119,7 @@ def test_waiting_events_come_from_the_notes_and_finished_notes_go(store: Store, 
     assert store.record_events([_inbound(1), _inbound(2, "+33700000000")], now) == [True, True]
     assert store.record_events([("status:SM9:delivered", {"kind": "status", "state": "processed"})],
                                now) == [True]
-    assert store.pending.count_documents({}) == 1  # a batch with nothing waiting writes no note
+    assert store.events.count_documents({"kind": "pending"}) == 1  # a batch with nothing waiting writes no note
     assert store.waiting_events(now, 100) == []  # not older than `before` yet
     later = now + timedelta(minutes=6)
     assert sorted(e["_id"] for e in store.waiting_events(later, 100)) == ["inbound:SM1", "inbound:SM2"]
@@ -128,14 +127,24 @@ def test_waiting_events_come_from_the_notes_and_finished_notes_go(store: Store, 
     assert store.mark_event("inbound:SM1", "received", "processed", now)
     assert [e["_id"] for e in store.waiting_events(later, 100)] == ["inbound:SM2"]
     assert store.unprocessed_inbound("+33612345678") == []
-    assert store.pending.count_documents({}) == 1
+    assert store.events.count_documents({"kind": "pending"}) == 1
     assert store.mark_event("inbound:SM2", "received", "processed", now)
     assert store.waiting_events(later, 100) == []
-    assert store.pending.count_documents({}) == 0  # nothing waits: the note is gone
+    assert store.events.count_documents({"kind": "pending"}) == 0  # nothing waits: the note is gone
 
 
 def test_a_note_whose_events_were_never_stored_is_dropped(store: Store, clock: FakeClock) -> None:
-    """The note is written first; if the events' insert then fails, the sweep finds nothing and cleans up."""
+    """The note goes first in its batch's insert; if the server stored it and then failed, the sweep cleans up."""
+    from shared.store import pending_note
+
+    store.events.insert_one(pending_note(clock.now(), [{"id": "inbound:SM5", "from": "whatsapp:+33612345678"}]))
+    assert store.get_event("inbound:SM5") is None
+    assert store.unprocessed_inbound("+33612345678") == []
+    assert store.waiting_events(clock.now() + timedelta(minutes=6), 100) == []
+    assert store.events.count_documents({"kind": "pending"}) == 0
+
+
+def test_a_failed_batch_stores_neither_note_nor_events(store: Store, clock: FakeClock) -> None:
     from unittest import mock
 
     from pymongo.errors import AutoReconnect
@@ -143,9 +152,15 @@ def test_a_note_whose_events_were_never_stored_is_dropped(store: Store, clock: F
     with mock.patch.object(type(store.events), "insert_many", side_effect=AutoReconnect("connection reset")):
         with pytest.raises(TransientError):
             store.record_events([_inbound(5)], clock.now())
-    assert store.pending.count_documents({}) == 1 and store.get_event("inbound:SM5") is None
-    assert store.waiting_events(clock.now() + timedelta(minutes=6), 100) == []
-    assert store.pending.count_documents({}) == 0
+    assert store.events.count_documents({}) == 0
+
+
+def test_duplicates_in_a_batch_with_a_note_are_reported_per_event(store: Store, clock: FakeClock) -> None:
+    now = clock.now()
+    assert store.record_events([_inbound(1)], now) == [True]
+    assert store.record_events([_inbound(2), _inbound(1), _inbound(3), _inbound(2)], now) == [True, False, True, False]
+    assert store.events.count_documents({"kind": "inbound"}) == 3
+
 
 
 def test_two_processes_dropping_the_same_obsolete_index_both_start(store: Store) -> None:
