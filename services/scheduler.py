@@ -37,6 +37,8 @@ STATUS_POLL_AFTER = timedelta(minutes=10)
 STATUS_POLL_EVERY = timedelta(minutes=15)
 # …until this old: by then Twilio's status is final, and no longer asked for.
 STATUS_POLL_GIVE_UP = timedelta(hours=48)
+# Pending notes (shared.store) whose events were all processed are deleted this long after their batch.
+FINISHED_NOTES_AFTER = timedelta(seconds=30)
 
 
 @dataclass
@@ -101,6 +103,7 @@ def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedel
         else:
             queue.process_inbound(event["_id"])
         report.requeued_inbound.append(event["_id"])
+    store.drop_finished_notes(now - FINISHED_NOTES_AFTER, batch)
     poll_statuses(store, queue, clock, batch, report)
 
 

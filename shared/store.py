@@ -627,6 +627,14 @@ class Store:
                     self.events.delete_one({"_id": note["_id"]})
         return found
 
+    def drop_finished_notes(self, before: datetime, limit: int) -> None:
+        """Delete the notes written before ``before`` none of whose events still waits.
+
+        Keeps the notes :meth:`unprocessed_inbound` reads (before every send) few: a burst's
+        notes go once processed, not only when the stale-work sweep reaches them.
+        """
+        self.waiting_events(before, limit)
+
     def claim_event_requeue(self, event_id: str, now: datetime, every: timedelta) -> bool:
         """True for one caller per ``every`` while the inbound event waits: that caller enqueues it."""
         with unreachable_as_transient():

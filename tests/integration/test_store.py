@@ -171,3 +171,22 @@ def test_two_processes_dropping_the_same_obsolete_index_both_start(store: Store)
     with mock.patch.object(type(store.events), "index_information", return_value=stale_view):
         store.ensure_indexes()
     assert "sid" not in store.events.index_information()
+
+
+def test_the_scheduler_drops_finished_notes_soon_and_requeues_waiting_ones_when_stale(
+        store: Store, clock: FakeClock) -> None:
+    from services.scheduler import FINISHED_NOTES_AFTER, TickReport, reconcile
+    from shared.fakes import RecordingQueue
+
+    store.record_events([_inbound(1)], clock.now())
+    store.record_events([_inbound(2, "+33700000000")], clock.now())
+    assert store.mark_event("inbound:SM1", "received", "processed", clock.now())
+    clock.advance(FINISHED_NOTES_AFTER + timedelta(seconds=1))
+    queue = RecordingQueue()
+    reconcile(store, queue, clock, timedelta(minutes=5), 100, TickReport())
+    assert queue.inbound == []  # SM2 waits, but not for long enough to be sent again
+    assert store.events.count_documents({"kind": "pending"}) == 1  # SM1's note is gone, SM2's stays
+    assert [e["_id"] for e in store.unprocessed_inbound("+33700000000")] == ["inbound:SM2"]
+    clock.advance(timedelta(minutes=5))
+    reconcile(store, queue, clock, timedelta(minutes=5), 100, TickReport())
+    assert queue.inbound == ["inbound:SM2"]
