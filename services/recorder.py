@@ -5,12 +5,13 @@ and an inbound message must then be put on Redis for the replies actors. Done on
 time, that is a MongoDB round trip, a Redis round trip and two thread hand-offs per request.
 
 Here a request hands its event to :class:`EventRecorder` and waits. A writer takes everything
-waiting, stores it with one unordered ``insert_many``, enqueues the new inbound events with one
-Redis pipeline, and answers every waiter. Nothing waits for a timer: with one request in flight
-a batch is that one event; under load, batches grow by themselves while the previous one is
-being written. One writer measured best (bench/webhook_bench.py: 2 or 4 writers make smaller
-batches and fight over the GIL). Each waiter learns whether its own event was new (False for a
-Twilio retry, or a second copy of the same event in one batch).
+waiting, stores it with one unordered ``insert_many`` (with the batch's pending note, see
+``Store.record_events``), enqueues the new inbound events as one ``dispatch_inbound`` message
+(ids only, fanned out by a replies worker), and answers every waiter. Nothing waits for a timer:
+with one request in flight a batch is that one event; under load, batches grow by themselves
+while the previous one is being written. One writer measured best (bench/webhook_bench.py: 2 or
+4 writers make smaller batches and fight over the GIL). Each waiter learns whether its own event
+was new (False for a Twilio retry, or a second copy of the same event in one batch).
 
 Failures keep the webhook's contract: MongoDB unreachable → every waiter of that batch gets
 TransientError (the webhook answers 503 and Twilio retries; what was stored is then found as a
