@@ -97,13 +97,12 @@ def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedel
         store.messages.update_one({"_id": doc["_id"]}, {"$set": {"reconcile_asked_at": now}})
         queue.reconcile_message(doc["_id"])
         report.reconciling.append(doc["_id"])
-    for event in store.waiting_events(before, batch):
+    for event in store.sweep_notes(requeue_before=before, drop_before=now - FINISHED_NOTES_AFTER, limit=batch):
         if event.get("kind") == "status":
             queue.process_status(event["_id"])
         else:
             queue.process_inbound(event["_id"])
         report.requeued_inbound.append(event["_id"])
-    store.drop_finished_notes(now - FINISHED_NOTES_AFTER, batch)
     poll_statuses(store, queue, clock, batch, report)
 
 

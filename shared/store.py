@@ -47,19 +47,20 @@ OBSOLETE_EVENT_INDEXES = frozenset({"sid", "kind_action_received"})  # dropped b
 LEGACY_WAITING_INDEX = "kind_state_received"
 NOTE_MAX_EVENTS = 1000  # events per pending note written by the migration (a note is one document)
 NOTE_PREFIX, NOTE_END = "pending:", "pending;"  # every note's _id is in [NOTE_PREFIX, NOTE_END)
+NOTES_PER_SWEEP = 1000  # pending notes one sweep reads at most
+T = TypeVar("T")
+Doc = dict[str, Any]
+HISTORY_CAP = 50
 
 
-def note_id(at: datetime) -> str:
-    """A pending note's ``_id``: its time, fixed-width, so ``_id`` order is time order, then a random part."""
-    return f"{NOTE_PREFIX}{at.astimezone(UTC):%Y%m%dT%H%M%S.%f}:{secrets.token_hex(6)}"
+def _note_bound(at: datetime) -> str:
+    """The ``_id`` prefix of notes written at ``at``: fixed-width time, so ``_id`` order is time order."""
+    return f"{NOTE_PREFIX}{at.astimezone(UTC):%Y%m%dT%H%M%S.%f}"
 
 
 def pending_note(at: datetime, waiting: list[Doc]) -> Doc:
     """The note stored with a batch: which of its events wait for an actor (id, sender)."""
-    return {"_id": note_id(at), "kind": "pending", "events": waiting}
-T = TypeVar("T")
-Doc = dict[str, Any]
-HISTORY_CAP = 50
+    return {"_id": f"{_note_bound(at)}:{secrets.token_hex(6)}", "kind": "pending", "events": waiting}
 
 
 FAILED_STATUSES = frozenset({"failed", "undelivered"})
@@ -560,10 +561,10 @@ class Store:
 
         One unordered ``insert_many``: an id already stored (a Twilio retry), or seen earlier in
         the same batch, is a duplicate (False). Events stored waiting for an actor (``state``
-        received) are listed in a pending note inserted with them, which
-        :meth:`waiting_events` and :meth:`unprocessed_inbound` read. Raises TransientError when MongoDB cannot be
-        reached or refuses a write for another reason; what the server had stored by then stays
-        stored and is found as a duplicate when Twilio retries (the scheduler enqueues it).
+        received) are listed in a pending note inserted with them, which :meth:`sweep_notes` and
+        :meth:`unprocessed_inbound` read. Raises TransientError when MongoDB cannot be reached or
+        refuses a write for another reason; what the server had stored by then stays stored and
+        is found as a duplicate when Twilio retries (the scheduler enqueues it).
         """
         if not events:
             return []
@@ -605,35 +606,29 @@ class Store:
                 {"_id": {"$in": ids}, "kind": "inbound", "state": "received"}, {"_id": 1, "received_at": 1},
             ).sort("received_at", ASCENDING).limit(limit))
 
-    def waiting_events(self, before: datetime, limit: int) -> list[Doc]:
-        """Events noted before ``before`` still ``received`` (``_id`` and ``kind``), oldest notes first.
+    def sweep_notes(self, *, requeue_before: datetime, drop_before: datetime, limit: int) -> list[Doc]:
+        """One pass over the pending notes, oldest first, for the scheduler; returns events to enqueue again.
 
-        For the scheduler's sweep: an inbound message or a failed status whose actor message
-        Redis lost. A note none of whose events still waits (all processed, or never stored
-        because the insert failed) is deleted on the way; at most ``limit`` notes are read.
+        A note none of whose events still waits (all processed, or never stored because the
+        insert failed) is deleted once written before ``drop_before``: the notes
+        :meth:`unprocessed_inbound` reads before every send stay few. Events still ``received``
+        in a note written before ``requeue_before`` (``_id`` and ``kind``) are returned, at most
+        ``limit``: an inbound message or a failed status whose actor message Redis lost.
         """
+        requeue_bound, drop_bound = _note_bound(requeue_before), _note_bound(drop_before)
         found: list[Doc] = []
         with unreachable_as_transient():
-            bound = f"{NOTE_PREFIX}{before.astimezone(UTC):%Y%m%dT%H%M%S.%f}"  # notes written before `before`
-            notes = self.events.find({"_id": {"$gte": NOTE_PREFIX, "$lt": bound}}, {"events": 1})
-            for note in notes.sort("_id", ASCENDING).limit(limit):
+            notes = self.events.find({"_id": {"$gte": NOTE_PREFIX, "$lt": max(requeue_bound, drop_bound)}},
+                                     {"events": 1})
+            for note in notes.sort("_id", ASCENDING).limit(NOTES_PER_SWEEP):
                 ids = [event["id"] for event in note["events"]]
                 still = list(self.events.find({"_id": {"$in": ids}, "state": "received"}, {"_id": 1, "kind": 1}))
-                if still:
-                    found.extend(still)
-                    if len(found) >= limit:
-                        break
-                else:
-                    self.events.delete_one({"_id": note["_id"]})
+                if not still:
+                    if note["_id"] < drop_bound:
+                        self.events.delete_one({"_id": note["_id"]})
+                elif note["_id"] < requeue_bound and len(found) < limit:
+                    found.extend(still[:limit - len(found)])
         return found
-
-    def drop_finished_notes(self, before: datetime, limit: int) -> None:
-        """Delete the notes written before ``before`` none of whose events still waits.
-
-        Keeps the notes :meth:`unprocessed_inbound` reads (before every send) few: a burst's
-        notes go once processed, not only when the stale-work sweep reaches them.
-        """
-        self.waiting_events(before, limit)
 
     def claim_event_requeue(self, event_id: str, now: datetime, every: timedelta) -> bool:
         """True for one caller per ``every`` while the inbound event waits: that caller enqueues it."""

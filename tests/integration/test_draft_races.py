@@ -18,7 +18,7 @@ from services.scheduler import resume_campaign, tick
 from shared.cadence import pause_contact, stop_contact
 from shared.clock import FakeClock
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, FollowUpState, Language, MessageState, SendWindow, Step
+from shared.models import Campaign, Contact, FollowUpState, Language, MessageState, OutboundMessage, SendWindow, Step
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
 from shared.store import Store
@@ -143,10 +143,8 @@ def test_promise_while_drafting_cancels_the_draft_and_resumes_with_a_fresh_one(d
     assert _message_state(deps, message_id) == "sent"
 
 
-@pytest.mark.parametrize("interrupt", ["stop", "promise"])
-def test_a_redelivered_draft_cancels_what_a_dead_run_left_ready(deps: Deps, clock: FakeClock,
-                                                                interrupt: str) -> None:
-    """The racy order at the store level, with the drafting worker dying before it could look again."""
+def _draft_stored_after(deps: Deps, clock: FakeClock, interrupt: str) -> tuple[str, int, OutboundMessage]:
+    """A step drafted, then a STOP or a promise processed, then the draft stored (left ``ready``)."""
     followup_id, step = _claim(deps)
     store = deps.store
     store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.DRAFTING,
@@ -157,6 +155,14 @@ def test_a_redelivered_draft_cancels_what_a_dead_run_left_ready(deps: Deps, cloc
     assert message is not None
     (_stop(deps) if interrupt == "stop" else _promise(deps))()  # STOP / promise processed meanwhile
     assert store.insert_message(message, clock.now())  # the draft lands after the cancellation
+    return followup_id, step, message
+
+
+@pytest.mark.parametrize("interrupt", ["stop", "promise"])
+def test_a_redelivered_draft_cancels_what_a_dead_run_left_ready(deps: Deps, clock: FakeClock,
+                                                                interrupt: str) -> None:
+    """The racy order at the store level, with the drafting worker dying before it could look again."""
+    followup_id, step, message = _draft_stored_after(deps, clock, interrupt)
     assert _message_state(deps, message.id) == "ready"
     # The worker died here. A redelivered draft finds the follow-up moved on and leaves nothing ready.
     assert draft_followup(deps, followup_id, step) is None
@@ -166,16 +172,8 @@ def test_a_redelivered_draft_cancels_what_a_dead_run_left_ready(deps: Deps, cloc
 @pytest.mark.parametrize("interrupt", ["stop", "promise"])
 def test_reconciler_sweeps_an_orphan_ready_message(deps: Deps, clock: FakeClock, interrupt: str) -> None:
     """The same, with no redelivery at all: the scheduler's reconciler cancels it once stale."""
-    followup_id, step = _claim(deps)
+    _, _, message = _draft_stored_after(deps, clock, interrupt)
     store = deps.store
-    store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.DRAFTING,
-                        now=clock.now(), step=step)
-    followup, contact, campaign = store.get_followup(followup_id), store.get_contact(CONTACT), store.get_campaign("c1")
-    assert followup and contact and campaign
-    message = compose_message(deps, followup, campaign, contact)
-    assert message is not None
-    (_stop(deps) if interrupt == "stop" else _promise(deps))()
-    assert store.insert_message(message, clock.now())
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     assert _message_state(deps, message.id) == "ready"  # not stale yet
     clock.advance(STALE + timedelta(seconds=1))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -86,6 +86,11 @@ def test_ensure_indexes_leaves_events_with_no_secondary_index(store: Store) -> N
     assert sorted(store.events.index_information()) == ["_id_"]
 
 
+def _sweep(store: Store, at: datetime) -> list[dict[str, object]]:
+    """The scheduler's sweep with both bounds at ``at``."""
+    return store.sweep_notes(requeue_before=at, drop_before=at, limit=100)
+
+
 def _inbound(n: int, phone: str = "+33612345678") -> tuple[str, dict[str, object]]:
     return f"inbound:SM{n}", {"kind": "inbound", "sid": f"SM{n}", "state": "received", "from": f"whatsapp:{phone}"}
 
@@ -106,7 +111,7 @@ def test_upgrading_notes_the_events_an_earlier_version_left_waiting(store: Store
     ])
     store.ensure_indexes()
     assert "kind_state_received" not in store.events.index_information()
-    waiting = store.waiting_events(clock.now() + timedelta(minutes=10), 100)
+    waiting = _sweep(store, clock.now() + timedelta(minutes=10))
     assert sorted((e["_id"], e["kind"]) for e in waiting) == [("inbound:SM1", "inbound"),
                                                             ("status:SM3:failed", "status")]
     assert [e["_id"] for e in store.unprocessed_inbound("+33612345678")] == ["inbound:SM1"]
@@ -114,22 +119,24 @@ def test_upgrading_notes_the_events_an_earlier_version_left_waiting(store: Store
     assert store.events.count_documents({"kind": "pending"}) == 1
 
 
-def test_waiting_events_come_from_the_notes_and_finished_notes_go(store: Store, clock: FakeClock) -> None:
+def test_sweeps_find_waiting_events_in_the_notes_and_drop_finished_notes(store: Store, clock: FakeClock) -> None:
     now = clock.now()
     assert store.record_events([_inbound(1), _inbound(2, "+33700000000")], now) == [True, True]
+    assert store.sweep_notes(requeue_before=now + timedelta(minutes=6), drop_before=now, limit=1) == [
+        {"_id": "inbound:SM1", "kind": "inbound"}]  # at most `limit` events
     assert store.record_events([("status:SM9:delivered", {"kind": "status", "state": "processed"})],
                                now) == [True]
     assert store.events.count_documents({"kind": "pending"}) == 1  # a batch with nothing waiting writes no note
-    assert store.waiting_events(now, 100) == []  # not older than `before` yet
+    assert _sweep(store, now) == []  # not older than `before` yet
     later = now + timedelta(minutes=6)
-    assert sorted(e["_id"] for e in store.waiting_events(later, 100)) == ["inbound:SM1", "inbound:SM2"]
+    assert sorted(e["_id"] for e in _sweep(store, later)) == ["inbound:SM1", "inbound:SM2"]
     assert [e["_id"] for e in store.unprocessed_inbound("+33700000000")] == ["inbound:SM2"]
     assert store.mark_event("inbound:SM1", "received", "processed", now)
-    assert [e["_id"] for e in store.waiting_events(later, 100)] == ["inbound:SM2"]
+    assert [e["_id"] for e in _sweep(store, later)] == ["inbound:SM2"]
     assert store.unprocessed_inbound("+33612345678") == []
     assert store.events.count_documents({"kind": "pending"}) == 1
     assert store.mark_event("inbound:SM2", "received", "processed", now)
-    assert store.waiting_events(later, 100) == []
+    assert _sweep(store, later) == []
     assert store.events.count_documents({"kind": "pending"}) == 0  # nothing waits: the note is gone
 
 
@@ -140,7 +147,7 @@ def test_a_note_whose_events_were_never_stored_is_dropped(store: Store, clock: F
     store.events.insert_one(pending_note(clock.now(), [{"id": "inbound:SM5", "from": "whatsapp:+33612345678"}]))
     assert store.get_event("inbound:SM5") is None
     assert store.unprocessed_inbound("+33612345678") == []
-    assert store.waiting_events(clock.now() + timedelta(minutes=6), 100) == []
+    assert _sweep(store, clock.now() + timedelta(minutes=6)) == []
     assert store.events.count_documents({"kind": "pending"}) == 0
 
 
