@@ -685,6 +685,14 @@ def report(measures: list[Measure], args: argparse.Namespace, bench: Bench, uniq
     lines.append("target ≥ 0.50: " + (f"met at {', '.join(map(str, met))} connections" if met else "NOT met")
                  + ("" if len(met) in (0, len(args.connections))
                     else f"; not at {', '.join(str(c) for c in args.connections if c not in met)}"))
+    if len(args.connections) > 1:
+        peak = {endpoint: max((statistics.median(m.rps for m in measures
+                                                   if m.connections == c and m.endpoint == endpoint), c)
+                               for c in args.connections) for endpoint in ("bare", "real")}
+        (bare_peak, bare_at), (real_peak, real_at) = peak["bare"], peak["real"]
+        lines.append(f"peak throughput (each endpoint's best median over the connection counts): real "
+                     f"{real_peak:,.0f} req/s at {real_at} / bare {bare_peak:,.0f} at {bare_at} = "
+                     f"**{real_peak / bare_peak if bare_peak else 0.0:.2f}**")
     for m in measures:
         if m.endpoint == "real" and m.stored is not None:
             lines.append(f"real, {m.connections} connections: {m.stored} events stored and {m.enqueued} events "
