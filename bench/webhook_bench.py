@@ -732,7 +732,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duplicates", type=float, default=0.0,
                         help="share of requests replaying an earlier MessageSid (Twilio retries), 0..1")
     parser.add_argument("--pool", type=int, default=0,
-                        help="signed requests per round (default: 8000 per second of --duration)")
+                        help="signed requests per round (default: 12000 per second of --duration)")
     parser.add_argument("--rounds", type=int, default=1, help="bare/real pairs to run (the ratio uses medians)")
     parser.add_argument("--profile", action="store_true", help="also profile the real endpoint with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, pools)")
@@ -768,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
     bench = Bench(args, workdir)
     files = args.threads if bench.tool == "wrk" else 1
-    pool_size = args.pool or int(8000 * args.duration)
+    pool_size = args.pool or int(12000 * args.duration)
     measures: list[Measure] = []
     unique: dict[str, int] = {}
     try:
