@@ -645,6 +645,16 @@ class Store:
         with unreachable_as_transient():
             return self.events.find_one({"_id": event_id})
 
+    def count_event_failure(self, event_id: str, error: str, now: datetime) -> int:
+        """Count one failed processing of a waiting event; its failures so far (0: it no longer waits)."""
+        with unreachable_as_transient():
+            result = self.events.update_one({"_id": event_id, "state": "received"},
+                                            {"$inc": {"failures": 1}, "$set": {"last_error": error, "failed_at": now}})
+            if result.modified_count != 1:
+                return 0
+            doc = self.events.find_one({"_id": event_id}, {"failures": 1})
+        return int(doc.get("failures", 0)) if doc else 0
+
     def mark_event(self, event_id: str, expected: str, new: str, now: datetime) -> bool:
         """Move an event's processing state (received → processed) conditionally."""
         with unreachable_as_transient():

@@ -26,6 +26,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import flag_contact, pause_contact, stop_contact
+from shared.errors import PermanentError, TransientError
 from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.offline import amount_text, date_text
@@ -45,6 +46,7 @@ OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoi
                    "desabonn")
 OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
+INBOUND_ATTEMPTS = 5  # failures of one reply (outages not counted) before a person takes it over
 OPEN_STATES = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING, FollowUpState.AWAITING_SEND,
                FollowUpState.PAUSED)
 
@@ -262,28 +264,39 @@ def _classify(deps: Deps, contact: Contact, event: dict[str, Any]) -> tuple[Clas
     return classify_safely(classifier, request, threshold=deps.settings.classifier_threshold)
 
 
+def _sender(event: dict[str, Any]) -> str:
+    return str(event.get("from", "")).removeprefix("whatsapp:")
+
+
+def _record_inbound(deps: Deps, event_id: str, event: dict[str, Any], contact_id: str | None,
+                    from_owner: bool) -> str:
+    """The inbound message in the conversation (once); returns its id."""
+    inbound_id = f"in:{event['sid']}"
+    deps.store.insert_inbound(
+        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact_id,
+         "unknown_sender": contact_id is None and not from_owner, "from_owner": from_owner, "from": _sender(event),
+         "body": event.get("body", ""),
+         "num_media": event.get("num_media", 0), "media_urls": event.get("media_urls", []),
+         "button_payload": event.get("button_payload", ""), "event_id": event_id},
+        event.get("received_at", deps.clock.now()),
+    )
+    return inbound_id
+
+
 def process_inbound(deps: Deps, event_id: str) -> str | None:
     """Process a stored inbound event once; returns what was done (for logs and tests)."""
     store, now = deps.store, deps.clock.now()
     event = store.get_event(event_id)
     if event is None or event.get("state") != "received":
         return None
-    phone = str(event.get("from", "")).removeprefix("whatsapp:")
+    phone = _sender(event)
     contact = store.contact_by_phone(phone)
     received_at = event.get("received_at", now)
-    inbound_id = f"in:{event['sid']}"
     from_owner = bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
     if from_owner:
         # The owner wrote to the sender: freeform alerts may reach them for the next 24 hours.
         store.touch_owner_inbound(phone, received_at)
-    store.insert_inbound(
-        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact.id if contact else None,
-         "unknown_sender": contact is None and not from_owner, "from_owner": from_owner, "from": phone,
-         "body": event.get("body", ""),
-         "num_media": event.get("num_media", 0), "media_urls": event.get("media_urls", []),
-         "button_payload": event.get("button_payload", ""), "event_id": event_id},
-        received_at,
-    )
+    inbound_id = _record_inbound(deps, event_id, event, contact.id if contact else None, from_owner)
     if contact is None and from_owner:
         outcome = "owner"
         log.info("inbound event=%s from the owner %s: their 24-hour window is open", event_id, mask_phone(phone))
@@ -317,6 +330,64 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
+def process_inbound_or_hand_over(deps: Deps, event_id: str) -> str | None:
+    """The replies actor: :func:`process_inbound`, and a reply that keeps failing given to a person.
+
+    A MongoDB or Redis outage (TransientError) is retried for as long as it lasts and counts for
+    nothing. Any other failure is a reply this code cannot handle (a contact record it cannot
+    read, a bug): it is counted on the event and retried, and at the ``INBOUND_ATTEMPTS``-th
+    failure, or at once for a PermanentError, :func:`hand_over_unprocessed` takes it out of the
+    way. Without this, the event would wait forever: retried by the scheduler, and holding every
+    message to that contact (the sending hold).
+    """
+    try:
+        return process_inbound(deps, event_id)
+    except TransientError:
+        raise
+    except Exception as exc:
+        error = type(exc).__name__
+        failures = deps.store.count_event_failure(event_id, error, deps.clock.now())
+        if failures == 0 or (failures < INBOUND_ATTEMPTS and not isinstance(exc, PermanentError)):
+            raise  # processed meanwhile (0), or retried by dramatiq
+        log.error("inbound event=%s failed %d time(s) (%s): handed over to a person", event_id, failures, error)
+        return hand_over_unprocessed(deps, event_id, error)
+
+
+def hand_over_unprocessed(deps: Deps, event_id: str, error: str) -> str | None:
+    """Give a reply that could not be processed to a person, so nothing is sent meanwhile.
+
+    The contact is read raw (its record may be what fails): a STOP is still honoured by keyword;
+    otherwise its follow-ups are paused and flagged ``needs_human``, and the owner alerted. The
+    message joins the conversation with its outcome, and the event ends ``failed``, which
+    releases the sending hold and the scheduler's retries. If any of this fails, the event stays
+    waiting (and the contact held): never a send while a reply may say STOP.
+    """
+    store, now = deps.store, deps.clock.now()
+    event = store.get_event(event_id)
+    if event is None or event.get("state") != "received":
+        return None
+    phone = _sender(event)
+    reason = f"reply not processed automatically ({error})"
+    doc = store.contacts.find_one({"phone": phone}, {"_id": 1, "name": 1})
+    contact_id = str(doc["_id"]) if doc else None
+    from_owner = bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
+    inbound_id = _record_inbound(deps, event_id, event, contact_id, from_owner)
+    if contact_id is None:
+        outcome = f"not processed: {error}"
+    elif is_opt_out(str(event.get("body", "")), str(event.get("button_payload", ""))):
+        store.set_opt_out(contact_id, True, now)
+        outcome = f"opt_out stopped={stop_contact(store, contact_id, reason='opt_out', now=now)} ({reason})"
+    else:
+        pause_contact(store, contact_id, until=None, reason="needs_human", now=now, needs_human=True, detail=reason)
+        flag_contact(store, contact_id, reason=reason, now=now)
+        contact = Contact(id=contact_id, phone=phone, name=str(doc.get("name") or phone) if doc else phone)
+        alert_owner(deps, contact, str(event["sid"]), reason)
+        outcome = f"needs_human: {reason}"
+    store.messages.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
+    store.mark_event(event_id, "received", "failed", now)
+    return outcome
+
+
 def dispatch_inbound(deps: Deps, event_ids: list[str]) -> int:
     """Fan a batch the webhook stored out to one ``process_inbound`` message per event.
 
@@ -332,4 +403,4 @@ def dispatch_inbound(deps: Deps, event_ids: list[str]) -> int:
 def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
     """Declare the replies actors on ``broker`` (``process_inbound``, ``dispatch_inbound``), bound to ``deps``."""
     declare_actor(broker, deps, dispatch_inbound, name=ACTOR_DISPATCH_INBOUND, queue=QUEUE_REPLIES)
-    return declare_actor(broker, deps, process_inbound, name=ACTOR_INBOUND, queue=QUEUE_REPLIES)
+    return declare_actor(broker, deps, process_inbound_or_hand_over, name=ACTOR_INBOUND, queue=QUEUE_REPLIES)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from services.scheduler import TickReport, reconcile, tick
 from services.webhook import status_event
 from shared.clock import FakeClock
-from shared.errors import DraftingError, SendRejected
+from shared.errors import DraftingError, PermanentError, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Classification, ClassifyRequest, Intent
@@ -19,7 +20,7 @@ from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.delivery import process_status
 from workers.deps import Deps
-from workers.replies import process_inbound
+from workers.replies import INBOUND_ATTEMPTS, process_inbound, process_inbound_or_hand_over
 from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
@@ -180,6 +181,87 @@ def test_unknown_sender_is_kept_and_flagged(deps: Deps) -> None:
     assert process_inbound(deps, "inbound:SMu") == "unknown_sender"
     doc = deps.store.messages.find_one({"_id": "in:SMu"})
     assert doc is not None and doc["unknown_sender"] is True
+
+
+def _poison_contact(deps: Deps) -> None:
+    """A contact record this version cannot read (a language it does not support): every reply fails."""
+    deps.store.contacts.update_one({"_id": "ct1"}, {"$set": {"language": "de"}})
+
+
+def _store_reply(deps: Deps, text: str, sid: str) -> str:
+    event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{PHONE}", "body": text,
+             "num_media": 0}
+    deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
+    return f"inbound:{sid}"
+
+
+def test_a_reply_that_keeps_failing_goes_to_a_person_and_nothing_is_sent_meanwhile(deps: Deps,
+                                                                                   clock: FakeClock) -> None:
+    _first_step_sent(deps, clock)
+    _poison_contact(deps)
+    event_id = _store_reply(deps, "je regarde ça demain", "SM" + "5" * 32)
+    for attempt in range(1, INBOUND_ATTEMPTS):
+        with pytest.raises(ValidationError):
+            process_inbound_or_hand_over(deps, event_id)
+        event = deps.store.get_event(event_id)
+        assert event is not None and (event["state"], event["failures"]) == ("received", attempt)
+        assert [e["_id"] for e in deps.store.unprocessed_inbound(PHONE)] == [event_id]  # sends to them held
+    outcome = process_inbound_or_hand_over(deps, event_id)
+    assert outcome == "needs_human: reply not processed automatically (ValidationError)"
+    followup = _followup(deps)
+    assert followup["state"] == "paused" and followup["needs_human"] is True
+    assert followup["needs_human_reason"] == "reply not processed automatically (ValidationError)"
+    assert deps.store.get_event(event_id)["state"] == "failed"  # type: ignore[index]
+    assert deps.store.unprocessed_inbound(PHONE) == []
+    later = clock.now() + timedelta(minutes=5)  # the scheduler's sweep: nothing to retry, its note goes
+    assert deps.store.sweep_notes(requeue_before=later, drop_before=later, limit=100) == []
+    assert deps.store.events.count_documents({"kind": "pending"}) == 0
+    inbound = deps.store.messages.find_one({"_id": "in:SM" + "5" * 32})
+    assert inbound is not None and inbound["contact_id"] == "ct1" and inbound["outcome"] == outcome
+    drain(deps)
+    assert [m.to for m in deps.sender.sent] == [PHONE, "+33700000001"]  # type: ignore[attr-defined]  # the owner's alert
+    assert process_inbound_or_hand_over(deps, event_id) is None  # redelivered: nothing twice
+    clock.advance(timedelta(days=3))  # step 2 was due after 2 days: the follow-up waits for a person
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert [m.to for m in deps.sender.sent] == [PHONE, "+33700000001"]  # type: ignore[attr-defined]
+
+
+def test_a_stop_that_cannot_be_processed_is_still_honoured(deps: Deps, clock: FakeClock) -> None:
+    _first_step_sent(deps, clock)
+    _poison_contact(deps)
+    event_id = _store_reply(deps, "Stop.", "SM" + "6" * 32)
+    for _ in range(1, INBOUND_ATTEMPTS):
+        with pytest.raises(ValidationError):
+            process_inbound_or_hand_over(deps, event_id)
+    outcome = process_inbound_or_hand_over(deps, event_id)
+    assert outcome is not None and outcome.startswith("opt_out stopped=1")
+    assert deps.store.contacts.find_one({"_id": "ct1"})["opted_out"] is True  # type: ignore[index]
+    assert _followup(deps)["state"] == "stopped"
+
+
+def test_an_outage_is_retried_without_counting_and_a_permanent_error_goes_to_a_person_at_once(
+        deps: Deps, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    _first_step_sent(deps, clock)
+    event_id = _store_reply(deps, "ok", "SM" + "7" * 32)
+
+    def unreachable(phone: str) -> None:
+        raise TransientError("MongoDB unreachable")
+
+    monkeypatch.setattr(deps.store, "contact_by_phone", unreachable)
+    for _ in range(INBOUND_ATTEMPTS + 1):
+        with pytest.raises(TransientError):
+            process_inbound_or_hand_over(deps, event_id)
+    event = deps.store.get_event(event_id)
+    assert event is not None and event["state"] == "received" and "failures" not in event
+
+    def refused(phone: str) -> None:
+        raise PermanentError("refused")
+
+    monkeypatch.setattr(deps.store, "contact_by_phone", refused)
+    assert process_inbound_or_hand_over(deps, event_id) == "needs_human: reply not processed automatically " \
+                                                           "(PermanentError)"
+    assert _followup(deps)["state"] == "paused"
 
 
 @pytest.mark.parametrize(("code", "state", "reason"), [(63024, "stopped", "invalid_number"),
