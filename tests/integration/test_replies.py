@@ -264,6 +264,42 @@ def test_an_outage_is_retried_without_counting_and_a_permanent_error_goes_to_a_p
     assert _followup(deps)["state"] == "paused"
 
 
+def test_the_hand_over_is_listed_and_the_timeline_shown_by_the_cli(
+        deps: Deps, clock: FakeClock, mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`relance conversations --needs-human` and `relance conversation PHONE`, even for a record the model refuses."""
+    from urllib.parse import urlsplit
+
+    from services.cli import main
+
+    settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
+    assert main(["conversations", "--needs-human"], load=lambda: settings) == 0
+    assert capsys.readouterr().out.strip() == "no conversation needs a person"
+    _first_step_sent(deps, clock)
+    deps.store.upsert_contact(Contact(id="ct2", phone="+33698765432", name="Paul"), clock.now())
+    _say(deps, Intent.DISPUTE)
+    assert _reply(deps, "Je conteste cette facture, le travail n'est pas fini") == "needs_human: dispute"
+
+    assert main(["conversations", "--needs-human"], load=lambda: settings) == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert len(listed) == 1 and listed[0].startswith(f"{PHONE}  Marie  [c1: stopped]")
+    assert listed[0].endswith("needs a person: dispute")
+    assert main(["conversation", "06 12 34 56 78"], load=lambda: settings) == 0  # national format, as typed
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"Marie {PHONE} (fr, Europe/Paris)\n") and "invoice_number: FA-2026-001" in shown
+    assert "follow-up c1: stopped" in shown and "needs a person: dispute" in shown
+    assert "← received: Je conteste cette facture, le travail n'est pas fini  [dispute 0.95]" in shown
+
+    _poison_contact(deps)  # the record cannot be read any more: still listed and shown, with what is wrong
+    assert main(["conversations", "--needs-human"], load=lambda: settings) == 0
+    assert capsys.readouterr().out.startswith(f"{PHONE}  Marie")
+    assert main(["conversation", PHONE], load=lambda: settings) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"Marie {PHONE} (de, Europe/Paris)\n  RECORD UNREADABLE: language:")
+
+    assert main(["conversation", "+33611111111"], load=lambda: settings) == 1
+    assert capsys.readouterr().err.startswith("error: no contact with phone +33611111111")
+
+
 @pytest.mark.parametrize(("code", "state", "reason"), [(63024, "stopped", "invalid_number"),
                                                        (21211, "stopped", "invalid_number"),
                                                        (21610, "stopped", "opt_out")])
