@@ -92,6 +92,20 @@ def pause_contact(store: Store, contact_id: str, *, until: datetime | None, reas
     return paused
 
 
+def pause_for_a_person(store: Store, followup_id: str, *, reason: str, now: datetime) -> bool:
+    """Pause one running follow-up (until a person resumes it) and flag it; True when it moved.
+
+    Reads nothing but the follow-up's state: for a hand-over made because a record could not
+    be read. A follow-up that is not running is flagged all the same.
+    """
+    flag = {"needs_human": True, "needs_human_reason": reason}
+    if store.move_followup(followup_id, expected=(*_RUNNING, FollowUpState.PAUSED), new=FollowUpState.PAUSED,
+                           now=now, extra={"paused_until": None, "pause_reason": "needs_human", **flag}):
+        return True
+    store.followups.update_one({"_id": followup_id}, {"$set": {**flag, "updated_at": now}})
+    return False
+
+
 def keeps_draft(followup: Mapping[str, Any] | None, *, step: int, resend: bool = False) -> bool:
     """Whether a follow-up (its raw document) may still send a ``ready`` message drafted for ``step``.
 

@@ -31,6 +31,7 @@ from shared.cadence import (
     advance_after_send,
     flag_finished_followup,
     pause_contact,
+    pause_for_a_person,
     stop_contact,
     stop_followup,
 )
@@ -41,7 +42,7 @@ from shared.phones import mask_phone
 from shared.queue import ACTOR_POLL_STATUS, ACTOR_STATUS, QUEUE_REPLIES, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
 from shared.store import FAILED_STATUSES, status_event_doc
-from workers.deps import Deps, declare_actor
+from workers.deps import Deps, declare_actor, give_up_after_failures
 from workers.drafting import render_preview, template_variables
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,37 @@ def process_status(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
+def process_status_or_hand_over(deps: Deps, event_id: str) -> str | None:
+    """The status actor: :func:`process_status`; a failure it keeps failing on goes to a person.
+
+    See :func:`workers.deps.give_up_after_failures`: without this, the scheduler would retry the
+    event for ever.
+    """
+    return give_up_after_failures(deps, event_id, lambda: process_status(deps, event_id),
+                                  lambda error: hand_over_status(deps, event_id, error))
+
+
+def hand_over_status(deps: Deps, event_id: str, error: str) -> str | None:
+    """A delivery failure that could not be acted on: its follow-up paused and flagged for a person.
+
+    Reads the message raw (the contact's record may be what fails); the event ends ``failed``.
+    """
+    store, now = deps.store, deps.clock.now()
+    event = store.get_event(event_id)
+    if event is None or event.get("action_state") != "pending":
+        return None
+    reason = f"delivery failure {event.get('error_code')} not handled automatically ({error})"
+    doc = store.messages.find_one({"twilio_sid": event["sid"]}, {"followup_id": 1})
+    outcome = f"not handled: {reason}"
+    if doc is not None and doc.get("followup_id"):
+        pause_for_a_person(store, str(doc["followup_id"]), reason=reason, now=now)
+        outcome = f"needs_human: {reason}"
+    store.events.update_one({"_id": event_id, "action_state": "pending"},
+                            {"$set": {"action_state": "failed", "state": "failed", "action": outcome,
+                                      "processed_at": now}})
+    return outcome
+
+
 DELIVERED_STATUSES = ("delivered", "read")
 
 
@@ -231,4 +263,5 @@ def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]
     """Declare the failed-status actor (replies queue) and the status poll (sending queue) on ``broker``."""
     declare_actor(broker, deps, poll_status, name=ACTOR_POLL_STATUS, queue=QUEUE_SENDING, max_retries=3,
                   min_backoff=5000, max_backoff=60_000, time_limit=60_000)
-    return declare_actor(broker, deps, process_status, name=ACTOR_STATUS, queue=QUEUE_REPLIES, time_limit=60_000)
+    return declare_actor(broker, deps, process_status_or_hand_over, name=ACTOR_STATUS, queue=QUEUE_REPLIES,
+                         time_limit=60_000)

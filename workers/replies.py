@@ -26,7 +26,6 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import flag_contact, pause_contact, stop_contact
-from shared.errors import PermanentError, TransientError
 from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.offline import amount_text, date_text
@@ -34,7 +33,7 @@ from shared.phones import mask_phone
 from shared.policy import window_open, zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
 from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
-from workers.deps import Deps, declare_actor
+from workers.deps import Deps, declare_actor, give_up_after_failures
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,6 @@ OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoi
                    "desabonn")
 OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
-INBOUND_ATTEMPTS = 5  # failures of one reply (outages not counted) before a person takes it over
 OPEN_STATES = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING, FollowUpState.AWAITING_SEND,
                FollowUpState.PAUSED)
 
@@ -331,26 +329,14 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
 
 
 def process_inbound_or_hand_over(deps: Deps, event_id: str) -> str | None:
-    """The replies actor: :func:`process_inbound`, and a reply that keeps failing given to a person.
+    """The replies actor: :func:`process_inbound`; a reply that keeps failing goes to a person.
 
-    A MongoDB or Redis outage (TransientError) is retried for as long as it lasts and counts for
-    nothing. Any other failure is a reply this code cannot handle (a contact record it cannot
-    read, a bug): it is counted on the event and retried, and at the ``INBOUND_ATTEMPTS``-th
-    failure, or at once for a PermanentError, :func:`hand_over_unprocessed` takes it out of the
-    way. Without this, the event would wait forever: retried by the scheduler, and holding every
-    message to that contact (the sending hold).
+    See :func:`workers.deps.give_up_after_failures` (outages are retried without counting) and
+    :func:`hand_over_unprocessed`. Without this, such a reply would hold every message to that
+    contact for ever (the sending hold).
     """
-    try:
-        return process_inbound(deps, event_id)
-    except TransientError:
-        raise
-    except Exception as exc:
-        error = type(exc).__name__
-        failures = deps.store.count_event_failure(event_id, error, deps.clock.now())
-        if failures == 0 or (failures < INBOUND_ATTEMPTS and not isinstance(exc, PermanentError)):
-            raise  # processed meanwhile (0), or retried by dramatiq
-        log.error("inbound event=%s failed %d time(s) (%s): handed over to a person", event_id, failures, error)
-        return hand_over_unprocessed(deps, event_id, error)
+    return give_up_after_failures(deps, event_id, lambda: process_inbound(deps, event_id),
+                                  lambda error: hand_over_unprocessed(deps, event_id, error))
 
 
 def hand_over_unprocessed(deps: Deps, event_id: str, error: str) -> str | None:

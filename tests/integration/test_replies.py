@@ -18,9 +18,9 @@ from shared.settings import load_settings
 from shared.store import Store
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.delivery import process_status
-from workers.deps import Deps
-from workers.replies import INBOUND_ATTEMPTS, process_inbound, process_inbound_or_hand_over
+from workers.delivery import process_status, process_status_or_hand_over
+from workers.deps import EVENT_ATTEMPTS, Deps
+from workers.replies import process_inbound, process_inbound_or_hand_over
 from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
@@ -200,7 +200,7 @@ def test_a_reply_that_keeps_failing_goes_to_a_person_and_nothing_is_sent_meanwhi
     _first_step_sent(deps, clock)
     _poison_contact(deps)
     event_id = _store_reply(deps, "je regarde ça demain", "SM" + "5" * 32)
-    for attempt in range(1, INBOUND_ATTEMPTS):
+    for attempt in range(1, EVENT_ATTEMPTS):
         with pytest.raises(ValidationError):
             process_inbound_or_hand_over(deps, event_id)
         event = deps.store.get_event(event_id)
@@ -231,7 +231,7 @@ def test_a_stop_that_cannot_be_processed_is_still_honoured(deps: Deps, clock: Fa
     _first_step_sent(deps, clock)
     _poison_contact(deps)
     event_id = _store_reply(deps, "Stop.", "SM" + "6" * 32)
-    for _ in range(1, INBOUND_ATTEMPTS):
+    for _ in range(1, EVENT_ATTEMPTS):
         with pytest.raises(ValidationError):
             process_inbound_or_hand_over(deps, event_id)
     outcome = process_inbound_or_hand_over(deps, event_id)
@@ -249,7 +249,7 @@ def test_an_outage_is_retried_without_counting_and_a_permanent_error_goes_to_a_p
         raise TransientError("MongoDB unreachable")
 
     monkeypatch.setattr(deps.store, "contact_by_phone", unreachable)
-    for _ in range(INBOUND_ATTEMPTS + 1):
+    for _ in range(EVENT_ATTEMPTS + 1):
         with pytest.raises(TransientError):
             process_inbound_or_hand_over(deps, event_id)
     event = deps.store.get_event(event_id)
@@ -323,6 +323,31 @@ def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code
     again = TickReport()
     reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, again)
     assert again.requeued_inbound == []
+
+
+def test_a_failed_callback_that_cannot_be_acted_on_pauses_the_follow_up_for_a_person(deps: Deps,
+                                                                                     clock: FakeClock) -> None:
+    _first_step_sent(deps, clock)
+    sid = deps.store.message_doc("c1:ct1:0")["twilio_sid"]  # type: ignore[index]
+    event_id, event = status_event({"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "63024"})
+    deps.store.record_event(event_id, event, clock.now())
+    _poison_contact(deps)  # the contact's record cannot be read: acting on 63024 fails each time
+    for attempt in range(1, EVENT_ATTEMPTS):
+        with pytest.raises(ValidationError):
+            process_status_or_hand_over(deps, event_id)
+        assert deps.store.get_event(event_id)["failures"] == attempt  # type: ignore[index]
+    outcome = process_status_or_hand_over(deps, event_id)
+    reason = "delivery failure 63024 not handled automatically (ValidationError)"
+    assert outcome == f"needs_human: {reason}"
+    doc = _followup(deps)
+    assert (doc["state"], doc["needs_human"], doc["needs_human_reason"]) == ("paused", True, reason)
+    stored = deps.store.get_event(event_id)
+    assert stored is not None and (stored["state"], stored["action_state"]) == ("failed", "failed")
+    assert process_status_or_hand_over(deps, event_id) is None
+    clock.advance(timedelta(minutes=6))
+    report = TickReport()
+    reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, report)
+    assert report.requeued_inbound == []  # the scheduler does not retry it any more
 
 
 def test_63018_in_a_callback_sends_the_message_again_once_later(deps: Deps, clock: FakeClock) -> None:
