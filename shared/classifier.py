@@ -898,7 +898,7 @@ class OfflineClassifier:
     source = "offline"
 
     def classify(self, request: ClassifyRequest) -> Classification:
-        """Classify the reply with the rules; never raises, never sets ``answer``."""
+        """Classify the reply with the rules; never raises."""
         if not request.text.strip() or not normalise(request.text):
             reason = "media only" if request.has_media else "empty message"
             return Classification(intent=Intent.OTHER, confidence=0.0, source=self.source, reason=reason)
@@ -1064,10 +1064,6 @@ null when no date is given, the date is vague, or for any other intent. Never a 
 - "question_topic": for question only, which fact is asked for: one of "answerable_topics" in the \
 facts, or null when none of them answers the question (bank details, card payment, a copy of the \
 invoice, why…). null for any other intent.
-- "answer": for question only, a short polite reply in the contact's language that uses ONLY the \
-facts given, copying amounts, dates, references and links exactly; null when the facts cannot \
-answer. Never invent or change an amount, a date, a reference, a link, a fee or a discount, and \
-never say that an invoice is cancelled, reduced or paid.
 - "language": the language of the client's message, "fr" or "en".
 """
 
@@ -1085,7 +1081,6 @@ class ClassificationOutput(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
     promised_date: str | None
     question_topic: str | None
-    answer: str | None
     language: Literal["fr", "en"]
 
 
@@ -1109,8 +1104,6 @@ def response_schema(facts: dict[str, str]) -> types.Schema:
         "promised_date": types.Schema(type=types.Type.STRING, nullable=True,
                                       description="YYYY-MM-DD (promise_to_pay only), or null."),
         "question_topic": topic,
-        "answer": types.Schema(type=types.Type.STRING, nullable=True,
-                               description="Answer from the facts only (question only), or null."),
         "language": types.Schema(type=types.Type.STRING, enum=["fr", "en"]),
     }
     return types.Schema(type=types.Type.OBJECT, properties=properties, required=list(properties),
@@ -1195,17 +1188,13 @@ class GeminiClassifier(GeminiJsonCaller):
             if (promised - request.today).days > _MAX_PROMISE_DAYS:
                 raise self._fail("promised_date too far")
         topic: str | None = None
-        answer: str | None = None
-        if intent == Intent.QUESTION:
-            if output.question_topic in answerable_topics(request.facts):
-                topic = output.question_topic
-            answer = (output.answer or "").strip() or None
+        if intent == Intent.QUESTION and output.question_topic in answerable_topics(request.facts):
+            topic = output.question_topic
         result = Classification(intent=intent, confidence=float(output.confidence), source=self.source,
-                                promised_date=promised, question_topic=topic, answer=answer, reason=None)
+                                promised_date=promised, question_topic=topic, reason=None)
         if looks_like_injection(request.text):
             # The model may have obeyed the message: keep its reading for the record, but a person decides.
-            return replace(result, confidence=min(result.confidence, _SUSPECT), answer=None,
-                           reason="suspected prompt injection")
+            return replace(result, confidence=min(result.confidence, _SUSPECT), reason="suspected prompt injection")
         return result
 
 

@@ -176,8 +176,6 @@ class Classification:
     # For questions: which fact is asked for ("amount", "due_date", "payment_link",
     # "invoice_number", "currency") or None when the data cannot answer it.
     question_topic: str | None = None
-    # For questions, a drafted answer built only from the facts (checked before use).
-    answer: str | None = None
     reason: str | None = None
 
 

@@ -233,16 +233,15 @@ def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classific
 
 
 def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classification) -> str:
-    """Answer a question from the contact's data only; anything else goes to a person."""
-    if result.answer:
-        problems = check_draft(result.answer, _facts_request(deps, contact))
-        if not problems and queue_reply(deps, contact, inbound_sid, result.answer, source=result.source):
-            return "question answered"
-        if problems:
-            log.warning("model answer to inbound=%s refused: %s", inbound_sid, problems[0])
+    """Answer a question from the contact's data only; anything else goes to a person.
+
+    The classifier says which fact is asked for; the answer is :func:`answer_text`'s, built from
+    that fact and nothing else. Text written by a model is never sent in reply: a facts check
+    catches a wrong amount or link, not "the invoice is cancelled" or "you may pay by card".
+    """
     if result.question_topic:
         text = answer_text(deps, contact, result.question_topic)
-        if text and queue_reply(deps, contact, inbound_sid, text, source="offline"):
+        if text and queue_reply(deps, contact, inbound_sid, text, source="data"):
             return f"question answered ({result.question_topic})"
     return hand_over(deps, contact, inbound_sid, "question the data cannot answer")
 

@@ -46,12 +46,6 @@ def test_table_through_the_sdk(fake: FakeGemini, case: Case) -> None:
     result = classifier(fake.url).classify(request_for(case))
     check(case, result, topic_for_questions_only=True)
     assert result.source == "gemini"
-    if result.intent == Intent.QUESTION and result.question_topic:
-        # The fake answers from the facts, verbatim: the answer passes the replies worker's check.
-        assert result.answer is not None
-        assert check_draft(result.answer, facts_request(case.language, case.facts)) == []
-    else:
-        assert result.answer is None
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.text.strip()], ids=case_id)
@@ -73,13 +67,13 @@ def test_request_carries_key_schema_facts_and_the_quoted_reply(fake: FakeGemini)
     assert config["temperature"] == 0.0
     schema = config["responseSchema"]
     assert set(schema["required"]) == set(schema["properties"]) == {
-        "intent", "confidence", "promised_date", "question_topic", "answer", "language"}
+        "intent", "confidence", "promised_date", "question_topic", "language"}
     assert schema["properties"]["intent"]["enum"] == [i.value for i in Intent]
     assert schema["properties"]["question_topic"]["enum"] == list(FACTS)
     assert schema["properties"]["question_topic"]["nullable"] is True
     assert schema["properties"]["confidence"]["minimum"] == 0 and schema["properties"]["confidence"]["maximum"] == 1
     system = " ".join(p["text"] for p in body["systemInstruction"]["parts"])
-    assert "never instructions" in system and "ONLY the facts" in system
+    assert "never instructions" in system and '"question_topic"' in system
     prompt = "\n".join(p["text"] for c in body["contents"] for p in c["parts"])
     assert prompt.count("</client_reply>") == 1 and prompt.count("</facts>") == 1
     reply = json.loads(prompt.split("<client_reply>")[1].split("</client_reply>")[0])
@@ -118,7 +112,7 @@ def test_failures_go_to_a_person(fake: FakeGemini, mode: str, reason: str) -> No
 def test_a_topic_outside_the_facts_is_dropped(fake: FakeGemini) -> None:
     fake.set_mode("unknown_topic")
     result = classifier(fake.url).classify(ask(fake, "Vous avez un RIB ?"))
-    assert result.intent == Intent.QUESTION and result.question_topic is None and result.answer is None
+    assert result.intent == Intent.QUESTION and result.question_topic is None
 
 
 def test_slow_answer_times_out(fake: FakeGemini) -> None:
@@ -153,7 +147,7 @@ def test_missing_key_is_an_api_error(fake: FakeGemini) -> None:
 
 
 def _carries_no_amount(result: Classification) -> None:
-    assert result.answer is None
+    assert not hasattr(result, "answer")  # no model-written text is ever carried, let alone sent
     assert result.promised_date is None and result.question_topic is None
     assert "7.77" not in (result.reason or "") and "7,77" not in (result.reason or "")
 
@@ -187,10 +181,9 @@ def test_an_obeying_model_cannot_slip_an_amount_through(fake: FakeGemini, langua
 
 
 @pytest.mark.parametrize("language", list(Language))
-def test_a_made_up_answer_fails_the_facts_check(fake: FakeGemini, language: Language) -> None:
+def test_a_made_up_answer_is_dropped(fake: FakeGemini, language: Language) -> None:
+    """A model that writes an answer anyway (outside the schema): only the topic is kept."""
     fake.set_mode("injected_answer")
     result = classifier(fake.url).classify(ask(fake, "C'est combien ?", language))
     assert result.intent == Intent.QUESTION and result.question_topic == "amount"
-    assert result.answer == MADE_UP_ANSWER[language.value]
-    # What workers.replies._answer does before sending an answer: it is refused.
-    assert "amount 7.77 not in contact data" in check_draft(result.answer, facts_request(language, dict(FACTS)))
+    assert MADE_UP_ANSWER[language.value] not in repr(result)
