@@ -167,6 +167,16 @@ def flag_contact(store: Store, contact_id: str, *, reason: str, now: datetime) -
     return result.modified_count
 
 
+def flag_finished_followups(store: Store, contact_id: str, *, reason: str, now: datetime) -> int:
+    """Flag a contact's completed follow-ups for a person (a reply came after the last step)."""
+    with unreachable_as_transient():
+        result = store.followups.update_many(
+            {"contact_id": contact_id, "state": FollowUpState.COMPLETED.value},
+            {"$set": {"needs_human": True, "needs_human_reason": reason, "updated_at": now}},
+        )
+    return result.modified_count
+
+
 def flag_finished_followup(store: Store, followup_id: str | None, *, detail: str, now: datetime) -> bool:
     """Flag a completed follow-up for a person: its last message failed after the cadence ended.
 

@@ -25,7 +25,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import flag_contact, pause_contact, stop_contact
+from shared.cadence import flag_contact, flag_finished_followups, pause_contact, stop_contact
 from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.offline import amount_text, date_text
@@ -187,7 +187,9 @@ def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, st
     else:
         pause_contact(deps.store, contact.id, until=None, reason="needs_human", now=now, needs_human=True,
                       detail=reason)
-    flag_contact(deps.store, contact.id, reason=reason, now=now)
+    if not flag_contact(deps.store, contact.id, reason=reason, now=now):
+        # A reply to the last reminder, once the cadence is over: that follow-up is the one to look at.
+        flag_finished_followups(deps.store, contact.id, reason=reason, now=now)
     alert_owner(deps, contact, inbound_sid, reason)
     return f"needs_human: {reason}"
 
@@ -266,11 +268,11 @@ def _sender(event: dict[str, Any]) -> str:
 
 
 def _record_inbound(deps: Deps, event_id: str, event: dict[str, Any], contact_id: str | None,
-                    from_owner: bool) -> str:
-    """The inbound message in the conversation (once); returns its id."""
+                    from_owner: bool, followup_ids: list[str] | None = None) -> str:
+    """The inbound message in the conversation (once), linked to the follow-ups it answers; returns its id."""
     inbound_id = f"in:{event['sid']}"
     deps.store.insert_inbound(
-        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact_id,
+        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact_id, "followup_ids": followup_ids or [],
          "unknown_sender": contact_id is None and not from_owner, "from_owner": from_owner, "from": _sender(event),
          "body": event.get("body", ""),
          "num_media": event.get("num_media", 0), "media_urls": event.get("media_urls", []),
@@ -293,7 +295,13 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     if from_owner:
         # The owner wrote to the sender: freeform alerts may reach them for the next 24 hours.
         store.touch_owner_inbound(phone, received_at)
-    inbound_id = _record_inbound(deps, event_id, event, contact.id if contact else None, from_owner)
+    # The follow-ups this message answers: the contact's open ones when it came, else those whose
+    # cadence is over (a reply to the last reminder still matters: the invoice may be unpaid).
+    open_followups = store.followups_of_contact(contact.id, OPEN_STATES) if contact else []
+    if contact and not open_followups:
+        open_followups = store.followups_of_contact(contact.id, (FollowUpState.COMPLETED,))
+    inbound_id = _record_inbound(deps, event_id, event, contact.id if contact else None, from_owner,
+                                 [f.id for f in open_followups])
     if contact is None and from_owner:
         outcome = "owner"
         log.info("inbound event=%s from the owner %s: their 24-hour window is open", event_id, mask_phone(phone))
@@ -311,7 +319,7 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
             outcome = "opt_in"
         elif contact.opted_out:
             outcome = "recorded (contact opted out)"
-        elif not store.followups_of_contact(contact.id, OPEN_STATES):
+        elif not open_followups:
             outcome = "recorded (no open follow-up)"
         else:
             result, needs_human = _classify(deps, contact, event)

@@ -123,6 +123,38 @@ def test_question_answered_from_the_data_only(deps: Deps, clock: FakeClock) -> N
     assert _followup(deps)["state"] == "scheduled"  # the cadence continues
 
 
+def test_the_reply_is_linked_to_the_follow_ups_it_answers_and_opens_the_window(deps: Deps, clock: FakeClock) -> None:
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.ACKNOWLEDGED)
+    assert _reply(deps, "Bien reçu, merci") == "acknowledged"
+    inbound = deps.store.messages.find_one({"_id": "in:SM" + "9" * 32})
+    assert inbound is not None and inbound["followup_ids"] == ["c1:ct1"] and inbound["contact_id"] == "ct1"
+    assert deps.store.get_contact("ct1").last_inbound_at == clock.now()  # type: ignore[union-attr]
+    assert _followup(deps)["state"] == "scheduled"  # acknowledged: the cadence goes on
+
+
+@pytest.mark.parametrize(("intent", "text", "outcome"), [
+    (Intent.DISPUTE, "Je ne paierai pas, le travail est mal fait", "needs_human: dispute"),
+    (Intent.QUESTION, "C'était combien déjà ?", "question answered (amount)"),
+])
+def test_a_reply_after_the_last_reminder_is_still_acted_on(deps: Deps, clock: FakeClock, intent: Intent,
+                                                           text: str, outcome: str) -> None:
+    _first_step_sent(deps, clock)
+    deps.store.followups.update_one({"_id": "c1:ct1"}, {"$set": {"state": "completed"}})  # the cadence ran out
+    _say(deps, intent, question_topic="amount" if intent == Intent.QUESTION else None)
+    assert _reply(deps, text) == outcome
+    inbound = deps.store.messages.find_one({"_id": "in:SM" + "9" * 32})
+    assert inbound is not None and inbound["followup_ids"] == ["c1:ct1"]
+    doc = _followup(deps)
+    assert doc["state"] == "completed"
+    sent = [m.to for m in deps.sender.sent]  # type: ignore[attr-defined]
+    if intent == Intent.DISPUTE:  # the finished follow-up is flagged, and the owner told
+        assert doc["needs_human"] is True and doc["needs_human_reason"] == "dispute"
+        assert sent == [PHONE, "+33700000001"]
+    else:
+        assert not doc.get("needs_human") and sent == [PHONE, PHONE]
+
+
 def test_a_question_the_data_cannot_answer_goes_to_a_person(deps: Deps, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic=None)  # "can I pay by card?": no fact says
