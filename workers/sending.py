@@ -20,13 +20,13 @@ from urllib.parse import urlencode
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import advance_after_send, stop_contact
+from shared.cadence import advance_after_send, flag_contact, stop_contact
 from shared.clock import utc
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.models import Campaign, Contact, FollowUp, FollowUpState, MessageState, OutboundMessage
 from shared.pacing import contact_pacing_delay, contact_send_lock
 from shared.phones import mask_phone
-from shared.policy import is_allowed, next_allowed
+from shared.policy import is_allowed, next_allowed, window_open
 from shared.ports import OutboundRequest
 from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
@@ -149,6 +149,13 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             stop_contact(store, contact.id, reason="opt_out", now=now)
             _cancel(deps, message_id, "opt_out")
             log.info("message=%s cancelled: contact opted out", message_id)
+            return None
+        if message.purpose == "reply" and not window_open(contact.last_inbound_at, now):
+            # An answer is freeform, which WhatsApp refuses 24 h after the client's last message
+            # (the workers were down that long): a person answers instead.
+            _cancel(deps, message_id, "outside_24h_window")
+            flag_contact(store, contact.id, reason="reply not sent: the 24-hour window closed", now=now)
+            log.warning("message=%s cancelled: the reply is too late for the 24-hour window", message_id)
             return None
     step_context = None
     with ExitStack() as hold:

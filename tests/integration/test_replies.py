@@ -97,6 +97,23 @@ def test_paid_stops_and_thanks(deps: Deps, clock: FakeClock) -> None:
     assert len(deps.sender.sent) == 2  # type: ignore[attr-defined]
 
 
+def test_paid_without_a_thank_you_when_the_business_turned_it_off(deps: Deps, clock: FakeClock) -> None:
+    deps.settings = deps.settings.model_copy(update={"thank_you_on_paid": False})
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.PAID)
+    assert _reply(deps, "virement fait") == "paid stopped=1"
+    assert _followup(deps)["state"] == "stopped"
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]  # step 1, no thank-you
+
+
+def test_the_stop_quick_reply_button_opts_out_whatever_its_text(deps: Deps, clock: FakeClock) -> None:
+    _first_step_sent(deps, clock)
+    outcome = _reply(deps, "Ne plus être contacté", button_payload="STOP", button_text="Ne plus être contacté")
+    assert outcome == "opt_out stopped=1"
+    assert deps.classifier.requests == []  # type: ignore[attr-defined]  # no AI
+    assert deps.store.get_contact("ct1").opted_out  # type: ignore[union-attr]
+
+
 def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_step(deps: Deps,
                                                                                  clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
@@ -153,6 +170,39 @@ def test_a_reply_after_the_last_reminder_is_still_acted_on(deps: Deps, clock: Fa
         assert sent == [PHONE, "+33700000001"]
     else:
         assert not doc.get("needs_human") and sent == [PHONE, PHONE]
+
+
+def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps: Deps, clock: FakeClock) -> None:
+    """The opt-out flag alone (set by any path) is enough: the drafted step is cancelled, not sent."""
+    tick(deps.store, deps.queue, clock)
+    queue = deps.queue
+    assert isinstance(queue, RecordingQueue)
+    from workers.drafting import draft_followup
+
+    draft_followup(deps, *queue.drafts.pop(0))
+    message_id = queue.sends.pop(0)[0]
+    assert deps.store.message_doc(message_id)["state"] == "ready"  # type: ignore[index]
+    deps.store.set_opt_out("ct1", True, clock.now())
+    assert send_message(deps, message_id) is None
+    doc = deps.store.message_doc(message_id)
+    assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "opt_out")
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
+    assert _followup(deps)["state"] == "stopped"
+
+
+def test_an_answer_too_late_for_the_24_hour_window_is_not_sent(deps: Deps, clock: FakeClock) -> None:
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.QUESTION, question_topic="amount")
+    event_id = _store_reply(deps, "c'est combien ?", "SM" + "8" * 32)
+    assert process_inbound(deps, event_id) == "question answered (amount)"
+    clock.advance(timedelta(hours=25))  # the sending workers were down a day
+    drain(deps)
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]  # step 1 only
+    doc = deps.store.message_doc("reply:SM" + "8" * 32)
+    assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "outside_24h_window")
+    followup = _followup(deps)
+    assert followup["needs_human"] is True
+    assert followup["needs_human_reason"] == "reply not sent: the 24-hour window closed"
 
 
 def test_a_question_the_data_cannot_answer_goes_to_a_person(deps: Deps, clock: FakeClock) -> None:
@@ -343,6 +393,7 @@ def test_the_hand_over_is_listed_and_the_timeline_shown_by_the_cli(
 
 
 @pytest.mark.parametrize(("code", "state", "reason"), [(63024, "stopped", "invalid_number"),
+                                                       (63003, "stopped", "invalid_number"),
                                                        (21211, "stopped", "invalid_number"),
                                                        (21610, "stopped", "opt_out")])
 def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code: int, state: str,
@@ -360,6 +411,14 @@ def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code
     assert process_status(deps, event_id) is None  # once only
     doc = _followup(deps)
     assert doc["state"] == state and doc["stop_reason"] == reason
+    contact = deps.store.get_contact("ct1")
+    assert contact is not None
+    if reason == "opt_out":  # Twilio says the client blocked us: an opt-out, nobody to call
+        assert contact.opted_out and not doc.get("needs_human")
+    else:  # a number WhatsApp cannot reach: a person must find the right one
+        assert not contact.opted_out and doc["needs_human"] is True
+    error = deps.store.message_doc("c1:ct1:0")
+    assert error is not None and error["error_code"] == code  # recorded on the message
     assert deps.store.get_event(event_id)["state"] == "processed"  # type: ignore[index]
     clock.advance(timedelta(minutes=6))
     again = TickReport()

@@ -548,3 +548,12 @@ def test_history_is_quoted_as_data() -> None:
     items = json.loads(prompt.split("<history>")[1].split("</history>")[0].split("\n", 2)[2])
     assert [i["from"] for i in items] == ["business", "client"]
     assert prompt.index("</history>") < prompt.index("<client_reply>")
+
+
+def test_the_classifier_is_gemini_with_a_key_and_the_rules_without() -> None:
+    from services.bootstrap import build_classifier
+    from shared.settings import load_settings
+
+    assert isinstance(build_classifier(load_settings({"GEMINI_API_KEY": ""})), OfflineClassifier)
+    gemini = build_classifier(load_settings({"GEMINI_API_KEY": "k", "GEMINI_API_BASE_URL": "http://127.0.0.1:9"}))
+    assert isinstance(gemini, GeminiClassifier) and gemini.source == "gemini"
