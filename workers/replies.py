@@ -128,7 +128,11 @@ def _facts_request(deps: Deps, contact: Contact, extra: dict[str, str] | None = 
 # ------------------------------------------------------------------ actions
 def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, source: str,
                 extra_facts: dict[str, str] | None = None) -> str | None:
-    """Store and enqueue one reply to an inbound message (at most one per inbound message)."""
+    """Store and enqueue one reply to an inbound message (at most one per inbound message).
+
+    Returns its id, also when it was stored already (the inbound event redelivered after a
+    crash): the send is asked for again, which changes nothing if it was sent.
+    """
     problems = check_draft(body, _facts_request(deps, contact, extra_facts))
     if problems:
         log.warning("reply to inbound=%s refused by the facts check: %s", inbound_sid, problems[0])
@@ -138,10 +142,9 @@ def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, so
         purpose="reply", state=MessageState.READY, kind="freeform", body=body, language=contact.language,
         draft_source=source,
     )
-    if deps.store.insert_message(message, deps.clock.now()):
-        deps.queue.send_message(message.id)
-        return message.id
-    return None
+    deps.store.insert_message(message, deps.clock.now())
+    deps.queue.send_message(message.id)
+    return message.id
 
 
 def owner_alert_variables(contact: Contact, reason: str) -> dict[str, str]:

@@ -205,6 +205,29 @@ def test_an_answer_too_late_for_the_24_hour_window_is_not_sent(deps: Deps, clock
     assert followup["needs_human_reason"] == "reply not sent: the 24-hour window closed"
 
 
+@pytest.mark.parametrize(("intent", "extra"), [
+    (Intent.PAID, {}), (Intent.PROMISE_TO_PAY, {"promised_date": date(2026, 3, 6)}),
+    (Intent.QUESTION, {"question_topic": "due_date"}), (Intent.QUESTION, {}), (Intent.DISPUTE, {}),
+    (Intent.WRONG_PERSON, {}), (Intent.OPT_OUT, {}), (Intent.ACKNOWLEDGED, {}), (Intent.OTHER, {}),
+])
+def test_a_plan_applied_again_after_a_crash_changes_nothing(deps: Deps, clock: FakeClock, intent: Intent,
+                                                            extra: dict[str, object]) -> None:
+    """The worker died after acting, before marking the event processed: the redelivery acts again."""
+    _first_step_sent(deps, clock)
+    _say(deps, intent, **extra)
+    first = _reply(deps, "réponse du client")
+    keys = ("state", "step", "paused_until", "stop_reason", "needs_human", "needs_human_reason", "next_run_at")
+    before = {k: _followup(deps).get(k) for k in keys}
+    messages = sorted(d["_id"] for d in deps.store.messages.find({}, {"_id": 1}))
+    deps.store.events.update_one({"_id": "inbound:SM" + "9" * 32}, {"$set": {"state": "received"}})
+    again = process_inbound(deps, "inbound:SM" + "9" * 32)
+    drain(deps)
+    assert first is not None and again is not None  # acted again: only conditional moves, nothing twice
+    assert {k: _followup(deps).get(k) for k in keys} == before
+    assert sorted(d["_id"] for d in deps.store.messages.find({}, {"_id": 1})) == messages
+    assert len(deps.sender.sent) == len(messages) - 1  # type: ignore[attr-defined]  # each sent once (less the inbound)
+
+
 def test_a_question_the_data_cannot_answer_goes_to_a_person(deps: Deps, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic=None)  # "can I pay by card?": no fact says
