@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from services.webhook import EMPTY_TWIML, WebhookDeps, create_app
+from services.webhook import EMPTY_TWIML, MAX_BODY_BYTES, BadRequest, WebhookDeps, _read_body, create_app
 from shared.clock import FakeClock
 from shared.fakes import RecordingQueue
 from shared.models import Language, MessageState, OutboundMessage
@@ -121,6 +122,29 @@ def test_oversized_body_is_413(client: TestClient, store: Store) -> None:
     big = {"MessageSid": "SM1", "From": "whatsapp:+33612345678", "Body": "x" * 70_000}
     assert post(client, "/whatsapp/webhook", big)[0] == 413
     assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
+
+
+def test_an_oversized_body_without_content_length_is_413_as_it_streams(client: TestClient, store: Store) -> None:
+    """Chunked, no Content-Length: refused once past the limit, without reading the rest."""
+    def chunks() -> Iterator[bytes]:
+        yield urlencode({"MessageSid": "SM1", "From": "whatsapp:+33612345678"}).encode() + b"&Body="
+        for _ in range(8):
+            yield b"x" * 16_384
+
+    response = client.post("/whatsapp/webhook", content=chunks(),
+                           headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"})
+    assert (response.status_code, response.text) == (413, "body too large")
+    assert store.events.count_documents({}) == 0
+    # The TestClient reads its whole body up front; the webhook's own reader stops at the limit.
+    received: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        received.append(1)
+        return {"type": "http.request", "body": b"x" * 16_384, "more_body": True}
+
+    with pytest.raises(BadRequest) as refused:
+        asyncio.run(_read_body(receive))  # type: ignore[arg-type]
+    assert refused.value.status == 413 and len(received) == MAX_BODY_BYTES // 16_384 + 1
 
 
 def test_inbound_is_stored_once_and_enqueued_once(client: TestClient, store: Store, queue: RecordingQueue) -> None:
