@@ -143,7 +143,7 @@ def test_an_oversized_body_without_content_length_is_413_as_it_streams(client: T
         return {"type": "http.request", "body": b"x" * 16_384, "more_body": True}
 
     with pytest.raises(BadRequest) as refused:
-        asyncio.run(_read_body(receive))  # type: ignore[arg-type]
+        asyncio.run(_read_body(receive))
     assert refused.value.status == 413 and len(received) == MAX_BODY_BYTES // 16_384 + 1
 
 
