@@ -92,12 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("conversations", help="list conversations (those needing a person with --needs-human)")
+    p = sub.add_parser("conversations", help="list conversations and unknown numbers that wrote "
+                                             "(those needing a person with --needs-human)")
     p.add_argument("--needs-human", action="store_true")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_conversations)
 
-    p = sub.add_parser("conversation", help="a contact's whole timeline: follow-ups and messages in and out")
+    p = sub.add_parser("conversation", help="a contact's whole timeline (follow-ups, messages in and out), "
+                                            "or what an unknown number sent")
     p.add_argument("phone")
     p.set_defaults(func=cmd_conversation)
 
@@ -285,7 +287,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_conversations(settings: Settings, args: argparse.Namespace) -> int:
-    """List contacts with follow-ups, newest activity first; --needs-human for the hand-over queue."""
+    """List contacts with follow-ups and unknown numbers that wrote, newest first; --needs-human: hand-overs."""
     from services.conversations import list_conversations
 
     _, store = _store(settings)
@@ -298,7 +300,7 @@ def cmd_conversations(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
-    """Print one contact's timeline."""
+    """Print one contact's timeline (or an unknown number's messages)."""
     from services.conversations import timeline
     from shared.phones import normalise_phone
 

@@ -1,8 +1,14 @@
-"""What an operator sees of conversations: the hand-over list and one contact's timeline."""
+"""What an operator sees of conversations: the hand-over list and one phone number's timeline.
+
+A message from a number that is no contact (``unknown_sender``, see :mod:`workers.replies`) is
+kept and flagged: such numbers are listed with the conversations, as needing a person, and
+``timeline`` shows their messages. Once the number is imported as a contact, its earlier
+messages join the contact's timeline and it is no longer listed as unknown.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,18 +17,46 @@ from shared.errors import InputError
 from shared.models import Contact
 from shared.store import Store
 
+UNKNOWN_REASON = "message from an unknown number"
+# The newest unknown-sender messages read to find the numbers to list: a bound on the work done
+# whatever has been received (through the partial index ``unknown_sender_time``).
+UNKNOWN_SCAN = 5000
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
 
 def _when(moment: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if isinstance(moment, datetime) else "-"
 
 
+def _moment(value: Any) -> datetime:
+    """A sort key for a stored date (missing or odd values sort as the oldest)."""
+    if not isinstance(value, datetime):
+        return _NEVER
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _unknown_query(phone: str | None = None) -> dict[str, Any]:
+    """Messages from a number that was no contact (the owner's own are not: see workers.replies)."""
+    return {"unknown_sender": True, **({"from": phone} if phone is not None else {})}
+
+
 def list_conversations(store: Store, *, needs_human: bool = False, limit: int = 50) -> list[str]:
-    """One line per contact: phone, name, follow-up states, and the hand-over reason if any."""
+    """One line per contact with follow-ups and per unknown number that wrote, newest activity first.
+
+    Contact lines: phone, name, follow-up states, and the hand-over reason if any. Unknown numbers
+    always need a person: phone, message count and the last one's time. At most ``limit`` lines.
+    """
+    rows = _contact_rows(store, needs_human=needs_human, limit=limit) + _unknown_rows(store, limit=limit)
+    rows.sort(key=lambda row: row[0], reverse=True)  # stable: contacts keep their order
+    return [line for _, line in rows[:max(limit, 0)]]
+
+
+def _contact_rows(store: Store, *, needs_human: bool, limit: int) -> list[tuple[datetime, str]]:
     query: dict[str, Any] = {"needs_human": True} if needs_human else {}
     by_contact: dict[str, list[dict[str, Any]]] = {}
     for doc in store.followups.find(query).sort("updated_at", -1).limit(limit * 5):
         by_contact.setdefault(doc["contact_id"], []).append(doc)
-    lines = []
+    rows = []
     for contact_id, followups in list(by_contact.items())[:limit]:
         # Read raw: a record the Contact model refuses is exactly one a person must see.
         contact = store.contacts.find_one({"_id": contact_id}, {"phone": 1, "name": 1, "last_inbound_at": 1})
@@ -34,15 +68,41 @@ def list_conversations(store: Store, *, needs_human: bool = False, limit: int = 
         line = f"{contact.get('phone', '?')}  {contact.get('name', '?')}  [{states}]  last reply {last}"
         if reasons:
             line += "  needs a person: " + "; ".join(reasons)
-        lines.append(line)
-    return lines
+        rows.append((_moment(followups[0].get("updated_at")), line))  # sorted newest first
+    return rows
+
+
+def _unknown_rows(store: Store, *, limit: int) -> list[tuple[datetime, str]]:
+    """The unknown numbers that wrote, newest first (numbers imported as contacts since are left out)."""
+    last_of: dict[str, datetime] = {}
+    passed: set[str] = set()
+    newest = store.messages.find(_unknown_query(), {"from": 1, "created_at": 1}).sort("created_at", -1)
+    for doc in newest.limit(UNKNOWN_SCAN):
+        if len(last_of) >= limit:
+            break
+        phone = str(doc.get("from") or "")
+        if not phone or phone in last_of or phone in passed:
+            continue
+        if store.contacts.find_one({"phone": phone}, {"_id": 1}) is not None:
+            passed.add(phone)  # a contact now: its messages are in its timeline
+            continue
+        last_of[phone] = _moment(doc.get("created_at"))
+    rows = []
+    for phone, last in last_of.items():
+        count = store.messages.count_documents(_unknown_query(phone))
+        rows.append((last, f"{phone}  unknown number  [{count} message{'s' if count != 1 else ''}]  "
+                           f"last message {_when(last)}  needs a person: {UNKNOWN_REASON}"))
+    return rows
 
 
 def timeline(store: Store, phone: str) -> list[str]:
-    """A contact's details, follow-ups and every message in and out, oldest first."""
+    """A contact's details, follow-ups and every message in and out, oldest first.
+
+    For a number that is no contact but wrote: what it sent, under a header saying so.
+    """
     contact = store.contacts.find_one({"phone": phone})  # raw: shown even when the model refuses it
     if contact is None:
-        raise InputError(f"no contact with phone {phone}: see `relance conversations`")
+        return _unknown_timeline(store, phone)
     contact_id = contact["_id"]
     lines = [f"{contact.get('name', '?')} {contact.get('phone', phone)} ({contact.get('language', 'fr')}, "
              f"{contact.get('timezone', 'Europe/Paris')})" + ("  OPTED OUT" if contact.get("opted_out") else "")]
@@ -61,14 +121,33 @@ def timeline(store: Store, phone: str) -> list[str]:
         flag = f"  needs a person: {doc.get('needs_human_reason')}" if doc.get("needs_human") else ""
         lines.append(f"follow-up {doc['campaign_id']}: {doc['state']} (next step {doc['step'] + 1})"
                      f"{' ' + detail if detail else ''}{flag}")
-    for doc in store.messages.find({"contact_id": contact_id}).sort("created_at", 1):
-        arrow = "←" if doc.get("direction") == "inbound" else "→"
-        body = " ".join(str(doc.get("body") or "").split()) or ("[media]" if doc.get("num_media") else "")
-        extra = ""
-        if doc.get("classification"):
-            c = doc["classification"]
-            extra = f"  [{c['intent']} {c['confidence']:.2f}{' → person' if c.get('needs_human') else ''}]"
-        if doc.get("error_code"):
-            extra += f"  [error {doc['error_code']}]"
-        lines.append(f"{_when(doc.get('created_at'))} {arrow} {doc.get('state', '')}: {body}{extra}")
+    messages = list(store.messages.find({"contact_id": contact_id}).sort("created_at", 1))
+    before = list(store.messages.find(_unknown_query(phone)).sort("created_at", 1))
+    if before:  # written before the number was imported as a contact
+        messages = sorted(before + messages, key=lambda doc: _moment(doc.get("created_at")))
+    lines.extend(_message_line(doc) for doc in messages)
     return lines
+
+
+def _unknown_timeline(store: Store, phone: str) -> list[str]:
+    messages = list(store.messages.find(_unknown_query(phone)).sort("created_at", 1))
+    if not messages:
+        raise InputError(f"no contact with phone {phone}, and no message from it as an unknown number: "
+                         "see `relance conversations`")
+    count = len(messages)
+    return [f"{phone}: unknown number, not a contact ({count} message{'s' if count != 1 else ''}); "
+            "to follow it up, add it to a contacts file and run `relance contacts import FILE`",
+            f"needs a person: {UNKNOWN_REASON}",
+            *(_message_line(doc) for doc in messages)]
+
+
+def _message_line(doc: dict[str, Any]) -> str:
+    arrow = "←" if doc.get("direction") == "inbound" else "→"
+    body = " ".join(str(doc.get("body") or "").split()) or ("[media]" if doc.get("num_media") else "")
+    extra = ""
+    if doc.get("classification"):
+        c = doc["classification"]
+        extra = f"  [{c['intent']} {c['confidence']:.2f}{' → person' if c.get('needs_human') else ''}]"
+    if doc.get("error_code"):
+        extra += f"  [error {doc['error_code']}]"
+    return f"{_when(doc.get('created_at'))} {arrow} {doc.get('state', '')}: {body}{extra}"

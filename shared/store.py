@@ -153,6 +153,13 @@ class Store:
             )
             self.messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)],
                                        name="contact_time")
+            # Messages from numbers that are no contact (services.conversations): partial, so the
+            # messages of contacts cost these indexes nothing.
+            unknown_only = {"unknown_sender": True}
+            self.messages.create_index([("created_at", ASCENDING)], name="unknown_sender_time",
+                                       partialFilterExpression=unknown_only)
+            self.messages.create_index([("from", ASCENDING), ("created_at", ASCENDING)],
+                                       name="unknown_sender_from", partialFilterExpression=unknown_only)
             # Events are written on the webhook's hot path and kept for good: no secondary index
             # (each one costs every insert, and grows with every event ever received). Work left
             # waiting is found through pending notes, a SID's events by _id range.

@@ -1,0 +1,154 @@
+"""Unknown numbers seen by the operator: `relance conversations` and `relance conversation PHONE`.
+
+A message from a number that is no contact is kept and flagged by the replies actor; these tests
+produce such messages with the real ``process_inbound`` and read what the real CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+
+from services.cli import main
+from shared.clock import FakeClock
+from shared.fakes import FakeSender, RecordingQueue
+from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
+from shared.settings import Settings, load_settings
+from shared.store import Store
+from tests.support.drafters import EchoDrafter
+from workers.deps import Deps
+from workers.replies import process_inbound
+
+pytestmark = pytest.mark.integration
+ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
+TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name"})
+PHONE = "+33612345678"  # Marie, a contact with a follow-up
+OWNER = "+33611223344"
+STRANGER = "+33799999999"
+OTHER = "+33755555555"
+NOBODY = "+33611111111"
+MARIE = f"{PHONE}  Marie  [c1: scheduled]  last reply -"
+FLAG = "needs a person: message from an unknown number"
+
+
+@pytest.fixture
+def deps(store: Store, clock: FakeClock) -> Deps:
+    settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont",
+                              "OWNER_WHATSAPP_NUMBER": OWNER})
+    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+                sender=FakeSender(), classifier=None)
+    now = clock.now()
+    store.upsert_contact(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR,
+                                 fields={"invoice_number": "FA-2026-001"}), now)
+    store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
+        Step(delay="0s", template=TEMPLATE)]), now)
+    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now + timedelta(days=1), now=now)
+    return deps
+
+
+@pytest.fixture
+def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the real `relance` entry point on the test database; returns (exit code, stdout, stderr)."""
+    settings: Settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv), load=lambda: settings)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _inbound(deps: Deps, phone: str, body: str, sid: str) -> str | None:
+    """A WhatsApp message from ``phone``, stored as the webhook does and processed by the replies actor."""
+    event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{phone}", "body": body,
+             "num_media": 0}
+    deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
+    return process_inbound(deps, f"inbound:{sid}")
+
+
+def _sid(n: int) -> str:
+    return "SM" + f"{n:032d}"
+
+
+def _three_numbers_write(deps: Deps, clock: FakeClock) -> None:
+    """10:05 another unknown number, 10:10 and 10:40 the stranger, 10:50 the owner (UTC)."""
+    clock.advance(timedelta(minutes=5))
+    assert _inbound(deps, OTHER, "Vous êtes qui ?", _sid(1)) == "unknown_sender"
+    clock.advance(timedelta(minutes=5))
+    assert _inbound(deps, STRANGER, "Bonjour, j'ai reçu   une facture\nmais je ne suis pas client", _sid(2)) \
+        == "unknown_sender"
+    clock.advance(timedelta(minutes=30))
+    assert _inbound(deps, STRANGER, "Vous pouvez me rappeler ?", _sid(3)) == "unknown_sender"
+    clock.advance(timedelta(minutes=10))
+    assert _inbound(deps, OWNER, "ok vu", _sid(4)) == "owner"
+
+
+def test_unknown_numbers_are_listed_newest_first_and_never_the_owner(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    assert relance("conversations", "--needs-human") == (0, "no conversation needs a person\n", "")
+    assert relance("conversations") == (0, MARIE + "\n", "")
+
+    _three_numbers_write(deps, clock)
+
+    stranger = f"{STRANGER}  unknown number  [2 messages]  last message 2026-03-02 10:40  {FLAG}"
+    other = f"{OTHER}  unknown number  [1 message]  last message 2026-03-02 10:05  {FLAG}"
+    assert relance("conversations", "--needs-human") == (0, f"{stranger}\n{other}\n", "")
+    # Marie's follow-up last moved at 10:00, before both numbers wrote: listed after them.
+    assert relance("conversations") == (0, f"{stranger}\n{other}\n{MARIE}\n", "")
+    # --limit holds for the whole list.
+    assert relance("conversations", "--limit", "1") == (0, f"{stranger}\n", "")
+    assert relance("conversations", "--limit", "2") == (0, f"{stranger}\n{other}\n", "")
+    assert relance("conversations", "--needs-human", "--limit", "1") == (0, f"{stranger}\n", "")
+    code, out, _ = relance("conversations")
+    assert code == 0 and OWNER not in out  # the owner's own number is no unknown sender
+
+
+def test_an_unknown_numbers_messages_are_shown_and_a_number_that_never_wrote_is_refused(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _three_numbers_write(deps, clock)
+
+    assert relance("conversation", "07 99 99 99 99") == (0, (  # national format, as typed
+        f"{STRANGER}: unknown number, not a contact (2 messages); to follow it up, add it to a contacts file "
+        "and run `relance contacts import FILE`\n"
+        f"{FLAG}\n"
+        "2026-03-02 10:10 ← received: Bonjour, j'ai reçu une facture mais je ne suis pas client\n"
+        "2026-03-02 10:40 ← received: Vous pouvez me rappeler ?\n"), "")
+
+    refusal = (f"error: no contact with phone {NOBODY}, and no message from it as an unknown number: "
+               "see `relance conversations`\n")
+    assert relance("conversation", NOBODY) == (1, "", refusal)
+    # The owner wrote, but as the owner: no unknown-number timeline for them either.
+    assert relance("conversation", OWNER) == (1, "", refusal.replace(NOBODY, OWNER))
+
+
+def test_a_number_imported_as_a_contact_leaves_the_list_and_keeps_its_messages(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _three_numbers_write(deps, clock)
+    deps.store.upsert_contact(Contact(id="ct9", phone=STRANGER, name="Luc", language=Language.FR), clock.now())
+
+    other = f"{OTHER}  unknown number  [1 message]  last message 2026-03-02 10:05  {FLAG}"
+    assert relance("conversations", "--needs-human") == (0, f"{other}\n", "")
+    clock.advance(timedelta(minutes=5))
+    assert _inbound(deps, STRANGER, "C'est Luc", _sid(5)) == "recorded (no open follow-up)"
+    assert relance("conversation", STRANGER) == (0, (
+        f"Luc {STRANGER} (fr, Europe/Paris)\n"
+        "2026-03-02 10:10 ← received: Bonjour, j'ai reçu une facture mais je ne suis pas client\n"
+        "2026-03-02 10:40 ← received: Vous pouvez me rappeler ?\n"
+        "2026-03-02 10:55 ← received: C'est Luc\n"), "")
+
+
+def test_the_unknown_number_queries_use_their_partial_indexes(deps: Deps, clock: FakeClock) -> None:
+    _three_numbers_write(deps, clock)
+    indexes = deps.store.messages.index_information()
+    for name in ("unknown_sender_time", "unknown_sender_from"):
+        assert indexes[name]["partialFilterExpression"] == {"unknown_sender": True}
+    listing = deps.store.messages.find({"unknown_sender": True}).sort("created_at", -1).explain()
+    assert "unknown_sender_time" in json.dumps(listing["queryPlanner"], default=str)
+    one = deps.store.messages.find({"unknown_sender": True, "from": STRANGER}).sort("created_at", 1).explain()
+    assert "unknown_sender_from" in json.dumps(one["queryPlanner"], default=str)
