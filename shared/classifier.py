@@ -832,6 +832,12 @@ def _unknown_words(text: str, spans: Iterable[tuple[int, int]], patterns: Iterab
     return sum(1 for word in text.split() if word not in _FILLER and not word.isdigit())
 
 
+def claims_payment(text: str) -> bool:
+    """Whether a reply says the invoice is paid (the offline rules' reading, whatever else it says)."""
+    folded = normalise(text)
+    return bool(_PAID.search(folded)) and not _NOT_PAID.search(folded)
+
+
 def looks_like_injection(text: str) -> bool:
     """Whether a reply tries to instruct the classifier ("ignore your instructions…")."""
     return bool(_INJECTION_RAW.search(text) or _INJECTION.search(normalise(text)))

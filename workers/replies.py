@@ -26,6 +26,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import flag_contact, flag_finished_followups, pause_contact, stop_contact
+from shared.classifier import claims_payment
 from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.offline import amount_text, date_text
@@ -45,6 +46,7 @@ OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoi
                    "desabonn")
 OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
+PAID_OPT_OUT = "opted out, says the invoice is paid: check the payment"
 OPEN_STATES = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING, FollowUpState.AWAITING_SEND,
                FollowUpState.PAUSED)
 
@@ -203,12 +205,22 @@ def _pause_until(promised: str, contact: Contact, deps: Deps) -> datetime:
 
 
 def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classification,
-               needs_human: str | None) -> str:
-    """Carry out what the classification says; returns the outcome (for logs and tests)."""
+               needs_human: str | None, *, text: str = "") -> str:
+    """Carry out what the classification says; returns the outcome (for logs and tests).
+
+    ``text`` is the client's reply, read here only by deterministic rules (see opt-out).
+    """
     store, now = deps.store, deps.clock.now()
     intent = result.intent
     if intent == Intent.OPT_OUT and result.confidence >= deps.settings.classifier_threshold:
         store.set_opt_out(contact.id, True, now)
+        if claims_payment(text):
+            # "I've already paid, stop harassing me": honoured, and the owner checks the payment,
+            # or the invoice would go unchased on the client's word alone.
+            stopped = stop_contact(store, contact.id, reason="opt_out", now=now, needs_human=True,
+                                   detail=PAID_OPT_OUT)
+            alert_owner(deps, contact, inbound_sid, PAID_OPT_OUT)
+            return f"opt_out stopped={stopped} needs_human: {PAID_OPT_OUT}"
         return f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)}"
     if needs_human:
         return hand_over(deps, contact, inbound_sid, needs_human)
@@ -331,7 +343,7 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
                 "promised_date": result.promised_date.isoformat() if result.promised_date else None,
                 "question_topic": result.question_topic, "reason": result.reason, "needs_human": needs_human,
             }}})
-            outcome = apply_plan(deps, contact, event["sid"], result, needs_human)
+            outcome = apply_plan(deps, contact, event["sid"], result, needs_human, text=str(event.get("body", "")))
     store.messages.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
     store.mark_event(event_id, "received", "processed", now)
     log.info("inbound event=%s contact=%s outcome=%s", event_id, contact.id if contact else None, outcome)

@@ -23,8 +23,10 @@ test_classifier_gemini, the issue asking for realistic replies):
   untouched): 15 cases;
 - ``stopped_flagged`` (stopped + ``needs_human``, owner alerted): 15 cases, dispute 9 and
   wrong_person 6;
-- ``opted_out`` (contact opted out, follow-up stopped, nobody alerted): 9 cases, all through the
+- ``opted_out`` (contact opted out, follow-up stopped, nobody alerted): 8 cases, all through the
   classifier (no table text is a STOP keyword);
+- ``opted_out_flagged`` (the same, and the owner alerted to check a payment the client claims):
+  1 case, "I've already paid, stop harassing me";
 - ``unchanged`` (acknowledged: still scheduled, no reply, no alert): 8 cases;
 - ``paused_flagged`` (paused + ``needs_human`` with a reason, owner alerted): 26 cases: 4
   promises without a usable date, 6 questions the data cannot answer, 4 mixed replies and 1 bare
@@ -50,7 +52,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.scheduler import tick
-from shared.classifier import GeminiClassifier, OfflineClassifier
+from shared.classifier import GeminiClassifier, OfflineClassifier, claims_payment
 from shared.clock import FakeClock, utc
 from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
@@ -63,7 +65,7 @@ from tests.support.fake_gemini_replies import create_app
 from tests.support.gemini_helpers import API_KEY, MODEL, FakeGemini, fake_fixtures
 from tests.unit.test_classifier import ANY, CASES, TODAY, Case, case_id, request_for
 from workers.deps import Deps
-from workers.replies import process_inbound
+from workers.replies import PAID_OPT_OUT, process_inbound
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +107,7 @@ STRICT_CASES = [case for number, case in enumerate(STRADDLING)
 class Plan:
     """The state transition a reply must cause."""
 
-    branch: str  # paid, promise, answered, stopped_flagged, opted_out, unchanged, paused_flagged
+    branch: str  # paid, promise, answered, stopped_flagged, opted_out(_flagged), unchanged, paused_flagged
     reason: str = ""  # stopped_flagged: the stop reason; paused_flagged: how needs_human_reason starts
     topic: str | None = None  # answered: the fact asked for
     promised: date | None = None  # promise: the promised date
@@ -147,6 +149,8 @@ def planned(case: Case, threshold: float, *, confidence: float | None = None,
     if intent in (Intent.DISPUTE, Intent.WRONG_PERSON):
         return Plan("stopped_flagged", intent.value)
     if intent == Intent.OPT_OUT:
+        if claims_payment(case.text):  # "I've already paid, stop harassing me": the owner checks
+            return Plan("opted_out_flagged", PAID_OPT_OUT)
         return Plan("opted_out")
     assert intent == Intent.ACKNOWLEDGED
     return Plan("unchanged")
@@ -315,8 +319,8 @@ def run_and_check(world: World, source: str) -> Plan:
     reply = store.messages.find_one({"_id": f"reply:{world.sid}"})
     alert = store.messages.find_one({"_id": f"alert:{world.sid}"})
     replies = world.sent_to_contact()[1:]
-    assert contact["opted_out"] is (plan.branch == "opted_out"), (case.text, outcome)
-    if plan.branch in ("stopped_flagged", "paused_flagged"):
+    assert contact["opted_out"] is plan.branch.startswith("opted_out"), (case.text, outcome)
+    if plan.branch in ("stopped_flagged", "paused_flagged", "opted_out_flagged"):
         assert alert is not None and alert["to"] == OWNER and alert["state"] == "sent", (case.text, alert)
     else:
         assert alert is None, (case.text, outcome)
@@ -361,6 +365,10 @@ def run_and_check(world: World, source: str) -> Plan:
         assert outcome == "opt_out stopped=1", (case.text, outcome)
         assert (after["state"], after["stop_reason"]) == ("stopped", "opt_out"), (case.text, after)
         assert not after.get("needs_human")
+    elif plan.branch == "opted_out_flagged":
+        assert outcome == f"opt_out stopped=1 needs_human: {plan.reason}", (case.text, outcome)
+        assert (after["state"], after["stop_reason"], after["needs_human"], after["needs_human_reason"]) == (
+            "stopped", "opt_out", True, plan.reason), (case.text, after)
     elif plan.branch == "unchanged":
         assert outcome == "acknowledged", (case.text, outcome)
         assert after == before, case.text
@@ -416,5 +424,6 @@ def test_the_table_covers_every_branch() -> None:
     assert {c.intent for c in TABLE} == set(Intent) and {c.language for c in TABLE} == set(Language)
     branches = Counter(planned(c, threshold).branch for c in TABLE
                        if c.min_confidence >= threshold or c.max_confidence < threshold)
-    assert set(branches) == {"paid", "promise", "answered", "stopped_flagged", "opted_out", "unchanged",
+    assert set(branches) == {"paid", "promise", "answered", "stopped_flagged", "opted_out", "opted_out_flagged",
+                             "unchanged",
                              "paused_flagged"}, branches
