@@ -149,10 +149,32 @@ def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, so
     return message.id
 
 
+# What the owner reads (in French, as the rest of the alert) for a hand-over reason, by its start;
+# the details, in the conversation's record, are one `relance conversation PHONE` away.
+OWNER_REASONS = (
+    ("dispute", "contestation de la facture"),
+    ("wrong_person", "mauvaise personne ou mauvais numéro"),
+    ("question the data cannot answer", "question à laquelle ses données ne répondent pas"),
+    ("unclear reply", "réponse peu claire"),
+    ("low confidence", "réponse incertaine"),
+    ("promise to pay without a usable date", "promesse de paiement sans date précise"),
+    ("promised date in the past", "date de paiement promise déjà passée"),
+    ("classifier failed", "lecture automatique impossible"),
+    ("invalid confidence", "lecture automatique impossible"),
+    ("reply not processed automatically", "réponse non traitée automatiquement"),
+    (PAID_OPT_OUT, "ne veut plus de messages et dit avoir payé : vérifiez le paiement"),
+)
+
+
+def owner_reason(reason: str) -> str:
+    """The hand-over reason as the owner reads it (French); an unknown one as it is."""
+    return next((french for start, french in OWNER_REASONS if reason.startswith(start)), reason)
+
+
 def owner_alert_variables(contact: Contact, reason: str) -> dict[str, str]:
     """The variables of OWNER_ALERT_TEMPLATE_SID: {"1": contact name, "2": reason, "3": contact phone}."""
     # WhatsApp refuses template variables that are empty or hold line breaks or tabs.
-    return {"1": " ".join(contact.name.split()) or contact.phone, "2": " ".join(reason.split()) or "-",
+    return {"1": " ".join(contact.name.split()) or contact.phone, "2": " ".join(owner_reason(reason).split()) or "-",
             "3": contact.phone}
 
 
@@ -168,7 +190,8 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
     owner = settings.owner_whatsapp_number
     if not owner:
         return
-    body = (f"Relance : {contact.name} ({contact.phone}) a besoin d'une réponse de votre part ({reason}). "
+    body = (f"Relance : {contact.name} ({contact.phone}) a besoin d'une réponse de votre part "
+            f"({owner_reason(reason)}). "
             f"Historique : relance conversation {contact.phone}")
     variables = owner_alert_variables(contact, reason)
     template_sid = settings.owner_alert_template_sid

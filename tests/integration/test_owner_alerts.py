@@ -160,6 +160,7 @@ def test_inside_the_owner_window_the_alert_is_freeform(deps: Deps, clock: FakeCl
     (alert,) = _to_owner(deps)
     assert alert.content_sid is None and alert.content_variables is None
     assert alert.body is not None and "Marie Curie" in alert.body and PHONE in alert.body
+    assert "(contestation de la facture)" in alert.body and "dispute" not in alert.body  # all in French
     assert _state(deps, ALERT_ID) == "sent"
 
 
@@ -170,7 +171,7 @@ def test_outside_the_owner_window_the_template_is_used(deps: Deps, clock: FakeCl
     assert _dispute(deps) == "needs_human: dispute"
     (alert,) = _to_owner(deps)
     assert alert.body is None and alert.content_sid == ALERT_TEMPLATE
-    assert alert.content_variables == {"1": "Marie Curie", "2": "dispute", "3": PHONE}
+    assert alert.content_variables == {"1": "Marie Curie", "2": "contestation de la facture", "3": PHONE}
     doc = deps.store.message_doc(ALERT_ID)
     assert doc is not None and doc["kind"] == "template" and doc["state"] == "sent"
 
@@ -224,7 +225,7 @@ def test_63016_at_send_time_resends_the_alert_once_as_the_template(deps: Deps, c
         _dispute(deps)
     (alert,) = _to_owner(deps)
     assert alert.body is None and alert.content_sid == ALERT_TEMPLATE
-    assert alert.content_variables == {"1": "Marie Curie", "2": "dispute", "3": PHONE}
+    assert alert.content_variables == {"1": "Marie Curie", "2": "contestation de la facture", "3": PHONE}
     assert _state(deps, ALERT_ID) == "failed" and _state(deps, ALERT_ID + ":t") == "sent"
     assert _warnings(caplog) == []
     # The re-send has a fixed id: asking again sends nothing more.

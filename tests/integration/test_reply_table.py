@@ -65,7 +65,7 @@ from tests.support.fake_gemini_replies import create_app
 from tests.support.gemini_helpers import API_KEY, MODEL, FakeGemini, fake_fixtures
 from tests.unit.test_classifier import ANY, CASES, TODAY, Case, case_id, request_for
 from workers.deps import Deps
-from workers.replies import PAID_OPT_OUT, process_inbound
+from workers.replies import PAID_OPT_OUT, owner_reason, process_inbound
 
 pytestmark = pytest.mark.integration
 
@@ -381,7 +381,8 @@ def run_and_check(world: World, source: str) -> Plan:
             "paused", "needs_human", None, True, 1), (case.text, after)
         if len(case.text.strip()) > 15:
             assert case.text.strip() not in reason  # the client's words stay out of the flag
-        assert alert is not None and reason in shown(alert["body"])
+        assert alert is not None and owner_reason(reason) in shown(alert["body"])
+        assert owner_reason(reason) != reason, reason  # the owner reads it in French
 
     # Redelivered (a dramatiq retry, the scheduler's sweep): nothing happens twice.
     state = world.snapshot()
