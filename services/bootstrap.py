@@ -69,6 +69,7 @@ def build_store(settings: Settings, *, socket_timeout_ms: int | None = None) -> 
 def build_sender(settings: Settings) -> Sender:
     """The Twilio adapter (pointed at the simulator when TWILIO_API_BASE_URL is set)."""
     settings.require("twilio_account_sid", "twilio_auth_token")
+    settings.require_public_url()  # the StatusCallback of every message
     return TwilioSender(
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token.get_secret_value(),
@@ -132,6 +133,7 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
     from services.webhook import WebhookDeps, create_app
 
     settings.require("twilio_auth_token")
+    settings.require_public_url()  # what Twilio signs: a wrong one refuses every webhook (403)
     # Twilio gives up on a webhook after 15 s: a write stuck on a hung MongoDB link fails before
     # that (503, Twilio retries) instead of holding every request of its batch.
     client, store = build_store(settings, socket_timeout_ms=WEBHOOK_STORE_TIMEOUT_MS)

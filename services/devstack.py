@@ -8,10 +8,12 @@ its progress until every message is final.
 
 from __future__ import annotations
 
+import csv
 import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -89,8 +91,28 @@ def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webho
     return env
 
 
-def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None]) -> bool:
-    """Import the demo contacts and campaign when the database has no contact yet."""
+def demo_contacts_for(target_phone: str, workdir: Path) -> Path:
+    """The demo's first contact alone, at ``target_phone``: what a real Twilio account may message."""
+    with (DEMO_DIR / "contacts.csv").open(encoding="utf-8", newline="") as source:
+        reader = csv.DictReader(source)
+        first = next(reader)
+        fields = reader.fieldnames or list(first)
+    path = workdir / "demo-contacts.csv"
+    with path.open("w", encoding="utf-8", newline="") as target:
+        writer = csv.DictWriter(target, fieldnames=fields)
+        writer.writeheader()
+        writer.writerow({**first, "phone": target_phone})
+    return path
+
+
+def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None], *,
+              target_phone: str = "", workdir: Path | None = None) -> bool:
+    """Import the demo contacts and campaign when the database has no contact yet.
+
+    Against the simulator: the eight demo clients. Against a real Twilio account their made-up
+    numbers must never be messaged: the demo is one client at TARGET_PHONE_NUMBER (your own
+    WhatsApp number), or nothing when it is not set.
+    """
     from shared.campaign_files import create_campaign, enrol_campaign
     from shared.importing import import_contacts
 
@@ -98,7 +120,14 @@ def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None
         out("database not empty: showing its progress (no demo loaded)")
         return False
     now = SystemClock().now()
-    report = import_contacts(store, DEMO_DIR / "contacts.csv", now=now)
+    contacts_file = DEMO_DIR / "contacts.csv"
+    if not simulator_url:
+        if not target_phone:
+            out("real Twilio account and no TARGET_PHONE_NUMBER: no demo loaded (it would message the demo's "
+                "made-up numbers); set TARGET_PHONE_NUMBER to your own WhatsApp number to receive it")
+            return False
+        contacts_file = demo_contacts_for(target_phone, workdir or Path(tempfile.mkdtemp(prefix="relance-demo-")))
+    report = import_contacts(store, contacts_file, now=now)
     out(f"demo: imported {report.inserted} contacts")
     if simulator_url:
         # Half of the demo clients have written to us (as a sandbox 'join' does): their 24-hour
@@ -167,7 +196,7 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                              else "offline templates (no GEMINI_API_KEY set)"))
         client, store = open_store(mongo.url, "relance")
         store.ensure_indexes()
-        demo = load_demo(store, simulator_url, out)
+        demo = load_demo(store, simulator_url, out, target_phone=settings.target_phone_number, workdir=stack.workdir)
         replies_sent = not (demo and simulator_url)
         last = ""
         announced = False

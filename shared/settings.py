@@ -21,6 +21,8 @@ from shared.durations import parse_duration
 from shared.errors import ConfigError, InputError
 from shared.models import CONTENT_SID_SHAPE, is_content_sid
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
 
@@ -135,7 +137,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like whatsapp:+14155238886")
         return value
 
-    @field_validator("owner_whatsapp_number")
+    @field_validator("owner_whatsapp_number", "target_phone_number")
     @classmethod
     def _check_owner(cls, value: str) -> str:
         if value and not re.match(r"^(whatsapp:)?\+[1-9]\d{6,14}$", value):
@@ -156,6 +158,31 @@ class Settings(BaseSettings):
         if not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("must start with mongodb:// or mongodb+srv://")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("default_country")
+    @classmethod
+    def _check_default_country(cls, value: str) -> str:
+        import phonenumbers
+
+        region = value.strip().upper()
+        if not phonenumbers.country_code_for_region(region):
+            raise ValueError("must be a two-letter country code such as FR, BE or GB")
+        return region
+
+    @field_validator("gemini_model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a Gemini model, e.g. gemini-2.5-flash")
+        return value.strip()
 
     @field_validator("redis_url")
     @classmethod
@@ -199,6 +226,18 @@ class Settings(BaseSettings):
     def sender_number(self) -> str:
         """The sender as E.164, without the ``whatsapp:`` prefix."""
         return self.twilio_whatsapp_number.removeprefix("whatsapp:")
+
+    @property
+    def real_twilio(self) -> bool:
+        """Whether messages go to Twilio itself (credentials set, no TWILIO_API_BASE_URL)."""
+        return bool(self.twilio_account_sid) and not self.twilio_api_base_url
+
+    def require_public_url(self) -> None:
+        """With real Twilio, PUBLIC_BASE_URL must be set: Twilio cannot call 127.0.0.1."""
+        if self.real_twilio and not self.public_base_url:
+            raise ConfigError("PUBLIC_BASE_URL is not set: with a real Twilio account, Twilio must reach the "
+                              "webhook at a public https URL (ngrok or your domain); add it to the environment "
+                              "or .env")
 
     def require(self, *names: str) -> None:
         """Fail with one clear line if any named setting is empty."""

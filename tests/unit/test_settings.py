@@ -23,6 +23,10 @@ def test_defaults_and_derived_urls() -> None:
     ({"MONGODB_URI": "http://localhost"}, "MONGODB_URI"),
     ({"PUBLIC_BASE_URL": "ftp://x"}, "PUBLIC_BASE_URL"),
     ({"OWNER_ALERT_TEMPLATE_SID": "HX123"}, "OWNER_ALERT_TEMPLATE_SID"),
+    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
+    ({"DEFAULT_COUNTRY": "France"}, "DEFAULT_COUNTRY"),
+    ({"GEMINI_MODEL": " "}, "GEMINI_MODEL"),
+    ({"TARGET_PHONE_NUMBER": "06 12 34 56 78"}, "TARGET_PHONE_NUMBER"),
 ])
 def test_malformed_setting_names_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -81,3 +85,29 @@ def test_cli_prints_one_error_line_for_a_bad_setting(capsys: pytest.CaptureFixtu
     assert main(["status"], load=bad) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: configuration: BACKEND_PORT") and "\n" not in err
+
+
+def test_lenient_spellings_are_normalised() -> None:
+    settings = load_settings({"LOG_LEVEL": "debug", "DEFAULT_COUNTRY": "be",
+                              "TARGET_PHONE_NUMBER": "whatsapp:+33612345678"})
+    assert (settings.log_level, settings.default_country, settings.target_phone_number) == (
+        "DEBUG", "BE", "+33612345678")
+
+
+REAL_TWILIO = {"TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "secret"}
+
+
+@pytest.mark.parametrize("command", [["webhook"], ["worker", "sending"]])
+def test_real_twilio_without_a_public_url_stops_at_start(command: list[str],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Twilio cannot call 127.0.0.1: every webhook would be refused and every callback lost."""
+    assert main(command, load=lambda: load_settings(REAL_TWILIO)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: configuration: PUBLIC_BASE_URL is not set") and "\n" not in err
+    assert "secret" not in err
+
+
+def test_a_public_url_is_not_needed_with_the_simulator_and_is_enough_with_twilio() -> None:
+    load_settings({**REAL_TWILIO, "TWILIO_API_BASE_URL": "http://127.0.0.1:8055"}).require_public_url()
+    load_settings({**REAL_TWILIO, "PUBLIC_BASE_URL": "https://relance.example.com"}).require_public_url()
+    load_settings({}).require_public_url()  # no Twilio at all: nothing to reach
