@@ -41,6 +41,28 @@ def test_indexes_are_idempotent_and_unique_phone(store: Store, clock: FakeClock)
     assert store.contacts.count_documents({}) == 1
 
 
+def test_the_unique_indexes_refuse_a_second_copy_whoever_writes_it(store: Store, clock: FakeClock) -> None:
+    """The database itself refuses duplicates (not only the repositories' look-before-insert)."""
+    from pymongo.errors import DuplicateKeyError
+
+    now = clock.now()
+    store.contacts.insert_one({"_id": "a", "phone": "+33612345678", "name": "A"})
+    with pytest.raises(DuplicateKeyError):
+        store.contacts.insert_one({"_id": "b", "phone": "+33612345678", "name": "B"})
+    store.followups.insert_one({"_id": "f1", "contact_id": "a", "campaign_id": "c1"})
+    with pytest.raises(DuplicateKeyError):
+        store.followups.insert_one({"_id": "f2", "contact_id": "a", "campaign_id": "c1"})
+    store.followups.insert_one({"_id": "f3", "contact_id": "a", "campaign_id": "c2"})  # another campaign: fine
+    store.messages.insert_one({"_id": "m1", "twilio_sid": "SM" + "1" * 32, "created_at": now})
+    with pytest.raises(DuplicateKeyError):
+        store.messages.insert_one({"_id": "m2", "twilio_sid": "SM" + "1" * 32, "created_at": now})
+    # Sparse: any number of messages not yet sent (no SID) live side by side.
+    store.messages.insert_many([{"_id": f"draft{i}", "created_at": now} for i in range(3)])
+    assert store.messages.count_documents({"twilio_sid": {"$exists": False}}) == 3
+    indexes = {ix["name"]: ix for ix in store.messages.list_indexes()}
+    assert indexes["twilio_sid_unique"]["unique"] and indexes["twilio_sid_unique"]["sparse"]
+
+
 def test_enrolment_is_unique_and_claim_is_exactly_once(store: Store, clock: FakeClock) -> None:
     store.upsert_contact(_contact(), clock.now())
     store.create_campaign(Campaign(id="c1", name="C", steps=[Step()]), clock.now())
