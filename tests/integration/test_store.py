@@ -151,7 +151,7 @@ def test_sweeps_find_waiting_events_in_the_notes_and_drop_finished_notes(store: 
     assert store.events.count_documents({"kind": "pending"}) == 1  # a batch with nothing waiting writes no note
     assert _sweep(store, now) == []  # not older than `before` yet
     later = now + timedelta(minutes=6)
-    assert sorted(e["_id"] for e in _sweep(store, later)) == ["inbound:SM1", "inbound:SM2"]
+    assert sorted(str(e["_id"]) for e in _sweep(store, later)) == ["inbound:SM1", "inbound:SM2"]
     assert [e["_id"] for e in store.unprocessed_inbound("+33700000000")] == ["inbound:SM2"]
     assert store.mark_event("inbound:SM1", "received", "processed", now)
     assert [e["_id"] for e in _sweep(store, later)] == ["inbound:SM2"]
