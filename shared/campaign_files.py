@@ -149,8 +149,24 @@ def _prepare(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 window[key] = "0" + value.strip()
     enrol = data.get("enrol")
     if isinstance(enrol, dict) and isinstance(enrol.get("filter"), dict):
-        enrol["filter"] = {str(k): _scalar_text(v) for k, v in enrol["filter"].items()}
+        enrol["filter"] = {str(k): _filter_value(str(k), _scalar_text(v), problems)
+                           for k, v in enrol["filter"].items()}
     return data, problems
+
+
+def _filter_value(key: str, value: str, problems: list[str]) -> str:
+    """A filter value written as the import stores that field (``99.9`` → ``99.90``, ``15/03/2026`` → ISO)."""
+    from shared.importing import normalise_amount, normalise_date
+
+    try:
+        if key == "amount":
+            return normalise_amount(value)[0]
+        if key == "due_date":
+            return normalise_date(value)
+    except InputError as exc:
+        problems.append(f"enrol.filter.{key}: {exc}")
+        return value
+    return value.strip().upper() if key == "currency" else value
 
 
 def _pydantic_problems(exc: ValidationError) -> list[str]:

@@ -192,6 +192,21 @@ def test_enrol_with_extra_tags_narrows_the_selection(store: Store, clock: FakeCl
     assert store.followups.find_one({"contact_id": contact_id_for("+447911123456")}) is not None
 
 
+def test_enrolment_by_filter_selects_on_the_contacts_fields_in_mongodb(store: Store, clock: FakeClock,
+                                                                       tmp_path: Path) -> None:
+    """``enrol.filter`` (a field equal to a value, here a number written as YAML would read it)."""
+    import_contacts(store, _csv(tmp_path, GOOD), now=clock.now())
+    text = CAMPAIGN.replace("enrol: {tags: [clients]}", "enrol: {tags: [clients], filter: {amount: 99.9}}")
+    campaign = create_campaign(store, _campaign(tmp_path, text), now=clock.now())
+    report = enrol_campaign(store, campaign.id, now=clock.now())
+    assert (report.enrolled, report.already_enrolled) == (1, 0)
+    assert [f["contact_id"] for f in store.followups.find({}, {"contact_id": 1})] == [contact_id_for("+447911123456")]
+    bad = text.replace("relance", "relance-bad", 1).replace("amount: 99.9", "amount: quatre-vingts")
+    with pytest.raises(InputError, match=r"enrol\.filter\.amount: amount 'quatre-vingts' is not an amount"):
+        create_campaign(store, _campaign(tmp_path, bad, name="bad.yaml"), now=clock.now())
+    assert store.campaigns.count_documents({}) == 1
+
+
 def test_demo_files_load_import_and_enrol_cleanly(store: Store, clock: FakeClock) -> None:
     report = import_contacts(store, DEMO / "contacts.csv", now=clock.now())
     assert (report.inserted, report.errors) == (8, [])

@@ -118,6 +118,12 @@ def test_malformed_bodies_are_400_and_store_nothing(client: TestClient, store: S
     assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
 
 
+def test_health_and_readiness_when_the_stores_answer(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")  # a real MongoDB behind the store; Redis answers (the fixture's ping)
+    assert (ready.status_code, ready.json()) == (200, {"mongo": True, "redis": True})
+
+
 def test_oversized_body_is_413(client: TestClient, store: Store) -> None:
     big = {"MessageSid": "SM1", "From": "whatsapp:+33612345678", "Body": "x" * 70_000}
     assert post(client, "/whatsapp/webhook", big)[0] == 413
