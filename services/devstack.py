@@ -280,7 +280,10 @@ def _show_received(simulator_url: str, store: Store, out: Callable[[str], None])
         received = httpx.get(f"{simulator_url}/_sim/messages", timeout=5).json()
     except (httpx.HTTPError, ValueError):
         received = []
-    out(f"the Twilio simulator received {len(received)} message(s); a few of them:")
+    if received:
+        out(f"the Twilio simulator received {len(received)} message(s); a few of them:")
+    else:  # a later run over the same database: its messages went out in an earlier one
+        out("the Twilio simulator received no message this run; a few of the database's messages:")
     for doc in store.messages.find({"direction": "outbound"}).sort("created_at", 1).limit(4):
         contact = store.get_contact(doc.get("contact_id") or "")
         to = mask_phone(contact.phone) if contact else "owner"

@@ -1,0 +1,277 @@
+"""The README's Quickstart, as a new user runs it: ``relance dev --exit-when-done``.
+
+``python3 dev.py demo`` sets up ``.venv`` and runs ``relance dev``; this test runs that same
+command with the project's interpreter (not ``dev.py``, which would create a virtual
+environment), in a fresh folder and with an environment holding none of Relance's settings (no
+Twilio, Gemini, MongoDB or Redis, no ``.env``: it is read from the working directory, and the
+command runs in the test's own empty folder). It checks what a new user would look at: the
+stack starts on its embedded defaults (Twilio simulator, offline drafter), the demo campaign's
+messages all reach the simulator and turn delivered or read, the five scripted replies are
+acted on, the command exits 0 by itself and leaves no process behind. A second run against the
+same folder finds the database not empty, loads nothing, sends nothing and exits 0 again.
+
+About 30 s for the first run and a few seconds for the second on an idle 2-core machine; the
+timeouts are generous so that a loaded machine only makes it slower.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.devstack import DEMO_DIR, DEMO_REPLIES
+from shared.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT = 240.0  # seconds before the test kills the command (and its process group)
+DEV_TIMEOUT = 210  # --timeout: relance gives up by itself first, printing where it stood
+EXIT_GRACE = 20.0  # seconds the processes of a finished run get to be gone
+# Settings are read case-insensitively from the environment; these prefixes also cover variables
+# read by the libraries themselves (GOOGLE_API_KEY for google-genai, for instance).
+SCRUBBED_PREFIXES = ("TWILIO_", "GEMINI_", "GOOGLE_", "MONGO", "REDIS", "NGROK", "PUBLIC_BASE_URL")
+DELIVERED = {"delivered", "read"}
+
+PROGRESS = re.compile(r"^\[\d+:\d\d:\d\d\] follow-ups: (?P<followups>.*) \| messages: (?P<messages>.*)$")
+RECEIVED = re.compile(r"^the Twilio simulator received (\d+) message\(s\)")
+LISTED = re.compile(r"^  → (?P<to>\S+) \[(?P<kind>\w+), (?P<state>\w+)\] ")
+PORTS = {  # the header lines, each with the port of something the command started
+    "redis": re.compile(r"^  redis +redis://127\.0\.0\.1:(\d+)/"),
+    "mongodb": re.compile(r"^  mongodb +mongodb://127\.0\.0\.1:(\d+)/"),
+    "simulator": re.compile(r"^  twilio +simulator at http://127\.0\.0\.1:(\d+)"),
+    "webhook": re.compile(r"^  webhook +http://127\.0\.0\.1:(\d+)/"),
+}
+DONE = "demo done: every follow-up is finished and every message final. Stopping."
+NOT_EMPTY = "database not empty: showing its progress (no demo loaded)"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the demo's scripted reply of one client must lead to."""
+
+    outcome: str  # the summary line after "Name: ", a regular expression
+    ends_cadence: bool  # the client gets no further reminder
+    answered: bool  # Relance writes back (thank-you, acknowledgement, answer)
+
+
+# One entry per client of DEMO_REPLIES (checked below): paid → stopped, STOP → opt_out,
+# dispute → needs_human, promise → paused, question → answered. "offline": no GEMINI_API_KEY.
+REPLIES = {
+    "Marie Dupont": Reply(r"paid \([\d.]+, offline\) → paid stopped=1", ends_cadence=True, answered=True),
+    "Karim Benali": Reply(r"STOP → opt_out stopped=1", ends_cadence=True, answered=False),
+    "James Carter": Reply(r"dispute \([\d.]+, offline\) → needs_human: dispute", ends_cadence=True,
+                          answered=False),  # the owner alert needs OWNER_WHATSAPP_NUMBER: none here
+    "Julien Moreau": Reply(r"promise_to_pay \([\d.]+, offline\) → promise_to_pay until=\d{4}-\d\d-\d\d paused=1",
+                           ends_cadence=True, answered=True),
+    "Sophie Lefèvre": Reply(r"question \([\d.]+, offline\) → question answered \(amount\)", ends_cadence=False,
+                            answered=True),
+}
+
+
+@dataclass(frozen=True)
+class Demo:
+    """The demo as services/demo defines it."""
+
+    contacts: list[str]
+    steps: int
+
+    @property
+    def expected_messages(self) -> int:
+        """What the simulator must receive: every step for every client, except the steps after
+        the first for those whose reply ends their cadence, plus one message back per reply
+        Relance answers."""
+        ended = sum(1 for name, reply in REPLIES.items() if reply.ends_cadence and name in self.contacts)
+        answered = sum(1 for name, reply in REPLIES.items() if reply.answered and name in self.contacts)
+        return len(self.contacts) * self.steps - ended * (self.steps - 1) + answered
+
+
+def _demo() -> Demo:
+    campaign = yaml.safe_load((DEMO_DIR / "campaign.yaml").read_text(encoding="utf-8"))
+    tags = set(campaign["enrol"]["tags"])
+    with (DEMO_DIR / "contacts.csv").open(newline="", encoding="utf-8") as fh:
+        names = [row["name"] for row in csv.DictReader(fh) if tags & set(row["tags"].split("|"))]
+    return Demo(contacts=names, steps=len(campaign["steps"]))
+
+
+def _new_user_env() -> dict[str, str]:
+    """The environment without any of Relance's settings (nor the services' own variables)."""
+    settings = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items()
+           if k.upper() not in settings and not k.upper().startswith(SCRUBBED_PREFIXES)}
+    env["PYTHONUNBUFFERED"] = "1"  # the output so far is there to read if the run must be killed
+    return env
+
+
+def _logs(workdir: Path, lines: int = 30) -> str:
+    """The end of every log of a run, for failure messages."""
+    parts = []
+    for log in sorted((workdir / "logs").glob("*.log")) if (workdir / "logs").is_dir() else []:
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+def _group_members(pgid: int) -> list[str]:
+    """The live processes (zombies aside) still in process group ``pgid``."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: just whether the group still exists
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [f"process group {pgid}"]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, split after the last ")".
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(f"{entry.name} {cmdline}")
+    return members
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run_demo(workdir: Path) -> tuple[str, float]:
+    """Run the Quickstart's command in ``workdir`` as a new user would; returns its output and run time.
+
+    Fails if it does not exit 0 within RUN_TIMEOUT, or leaves a process or a listening port behind.
+    """
+    command = [sys.executable, "-m", "services.cli", "dev", "--dir", str(workdir), "--exit-when-done",
+               "--timeout", str(DEV_TIMEOUT)]
+    started = time.monotonic()
+    # Its own session, so that the command and everything it starts form one process group.
+    proc = subprocess.Popen(command, cwd=workdir, env=_new_user_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
+                            start_new_session=True)
+    pgid = proc.pid
+    try:
+        output, _ = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"`relance dev --exit-when-done` did not finish within {RUN_TIMEOUT:.0f}s (killed)\n"
+                    f"{output}\n{_logs(workdir)}")
+    finally:
+        if proc.poll() is None:  # interrupted: leave nothing behind
+            os.killpg(pgid, signal.SIGKILL)
+            proc.wait()
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, f"`relance dev` exited with {proc.returncode}\n{output}\n{_logs(workdir)}"
+
+    deadline = time.monotonic() + EXIT_GRACE
+    while (left := _group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if left:
+        os.killpg(pgid, signal.SIGKILL)
+        pytest.fail("processes left running after `relance dev` exited:\n" + "\n".join(left) + f"\n{output}")
+    ports = {name: int(m.group(1)) for line in output.splitlines() for name, pattern in PORTS.items()
+             if (m := pattern.match(line))}
+    assert set(ports) == set(PORTS), f"the header does not show every server's address\n{output}"
+    still = [f"{name} on {port}" for name, port in ports.items() if _listening(port)]
+    assert not still, f"still listening after `relance dev` exited: {still}\n{output}"
+    return output, elapsed
+
+
+def _states(summary: str) -> dict[str, int]:
+    """``"delivered 4, read 11"`` → ``{"delivered": 4, "read": 11}`` (``"none"`` → ``{}``)."""
+    if summary == "none":
+        return {}
+    return {state: int(n) for state, n in (part.rsplit(" ", 1) for part in summary.split(", "))}
+
+
+def _last_progress(lines: list[str], until: int) -> re.Match[str]:
+    progress = [m for line in lines[:until] if (m := PROGRESS.match(line))]
+    assert progress, "no progress line before 'demo done'"
+    return progress[-1]
+
+
+def _check_outcomes(lines: list[str], output: str) -> None:
+    for name, reply in REPLIES.items():
+        found = [line for line in lines if line.startswith(f"  {name}: ")]
+        assert len(found) == 1, f"{name}: expected one outcome line, got {found}\n{output}"
+        assert re.fullmatch(rf"  {re.escape(name)}: {reply.outcome}", found[0]), f"{name}: {found[0]!r}\n{output}"
+
+
+def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:
+    demo = _demo()
+    assert set(REPLIES) == set(DEMO_REPLIES), "the demo's scripted replies changed: update REPLIES"
+    assert set(REPLIES) <= set(demo.contacts), "a scripted reply comes from no demo client"
+    expected = demo.expected_messages
+    assert not (tmp_path / ".env").exists()
+
+    output, first_time = run_demo(tmp_path)
+    lines = output.splitlines()
+
+    # On the embedded defaults: nothing configured, nothing outside this machine.
+    assert any(re.match(r"^  twilio +simulator at http://127\.0\.0\.1:\d+ \(no TWILIO_ACCOUNT_SID set\)$", line)
+               for line in lines), output
+    assert any(re.match(r"^  drafter +offline templates \(no GEMINI_API_KEY set\)$", line) for line in lines), output
+    assert f"demo: imported {len(demo.contacts)} contacts" in lines, output
+    assert any(re.match(rf"^demo: campaign '[\w-]+' \({demo.steps} steps\), {len(demo.contacts)} contacts enrolled$",
+                        line) for line in lines), output
+    assert NOT_EMPTY not in lines, output
+    # The five clients answered, once each.
+    for name, text in DEMO_REPLIES.items():
+        assert lines.count(f"  ← {name}: {text}") == 1, f"{name}'s reply was not played once\n{output}"
+
+    assert lines.count(DONE) == 1, output
+    done = lines.index(DONE)
+    # Every message the demo sent is final and was delivered (the last progress line counts them all).
+    last = _last_progress(lines, done)
+    followups, messages = _states(last["followups"]), _states(last["messages"])
+    assert set(messages) <= DELIVERED, f"messages not all delivered: {last.group(0)}\n{output}"
+    assert sum(messages.values()) == expected, f"expected {expected} messages: {last.group(0)}\n{output}"
+    assert sum(followups.values()) == len(demo.contacts), output
+    assert followups.get("paused", 0) == sum(1 for r in REPLIES.values() if "paused=1" in r.outcome), output
+
+    after = lines[done + 1:]
+    _check_outcomes(after, output)
+    received = [int(m.group(1)) for line in after if (m := RECEIVED.match(line))]
+    assert received == [expected], f"the simulator should have received {expected} messages\n{output}"
+    listed = [m for line in after if (m := LISTED.match(line))]
+    assert listed, f"no message listed after the simulator's count\n{output}"
+    for m in listed:
+        assert m["state"] in DELIVERED, f"listed message not delivered: {m.group(0)}\n{output}"
+        assert m["kind"] in {"template", "freeform"}, m.group(0)
+        assert "*" in m["to"], f"recipient not masked: {m.group(0)}"
+
+    # Again, on the same folder: the database is not empty, nothing is loaded or sent twice.
+    again, second_time = run_demo(tmp_path)
+    again_lines = again.splitlines()
+    assert NOT_EMPTY in again_lines, again
+    assert not any(line.startswith("demo: ") for line in again_lines), f"the demo was loaded again\n{again}"
+    assert not any(line.startswith("  ← ") for line in again_lines), f"the replies were played again\n{again}"
+    assert again_lines.count(DONE) == 1, again
+    again_done = again_lines.index(DONE)
+    assert _last_progress(again_lines, again_done).group(0).split("] ", 1)[1] == last.group(0).split("] ", 1)[1], (
+        f"the second run changed the follow-ups or messages\nfirst: {last.group(0)}\n{again}")
+    _check_outcomes(again_lines[again_done + 1:], again)
+    # A fresh simulator: it received nothing this time, and says so.
+    assert not any(RECEIVED.match(line) for line in again_lines), again
+    assert "the Twilio simulator received no message this run; a few of the database's messages:" in again_lines
+
+    print(f"demo: first run {first_time:.1f}s ({expected} messages), second run {second_time:.1f}s")
