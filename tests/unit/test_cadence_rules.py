@@ -1,0 +1,48 @@
+"""The cadence's decision rules, without any I/O: which drafts live on, what a Twilio error stops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.cadence import keeps_draft, stop_reason_for_error
+from shared.models import FollowUpState
+
+S = FollowUpState
+
+
+@pytest.mark.parametrize(("followup", "step", "resend", "kept"), [
+    # A step's draft lives while its follow-up is at that step and running…
+    ({"state": S.SCHEDULED, "step": 1}, 1, False, True),
+    ({"state": S.QUEUED, "step": 1}, 1, False, True),
+    ({"state": S.DRAFTING, "step": 1}, 1, False, True),
+    ({"state": S.AWAITING_SEND, "step": 1}, 1, False, True),
+    # …or paused with its whole campaign (resuming sends that same draft)…
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, False, True),
+    # …and dies once the contact is paused (a promise, a hand-over), stopped, done or past that step.
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "promise_to_pay"}, 1, False, False),
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "needs_human"}, 1, False, False),
+    ({"state": S.STOPPED, "step": 1}, 1, False, False),
+    ({"state": S.COMPLETED, "step": 2}, 1, False, False),
+    ({"state": S.SCHEDULED, "step": 2}, 1, False, False),
+    (None, 1, False, False),
+    # A template re-send (63016) outlives its step; stopped or paused ends it.
+    ({"state": S.SCHEDULED, "step": 2}, 1, True, True),
+    ({"state": S.COMPLETED, "step": 2}, 1, True, True),
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, True, False),
+    ({"state": S.STOPPED, "step": 1}, 1, True, False),
+])
+def test_which_drafts_may_still_be_sent(followup: dict[str, Any] | None, step: int, resend: bool, kept: bool) -> None:
+    raw = {k: (v.value if isinstance(v, S) else v) for k, v in followup.items()} if followup else None
+    assert keeps_draft(raw, step=step, resend=resend) is kept
+
+
+@pytest.mark.parametrize(("code", "outcome"), [
+    (21610, ("opt_out", False)),  # the client blocked us (STOP to Twilio): nobody to call
+    (21211, ("invalid_number", True)), (21614, ("invalid_number", True)),
+    (63003, ("invalid_number", True)), (63024, ("invalid_number", True)),
+    (30008, ("send_failed", True)), (None, ("send_failed", True)),  # unknown: a person looks
+])
+def test_what_a_permanent_twilio_error_stops_and_who_is_told(code: int | None, outcome: tuple[str, bool]) -> None:
+    assert stop_reason_for_error(code) == outcome
