@@ -14,8 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.errors import InputError
-from shared.models import Contact
-from shared.store import Store
+from shared.store import Store, contact_from_doc
 
 UNKNOWN_REASON = "message from an unknown number"
 # The newest unknown-sender messages read to find the numbers to list: a bound on the work done
@@ -107,8 +106,7 @@ def timeline(store: Store, phone: str) -> list[str]:
     lines = [f"{contact.get('name', '?')} {contact.get('phone', phone)} ({contact.get('language', 'fr')}, "
              f"{contact.get('timezone', 'Europe/Paris')})" + ("  OPTED OUT" if contact.get("opted_out") else "")]
     try:
-        Contact.model_validate({"id": contact_id, **{k: v for k, v in contact.items()
-                                                     if k in Contact.model_fields and k != "id"}})
+        contact_from_doc(contact)
     except ValidationError as exc:
         problem = exc.errors()[0]
         lines.append(f"  RECORD UNREADABLE: {'.'.join(map(str, problem['loc']))}: {problem['msg']} "

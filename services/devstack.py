@@ -13,7 +13,6 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -105,8 +104,8 @@ def demo_contacts_for(target_phone: str, workdir: Path) -> Path:
     return path
 
 
-def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None], *,
-              target_phone: str = "", workdir: Path | None = None) -> bool:
+def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None], *, workdir: Path,
+              target_phone: str = "") -> bool:
     """Import the demo contacts and campaign when the database has no contact yet.
 
     Against the simulator: the eight demo clients. Against a real Twilio account their made-up
@@ -126,7 +125,7 @@ def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None
             out("real Twilio account and no TARGET_PHONE_NUMBER: no demo loaded (it would message the demo's "
                 "made-up numbers); set TARGET_PHONE_NUMBER to your own WhatsApp number to receive it")
             return False
-        contacts_file = demo_contacts_for(target_phone, workdir or Path(tempfile.mkdtemp(prefix="relance-demo-")))
+        contacts_file = demo_contacts_for(target_phone, workdir)
     report = import_contacts(store, contacts_file, now=now)
     out(f"demo: imported {report.inserted} contacts")
     if simulator_url:

@@ -158,20 +158,16 @@ def withdraw_dead_draft(store: Store, message_id: str, followup_id: str, *, step
     return bool(cancel_dead_draft(store, message_id, followup, step=step, now=now))
 
 
-def flag_contact(store: Store, contact_id: str, *, reason: str, now: datetime) -> int:
-    """Mark a contact's open follow-ups as needing a person, without changing their state."""
-    result = store.followups.update_many(
-        {"contact_id": contact_id, "state": {"$nin": [FollowUpState.COMPLETED.value]}},
-        {"$set": {"needs_human": True, "needs_human_reason": reason, "updated_at": now}},
-    )
-    return result.modified_count
+def flag_contact(store: Store, contact_id: str, *, reason: str, now: datetime, finished: bool = False) -> int:
+    """Mark a contact's follow-ups as needing a person, without changing their state.
 
-
-def flag_finished_followups(store: Store, contact_id: str, *, reason: str, now: datetime) -> int:
-    """Flag a contact's completed follow-ups for a person (a reply came after the last step)."""
+    The open ones (any state but completed); with ``finished``, the completed ones instead (a
+    reply came after the last step).
+    """
+    done = FollowUpState.COMPLETED.value
     with unreachable_as_transient():
         result = store.followups.update_many(
-            {"contact_id": contact_id, "state": FollowUpState.COMPLETED.value},
+            {"contact_id": contact_id, "state": done if finished else {"$nin": [done]}},
             {"$set": {"needs_human": True, "needs_human_reason": reason, "updated_at": now}},
         )
     return result.modified_count

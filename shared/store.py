@@ -223,13 +223,13 @@ class Store:
         """A contact by id."""
         with unreachable_as_transient():
             doc = self.contacts.find_one({"_id": contact_id})
-        return _contact(doc) if doc else None
+        return contact_from_doc(doc) if doc else None
 
     def contact_by_phone(self, phone: str) -> Contact | None:
         """A contact by E.164 phone."""
         with unreachable_as_transient():
             doc = self.contacts.find_one({"phone": phone})
-        return _contact(doc) if doc else None
+        return contact_from_doc(doc) if doc else None
 
     def find_contacts(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
         """Contacts having all ``tags`` and whose fields equal ``equals``."""
@@ -239,7 +239,7 @@ class Store:
         for key, value in (equals or {}).items():
             query[f"fields.{key}"] = value
         with unreachable_as_transient():
-            return [_contact(d) for d in self.contacts.find(query).sort("_id", ASCENDING)]
+            return [contact_from_doc(d) for d in self.contacts.find(query).sort("_id", ASCENDING)]
 
     def set_opt_out(self, contact_id: str, opted_out: bool, now: datetime) -> bool:
         """Record an opt-out (or re-subscription); True if it changed."""
@@ -714,7 +714,8 @@ def retry_on_transient(fn: Callable[[], T], attempts: int = 3, delay: float = 0.
     raise AssertionError("unreachable")
 
 
-def _contact(doc: Doc) -> Contact:
+def contact_from_doc(doc: Doc) -> Contact:
+    """A contact as stored (raises pydantic's ValidationError for a record the model refuses)."""
     return Contact(
         id=doc["_id"], phone=doc["phone"], name=doc["name"], language=doc.get("language", "fr"),
         timezone=doc.get("timezone", "Europe/Paris"), fields=doc.get("fields", {}),

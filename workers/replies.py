@@ -25,7 +25,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import flag_contact, flag_finished_followups, pause_contact, stop_contact
+from shared.cadence import flag_contact, pause_contact, stop_contact
 from shared.classifier import claims_payment
 from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
@@ -217,7 +217,7 @@ def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, st
                       detail=reason)
     if not flag_contact(deps.store, contact.id, reason=reason, now=now):
         # A reply to the last reminder, once the cadence is over: that follow-up is the one to look at.
-        flag_finished_followups(deps.store, contact.id, reason=reason, now=now)
+        flag_contact(deps.store, contact.id, reason=reason, now=now, finished=True)
     alert_owner(deps, contact, inbound_sid, reason)
     return f"needs_human: {reason}"
 
@@ -305,6 +305,10 @@ def _sender(event: dict[str, Any]) -> str:
     return str(event.get("from", "")).removeprefix("whatsapp:")
 
 
+def _from_owner(deps: Deps, phone: str) -> bool:
+    return bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
+
+
 def _record_inbound(deps: Deps, event_id: str, event: dict[str, Any], contact_id: str | None,
                     from_owner: bool, followup_ids: list[str] | None = None) -> str:
     """The inbound message in the conversation (once), linked to the follow-ups it answers; returns its id."""
@@ -329,7 +333,7 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     phone = _sender(event)
     contact = store.contact_by_phone(phone)
     received_at = event.get("received_at", now)
-    from_owner = bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
+    from_owner = _from_owner(deps, phone)
     if from_owner:
         # The owner wrote to the sender: freeform alerts may reach them for the next 24 hours.
         store.touch_owner_inbound(phone, received_at)
@@ -400,20 +404,15 @@ def hand_over_unprocessed(deps: Deps, event_id: str, error: str) -> str | None:
     phone = _sender(event)
     reason = f"reply not processed automatically ({error})"
     doc = store.contacts.find_one({"phone": phone}, {"_id": 1, "name": 1})
-    contact_id = str(doc["_id"]) if doc else None
-    from_owner = bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
-    inbound_id = _record_inbound(deps, event_id, event, contact_id, from_owner)
-    if contact_id is None:
+    inbound_id = _record_inbound(deps, event_id, event, str(doc["_id"]) if doc else None, _from_owner(deps, phone))
+    if doc is None:
         outcome = f"not processed: {error}"
     elif is_opt_out(str(event.get("body", "")), str(event.get("button_payload", ""))):
-        store.set_opt_out(contact_id, True, now)
-        outcome = f"opt_out stopped={stop_contact(store, contact_id, reason='opt_out', now=now)} ({reason})"
-    else:
-        pause_contact(store, contact_id, until=None, reason="needs_human", now=now, needs_human=True, detail=reason)
-        flag_contact(store, contact_id, reason=reason, now=now)
-        contact = Contact(id=contact_id, phone=phone, name=str(doc.get("name") or phone) if doc else phone)
-        alert_owner(deps, contact, str(event["sid"]), reason)
-        outcome = f"needs_human: {reason}"
+        store.set_opt_out(str(doc["_id"]), True, now)
+        outcome = f"opt_out stopped={stop_contact(store, str(doc['_id']), reason='opt_out', now=now)} ({reason})"
+    else:  # what hand_over needs of the contact, read raw
+        contact = Contact(id=str(doc["_id"]), phone=phone, name=str(doc.get("name") or phone))
+        outcome = hand_over(deps, contact, str(event["sid"]), reason)
     store.messages.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
     store.mark_event(event_id, "received", "failed", now)
     return outcome

@@ -12,9 +12,9 @@ from shared.store import Store
 pytestmark = pytest.mark.integration
 
 
-def test_with_real_twilio_and_no_target_phone_no_demo_is_loaded(store: Store) -> None:
+def test_with_real_twilio_and_no_target_phone_no_demo_is_loaded(store: Store, tmp_path: Path) -> None:
     said: list[str] = []
-    assert load_demo(store, None, said.append) is False
+    assert load_demo(store, None, said.append, workdir=tmp_path) is False
     assert store.contacts.count_documents({}) == 0 and store.followups.count_documents({}) == 0
     assert said == ["real Twilio account and no TARGET_PHONE_NUMBER: no demo loaded (it would message the demo's "
                     "made-up numbers); set TARGET_PHONE_NUMBER to your own WhatsApp number to receive it"]
