@@ -205,7 +205,7 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                 _play_replies(store, simulator_url, out)
                 replies_sent = True
             line, done = progress_line(store)
-            done = done and replies_sent and store.events.count_documents({"kind": "inbound", "state": "received"}) == 0
+            done = done and replies_sent and _settled(store, simulator_url)
             if line != last:
                 out(f"[{timedelta(seconds=int(time.monotonic() - started))}] {line}")
                 last = line
@@ -232,6 +232,20 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         return 1
     finally:
         stack.stop()
+
+
+def _settled(store: Store, simulator_url: str | None) -> bool:
+    """Nothing in flight: every stored webhook event processed and, with the simulator, every
+    status callback posted (a message 'delivered' now may still be 'read' a moment later)."""
+    if store.events.count_documents({"kind": {"$in": ["inbound", "status"]}, "state": "received"}, limit=1):
+        return False
+    if not simulator_url:
+        return True
+    try:
+        health = httpx.get(f"{simulator_url}/_sim/health", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return health.get("pending_callbacks") == 0
 
 
 # Some demo clients answer the first reminder, as real ones do (simulated by the Twilio simulator).

@@ -27,7 +27,8 @@ Control endpoints for tests and demos live under ``/_sim/``:
 - ``POST /_sim/config`` ``{"callback_delay": 0.05, "send_read": true,
   "response_delay_ms": 0}``; ``GET /_sim/messages`` (the API's messages; ``?to=``,
   ``?direction=inbound|all``);
-  ``POST /_sim/reset``; ``GET /_sim/health``.
+  ``POST /_sim/reset``; ``GET /_sim/health`` (with ``pending_callbacks``: messages whose
+  status callbacks are not all posted yet).
 
 Deliberate simplifications: list filters compare ``date_sent`` (``date_created`` while a
 message has not been sent yet) at whole-second resolution; ``Page`` drives paging
@@ -681,8 +682,8 @@ class Simulator:
         return JSONResponse({"ok": True})
 
     async def control_health(self, request: Request) -> Response:
-        """``GET /_sim/health``."""
-        return JSONResponse({"ok": True, "account_sid": self.account_sid})
+        """``GET /_sim/health``: also how many status callbacks are still to be posted."""
+        return JSONResponse({"ok": True, "account_sid": self.account_sid, "pending_callbacks": len(self._tasks)})
 
     async def control_inbound(self, request: Request) -> Response:
         """``POST /_sim/inbound``: post a signed inbound WhatsApp message to the webhook."""

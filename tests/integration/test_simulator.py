@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
@@ -249,10 +250,22 @@ def test_inbound_to_explicit_url_with_extra_fields(
 
 
 def _wait_status(http: httpx.Client, sid: str, status: str) -> None:
-    import time
-
     deadline = time.monotonic() + 5
     uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"
     while http.get(uri).json()["status"] != status:
         assert time.monotonic() < deadline, f"{sid} never reached {status}"
         time.sleep(0.01)
+
+
+def test_health_counts_messages_whose_callbacks_are_still_to_come(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    assert http.get("/_sim/health").json()["pending_callbacks"] == 0
+    http.post("/_sim/config", json={"callback_delay": 0.3}).raise_for_status()
+    sid = _create(http, recorder).json()["sid"]
+    assert http.get("/_sim/health").json()["pending_callbacks"] == 1
+    recorder.wait_for(3, sid=sid)
+    deadline = time.monotonic() + 5
+    while http.get("/_sim/health").json()["pending_callbacks"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert http.get("/_sim/health").json()["pending_callbacks"] == 0
