@@ -103,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("phone")
     p.set_defaults(func=cmd_conversation)
 
+    p = sub.add_parser("handled", help="close a hand-over: a person dealt with this number (with --resume or "
+                                       "--stop, also resume or stop its follow-ups)")
+    p.add_argument("phone")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--resume", dest="action", action="store_const", const="resume",
+                      help="send the paused follow-ups on from their current step")
+    what.add_argument("--stop", dest="action", action="store_const", const="stop",
+                      help="stop the open follow-ups (unsent drafts are cancelled)")
+    p.set_defaults(func=cmd_handled, action="keep")
+
     p = sub.add_parser("dev", help="run the whole stack locally on embedded servers, with a demo")
     p.add_argument("--dir", type=Path, default=Path(".relance"), help="data and logs (default .relance/)")
     p.add_argument("--exit-when-done", action="store_true", help="stop once the demo's messages are all final")
@@ -307,6 +317,18 @@ def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
     _, store = _store(settings)
     phone = normalise_phone(args.phone, settings.default_country)
     for line in timeline(store, phone):
+        print(line)
+    return 0
+
+
+def cmd_handled(settings: Settings, args: argparse.Namespace) -> int:
+    """Close a hand-over, and resume or stop the contact's follow-ups."""
+    from services.conversations import close_hand_over
+    from shared.phones import normalise_phone
+
+    _, store = _store(settings)
+    phone = normalise_phone(args.phone, settings.default_country)
+    for line in close_hand_over(store, phone, action=args.action, now=SystemClock().now()):
         print(line)
     return 0
 

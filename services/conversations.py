@@ -1,4 +1,5 @@
-"""What an operator sees of conversations: the hand-over list and one phone number's timeline.
+"""What an operator sees of conversations: the hand-over list and one phone number's timeline,
+and how a person closes a hand-over (``relance handled PHONE``).
 
 A message from a number that is no contact (``unknown_sender``, see :mod:`workers.replies`) is
 kept and flagged: such numbers are listed with the conversations, as needing a person, and
@@ -35,8 +36,18 @@ def _moment(value: Any) -> datetime:
 
 
 def _unknown_query(phone: str | None = None) -> dict[str, Any]:
-    """Messages from a number that was no contact (the owner's own are not: see workers.replies)."""
+    """Messages from a number that was no contact (the owner's own are not: see workers.replies).
+
+    Those a person has handled (``relance handled PHONE``) carry ``handled_at``; they are told
+    apart after the query, not in it, so that the planner keeps the partial indexes.
+    """
     return {"unknown_sender": True, **({"from": phone} if phone is not None else {})}
+
+
+def _open_unknown_ids(store: Store, phone: str) -> list[Any]:
+    """The messages from this unknown number that no person has handled yet."""
+    return [doc["_id"] for doc in store.messages.find(_unknown_query(phone), {"handled_at": 1})
+            if "handled_at" not in doc]
 
 
 def list_conversations(store: Store, *, needs_human: bool = False, limit: int = 50) -> list[str]:
@@ -75,12 +86,12 @@ def _unknown_rows(store: Store, *, limit: int) -> list[tuple[datetime, str]]:
     """The unknown numbers that wrote, newest first (numbers imported as contacts since are left out)."""
     last_of: dict[str, datetime] = {}
     passed: set[str] = set()
-    newest = store.messages.find(_unknown_query(), {"from": 1, "created_at": 1}).sort("created_at", -1)
-    for doc in newest.limit(UNKNOWN_SCAN):
+    newest = store.messages.find(_unknown_query(), {"from": 1, "created_at": 1, "handled_at": 1})
+    for doc in newest.sort("created_at", -1).limit(UNKNOWN_SCAN):
         if len(last_of) >= limit:
             break
         phone = str(doc.get("from") or "")
-        if not phone or phone in last_of or phone in passed:
+        if not phone or phone in last_of or phone in passed or "handled_at" in doc:
             continue
         if store.contacts.find_one({"phone": phone}, {"_id": 1}) is not None:
             passed.add(phone)  # a contact now: its messages are in its timeline
@@ -88,7 +99,7 @@ def _unknown_rows(store: Store, *, limit: int) -> list[tuple[datetime, str]]:
         last_of[phone] = _moment(doc.get("created_at"))
     rows = []
     for phone, last in last_of.items():
-        count = store.messages.count_documents(_unknown_query(phone))
+        count = len(_open_unknown_ids(store, phone))
         rows.append((last, f"{phone}  unknown number  [{count} message{'s' if count != 1 else ''}]  "
                            f"last message {_when(last)}  needs a person: {UNKNOWN_REASON}"))
     return rows
@@ -117,6 +128,9 @@ def timeline(store: Store, phone: str) -> list[str]:
     for doc in store.followups.find({"contact_id": contact_id}):
         detail = doc.get("stop_reason") or doc.get("pause_reason") or ""
         flag = f"  needs a person: {doc.get('needs_human_reason')}" if doc.get("needs_human") else ""
+        if not flag and doc.get("handled_at"):
+            flag = (f"  handled {_when(doc['handled_at'])} ({doc.get('handled_action', 'keep')}): "
+                    f"{doc.get('needs_human_reason')}")
         lines.append(f"follow-up {doc['campaign_id']}: {doc['state']} (next step {doc['step'] + 1})"
                      f"{' ' + detail if detail else ''}{flag}")
     messages = list(store.messages.find({"contact_id": contact_id}).sort("created_at", 1))
@@ -149,3 +163,53 @@ def _message_line(doc: dict[str, Any]) -> str:
     if doc.get("error_code"):
         extra += f"  [error {doc['error_code']}]"
     return f"{_when(doc.get('created_at'))} {arrow} {doc.get('state', '')}: {body}{extra}"
+
+
+HANDLED_ACTIONS = ("keep", "resume", "stop")
+
+
+def close_hand_over(store: Store, phone: str, *, action: str, now: datetime) -> list[str]:
+    """A person dealt with this number: clear its hand-over flags and apply their decision.
+
+    ``action``: ``keep`` leaves the follow-ups as they are, ``resume`` sends the paused ones on
+    from their current step, ``stop`` ends the open ones (their unsent drafts are cancelled).
+    Stopped and completed follow-ups stay so. For an unknown number, its messages are marked as
+    handled and it leaves the list (until it writes again). Returns what was done, one line each.
+    """
+    from shared.cadence import clear_hand_over, resume_contact, stop_contact
+
+    if action not in HANDLED_ACTIONS:
+        raise InputError(f"unknown action {action!r}: one of {', '.join(HANDLED_ACTIONS)}")
+    contact = store.contacts.find_one({"phone": phone}, {"name": 1, "opted_out": 1})
+    if contact is None:
+        return _close_unknown(store, phone, action=action, now=now)
+    contact_id, name = contact["_id"], contact.get("name", "?")
+    if action == "resume" and contact.get("opted_out"):
+        raise InputError(f"{name} {phone} opted out: nothing is sent to them until they write START; "
+                         "nothing was changed")
+    if action == "resume":
+        done = f"{len(resume_contact(store, contact_id, now=now))} paused follow-up(s) resumed"
+    elif action == "stop":
+        done = f"{stop_contact(store, contact_id, reason='stopped_by_owner', now=now)} follow-up(s) stopped"
+    else:
+        done = "follow-ups left as they are"
+    flagged = clear_hand_over(store, contact_id, action=action, now=now)
+    lines = [f"{name} {phone}: {flagged} hand-over(s) closed; {done}"]
+    for doc in store.followups.find({"contact_id": contact_id}).sort("campaign_id", 1):
+        detail = doc.get("stop_reason") or doc.get("pause_reason") or ""
+        lines.append(f"  follow-up {doc['campaign_id']}: {doc['state']} (next step {doc['step'] + 1})"
+                     f"{' ' + detail if detail else ''}")
+    return lines
+
+
+def _close_unknown(store: Store, phone: str, *, action: str, now: datetime) -> list[str]:
+    if store.messages.count_documents(_unknown_query(phone), limit=1) == 0:
+        raise InputError(f"no contact with phone {phone}, and no message from it as an unknown number: "
+                         "see `relance conversations`")
+    if action != "keep":
+        raise InputError(f"{phone} is no contact: there is no follow-up to {action}; "
+                         "run `relance handled PHONE` alone to take it off the list")
+    result = store.messages.update_many({"_id": {"$in": _open_unknown_ids(store, phone)}},
+                                        {"$set": {"handled_at": now}})
+    return [f"{phone}: unknown number handled ({result.modified_count} message(s)); "
+            "it is listed again if it writes again"]

@@ -51,8 +51,8 @@ def stop_followup(
     extra: dict[str, object] = {"stop_reason": reason, "next_run_at": None}
     if needs_human:
         extra.update({"needs_human": True, "needs_human_reason": detail or reason})
-    running = (*_RUNNING, FollowUpState.PAUSED)
-    return store.move_followup(followup_id, expected=running, new=FollowUpState.STOPPED, now=now, extra=extra)
+    return store.move_followup(followup_id, expected=(*_RUNNING, FollowUpState.PAUSED), new=FollowUpState.STOPPED,
+                               now=now, extra=extra)
 
 
 def stop_contact(store: Store, contact_id: str, *, reason: str, now: datetime, needs_human: bool = False,
@@ -90,6 +90,33 @@ def pause_contact(store: Store, contact_id: str, *, until: datetime | None, reas
             paused += 1
     cancel_ready_steps(store, contact_id, reason=f"paused_{reason}", now=now)
     return paused
+
+
+def resume_contact(store: Store, contact_id: str, *, now: datetime) -> list[str]:
+    """A person resumes a contact's paused follow-ups; returns their ids.
+
+    Each goes back to ``scheduled``, due now: its current step is drafted again from today's data
+    (the draft made before the pause was cancelled) and sent in the send window.
+    """
+    resumed = []
+    for followup in store.followups_of_contact(contact_id, (FollowUpState.PAUSED,)):
+        if store.move_followup(followup.id, expected=FollowUpState.PAUSED, new=FollowUpState.SCHEDULED, now=now,
+                               extra={"next_run_at": now, "paused_until": None, "pause_reason": None}):
+            resumed.append(followup.id)
+    return resumed
+
+
+def clear_hand_over(store: Store, contact_id: str, *, action: str, now: datetime) -> int:
+    """A person dealt with the contact: their follow-ups no longer need one; returns how many were flagged.
+
+    The reason stays on the follow-up, with when it was handled and what was decided (``action``).
+    """
+    with unreachable_as_transient():
+        result = store.followups.update_many(
+            {"contact_id": contact_id, "needs_human": True},
+            {"$set": {"needs_human": False, "handled_at": now, "handled_action": action, "updated_at": now}},
+        )
+    return result.modified_count
 
 
 def pause_for_a_person(store: Store, followup_id: str, *, reason: str, now: datetime) -> bool:

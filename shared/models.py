@@ -60,6 +60,52 @@ class MessageState(StrEnum):
     RECEIVED = "received"  # inbound
 
 
+_F, _M = FollowUpState, MessageState
+
+# The follow-up state machine: every move a follow-up may make. ``Store.move_followup`` refuses
+# any other, so a code path that would, say, reopen a stopped follow-up fails loudly instead of
+# writing it. completed and stopped are final.
+FOLLOWUP_MOVES: dict[FollowUpState, frozenset[FollowUpState]] = {
+    _F.SCHEDULED: frozenset({_F.QUEUED, _F.PAUSED, _F.STOPPED}),  # claimed by a scheduler
+    _F.QUEUED: frozenset({_F.DRAFTING, _F.AWAITING_SEND, _F.PAUSED, _F.STOPPED}),
+    _F.DRAFTING: frozenset({_F.AWAITING_SEND, _F.PAUSED, _F.STOPPED}),
+    # sent: the next step or the end; a draft lost on the way: drafted again (queued)
+    _F.AWAITING_SEND: frozenset({_F.SCHEDULED, _F.COMPLETED, _F.QUEUED, _F.PAUSED, _F.STOPPED}),
+    _F.PAUSED: frozenset({_F.PAUSED, _F.SCHEDULED, _F.STOPPED}),  # paused again: a new reason or date
+    _F.COMPLETED: frozenset(),
+    _F.STOPPED: frozenset(),
+}
+
+# The outbound message state machine (inbound messages are stored ``received`` and never move).
+# Delivery statuses only move forward (see STATUS_RANK); failed, undelivered are final, and so is
+# read unless Twilio reports a late failure.
+MESSAGE_MOVES: dict[MessageState, frozenset[MessageState]] = {
+    _M.READY: frozenset({_M.SENDING, _M.CANCELLED}),
+    # Twilio answered; refused it; no answer (network); a retryable error: ready again
+    _M.SENDING: frozenset({_M.SENT, _M.FAILED, _M.UNCERTAIN, _M.READY}),
+    _M.UNCERTAIN: frozenset({_M.SENT, _M.READY}),  # found at Twilio after all; not found: sent again
+    _M.CANCELLED: frozenset({_M.READY}),  # drafted again (never sent: it has no Twilio SID)
+    _M.SENT: frozenset({_M.DELIVERED, _M.READ, _M.FAILED, _M.UNDELIVERED}),
+    _M.DELIVERED: frozenset({_M.READ, _M.FAILED, _M.UNDELIVERED}),
+    _M.READ: frozenset({_M.FAILED, _M.UNDELIVERED}),
+    _M.FAILED: frozenset(),
+    _M.UNDELIVERED: frozenset(),
+    _M.RECEIVED: frozenset(),
+}
+
+
+class IllegalMove(ValueError):
+    """A state move the state machine does not allow (a programming error, never user input)."""
+
+
+def check_move(moves: dict[Any, frozenset[Any]], expected: tuple[StrEnum, ...], new: StrEnum) -> None:
+    """Raise :class:`IllegalMove` unless ``new`` may follow each of the ``expected`` states."""
+    wrong = [state.value for state in expected if new not in moves[state]]
+    if wrong:
+        kind = "follow-up" if isinstance(new, FollowUpState) else "message"
+        raise IllegalMove(f"a {kind} cannot move from {', '.join(wrong)} to {new.value}")
+
+
 # Rank of each delivery status: a status callback only ever moves a message forward.
 STATUS_RANK: dict[str, int] = {
     "ready": 0,

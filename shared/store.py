@@ -29,6 +29,8 @@ from pymongo.errors import (
 
 from shared.errors import TransientError
 from shared.models import (
+    FOLLOWUP_MOVES,
+    MESSAGE_MOVES,
     STATUS_RANK,
     TWILIO_STATUS_TO_STATE,
     Campaign,
@@ -37,6 +39,7 @@ from shared.models import (
     FollowUpState,
     MessageState,
     OutboundMessage,
+    check_move,
 )
 
 log = logging.getLogger(__name__)
@@ -388,8 +391,12 @@ class Store:
         extra: Doc | None = None,
         unset: tuple[str, ...] = (),
     ) -> bool:
-        """Conditional transition of a follow-up; True when this caller made it."""
+        """Conditional transition of a follow-up; True when this caller made it.
+
+        Raises :class:`IllegalMove` for a move ``FOLLOWUP_MOVES`` does not allow.
+        """
         states = expected if isinstance(expected, tuple) else (expected,)
+        check_move(FOLLOWUP_MOVES, states, new)
         query: Doc = {"_id": followup_id, "state": {"$in": [s.value for s in states]}}
         if step is not None:
             query["step"] = step
@@ -494,8 +501,12 @@ class Store:
         now: datetime,
         extra: Doc | None = None,
     ) -> bool:
-        """Conditional transition of a message; True when this caller made it."""
+        """Conditional transition of a message; True when this caller made it.
+
+        Raises :class:`IllegalMove` for a move ``MESSAGE_MOVES`` does not allow.
+        """
         states = expected if isinstance(expected, tuple) else (expected,)
+        check_move(MESSAGE_MOVES, states, new)
         fields = {"state": new.value, "state_changed_at": now, "updated_at": now, **(extra or {})}
         if new.value in STATUS_RANK:
             fields.setdefault("status_rank", STATUS_RANK[new.value])

@@ -1,4 +1,5 @@
-"""Unknown numbers seen by the operator: `relance conversations` and `relance conversation PHONE`.
+"""Unknown numbers and hand-overs seen by the operator: `relance conversations`, `relance conversation
+PHONE`, and `relance handled PHONE` closing a hand-over.
 
 A message from a number that is no contact is kept and flagged by the replies actor; these tests
 produce such messages with the real ``process_inbound`` and read what the real CLI prints.
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.cli import main
+from services.conversations import _unknown_query
 from shared.clock import FakeClock
 from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
@@ -148,7 +150,105 @@ def test_the_unknown_number_queries_use_their_partial_indexes(deps: Deps, clock:
     indexes = deps.store.messages.index_information()
     for name in ("unknown_sender_time", "unknown_sender_from"):
         assert indexes[name]["partialFilterExpression"] == {"unknown_sender": True}
-    listing = deps.store.messages.find({"unknown_sender": True}).sort("created_at", -1).explain()
+    listing = deps.store.messages.find(_unknown_query()).sort("created_at", -1).explain()
     assert "unknown_sender_time" in json.dumps(listing["queryPlanner"], default=str)
-    one = deps.store.messages.find({"unknown_sender": True, "from": STRANGER}).sort("created_at", 1).explain()
+    one = deps.store.messages.find(_unknown_query(STRANGER)).sort("created_at", 1).explain()
     assert "unknown_sender_from" in json.dumps(one["queryPlanner"], default=str)
+
+
+# ------------------------------------------------------------------ closing a hand-over
+
+
+def _marie_needs_a_person(deps: Deps, clock: FakeClock) -> dict[str, object]:
+    """Marie asks what her data cannot answer: her follow-up is paused and flagged for a person."""
+    clock.advance(timedelta(minutes=5))
+    outcome = _inbound(deps, PHONE, "Est-ce que je peux payer en trois fois ?", _sid(10))
+    assert outcome is not None and outcome.startswith("needs_human: "), outcome
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None and (doc["state"], doc["needs_human"]) == ("paused", True)
+    return doc
+
+
+def test_handled_resume_takes_the_contact_off_the_list_and_sends_the_follow_up_on(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    before = _marie_needs_a_person(deps, clock)
+    code, out, _ = relance("conversations", "--needs-human")
+    assert code == 0 and out.startswith(f"{PHONE}  Marie  [c1: paused]")
+    clock.advance(timedelta(minutes=30))  # the CLI runs on the system clock: compare with it
+
+    code, out, err = relance("handled", "06 12 34 56 78", "--resume")
+    assert (code, err) == (0, "")
+    assert out == (f"Marie {PHONE}: 1 hand-over(s) closed; 1 paused follow-up(s) resumed\n"
+                   "  follow-up c1: scheduled (next step 1)\n")
+    after = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert after is not None
+    assert (after["state"], after["needs_human"], after["handled_action"]) == ("scheduled", False, "resume")
+    assert after["needs_human_reason"] == before["needs_human_reason"]  # kept for the timeline
+    assert after["paused_until"] is None and after["pause_reason"] is None
+    assert after["next_run_at"] == after["handled_at"]  # due at once: the scheduler drafts it again
+    assert [h["state"] for h in after["history"]][-2:] == ["paused", "scheduled"]
+
+    assert relance("conversations", "--needs-human") == (0, "no conversation needs a person\n", "")
+    code, out, _ = relance("conversation", PHONE)
+    assert f"follow-up c1: scheduled (next step 1)  handled {after['handled_at']:%Y-%m-%d %H:%M} (resume): " \
+           f"{before['needs_human_reason']}" in out
+    # Done twice: nothing more to close, nothing moves.
+    assert relance("handled", PHONE, "--resume") == (0, (
+        f"Marie {PHONE}: 0 hand-over(s) closed; 0 paused follow-up(s) resumed\n"
+        "  follow-up c1: scheduled (next step 1)\n"), "")
+
+
+def test_handled_stop_ends_the_follow_up_and_handled_alone_changes_no_state(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _marie_needs_a_person(deps, clock)
+    assert relance("handled", PHONE) == (0, (
+        f"Marie {PHONE}: 1 hand-over(s) closed; follow-ups left as they are\n"
+        "  follow-up c1: paused (next step 1) needs_human\n"), "")
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None and (doc["state"], doc["needs_human"], doc["handled_action"]) == ("paused", False, "keep")
+
+    assert relance("handled", PHONE, "--stop") == (0, (
+        f"Marie {PHONE}: 0 hand-over(s) closed; 1 follow-up(s) stopped\n"
+        "  follow-up c1: stopped (next step 1) stopped_by_owner\n"), "")
+    # A stopped follow-up stays stopped: --resume has nothing to resume.
+    assert relance("handled", PHONE, "--resume") == (0, (
+        f"Marie {PHONE}: 0 hand-over(s) closed; 0 paused follow-up(s) resumed\n"
+        "  follow-up c1: stopped (next step 1) stopped_by_owner\n"), "")
+    with pytest.raises(SystemExit) as refused:  # argparse: a usage error, exit status 2
+        relance("handled", PHONE, "--resume", "--stop")
+    assert refused.value.code == 2
+
+
+def test_handled_resume_is_refused_for_a_client_who_opted_out_and_changes_nothing(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _marie_needs_a_person(deps, clock)
+    deps.store.contacts.update_one({"_id": "ct1"}, {"$set": {"opted_out": True}})
+    before = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert relance("handled", PHONE, "--resume") == (1, "", (
+        f"error: Marie {PHONE} opted out: nothing is sent to them until they write START; nothing was changed\n"))
+    assert deps.store.followups.find_one({"_id": "c1:ct1"}) == before
+
+
+def test_handled_takes_an_unknown_number_off_the_list_until_it_writes_again(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _three_numbers_write(deps, clock)
+    assert relance("handled", STRANGER, "--resume") == (1, "", (
+        f"error: {STRANGER} is no contact: there is no follow-up to resume; "
+        "run `relance handled PHONE` alone to take it off the list\n"))
+    assert relance("handled", STRANGER) == (0, (
+        f"{STRANGER}: unknown number handled (2 message(s)); it is listed again if it writes again\n"), "")
+    other = f"{OTHER}  unknown number  [1 message]  last message 2026-03-02 10:05  {FLAG}"
+    assert relance("conversations", "--needs-human") == (0, f"{other}\n", "")
+    code, out, _ = relance("conversation", STRANGER)  # its messages are still there to read
+    assert code == 0 and "Vous pouvez me rappeler ?" in out
+
+    clock.advance(timedelta(minutes=20))
+    assert _inbound(deps, STRANGER, "Allô ?", _sid(6)) == "unknown_sender"
+    stranger = f"{STRANGER}  unknown number  [1 message]  last message 2026-03-02 11:10  {FLAG}"
+    assert relance("conversations", "--needs-human") == (0, f"{stranger}\n{other}\n", "")
+
+    refusal = (f"error: no contact with phone {NOBODY}, and no message from it as an unknown number: "
+               "see `relance conversations`\n")
+    assert relance("handled", NOBODY) == (1, "", refusal)
+    code, out, err = relance("handled", "not a phone")
+    assert code == 1 and out == "" and err.startswith("error: ") and "Traceback" not in err

@@ -327,8 +327,11 @@ def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
     assert message_id
     deps.queue.sends.clear()  # type: ignore[attr-defined]
-    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.UNCERTAIN, now=clock.now(),
-                            extra={"sending_at": clock.now()})  # died before reaching Twilio
+    # Died before reaching Twilio: the scheduler found it stuck in sending.
+    assert deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now(),
+                                   extra={"sending_at": clock.now()})
+    assert deps.store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,
+                                   now=clock.now())
     assert reconcile_message(deps, message_id) == "waiting"
     clock.advance(timedelta(minutes=3))
     assert reconcile_message(deps, message_id) == "resent"

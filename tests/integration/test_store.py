@@ -12,6 +12,7 @@ from shared.models import (
     Campaign,
     Contact,
     FollowUpState,
+    IllegalMove,
     Language,
     MessageState,
     OutboundMessage,
@@ -95,6 +96,31 @@ def test_status_callbacks_only_move_forward(store: Store, clock: FakeClock) -> N
     assert not store.apply_status("SM1", "delivered", None, clock.now())
     assert not store.apply_status("SM1", "sent", None, clock.now())
     assert store.message_doc(mid)["state"] == "read"  # type: ignore[index]
+
+
+def test_a_move_the_state_machine_forbids_raises_and_writes_nothing(store: Store, clock: FakeClock) -> None:
+    store.upsert_contact(_contact(), clock.now())
+    store.create_campaign(Campaign(id="c1", name="C", steps=[Step()]), clock.now())
+    store.enrol(contact_id="ct_5678", campaign_id="c1", next_run_at=clock.now(), now=clock.now())
+    assert store.move_followup("c1:ct_5678", expected=FollowUpState.SCHEDULED, new=FollowUpState.STOPPED,
+                               now=clock.now())
+    before = store.followups.find_one({"_id": "c1:ct_5678"})
+    with pytest.raises(IllegalMove, match="a follow-up cannot move from stopped to scheduled"):
+        store.move_followup("c1:ct_5678", expected=FollowUpState.STOPPED, new=FollowUpState.SCHEDULED,
+                            now=clock.now() + timedelta(minutes=1))
+    assert store.followups.find_one({"_id": "c1:ct_5678"}) == before
+
+    mid = message_id_for("c1:ct_5678", 0)
+    store.insert_message(OutboundMessage(id=mid, followup_id="c1:ct_5678", contact_id="ct_5678", campaign_id="c1",
+                                         step=0, state=MessageState.READY, kind="freeform", body="Bonjour",
+                                         language=Language.FR), clock.now())
+    assert store.move_message(mid, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now())
+    assert store.record_sid(mid, "SM9", clock.now())
+    sent = store.message_doc(mid)
+    with pytest.raises(IllegalMove, match="a message cannot move from sent to ready"):
+        store.move_message(mid, expected=(MessageState.UNCERTAIN, MessageState.SENT), new=MessageState.READY,
+                           now=clock.now() + timedelta(minutes=1))
+    assert store.message_doc(mid) == sent
 
 
 def test_ensure_indexes_leaves_events_with_no_secondary_index(store: Store) -> None:
