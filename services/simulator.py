@@ -672,8 +672,10 @@ class Simulator:
 
     async def control_reset(self, request: Request) -> Response:
         """``POST /_sim/reset``: forget messages and rules, restore the default knobs."""
-        for task in list(self._tasks):
+        pending = list(self._tasks)
+        for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)  # gone from pending_callbacks
         with self._lock:
             self._messages.clear()
             self._fail_rules.clear()

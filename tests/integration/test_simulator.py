@@ -261,10 +261,10 @@ def test_health_counts_messages_whose_callbacks_are_still_to_come(
     http: httpx.Client, recorder: WebhookRecorder
 ) -> None:
     assert http.get("/_sim/health").json()["pending_callbacks"] == 0
-    http.post("/_sim/config", json={"callback_delay": 0.3}).raise_for_status()
+    http.post("/_sim/config", json={"callback_delay": 1.0}).raise_for_status()  # 3 callbacks: 3 s
     sid = _create(http, recorder).json()["sid"]
     assert http.get("/_sim/health").json()["pending_callbacks"] == 1
-    recorder.wait_for(3, sid=sid)
+    assert len(recorder.wait_for(3, sid=sid, timeout=15)) == 3
     deadline = time.monotonic() + 5
     while http.get("/_sim/health").json()["pending_callbacks"] and time.monotonic() < deadline:
         time.sleep(0.02)
