@@ -192,7 +192,8 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
         return
     body = (f"Relance : {contact.name} ({contact.phone}) a besoin d'une réponse de votre part "
             f"({owner_reason(reason)}). "
-            f"Historique : relance conversation {contact.phone}")
+            f"Historique : relance conversation {contact.phone} ; une fois traité : "
+            f"relance handled {contact.phone} (--resume pour reprendre les relances, --stop pour les arrêter)")
     variables = owner_alert_variables(contact, reason)
     template_sid = settings.owner_alert_template_sid
     use_template = bool(template_sid) and not window_open(deps.store.owner_last_inbound(owner), deps.clock.now())

@@ -161,6 +161,8 @@ def test_inside_the_owner_window_the_alert_is_freeform(deps: Deps, clock: FakeCl
     assert alert.content_sid is None and alert.content_variables is None
     assert alert.body is not None and "Marie Curie" in alert.body and PHONE in alert.body
     assert "(contestation de la facture)" in alert.body and "dispute" not in alert.body  # all in French
+    # What to look at, and how to close the hand-over once dealt with.
+    assert f"relance conversation {PHONE}" in alert.body and f"relance handled {PHONE}" in alert.body
     assert _state(deps, ALERT_ID) == "sent"
 
 
