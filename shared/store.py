@@ -269,7 +269,7 @@ class Store:
             try:
                 self.owner.update_one(
                     {"_id": phone, "$or": [{"last_inbound_at": None}, {"last_inbound_at": {"$lt": at}}]},
-                    {"$set": {"last_inbound_at": at, "updated_at": at}},
+                    {"$set": {"last_inbound_at": at, "updated_at": at}, "$setOnInsert": {"created_at": at}},
                     upsert=True,
                 )
             except DuplicateKeyError:
@@ -586,7 +586,8 @@ class Store:
         """
         if not events:
             return []
-        docs = [{"_id": event_id, **doc, "received_at": now} for event_id, doc in events]
+        docs = [{"_id": event_id, **doc, "received_at": now, "created_at": now, "updated_at": now}
+                for event_id, doc in events]
         waiting = [{"id": event_id, "from": doc.get("from", "")} for event_id, doc in events
                    if doc.get("state") == "received"]
         if waiting:
@@ -594,7 +595,7 @@ class Store:
             # unordered batch in order and skips only what fails, and nothing can fail for the
             # note alone (random id, no index) but what makes this raise. A note whose events
             # were not stored is dropped by the sweep.
-            docs.insert(0, {**pending_note(now, waiting), "received_at": now})
+            docs.insert(0, {**pending_note(now, waiting), "received_at": now, "created_at": now, "updated_at": now})
         with unreachable_as_transient():
             try:
                 self.events.insert_many(docs, ordered=False)
@@ -654,7 +655,7 @@ class Store:
             result = self.events.update_one(
                 {"_id": event_id, "state": "received",
                  "$or": [{"requeued_at": None}, {"requeued_at": {"$lt": now - every}}]},
-                {"$set": {"requeued_at": now}},
+                {"$set": {"requeued_at": now, "updated_at": now}},
             )
         return result.modified_count == 1
 
@@ -667,7 +668,8 @@ class Store:
         """Count one failed processing of a waiting event; its failures so far (0: it no longer waits)."""
         with unreachable_as_transient():
             result = self.events.update_one({"_id": event_id, "state": "received"},
-                                            {"$inc": {"failures": 1}, "$set": {"last_error": error, "failed_at": now}})
+                                            {"$inc": {"failures": 1},
+                                             "$set": {"last_error": error, "failed_at": now, "updated_at": now}})
             if result.modified_count != 1:
                 return 0
             doc = self.events.find_one({"_id": event_id}, {"failures": 1})
@@ -677,7 +679,7 @@ class Store:
         """Move an event's processing state (received → processed) conditionally."""
         with unreachable_as_transient():
             result = self.events.update_one(
-                {"_id": event_id, "state": expected}, {"$set": {"state": new, "processed_at": now}}
+                {"_id": event_id, "state": expected}, {"$set": {"state": new, "processed_at": now, "updated_at": now}}
             )
         return result.modified_count == 1
 

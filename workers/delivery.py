@@ -181,7 +181,7 @@ def process_status(deps: Deps, event_id: str) -> str | None:
             outcome = handle_permanent_error(deps, message, contact, event.get("error_code"))
     store.events.update_one({"_id": event_id, "action_state": "pending"},
                             {"$set": {"action_state": "done", "state": "processed", "action": outcome,
-                                      "processed_at": now}})
+                                      "processed_at": now, "updated_at": now}})
     log.info("status event=%s code=%s action=%s", event_id, event.get("error_code"), outcome)
     return outcome
 
@@ -213,7 +213,7 @@ def hand_over_status(deps: Deps, event_id: str, error: str) -> str | None:
         outcome = f"needs_human: {reason}"
     store.events.update_one({"_id": event_id, "action_state": "pending"},
                             {"$set": {"action_state": "failed", "state": "failed", "action": outcome,
-                                      "processed_at": now}})
+                                      "processed_at": now, "updated_at": now}})
     return outcome
 
 

@@ -123,6 +123,25 @@ def test_a_move_the_state_machine_forbids_raises_and_writes_nothing(store: Store
     assert store.message_doc(mid) == sent
 
 
+def test_events_and_the_owner_record_carry_created_and_updated_times(store: Store, clock: FakeClock) -> None:
+    t0 = clock.now()
+    assert store.record_event("inbound:SM1", {"kind": "inbound", "sid": "SM1", "state": "received"}, t0)
+    doc = store.get_event("inbound:SM1")
+    assert doc is not None and doc["created_at"] == doc["updated_at"] == doc["received_at"] == t0
+    assert store.count_event_failure("inbound:SM1", "boom", t0 + timedelta(seconds=1)) == 1
+    assert store.get_event("inbound:SM1")["updated_at"] == t0 + timedelta(seconds=1)  # type: ignore[index]
+    assert store.mark_event("inbound:SM1", "received", "processed", t0 + timedelta(seconds=2))
+    doc = store.get_event("inbound:SM1")
+    assert doc is not None and (doc["created_at"], doc["updated_at"]) == (t0, t0 + timedelta(seconds=2))
+    note = store.events.find_one({"kind": "pending"})
+    assert note is not None and note["created_at"] == note["updated_at"] == t0
+
+    store.touch_owner_inbound("+33700000001", t0)
+    store.touch_owner_inbound("+33700000001", t0 + timedelta(minutes=5))
+    owner = store.owner.find_one({"_id": "+33700000001"})
+    assert owner is not None and (owner["created_at"], owner["updated_at"]) == (t0, t0 + timedelta(minutes=5))
+
+
 def test_ensure_indexes_leaves_events_with_no_secondary_index(store: Store) -> None:
     """Each index costs every webhook insert: an older database's are dropped."""
     from pymongo import ASCENDING
