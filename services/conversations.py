@@ -126,19 +126,23 @@ def timeline(store: Store, phone: str) -> list[str]:
     for key, value in sorted(fields.items() if isinstance(fields, dict) else []):
         lines.append(f"  {key}: {value}")
     for doc in store.followups.find({"contact_id": contact_id}):
-        detail = doc.get("stop_reason") or doc.get("pause_reason") or ""
         flag = f"  needs a person: {doc.get('needs_human_reason')}" if doc.get("needs_human") else ""
         if not flag and doc.get("handled_at"):
             flag = (f"  handled {_when(doc['handled_at'])} ({doc.get('handled_action', 'keep')}): "
                     f"{doc.get('needs_human_reason')}")
-        lines.append(f"follow-up {doc['campaign_id']}: {doc['state']} (next step {doc['step'] + 1})"
-                     f"{' ' + detail if detail else ''}{flag}")
+        lines.append(_followup_state(doc) + flag)
     messages = list(store.messages.find({"contact_id": contact_id}).sort("created_at", 1))
     before = list(store.messages.find(_unknown_query(phone)).sort("created_at", 1))
     if before:  # written before the number was imported as a contact
         messages = sorted(before + messages, key=lambda doc: _moment(doc.get("created_at")))
     lines.extend(_message_line(doc) for doc in messages)
     return lines
+
+
+def _followup_state(doc: dict[str, Any]) -> str:
+    detail = doc.get("stop_reason") or doc.get("pause_reason") or ""
+    return (f"follow-up {doc['campaign_id']}: {doc['state']} (next step {doc['step'] + 1})"
+            f"{' ' + detail if detail else ''}")
 
 
 def _unknown_timeline(store: Store, phone: str) -> list[str]:
@@ -195,10 +199,8 @@ def close_hand_over(store: Store, phone: str, *, action: str, now: datetime) -> 
         done = "follow-ups left as they are"
     flagged = clear_hand_over(store, contact_id, action=action, now=now)
     lines = [f"{name} {phone}: {flagged} hand-over(s) closed; {done}"]
-    for doc in store.followups.find({"contact_id": contact_id}).sort("campaign_id", 1):
-        detail = doc.get("stop_reason") or doc.get("pause_reason") or ""
-        lines.append(f"  follow-up {doc['campaign_id']}: {doc['state']} (next step {doc['step'] + 1})"
-                     f"{' ' + detail if detail else ''}")
+    lines.extend("  " + _followup_state(doc) for doc in store.followups.find({"contact_id": contact_id})
+                 .sort("campaign_id", 1))
     return lines
 
 
