@@ -205,7 +205,13 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                 _play_replies(store, simulator_url, out)
                 replies_sent = True
             line, done = progress_line(store)
-            done = done and replies_sent and _settled(store, simulator_url)
+            if done and replies_sent and _settled(store, simulator_url):
+                # Counted again once settled: a status that landed meanwhile (delivered, then read)
+                # would otherwise leave a stale line as the final one.
+                again, done = progress_line(store)
+                done = done and again == line
+            else:
+                done = False
             if line != last:
                 out(f"[{timedelta(seconds=int(time.monotonic() - started))}] {line}")
                 last = line
@@ -235,17 +241,21 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
 
 
 def _settled(store: Store, simulator_url: str | None) -> bool:
-    """Nothing in flight: every stored webhook event processed and, with the simulator, every
-    status callback posted (a message 'delivered' now may still be 'read' a moment later)."""
-    if store.events.count_documents({"kind": {"$in": ["inbound", "status"]}, "state": "received"}, limit=1):
-        return False
-    if not simulator_url:
-        return True
-    try:
-        health = httpx.get(f"{simulator_url}/_sim/health", timeout=5).json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return health.get("pending_callbacks") == 0
+    """Nothing in flight: with the simulator, every status callback posted (a message 'delivered'
+    now may still be 'read' a moment later); then every stored webhook event processed.
+
+    In that order: a callback the webhook answered is stored, so once the simulator has none
+    left, the events seen next include them all.
+    """
+    if simulator_url:
+        try:
+            health = httpx.get(f"{simulator_url}/_sim/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        if health.get("pending_callbacks") != 0:
+            return False
+    return not store.events.count_documents({"kind": {"$in": ["inbound", "status"]}, "state": "received"},
+                                            limit=1)
 
 
 # Some demo clients answer the first reminder, as real ones do (simulated by the Twilio simulator).
