@@ -206,13 +206,9 @@ def _reconcile_awaiting_send(store: Store, queue: TaskQueue, clock: Clock, doc: 
 
 def resume_campaign(store: Store, campaign_id: str, now: datetime) -> int:
     """Follow-ups paused because their campaign was paused go back to scheduled, due now."""
-    resumed = 0
-    for doc in store.followups.find({"campaign_id": campaign_id, "state": FollowUpState.PAUSED.value,
-                                     "pause_reason": "campaign_paused"}, {"_id": 1}):
-        if store.move_followup(doc["_id"], expected=FollowUpState.PAUSED, new=FollowUpState.SCHEDULED, now=now,
-                               extra={"next_run_at": now, "pause_reason": None}):
-            resumed += 1
-    return resumed
+    docs = store.followups.find({"campaign_id": campaign_id, "state": FollowUpState.PAUSED.value,
+                                 "pause_reason": "campaign_paused"}, {"_id": 1})
+    return sum(1 for doc in docs if store.resume_followup(doc["_id"], now))
 
 
 def tick(store: Store, queue: TaskQueue, clock: Clock, *, batch: int = 200,

@@ -98,12 +98,8 @@ def resume_contact(store: Store, contact_id: str, *, now: datetime) -> list[str]
     Each goes back to ``scheduled``, due now: its current step is drafted again from today's data
     (the draft made before the pause was cancelled) and sent in the send window.
     """
-    resumed = []
-    for followup in store.followups_of_contact(contact_id, (FollowUpState.PAUSED,)):
-        if store.move_followup(followup.id, expected=FollowUpState.PAUSED, new=FollowUpState.SCHEDULED, now=now,
-                               extra={"next_run_at": now, "paused_until": None, "pause_reason": None}):
-            resumed.append(followup.id)
-    return resumed
+    return [followup.id for followup in store.followups_of_contact(contact_id, (FollowUpState.PAUSED,))
+            if store.resume_followup(followup.id, now)]
 
 
 def clear_hand_over(store: Store, contact_id: str, *, action: str, now: datetime) -> int:

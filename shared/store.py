@@ -438,18 +438,20 @@ class Store:
 
     def resume_due_pauses(self, now: datetime, limit: int) -> list[str]:
         """Paused follow-ups whose pause has ended go back to scheduled; returns their ids."""
-        resumed: list[str] = []
         with unreachable_as_transient():
             docs = list(self.followups.find(
                 {"state": FollowUpState.PAUSED.value, "paused_until": {"$ne": None, "$lte": now}},
                 {"_id": 1},
             ).limit(limit))
-        for doc in docs:
-            if self.move_followup(doc["_id"], expected=FollowUpState.PAUSED, new=FollowUpState.SCHEDULED,
-                                  now=now, extra={"next_run_at": now, "paused_until": None,
-                                                  "pause_reason": None}):
-                resumed.append(doc["_id"])
-        return resumed
+        return [doc["_id"] for doc in docs if self.resume_followup(doc["_id"], now)]
+
+    def resume_followup(self, followup_id: str, now: datetime) -> bool:
+        """``paused → scheduled``, due now, its pause forgotten; True when this caller moved it.
+
+        The step is drafted again when it is claimed (the draft made before the pause was cancelled).
+        """
+        return self.move_followup(followup_id, expected=FollowUpState.PAUSED, new=FollowUpState.SCHEDULED, now=now,
+                                  extra={"next_run_at": now, "paused_until": None, "pause_reason": None})
 
     # ---------------------------------------------------------------- messages
     def insert_message(self, message: OutboundMessage, now: datetime) -> bool:
