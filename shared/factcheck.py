@@ -1,8 +1,12 @@
 """Checks a drafted message against the contact's facts before it may be sent.
 
 Every amount, date, invoice/quote reference, link, e-mail address and phone number in a
-draft must come from the request (its ``facts``, or the contact's and business's names);
-the draft must fit ``max_chars``, be in the contact's language and not be empty.
+draft must come from the request (its ``facts``, or the contact's and business's names), and a
+percentage must be written as one in the facts or the campaign's description; the draft must
+fit ``max_chars``, be in the contact's language and not be empty. It may not offer a discount,
+cancel or settle the invoice, offer a payment plan or more time, nor threaten legal action the
+campaign does not mention (:mod:`shared.statements`; words copied from the facts or names are
+not judged).
 
 The check runs on every AI draft, and a problem replaces the draft with the offline one,
 so it aims at precision: small counts ("2 jours", "24h", "1er"), years, percentages and
@@ -23,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 
 from shared.models import Language
 from shared.ports import DraftRequest
+from shared.statements import find_statements, grants_legal
 
 __all__ = [
     "DateMention",
@@ -470,6 +475,7 @@ class _Known:
     phones: frozenset[str]
     mask: tuple[re.Pattern[str], ...]
     codes: frozenset[str]
+    percents: frozenset[Decimal]  # written as percentages in the facts or the campaign's description
 
 
 def _mask_pattern(value: str) -> re.Pattern[str] | None:
@@ -562,11 +568,17 @@ def _allowed(request: DraftRequest) -> _Known:
                 masks.append(pattern)
     # Longer values first, so that a value containing a shorter one is masked whole.
     masks.sort(key=lambda p: len(p.pattern), reverse=True)
+    percents = {
+        value
+        for text in (*facts.values(), request.campaign_description)
+        for number in find_numbers(text, codes) if number.percent
+        for value in number.values
+    }
     return _Known(
         amounts=frozenset(amounts), integers=frozenset(integers | amounts),
         currencies=frozenset(currencies), dates=frozenset(dates), refs=frozenset(refs - {""}),
         urls=frozenset(urls), bare_urls=frozenset(bare_urls), hosts=frozenset(hosts), emails=frozenset(emails),
-        phones=frozenset(phones), mask=tuple(masks), codes=frozenset(codes),
+        phones=frozenset(phones), mask=tuple(masks), codes=frozenset(codes), percents=frozenset(percents),
     )
 
 
@@ -605,6 +617,10 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
         text = pattern.sub(lambda m: _MASK * len(m.group(0)), text)
     # WhatsApp formatting (*bold*, _italic_, ~strike~, `mono`) must not hide a value.
     text = _FORMATTING.sub(" ", text)
+    # Read now, on the text with the facts and names masked: "Cabinet d'avocats Martin" as the
+    # business's name is not a threat. Reported after the values, which say more precisely what is wrong.
+    legal_allowed = grants_legal(request.campaign_name, request.campaign_description, request.tone)
+    statements = find_statements(text, legal_allowed=legal_allowed)
 
     language = detect_language(text)
     if language is not None and language != request.language:
@@ -661,7 +677,11 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
                 yield f"reference {token[:40]} not in contact data"
 
     for number in find_numbers(text, known.codes):
-        if number.percent or not number.values:
+        if not number.values:
+            continue
+        if number.percent:
+            if not number.values & known.percents:
+                yield f"percentage {_show(min(number.values))}% not in contact data"
             continue
         if number.currency is not None:
             if not number.values & known.amounts:
@@ -679,6 +699,9 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
                 continue
             if value not in known.integers:
                 yield f"number {_show(value)} not in contact data"
+
+    for statement in statements:
+        yield f'{statement.kind.value} ("{statement.words}")'
 
 
 def check_draft(body: str, request: DraftRequest) -> list[str]:

@@ -83,6 +83,9 @@ class DraftRequest:
     campaign_name: str
     max_chars: int = 700
     history: tuple[HistoryItem, ...] = field(default_factory=tuple)
+    # The campaign's description, as the business wrote it: shown to the model, and with the
+    # campaign's name and the step's tone the only thing that allows a draft to mention legal steps.
+    campaign_description: str = ""
 
 
 @dataclass(frozen=True)

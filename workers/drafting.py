@@ -70,6 +70,7 @@ def compose_message(deps: Deps, followup: FollowUp, campaign: Campaign, contact:
             step_index=followup.step, step_count=len(campaign.steps), tone=step.tone,
             business_name=deps.settings.business_name, campaign_name=campaign.name,
             max_chars=deps.settings.max_message_chars, history=history,
+            campaign_description=campaign.description,
         )
         draft = deps.drafter.draft(request)
         return OutboundMessage(**base, kind="freeform", body=draft.body, draft_source=draft.source,

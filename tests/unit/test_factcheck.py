@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import string
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.factcheck import check_draft, detect_language, find_dates, find_numbers, parse_number
-from shared.models import Language
+from shared.models import Contact, Language
 from shared.offline import OfflineDrafter
 from shared.ports import DraftRequest
 from tests.support.gemini_helpers import FACTS, draft_request
+from workers import replies
+from workers.deps import Deps
 
 
 def request(facts: dict[str, str] | None = None, language: Language = Language.FR, **kwargs: Any) -> DraftRequest:
@@ -205,7 +209,6 @@ def test_accepts_link_with_trailing_punctuation(link: str) -> None:
         "Nos bureaux sont ouverts de 9h à 18h, ou à 14h30, ou à 10:00.",
         "Vous avez 3 factures en attente.",
         "Nous vous en remercions 1000 fois.",
-        "Un escompte de 2,5 % est possible.",
         "Pour l'exercice 2026, merci.",
         "Une question ? Répondez simplement à ce message.",
         "Depuis 12 mois.",
@@ -446,3 +449,319 @@ def test_offline_drafts_pass_for_every_step_and_tone(language: Language, tone: s
     draft = OfflineDrafter().draft(req)
     assert check_draft(draft.body, req) == []
     assert detect_language(draft.body) == language
+
+
+# ------------------------------------------------- statements only the business may make
+# A draft may not grant a discount, cancel or settle the invoice, offer a payment plan or more
+# time, nor threaten legal action the campaign does not mention (shared/statements.py).
+
+DISCOUNT = "offers a discount"
+CANCELLED = "cancels or waives the invoice"
+SETTLED = "says nothing is left to pay"
+INSTALMENTS = "offers a payment plan"
+EXTENSION = "grants more time"
+LEGAL = "threatens legal action the campaign does not mention"
+
+REFUSED_FR = [
+    (DISCOUNT, "Nous vous accordons une remise exceptionnelle.", "remise"),
+    (DISCOUNT, "À titre de geste commercial, les frais sont pour nous.", "geste commercial"),
+    (DISCOUNT, "Nous pouvons vous faire un rabais.", "rabais"),
+    (DISCOUNT, "Une ristourne vous sera appliquée.", "ristourne"),
+    (DISCOUNT, "Un escompte est possible pour un paiement rapide.", "escompte"),
+    (DISCOUNT, "Nous vous proposons une réduction.", "réduction"),
+    (DISCOUNT, "Les frais de dossier vous sont offerts.", "offerts"),
+    (DISCOUNT, "Nous émettons un avoir sur votre compte.", "un avoir"),
+    (DISCOUNT, "La livraison est gratuite.", "gratuite"),
+    (CANCELLED, "Bonne nouvelle : votre facture est annulée.", "annulée"),
+    (CANCELLED, "Nous avons décidé d'annuler les pénalités.", "annuler"),
+    (CANCELLED, "Nous renonçons à vous réclamer cette somme.", "renonçons"),
+    (CANCELLED, "Nous effaçons la dette.", "effaçons la dette"),
+    (CANCELLED, "Cette somme ne vous sera plus réclamée.", "ne vous sera plus réclamée"),
+    (CANCELLED, "Nous passons l'éponge pour cette fois.", "passons l'éponge"),
+    (SETTLED, "Vous n'avez plus rien à payer.", "plus rien à payer"),
+    (SETTLED, "Votre facture est soldée.", "est soldée"),
+    (SETTLED, "Votre compte est soldé.", "est soldé"),
+    (SETTLED, "La facture a bien été réglée, merci.", "a bien été réglée"),
+    (SETTLED, "Le montant a été intégralement payé.", "a été intégralement payé"),
+    (SETTLED, "Vous ne nous devez plus rien.", "ne nous devez plus rien"),
+    (SETTLED, "Nous avons bien reçu votre virement.", "avons bien reçu votre virement"),
+    (SETTLED, "Vous êtes à jour de vos paiements.", "êtes à jour"),
+    (SETTLED, "Facture acquittée.", "acquittée"),
+    (INSTALMENTS, "Nous vous proposons un échéancier.", "échéancier"),
+    (INSTALMENTS, "Vous pouvez régler en plusieurs fois.", "en plusieurs fois"),
+    (INSTALMENTS, "Vous pouvez régler en 3 fois sans frais.", "en 3 fois"),
+    (INSTALMENTS, "Un paiement échelonné est possible.", "échelonné"),
+    (INSTALMENTS, "Nous pouvons étaler le paiement.", "étaler"),
+    (INSTALMENTS, "Réglez par mensualités.", "mensualités"),
+    (INSTALMENTS, "Nous acceptons un plan de paiement.", "plan de paiement"),
+    (INSTALMENTS, "Un paiement partiel nous conviendrait.", "paiement partiel"),
+    (EXTENSION, "Vous disposez d'un délai supplémentaire.", "délai supplémentaire"),
+    (EXTENSION, "Nous vous accordons un délai.", "accordons un délai"),
+    (EXTENSION, "Nous vous laissons quinze jours de plus.", "laissons quinze jours"),
+    (EXTENSION, "Nous reportons l'échéance.", "reportons"),
+    (EXTENSION, "L'échéance est prolongée.", "prolongée"),
+    (EXTENSION, "Prenez votre temps, rien ne presse.", "Prenez votre temps"),
+    (EXTENSION, "Une nouvelle échéance vous sera proposée.", "nouvelle échéance"),
+    (LEGAL, "Sans règlement, nous vous adresserons une mise en demeure.", "mise en demeure"),
+    (LEGAL, "Le dossier sera transmis à notre huissier.", "huissier"),
+    (LEGAL, "Nous ferons appel à un commissaire de justice.", "commissaire de justice"),
+    (LEGAL, "Votre dossier passera au service contentieux.", "contentieux"),
+    (LEGAL, "Nous engagerons des poursuites.", "poursuites"),
+    (LEGAL, "Nous saisirons le tribunal.", "tribunal"),
+    (LEGAL, "Nous demanderons une injonction de payer.", "injonction"),
+    (LEGAL, "Notre avocat prendra contact avec vous.", "avocat"),
+    (LEGAL, "Une procédure de recouvrement judiciaire sera lancée.", "recouvrement"),
+]
+REFUSED_EN = [
+    (DISCOUNT, "We are happy to offer you a discount.", "discount"),
+    (DISCOUNT, "As a goodwill gesture, the fees are on us.", "goodwill"),
+    (DISCOUNT, "You are entitled to a rebate.", "rebate"),
+    (DISCOUNT, "We will issue a credit note.", "credit note"),
+    (DISCOUNT, "We can take 50 off the total.", "off the total"),
+    (DISCOUNT, "We will deduct the delivery costs.", "deduct"),
+    (CANCELLED, "Good news: your invoice has been cancelled.", "cancelled"),
+    (CANCELLED, "We have decided to waive the late fee.", "waive"),
+    (CANCELLED, "The balance has been written off.", "written off"),
+    (CANCELLED, "The invoice is void.", "void"),
+    (CANCELLED, "We forgive the debt.", "forgive the debt"),
+    (SETTLED, "You have nothing left to pay.", "nothing left to pay"),
+    (SETTLED, "Your invoice is paid in full.", "is paid"),
+    (SETTLED, "The invoice has been settled.", "has been settled"),
+    (SETTLED, "You no longer owe us anything.", "no longer owe"),
+    (SETTLED, "We have received your payment, thank you.", "We have received your payment"),
+    (SETTLED, "There is no outstanding balance.", "no outstanding balance"),
+    (SETTLED, "You do not need to pay it.", "do not need to pay"),
+    (SETTLED, "Your account is up to date.", "account is up to date"),
+    (INSTALMENTS, "You can pay in three instalments.", "pay in three instalments"),
+    (INSTALMENTS, "We can set up a payment plan.", "payment plan"),
+    (INSTALMENTS, "Monthly installments are possible.", "installments"),
+    (INSTALMENTS, "You may split the payment.", "split the payment"),
+    (INSTALMENTS, "Partial payments are welcome.", "Partial payments"),
+    (EXTENSION, "We extend your deadline by two weeks.", "extend"),
+    (EXTENSION, "We can grant you an extension.", "extension"),
+    (EXTENSION, "You have a grace period.", "grace period"),
+    (EXTENSION, "Take some more time if you need it.", "more time"),
+    (EXTENSION, "We can give you two more weeks.", "two more weeks"),
+    (EXTENSION, "We are postponing the due date.", "postponing"),
+    (EXTENSION, "There is no rush.", "no rush"),
+    (LEGAL, "We will take legal action.", "legal"),
+    (LEGAL, "We will take you to court.", "to court"),
+    (LEGAL, "Our lawyer will contact you.", "lawyer"),
+    (LEGAL, "A bailiff will visit you.", "bailiff"),
+    (LEGAL, "The file goes to a debt collection agency.", "debt collection"),
+    (LEGAL, "We will sue.", "sue"),
+    (LEGAL, "This is a formal notice.", "formal notice"),
+]
+
+
+@pytest.mark.parametrize(("kind", "sentence", "words"), REFUSED_FR, ids=[s for _, s, _ in REFUSED_FR])
+def test_refuses_statements_in_french(kind: str, sentence: str, words: str) -> None:
+    assert check_draft(fr() + " " + sentence, request()) == [f'{kind} ("{words}")']
+
+
+@pytest.mark.parametrize(("kind", "sentence", "words"), REFUSED_EN, ids=[s for _, s, _ in REFUSED_EN])
+def test_refuses_statements_in_english(kind: str, sentence: str, words: str) -> None:
+    assert check_draft(en() + " " + sentence, request(language=Language.EN)) == [f'{kind} ("{words}")']
+
+
+@pytest.mark.parametrize(
+    ("sentence", "language", "kind"),
+    [
+        # A refusal is still about a discount: the topic is not the model's to raise, and the
+        # offline draft that replaces it says nothing about it.
+        ("Nous ne pouvons pas vous accorder de remise.", Language.FR, DISCOUNT),
+        ("Nous n'annulerons pas la facture.", Language.FR, CANCELLED),
+        ("Aucun échéancier n'est possible.", Language.FR, INSTALMENTS),
+        ("Aucun délai supplémentaire ne sera accordé.", Language.FR, EXTENSION),
+        ("Nous ne souhaitons pas en arriver au tribunal.", Language.FR, LEGAL),
+        ("We cannot offer any discount.", Language.EN, DISCOUNT),
+        ("We will not cancel the invoice.", Language.EN, CANCELLED),
+        ("A payment plan is not possible.", Language.EN, INSTALMENTS),
+        ("No extension can be granted.", Language.EN, EXTENSION),
+        ("We would rather avoid legal action.", Language.EN, LEGAL),
+    ],
+)
+def test_negated_offers_are_refused_too(sentence: str, language: Language, kind: str) -> None:
+    body = (fr() if language == Language.FR else en()) + " " + sentence
+    (problem,) = check_draft(body, request(language=language))
+    assert problem.startswith(f'{kind} ("')
+
+
+def test_statements_are_read_in_any_case_accents_and_formatting() -> None:
+    for sentence in ("VOTRE FACTURE EST ANNULEE.", "Votre facture est *annulée*.", "Votre facture est annulée."):
+        assert check_draft(fr() + " " + sentence, request()) == [f'{CANCELLED} ("{sentence.split()[-1].strip(".*")}")']
+    # Typographic apostrophes and non-breaking spaces change nothing.
+    body = fr() + " Vous n\u2019avez plus\u00a0rien à payer."
+    assert check_draft(body, request()) == [f'{SETTLED} ("plus rien à payer")']
+
+
+def test_every_class_is_reported_once_in_text_order() -> None:
+    body = (fr() + " Nous pouvons vous proposer un échéancier, une remise et même un délai supplémentaire,"
+            " sinon ce sera l'huissier. Et encore une remise.")
+    assert check_draft(body, request()) == [
+        f'{INSTALMENTS} ("échéancier")', f'{DISCOUNT} ("remise")', f'{EXTENSION} ("délai supplémentaire")',
+        f'{LEGAL} ("huissier")',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "language", "shown"),
+    [
+        ("Un escompte de 2,5 % est possible.", Language.FR, "2.5"),
+        ("Vous faites partie des 15 % de clients en retard.", Language.FR, "15"),
+        ("Des intérêts de 10 pour cent s'appliquent.", Language.FR, "10"),
+        ("You are among the 15% of clients who pay late.", Language.EN, "15"),
+        ("Interest of 12 percent applies.", Language.EN, "12"),
+    ],
+)
+def test_refuses_percentages_not_in_the_data(sentence: str, language: Language, shown: str) -> None:
+    body = (fr() if language == Language.FR else en()) + " " + sentence
+    problems = check_draft(body, request(language=language))
+    assert problems[0] == f"percentage {shown}% not in contact data"
+
+
+def test_percentages_written_in_the_facts_or_the_campaign_are_allowed() -> None:
+    body = fr() + " Des intérêts de retard de 10 % s'appliquent."
+    assert check_draft(body, request()) == ["percentage 10% not in contact data"]
+    assert check_draft(body, request({**FACTS, "late_interest": "10 %"})) == []
+    assert check_draft(body, request(campaign_description="Intérêts de retard : 10 % par an.")) == []
+    # A number that is not written as a percentage in the data does not allow one.
+    assert check_draft(body, request({**FACTS, "days": "10"})) == ["percentage 10% not in contact data"]
+
+
+def test_a_date_not_in_the_data_is_refused_as_a_new_deadline() -> None:
+    assert check_draft(fr() + " Vous avez jusqu'au 30 avril 2026 pour régler.", request()) == [
+        "date 2026-04-30 not in contact data"]
+    assert check_draft(en() + " You have until April 30, 2026 to pay.", request(language=Language.EN)) == [
+        "date 2026-04-30 not in contact data"]
+    # The due date of the data is no new deadline.
+    assert check_draft(fr() + " Vous aviez jusqu'au 15 mars 2026 pour régler.", request()) == []
+
+
+@pytest.mark.parametrize(
+    "campaign",
+    [
+        {"campaign_description": "Dernière relance avant mise en demeure."},
+        {"campaign_description": "After the third reminder the file goes to our lawyer."},
+        {"tone": "firm, mention of the bailiff"},
+        {"campaign_name": "Pré-contentieux"},
+    ],
+)
+def test_legal_steps_are_allowed_when_the_campaign_mentions_them(campaign: dict[str, str]) -> None:
+    body = fr() + " Sans règlement, le dossier sera transmis à notre huissier."
+    assert check_draft(body, request()) == [f'{LEGAL} ("huissier")']
+    assert check_draft(body, request(**campaign)) == []
+    # Only legal steps: the campaign's mention of them grants nothing else.
+    assert check_draft(body + " Une remise reste possible.", request(**campaign)) == [f'{DISCOUNT} ("remise")']
+
+
+def test_words_of_the_facts_and_names_are_not_judged() -> None:
+    req = request({**FACTS, "notes": "Remise déjà appliquée"}, business_name="Cabinet d'avocats Martin",
+                  contact_name="Sue Court")
+    body = fr().replace("Jean Dupont", "Sue Court").replace("Garage Martin", "Cabinet d'avocats Martin")
+    assert check_draft(body + " Note : Remise déjà appliquée.", req) == []
+    assert check_draft(body + " Votre avocat peut nous écrire.", req) == [f'{LEGAL} ("avocat")']
+
+
+# Sentences of ordinary reminders that come close to the refused ones and must pass.
+ORDINARY_FR = [
+    "Merci de procéder au paiement dans les meilleurs délais.",
+    "Merci de régler sans délai.",
+    "Merci de régulariser la situation sans attendre.",
+    "Sauf erreur de notre part, nous n'avons pas encore reçu votre règlement.",
+    "La facture n'est toujours pas réglée.",
+    "Si le règlement a déjà été effectué, merci de ne pas tenir compte de ce message.",
+    "Si la facture a déjà été réglée, merci de ne pas tenir compte de ce message.",
+    "Le solde reste dû.",
+    "Le montant reste à régler.",
+    "Merci par avance pour votre règlement.",
+    "Nous restons à votre disposition pour toute question.",
+    "N'hésitez pas à nous laisser un message.",
+    "Petit rappel amical.",
+    "Ceci est notre dernière relance.",
+    "Sans réponse de votre part, nous considérerons que le devis n'est plus d'actualité.",
+    "Nous souhaitons la poursuite de notre collaboration.",
+    "Merci de votre confiance.",
+    "Bonne journée !",
+]
+ORDINARY_EN = [
+    "Please settle it as soon as possible.",
+    "Please settle it without further delay.",
+    "Unless we are mistaken, we have not yet received payment for it.",
+    "The invoice is still unpaid.",
+    "If you have already paid, please disregard this message.",
+    "If this invoice has already been paid, please disregard this message.",
+    "Your outstanding balance remains due.",
+    "Thank you for your prompt payment.",
+    "Please pay at your earliest convenience.",
+    "Feel free to contact us with any question.",
+    "If we do not hear from you, we will consider that the quote is no longer needed.",
+    "This is our last reminder.",
+    "Kind regards.",
+]
+
+
+@pytest.mark.parametrize("sentence", ORDINARY_FR)
+def test_ordinary_french_reminders_pass(sentence: str) -> None:
+    assert check_draft(fr() + " " + sentence, request()) == []
+
+
+@pytest.mark.parametrize("sentence", ORDINARY_EN)
+def test_ordinary_english_reminders_pass(sentence: str) -> None:
+    assert check_draft(en() + " " + sentence, request(language=Language.EN)) == []
+
+
+# Every text the offline drafter writes, for a grid of facts, names, tones, steps, languages and
+# lengths (the shortened variants too), and every text the replies actor sends, must pass.
+GRID_FACTS: list[dict[str, str]] = [
+    dict(FACTS),
+    {"quote_number": "DEV-2026-07", "amount": "980", "currency": "EUR", "due_date": "2026-04-01",
+     "payment_link": "https://pay.example.com/q/7"},
+    {},
+    {"amount": "1,250.50", "currency": "USD"},
+    {"amount": "75000", "currency": "XOF", "invoice_number": "F2026-0042", "due_date": "01/02/2026"},
+    {"amount": "12.5", "currency": "GBP", "payment_link": "https://pay.example.com/x"},
+]
+GRID_NAMES = [("Jean Dupont", "Garage Martin"), ("", ""),
+              # Names holding refused words: they are masked, never judged.
+              ("Sue Court", "Cabinet d'avocats Martin & Associés"), ("Remise Legal", "Discount Plus SARL")]
+GRID_TONES = ["courteous", "friendly", "firm", "unknown"]
+GRID_STEPS = [(index, count) for count in (1, 2, 3) for index in range(count)]  # every stage: first, middle, last
+GRID_LENGTHS = [80, 150, 300, 1600]  # the shortened variants and the full one
+
+
+@pytest.mark.parametrize("language", list(Language))
+@pytest.mark.parametrize("tone", GRID_TONES)
+def test_every_offline_draft_of_the_grid_passes(language: Language, tone: str) -> None:
+    drafter = OfflineDrafter()
+    checked = 0
+    for facts, (name, business), (index, count), max_chars in itertools.product(
+        GRID_FACTS, GRID_NAMES, GRID_STEPS, GRID_LENGTHS
+    ):
+        req = request(dict(facts), language=language, tone=tone, step_index=index, step_count=count,
+                      max_chars=max_chars, contact_name=name, business_name=business)
+        body = drafter.draft(req).body
+        assert check_draft(body, req) == [], (req, body)
+        checked += 1
+    assert checked == len(GRID_FACTS) * len(GRID_NAMES) * len(GRID_STEPS) * len(GRID_LENGTHS)
+
+
+def _replies_deps(business: str) -> Deps:
+    """What the replies' text functions read of their dependencies: the business name and the length cap."""
+    return cast(Deps, SimpleNamespace(settings=SimpleNamespace(business_name=business, max_message_chars=700)))
+
+
+@pytest.mark.parametrize("language", list(Language))
+@pytest.mark.parametrize("facts", GRID_FACTS, ids=range(len(GRID_FACTS)))
+def test_every_reply_text_passes(language: Language, facts: dict[str, str]) -> None:
+    deps = _replies_deps("Garage Martin")
+    contact = Contact(id="ct", phone="+33612345678", name="Jean Dupont", language=language, fields=dict(facts))
+    texts = [(replies.thank_you_text(deps, contact), None)]
+    promised = "2026-04-10"
+    texts.append((replies.promise_text(deps, contact, promised), {"promised_date": promised}))
+    for topic in ("amount", "due_date", "payment_link", "invoice_number", "quote_number", "currency"):
+        answer = replies.answer_text(deps, contact, topic)
+        if answer is not None:
+            texts.append((answer, None))
+    for text, extra in texts:
+        assert check_draft(text, replies._facts_request(deps, contact, extra)) == [], text
