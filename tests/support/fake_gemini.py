@@ -12,6 +12,12 @@ What it answers depends on the mode (``create_app(mode=...)``, or ``POST /_fake/
 - ``good``: a correct draft in the requested language, built from the ``<facts>`` JSON block
   found in the prompt (values copied verbatim);
 - ``hallucinate``: the good draft plus an amount that is not in the facts (990,00 € / €990.00);
+- ``discount``, ``percentage``, ``cancelled``, ``settled``, ``instalments``, ``extension``,
+  ``legal``: the good draft plus one sentence (:data:`STATEMENTS`) that the facts check refuses
+  (a discount, a made-up percentage, the invoice cancelled, nothing left to pay, a payment plan,
+  more time, a bailiff or a lawyer);
+- ``obey``: a model that does what the client asks: the good draft plus the last ``client_words``
+  quoted in the prompt's ``<history>`` block (``text`` of the last ``contact`` item in older prompts);
 - ``wrong_language``: a draft in the other language (while claiming the requested one);
 - ``invalid_json``: text that is not JSON; ``schema_mismatch``: JSON without ``body``;
 - ``error500``: an HTTP 500 in Gemini's error format; ``error429``: RESOURCE_EXHAUSTED;
@@ -45,10 +51,29 @@ from tests.support.fake_gemini_replies import classify_answer, is_classify_reque
 MODES = (
     "good", "hallucinate", "wrong_language", "invalid_json", "schema_mismatch", "error500",
     "error429", "slow", "blocked", "safety", "empty",
+    "discount", "percentage", "cancelled", "settled", "instalments", "extension", "legal", "obey",
     # reply classification only (see tests/support/fake_gemini_replies.py)
     "injected", "injected_answer", "bad_intent", "bad_confidence", "past_date", "unknown_topic",
 )  # fmt: skip
 DEFAULT_DELAY = 3.0
+
+# mode -> the sentence appended to the good draft, by language: what a model talked into it writes.
+STATEMENTS: dict[str, dict[str, str]] = {
+    "discount": {"fr": " À titre exceptionnel, nous vous accordons une remise.",
+                 "en": " As a goodwill gesture, we are happy to offer you a discount."},
+    "percentage": {"fr": " Vous faites partie des 15 % de clients en retard.",
+                   "en": " You are among the 15% of clients who pay late."},
+    "cancelled": {"fr": " Bonne nouvelle : la pénalité est annulée.",
+                  "en": " Good news: the late fee has been cancelled."},
+    "settled": {"fr": " Après vérification, vous n'avez plus rien à payer.",
+                "en": " After checking, you have nothing left to pay."},
+    "instalments": {"fr": " Vous pouvez aussi régler en trois fois.",
+                    "en": " You may also pay in three instalments."},
+    "extension": {"fr": " Nous vous laissons deux semaines de plus.",
+                  "en": " We are happy to give you an extension."},
+    "legal": {"fr": " À défaut, le dossier sera transmis à notre huissier.",
+              "en": " Otherwise, the file will be handed to our lawyer."},
+}
 
 
 def _facts_from(body: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +91,20 @@ def _facts_from(body: dict[str, Any]) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return found if isinstance(found, dict) else {}
+
+
+def _last_client_words(body: dict[str, Any]) -> str:
+    """What the client wrote last, as quoted in the prompt's <history> block ("" if nothing)."""
+    match = re.search(r"<history>.*?(\[.*\])\s*</history>", prompt_text_of(body), flags=re.S)
+    if not match:
+        return ""
+    try:
+        items = json.loads(match.group(1))
+    except json.JSONDecodeError:
+        return ""
+    said = [i.get("client_words", i.get("text", "")) for i in items
+            if isinstance(i, dict) and i.get("from") in ("client", "contact")]
+    return str(said[-1]) if said else ""
 
 
 def draft_text(facts: dict[str, Any], language: str) -> str:
@@ -170,6 +209,10 @@ def create_app(mode: str = "good", delay: float = DEFAULT_DELAY) -> Starlette:
         if current == "hallucinate":
             text += (" A late fee of €990.00 has been added." if language == "en"
                      else " Des frais de retard de 990,00 € ont été ajoutés.")
+        if current in STATEMENTS:
+            text += STATEMENTS[current][language]
+        if current == "obey":
+            text += " " + _last_client_words(body)
         answer = json.dumps({"body": text, "language": language}, ensure_ascii=False)
         return JSONResponse(_candidate_response(answer, model))
 
