@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+import threading
+import time as clock_time
 from datetime import time, timedelta
 
 import pytest
 
-from services.scheduler import STEPS, TickContext, TickReport, tick
+from services.scheduler import STEPS, TickContext, TickReport, run_forever, tick
 from shared.clock import FakeClock
 from shared.fakes import RecordingQueue
 from shared.models import (
@@ -195,6 +196,24 @@ def test_a_failing_step_does_not_skip_the_next_ones(store: Store, clock: FakeClo
     assert "+33611111111" not in caplog.text
 
 
+def test_the_running_scheduler_logs_the_quarantine_in_its_tick_line(
+        store: Store, clock: FakeClock, poisoned: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    stop = threading.Event()
+    with caplog.at_level(logging.INFO, logger="services.scheduler"):
+        runner = threading.Thread(target=run_forever, args=(store, RecordingQueue(), clock),
+                                  kwargs={"interval": 0.01, "batch": 50, "stale_after": STALE, "stop": stop})
+        runner.start()
+        deadline = clock_time.monotonic() + 30
+        while not any(r.getMessage().startswith("tick ") for r in caplog.records):
+            assert clock_time.monotonic() < deadline, "no tick line logged"
+            clock_time.sleep(0.01)
+        stop.set()
+        runner.join(timeout=30)
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("tick ")]
+    assert line.levelno == logging.WARNING  # something went wrong: said louder than a busy tick
+    assert "claimed=1 " in line.getMessage() and "quarantined=3 " in line.getMessage()
+
+
 def test_the_tick_line_counts_everything(store: Store, clock: FakeClock) -> None:
     report = TickReport(claimed=["a", "b"], quarantined=["c"], failed_steps=["notes"])
     assert report.line() == ("tick claimed=2 resumed=0 requeued_drafts=0 requeued_sends=0 advanced=0 uncertain=0 "
@@ -203,8 +222,3 @@ def test_the_tick_line_counts_everything(store: Store, clock: FakeClock) -> None
     assert report.total() == 2 and report.eventful()
     assert not TickReport().eventful()
 
-
-@pytest.fixture(autouse=True)
-def _no_leftover_handlers() -> Iterator[None]:
-    yield
-    logging.getLogger("services.scheduler").setLevel(logging.NOTSET)
