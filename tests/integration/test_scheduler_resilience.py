@@ -149,10 +149,15 @@ def test_poisoned_followups_are_quarantined_and_every_later_step_still_runs(
     assert logged.count("quarantined (paused for a person)") == 3
     assert not any(phone[3:] in logged for phone in PHONES.values()) and "klingon" not in logged
 
+    # A tick soon after enqueues nothing again (the waiting event included: once per stale period).
+    clock.advance(timedelta(seconds=10))
+    soon = tick(store, RecordingQueue(), clock, stale_after=STALE)
+    assert not soon.eventful()
     # Quarantined follow-ups are out of every scan: the next tick does not trip on them again.
-    clock.advance(STALE + timedelta(seconds=1))
+    clock.advance(STALE)
     again = tick(store, RecordingQueue(), clock, stale_after=STALE)
     assert again.quarantined == [] and again.failed_steps == []
+    assert again.requeued_inbound == ["inbound:SMlost"]  # still waiting a period later: asked for again
 
 
 def test_an_outage_fails_its_step_only_and_quarantines_nothing(store: Store, clock: FakeClock,
