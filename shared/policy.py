@@ -8,7 +8,7 @@ of ``None`` or ``""`` turns them off.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -104,27 +104,59 @@ def next_allowed(
     holidays_country: str | None = None,
     holidays_subdiv: str | None = None,
 ) -> datetime:
-    """The earliest instant at or after ``moment`` inside the send window (UTC), skipping holidays when asked."""
+    """The earliest instant at or after ``moment`` inside the send window (UTC), skipping holidays when asked.
+
+    Exact across DST changes: a window opening inside the skipped hour opens when the clocks
+    jump; one opening inside the repeated hour opens at its first occurrence, and again at the
+    second (never an instant before ``moment``).
+    """
     if is_allowed(moment, window, timezone, holidays_country=holidays_country, holidays_subdiv=holidays_subdiv):
         return moment
     tz = zone(timezone)
-    local = moment.astimezone(tz)
+    after = moment.astimezone(UTC)
+    first_day = moment.astimezone(tz).date()
     horizon = _LOOKAHEAD_DAYS_WITH_HOLIDAYS if _norm_country(holidays_country) else _LOOKAHEAD_DAYS
     for offset in range(0, horizon):
-        day: date = local.date() + timedelta(days=offset)
+        day: date = first_day + timedelta(days=offset)
         if not _open_day(day, window, holidays_country, holidays_subdiv):
             continue
-        opening = datetime.combine(day, window.start, tzinfo=tz)
-        closing = datetime.combine(day, window.end, tzinfo=tz)
-        if offset == 0 and local >= closing:
-            continue
-        candidate = max(opening, local)
-        # A DST gap can shift the wall time; normalise through UTC and re-check.
-        candidate_utc = candidate.astimezone(UTC)
-        if is_allowed(candidate_utc, window, timezone, holidays_country=holidays_country,
-                      holidays_subdiv=holidays_subdiv):
-            return candidate_utc
+        # Compared in UTC: aware datetimes sharing a tzinfo compare by wall time, wrong in a repeated hour.
+        for candidate in sorted(_openings(day, window.start, tz)):
+            if candidate > after and is_allowed(candidate, window, timezone, holidays_country=holidays_country,
+                                                holidays_subdiv=holidays_subdiv):
+                return candidate
     return moment  # unreachable with at least one day in the window
+
+
+def _openings(day: date, start: time, tz: ZoneInfo) -> set[datetime]:
+    """The UTC instants at which a window starting at ``start`` may open on ``day``.
+
+    The wall time ``start`` read both ways (fold 0 and 1: twice in a repeated hour) and any
+    offset change that day: where the clocks jump over ``start``, or back into the window.
+    """
+    wall = datetime.combine(day, start)
+    openings = {wall.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1)}
+    change = _offset_change(day, tz)
+    if change is not None:
+        openings.add(change)
+    return openings
+
+
+def _offset_change(day: date, tz: ZoneInfo) -> datetime | None:
+    """The UTC instant of the zone's offset change on ``day`` (a DST change), if there is one."""
+    low = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    high = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    before, after = low.astimezone(tz).utcoffset(), high.astimezone(tz).utcoffset()
+    if before == after:
+        return None
+    # Bisect to the second: the first instant already at the new offset.
+    while high - low > timedelta(seconds=1):
+        middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
+        if middle.astimezone(tz).utcoffset() == after:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.durations import parse_duration
+from shared.durations import MAX_DURATION, parse_duration
 from shared.errors import ConfigError, InputError
 from shared.models import CONTENT_SID_SHAPE, is_content_sid
 
@@ -89,6 +89,15 @@ class Settings(BaseSettings):
         except InputError as exc:
             raise ValueError(str(exc)) from None
         return value.strip()
+
+    @field_validator("scheduler_interval_seconds", "stale_after_seconds")
+    @classmethod
+    def _check_seconds(cls, value: float) -> float:
+        # Beyond a year it is a typo; an infinite or huge value would overflow timedelta and
+        # threading waits at the scheduler's start instead of failing here with one line.
+        if not value <= MAX_DURATION.total_seconds():
+            raise ValueError(f"must be at most {int(MAX_DURATION.total_seconds())} seconds (365 days)")
+        return value
 
     @field_validator("min_gap_between_messages")
     @classmethod

@@ -420,14 +420,19 @@ class Store:
                 ).limit(limit)
             )
 
-    def touch_followup(self, followup_id: str, state: FollowUpState, changed_at: datetime, now: datetime) -> bool:
-        """Claim a stale follow-up for re-enqueueing (conditional on its last change time)."""
+    def touch_followup(self, followup_id: str, state: FollowUpState, changed_at: datetime, now: datetime, *,
+                       requeued: bool = True) -> bool:
+        """Claim a stale follow-up (conditional on its last change time): not stale again for a while.
+
+        ``requeued``: the caller enqueues it again (counted in ``requeued``); else it is only
+        put aside until the next stale period.
+        """
+        update: Doc = {"$set": {"state_changed_at": now, "updated_at": now}}
+        if requeued:
+            update["$inc"] = {"requeued": 1}
         with unreachable_as_transient():
             result = self.followups.update_one(
-                {"_id": followup_id, "state": state.value, "state_changed_at": changed_at},
-                {"$set": {"state_changed_at": now, "updated_at": now},
-                 "$inc": {"requeued": 1}},
-            )
+                {"_id": followup_id, "state": state.value, "state_changed_at": changed_at}, update)
         return result.modified_count == 1
 
     def followups_of_contact(self, contact_id: str, states: tuple[FollowUpState, ...]) -> list[FollowUp]:
@@ -526,6 +531,49 @@ class Store:
                 {"state": state.value, "direction": "outbound", "state_changed_at": {"$lt": before}},
                 {"_id": 1, "not_before": 1, "state_changed_at": 1, "followup_id": 1, "step": 1},
             ).limit(limit))
+
+    def stranded_ready_messages(self, before: datetime, limit: int) -> list[Doc]:
+        """Outbound messages of any purpose left ``ready`` since before ``before``, for the scheduler.
+
+        Only those whose hold (``not_before``) also ended before ``before`` (the sending actor's own
+        delayed retry had its chance) and not enqueued again since (``requeued_at``).
+        """
+        with unreachable_as_transient():
+            return list(self.messages.find(
+                {"state": MessageState.READY.value, "direction": "outbound", "state_changed_at": {"$lt": before},
+                 "$and": [{"$or": [{"not_before": None}, {"not_before": {"$lt": before}}]},
+                          {"$or": [{"requeued_at": None}, {"requeued_at": {"$lt": before}}]}]},
+                {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1},
+            ).limit(limit))
+
+    def claim_message_requeue(self, message_id: str, before: datetime, now: datetime) -> bool:
+        """True for one caller while the message is ``ready`` and was not enqueued again since ``before``."""
+        with unreachable_as_transient():
+            result = self.messages.update_one(
+                {"_id": message_id, "state": MessageState.READY.value,
+                 "$or": [{"requeued_at": None}, {"requeued_at": {"$lt": before}}]},
+                {"$set": {"requeued_at": now, "updated_at": now}, "$inc": {"requeues": 1}},
+            )
+        return result.modified_count == 1
+
+    def uncertain_to_reconcile(self, asked_before: datetime, limit: int) -> list[Doc]:
+        """Uncertain outbound messages whose reconciliation was not asked for since ``asked_before``."""
+        with unreachable_as_transient():
+            return list(self.messages.find(
+                {"state": MessageState.UNCERTAIN.value, "direction": "outbound",
+                 "$or": [{"reconcile_asked_at": None}, {"reconcile_asked_at": {"$lt": asked_before}}]},
+                {"_id": 1},
+            ).limit(limit))
+
+    def claim_reconcile(self, message_id: str, asked_before: datetime, now: datetime) -> bool:
+        """True for one caller while the message is uncertain and not asked about since ``asked_before``."""
+        with unreachable_as_transient():
+            result = self.messages.update_one(
+                {"_id": message_id, "state": MessageState.UNCERTAIN.value,
+                 "$or": [{"reconcile_asked_at": None}, {"reconcile_asked_at": {"$lt": asked_before}}]},
+                {"$set": {"reconcile_asked_at": now}},
+            )
+        return result.modified_count == 1
 
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
                      source: str = "callback") -> bool:

@@ -152,6 +152,17 @@ def test_invalid_campaign_file_stores_nothing(store: Store, clock: FakeClock, tm
     assert store.campaigns.count_documents({}) == 0
 
 
+@pytest.mark.parametrize(("delay", "shown"), [("366d", "366d"), ("99999999999999999999d", "99999999999999999...")])
+def test_a_delay_over_a_year_is_refused_and_stores_nothing(store: Store, clock: FakeClock, tmp_path: Path,
+                                                          delay: str, shown: str) -> None:
+    """A huge delay once passed here and overflowed in the scheduler; now it is a clear error up front."""
+    with pytest.raises(InputError) as info:
+        create_campaign(store, _campaign(tmp_path, CAMPAIGN.replace("1w", delay)), now=clock.now())
+    assert str(info.value) == f"campaign.yaml: steps[1].delay: duration {shown!r} is too long: at most 365 days (365d)"
+    assert store.campaigns.count_documents({}) == 0
+    assert create_campaign(store, _campaign(tmp_path, CAMPAIGN.replace("1w", "365d")), now=clock.now()).id == "relance"
+
+
 def test_enrol_twice_enrols_nobody_twice_and_skips_opted_out(
     store: Store, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -111,3 +111,24 @@ def test_a_public_url_is_not_needed_with_the_simulator_and_is_enough_with_twilio
     load_settings({**REAL_TWILIO, "TWILIO_API_BASE_URL": "http://127.0.0.1:8055"}).require_public_url()
     load_settings({**REAL_TWILIO, "PUBLIC_BASE_URL": "https://relance.example.com"}).require_public_url()
     load_settings({}).require_public_url()  # no Twilio at all: nothing to reach
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"STALE_AFTER_SECONDS": "inf"}, "STALE_AFTER_SECONDS: must be at most 31536000 seconds (365 days)"),
+    ({"STALE_AFTER_SECONDS": "1e20"}, "STALE_AFTER_SECONDS: must be at most 31536000 seconds (365 days)"),
+    ({"SCHEDULER_INTERVAL_SECONDS": "31536001"},
+     "SCHEDULER_INTERVAL_SECONDS: must be at most 31536000 seconds (365 days)"),
+    ({"MIN_GAP_BETWEEN_MESSAGES": "400d"}, "MIN_GAP_BETWEEN_MESSAGES: duration '400d' is too long: at most 365 days"),
+    ({"MIN_GAP_BETWEEN_MESSAGES": "99999999999999999999d"}, "MIN_GAP_BETWEEN_MESSAGES: duration"),
+])
+def test_durations_in_settings_are_capped_at_a_year_with_one_line(env: dict[str, str], message: str) -> None:
+    """A huge value used to pass and overflow timedelta (or the scheduler's wait) once the process ran."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_durations_of_a_year_are_accepted() -> None:
+    settings = load_settings({"STALE_AFTER_SECONDS": "31536000", "SCHEDULER_INTERVAL_SECONDS": "0.5",
+                              "MIN_GAP_BETWEEN_MESSAGES": "365d"})
+    assert settings.stale_after_seconds == 31536000 and settings.min_gap.days == 365
