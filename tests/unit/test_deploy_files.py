@@ -410,7 +410,8 @@ def test_dockerfile_is_slim_non_root_and_healthchecked(label: str) -> None:
     assert len(instruction_args(path, "HEALTHCHECK")) == 1, f"{path.name}: one HEALTHCHECK"
     assert instruction_args(path, "CMD"), f"{path.name} has no CMD"
     installs = " ".join(instruction_args(path, "RUN"))
-    assert "pip install --no-cache-dir ." in installs
+    assert re.search(r"pip install --no-cache-dir .*\s\.(\s|$)", installs), f"{path.name} does not install ."
+    assert "--constraint constraints.txt" in installs and "--build-constraint constraints.txt" in installs
     assert "useradd" in installs
 
 
@@ -434,7 +435,7 @@ def test_dockerfile_copies_exist_and_are_not_dockerignored(label: str) -> None:
     path = DOCKERFILES[label]
     patterns = ignore_patterns(ROOT / ".dockerignore")
     sources = copy_sources(path)
-    for package in ("pyproject.toml", "shared", "services", "workers"):
+    for package in ("pyproject.toml", "constraints.txt", "shared", "services", "workers"):
         assert package in sources, f"{path.name} does not copy {package}"
     for source in sources:
         if any(char in source for char in "*?["):
