@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import timedelta
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
@@ -16,10 +18,11 @@ from pymongo import MongoClient
 from starlette.applications import Starlette
 
 from shared.clock import Clock, SystemClock
+from shared.errors import ConfigError
 from shared.gemini import CheckedDrafter, GeminiDrafter
 from shared.offline import OfflineDrafter
-from shared.ports import Classifier, Drafter, Sender
-from shared.queue import DramatiqQueue, make_broker
+from shared.ports import Classifier, DeliveryStatus, Drafter, OutboundRequest, Sender, SendResult
+from shared.queue import QUEUE_SENDING, QUEUES, DramatiqQueue, make_broker
 from shared.settings import Settings
 from shared.store import Doc, Store, open_store
 from shared.twilio_sender import TwilioSender
@@ -78,6 +81,27 @@ def build_sender(settings: Settings) -> Sender:
     )
 
 
+class NoSender:
+    """The Sender of a worker that does not consume the sending queue: it holds no Twilio credentials.
+
+    Only the sending queue's actors (send, reconcile, status poll) call Twilio, so the drafting and
+    replies workers run without the Auth Token; a call here would be a bug, and says so.
+    """
+
+    def _refuse(self) -> NoReturn:
+        raise ConfigError("this worker does not consume the sending queue: it has no Twilio client")
+
+    def send(self, request: OutboundRequest) -> SendResult:
+        self._refuse()
+
+    def list_messages(self, *, to: str, from_: str | None = None, date_sent_after: datetime | None = None,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        self._refuse()
+
+    def fetch_status(self, sid: str) -> DeliveryStatus | None:
+        self._refuse()
+
+
 def build_drafter(settings: Settings) -> Drafter:
     """Gemini checked against the facts, falling back to the offline drafter; offline only without a key."""
     key = settings.gemini_api_key.get_secret_value()
@@ -104,8 +128,11 @@ def build_broker(settings: Settings) -> RedisBroker:
     return make_broker(settings.redis_url)
 
 
-def build_worker_deps(settings: Settings, *, clock: Clock | None = None) -> tuple[Deps, RedisBroker, MongoClient[Doc]]:
-    """Everything an actor process needs."""
+def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
+                      queues: Collection[str] = QUEUES) -> tuple[Deps, RedisBroker, MongoClient[Doc]]:
+    """Everything an actor process consuming ``queues`` needs (Twilio only for the sending queue)."""
+    # First, so that missing credentials stop the process before it connects to anything.
+    sender = build_sender(settings) if QUEUE_SENDING in queues else NoSender()
     client, store = build_store(settings)
     broker = build_broker(settings)
     from shared.ratelimit import SendRateLimiter
@@ -113,7 +140,7 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None) -> tupl
     limiter = SendRateLimiter(client=broker.client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate,
                               burst=settings.send_rate_burst)
     deps = Deps(settings=settings, store=store, clock=clock or SystemClock(), queue=DramatiqQueue(broker),
-                drafter=build_drafter(settings), sender=build_sender(settings),
+                drafter=build_drafter(settings), sender=sender,
                 classifier=build_classifier(settings), rate_limiter=limiter, redis=broker.client)
     return deps, broker, client
 

@@ -165,7 +165,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from services.bootstrap import build_worker_deps, register_actors
 
-    deps, broker, client = build_worker_deps(settings)
+    deps, broker, client = build_worker_deps(settings, queues=args.queues)
     deps.store.ensure_indexes()
     register_actors(broker, deps)
     worker = dramatiq.Worker(broker, queues=set(args.queues), worker_threads=max(1, args.threads))

@@ -1,16 +1,16 @@
 """Static checks of the deployment files: compose.yaml, the Dockerfiles, .env.example, ignores.
 
-No Docker engine is needed: the files are parsed with PyYAML and plain text handling, and
-checked against :class:`shared.settings.Settings` and, when it exists, the CLI's argparse
-parser (``services.cli.build_parser``). ``docker compose config`` runs only when the compose
-plugin is installed.
+No Docker engine is needed: the files are parsed with PyYAML and plain text handling
+(tests/support/compose.py reads compose.yaml as Compose does), and checked against
+:class:`shared.settings.Settings`, the CLI's argparse parser and what each process reads.
+``docker compose config`` runs only when the compose plugin is installed; the Mongo init
+script runs under node when node is installed. tests/integration/test_compose_processes.py
+starts each process with the environment checked here.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import importlib.util
 import json
 import re
 import shlex
@@ -19,22 +19,69 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import yaml
-from dotenv import dotenv_values
-from pydantic import SecretStr
 
+from services.bootstrap import build_worker_deps
+from services.cli import build_parser
+from shared.errors import ConfigError
 from shared.settings import Settings, load_settings
+from tests.support.compose import (
+    COMPOSE,
+    COMPOSE_VARIABLES,
+    ENV_EXAMPLE,
+    ROOT,
+    SECRETS,
+    SETTINGS_SECRETS,
+    VAR_REF,
+    MissingVariable,
+    as_argv,
+    container_environment,
+    declared_environment,
+    env_example,
+    interpolate,
+    load_compose,
+    operator_env,
+    service_networks,
+    services,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "compose.yaml"
-ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILES = {"webhook": ROOT / "Dockerfile.webhook", "worker": ROOT / "Dockerfile.worker"}
+MONGO_INIT = ROOT / "deploy" / "mongo-init"
 
-# Variables compose may reference besides Settings fields (read by other containers).
-EXTRA_ENV = {"NGROK_AUTHTOKEN"}
-# The subcommands the CLI promises; used when services.cli is not there to ask.
+# Which secrets each compose service gets, worked out from the code (services/bootstrap.py and
+# services/cli.py). The Relance processes also get MONGO_APP_PASSWORD and REDIS_PASSWORD, inside
+# MONGODB_URI and REDIS_URL. A service or a secret missing here fails the test: decide first.
+SERVICE_SECRETS: dict[str, set[str]] = {
+    # build_webhook: require("twilio_auth_token") to check signatures; the shared key for the
+    # webhooks Twilio signs with it.
+    "webhook": {"TWILIO_AUTH_TOKEN", "TWILIO_WEBHOOK_SHARED_KEY"},
+    # cmd_scheduler: the stores only.
+    "scheduler": set(),
+    # build_drafter: Gemini. build_worker_deps builds the Twilio client for the sending queue only.
+    "worker-drafting": {"GEMINI_API_KEY"},
+    # build_sender: require("twilio_account_sid", "twilio_auth_token"); no drafting there.
+    "worker-sending": {"TWILIO_AUTH_TOKEN"},
+    # build_classifier and the answers' drafts: Gemini; its messages are sent by worker-sending.
+    "worker-replies": {"GEMINI_API_KEY"},
+    "ngrok": {"NGROK_AUTHTOKEN"},
+    "caddy": set(),
+    "mongo": {"MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD"},
+    "redis": {"REDIS_PASSWORD"},
+}
+APP_STORE_SECRETS = {"MONGO_APP_PASSWORD", "REDIS_PASSWORD"}
+# Settings no compose service gets, and why.
+NOT_FORWARDED = {
+    "TARGET_PHONE_NUMBER": "a personal phone number read by `relance dev` only",
+    "NGROK_AUTHTOKEN": "read by the ngrok container, not by Relance",
+    "MONGODB_URI": "compose builds it from the credentials",
+    "REDIS_URL": "compose builds it from the credentials",
+}
+# Secrets that let a process call an outside API: it needs a network with a route out.
+OUTBOUND_SECRETS = {"TWILIO_AUTH_TOKEN", "GEMINI_API_KEY"}
+
+# The subcommands the CLI promises, checked with its parser too.
 KNOWN_COMMANDS = {
     ("webhook",),
     ("scheduler",),
@@ -49,12 +96,10 @@ KNOWN_COMMANDS = {
     ("campaigns", "enrol"),
 }
 WORKER_QUEUES = ("drafting", "sending", "replies")
-# Settings fields whose example value must be blank or an obvious placeholder.
-SECRET_FIELDS = {
-    name for name, field in Settings.model_fields.items() if field.annotation is SecretStr
-} | {"twilio_account_sid", "target_phone_number"}
 PLACEHOLDER = re.compile(r"(your-[a-z0-9-]+-here|changeme|<[a-z0-9 _-]+>)", re.IGNORECASE)
-VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])([^}]*))?\}")
+# A full version (major.minor.patch), an optional variant, an optional digest.
+PINNED_IMAGE = re.compile(r"[\w./-]+:v?\d+\.\d+\.\d+(?:[-.][\w.]+)?(?:@sha256:[0-9a-f]{64})?")
+PYTHON_BASE = re.compile(r"python:3\.1[1-9]\.\d+-slim-[a-z]+(?:@sha256:[0-9a-f]{64})?")
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -63,50 +108,6 @@ VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])([^}]*))?\}")
 def settings_env_names() -> set[str]:
     """Every Settings field as its environment variable."""
     return {name.upper() for name in Settings.model_fields}
-
-
-def load_compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
-    assert isinstance(data, dict), "compose.yaml must be a mapping"
-    return data
-
-
-def services() -> dict[str, dict[str, Any]]:
-    found = load_compose().get("services")
-    assert isinstance(found, dict) and found, "compose.yaml has no services"
-    return found
-
-
-def interpolate(text: str, env: Mapping[str, str]) -> str:
-    """Compose-style ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?err}``."""
-
-    def replace(match: re.Match[str]) -> str:
-        name, operator, default = match.group(1), match.group(2) or "", match.group(3) or ""
-        value = env.get(name)
-        if operator.startswith(":-"):
-            return value if value else default
-        if operator.startswith("-"):
-            return value if value is not None else default
-        if operator.startswith(":?") or operator.startswith("?"):
-            if not value:
-                raise AssertionError(f"${{{name}}} is required: {default}")
-            return value
-        return value or ""
-
-    return VAR_REF.sub(replace, text.replace("$$", "\0")).replace("\0", "$")
-
-
-def service_env(service: Mapping[str, Any]) -> dict[str, str]:
-    """A service's ``environment:`` as a mapping (either compose syntax)."""
-    environment = service.get("environment") or {}
-    if isinstance(environment, list):
-        pairs = (item.split("=", 1) if "=" in item else (item, "") for item in environment)
-        return {key: value for key, value in pairs}
-    return {str(key): "" if value is None else str(value) for key, value in environment.items()}
-
-
-def as_argv(command: str | list[str]) -> list[str]:
-    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
 
 
 def built_services() -> dict[str, dict[str, Any]]:
@@ -126,6 +127,17 @@ def worker_services() -> dict[str, dict[str, Any]]:
         for name, svc in built_services().items()
         if dockerfile_of(svc).resolve() == DOCKERFILES["worker"].resolve()
     }
+
+
+def secrets_given(service: Mapping[str, Any], env: Mapping[str, str]) -> set[str]:
+    """The secrets whose value reaches the service: environment, command or healthcheck."""
+    haystack = list(container_environment(service, env).values())
+    for key in ("command", "entrypoint"):
+        if key in service:
+            haystack += [interpolate(part, env) for part in as_argv(service[key])]
+    test = (service.get("healthcheck") or {}).get("test") or []
+    haystack += [interpolate(str(part), env) for part in (test if isinstance(test, list) else [test])]
+    return {name for name in SECRETS if any(env[name] in text for text in haystack)}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -193,11 +205,6 @@ def relance_commands() -> Iterator[tuple[str, list[str]]]:
                 yield f"Dockerfile.{label}", argv[1:]
 
 
-def env_example() -> dict[str, str]:
-    values = dotenv_values(ENV_EXAMPLE)
-    return {key: value or "" for key, value in values.items()}
-
-
 def ignore_patterns(path: Path) -> list[str]:
     lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
     return [line for line in lines if line and not line.startswith("#")]
@@ -225,14 +232,14 @@ def copy_sources(path: Path) -> list[str]:
     return sources
 
 
-# --- compose ----------------------------------------------------------------------------------
+# --- compose: services and commands -----------------------------------------------------------
 
 
 def test_compose_parses_with_expected_services() -> None:
     found = services()
     expected = {
         "mongo", "redis", "webhook", "scheduler",
-        "worker-drafting", "worker-sending", "worker-replies", "ngrok",
+        "worker-drafting", "worker-sending", "worker-replies", "ngrok", "caddy",
     }
     assert expected <= set(found), f"missing services: {sorted(expected - set(found))}"
     for name, svc in found.items():
@@ -274,96 +281,12 @@ def test_relance_commands_are_known_subcommands() -> None:
 
 
 def test_relance_commands_parse_with_the_cli() -> None:
-    if importlib.util.find_spec("services.cli") is None:
-        pytest.skip("services.cli does not exist yet: cannot ask its parser")
-    cli = importlib.import_module("services.cli")
-    build_parser = getattr(cli, "build_parser", None)
-    if build_parser is None:
-        pytest.skip("services.cli exposes no build_parser(): cannot check subcommands")
     parser = build_parser()
     for origin, argv in relance_commands():
         try:
             parser.parse_args(argv)
         except SystemExit as exc:
             pytest.fail(f"{origin}: `relance {' '.join(argv)}` is rejected by the CLI ({exc})")
-
-
-def test_compose_env_references_are_settings_fields() -> None:
-    allowed = settings_env_names() | EXTRA_ENV
-    text = COMPOSE.read_text(encoding="utf-8").replace("$$", "")
-    referenced = {match.group(1) for match in VAR_REF.finditer(text)}
-    assert not re.search(r"\$[A-Za-z_]", text), "use ${VAR}, not $VAR, in compose.yaml"
-    for name, svc in services().items():
-        if "build" in svc or name == "ngrok":
-            referenced |= set(service_env(svc))
-    unknown = referenced - allowed
-    assert not unknown, f"compose.yaml uses variables that are not Settings fields: {unknown}"
-    for path in DOCKERFILES.values():
-        in_dockerfile = {m.group(1) for m in VAR_REF.finditer(path.read_text(encoding="utf-8"))}
-        assert in_dockerfile <= allowed, f"{path.name}: unknown variables {in_dockerfile - allowed}"
-
-
-def test_app_services_reach_the_stores_by_service_name() -> None:
-    for name, svc in built_services().items():
-        env = {key: interpolate(value, {}) for key, value in service_env(svc).items()}
-        assert env.get("MONGODB_URI", "").startswith("mongodb://mongo:"), name
-        assert env.get("REDIS_URL", "").startswith("redis://redis:"), name
-        settings = load_settings(environ=env)
-        assert settings.mongodb_database == "relance"
-        env_file = svc.get("env_file")
-        files = [env_file] if isinstance(env_file, (str, dict)) else list(env_file or [])
-        paths = [item["path"] if isinstance(item, dict) else item for item in files]
-        assert ".env" in paths, f"service {name} does not read .env"
-        depends = svc.get("depends_on") or {}
-        assert isinstance(depends, dict), f"service {name}: depends_on needs conditions"
-        for store in ("mongo", "redis"):
-            assert depends.get(store, {}).get("condition") == "service_healthy", (name, store)
-        assert svc.get("restart") == "unless-stopped", name
-
-
-def test_stores_have_healthchecks_and_volumes() -> None:
-    found = services()
-    assert str(found["mongo"]["image"]).startswith("mongo:7")
-    assert str(found["redis"]["image"]).startswith("redis:7")
-    mongo_test = " ".join(found["mongo"]["healthcheck"]["test"])
-    assert "mongosh" in mongo_test and "ping" in mongo_test
-    assert "redis-cli" in found["redis"]["healthcheck"]["test"]
-    assert "--appendonly" in as_argv(found["redis"]["command"])
-    volumes = load_compose().get("volumes") or {}
-    for store in ("mongo", "redis"):
-        mounts = found[store].get("volumes") or []
-        named = [str(m).split(":", 1)[0] for m in mounts]
-        assert any(name in volumes for name in named), f"{store} keeps no named volume"
-        assert found[store].get("restart") == "unless-stopped"
-
-
-def test_ngrok_is_optional_and_targets_the_webhook() -> None:
-    ngrok = services()["ngrok"]
-    assert "ngrok" in (ngrok.get("profiles") or [])
-    argv = as_argv(interpolate(str(ngrok["command"]), {}))
-    assert argv == ["http", f"webhook:{Settings.model_fields['backend_port'].default}"]
-    assert "NGROK_AUTHTOKEN" in service_env(ngrok)
-    assert any("4040" in str(port) for port in ngrok.get("ports") or [])
-
-
-def test_webhook_port_matches_settings_and_dockerfile() -> None:
-    default_port = Settings.model_fields["backend_port"].default
-    assert default_port == 3000
-    ports = services()["webhook"].get("ports") or []
-    assert len(ports) == 1, "the webhook publishes exactly one port"
-    published = interpolate(str(ports[0]), {})
-    host, _, container = published.rpartition(":")
-    assert host.rsplit(":", 1)[-1] == str(default_port), published
-    assert container == str(default_port), published
-    # The same port when BACKEND_PORT is set: both sides follow it.
-    assert interpolate(str(ports[0]), {"BACKEND_PORT": "8080"}).endswith("8080:8080")
-    exposed = {
-        port.split("/")[0]
-        for text in instruction_args(DOCKERFILES["webhook"], "EXPOSE")
-        for port in text.split()
-    }
-    assert exposed == {str(default_port)}, f"Dockerfile.webhook exposes {exposed}"
-    assert env_example()["BACKEND_PORT"] == str(default_port)
 
 
 def test_worker_services_can_be_scaled() -> None:
@@ -375,6 +298,278 @@ def test_worker_services_can_be_scaled() -> None:
     assert "container_name" not in services()["webhook"]
 
 
+def test_compose_depends_on_nothing_outside_itself() -> None:
+    """Everything compose uses is declared in compose.yaml: no host network, no external objects."""
+    data = load_compose()
+    for name, svc in services().items():
+        for key in ("network_mode", "external_links", "extra_hosts", "env_file", "pid", "ipc"):
+            assert key not in svc, f"service {name} sets {key}"
+        for mount in svc.get("volumes") or []:
+            source = str(mount).split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert source.startswith("./"), f"{name} mounts {source} from outside the checkout"
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+    for section in ("networks", "volumes"):
+        for name, spec in (data.get(section) or {}).items():
+            assert not (spec or {}).get("external"), f"{section} {name} is external"
+
+
+# --- compose: stores with authentication ------------------------------------------------------
+
+
+def test_store_credentials_are_required() -> None:
+    """Compose refuses to start without each store credential rather than run without a password."""
+    text = COMPOSE.read_text(encoding="utf-8")
+    used = {match.group(1) for match in VAR_REF.finditer(text)}
+    assert used >= COMPOSE_VARIABLES, f"compose.yaml never uses {COMPOSE_VARIABLES - used}"
+    for match in VAR_REF.finditer(text):
+        if match.group(1) in COMPOSE_VARIABLES:
+            assert (match.group(2) or "").startswith(":?"), (
+                f"{match.group(0)}: write ${{{match.group(1)}:?message}} so that an empty value stops compose"
+            )
+    for name in sorted(COMPOSE_VARIABLES):
+        for missing in ({}, {name: ""}):
+            env = {key: value for key, value in operator_env().items() if key != name} | missing
+            with pytest.raises(MissingVariable) as refused:
+                interpolate(text, env)
+            assert refused.value.name in COMPOSE_VARIABLES
+
+
+def test_mongo_requires_authentication_and_relance_uses_its_own_user() -> None:
+    env = operator_env()
+    mongo = container_environment(services()["mongo"], env)
+    # The image turns --auth on and creates the root user when both are set.
+    assert mongo["MONGO_INITDB_ROOT_USERNAME"] == env["MONGO_ROOT_USERNAME"]
+    assert mongo["MONGO_INITDB_ROOT_PASSWORD"] == env["MONGO_ROOT_PASSWORD"]
+    assert mongo["MONGO_APP_USERNAME"] == env["MONGO_APP_USERNAME"]
+    assert mongo["MONGO_APP_PASSWORD"] == env["MONGO_APP_PASSWORD"]
+    mounts = [str(mount) for mount in services()["mongo"].get("volumes") or []]
+    assert "./deploy/mongo-init:/docker-entrypoint-initdb.d:ro" in mounts
+    assert list(MONGO_INIT.glob("*.js")), "deploy/mongo-init holds no init script"
+    for name, svc in built_services().items():
+        uri = urlsplit(container_environment(svc, env)["MONGODB_URI"])
+        assert (uri.username, uri.password) == (env["MONGO_APP_USERNAME"], env["MONGO_APP_PASSWORD"]), name
+        assert uri.hostname == "mongo" and uri.port == 27017, name
+        settings = load_settings(environ=container_environment(svc, env))
+        # The user lives in the application's database, the URI's default authSource.
+        assert settings.mongodb_database == mongo["MONGO_APP_DATABASE"] == "relance"
+        assert "authSource" not in (uri.query or ""), name
+
+
+def test_mongo_init_script_creates_a_read_write_user() -> None:
+    """The init script, run under node with a stand-in for mongosh's ``db``: one readWrite user."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    (script,) = MONGO_INIT.glob("*.js")
+    harness = """
+const calls = [];
+const users = new Set(JSON.parse(process.argv[2]));
+globalThis.print = () => {};
+globalThis.db = { getSiblingDB: (name) => ({
+  getUser: (user) => users.has(user) ? { user } : null,
+  createUser: (spec) => calls.push(["create", name, spec]),
+  updateUser: (user, spec) => calls.push(["update", name, user, spec]),
+}) };
+try { require(process.argv[1]); } catch (error) { calls.push(["error", String(error.message)]); }
+console.log(JSON.stringify(calls));
+"""
+    base = {"PATH": "/usr/bin:/bin", "MONGO_APP_USERNAME": "relance", "MONGO_APP_PASSWORD": "s3cret",
+            "MONGO_APP_DATABASE": "relance"}
+
+    def run(env: dict[str, str], existing: list[str]) -> list[Any]:
+        done = subprocess.run([node, "-e", harness, "--", str(script), json.dumps(existing)], env=env,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        result: list[Any] = json.loads(done.stdout)
+        return result
+
+    role = [{"role": "readWrite", "db": "relance"}]
+    assert run(base, []) == [["create", "relance", {"user": "relance", "pwd": "s3cret", "roles": role}]]
+    assert run(base, ["relance"]) == [["update", "relance", "relance", {"pwd": "s3cret", "roles": role}]]
+    without_password = {key: value for key, value in base.items() if key != "MONGO_APP_PASSWORD"}
+    assert run(without_password, [])[0][0] == "error"
+
+
+def test_redis_requires_a_password() -> None:
+    env = operator_env()
+    redis = services()["redis"]
+    argv = [interpolate(part, env) for part in as_argv(redis["command"])]
+    assert argv[0] == "redis-server" and "--appendonly" in argv
+    assert argv[argv.index("--requirepass") + 1] == env["REDIS_PASSWORD"]
+    # The healthcheck authenticates (redis-cli reads REDISCLI_AUTH) and wants the PONG itself.
+    assert container_environment(redis, env)["REDISCLI_AUTH"] == env["REDIS_PASSWORD"]
+    test = redis["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and "redis-cli ping" in test[1] and "PONG" in test[1]
+    for name, svc in built_services().items():
+        url = urlsplit(container_environment(svc, env)["REDIS_URL"])
+        assert url.password == env["REDIS_PASSWORD"] and url.hostname == "redis" and url.port == 6379, name
+
+
+def test_app_services_reach_the_stores_and_wait_for_them() -> None:
+    env = operator_env()
+    for name, svc in built_services().items():
+        settings = load_settings(environ=container_environment(svc, env))
+        assert settings.mongodb_uri.startswith("mongodb://") and "@mongo:27017/" in settings.mongodb_uri
+        assert settings.redis_url.startswith("redis://") and "@redis:6379/" in settings.redis_url
+        depends = svc.get("depends_on") or {}
+        assert isinstance(depends, dict), f"service {name}: depends_on needs conditions"
+        for store in ("mongo", "redis"):
+            assert depends.get(store, {}).get("condition") == "service_healthy", (name, store)
+        assert svc.get("restart") == "unless-stopped", name
+
+
+def test_stores_have_healthchecks_and_volumes() -> None:
+    found = services()
+    assert str(found["mongo"]["image"]).startswith("mongo:7.")
+    assert str(found["redis"]["image"]).startswith("redis:7.")
+    mongo_test = " ".join(found["mongo"]["healthcheck"]["test"])
+    assert "mongosh" in mongo_test and "ping" in mongo_test
+    volumes = load_compose().get("volumes") or {}
+    for store in ("mongo", "redis"):
+        mounts = found[store].get("volumes") or []
+        named = [str(m).split(":", 1)[0] for m in mounts]
+        assert any(name in volumes for name in named), f"{store} keeps no named volume"
+        assert found[store].get("restart") == "unless-stopped"
+
+
+# --- compose: networks, ports, images -----------------------------------------------------------
+
+
+def test_stores_sit_on_an_internal_network_that_ngrok_does_not_join() -> None:
+    data, found, env = load_compose(), services(), operator_env()
+    networks = data.get("networks") or {}
+    internal = {name for name, spec in networks.items() if (spec or {}).get("internal")}
+    for store in ("mongo", "redis"):
+        joined = service_networks(found[store])
+        assert joined and joined <= internal, f"{store} is on {joined - internal}, which reach outside"
+        assert not found[store].get("ports"), f"{store} publishes ports"
+    store_networks = service_networks(found["mongo"]) | service_networks(found["redis"])
+    for name, svc in found.items():
+        joined = service_networks(svc)
+        assert joined <= set(networks) | {"default"}, f"{name} joins undeclared networks"
+        if "build" in svc:
+            assert joined & store_networks, f"{name} cannot reach the stores"
+        elif name not in ("mongo", "redis"):
+            assert not joined & store_networks, f"{name} is on the stores' network {joined & store_networks}"
+        if secrets_given(svc, env) & OUTBOUND_SECRETS:
+            assert joined - internal, f"{name} calls Twilio or Gemini but has no network with a route out"
+    assert not service_networks(found["ngrok"]) & internal
+
+
+def test_images_are_pinned() -> None:
+    for name, svc in services().items():
+        if "build" in svc:
+            assert str(svc.get("image", "")).endswith(":local"), f"{name}: built image tagged :local"
+            continue
+        image = str(svc["image"])
+        assert PINNED_IMAGE.fullmatch(image), f"{name}: {image} is not pinned to a full version"
+        assert ":latest" not in image
+    for path in DOCKERFILES.values():
+        (base,) = [text.split()[0] for text in instruction_args(path, "FROM")]
+        assert PYTHON_BASE.fullmatch(base), f"{path.name}: FROM {base} must pin python:3.X.Y-slim-<debian release>"
+
+
+def test_webhook_port_is_published_on_loopback_only() -> None:
+    default_port = Settings.model_fields["backend_port"].default
+    assert default_port == 3000
+    ports = services()["webhook"].get("ports") or []
+    assert len(ports) == 1, "the webhook publishes exactly one port"
+    published = interpolate(str(ports[0]), {})
+    assert published == f"127.0.0.1:{default_port}:{default_port}", published
+    # The same port when BACKEND_PORT is set: both sides follow it.
+    assert interpolate(str(ports[0]), {"BACKEND_PORT": "8080"}) == "127.0.0.1:8080:8080"
+    exposed = {
+        port.split("/")[0]
+        for text in instruction_args(DOCKERFILES["webhook"], "EXPOSE")
+        for port in text.split()
+    }
+    assert exposed == {str(default_port)}, f"Dockerfile.webhook exposes {exposed}"
+    assert env_example()["BACKEND_PORT"] == str(default_port)
+
+
+def test_ngrok_is_optional_and_targets_the_webhook() -> None:
+    ngrok = services()["ngrok"]
+    assert "ngrok" in (ngrok.get("profiles") or [])
+    argv = as_argv(interpolate(str(ngrok["command"]), {}))
+    assert argv == ["http", f"webhook:{Settings.model_fields['backend_port'].default}"]
+    assert "NGROK_AUTHTOKEN" in declared_environment(ngrok)
+    assert [str(port) for port in ngrok.get("ports") or []] == ["127.0.0.1:4040:4040"]
+    assert service_networks(ngrok) & service_networks(services()["webhook"])
+
+
+def test_caddy_profile_puts_https_in_front_of_the_webhook() -> None:
+    caddy, env = services()["caddy"], operator_env()
+    assert "tls" in (caddy.get("profiles") or [])
+    argv = [interpolate(part, env) for part in as_argv(caddy["command"])]
+    assert argv[:2] == ["caddy", "reverse-proxy"]
+    # The certificate is for the URL Twilio signs; the webhook is reached inside compose.
+    assert argv[argv.index("--from") + 1] == env["PUBLIC_BASE_URL"]
+    assert argv[argv.index("--to") + 1] == f"webhook:{env['BACKEND_PORT']}"
+    assert sorted(str(port) for port in caddy.get("ports") or []) == ["443:443", "80:80"]
+    assert any(str(mount).startswith("caddy-data:/data") for mount in caddy.get("volumes") or [])
+    assert service_networks(caddy) & service_networks(services()["webhook"])
+
+
+# --- compose: settings and secrets per service --------------------------------------------------
+
+
+def test_compose_env_references_are_known_variables() -> None:
+    allowed = settings_env_names() | COMPOSE_VARIABLES
+    text = COMPOSE.read_text(encoding="utf-8").replace("$$", "")
+    referenced = {match.group(1) for match in VAR_REF.finditer(text)}
+    assert not re.search(r"\$[A-Za-z_]", text), "use ${VAR}, not $VAR, in compose.yaml"
+    for name, svc in services().items():
+        if "build" in svc or name == "ngrok":
+            referenced |= set(declared_environment(svc))
+    unknown = referenced - allowed
+    assert not unknown, f"compose.yaml uses variables that are neither Settings fields nor store credentials: {unknown}"
+    for path in DOCKERFILES.values():
+        in_dockerfile = {m.group(1) for m in VAR_REF.finditer(path.read_text(encoding="utf-8"))}
+        assert in_dockerfile <= allowed, f"{path.name}: unknown variables {in_dockerfile - allowed}"
+
+
+def test_each_service_gets_only_the_secrets_it_needs() -> None:
+    env = operator_env()
+    found = services()
+    assert set(found) <= set(SERVICE_SECRETS), f"decide which secrets {set(found) - set(SERVICE_SECRETS)} need"
+    decided = set().union(*SERVICE_SECRETS.values()) | set(NOT_FORWARDED)
+    assert SETTINGS_SECRETS <= decided, f"decide which services need {SETTINGS_SECRETS - decided}"
+    for name, svc in found.items():
+        expected = SERVICE_SECRETS[name] | (APP_STORE_SECRETS if "build" in svc else set())
+        assert secrets_given(svc, env) == expected, f"service {name}"
+
+
+def test_every_setting_reaches_every_relance_process() -> None:
+    """A setting in .env is never silently ignored: each process gets every non-secret setting."""
+    forwarded = settings_env_names() - SETTINGS_SECRETS - set(NOT_FORWARDED)
+    env = operator_env()
+    for name, svc in built_services().items():
+        declared = declared_environment(svc)
+        missing = forwarded - set(declared)
+        assert not missing, f"service {name} does not pass {sorted(missing)} on: add them to x-settings"
+        leaked = {key for key in declared if key in NOT_FORWARDED and key not in ("MONGODB_URI", "REDIS_URL")}
+        assert not leaked, f"service {name} gets {leaked}"
+        # With an operator's .env, the process reads what it would read from that .env directly.
+        inside = load_settings(environ=container_environment(svc, env))
+        outside = load_settings(environ=env)
+        for field in forwarded:
+            assert getattr(inside, field.lower()) == getattr(outside, field.lower()), (name, field)
+
+
+def test_unset_settings_keep_their_defaults_in_the_containers() -> None:
+    """A setting missing from .env is left out of the container (not set empty): its default applies."""
+    env = {name: operator_env()[name] for name in COMPOSE_VARIABLES}
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    for name, svc in built_services().items():
+        inside = container_environment(svc, env)
+        assert set(inside) == {"MONGODB_URI", "REDIS_URL"}, f"service {name} sets {set(inside)}"
+        settings = load_settings(environ=inside)
+        for field in Settings.model_fields:
+            if field not in ("mongodb_uri", "redis_url"):
+                assert getattr(settings, field) == getattr(defaults, field), (name, field)
+
+
 def test_docker_compose_config_when_available(tmp_path: Path) -> None:
     docker = shutil.which("docker")
     if docker is None:
@@ -384,11 +579,14 @@ def test_docker_compose_config_when_available(tmp_path: Path) -> None:
         pytest.skip("the docker compose plugin is not installed")
     for name in ("compose.yaml", "Dockerfile.webhook", "Dockerfile.worker"):
         shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(MONGO_INIT, tmp_path / "deploy" / "mongo-init")
+    command = [docker, "compose", "--profile", "ngrok", "--profile", "tls", "config", "--quiet"]
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
-    result = subprocess.run(
-        [docker, "compose", "--profile", "ngrok", "config", "--quiet"],
-        cwd=tmp_path, capture_output=True, text=True,
-    )
+    refused = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode != 0 and "PASSWORD" in refused.stderr, "compose started without passwords"
+    lines = [f"{key}={value}" for key, value in operator_env().items()]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
@@ -410,8 +608,30 @@ def test_dockerfile_is_slim_non_root_and_healthchecked(label: str) -> None:
     assert len(instruction_args(path, "HEALTHCHECK")) == 1, f"{path.name}: one HEALTHCHECK"
     assert instruction_args(path, "CMD"), f"{path.name} has no CMD"
     installs = " ".join(instruction_args(path, "RUN"))
-    assert "pip install --no-cache-dir ." in installs
+    assert re.search(r"pip install --no-cache-dir .*\s\.(\s|$)", installs), f"{path.name} does not install ."
     assert "useradd" in installs
+
+
+@pytest.mark.parametrize("label", sorted(DOCKERFILES))
+def test_dockerfile_installs_from_the_lock(label: str) -> None:
+    """The images install the versions of constraints.txt, dependencies and build tools alike."""
+    path = DOCKERFILES[label]
+    steps = instructions(path)
+    copied = [index for index, (key, text) in enumerate(steps) if key == "COPY" and "constraints.txt" in text]
+    assert copied, f"{path.name} does not copy constraints.txt"
+    runs = [(index, text) for index, (key, text) in enumerate(steps) if key == "RUN" and "pip install" in text]
+    assert runs and all(index > copied[0] for index, _ in runs), f"{path.name} installs before copying the lock"
+    commands = [part.strip() for _, text in runs for part in text.split("&&") if "pip install" in part]
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[argv.index("--constraint") + 1] == "constraints.txt", f"{path.name}: {command}"
+    project = [command for command in commands if shlex.split(command)[-1] == "."]
+    assert len(project) == 1, f"{path.name} must install the project once"
+    argv = shlex.split(project[0])
+    assert argv[argv.index("--build-constraint") + 1] == "constraints.txt", f"{path.name}: build tools unpinned"
+    # pip is installed from the lock first: --build-constraint needs pip 25.3 or newer.
+    assert shlex.split(commands[0])[-1] == "pip", f"{path.name}: pin pip before installing the project"
+    assert "pip check" in " ".join(text for _, text in runs), f"{path.name}: run pip check after installing"
 
 
 def test_dockerfile_commands() -> None:
@@ -434,7 +654,7 @@ def test_dockerfile_copies_exist_and_are_not_dockerignored(label: str) -> None:
     path = DOCKERFILES[label]
     patterns = ignore_patterns(ROOT / ".dockerignore")
     sources = copy_sources(path)
-    for package in ("pyproject.toml", "shared", "services", "workers"):
+    for package in ("pyproject.toml", "constraints.txt", "shared", "services", "workers"):
         assert package in sources, f"{path.name} does not copy {package}"
     for source in sources:
         if any(char in source for char in "*?["):
@@ -451,7 +671,7 @@ def test_dockerfile_copies_exist_and_are_not_dockerignored(label: str) -> None:
 # --- .env.example and ignores -----------------------------------------------------------------
 
 
-def test_env_example_lists_exactly_the_settings_fields() -> None:
+def test_env_example_lists_exactly_the_settings_fields_and_compose_variables() -> None:
     keys: list[str] = []
     lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines):
@@ -473,8 +693,8 @@ def test_env_example_lists_exactly_the_settings_fields() -> None:
         assert "required" in text or "optional" in text, f"{key}: say if production needs it"
         keys.append(key)
     assert len(keys) == len(set(keys)), "duplicate variables in .env.example"
-    expected = settings_env_names()
-    assert set(keys) - expected == set(), f"not Settings fields: {set(keys) - expected}"
+    expected = settings_env_names() | COMPOSE_VARIABLES
+    assert set(keys) - expected == set(), f"neither Settings fields nor compose variables: {set(keys) - expected}"
     assert expected - set(keys) == set(), f"missing from .env.example: {expected - set(keys)}"
 
 
@@ -482,16 +702,17 @@ def test_env_example_is_valid_settings() -> None:
     values = env_example()
     settings = load_settings(environ=values)
     assert settings.backend_port == 3000
-    assert values["MONGODB_URI"] == "mongodb://mongo:27017/relance"
-    assert values["REDIS_URL"] == "redis://redis:6379/0"
+    # For processes run outside compose; compose builds its own (checked above).
+    assert values["MONGODB_URI"] == "mongodb://127.0.0.1:27017/relance"
+    assert values["REDIS_URL"] == "redis://127.0.0.1:6379/0"
 
 
 def test_env_example_holds_no_secrets() -> None:
     values = env_example()
-    for field in sorted(SECRET_FIELDS):
-        value = values.get(field.upper(), "")
+    for name in sorted(SECRETS | {"TWILIO_ACCOUNT_SID", "TARGET_PHONE_NUMBER"}):
+        value = values.get(name, "")
         assert value == "" or PLACEHOLDER.fullmatch(value), (
-            f"{field.upper()} must be empty or an obvious placeholder in .env.example"
+            f"{name} must be empty or an obvious placeholder in .env.example"
         )
     looks_secret = [
         re.compile(r"AC[0-9a-fA-F]{32}"),  # Twilio account SID
@@ -513,3 +734,24 @@ def test_env_is_ignored_by_git_and_docker() -> None:
     for name in (".venv", ".git", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache"):
         assert dockerignored(name, docker_patterns), f".dockerignore does not exclude {name}"
     assert dockerignored("shared/__pycache__", docker_patterns)
+    assert not dockerignored("constraints.txt", docker_patterns)
+
+
+# --- what each process builds -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("queue", WORKER_QUEUES)
+def test_only_the_sending_worker_builds_a_twilio_client(queue: str) -> None:
+    """The drafting and replies workers start without Twilio credentials (compose gives them none)."""
+    settings = load_settings(environ={"TWILIO_ACCOUNT_SID": "", "TWILIO_AUTH_TOKEN": ""})
+    if queue == "sending":
+        with pytest.raises(ConfigError, match="TWILIO_ACCOUNT_SID"):
+            build_worker_deps(settings, queues=[queue])
+        return
+    deps, broker, client = build_worker_deps(settings, queues=[queue])
+    try:
+        with pytest.raises(ConfigError, match="sending queue"):
+            deps.sender.fetch_status("SM" + "0" * 32)
+    finally:
+        broker.close()
+        client.close()
