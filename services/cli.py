@@ -103,14 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("phone")
     p.set_defaults(func=cmd_conversation)
 
-    p = sub.add_parser("handled", help="close a hand-over: a person dealt with this number (with --resume or "
-                                       "--stop, also resume or stop its follow-ups)")
+    p = sub.add_parser("handled", help="close a hand-over: a person dealt with this number (with --resume, "
+                                       "--stop or --paid, also resume or stop its follow-ups)")
     p.add_argument("phone")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--resume", dest="action", action="store_const", const="resume",
                       help="send the paused follow-ups on from their current step")
     what.add_argument("--stop", dest="action", action="store_const", const="stop",
                       help="stop the open follow-ups (unsent drafts are cancelled)")
+    what.add_argument("--paid", dest="action", action="store_const", const="paid",
+                      help="the payment the client claimed has arrived: stop the open follow-ups as paid")
     p.set_defaults(func=cmd_handled, action="keep")
 
     p = sub.add_parser("dev", help="run the whole stack locally on embedded servers, with a demo")

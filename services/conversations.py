@@ -169,14 +169,15 @@ def _message_line(doc: dict[str, Any]) -> str:
     return f"{_when(doc.get('created_at'))} {arrow} {doc.get('state', '')}: {body}{extra}"
 
 
-HANDLED_ACTIONS = ("keep", "resume", "stop")
+HANDLED_ACTIONS = ("keep", "resume", "stop", "paid")
 
 
 def close_hand_over(store: Store, phone: str, *, action: str, now: datetime) -> list[str]:
     """A person dealt with this number: clear its hand-over flags and apply their decision.
 
     ``action``: ``keep`` leaves the follow-ups as they are, ``resume`` sends the paused ones on
-    from their current step, ``stop`` ends the open ones (their unsent drafts are cancelled).
+    from their current step, ``stop`` ends the open ones (their unsent drafts are cancelled),
+    ``paid`` too, with ``paid`` as the reason: the payment a client claimed has arrived.
     Stopped and completed follow-ups stay so. For an unknown number, its messages are marked as
     handled and it leaves the list (until it writes again). Returns what was done, one line each.
     """
@@ -195,6 +196,8 @@ def close_hand_over(store: Store, phone: str, *, action: str, now: datetime) -> 
         done = f"{len(resume_contact(store, contact_id, now=now))} paused follow-up(s) resumed"
     elif action == "stop":
         done = f"{stop_contact(store, contact_id, reason='stopped_by_owner', now=now)} follow-up(s) stopped"
+    elif action == "paid":
+        done = f"{stop_contact(store, contact_id, reason='paid', now=now)} follow-up(s) stopped as paid"
     else:
         done = "follow-ups left as they are"
     flagged = clear_hand_over(store, contact_id, action=action, now=now)
@@ -204,12 +207,15 @@ def close_hand_over(store: Store, phone: str, *, action: str, now: datetime) -> 
     return lines
 
 
+_VERB = {"resume": "resume", "stop": "stop", "paid": "mark paid"}
+
+
 def _close_unknown(store: Store, phone: str, *, action: str, now: datetime) -> list[str]:
     if store.messages.count_documents(_unknown_query(phone), limit=1) == 0:
         raise InputError(f"no contact with phone {phone}, and no message from it as an unknown number: "
                          "see `relance conversations`")
     if action != "keep":
-        raise InputError(f"{phone} is no contact: there is no follow-up to {action}; "
+        raise InputError(f"{phone} is no contact: there is no follow-up to {_VERB[action]}; "
                          "run `relance handled PHONE` alone to take it off the list")
     result = store.messages.update_many({"_id": {"$in": _open_unknown_ids(store, phone)}},
                                         {"$set": {"handled_at": now}})

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -285,16 +285,30 @@ def _play_replies(store: Store, simulator_url: str, out: Callable[[str], None]) 
 
 
 def _show_outcomes(store: Store, out: Callable[[str], None]) -> None:
-    """How each reply was understood and what was done."""
-    for doc in store.messages.find({"direction": "inbound", "outcome": {"$exists": True},
-                                    "classification": {"$exists": True}}).sort("created_at", 1):
+    """How each reply was understood, what was done, and what the client was sent after it."""
+    replies = store.messages.find({"direction": "inbound", "outcome": {"$exists": True},
+                                   "$or": [{"classification": {"$exists": True}}, {"outcome": {"$regex": "^opt_out"}}]})
+    for doc in replies.sort("created_at", 1):
         contact = store.get_contact(doc.get("contact_id") or "")
         name = contact.name if contact else "?"
-        c = doc["classification"]
-        out(f"  {name}: {c['intent']} ({c['confidence']:.2f}, {c['source']}) → {doc['outcome']}")
-    for doc in store.messages.find({"direction": "inbound", "outcome": {"$regex": "^opt_out"}}):
-        contact = store.get_contact(doc.get("contact_id") or "")
-        out(f"  {contact.name if contact else '?'}: STOP → {doc['outcome']}")
+        c = doc.get("classification")
+        reading = f"{c['intent']} ({c['confidence']:.2f}, {c['source']})" if c else "STOP"
+        out(f"  {name}: {reading} → {doc['outcome']}")
+        if contact is not None:
+            for line in _sent_after(store, contact.id, doc["created_at"]):
+                out(f"    ↳ {line}")
+
+
+def _sent_after(store: Store, contact_id: str, since: datetime) -> list[str]:
+    """What went out to a contact after ``since`` (handed to Twilio), one line each: a reply's text, a step's number."""
+    lines = []
+    for doc in store.messages.find({"contact_id": contact_id, "direction": "outbound",
+                                    "sent_at": {"$gt": since}}).sort("sent_at", 1):
+        if doc.get("purpose") == "step":
+            lines.append(f"reminder: step {doc.get('step', 0) + 1}")
+        else:
+            lines.append(f"{doc.get('purpose', 'message')}: {' '.join(str(doc.get('body', '')).split())}")
+    return lines or ["nothing sent since"]
 
 
 def _show_received(simulator_url: str, store: Store, out: Callable[[str], None]) -> None:

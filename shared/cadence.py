@@ -110,9 +110,65 @@ def clear_hand_over(store: Store, contact_id: str, *, action: str, now: datetime
     with unreachable_as_transient():
         result = store.followups.update_many(
             {"contact_id": contact_id, "needs_human": True},
-            {"$set": {"needs_human": False, "handled_at": now, "handled_action": action, "updated_at": now}},
+            {"$set": {"needs_human": False, "handled_at": now, "handled_action": action, "updated_at": now},
+             "$unset": {"hand_over_sid": ""}},  # the next hand-over alerts the owner again
         )
     return result.modified_count
+
+
+def claim_hand_over(store: Store, contact_id: str, *, inbound_sid: str, now: datetime) -> bool:
+    """Tie the contact's open hand-over to the inbound message that opened it; True when it is that one.
+
+    The flagged follow-ups no message holds yet take ``inbound_sid`` (conditional, so two
+    messages handed over at once do not both win). True when a follow-up holds it afterwards,
+    whether this call or an earlier run of the same message set it: that message alerts the
+    owner (once: the alert's id comes from it). False when another message opened the hand-over
+    that is still open: the owner was told then.
+    """
+    with unreachable_as_transient():
+        store.followups.update_many(
+            {"contact_id": contact_id, "needs_human": True, "hand_over_sid": {"$exists": False}},
+            {"$set": {"hand_over_sid": inbound_sid, "updated_at": now}},
+        )
+        return store.followups.count_documents(
+            {"contact_id": contact_id, "needs_human": True, "hand_over_sid": inbound_sid}, limit=1) == 1
+
+
+def open_hand_over(store: Store, contact_id: str) -> str | None:
+    """The inbound SID that opened the contact's hand-over, while it is open (not yet ``relance handled``)."""
+    with unreachable_as_transient():
+        doc = store.followups.find_one({"contact_id": contact_id, "needs_human": True,
+                                        "hand_over_sid": {"$exists": True}}, {"hand_over_sid": 1})
+    return str(doc["hand_over_sid"]) if doc else None
+
+
+def promises_made(store: Store, contact_id: str, *, besides: str) -> int:
+    """The most promises to pay recorded on one of the contact's follow-ups, ``besides`` (an inbound SID) aside."""
+    with unreachable_as_transient():
+        docs = store.followups.find({"contact_id": contact_id, "promise_sids": {"$exists": True}},
+                                    {"promise_sids": 1})
+        return max((len(set(doc["promise_sids"]) - {besides}) for doc in docs), default=0)
+
+
+def record_promise(store: Store, contact_id: str, *, inbound_sid: str, promised: str, capped_to: str | None,
+                   now: datetime) -> int:
+    """Note a promise on the follow-ups it paused: the date said, the date it was capped to, and
+    the message (a set: a message applied twice counts once). Returns how many were noted."""
+    fields: dict[str, object] = {"promised_date": promised, "promise_capped_to": capped_to, "updated_at": now}
+    with unreachable_as_transient():
+        result = store.followups.update_many(
+            {"contact_id": contact_id, "state": FollowUpState.PAUSED.value, "pause_reason": "promise_to_pay"},
+            {"$set": fields, "$addToSet": {"promise_sids": inbound_sid}},
+        )
+    return result.modified_count
+
+
+def auto_replies_since(store: Store, contact_id: str, since: datetime, *, besides: str) -> int:
+    """Automated replies stored for the contact since ``since`` (cancelled ones and ``besides`` aside)."""
+    with unreachable_as_transient():
+        return store.messages.count_documents(
+            {"contact_id": contact_id, "created_at": {"$gte": since}, "purpose": "reply",
+             "state": {"$ne": MessageState.CANCELLED.value}, "_id": {"$ne": besides}})
 
 
 def pause_for_a_person(store: Store, followup_id: str, *, reason: str, now: datetime) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -22,6 +22,7 @@ from shared.errors import ConfigError, InputError
 from shared.models import CONTENT_SID_SHAPE, is_content_sid
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PAID_CLAIM_ACTIONS = ("pause_and_verify", "stop")
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     owner_alert_template_sid: str = ""
     classifier_threshold: float = Field(default=0.6, ge=0, le=1)
     thank_you_on_paid: bool = True
+    # A client's "I paid": pause and ask the owner to confirm (pause_and_verify), or stop at once (stop).
+    paid_claim_action: Literal["pause_and_verify", "stop"] = "pause_and_verify"
+    # The longest pause a promise to pay buys, in days; a later promised date is capped.
+    max_promise_days: int = Field(default=30, ge=1, le=366)
+    # Automated replies (thank-you, acknowledgement, answer) one client may get in 24 hours; 0: no limit.
+    max_auto_replies_per_day: int = Field(default=3, ge=0)
     log_level: str = "INFO"
 
     # Sending pace
@@ -160,6 +167,14 @@ class Settings(BaseSettings):
         if value and not is_content_sid(value):
             raise ValueError(f"must look like {CONTENT_SID_SHAPE} (a Twilio Content template SID)")
         return value
+
+    @field_validator("paid_claim_action", mode="before")
+    @classmethod
+    def _check_paid_claim_action(cls, value: Any) -> str:
+        action = str(value).strip().lower()
+        if action not in PAID_CLAIM_ACTIONS:
+            raise ValueError(f"must be one of {', '.join(PAID_CLAIM_ACTIONS)}")
+        return action
 
     @field_validator("mongodb_uri")
     @classmethod

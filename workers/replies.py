@@ -6,9 +6,13 @@
    deterministically, before any AI; START re-subscribes.
 3. Otherwise the classifier (Gemini with a JSON schema, or the offline rules) reads the reply,
    and the plan is applied, each step a conditional state move:
-   paid → stop (+ thank-you); promise_to_pay → pause until the date + 1 day; question → answer
-   from the contact's data only, else a person; dispute / wrong_person → stop and flag;
-   opt_out → as STOP; low confidence or failure → pause and flag, never a guess.
+   paid → paused while the owner checks (or stopped, PAID_CLAIM_ACTION=stop), + thank-you;
+   promise_to_pay → pause until the date + 1 day (at most MAX_PROMISE_DAYS ahead; a third
+   promise goes to a person); question → answer from the contact's data only, else a person;
+   dispute / wrong_person → stop and flag; opt_out → as STOP; low confidence or failure →
+   pause and flag, never a guess. Past MAX_AUTO_REPLIES_PER_DAY, a person answers instead.
+4. While a hand-over is open (flagged, not yet ``relance handled``), the client's further
+   messages are only recorded: no reply, no new owner alert; an opt-out is still honoured.
 
 The client's text is data: it never reaches a prompt as instructions, and every answer drafted
 here passes the same facts check as the follow-ups.
@@ -19,21 +23,40 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import flag_contact, pause_contact, stop_contact
+from shared.cadence import (
+    auto_replies_since,
+    claim_hand_over,
+    flag_contact,
+    open_hand_over,
+    pause_contact,
+    promises_made,
+    record_promise,
+    stop_contact,
+)
 from shared.classifier import claims_payment
 from shared.factcheck import check_draft
 from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
-from shared.offline import amount_text, date_text
 from shared.phones import mask_phone
 from shared.policy import window_open, zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
 from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
+from shared.reply_texts import (
+    PAID_CLAIM,
+    PAID_OPT_OUT,
+    REPLY_LIMIT,
+    THIRD_PROMISE,
+    answer_text,
+    owner_alert_text,
+    owner_alert_variables,
+    promise_text,
+    thank_you_text,
+)
 from workers.deps import Deps, declare_actor, give_up_after_failures
 
 log = logging.getLogger(__name__)
@@ -46,7 +69,8 @@ OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoi
                    "desabonn")
 OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
-PAID_OPT_OUT = "opted out, says the invoice is paid: check the payment"
+PAID_CLAIMED = "paid_claimed"  # the pause reason of follow-ups waiting for the owner to confirm a payment
+HELD = "recorded (hand-over open)"
 OPEN_STATES = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING, FollowUpState.AWAITING_SEND,
                FollowUpState.PAUSED)
 
@@ -71,55 +95,6 @@ def is_opt_in(text: str) -> bool:
     return normalise_text(text) in OPT_IN_KEYWORDS
 
 
-# ------------------------------------------------------------------ texts we send back
-def _sign(deps: Deps, text: str) -> str:
-    return f"{text}\n{deps.settings.business_name}"
-
-
-def thank_you_text(deps: Deps, contact: Contact) -> str:
-    """The thank-you sent after a client says they paid."""
-    if contact.language == Language.EN:
-        return _sign(deps, f"Thank you {contact.name}, we have noted your payment. We will check that it has "
-                           "arrived and will not send you further reminders about it.")
-    return _sign(deps, f"Merci {contact.name}, nous avons bien noté votre règlement. Nous vérifions sa bonne "
-                       "réception et ne vous relancerons plus à ce sujet.")
-
-
-def promise_text(deps: Deps, contact: Contact, promised: str) -> str:
-    """The acknowledgement of a promise to pay (the date comes from the classifier, checked)."""
-    shown = date_text(promised, contact.language)
-    if contact.language == Language.EN:
-        return _sign(deps, f"Thank you {contact.name}, noted: we expect your payment by {shown}.")
-    return _sign(deps, f"Merci {contact.name}, c'est noté : nous attendons votre règlement pour le {shown}.")
-
-
-def answer_text(deps: Deps, contact: Contact, topic: str) -> str | None:
-    """A plain answer to a question about one fact of the contact's data, or None."""
-    facts, en = contact.fields, contact.language == Language.EN
-    ref = facts.get("invoice_number") or facts.get("quote_number") or ""
-    about = (f" {ref}" if ref else "")
-    value = facts.get(topic, "")
-    if not value:
-        return None
-    if topic == "amount":
-        shown = amount_text(value, facts.get("currency", ""), contact.language)
-        text = (f"The amount of invoice{about} is {shown}." if en
-                else f"Le montant de la facture{about} est de {shown}.")
-    elif topic == "due_date":
-        shown = date_text(value, contact.language)
-        text = f"Invoice{about} was due on {shown}." if en else f"La facture{about} était à régler le {shown}."
-    elif topic == "payment_link":
-        text = (f"You can pay invoice{about} here: {value}" if en
-                else f"Vous pouvez régler la facture{about} ici : {value}")
-    elif topic in ("invoice_number", "quote_number"):
-        text = f"It is about {value}." if en else f"Il s'agit de la référence {value}."
-    elif topic == "currency":
-        text = f"The amount is in {value}." if en else f"Le montant est en {value}."
-    else:
-        return None
-    return _sign(deps, text)
-
-
 def _facts_request(deps: Deps, contact: Contact, extra: dict[str, str] | None = None) -> DraftRequest:
     return DraftRequest(contact_name=contact.name, language=contact.language,
                         facts={**contact.fields, **(extra or {})},
@@ -140,7 +115,7 @@ def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, so
         log.warning("reply to inbound=%s refused by the facts check: %s", inbound_sid, problems[0])
         return None
     message = OutboundMessage(
-        id=f"reply:{inbound_sid}", followup_id=None, contact_id=contact.id, campaign_id=None, step=-1,
+        id=reply_id(inbound_sid), followup_id=None, contact_id=contact.id, campaign_id=None, step=-1,
         purpose="reply", state=MessageState.READY, kind="freeform", body=body, language=contact.language,
         draft_source=source,
     )
@@ -149,33 +124,25 @@ def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, so
     return message.id
 
 
-# What the owner reads (in French, as the rest of the alert) for a hand-over reason, by its start;
-# the details, in the conversation's record, are one `relance conversation PHONE` away.
-OWNER_REASONS = (
-    ("dispute", "contestation de la facture"),
-    ("wrong_person", "mauvaise personne ou mauvais numéro"),
-    ("question the data cannot answer", "question à laquelle ses données ne répondent pas"),
-    ("unclear reply", "réponse peu claire"),
-    ("low confidence", "réponse incertaine"),
-    ("promise to pay without a usable date", "promesse de paiement sans date précise"),
-    ("promised date in the past", "date de paiement promise déjà passée"),
-    ("classifier failed", "lecture automatique impossible"),
-    ("invalid confidence", "lecture automatique impossible"),
-    ("reply not processed automatically", "réponse non traitée automatiquement"),
-    (PAID_OPT_OUT, "ne veut plus de messages et dit avoir payé : vérifiez le paiement"),
-)
+def reply_id(inbound_sid: str) -> str:
+    """The id of the one automated reply an inbound message may get."""
+    return f"reply:{inbound_sid}"
 
 
-def owner_reason(reason: str) -> str:
-    """The hand-over reason as the owner reads it (French); an unknown one as it is."""
-    return next((french for start, french in OWNER_REASONS if reason.startswith(start)), reason)
+def may_reply(deps: Deps, contact: Contact, inbound_sid: str) -> bool:
+    """Whether one more automated reply fits MAX_AUTO_REPLIES_PER_DAY (the replies of the last 24 h).
+
+    This message's own reply, stored by an earlier run of it, does not count against it.
+    """
+    limit = deps.settings.max_auto_replies_per_day
+    if not limit:
+        return True
+    since = deps.clock.now() - timedelta(hours=24)
+    return auto_replies_since(deps.store, contact.id, since, besides=reply_id(inbound_sid)) < limit
 
 
-def owner_alert_variables(contact: Contact, reason: str) -> dict[str, str]:
-    """The variables of OWNER_ALERT_TEMPLATE_SID: {"1": contact name, "2": reason, "3": contact phone}."""
-    # WhatsApp refuses template variables that are empty or hold line breaks or tabs.
-    return {"1": " ".join(contact.name.split()) or contact.phone, "2": " ".join(owner_reason(reason).split()) or "-",
-            "3": contact.phone}
+def _reply_limit(deps: Deps) -> str:
+    return f"{REPLY_LIMIT} ({deps.settings.max_auto_replies_per_day} in 24 h)"
 
 
 def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> None:
@@ -190,17 +157,14 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
     owner = settings.owner_whatsapp_number
     if not owner:
         return
-    body = (f"Relance : {contact.name} ({contact.phone}) a besoin d'une réponse de votre part "
-            f"({owner_reason(reason)}). "
-            f"Historique : relance conversation {contact.phone} ; une fois traité : "
-            f"relance handled {contact.phone} (--resume pour reprendre les relances, --stop pour les arrêter)")
     variables = owner_alert_variables(contact, reason)
     template_sid = settings.owner_alert_template_sid
     use_template = bool(template_sid) and not window_open(deps.store.owner_last_inbound(owner), deps.clock.now())
     message = OutboundMessage(
         id=f"alert:{inbound_sid}", followup_id=None, contact_id=None, campaign_id=None, step=-1,
         purpose="alert", to=owner, state=MessageState.READY, kind="template" if use_template else "freeform",
-        body=body, language=Language.FR, content_sid=template_sid if use_template else None,
+        body=owner_alert_text(contact, reason), language=Language.FR,
+        content_sid=template_sid if use_template else None,
         content_variables=variables, draft_source="template" if use_template else "system",
         fallback_reason="owner_outside_window" if use_template else None,
     )
@@ -208,24 +172,31 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
         deps.queue.send_message(message.id)
 
 
-def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: str | None = None) -> str:
-    """Stop (with ``stop`` as reason) or pause the contact's follow-ups, flag them, alert the owner."""
-    now = deps.clock.now()
+def _hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: str | None = None,
+               pause: str = "needs_human") -> int:
+    """Stop (``stop`` as reason) or pause (``pause`` as reason) the contact's follow-ups and flag them;
+    the owner is alerted once per hand-over. Returns how many follow-ups were stopped or paused."""
+    store, now = deps.store, deps.clock.now()
     if stop:
-        stop_contact(deps.store, contact.id, reason=stop, now=now, needs_human=True, detail=reason)
+        moved = stop_contact(store, contact.id, reason=stop, now=now, needs_human=True, detail=reason)
     else:
-        pause_contact(deps.store, contact.id, until=None, reason="needs_human", now=now, needs_human=True,
-                      detail=reason)
-    if not flag_contact(deps.store, contact.id, reason=reason, now=now):
+        moved = pause_contact(store, contact.id, until=None, reason=pause, now=now, needs_human=True, detail=reason)
+    if not flag_contact(store, contact.id, reason=reason, now=now):
         # A reply to the last reminder, once the cadence is over: that follow-up is the one to look at.
-        flag_contact(deps.store, contact.id, reason=reason, now=now, finished=True)
-    alert_owner(deps, contact, inbound_sid, reason)
+        flag_contact(store, contact.id, reason=reason, now=now, finished=True)
+    if claim_hand_over(store, contact.id, inbound_sid=inbound_sid, now=now):
+        alert_owner(deps, contact, inbound_sid, reason)
+    return moved
+
+
+def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: str | None = None) -> str:
+    """Stop (with ``stop`` as reason) or pause the contact's follow-ups, flag them, alert the owner (once)."""
+    _hand_over(deps, contact, inbound_sid, reason, stop=stop)
     return f"needs_human: {reason}"
 
 
-def _pause_until(promised: str, contact: Contact, deps: Deps) -> datetime:
-    day = datetime.strptime(promised, "%Y-%m-%d").date() + PROMISE_GRACE
-    return datetime.combine(day, time(9, 0), tzinfo=zone(contact.timezone))
+def _pause_until(day: date, contact: Contact) -> datetime:
+    return datetime.combine(day + PROMISE_GRACE, time(9, 0), tzinfo=zone(contact.timezone))
 
 
 def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classification,
@@ -234,34 +205,15 @@ def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classific
 
     ``text`` is the client's reply, read here only by deterministic rules (see opt-out).
     """
-    store, now = deps.store, deps.clock.now()
     intent = result.intent
     if intent == Intent.OPT_OUT and result.confidence >= deps.settings.classifier_threshold:
-        store.set_opt_out(contact.id, True, now)
-        if claims_payment(text):
-            # "I've already paid, stop harassing me": honoured, and the owner checks the payment,
-            # or the invoice would go unchased on the client's word alone.
-            stopped = stop_contact(store, contact.id, reason="opt_out", now=now, needs_human=True,
-                                   detail=PAID_OPT_OUT)
-            alert_owner(deps, contact, inbound_sid, PAID_OPT_OUT)
-            return f"opt_out stopped={stopped} needs_human: {PAID_OPT_OUT}"
-        return f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)}"
+        return _opt_out(deps, contact, inbound_sid, text)
     if needs_human:
         return hand_over(deps, contact, inbound_sid, needs_human)
     if intent == Intent.PAID:
-        stopped = stop_contact(store, contact.id, reason="paid", now=now)
-        if deps.settings.thank_you_on_paid:
-            queue_reply(deps, contact, inbound_sid, thank_you_text(deps, contact), source="system")
-        return f"paid stopped={stopped}"
+        return _paid(deps, contact, inbound_sid)
     if intent == Intent.PROMISE_TO_PAY and result.promised_date is not None:
-        promised = result.promised_date.isoformat()
-        paused = pause_contact(store, contact.id, until=_pause_until(promised, contact, deps),
-                               reason="promise_to_pay", now=now)
-        store.followups.update_many({"contact_id": contact.id, "pause_reason": "promise_to_pay"},
-                                    {"$set": {"promised_date": promised}})
-        queue_reply(deps, contact, inbound_sid, promise_text(deps, contact, promised), source="system",
-                    extra_facts={"promised_date": promised})
-        return f"promise_to_pay until={promised} paused={paused}"
+        return _promise(deps, contact, inbound_sid, result.promised_date)
     if intent == Intent.QUESTION:
         return _answer(deps, contact, inbound_sid, result)
     if intent == Intent.DISPUTE:
@@ -273,6 +225,65 @@ def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classific
     return hand_over(deps, contact, inbound_sid, f"unclear reply ({intent.value})")
 
 
+def _opt_out(deps: Deps, contact: Contact, inbound_sid: str, text: str) -> str:
+    """An opt-out in words: honoured at once. One that claims the invoice is paid goes to a person too."""
+    store, now = deps.store, deps.clock.now()
+    store.set_opt_out(contact.id, True, now)
+    if not claims_payment(text):
+        return f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)}"
+    # "I've already paid, stop harassing me": nothing is sent to them any more, and the owner
+    # checks the payment, or the invoice would go unchased on the client's word alone.
+    if deps.settings.paid_claim_action == "stop":
+        stopped = _hand_over(deps, contact, inbound_sid, PAID_OPT_OUT, stop="opt_out")
+        return f"opt_out stopped={stopped} needs_human: {PAID_OPT_OUT}"
+    # Paused, not stopped, until the owner says: `relance handled --paid` ends them as paid.
+    paused = _hand_over(deps, contact, inbound_sid, PAID_OPT_OUT, pause=PAID_CLAIMED)
+    return f"opt_out paused={paused} needs_human: {PAID_OPT_OUT}"
+
+
+def _paid(deps: Deps, contact: Contact, inbound_sid: str) -> str:
+    """ "I paid": stopped on the client's word (PAID_CLAIM_ACTION=stop), or paused while the owner checks."""
+    settings, store, now = deps.settings, deps.store, deps.clock.now()
+    thanks = settings.thank_you_on_paid and may_reply(deps, contact, inbound_sid)
+    if settings.paid_claim_action == "stop":
+        if settings.thank_you_on_paid and not thanks:
+            return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
+        stopped = stop_contact(store, contact.id, reason="paid", now=now)
+        if thanks:
+            queue_reply(deps, contact, inbound_sid, thank_you_text(settings.business_name, contact, stopped=True),
+                        source="system")
+        return f"paid stopped={stopped}"
+    paused = _hand_over(deps, contact, inbound_sid, PAID_CLAIM, pause=PAID_CLAIMED)
+    if thanks:
+        queue_reply(deps, contact, inbound_sid, thank_you_text(settings.business_name, contact, stopped=False),
+                    source="system")
+    return f"paid_claimed paused={paused} needs_human: {PAID_CLAIM}"
+
+
+def _promise(deps: Deps, contact: Contact, inbound_sid: str, promised: date) -> str:
+    """A promise to pay: pause until the day after (at most MAX_PROMISE_DAYS away), acknowledged.
+
+    A third promise on the same follow-up goes to a person instead: two were broken already.
+    """
+    settings, store, now = deps.settings, deps.store, deps.clock.now()
+    if promises_made(store, contact.id, besides=inbound_sid) >= 2:
+        return hand_over(deps, contact, inbound_sid, THIRD_PROMISE)
+    if not may_reply(deps, contact, inbound_sid):
+        return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
+    latest = now.astimezone(zone(contact.timezone)).date() + timedelta(days=settings.max_promise_days)
+    capped = promised > latest
+    day = latest if capped else promised
+    paused = pause_contact(store, contact.id, until=_pause_until(day, contact), reason="promise_to_pay", now=now)
+    record_promise(store, contact.id, inbound_sid=inbound_sid, promised=promised.isoformat(),
+                   capped_to=day.isoformat() if capped else None, now=now)
+    resume = (day + PROMISE_GRACE).isoformat()
+    text = promise_text(settings.business_name, contact, promised.isoformat(), resume=resume if capped else None)
+    queue_reply(deps, contact, inbound_sid, text, source="system",
+                extra_facts={"promised_date": promised.isoformat(), "resume_date": resume})
+    return f"promise_to_pay until={day.isoformat()} paused={paused}" + (
+        f" (capped: promised {promised.isoformat()})" if capped else "")
+
+
 def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classification) -> str:
     """Answer a question from the contact's data only; anything else goes to a person.
 
@@ -281,10 +292,22 @@ def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classificati
     catches a wrong amount or link, not "the invoice is cancelled" or "you may pay by card".
     """
     if result.question_topic:
-        text = answer_text(deps, contact, result.question_topic)
+        text = answer_text(deps.settings.business_name, contact, result.question_topic)
+        if text and not may_reply(deps, contact, inbound_sid):
+            return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
         if text and queue_reply(deps, contact, inbound_sid, text, source="data"):
             return f"question answered ({result.question_topic})"
     return hand_over(deps, contact, inbound_sid, "question the data cannot answer")
+
+
+def _while_handed_over(deps: Deps, contact: Contact, result: Classification) -> str:
+    """A message from a client whose hand-over is open: a person has it, so it is only recorded
+    (no reply, no new alert, no state change), except that an opt-out in words is honoured."""
+    if result.intent == Intent.OPT_OUT and result.confidence >= deps.settings.classifier_threshold:
+        store, now = deps.store, deps.clock.now()
+        store.set_opt_out(contact.id, True, now)
+        return f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)} (hand-over open)"
+    return HELD
 
 
 def _classify(deps: Deps, contact: Contact, event: dict[str, Any]) -> tuple[Classification, str | None]:
@@ -311,18 +334,25 @@ def _from_owner(deps: Deps, phone: str) -> bool:
 
 
 def _record_inbound(deps: Deps, event_id: str, event: dict[str, Any], contact_id: str | None,
-                    from_owner: bool, followup_ids: list[str] | None = None) -> str:
-    """The inbound message in the conversation (once), linked to the follow-ups it answers; returns its id."""
+                    from_owner: bool, followup_ids: list[str] | None = None) -> tuple[str, list[str]]:
+    """The inbound message in the conversation (once), linked to the follow-ups it answers.
+
+    Returns its id and the follow-ups it was linked to when first stored: processed again after
+    a crash, it answers those, even if its first run stopped them (a dispute, before the alert).
+    """
     inbound_id = f"in:{event['sid']}"
-    deps.store.insert_inbound(
-        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact_id, "followup_ids": followup_ids or [],
+    linked = followup_ids or []
+    if not deps.store.insert_inbound(
+        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact_id, "followup_ids": linked,
          "unknown_sender": contact_id is None and not from_owner, "from_owner": from_owner, "from": _sender(event),
          "body": event.get("body", ""),
          "num_media": event.get("num_media", 0), "media_urls": event.get("media_urls", []),
          "button_payload": event.get("button_payload", ""), "event_id": event_id},
         event.get("received_at", deps.clock.now()),
-    )
-    return inbound_id
+    ):
+        stored = deps.store.messages.find_one({"_id": inbound_id}, {"followup_ids": 1}) or {}
+        linked = [str(f) for f in stored.get("followup_ids") or []]
+    return inbound_id, linked
 
 
 def process_inbound(deps: Deps, event_id: str) -> str | None:
@@ -343,8 +373,8 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     open_followups = store.followups_of_contact(contact.id, OPEN_STATES) if contact else []
     if contact and not open_followups:
         open_followups = store.followups_of_contact(contact.id, (FollowUpState.COMPLETED,))
-    inbound_id = _record_inbound(deps, event_id, event, contact.id if contact else None, from_owner,
-                                 [f.id for f in open_followups])
+    inbound_id, answered = _record_inbound(deps, event_id, event, contact.id if contact else None, from_owner,
+                                           [f.id for f in open_followups])
     if contact is None and from_owner:
         outcome = "owner"
         log.info("inbound event=%s from the owner %s: their 24-hour window is open", event_id, mask_phone(phone))
@@ -362,7 +392,7 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
             outcome = "opt_in"
         elif contact.opted_out:
             outcome = "recorded (contact opted out)"
-        elif not open_followups:
+        elif not answered:
             outcome = "recorded (no open follow-up)"
         else:
             result, needs_human = _classify(deps, contact, event)
@@ -371,7 +401,11 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
                 "promised_date": result.promised_date.isoformat() if result.promised_date else None,
                 "question_topic": result.question_topic, "reason": result.reason, "needs_human": needs_human,
             }}})
-            outcome = apply_plan(deps, contact, event["sid"], result, needs_human, text=str(event.get("body", "")))
+            held = open_hand_over(store, contact.id)
+            if held is not None and held != event["sid"]:  # another message's hand-over: a person has it
+                outcome = _while_handed_over(deps, contact, result)
+            else:  # this message's own hand-over, when redelivered, is applied again (conditional moves)
+                outcome = apply_plan(deps, contact, event["sid"], result, needs_human, text=body)
     store.messages.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
     store.mark_event(event_id, "received", "processed", now)
     log.info("inbound event=%s contact=%s outcome=%s", event_id, contact.id if contact else None, outcome)
@@ -405,12 +439,14 @@ def hand_over_unprocessed(deps: Deps, event_id: str, error: str) -> str | None:
     phone = _sender(event)
     reason = f"reply not processed automatically ({error})"
     doc = store.contacts.find_one({"phone": phone}, {"_id": 1, "name": 1})
-    inbound_id = _record_inbound(deps, event_id, event, str(doc["_id"]) if doc else None, _from_owner(deps, phone))
+    inbound_id, _ = _record_inbound(deps, event_id, event, str(doc["_id"]) if doc else None, _from_owner(deps, phone))
     if doc is None:
         outcome = f"not processed: {error}"
     elif is_opt_out(str(event.get("body", "")), str(event.get("button_payload", ""))):
         store.set_opt_out(str(doc["_id"]), True, now)
         outcome = f"opt_out stopped={stop_contact(store, str(doc['_id']), reason='opt_out', now=now)} ({reason})"
+    elif open_hand_over(store, str(doc["_id"])) not in (None, str(event["sid"])):
+        outcome = f"{HELD}: {reason}"  # a person has the conversation already
     else:  # what hand_over needs of the contact, read raw
         contact = Contact(id=str(doc["_id"]), phone=phone, name=str(doc.get("name") or phone))
         outcome = hand_over(deps, contact, str(event["sid"]), reason)

@@ -17,6 +17,7 @@ timeouts are generous so that a loaded machine only makes it slower.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -62,20 +64,36 @@ class Reply:
 
     outcome: str  # the summary line after "Name: ", a regular expression
     ends_cadence: bool  # the client gets no further reminder
-    answered: bool  # Relance writes back (thank-you, acknowledgement, answer)
+    sent_after: tuple[str, ...]  # exactly what the client is sent after replying, as the "    ↳ " lines show it
+
+    @property
+    def answered(self) -> bool:
+        """Relance writes back (thank-you, acknowledgement, answer)."""
+        return any(line.startswith("reply: ") for line in self.sent_after)
 
 
-# One entry per client of DEMO_REPLIES (checked below): paid → stopped, STOP → opt_out,
-# dispute → needs_human, promise → paused, question → answered. "offline": no GEMINI_API_KEY.
+NOTHING = ("nothing sent since",)
+FR_MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+             "novembre", "décembre"]
+# One entry per client of DEMO_REPLIES (checked below): paid → paused while the owner checks
+# (PAID_CLAIM_ACTION=pause_and_verify, the default), STOP → opt_out, dispute → needs_human,
+# promise → paused, question → answered. "offline": no GEMINI_API_KEY; "Relance": the default
+# BUSINESS_NAME, which signs every reply. Julien's date is the one in his outcome line ({until}).
 REPLIES = {
-    "Marie Dupont": Reply(r"paid \([\d.]+, offline\) → paid stopped=1", ends_cadence=True, answered=True),
-    "Karim Benali": Reply(r"STOP → opt_out stopped=1", ends_cadence=True, answered=False),
+    "Marie Dupont": Reply(r"paid \([\d.]+, offline\) → paid_claimed paused=1 needs_human: says the invoice is paid: "
+                          r"check the payment", ends_cadence=True, sent_after=(
+                              "reply: Merci Marie Dupont, nous avons bien noté votre règlement. Nous vérifions sa "
+                              "bonne réception ; d'ici là, vous ne recevrez pas de relance à ce sujet. Relance",)),
+    "Karim Benali": Reply(r"STOP → opt_out stopped=1", ends_cadence=True, sent_after=NOTHING),
     "James Carter": Reply(r"dispute \([\d.]+, offline\) → needs_human: dispute", ends_cadence=True,
-                          answered=False),  # the owner alert needs OWNER_WHATSAPP_NUMBER: none here
-    "Julien Moreau": Reply(r"promise_to_pay \([\d.]+, offline\) → promise_to_pay until=\d{4}-\d\d-\d\d paused=1",
-                           ends_cadence=True, answered=True),
+                          sent_after=NOTHING),  # the owner alert needs OWNER_WHATSAPP_NUMBER: none here
+    "Julien Moreau": Reply(r"promise_to_pay \([\d.]+, offline\) → promise_to_pay until=(?P<until>\d{4}-\d\d-\d\d) "
+                           r"paused=1", ends_cadence=True, sent_after=(
+                               "reply: Merci Julien Moreau, c'est noté : nous attendons votre règlement pour le "
+                               "{until}. Relance",)),
     "Sophie Lefèvre": Reply(r"question \([\d.]+, offline\) → question answered \(amount\)", ends_cadence=False,
-                            answered=True),
+                            sent_after=("reply: Le montant de la facture FA-2026-007 est de 2 990,00 €. Relance",
+                                        "reminder: step 2")),
 }
 
 
@@ -209,11 +227,23 @@ def _last_progress(lines: list[str], until: int) -> re.Match[str]:
     return progress[-1]
 
 
+def _french_date(iso: str) -> str:
+    day = date.fromisoformat(iso)
+    return f"{'1er' if day.day == 1 else day.day} {FR_MONTHS[day.month - 1]} {day.year}"
+
+
 def _check_outcomes(lines: list[str], output: str) -> None:
+    """Each client's outcome line, then exactly what they were sent after their reply (the "    ↳ " lines)."""
     for name, reply in REPLIES.items():
-        found = [line for line in lines if line.startswith(f"  {name}: ")]
+        found = [n for n, line in enumerate(lines) if line.startswith(f"  {name}: ")]
         assert len(found) == 1, f"{name}: expected one outcome line, got {found}\n{output}"
-        assert re.fullmatch(rf"  {re.escape(name)}: {reply.outcome}", found[0]), f"{name}: {found[0]!r}\n{output}"
+        line = lines[found[0]]
+        match = re.fullmatch(rf"  {re.escape(name)}: {reply.outcome}", line)
+        assert match, f"{name}: {line!r}\n{output}"
+        until = _french_date(match["until"]) if "until" in match.groupdict() else ""
+        following = list(itertools.takewhile(lambda text: text.startswith("    ↳ "), lines[found[0] + 1:]))
+        expected = [f"    ↳ {text.format(until=until)}" for text in reply.sent_after]
+        assert following == expected, f"{name}: sent after the reply {following}, expected {expected}\n{output}"
 
 
 def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:

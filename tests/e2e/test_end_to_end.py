@@ -37,6 +37,7 @@ pytestmark = pytest.mark.e2e
 TOKEN = "e2e0123456789abcdef0123456789abc"
 TEMPLATE_SID = "HX" + "c0ffee00" * 4
 N_CLOSED, N_STOP, N_JOINED, N_TEMPLATE = 10, 5, 18, 17
+OWNER = "+33700000009"  # hand-overs are announced to it (none in the campaign test)
 
 
 def _zone_at_local_hour(hour: int) -> str:
@@ -74,7 +75,8 @@ def stack(e2e_dirs: Path, redis_server: ServerProcess, mongo_uri: str) -> Iterat
            "GEMINI_API_KEY": "fake-gemini-key", "GEMINI_API_BASE_URL": f"http://127.0.0.1:{gemini_port}",
            "GEMINI_TIMEOUT_SECONDS": "10", "SCHEDULER_INTERVAL_SECONDS": "0.5", "STALE_AFTER_SECONDS": "60",
            "BUSINESS_NAME": "Atelier Dupont", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
-           "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""}
+           "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": "",
+           "OWNER_WHATSAPP_NUMBER": OWNER}
     procs = Stack(e2e_dirs)
     try:
         procs.spawn("fake_gemini", ["--port", str(gemini_port), "--mode", "good"], env,
@@ -206,8 +208,21 @@ def test_campaign_end_to_end(stack: dict[str, Any]) -> None:
     assert len(gemini_calls) >= 2 * N_JOINED
 
 
+FR_MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+             "novembre", "décembre"]
+
+
+def _plain(text: str) -> str:
+    """A body with its no-break and narrow no-break spaces as plain spaces."""
+    return text.replace("\u202f", " ").replace("\u00a0", " ")
+
+
 def test_replies_end_to_end(stack: dict[str, Any]) -> None:
-    """Clients answer the first reminder: pay, promise a date, ask, dispute, STOP."""
+    """Clients answer the first reminder: pay, promise a date, ask, dispute, STOP.
+
+    What each client received after their reply is checked message by message, in the order the
+    simulator got them (its list is in creation order), each message identified through its SID.
+    """
     env, store, procs, sim = stack["env"], stack["store"], stack["procs"], stack["sim"]
     open_zone = _zone_at_local_hour(13)
     people = {"paid": 60, "promise": 61, "question": 62, "dispute": 63, "stop": 64}
@@ -246,38 +261,109 @@ def test_replies_end_to_end(stack: dict[str, Any]) -> None:
                "question": "Bonjour, quel est le montant exact svp ?",
                "dispute": "Je conteste cette facture, la prestation n'a jamais été faite",
                "stop": "STOP"}
-    sent_at = {}
     for kind, text in replies.items():
-        sent_at[kind] = datetime.now(UTC)
         response = httpx.post(f"{sim}/_sim/inbound", json={"from": _phone(people[kind]), "body": text}, timeout=10)
         assert response.status_code == 200
     _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
           "replies processed", procs)
+    # The paid client writes again while the owner checks: recorded, nothing sent, no second alert.
+    paid_contact = store.contact_by_phone(_phone(people["paid"])).id
+    _wait(lambda: store.messages.count_documents({"contact_id": paid_contact, "purpose": "reply",
+                                                  "state": {"$in": ["delivered", "read"]}}) == 1,
+          60, "the thank-you delivered", procs)
+    receipt = "Voici le justificatif du virement"
+    httpx.post(f"{sim}/_sim/inbound", json={"from": _phone(people["paid"]), "body": receipt}, timeout=10)
     # Let the question's cadence run to its end (two more steps, 6 s apart).
     _wait(lambda: store.followups.find_one({"_id": followup_ids["question"]})["state"] == "completed", 90,
           "the question's follow-up to complete", procs)
+    _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
+          "the receipt processed", procs)
+    _wait(lambda: store.messages.count_documents({"direction": "outbound", "state": {"$nin": ["delivered", "read"]}})
+          == 0, 60, "every message delivered", procs)
 
     def followup(kind: str) -> dict[str, Any]:
         doc = store.followups.find_one({"_id": followup_ids[kind]})
         assert doc is not None
         return doc
 
-    assert followup("paid")["state"] == "stopped" and followup("paid")["stop_reason"] == "paid"
+    # PAID_CLAIM_ACTION=pause_and_verify (the default): paused until the owner confirms.
+    assert (followup("paid")["state"], followup("paid")["pause_reason"], followup("paid")["needs_human"]) == (
+        "paused", "paid_claimed", True)
     assert followup("promise")["state"] == "paused"
     assert followup("promise")["paused_until"].astimezone(local).date() == promised + timedelta(days=1)
     assert followup("dispute")["state"] == "stopped" and followup("dispute")["needs_human"] is True
     assert followup("stop")["state"] == "stopped" and followup("stop")["stop_reason"] == "opt_out"
 
-    received = httpx.get(f"{sim}/_sim/messages", timeout=10).json()
+    everything = httpx.get(f"{sim}/_sim/messages", params={"direction": "all"}, timeout=10).json()
 
-    def to(kind: str) -> list[dict[str, Any]]:
-        return [m for m in received if m["to"].removeprefix("whatsapp:") == _phone(people[kind])]
+    def conversation(phone: str) -> list[dict[str, Any]]:
+        """What the simulator saw to and from ``phone``, in order."""
+        return [m for m in everything if phone in (m["to"].removeprefix("whatsapp:"),
+                                                   m["from"].removeprefix("whatsapp:"))]
 
-    after_stop = [m for m in to("stop") if datetime.fromisoformat(m["created_at"]) > sent_at["stop"]]
-    assert after_stop == [], "a message reached a client after STOP"
-    assert len(to("stop")) == 1
-    assert any("Merci" in (m["body"] or "") for m in to("paid")[1:])  # the thank-you
-    answers = [m["body"] for m in to("question")[1:] if "480" in (m["body"] or "")]
-    assert answers, "the question was not answered with the amount"
-    assert len([m for m in to("question") if m["body"] and "FA-2026-062" in m["body"]]) >= 3  # 3 steps + answer
-    assert len(to("dispute")) == 1 and len(to("promise")) == 2  # reminder, then the acknowledgement only
+    def ours(messages: list[dict[str, Any]]) -> list[str]:
+        """Our ids of the outbound messages among ``messages`` (what we stored is what went out)."""
+        ids = []
+        for m in messages:
+            if m["direction"] == "inbound":
+                continue
+            doc = store.messages.find_one({"twilio_sid": m["sid"]})
+            assert doc is not None, m
+            assert _plain(doc["body"]) == _plain(m["body"]), m
+            ids.append(doc["_id"])
+        return ids
+
+    def around(kind: str, text: str) -> tuple[str, list[str], list[str]]:
+        """The client's reply ``text``: its SID, and what we sent them before it and after it."""
+        messages = conversation(_phone(people[kind]))
+        (at,) = [n for n, m in enumerate(messages) if m["direction"] == "inbound" and m["body"] == text]
+        return messages[at]["sid"], ours(messages[:at]), ours(messages[at + 1:])
+
+    def body(message_id: str) -> str:
+        doc = store.messages.find_one({"_id": message_id})
+        assert doc is not None
+        return _plain(doc["body"])
+
+    sids = {}
+    for kind, text in replies.items():  # before replying: the first reminder, nothing else
+        sids[kind], before, _ = around(kind, text)
+        assert before == [f"{followup_ids[kind]}:0"], (kind, before)
+
+    assert around("paid", replies["paid"])[2] == [f"reply:{sids['paid']}"]  # the thank-you, and nothing after it
+    assert body(f"reply:{sids['paid']}") == (
+        "Merci Client paid, nous avons bien noté votre règlement. Nous vérifions sa bonne réception ; d'ici là, "
+        "vous ne recevrez pas de relance à ce sujet.\nAtelier Dupont")
+    receipt_sid, _, receipt_after = around("paid", receipt)
+    assert receipt_after == []
+    assert store.messages.find_one({"_id": f"in:{receipt_sid}"})["outcome"] == "recorded (hand-over open)"
+
+    day = f"{'1er' if promised.day == 1 else promised.day} {FR_MONTHS[promised.month - 1]} {promised.year}"
+    assert around("promise", replies["promise"])[2] == [f"reply:{sids['promise']}"]  # the acknowledgement only
+    assert body(f"reply:{sids['promise']}") == (
+        f"Merci Client promise, c'est noté : nous attendons votre règlement pour le {day}.\nAtelier Dupont")
+
+    # The answer and the two remaining reminders (in whichever order the clock gave them).
+    question = followup_ids["question"]
+    assert sorted(around("question", replies["question"])[2]) == sorted(
+        [f"reply:{sids['question']}", f"{question}:1", f"{question}:2"])
+    assert body(f"reply:{sids['question']}") == "Le montant de la facture FA-2026-062 est de 480,00 €.\nAtelier Dupont"
+
+    assert around("dispute", replies["dispute"])[2] == []
+    assert around("stop", replies["stop"])[2] == [], "a message reached a client after STOP"
+
+    # The owner: one alert per hand-over (the claimed payment, the dispute), none for the receipt.
+    alerts = ours([m for m in everything if m["to"].removeprefix("whatsapp:") == OWNER])
+    assert sorted(alerts) == sorted([f"alert:{sids['paid']}", f"alert:{sids['dispute']}"])
+    assert "(dit avoir payé : vérifiez le paiement)" in body(f"alert:{sids['paid']}")
+    assert f"relance handled {_phone(people['paid'])} --paid" in body(f"alert:{sids['paid']}")
+    assert "(contestation de la facture)" in body(f"alert:{sids['dispute']}")
+    # Nothing else went out in this test: 5 first reminders, 3 replies, 2 reminders, 2 alerts.
+    phones = {_phone(i) for i in people.values()} | {OWNER}
+    assert len([m for m in everything if m["direction"] == "outbound-api"
+                and m["to"].removeprefix("whatsapp:") in phones]) == 12
+
+    # The owner confirms the payment with one command.
+    confirmed = relance(env, "handled", _phone(people["paid"]), "--paid")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert (followup("paid")["state"], followup("paid")["stop_reason"], followup("paid")["needs_human"]) == (
+        "stopped", "paid", False)

@@ -19,6 +19,7 @@ from services.conversations import _unknown_query
 from shared.clock import FakeClock
 from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
+from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import Settings, load_settings
 from shared.store import Store
 from tests.support.drafters import EchoDrafter
@@ -252,3 +253,67 @@ def test_handled_takes_an_unknown_number_off_the_list_until_it_writes_again(
     assert relance("handled", NOBODY) == (1, "", refusal)
     code, out, err = relance("handled", "not a phone")
     assert code == 1 and out == "" and err.startswith("error: ") and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ a claimed payment, confirmed or not
+
+
+def _marie_says_she_paid(deps: Deps, clock: FakeClock, text: str = "Bonjour, c'est réglé, virement fait hier") -> str:
+    """Marie says she paid (PAID_CLAIM_ACTION=pause_and_verify, the default): paused until the owner checks."""
+    clock.advance(timedelta(minutes=5))
+    outcome = _inbound(deps, PHONE, text, _sid(20))
+    assert outcome is not None
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None and (doc["state"], doc["pause_reason"], doc["needs_human"]) == ("paused", "paid_claimed",
+                                                                                         True)
+    return outcome
+
+
+def test_handled_paid_stops_the_follow_ups_as_paid_in_one_command(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    assert _marie_says_she_paid(deps, clock) == f"paid_claimed paused=1 needs_human: {PAID_CLAIM}"
+    code, out, _ = relance("conversations", "--needs-human")
+    assert code == 0 and out.startswith(f"{PHONE}  Marie  [c1: paused]") and out.endswith(f"{PAID_CLAIM}\n")
+
+    assert relance("handled", PHONE, "--paid") == (0, (
+        f"Marie {PHONE}: 1 hand-over(s) closed; 1 follow-up(s) stopped as paid\n"
+        "  follow-up c1: stopped (next step 1) paid\n"), "")
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None
+    assert (doc["state"], doc["stop_reason"], doc["needs_human"], doc["handled_action"]) == ("stopped", "paid", False,
+                                                                                            "paid")
+    assert relance("conversations", "--needs-human") == (0, "no conversation needs a person\n", "")
+    with pytest.raises(SystemExit) as refused:  # one decision at a time
+        relance("handled", PHONE, "--paid", "--resume")
+    assert refused.value.code == 2
+
+
+def test_handled_resume_sends_the_reminders_on_when_the_payment_did_not_arrive(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _marie_says_she_paid(deps, clock)
+    assert relance("handled", PHONE, "--resume") == (0, (
+        f"Marie {PHONE}: 1 hand-over(s) closed; 1 paused follow-up(s) resumed\n"
+        "  follow-up c1: scheduled (next step 1)\n"), "")
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None and (doc["state"], doc["needs_human"], doc["pause_reason"]) == ("scheduled", False, None)
+
+
+def test_an_opt_out_claiming_payment_is_confirmed_with_paid_and_never_resumed(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    outcome = _marie_says_she_paid(deps, clock, "J'ai déjà payé, arrêtez de me harceler, je ne veux plus de messages")
+    assert outcome == f"opt_out paused=1 needs_human: {PAID_OPT_OUT}"
+    before = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert relance("handled", PHONE, "--resume") == (1, "", (
+        f"error: Marie {PHONE} opted out: nothing is sent to them until they write START; nothing was changed\n"))
+    assert deps.store.followups.find_one({"_id": "c1:ct1"}) == before
+    assert relance("handled", PHONE, "--paid") == (0, (
+        f"Marie {PHONE}: 1 hand-over(s) closed; 1 follow-up(s) stopped as paid\n"
+        "  follow-up c1: stopped (next step 1) paid\n"), "")
+
+
+def test_handled_paid_is_refused_for_an_unknown_number(
+        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _three_numbers_write(deps, clock)
+    assert relance("handled", STRANGER, "--paid") == (1, "", (
+        f"error: {STRANGER} is no contact: there is no follow-up to mark paid; "
+        "run `relance handled PHONE` alone to take it off the list\n"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -263,3 +263,97 @@ def test_the_same_hand_over_alerts_the_owner_once(deps: Deps) -> None:
     assert process_inbound(deps, "inbound:SM" + "9" * 32) is None  # the event redelivered
     drain(deps)
     assert len(_to_owner(deps)) == 1
+
+
+# ------------------------------------------------------------------ one alert per hand-over
+class ScriptedClassifier:
+    """Reads each reply as the test says next."""
+
+    def __init__(self) -> None:
+        self.next = Classification(intent=Intent.DISPUTE, confidence=0.95, source="test")
+
+    def classify(self, request: ClassifyRequest) -> Classification:
+        return self.next
+
+
+def _reads(deps: Deps, intent: Intent, **extra: object) -> None:
+    classifier = deps.classifier
+    assert isinstance(classifier, ScriptedClassifier)
+    classifier.next = Classification(intent=intent, confidence=0.95, source="test", **extra)  # type: ignore[arg-type]
+
+
+def _to_client(deps: Deps) -> list[OutboundRequest]:
+    return [r for r in _sent(deps) if r.to == PHONE]
+
+
+def test_a_flagged_clients_further_messages_are_recorded_without_a_new_alert(deps: Deps, clock: FakeClock) -> None:
+    deps.classifier = ScriptedClassifier()
+    _reads(deps, Intent.OTHER)
+    assert _inbound(deps, PHONE, "SM" + "9" * 32, "???") == "needs_human: unclear reply"
+    assert len(_to_owner(deps)) == 1
+    fields = ("state", "pause_reason", "paused_until", "needs_human", "needs_human_reason", "hand_over_sid")
+    before = deps.store.followups.find_one({"_id": "c1:ct1"}, {k: 1 for k in fields})
+    assert before is not None and before["hand_over_sid"] == "SM" + "9" * 32
+    for n, (intent, text) in enumerate([(Intent.OTHER, "Allô ? Vous êtes là ?"),
+                                        (Intent.QUESTION, "C'est quoi la référence ?"),
+                                        (Intent.PAID, "bon, c'est payé"),
+                                        (Intent.PROMISE_TO_PAY, "je paie demain"),
+                                        (Intent.DISPUTE, "de toute façon je conteste")], start=1):
+        clock.advance(timedelta(minutes=5))
+        _reads(deps, intent, question_topic="invoice_number" if intent == Intent.QUESTION else None,
+               promised_date=date(2026, 3, 3) if intent == Intent.PROMISE_TO_PAY else None)
+        assert _inbound(deps, PHONE, f"SMfeed{n:028d}", text) == "recorded (hand-over open)"
+        inbound = deps.store.messages.find_one({"_id": f"in:SMfeed{n:028d}"})
+        assert inbound is not None and inbound["classification"]["intent"] == intent.value  # read, for the record
+    assert len(_to_owner(deps)) == 1 and _to_client(deps)[1:] == []  # no new alert, no automated reply
+    assert deps.store.followups.find_one({"_id": "c1:ct1"}, {k: 1 for k in fields}) == before  # nothing moved
+    # STOP is still honoured.
+    assert _inbound(deps, PHONE, "SMfeed" + "6" * 28, "STOP") == "opt_out stopped=1"
+    contact = deps.store.get_contact("ct1")
+    assert contact is not None and contact.opted_out
+    assert len(_to_owner(deps)) == 1
+
+
+def test_after_relance_handled_a_new_hand_over_alerts_the_owner_again(deps: Deps, clock: FakeClock) -> None:
+    from services.conversations import close_hand_over
+
+    deps.classifier = ScriptedClassifier()
+    _reads(deps, Intent.OTHER)
+    first, second, third = ("SMfeed" + str(n) * 28 for n in (1, 2, 3))
+    assert _inbound(deps, PHONE, first, "???") == "needs_human: unclear reply"
+    assert _inbound(deps, PHONE, second, "???") == "recorded (hand-over open)"
+    assert [m["_id"] for m in deps.store.messages.find({"purpose": "alert"})] == [f"alert:{first}"]
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None and (doc["state"], doc["hand_over_sid"]) == ("paused", first)
+
+    close_hand_over(deps.store, PHONE, action="resume", now=clock.now())
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None and doc["state"] == "scheduled" and "hand_over_sid" not in doc
+    clock.advance(timedelta(minutes=5))
+    _reads(deps, Intent.DISPUTE)
+    assert _inbound(deps, PHONE, third, "je conteste") == "needs_human: dispute"
+    assert [m["_id"] for m in deps.store.messages.find({"purpose": "alert"}).sort("created_at", 1)] == [
+        f"alert:{first}", f"alert:{third}"]
+    assert len(_to_owner(deps)) == 2
+
+
+def test_an_opt_out_in_words_is_honoured_while_a_hand_over_is_open(deps: Deps, clock: FakeClock) -> None:
+    deps.classifier = ScriptedClassifier()
+    _reads(deps, Intent.OTHER)
+    assert _inbound(deps, PHONE, "SMfeed" + "1" * 28, "???") == "needs_human: unclear reply"
+    _reads(deps, Intent.OPT_OUT)
+    assert _inbound(deps, PHONE, "SMfeed" + "2" * 28, "laissez-moi tranquille") == "opt_out stopped=1 (hand-over open)"
+    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert doc is not None and (doc["state"], doc["stop_reason"], doc["needs_human"]) == ("stopped", "opt_out", True)
+    assert len(_to_owner(deps)) == 1
+
+
+def test_the_same_message_redelivered_mid_hand_over_still_alerts_once(deps: Deps, clock: FakeClock) -> None:
+    """A crash after the flag but before the alert: the redelivered message is the hand-over's own."""
+    deps.classifier = ScriptedClassifier()
+    _dispute(deps)
+    deps.store.messages.delete_one({"_id": ALERT_ID})  # as if the worker died before storing the alert
+    deps.store.events.update_one({"_id": "inbound:SM" + "9" * 32}, {"$set": {"state": "received"}})
+    assert process_inbound(deps, "inbound:SM" + "9" * 32) == "needs_human: dispute"
+    drain(deps)
+    assert _state(deps, ALERT_ID) == "sent"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
+from services.conversations import close_hand_over
 from services.scheduler import TickReport, reconcile, tick
 from services.webhook import status_event
 from shared.clock import FakeClock
@@ -15,6 +17,7 @@ from shared.errors import DraftingError, PermanentError, SendRejected, Transient
 from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Classification, ClassifyRequest, Intent
+from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import load_settings
 from shared.store import Store
 from tests.support.actors import drain
@@ -86,25 +89,105 @@ def _say(deps: Deps, intent: Intent, confidence: float = 0.95, **kw: object) -> 
     deps.classifier.next = Classification(intent=intent, confidence=confidence, source="test", **kw)  # type: ignore[attr-defined,arg-type]
 
 
-def test_paid_stops_and_thanks(deps: Deps, clock: FakeClock) -> None:
+def _sent_to(deps: Deps, phone: str) -> list[str]:
+    """The bodies sent to ``phone`` so far, oldest first (spaces as typed: no-break ones made plain)."""
+    return [(m.body or "").replace("\u202f", " ").replace("\u00a0", " ")
+            for m in deps.sender.sent if m.to == phone]  # type: ignore[attr-defined]
+
+
+def _sid(n: int) -> str:
+    """A client's MessageSid (never one FakeSender gives an outbound message)."""
+    return f"SMfeed{n:028d}"
+
+
+def _fr(day: date) -> str:
+    months = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+              "novembre", "décembre"]
+    return f"{'1er' if day.day == 1 else day.day} {months[day.month - 1]} {day.year}"
+
+
+def _stop_on_paid(deps: Deps) -> None:
+    deps.settings = deps.settings.model_copy(update={"paid_claim_action": "stop"})
+
+
+# ------------------------------------------------------------------ "I paid"
+THANKS_CHECKING = ("Merci Marie, nous avons bien noté votre règlement. Nous vérifions sa bonne réception ; "
+                   "d'ici là, vous ne recevrez pas de relance à ce sujet.\nAtelier Dupont")
+THANKS_STOPPED = ("Merci Marie, nous avons bien noté votre règlement et ne vous relancerons plus à ce sujet."
+                  "\nAtelier Dupont")
+
+
+def test_a_paid_claim_pauses_the_follow_ups_and_asks_the_owner_to_confirm(deps: Deps, clock: FakeClock) -> None:
+    """PAID_CLAIM_ACTION=pause_and_verify (the default): nothing is stopped on the client's word."""
+    assert deps.settings.paid_claim_action == "pause_and_verify"
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.PAID)
+    assert _reply(deps, "c'est réglé") == f"paid_claimed paused=1 needs_human: {PAID_CLAIM}"
+    doc = _followup(deps)
+    assert (doc["state"], doc["pause_reason"], doc["paused_until"], doc["needs_human"], doc["needs_human_reason"]) \
+        == ("paused", "paid_claimed", None, True, PAID_CLAIM)
+    assert doc.get("stop_reason") is None
+    # The thank-you promises only what is true: a check, and no reminder meanwhile.
+    assert _sent_to(deps, PHONE)[1:] == [THANKS_CHECKING]
+    (alert,) = _sent_to(deps, "+33700000001")
+    assert "(dit avoir payé : vérifiez le paiement)" in alert
+    assert f"relance handled {PHONE} --paid s'il est reçu" in alert and "--resume sinon" in alert
+    clock.advance(timedelta(days=5))  # step 2 was due after 2 days: it waits for the owner
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert len(deps.sender.sent) == 3  # type: ignore[attr-defined]
+    assert _followup(deps)["state"] == "paused"
+
+
+def test_paid_stops_and_thanks_when_the_business_trusts_the_claim(deps: Deps, clock: FakeClock) -> None:
+    _stop_on_paid(deps)  # PAID_CLAIM_ACTION=stop: the behaviour before pause_and_verify became the default
     _first_step_sent(deps, clock)
     _say(deps, Intent.PAID)
     assert _reply(deps, "c'est réglé") == "paid stopped=1"
     assert _followup(deps)["state"] == "stopped" and _followup(deps)["stop_reason"] == "paid"
-    thanks = deps.sender.sent[-1]  # type: ignore[attr-defined]
-    assert thanks.to == PHONE and thanks.body and "Merci Marie" in thanks.body
+    assert not _followup(deps).get("needs_human")
+    assert _sent_to(deps, PHONE)[1:] == [THANKS_STOPPED]  # no "we will check": nobody is asked to
     # A redelivered event does nothing twice.
     assert process_inbound(deps, "inbound:SM" + "9" * 32) is None
     assert len(deps.sender.sent) == 2  # type: ignore[attr-defined]
 
 
-def test_paid_without_a_thank_you_when_the_business_turned_it_off(deps: Deps, clock: FakeClock) -> None:
-    deps.settings = deps.settings.model_copy(update={"thank_you_on_paid": False})
+@pytest.mark.parametrize("action", ["stop", "pause_and_verify"])
+def test_paid_without_a_thank_you_when_the_business_turned_it_off(deps: Deps, clock: FakeClock, action: str) -> None:
+    deps.settings = deps.settings.model_copy(update={"thank_you_on_paid": False, "paid_claim_action": action})
     _first_step_sent(deps, clock)
     _say(deps, Intent.PAID)
-    assert _reply(deps, "virement fait") == "paid stopped=1"
-    assert _followup(deps)["state"] == "stopped"
-    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]  # step 1, no thank-you
+    outcome = _reply(deps, "virement fait")
+    assert _sent_to(deps, PHONE)[1:] == []  # step 1, no thank-you
+    if action == "stop":
+        assert outcome == "paid stopped=1" and _followup(deps)["state"] == "stopped"
+    else:
+        assert outcome == f"paid_claimed paused=1 needs_human: {PAID_CLAIM}" and _followup(deps)["state"] == "paused"
+
+
+@pytest.mark.parametrize("action", ["stop", "pause_and_verify"])
+def test_an_opt_out_that_claims_payment_is_honoured_and_the_owner_checks_it(deps: Deps, clock: FakeClock,
+                                                                            action: str) -> None:
+    deps.settings = deps.settings.model_copy(update={"paid_claim_action": action})
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.OPT_OUT)
+    outcome = _reply(deps, "J'ai déjà payé, arrêtez de m'écrire")
+    assert deps.store.get_contact("ct1").opted_out  # type: ignore[union-attr]
+    doc = _followup(deps)
+    assert (doc["needs_human"], doc["needs_human_reason"]) == (True, PAID_OPT_OUT)
+    if action == "stop":  # as before: stopped for the opt-out, flagged
+        assert outcome == f"opt_out stopped=1 needs_human: {PAID_OPT_OUT}"
+        assert (doc["state"], doc["stop_reason"]) == ("stopped", "opt_out")
+    else:  # paused until the owner says whether the payment came (relance handled --paid / --stop)
+        assert outcome == f"opt_out paused=1 needs_human: {PAID_OPT_OUT}"
+        assert (doc["state"], doc["pause_reason"], doc["paused_until"]) == ("paused", "paid_claimed", None)
+    assert _sent_to(deps, PHONE)[1:] == []  # nothing more to a client who opted out
+    (alert,) = _sent_to(deps, "+33700000001")
+    assert "ne veut plus de messages et dit avoir payé" in alert and f"relance handled {PHONE} --paid" in alert
+    clock.advance(timedelta(days=5))
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert len(deps.sender.sent) == 2  # type: ignore[attr-defined]
 
 
 def test_the_stop_quick_reply_button_opts_out_whatever_its_text(deps: Deps, clock: FakeClock) -> None:
@@ -132,6 +215,79 @@ def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_ste
     assert _followup(deps)["step"] == 2  # step 2 went out, the cadence goes on
 
 
+@pytest.mark.parametrize(("days", "max_days"), [(45, "30"), (30, "30"), (12, "10")])
+def test_a_promise_further_than_max_promise_days_is_capped(deps: Deps, clock: FakeClock, days: int,
+                                                          max_days: str) -> None:
+    """Today is 2 March 2026 in Paris: a promise for 16 April waits until 1 April at most, and says so."""
+    deps.settings = deps.settings.model_copy(update={"max_promise_days": int(max_days)})
+    _first_step_sent(deps, clock)
+    today = date(2026, 3, 2)
+    promised, latest = today + timedelta(days=days), today + timedelta(days=int(max_days))
+    _say(deps, Intent.PROMISE_TO_PAY, promised_date=promised)
+    outcome = _reply(deps, "je paierai plus tard")
+    doc = _followup(deps)
+    assert (doc["state"], doc["pause_reason"], doc["promised_date"]) == ("paused", "promise_to_pay",
+                                                                         promised.isoformat())
+    paris = ZoneInfo("Europe/Paris")
+    (ack,) = _sent_to(deps, PHONE)[1:]
+    if days <= int(max_days):  # not further than the cap: the promised day, as always
+        assert outcome == f"promise_to_pay until={promised.isoformat()} paused=1"
+        assert doc["paused_until"] == datetime.combine(promised + timedelta(days=1), time(9), paris)
+        assert doc["promise_capped_to"] is None
+        assert ack == f"Merci Marie, c'est noté : nous attendons votre règlement pour le {_fr(promised)}.\n" \
+                      "Atelier Dupont"
+        return
+    assert outcome == f"promise_to_pay until={latest.isoformat()} paused=1 (capped: promised {promised.isoformat()})"
+    # Handled as a promise for the capped day: reminders resume the day after, at 09:00 in Paris.
+    assert doc["paused_until"] == datetime.combine(latest + timedelta(days=1), time(9), paris)
+    assert doc["promise_capped_to"] == latest.isoformat()
+    # The client is told when we will be back, never that we wait for their far-off date.
+    assert ack == (f"Merci Marie, c'est noté. Le {_fr(promised)} étant éloigné, nous reprendrons contact avec vous "
+                   f"à partir du {_fr(latest + timedelta(days=1))}.\nAtelier Dupont")
+    clock.set(datetime.combine(latest + timedelta(days=1), time(9, 0, 1), paris).astimezone(UTC))
+    tick(deps.store, deps.queue, clock)
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert len(_sent_to(deps, PHONE)) == 3 and _followup(deps)["step"] == 2  # step 2 went out on that day
+
+
+def test_an_english_capped_promise_says_when_we_come_back(deps: Deps, clock: FakeClock) -> None:
+    deps.store.contacts.update_one({"_id": "ct1"}, {"$set": {"language": "en"}})
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 6, 1))
+    assert _reply(deps, "I'll pay in June") == "promise_to_pay until=2026-04-01 paused=1 (capped: promised 2026-06-01)"
+    assert _sent_to(deps, PHONE)[1:] == ["Thank you Marie, noted. As 1 June 2026 is some way off, we will contact you "
+                                         "again from 2 April 2026.\nAtelier Dupont"]
+
+
+def test_a_third_promise_on_the_same_follow_up_goes_to_a_person(deps: Deps, clock: FakeClock) -> None:
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 3, 6))
+    assert _reply(deps, "je paie vendredi", sid=_sid(1)) == "promise_to_pay until=2026-03-06 paused=1"
+    clock.set(datetime(2026, 3, 7, 9, 0, 1, tzinfo=ZoneInfo("Europe/Paris")))
+    tick(deps.store, deps.queue, clock)  # the promise was broken: the cadence goes on
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert _followup(deps)["step"] == 2
+    _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 3, 13))
+    assert _reply(deps, "vendredi prochain", sid=_sid(2)) == "promise_to_pay until=2026-03-13 paused=1"
+    assert sorted(_followup(deps)["promise_sids"]) == [_sid(1), _sid(2)]
+    # The second promise processed again (a redelivery after a crash) is still the second one.
+    deps.store.events.update_one({"_id": f"inbound:{_sid(2)}"}, {"$set": {"state": "received"}})
+    assert process_inbound(deps, f"inbound:{_sid(2)}") == "promise_to_pay until=2026-03-13 paused=1"
+    drain(deps)
+    sent = len(deps.sender.sent)  # type: ignore[attr-defined]
+
+    _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 3, 27))
+    assert _reply(deps, "promis, je paie le 27", sid="SM" + "3" * 32) == "needs_human: third promise to pay"
+    doc = _followup(deps)
+    assert (doc["state"], doc["pause_reason"], doc["paused_until"], doc["needs_human"], doc["needs_human_reason"]) \
+        == ("paused", "needs_human", None, True, "third promise to pay")
+    assert len(doc["promise_sids"]) == 2
+    assert [m.to for m in deps.sender.sent[sent:]] == ["+33700000001"]  # type: ignore[attr-defined]  # no ack
+    assert "(troisième promesse de paiement)" in (deps.sender.sent[-1].body or "")  # type: ignore[attr-defined]
+
+
 def test_question_answered_from_the_data_only(deps: Deps, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
@@ -139,6 +295,62 @@ def test_question_answered_from_the_data_only(deps: Deps, clock: FakeClock) -> N
     answer = deps.sender.sent[-1].body or ""  # type: ignore[attr-defined]
     assert "1\u202f250,50\u00a0€" in answer or "1 250,50" in answer.replace("\u202f", " ").replace("\u00a0", " ")
     assert _followup(deps)["state"] == "scheduled"  # the cadence continues
+
+
+def test_automated_replies_to_one_client_are_limited_then_a_person_takes_over(deps: Deps, clock: FakeClock) -> None:
+    """MAX_AUTO_REPLIES_PER_DAY=3 (the default): a fourth reply within 24 h is a person's to write."""
+    assert deps.settings.max_auto_replies_per_day == 3
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.QUESTION, question_topic="amount")
+    for n in range(1, 4):
+        clock.advance(timedelta(minutes=10))
+        assert _reply(deps, "c'est combien ?", sid=_sid(n)) == "question answered (amount)"
+    assert len(_sent_to(deps, PHONE)) == 4  # step 1 and three answers
+    # The third one processed again (a redelivery) does not count against itself.
+    deps.store.events.update_one({"_id": f"inbound:{_sid(3)}"}, {"$set": {"state": "received"}})
+    assert process_inbound(deps, f"inbound:{_sid(3)}") == "question answered (amount)"
+    drain(deps)
+
+    clock.advance(timedelta(minutes=10))
+    limit = "automated reply limit reached (3 in 24 h)"
+    assert _reply(deps, "c'est combien ?", sid=_sid(4)) == f"needs_human: {limit}"
+    doc = _followup(deps)
+    assert (doc["state"], doc["needs_human"], doc["needs_human_reason"]) == ("paused", True, limit)
+    assert len(_sent_to(deps, PHONE)) == 4  # no fourth answer
+    (alert,) = _sent_to(deps, "+33700000001")
+    assert "(trop de réponses automatiques en 24 h)" in alert
+    # Once handed over: recorded, no answer, no second alert.
+    assert _reply(deps, "allô ?", sid=_sid(5)) == "recorded (hand-over open)"
+    assert len(deps.sender.sent) == 5  # type: ignore[attr-defined]
+
+    close_hand_over(deps.store, PHONE, action="resume", now=clock.now())
+    clock.advance(timedelta(hours=24))  # the first answers are more than 24 h old
+    assert _reply(deps, "c'est combien déjà ?", sid=_sid(6)) == "question answered (amount)"
+    assert len(_sent_to(deps, PHONE)) == 5
+
+
+def test_past_the_limit_a_paid_claim_is_handed_over_without_a_thank_you(deps: Deps, clock: FakeClock) -> None:
+    deps.settings = deps.settings.model_copy(update={"max_auto_replies_per_day": 1})
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.QUESTION, question_topic="amount")
+    assert _reply(deps, "c'est combien ?", sid=_sid(1)) == "question answered (amount)"
+    _say(deps, Intent.PAID)
+    assert _reply(deps, "c'est réglé", sid=_sid(2)) == f"paid_claimed paused=1 needs_human: {PAID_CLAIM}"
+    assert len(_sent_to(deps, PHONE)) == 2 and len(_sent_to(deps, "+33700000001")) == 1  # no thank-you
+    _stop_on_paid(deps)
+    close_hand_over(deps.store, PHONE, action="resume", now=clock.now())
+    assert _reply(deps, "virement fait", sid=_sid(3)) == \
+        "needs_human: automated reply limit reached (1 in 24 h)"
+    assert _followup(deps)["state"] == "paused"  # not stopped on the client's word, without a thank-you either
+
+
+def test_no_limit_on_automated_replies_when_set_to_0(deps: Deps, clock: FakeClock) -> None:
+    deps.settings = deps.settings.model_copy(update={"max_auto_replies_per_day": 0})
+    _first_step_sent(deps, clock)
+    _say(deps, Intent.QUESTION, question_topic="amount")
+    for n in range(1, 6):
+        assert _reply(deps, "c'est combien ?", sid=_sid(n)) == "question answered (amount)"
+    assert len(_sent_to(deps, PHONE)) == 6
 
 
 def test_the_reply_is_linked_to_the_follow_ups_it_answers_and_opens_the_window(deps: Deps, clock: FakeClock) -> None:

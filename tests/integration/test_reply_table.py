@@ -16,17 +16,22 @@ Branches at the default threshold (0.6), per path, for the table as of this writ
 cases, 124 with a text: the two empty ones, a voice note and blanks, are left to
 test_classifier_gemini, the issue asking for realistic replies):
 
-- ``paid`` (stopped ``paid``, thank-you queued and sent): 26 cases;
+- ``paid`` (PAID_CLAIM_ACTION=pause_and_verify, the default: paused ``paid_claimed`` and
+  flagged, owner alerted to check the payment, thank-you queued and sent; with
+  PAID_CLAIM_ACTION=stop, see ``test_offline_paid_claim_when_the_business_trusts_it``: stopped
+  ``paid``, no alert): 26 cases;
 - ``promise`` (paused until the date + 1 day at 09:00, ``promised_date`` recorded,
-  acknowledgement sent): 25 cases;
+  acknowledgement sent; a date more than MAX_PROMISE_DAYS (30) away is capped, and the
+  acknowledgement says when reminders resume): 25 cases, 1 of them capped ("le 10 janvier");
 - ``answered`` (a reply built from the asked fact of the contact's data, the follow-up
   untouched): 15 cases;
 - ``stopped_flagged`` (stopped + ``needs_human``, owner alerted): 15 cases, dispute 9 and
   wrong_person 6;
 - ``opted_out`` (contact opted out, follow-up stopped, nobody alerted): 8 cases, all through the
   classifier (no table text is a STOP keyword);
-- ``opted_out_flagged`` (the same, and the owner alerted to check a payment the client claims):
-  1 case, "I've already paid, stop harassing me";
+- ``opted_out_flagged`` (contact opted out, follow-up paused ``paid_claimed`` and flagged, the
+  owner alerted to check a payment the client claims; stopped ``opt_out`` with
+  PAID_CLAIM_ACTION=stop): 1 case, "I've already paid, stop harassing me";
 - ``unchanged`` (acknowledged: still scheduled, no reply, no alert): 8 cases;
 - ``paused_flagged`` (paused + ``needs_human`` with a reason, owner alerted): 26 cases: 4
   promises without a usable date, 6 questions the data cannot answer, 4 mixed replies and 1 bare
@@ -57,6 +62,7 @@ from shared.clock import FakeClock, utc
 from shared.fakes import FakeSender, RecordingQueue
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Intent
+from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
 from shared.settings import Settings, load_settings
 from shared.store import Store
 from tests.support.actors import drain
@@ -65,7 +71,7 @@ from tests.support.fake_gemini_replies import create_app
 from tests.support.gemini_helpers import API_KEY, MODEL, FakeGemini, fake_fixtures
 from tests.unit.test_classifier import ANY, CASES, TODAY, Case, case_id, request_for
 from workers.deps import Deps
-from workers.replies import PAID_OPT_OUT, owner_reason, process_inbound
+from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
 
@@ -266,6 +272,11 @@ def strict_world(store: Store, clock: FakeClock, request: pytest.FixtureRequest)
 
 
 @pytest.fixture
+def trusting_world(store: Store, clock: FakeClock, request: pytest.FixtureRequest) -> World:
+    return _world(store, clock, request.param, None, PAID_CLAIM_ACTION="stop")
+
+
+@pytest.fixture
 def gemini_world(store: Store, clock: FakeClock, gemini: GeminiClassifier, fake: FakeGemini,
                  request: pytest.FixtureRequest) -> World:
     return _world(store, clock, request.param, gemini)  # ``fake`` first: reset, no request recorded
@@ -320,7 +331,8 @@ def run_and_check(world: World, source: str) -> Plan:
     alert = store.messages.find_one({"_id": f"alert:{world.sid}"})
     replies = world.sent_to_contact()[1:]
     assert contact["opted_out"] is plan.branch.startswith("opted_out"), (case.text, outcome)
-    if plan.branch in ("stopped_flagged", "paused_flagged", "opted_out_flagged"):
+    verify = deps.settings.paid_claim_action == "pause_and_verify"
+    if plan.branch in ("stopped_flagged", "paused_flagged", "opted_out_flagged") or (plan.branch == "paid" and verify):
         assert alert is not None and alert["to"] == OWNER and alert["state"] == "sent", (case.text, alert)
     else:
         assert alert is None, (case.text, outcome)
@@ -336,21 +348,41 @@ def run_and_check(world: World, source: str) -> Plan:
         assert reply is None and replies == [], (case.text, outcome, replies)
         body = ""
 
-    if plan.branch == "paid":
+    if plan.branch == "paid" and verify:  # paused until the owner confirms (relance handled --paid)
+        assert outcome == f"paid_claimed paused=1 needs_human: {PAID_CLAIM}", (case.text, outcome)
+        assert (after["state"], after["pause_reason"], after["paused_until"], after["needs_human"],
+                after["needs_human_reason"], after["step"]) == ("paused", "paid_claimed", None, True, PAID_CLAIM, 1)
+        assert body == (f"Thank you {NAME}, we have noted your payment. We are checking that it has arrived; until "
+                        "then, you will not receive reminders about it.\nGarage Martin" if case.language == Language.EN
+                        else f"Merci {NAME}, nous avons bien noté votre règlement. Nous vérifions sa bonne réception ; "
+                        "d'ici là, vous ne recevrez pas de relance à ce sujet.\nGarage Martin"), body
+        assert alert is not None and "(dit avoir payé : vérifiez le paiement)" in shown(alert["body"])
+    elif plan.branch == "paid":
         assert outcome == "paid stopped=1", (case.text, outcome)
         assert (after["state"], after["stop_reason"], after["next_run_at"]) == ("stopped", "paid", None)
         assert not after.get("needs_human")
-        assert body.startswith(f"Thank you {NAME}," if case.language == Language.EN else f"Merci {NAME},"), body
+        assert body == (f"Thank you {NAME}, we have noted your payment and will not send you further reminders about "
+                        "it.\nGarage Martin" if case.language == Language.EN else
+                        f"Merci {NAME}, nous avons bien noté votre règlement et ne vous relancerons plus à ce sujet."
+                        "\nGarage Martin"), body
     elif plan.branch == "promise":
         assert plan.promised is not None
         promised = plan.promised.isoformat()
-        assert outcome == f"promise_to_pay until={promised} paused=1", (case.text, outcome)
-        grace_end = datetime.combine(plan.promised + timedelta(days=1), time(9, 0), tzinfo=PARIS)
+        # More than MAX_PROMISE_DAYS away: handled as a promise for today + MAX_PROMISE_DAYS.
+        latest = TODAY + timedelta(days=deps.settings.max_promise_days)
+        day = min(plan.promised, latest)
+        capped = f" (capped: promised {promised})" if plan.promised > latest else ""
+        assert outcome == f"promise_to_pay until={day.isoformat()} paused=1{capped}", (case.text, outcome)
+        grace_end = datetime.combine(day + timedelta(days=1), time(9, 0), tzinfo=PARIS)
         assert (after["state"], after["pause_reason"], after["promised_date"], after["step"]) == (
             "paused", "promise_to_pay", promised, 1), (case.text, after)
+        assert after["promise_capped_to"] == (day.isoformat() if capped else None), (case.text, after)
+        assert after["promise_sids"] == [world.sid]
         assert utc(after["paused_until"]) == grace_end.astimezone(UTC), (case.text, after["paused_until"])
         assert not after.get("needs_human")
         assert date_shown(plan.promised, case.language) in body, (case.text, body)
+        if capped:  # the day reminders resume, never a promise to wait until the client's date
+            assert date_shown(day + timedelta(days=1), case.language) in body, (case.text, body)
     elif plan.branch == "answered":
         assert plan.topic is not None
         assert outcome == f"question answered ({plan.topic})", (case.text, outcome)
@@ -365,6 +397,10 @@ def run_and_check(world: World, source: str) -> Plan:
         assert outcome == "opt_out stopped=1", (case.text, outcome)
         assert (after["state"], after["stop_reason"]) == ("stopped", "opt_out"), (case.text, after)
         assert not after.get("needs_human")
+    elif plan.branch == "opted_out_flagged" and verify:
+        assert outcome == f"opt_out paused=1 needs_human: {plan.reason}", (case.text, outcome)
+        assert (after["state"], after["pause_reason"], after["needs_human"], after["needs_human_reason"]) == (
+            "paused", "paid_claimed", True, plan.reason), (case.text, after)
     elif plan.branch == "opted_out_flagged":
         assert outcome == f"opt_out stopped=1 needs_human: {plan.reason}", (case.text, outcome)
         assert (after["state"], after["stop_reason"], after["needs_human"], after["needs_human_reason"]) == (
@@ -406,6 +442,18 @@ def test_gemini_reply(gemini_world: World, fake: FakeGemini) -> None:
     assert len(calls) == 1, gemini_world.case.text
     prompt = "\n".join(p["text"] for c in calls[0]["body"]["contents"] for p in c["parts"])
     assert f'"today": "{TODAY.isoformat()}"' in prompt  # the contact's today, from the clock
+
+
+# The replies that claim a payment, plainly or with an opt-out.
+PAID_CLAIMS = [case for case in TABLE if case.intent == Intent.PAID
+               or (case.intent == Intent.OPT_OUT and claims_payment(case.text))]
+
+
+@pytest.mark.parametrize("trusting_world", PAID_CLAIMS, ids=case_id, indirect=True)
+def test_offline_paid_claim_when_the_business_trusts_it(trusting_world: World) -> None:
+    """PAID_CLAIM_ACTION=stop: stopped on the client's word, as before pause_and_verify."""
+    plan = run_and_check(trusting_world, "offline")
+    assert plan.branch in ("paid", "opted_out_flagged", "paused_flagged"), plan  # (low confidence: a person)
 
 
 @pytest.mark.parametrize("strict_world", STRICT_CASES, ids=case_id, indirect=True)
