@@ -37,7 +37,7 @@ TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name", "2"
 def deps(store: Store, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "TWILIO_AUTH_TOKEN": "t" * 32})
     return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
-                sender=FakeSender())
+                sender=FakeSender(clock=clock))
 
 
 def _setup(deps: Deps, *, steps: int = 2, template: bool = True, window: SendWindow = ALWAYS,
@@ -268,12 +268,24 @@ def test_stuck_sending_becomes_uncertain_not_resent(deps: Deps, clock: FakeClock
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
     from shared.models import MessageState
 
-    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING,  # type: ignore[arg-type]
-                            now=clock.now())  # a worker died right after calling Twilio
+    assert message_id
+    deps.queue.sends.clear()  # type: ignore[attr-defined]  # taken by a worker, which died calling Twilio
+    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING,
+                            now=clock.now(), extra={"sending_at": clock.now()})
     clock.advance(timedelta(minutes=6))
     report = tick(deps.store, deps.queue, clock)
     assert report.uncertain == [message_id]
+    # Uncertain, to be looked up at Twilio: nothing is queued to send.
+    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    assert deps.queue.sends == [] and deps.queue.reconciles == [message_id]  # type: ignore[attr-defined]
+    drain(deps)  # the lookup finds nothing yet: it waits
     assert deps.sender.sent == []  # type: ignore[attr-defined]
+    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    clock.advance(timedelta(minutes=5))  # ten minutes after the send began: never reached Twilio
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+    assert deps.store.message_doc(message_id)["state"] == "sent"  # type: ignore[index]
 
 
 def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock) -> None:
@@ -333,7 +345,9 @@ def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock
     assert deps.store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,
                                    now=clock.now())
     assert reconcile_message(deps, message_id) == "waiting"
-    clock.advance(timedelta(minutes=3))
+    clock.advance(timedelta(minutes=9, seconds=59))  # RECONCILE_GRACE_SECONDS: 10 minutes
+    assert reconcile_message(deps, message_id) == "waiting"
+    clock.advance(timedelta(seconds=1))
     assert reconcile_message(deps, message_id) == "resent"
     drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
