@@ -156,10 +156,10 @@ def test_send_window_is_checked_again_before_sending(deps: Deps, clock: FakeCloc
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
     assert message_id
     clock.set(datetime(2026, 3, 2, 19, 0, tzinfo=UTC))  # 20:00 in Paris: closed
-    deps.queue.sends.clear()  # type: ignore[attr-defined]
-    assert send_message(deps, message_id) is None
+    drain(deps)  # the send drafting queued: held for the window, and kept queued for later
     assert deps.sender.sent == []  # type: ignore[attr-defined]
-    (_, delay), = deps.queue.sends  # type: ignore[attr-defined]
+    (held, delay), = deps.queue.sends  # type: ignore[attr-defined]
+    assert held == message_id
     assert delay == (datetime(2026, 3, 3, 8, 0, tzinfo=UTC) - clock.now()).total_seconds()
     clock.set(datetime(2026, 3, 3, 8, 0, 1, tzinfo=UTC))
     assert send_message(deps, message_id)
