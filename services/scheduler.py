@@ -9,7 +9,9 @@ Every few seconds it
    never send it (stopped or paused while it was drafted) is cancelled. MongoDB is the truth,
    Redis only the conveyor;
 4. polls Twilio for messages still ``sent`` long after they went out (their status callbacks
-   were lost: Twilio does not retry them), so a failure is still acted on.
+   were lost: Twilio does not retry them), so a failure is still acted on;
+5. once per INBOUND_BACKFILL_SECONDS (one scheduler of several), stores the inbound messages
+   Twilio has that the webhook missed (:mod:`services.backfill`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from shared.cadence import DRAFT_KEEPER_FIELDS, advance_after_send, cancel_dead_draft
 from shared.clock import Clock, utc
@@ -27,6 +30,9 @@ from shared.errors import TransientError
 from shared.models import FollowUpState, MessageState
 from shared.ports import TaskQueue
 from shared.store import Store, unreachable_as_transient
+
+if TYPE_CHECKING:
+    from services.backfill import InboundBackfill
 
 log = logging.getLogger(__name__)
 # How often a stale ready step message whose follow-up still wants it is looked at again.
@@ -55,6 +61,7 @@ class TickReport:
     reconciling: list[str] = field(default_factory=list)
     cancelled_drafts: list[str] = field(default_factory=list)
     status_polls: list[str] = field(default_factory=list)
+    backfilled: list[str] = field(default_factory=list)
 
     def total(self) -> int:
         """How many things moved."""
@@ -212,17 +219,20 @@ def resume_campaign(store: Store, campaign_id: str, now: datetime) -> int:
 
 
 def tick(store: Store, queue: TaskQueue, clock: Clock, *, batch: int = 200,
-         stale_after: timedelta = timedelta(minutes=5)) -> TickReport:
-    """One scheduler pass: claim, resume, reconcile."""
+         stale_after: timedelta = timedelta(minutes=5), backfill: InboundBackfill | None = None) -> TickReport:
+    """One scheduler pass: claim, resume, reconcile, and the inbound backfill when it is due."""
     report = TickReport()
     claim_due(store, queue, clock, batch, report)
     report.resumed = store.resume_due_pauses(clock.now(), batch)
     reconcile(store, queue, clock, stale_after, batch, report)
+    if backfill is not None:
+        report.backfilled = backfill.run_in_tick(store, queue, clock)
     return report
 
 
 def run_forever(store: Store, queue: TaskQueue, clock: Clock, *, interval: float, batch: int,
-                stale_after: timedelta, stop: threading.Event | None = None) -> None:
+                stale_after: timedelta, stop: threading.Event | None = None,
+                backfill: InboundBackfill | None = None) -> None:
     """Tick every ``interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
     stop = stop or threading.Event()
 
@@ -236,7 +246,7 @@ def run_forever(store: Store, queue: TaskQueue, clock: Clock, *, interval: float
     log.info("scheduler started: every %.1fs, batch %d", interval, batch)
     while not stop.is_set():
         try:
-            report = tick(store, queue, clock, batch=batch, stale_after=stale_after)
+            report = tick(store, queue, clock, batch=batch, stale_after=stale_after, backfill=backfill)
             if report.total():
                 log.info("tick claimed=%d resumed=%d requeued_drafts=%d requeued_sends=%d advanced=%d "
                          "uncertain=%d status_polls=%d", len(report.claimed), len(report.resumed),

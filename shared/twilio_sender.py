@@ -184,8 +184,8 @@ class TwilioSender:
         """Messages to ``to`` (optionally from ``from_``, sent on/after a time), newest first.
 
         Numbers may be given with or without the ``whatsapp:`` prefix. Each item has
-        ``sid, to, from, body, status, direction, num_media, date_created, date_sent,
-        error_code`` (dates as aware UTC datetimes). Used to reconcile sends whose outcome is
+        ``sid, account_sid, to, from, body, status, direction, num_media, date_created,
+        date_sent, error_code`` (dates as aware UTC datetimes). Used to reconcile sends whose outcome is
         unknown (without ``date_sent_after``: Twilio filters ``DateSent>`` on the send time, so
         a message still ``queued`` is left out) and to backfill inbound messages (``to`` our
         sender). Errors are translated as in :meth:`send`.
@@ -208,6 +208,7 @@ class TwilioSender:
         return [
             {
                 "sid": m.sid,
+                "account_sid": m.account_sid,
                 "to": m.to,
                 "from": m.from_,
                 "body": m.body,
