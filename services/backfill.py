@@ -103,13 +103,14 @@ class InboundBackfill:
         usable = [item for item in inbound if _usable(item, self.our_number)]
         report.skipped = len(inbound) - len(usable)
         known = store.known_event_ids([f"inbound:{item['sid']}" for item in usable])
-        for item in sorted(usable, key=lambda item: _sent_at(item) or now):
+        missing = []
+        for item in sorted(usable, key=lambda item: _sent_at(item) or now):  # in the order the client wrote
             event_id, event = inbound_event(_webhook_form(item))
-            if event_id in known:
-                continue
-            # Stored as the webhook would have, dated when the client wrote (their 24-hour window).
-            if store.record_events([(event_id, {**event, "source": "backfill"})], min(_sent_at(item) or now, now))[0]:
-                report.stored.append(event_id)
+            if event_id not in known:
+                missing.append((event_id, {**event, "source": "backfill", "date_sent": _sent_at(item)}))
+        # Stored as the webhook stores a batch: received now (by us), one pending note for them all.
+        fresh = store.record_events(missing, now)
+        report.stored = [event_id for (event_id, _), new in zip(missing, fresh, strict=True) if new]
         if report.stored:
             try:
                 queue.process_inbound_many(report.stored)

@@ -174,7 +174,8 @@ def test_only_missing_messages_are_stored_as_the_webhook_would_have(
     for key in ("kind", "sid", "state", "from", "to", "body", "num_media", "media_urls"):
         assert event[key] == webhook_doc[key], key
     assert event["source"] == "backfill"
-    assert event["received_at"] == clock.now() - timedelta(minutes=2)  # when the client wrote
+    assert event["received_at"] == clock.now()  # when we got it; Twilio's date is kept beside it
+    assert event["date_sent"] == clock.now() - timedelta(minutes=2)
     # Its pending note is written: a reminder to this client is held until it is processed.
     assert f"inbound:{missed}" in [e["_id"] for e in store.unprocessed_inbound(CLIENT)]
     clock.advance(PERIOD)
