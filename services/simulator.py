@@ -28,9 +28,12 @@ Control endpoints for tests and demos live under ``/_sim/``:
 - ``POST /_sim/inbound`` ``{"from": "+33…", "body": "…", "webhook_url": …, "to": …,
   "profile_name": …, <other Twilio parameters>}``: posts a signed inbound WhatsApp
   message to the webhook (default ``<webhook_base_url>/whatsapp/webhook``), once: like
-  Twilio, an answer of 5xx is not retried. The message is kept as a Message resource
-  (``direction`` ``inbound``, ``status`` ``received``, From the client, To our number),
-  listed by ``GET .../Messages.json`` whatever the webhook answered;
+  Twilio, an answer of 5xx is not retried. A URL fragment of connection overrides
+  (``#ct=…&rt=…&rc=…&rp=ct,rt``) is removed before the call and sets its timeouts and how
+  often a failed connection (``ct``) or a read timeout (``rt``) is tried again. The message
+  is kept as a Message resource (``direction`` ``inbound``, ``status`` ``received``, From
+  the client, To our number), listed by ``GET .../Messages.json`` whatever the webhook
+  answered;
 - ``POST /_sim/config`` ``{"callback_delay": 0.05, "send_read": true,
   "response_delay_ms": 0}``; ``GET /_sim/messages`` (the API's messages; ``?to=``,
   ``?direction=inbound|all``);
@@ -154,6 +157,48 @@ def gateway_error(status: int) -> Response:
               504: "Gateway Timeout"}.get(status, "Error")
     page = f"<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1></body></html>"
     return Response(page, status_code=status, media_type="text/html")
+
+
+@dataclass(frozen=True)
+class ConnectionOverrides:
+    """Twilio's webhook connection overrides (the URL fragment ``#ct=…&rt=…&rc=…&rp=…``).
+
+    Only what the simulator plays: timeouts in milliseconds, and ``rc`` retries when the
+    connection fails (``ct``) or no answer comes in time (``rt``); ``all`` means both here. An
+    HTTP answer, even 5xx, is never retried for an incoming message.
+    """
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    retries: int = 0
+    policy: frozenset[str] = frozenset()
+
+    def retries_on(self, exc: httpx.HTTPError) -> bool:
+        """Whether this failure is one the retry policy retries."""
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return bool({"ct", "all"} & self.policy)
+        if isinstance(exc, httpx.ReadTimeout):
+            return bool({"rt", "all"} & self.policy)
+        return False
+
+
+def connection_overrides(url: str) -> tuple[str, ConnectionOverrides]:
+    """The URL Twilio calls (and signs), without its fragment, and the overrides the fragment holds."""
+    base, _, fragment = url.partition("#")
+    found = dict(parse_qsl(fragment))
+
+    def number(key: str, default: float, low: float, high: float) -> float:
+        try:
+            return min(high, max(low, float(found[key])))
+        except (KeyError, ValueError):
+            return default
+
+    return base, ConnectionOverrides(
+        connect_timeout=number("ct", 5000, 100, 10_000) / 1000,
+        read_timeout=number("rt", 15_000, 100, 15_000) / 1000,
+        retries=int(number("rc", 0, 0, 5)) if "rc" in found else 0,
+        policy=frozenset(p.strip() for p in found.get("rp", "ct,rt").split(",") if p.strip()),
+    )
 
 
 def sign(auth_token: str, url: str, params: dict[str, str]) -> str:
@@ -773,6 +818,7 @@ class Simulator:
             if not self.webhook_base_url:
                 raise BadControl("no 'webhook_url' given and no webhook base URL configured")
             url = f"{self.webhook_base_url}/whatsapp/webhook"
+        url, overrides = connection_overrides(url)
         to = _opt_number(data, "to")
         recipient = _whatsapp(to) if to else self._our_number_for(sender)
         body = str(data.get("body") or "")
@@ -818,15 +864,23 @@ class Simulator:
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),
             "User-Agent": "TwilioProxy/1.1",
         }
-        try:
-            answer = await self._client().post(url, data=params, headers=headers)
-        except httpx.HTTPError as exc:
-            return JSONResponse(
-                {"sid": sid, "error": f"webhook unreachable ({type(exc).__name__})"},
-                status_code=502,
-            )
+        timeout = httpx.Timeout(overrides.read_timeout, connect=overrides.connect_timeout)
+        attempt = 0
+        while True:  # an answer, even 5xx, is final; a failed connection is retried only as overrides say
+            attempt += 1
+            try:
+                answer = await self._client().post(url, data=params, headers=headers, timeout=timeout)
+                break
+            except httpx.HTTPError as exc:
+                if attempt <= overrides.retries and overrides.retries_on(exc):
+                    await asyncio.sleep(0.1)
+                    continue
+                return JSONResponse(
+                    {"sid": sid, "error": f"webhook unreachable ({type(exc).__name__})", "attempts": attempt},
+                    status_code=502,
+                )
         return JSONResponse(
-            {"sid": sid, "status_code": answer.status_code, "body": answer.text[:2000]}
+            {"sid": sid, "status_code": answer.status_code, "body": answer.text[:2000], "attempts": attempt}
         )
 
     def _our_number_for(self, client_number: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
@@ -333,3 +334,26 @@ def test_health_counts_messages_whose_callbacks_are_still_to_come(
     while http.get("/_sim/health").json()["pending_callbacks"] and time.monotonic() < deadline:
         time.sleep(0.02)
     assert http.get("/_sim/health").json()["pending_callbacks"] == 0
+
+
+def test_connection_overrides_retry_failed_connections_never_an_answer(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/whatsapp/webhook"
+    plain = http.post("/_sim/inbound", json={"from": CLIENT, "body": "a", "webhook_url": dead})
+    assert plain.status_code == 502 and plain.json()["attempts"] == 1  # no overrides: never again
+    retried = http.post("/_sim/inbound", json={"from": CLIENT, "body": "b", "webhook_url": f"{dead}#rc=2&rp=ct"})
+    assert retried.status_code == 502 and retried.json()["attempts"] == 3
+    other = http.post("/_sim/inbound", json={"from": CLIENT, "body": "c", "webhook_url": f"{dead}#rc=2&rp=rt"})
+    assert other.json()["attempts"] == 1  # a refused connection is not a read timeout
+    # The fragment never reaches the webhook, and the signature is over the URL without it.
+    recorder.fail_next["/whatsapp/webhook"] = 1
+    url = f"{recorder.base_url}/whatsapp/webhook"
+    answered = http.post("/_sim/inbound", json={"from": CLIENT, "body": "d", "webhook_url": f"{url}#rc=3&rp=all"})
+    assert answered.json()["status_code"] == 500 and answered.json()["attempts"] == 1  # 5xx: final
+    ok = http.post("/_sim/inbound", json={"from": CLIENT, "body": "e", "webhook_url": f"{url}#ct=1000&rc=1&rp=ct"})
+    assert ok.json()["status_code"] == 200
+    (got,) = recorder.wait_for(1, path="/whatsapp/webhook")
+    assert got.url == url and got.signature_valid and got.params["Body"] == "e"
