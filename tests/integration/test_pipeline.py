@@ -307,13 +307,15 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock)
     assert _state(deps, fid) == "completed"
 
 
-def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock) -> None:
+@pytest.mark.parametrize("status", [None, 502])
+def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock, status: int | None) -> None:
     from workers.sending import reconcile_message
 
     fid = _setup(deps, steps=1)
     sender = deps.sender
     assert isinstance(sender, FakeSender)
-    sender.lose_answer_once = True  # Twilio took it, but the answer never came back
+    sender.lose_answer_once = True  # Twilio took it, but the answer never came back (or came back 502)
+    sender.lost_answer_status = status
     tick(deps.store, deps.queue, clock)
     drain(deps)
     message_id = f"{fid}:0"
