@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
@@ -27,6 +27,9 @@ from shared.settings import Settings
 from shared.store import Doc, Store, open_store
 from shared.twilio_sender import TwilioSender
 from workers.deps import Deps
+
+if TYPE_CHECKING:
+    from services.backfill import InboundBackfill
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,28 @@ class NoSender:
 
     def fetch_status(self, sid: str) -> DeliveryStatus | None:
         self._refuse()
+
+
+def build_inbound_backfill(settings: Settings) -> InboundBackfill | None:
+    """The scheduler's inbound backfill (Twilio's Messages list), or None when it cannot or need not run.
+
+    Off with INBOUND_BACKFILL_SECONDS=0, and without Twilio credentials (one warning: the
+    scheduler itself runs without them). It only reads Twilio: PUBLIC_BASE_URL is not needed.
+    """
+    from services.backfill import InboundBackfill
+
+    if settings.inbound_backfill_seconds <= 0:
+        log.info("inbound backfill off (INBOUND_BACKFILL_SECONDS=0)")
+        return None
+    if not settings.twilio_account_sid or not settings.twilio_auth_token.get_secret_value():
+        log.warning("inbound backfill off: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set for the scheduler, "
+                    "so messages the webhook misses during an outage are not fetched from Twilio")
+        return None
+    sender = TwilioSender(account_sid=settings.twilio_account_sid,
+                          auth_token=settings.twilio_auth_token.get_secret_value(),
+                          from_number=settings.twilio_whatsapp_number, api_base_url=settings.twilio_api_base_url)
+    return InboundBackfill(sender=sender, our_number=settings.twilio_whatsapp_number,
+                           period=timedelta(seconds=settings.inbound_backfill_seconds))
 
 
 def build_drafter(settings: Settings) -> Drafter:

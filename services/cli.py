@@ -139,7 +139,7 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     """Run the scheduler loop (or one pass)."""
-    from services.bootstrap import build_broker, build_store, stale_after
+    from services.bootstrap import build_broker, build_inbound_backfill, build_store, stale_after
     from services.scheduler import run_forever, tick
     from shared.queue import DramatiqQueue
 
@@ -147,14 +147,15 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     store.ensure_indexes()
     broker = build_broker(settings)
     queue = DramatiqQueue(broker)
+    backfill = build_inbound_backfill(settings)
     try:
         if args.once:
             report = tick(store, queue, SystemClock(), batch=settings.scheduler_batch_size,
-                          stale_after=stale_after(settings))
+                          stale_after=stale_after(settings), backfill=backfill)
             print(json.dumps({k: len(v) for k, v in report.__dict__.items()}))
         else:
             run_forever(store, queue, SystemClock(), interval=settings.scheduler_interval_seconds,
-                        batch=settings.scheduler_batch_size, stale_after=stale_after(settings))
+                        batch=settings.scheduler_batch_size, stale_after=stale_after(settings), backfill=backfill)
     finally:
         broker.close()
         client.close()

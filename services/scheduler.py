@@ -7,7 +7,9 @@ whose pause has ended; then reconcile, because MongoDB is the truth and Redis on
 work sitting in an intermediate state past its deadline is enqueued again, a ready step message
 its follow-up will never send is cancelled, a message of any purpose left ``ready`` is enqueued
 again, a send stuck in ``sending`` is marked ``uncertain``; finally, messages still ``sent``
-long after they went out have their status polled (Twilio does not retry lost callbacks).
+long after they went out have their status polled (Twilio does not retry lost callbacks); and once
+per INBOUND_BACKFILL_SECONDS (one scheduler of several) the inbound messages Twilio has that the
+webhook missed are stored (:mod:`services.backfill`).
 
 Each step is guarded: an outage (TransientError, or the queue refusing a message) fails that
 step for this tick only, and one record the code cannot handle (a stored document the models
@@ -22,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.tick_guard import (
     GuardedQueue,
@@ -38,6 +40,9 @@ from shared.clock import Clock, utc
 from shared.models import FollowUpState, MessageState
 from shared.ports import TaskQueue
 from shared.store import Store, unreachable_as_transient
+
+if TYPE_CHECKING:
+    from services.backfill import InboundBackfill
 
 __all__ = ["STEPS", "TickContext", "TickReport", "poll_statuses", "reconcile", "resume_campaign", "run_forever",
            "tick"]
@@ -298,11 +303,20 @@ RECONCILE_STEPS: tuple[tuple[str, TickStep], ...] = (
     ("notes", sweep_notes),
     ("status_polls", _poll_statuses),
 )
+
+
+def backfill_inbound(ctx: TickContext) -> None:
+    """Store the inbound messages Twilio has that the webhook missed, when this period's run is due."""
+    if ctx.backfill is not None:
+        ctx.report.backfilled.extend(ctx.backfill.run_in_tick(ctx.store, ctx.queue, ctx.clock))
+
+
 # Every step of a tick, by name (the names appear in the tick line's failed_steps).
 STEPS: tuple[tuple[str, TickStep], ...] = (
     ("claim", claim_due),
     ("resume", resume_pauses),
     *RECONCILE_STEPS,
+    ("backfill", backfill_inbound),
 )
 
 
@@ -320,15 +334,20 @@ def resume_campaign(store: Store, campaign_id: str, now: datetime) -> int:
 
 
 def tick(store: Store, queue: TaskQueue, clock: Clock, *, batch: int = 200,
-         stale_after: timedelta = timedelta(minutes=5), steps: Sequence[tuple[str, TickStep]] = STEPS) -> TickReport:
-    """One scheduler pass: every step of ``steps``, each guarded; never raises for a step's failure."""
+         stale_after: timedelta = timedelta(minutes=5), steps: Sequence[tuple[str, TickStep]] = STEPS,
+         backfill: InboundBackfill | None = None) -> TickReport:
+    """One scheduler pass: every step of ``steps``, each guarded; never raises for a step's failure.
+
+    ``backfill``: the inbound backfill (None: off), run by its step when its period is due.
+    """
     report = TickReport()
-    run_steps(TickContext(store, GuardedQueue(queue), clock, batch, stale_after, report), steps)
+    run_steps(TickContext(store, GuardedQueue(queue), clock, batch, stale_after, report, backfill), steps)
     return report
 
 
 def run_forever(store: Store, queue: TaskQueue, clock: Clock, *, interval: float, batch: int,
-                stale_after: timedelta, stop: threading.Event | None = None) -> None:
+                stale_after: timedelta, stop: threading.Event | None = None,
+                backfill: InboundBackfill | None = None) -> None:
     """Tick every ``interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
     stop = stop or threading.Event()
 
@@ -342,7 +361,7 @@ def run_forever(store: Store, queue: TaskQueue, clock: Clock, *, interval: float
     log.info("scheduler started: every %.1fs, batch %d", interval, batch)
     while not stop.is_set():
         try:
-            report = tick(store, queue, clock, batch=batch, stale_after=stale_after)
+            report = tick(store, queue, clock, batch=batch, stale_after=stale_after, backfill=backfill)
             if report.failed_steps or report.quarantined or report.skipped:
                 log.warning("%s", report.line())
             elif report.eventful():

@@ -17,22 +17,34 @@ Errors use Twilio's body: ``{"code", "message", "more_info", "status"}``.
 Control endpoints for tests and demos live under ``/_sim/``:
 
 - ``POST /_sim/fail`` ``{"code": 63016, "status": 400, "count": 1, "to": "+33…",
-  "created": false}``: the next ``count`` creates (to that recipient, if given) fail with
-  that error; ``created: true`` stores the message anyway (the answer is "lost");
+  "created": false, "gateway": false}``: the next ``count`` creates (to that recipient, if
+  given) fail with that error; ``created: true`` stores the message anyway (the answer is
+  "lost"); ``gateway: true`` answers with a gateway's HTML page instead of Twilio's JSON;
+- ``POST /_sim/hold`` ``{"to": "+33…", "count": null}``: new messages (to that recipient, if
+  given) stay ``queued``, no ``date_sent`` and no callback, until ``POST /_sim/release``
+  ``{"to": …}`` lets them go on (as Twilio's queue does when a channel is backed up);
 - ``POST /_sim/fail_delivery`` ``{"to": "+33…", "code": 63024, "status": "failed",
   "count": null}``: messages to that recipient go ``sent`` then ``failed``/``undelivered``;
 - ``POST /_sim/inbound`` ``{"from": "+33…", "body": "…", "webhook_url": …, "to": …,
   "profile_name": …, <other Twilio parameters>}``: posts a signed inbound WhatsApp
-  message to the webhook (default ``<webhook_base_url>/whatsapp/webhook``);
+  message to the webhook (default ``<webhook_base_url>/whatsapp/webhook``), once: like
+  Twilio, an answer of 5xx is not retried. A URL fragment of connection overrides
+  (``#ct=…&rt=…&rc=…&rp=ct,rt``) is removed before the call and sets its timeouts and how
+  often a failed connection (``ct``) or a read timeout (``rt``) is tried again. The message
+  is kept as a Message resource (``direction`` ``inbound``, ``status`` ``received``, From
+  the client, To our number), listed by ``GET .../Messages.json`` whatever the webhook
+  answered;
 - ``POST /_sim/config`` ``{"callback_delay": 0.05, "send_read": true,
   "response_delay_ms": 0}``; ``GET /_sim/messages`` (the API's messages; ``?to=``,
   ``?direction=inbound|all``);
   ``POST /_sim/reset``; ``GET /_sim/health`` (with ``pending_callbacks``: messages whose
   status callbacks are not all posted yet).
 
-Deliberate simplifications: list filters compare ``date_sent`` (``date_created`` while a
-message has not been sent yet) at whole-second resolution; ``Page`` drives paging
-(``PageToken`` is accepted and ignored); a template message's ``body`` is empty.
+As at Twilio, ``DateSent`` filters compare ``date_sent`` at whole-second resolution, so a
+message still ``queued`` (no ``date_sent`` yet) is left out of a filtered list; a template
+message's ``body`` is the rendered template. Deliberate simplifications: ``Page`` drives
+paging (``PageToken`` is accepted and ignored); the simulator does not know the templates'
+texts, so a template renders as its variables' values, one per line, in variable order.
 """
 
 from __future__ import annotations
@@ -139,6 +151,56 @@ def twilio_error(code: int, status: int | None = None, message: str | None = Non
     )
 
 
+def gateway_error(status: int) -> Response:
+    """What a load balancer in front of Twilio answers: an HTML page, no Twilio error JSON."""
+    reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+              504: "Gateway Timeout"}.get(status, "Error")
+    page = f"<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1></body></html>"
+    return Response(page, status_code=status, media_type="text/html")
+
+
+@dataclass(frozen=True)
+class ConnectionOverrides:
+    """Twilio's webhook connection overrides (the URL fragment ``#ct=…&rt=…&rc=…&rp=…``).
+
+    Only what the simulator plays: timeouts in milliseconds, and ``rc`` retries when the
+    connection fails (``ct``) or no answer comes in time (``rt``); ``all`` means both here. An
+    HTTP answer, even 5xx, is never retried for an incoming message.
+    """
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    retries: int = 0
+    policy: frozenset[str] = frozenset()
+
+    def retries_on(self, exc: httpx.HTTPError) -> bool:
+        """Whether this failure is one the retry policy retries."""
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return bool({"ct", "all"} & self.policy)
+        if isinstance(exc, httpx.ReadTimeout):
+            return bool({"rt", "all"} & self.policy)
+        return False
+
+
+def connection_overrides(url: str) -> tuple[str, ConnectionOverrides]:
+    """The URL Twilio calls (and signs), without its fragment, and the overrides the fragment holds."""
+    base, _, fragment = url.partition("#")
+    found = dict(parse_qsl(fragment))
+
+    def number(key: str, default: float, low: float, high: float) -> float:
+        try:
+            return min(high, max(low, float(found[key])))
+        except (KeyError, ValueError):
+            return default
+
+    return base, ConnectionOverrides(
+        connect_timeout=number("ct", 5000, 100, 10_000) / 1000,
+        read_timeout=number("rt", 15_000, 100, 15_000) / 1000,
+        retries=int(number("rc", 0, 0, 5)) if "rc" in found else 0,
+        policy=frozenset(p.strip() for p in found.get("rp", "ct,rt").split(",") if p.strip()),
+    )
+
+
 def sign(auth_token: str, url: str, params: dict[str, str]) -> str:
     """The ``X-Twilio-Signature`` Twilio would send for this URL and form."""
     return str(RequestValidator(auth_token).compute_signature(url, params))
@@ -188,6 +250,7 @@ class SimMessage:
     error_code: int | None = None
     error_message: str | None = None
     callbacks: list[CallbackRecord] = field(default_factory=list)
+    held: bool = False  # kept ``queued`` by /_sim/hold until released
 
     @property
     def uri(self) -> str:
@@ -195,9 +258,17 @@ class SimMessage:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
 
     @property
-    def filter_time(self) -> datetime:
-        """The time list filters compare: date_sent, else date_created, whole seconds."""
-        return (self.date_sent or self.date_created).replace(microsecond=0)
+    def filter_time(self) -> datetime | None:
+        """The time ``DateSent`` filters compare, whole seconds; None until the message is sent."""
+        return self.date_sent.replace(microsecond=0) if self.date_sent else None
+
+    @property
+    def rendered_body(self) -> str:
+        """The body Twilio shows: a template rendered (here: its variables' values), else the body."""
+        if self.content_sid:
+            variables = self.content_variables or {}
+            return "\n".join(variables[key] for key in sorted(variables, key=_variable_order))
+        return self.body
 
     def resource(self) -> dict[str, Any]:
         """The Message resource as Twilio's JSON."""
@@ -205,7 +276,7 @@ class SimMessage:
         return {
             "account_sid": self.account_sid,
             "api_version": API_VERSION,
-            "body": self.body,
+            "body": self.rendered_body,
             "date_created": _rfc2822(self.date_created),
             "date_sent": _rfc2822(self.date_sent),
             "date_updated": _rfc2822(self.date_updated),
@@ -236,10 +307,12 @@ class SimMessage:
             "to": self.to,
             "from": self.from_,
             "body": self.body,
+            "rendered_body": self.rendered_body,
             "content_sid": self.content_sid,
             "content_variables": self.content_variables,
             "status_callback": self.status_callback,
             "status": self.status,
+            "held": self.held,
             "error_code": self.error_code,
             "created_at": self.date_created.isoformat(),
             "statuses": [c.status for c in self.callbacks],
@@ -257,6 +330,15 @@ class FailRule:
     remaining: int
     to: str | None = None  # bare E.164
     created: bool = False  # store the message anyway (the answer is lost)
+    gateway: bool = False  # answer as a gateway in front of Twilio would (HTML, not Twilio's JSON)
+
+
+@dataclass
+class HoldRule:
+    """New messages (to a recipient) that stay ``queued`` until released."""
+
+    to: str | None = None  # bare E.164; None = every recipient
+    remaining: int | None = None  # None = until released or reset
 
 
 @dataclass
@@ -308,6 +390,7 @@ class Simulator:
         self._messages: dict[str, SimMessage] = {}
         self._fail_rules: list[FailRule] = []
         self._delivery_rules: list[DeliveryRule] = []
+        self._hold_rules: list[HoldRule] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -372,6 +455,17 @@ class Simulator:
                     return rule
         return None
 
+    def _take_hold_rule(self, to: str) -> bool:
+        """Whether a new message to ``to`` is to stay queued (call with the lock held)."""
+        for rule in self._hold_rules:
+            if rule.to is None or rule.to == to:
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self._hold_rules.remove(rule)
+                return True
+        return False
+
     # ----------------------------------------------------------------- REST API
 
     async def create_message(self, request: Request) -> Response:
@@ -417,6 +511,8 @@ class Simulator:
         rule = self._take_fail_rule(_bare(to))
         if rule is not None and not rule.created:
             logger.info("simulator: forced create failure %s (HTTP %s)", rule.code, rule.status)
+            if rule.gateway:
+                return gateway_error(rule.status)
             return twilio_error(rule.code, rule.status, rule.message)
 
         now = _now()
@@ -436,12 +532,15 @@ class Simulator:
                 content_variables=variables,
                 status_callback=status_callback,
             )
+            message.held = self._take_hold_rule(_bare(to))
             self._messages[message.sid] = message
             answer = message.resource()
         logger.info("simulator: created %s", message.sid)
         self._spawn(self._progress(message))
         if rule is not None:
             logger.info("simulator: %s created, answering %s anyway", message.sid, rule.code)
+            if rule.gateway:
+                return gateway_error(rule.status)
             return twilio_error(rule.code, rule.status, rule.message)
         return JSONResponse(answer, status_code=201)
 
@@ -469,9 +568,7 @@ class Simulator:
                 for m in self._messages.values()
                 if (to is None or m.to == to)
                 and (from_ is None or m.from_ == from_)
-                and (on_day is None or m.filter_time.date() == on_day)
-                and (after is None or m.filter_time >= after)
-                and (before is None or m.filter_time <= before)
+                and _sent_within(m.filter_time, on_day, after, before)
             ]
             found.sort(key=lambda m: (m.date_created, m.seq), reverse=True)
             start = page * page_size
@@ -520,6 +617,8 @@ class Simulator:
 
     async def _progress(self, message: SimMessage) -> None:
         """Move a new message through its statuses, posting a callback for each."""
+        while message.held:  # /_sim/hold: queued (no date_sent, no callback) until released
+            await asyncio.sleep(0.02)
         rule = self._take_delivery_rule(_bare(message.to))
         if rule is not None:
             steps: list[tuple[str, int | None]] = [("sent", None), (rule.final_status, rule.code)]
@@ -613,6 +712,7 @@ class Simulator:
             remaining=count,
             to=_opt_number(data, "to"),
             created=bool(data.get("created", False)),
+            gateway=bool(data.get("gateway", False)),
         )
         with self._lock:
             self._fail_rules.append(rule)
@@ -633,6 +733,25 @@ class Simulator:
         with self._lock:
             self._delivery_rules.append(rule)
         return JSONResponse({"ok": True, "code": rule.code, "status": final})
+
+    async def control_hold(self, request: Request) -> Response:
+        """``POST /_sim/hold``: new messages (to a recipient) stay ``queued`` until released."""
+        data = await _json(request)
+        rule = HoldRule(to=_opt_number(data, "to"), remaining=_opt_int(data, "count"))
+        with self._lock:
+            self._hold_rules.append(rule)
+        return JSONResponse({"ok": True, "to": rule.to, "count": rule.remaining})
+
+    async def control_release(self, request: Request) -> Response:
+        """``POST /_sim/release``: held messages (to a recipient, else all) go on; no more holding."""
+        data = await _json(request)
+        to = _opt_number(data, "to")
+        with self._lock:
+            self._hold_rules = [r for r in self._hold_rules if to is not None and r.to != to]
+            released = [m for m in self._messages.values() if m.held and (to is None or _bare(m.to) == to)]
+            for message in released:
+                message.held = False
+        return JSONResponse({"ok": True, "released": len(released)})
 
     async def control_config(self, request: Request) -> Response:
         """``POST /_sim/config``: change callback delay, read receipts, response delay."""
@@ -680,6 +799,7 @@ class Simulator:
             self._messages.clear()
             self._fail_rules.clear()
             self._delivery_rules.clear()
+            self._hold_rules.clear()
             self.config = SimConfig(**vars(self.defaults))
         return JSONResponse({"ok": True})
 
@@ -698,6 +818,7 @@ class Simulator:
             if not self.webhook_base_url:
                 raise BadControl("no 'webhook_url' given and no webhook base URL configured")
             url = f"{self.webhook_base_url}/whatsapp/webhook"
+        url, overrides = connection_overrides(url)
         to = _opt_number(data, "to")
         recipient = _whatsapp(to) if to else self._our_number_for(sender)
         body = str(data.get("body") or "")
@@ -743,15 +864,23 @@ class Simulator:
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),
             "User-Agent": "TwilioProxy/1.1",
         }
-        try:
-            answer = await self._client().post(url, data=params, headers=headers)
-        except httpx.HTTPError as exc:
-            return JSONResponse(
-                {"sid": sid, "error": f"webhook unreachable ({type(exc).__name__})"},
-                status_code=502,
-            )
+        timeout = httpx.Timeout(overrides.read_timeout, connect=overrides.connect_timeout)
+        attempt = 0
+        while True:  # an answer, even 5xx, is final; a failed connection is retried only as overrides say
+            attempt += 1
+            try:
+                answer = await self._client().post(url, data=params, headers=headers, timeout=timeout)
+                break
+            except httpx.HTTPError as exc:
+                if attempt <= overrides.retries and overrides.retries_on(exc):
+                    await asyncio.sleep(0.1)
+                    continue
+                return JSONResponse(
+                    {"sid": sid, "error": f"webhook unreachable ({type(exc).__name__})", "attempts": attempt},
+                    status_code=502,
+                )
         return JSONResponse(
-            {"sid": sid, "status_code": answer.status_code, "body": answer.text[:2000]}
+            {"sid": sid, "status_code": answer.status_code, "body": answer.text[:2000], "attempts": attempt}
         )
 
     def _our_number_for(self, client_number: str) -> str:
@@ -797,6 +926,22 @@ def _opt_number(data: dict[str, Any], key: str) -> str | None:
     if not _E164.match(bare):
         raise BadControl(f"'{key}' must be an E.164 number such as +33612345678")
     return bare
+
+
+def _sent_within(sent: datetime | None, on_day: date | None, after: datetime | None,
+                 before: datetime | None) -> bool:
+    """Whether a message passes the DateSent filters (a message not sent yet passes none)."""
+    if on_day is None and after is None and before is None:
+        return True
+    if sent is None:
+        return False
+    return ((on_day is None or sent.date() == on_day) and (after is None or sent >= after)
+            and (before is None or sent <= before))
+
+
+def _variable_order(key: str) -> tuple[int, str]:
+    """Template variables in their order: "1", "2", … "10", then named ones."""
+    return (int(key), "") if key.isdigit() else (1 << 30, key)
 
 
 def _parse_day(value: str | None) -> date | None:
@@ -857,6 +1002,8 @@ def create_app(
         Route(f"{messages}/{{sid}}.json", sim.fetch_message, methods=["GET"]),
         Route("/_sim/fail", _guard(sim.control_fail), methods=["POST"]),
         Route("/_sim/fail_delivery", _guard(sim.control_fail_delivery), methods=["POST"]),
+        Route("/_sim/hold", _guard(sim.control_hold), methods=["POST"]),
+        Route("/_sim/release", _guard(sim.control_release), methods=["POST"]),
         Route("/_sim/config", _guard(sim.control_config), methods=["POST"]),
         Route("/_sim/inbound", _guard(sim.control_inbound), methods=["POST"]),
         Route("/_sim/messages", sim.control_messages, methods=["GET"]),

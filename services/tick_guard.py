@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
@@ -23,6 +23,9 @@ from shared.clock import Clock
 from shared.errors import TransientError
 from shared.ports import TaskQueue
 from shared.store import Store
+
+if TYPE_CHECKING:
+    from services.backfill import InboundBackfill
 
 # The scheduler's logger: these lines are the scheduler's, whichever module writes them.
 log = logging.getLogger("services.scheduler")
@@ -44,6 +47,8 @@ class TickReport:
     reconciling: list[str] = field(default_factory=list)
     cancelled_drafts: list[str] = field(default_factory=list)
     status_polls: list[str] = field(default_factory=list)
+    # Inbound events stored late from Twilio's Messages list (the webhook missed them).
+    backfilled: list[str] = field(default_factory=list)
     # Follow-ups paused for a person because the scheduler could not process them.
     quarantined: list[str] = field(default_factory=list)
     # Other items (a message or event without a follow-up) skipped this tick for the same reason.
@@ -128,6 +133,7 @@ class TickContext:
     batch: int
     stale_after: timedelta
     report: TickReport
+    backfill: InboundBackfill | None = None  # the inbound backfill; None: off
 
 
 TickStep = Callable[[TickContext], None]

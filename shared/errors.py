@@ -57,6 +57,16 @@ class SendDeferred(TransientError):
         self.status = status
         self.twilio_message = message
 
+    @property
+    def maybe_created(self) -> bool:
+        """For a create: whether Twilio may have created the message all the same.
+
+        No usable answer (``status`` None: timeout, dropped connection) or a 5xx, which a
+        gateway in front of Twilio can answer after Twilio took the message. Only a 4xx (429
+        included) means "not created".
+        """
+        return self.status is None or self.status >= 500
+
 
 class DraftingError(RelanceError):
     """The model could not produce a usable draft (error, timeout, invalid JSON)."""

@@ -6,9 +6,10 @@ import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from shared.clock import Clock, SystemClock
 from shared.errors import DraftingError, SendDeferred
 from shared.ports import DeliveryStatus, Draft, DraftRequest, OutboundRequest, SendResult
 
@@ -58,19 +59,35 @@ class RecordingQueue:
 
 
 class FakeSender:
-    """A Sender that keeps what it was asked to send; can be told to raise once."""
+    """A Sender that keeps what it was asked to send, like a small in-memory Twilio.
 
-    def __init__(self) -> None:
+    Its list honours Twilio's filters (``to``, ``from_``, ``date_sent_after`` on the send time,
+    whole seconds: a message still queued, see ``hold_queued``, has no send time and is left
+    out of a dated list). It can be told to raise once, to lose an answer, to keep messages
+    queued, and it can hold inbound messages (``add_inbound``) for the backfill.
+    """
+
+    def __init__(self, *, clock: Clock | None = None, from_number: str = "whatsapp:+14155238886") -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.from_number = from_number if from_number.startswith("whatsapp:") else f"whatsapp:{from_number}"
         self.sent: list[OutboundRequest] = []
         self.sids: list[str] = []
         self.created: list[datetime] = []
         self.fail_with: Exception | None = None
-        # Accept the message, then fail as a lost answer would (the send is uncertain).
+        # Accept the message, then fail as a lost answer would (the send is uncertain):
+        # no answer at all, or the HTTP status in ``lost_answer_status`` (a gateway's 502…).
         self.lose_answer_once = False
+        self.lost_answer_status: int | None = None
+        # New messages stay queued (no send date) while this is set; ``release()`` sends them.
+        self.hold_queued = False
         # What fetch_status reports per SID (default: "sent" for a SID this fake created).
         self.statuses: dict[str, DeliveryStatus] = {}
-        # Raised (once) by the next fetch_status instead of answering.
+        # Raised (once) by the next fetch_status / list_messages instead of answering.
         self.fetch_fail_with: Exception | None = None
+        self.list_fail_with: Exception | None = None
+        self.list_calls: list[dict[str, Any]] = []
+        self._date_sent: dict[str, datetime | None] = {}
+        self._inbound: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -83,21 +100,57 @@ class FakeSender:
             self.sent.append(request)
             sid = f"SM{next(self._ids):032x}"
             self.sids.append(sid)
-            self.created.append(datetime.now(UTC))
+            now = self.clock.now()
+            self.created.append(now)
+            self._date_sent[sid] = None if self.hold_queued else now
             if self.lose_answer_once:
                 self.lose_answer_once = False
-                raise SendDeferred(None, "read timeout; the message may have been created")
+                status = self.lost_answer_status
+                if status is None:
+                    raise SendDeferred(None, "read timeout; the message may have been created")
+                raise SendDeferred(20500 if status >= 500 else None, f"HTTP {status} from a gateway", status)
             return SendResult(sid=sid, status="queued")
+
+    def release(self) -> None:
+        """Messages held queued are sent now."""
+        with self._lock:
+            for sid, sent in self._date_sent.items():
+                if sent is None:
+                    self._date_sent[sid] = self.clock.now()
+
+    def add_inbound(self, from_: str, body: str, *, at: datetime | None = None, num_media: int = 0) -> str:
+        """A client's message to our sender, as Twilio keeps it; returns its SID."""
+        with self._lock:
+            sid = f"SM{next(self._ids):032x}"
+            at = at or self.clock.now()
+            self._inbound.append({
+                "sid": sid, "to": self.from_number, "from": _whatsapp(from_), "body": body, "status": "received",
+                "direction": "inbound", "num_media": num_media, "date_created": at, "date_sent": at,
+                "error_code": None,
+            })
+        return sid
 
     def list_messages(self, *, to: str, from_: str | None = None, date_sent_after: datetime | None = None,
                       limit: int = 50) -> list[dict[str, Any]]:
-        """What this fake 'Twilio' holds for a recipient, newest first."""
+        """What this fake 'Twilio' holds, filtered as Twilio filters, newest first."""
         with self._lock:
-            rows = [{"sid": sid, "to": f"whatsapp:{r.to}", "body": r.body or "", "status": "sent",
-                     "date_created": at, "date_sent": at}
-                    for r, sid, at in zip(self.sent, self.sids, self.created, strict=True)
-                    if r.to == to.removeprefix("whatsapp:")]
-        return list(reversed(rows))[:limit]
+            self.list_calls.append({"to": to, "from_": from_, "date_sent_after": date_sent_after, "limit": limit})
+            if self.list_fail_with is not None:
+                error, self.list_fail_with = self.list_fail_with, None
+                raise error
+            rows = [*self._inbound, *(
+                {"sid": sid, "to": _whatsapp(r.to), "from": self.from_number, "body": _rendered(r),
+                 "status": "sent" if self._date_sent[sid] else "queued", "direction": "outbound-api",
+                 "num_media": 0, "date_created": at, "date_sent": self._date_sent[sid], "error_code": None}
+                for r, sid, at in zip(self.sent, self.sids, self.created, strict=True))]
+        after = date_sent_after.replace(microsecond=0) if date_sent_after is not None else None
+        found = [
+            row for row in rows
+            if row["to"] == _whatsapp(to) and (from_ is None or row["from"] == _whatsapp(from_))
+            and (after is None or (row["date_sent"] is not None and row["date_sent"].replace(microsecond=0) >= after))
+        ]
+        found.sort(key=lambda row: row["date_created"], reverse=True)
+        return found[:limit]
 
     def fetch_status(self, sid: str) -> DeliveryStatus | None:
         """The status set in ``statuses``; "sent" for a SID it created; None for an unknown SID."""
@@ -108,6 +161,19 @@ class FakeSender:
             if sid in self.statuses:
                 return self.statuses[sid]
             return DeliveryStatus(status="sent") if sid in self.sids else None
+
+
+def _whatsapp(number: str) -> str:
+    return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
+
+
+def _rendered(request: OutboundRequest) -> str:
+    """The body Twilio shows: a template rendered (here, as the simulator: its values, one per line)."""
+    if request.content_sid:
+        variables = request.content_variables or {}
+        order = sorted(variables, key=lambda key: (int(key), "") if key.isdigit() else (1 << 30, key))
+        return "\n".join(variables[key] for key in order)
+    return request.body or ""
 
 
 class FailingDrafter:

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=2.0, gt=0)
     scheduler_batch_size: int = Field(default=200, ge=1)
     stale_after_seconds: float = Field(default=300.0, gt=0)
+    # How long a send whose outcome is unknown must leave no trace in Twilio's list before it is
+    # sent again (docs/twilio.md).
+    reconcile_grace_seconds: float = Field(default=600.0, ge=1)
+    # How often one scheduler lists Twilio's recent inbound messages to store any the webhook
+    # missed (docs/twilio.md); 0 turns the backfill off.
+    inbound_backfill_seconds: float = Field(default=60.0, ge=0, le=86_400)
     max_message_chars: int = Field(default=700, ge=80, le=1600)
     default_country: str = "FR"
     owner_whatsapp_number: str = ""

@@ -128,6 +128,8 @@ class Store:
         self.events: Collection[Doc] = db["events"]
         # One small document per owner number: when the owner last wrote (their 24-hour window).
         self.owner: Collection[Doc] = db["owner"]
+        # One small document per periodic job shared by the schedulers (its next run, its cursor).
+        self.jobs: Collection[Doc] = db["jobs"]
 
     # ---------------------------------------------------------------- set-up
     def ensure_indexes(self) -> None:
@@ -698,6 +700,45 @@ class Store:
                 elif note["_id"] < requeue_bound and len(found) < limit:
                     found.extend(still[:limit - len(found)])
         return found
+
+    def known_event_ids(self, event_ids: list[str]) -> set[str]:
+        """Which of these event ids are stored already."""
+        if not event_ids:
+            return set()
+        with unreachable_as_transient():
+            return {doc["_id"] for doc in self.events.find({"_id": {"$in": event_ids}}, {"_id": 1})}
+
+    # ---------------------------------------------------------------- periodic jobs
+    def claim_job(self, job: str, now: datetime, every: timedelta) -> Doc | None:
+        """This run of a periodic job, for one caller per ``every``: its document (cursor…) when this caller won.
+
+        Several schedulers call it each tick; the conditional update on ``next_run_at`` is the
+        lock, so one of them runs the job each period. A run that fails is tried next period.
+        """
+        with unreachable_as_transient():
+            doc = self.jobs.find_one({"_id": job})
+            if doc is None:
+                try:
+                    self.jobs.insert_one({"_id": job, "next_run_at": now + every, "claimed_at": now, "cursor": None,
+                                          "created_at": now, "updated_at": now})
+                except DuplicateKeyError:
+                    return None  # another scheduler created it first: its run
+                return self.jobs.find_one({"_id": job})
+            if doc.get("next_run_at") is not None and doc["next_run_at"] > now:
+                return None
+            claimed = self.jobs.update_one(
+                {"_id": job, "next_run_at": doc.get("next_run_at")},
+                {"$set": {"next_run_at": now + every, "claimed_at": now, "updated_at": now}},
+            )
+        return {**doc, "next_run_at": now + every, "claimed_at": now} if claimed.modified_count == 1 else None
+
+    def advance_job_cursor(self, job: str, cursor: datetime, now: datetime, **details: Any) -> bool:
+        """Move a job's cursor forward to ``cursor`` (never back); ``details`` are kept as its last run's."""
+        with unreachable_as_transient():
+            self.jobs.update_one({"_id": job}, {"$set": {"last_run": {"at": now, **details}, "updated_at": now}})
+            result = self.jobs.update_one({"_id": job, "$or": [{"cursor": None}, {"cursor": {"$lt": cursor}}]},
+                                          {"$set": {"cursor": cursor, "updated_at": now}})
+        return result.modified_count == 1
 
     def claim_event_requeue(self, event_id: str, now: datetime, every: timedelta) -> bool:
         """True for one caller per ``every`` while the inbound event waits: that caller enqueues it."""

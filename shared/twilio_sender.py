@@ -148,8 +148,10 @@ class TwilioSender:
 
         With a ``content_sid`` only the template and its variables are sent (``body`` is then
         the local preview and is not passed). Raises SendRejected when Twilio refuses it for
-        good, SendDeferred when a retry may succeed (429, 5xx, 20429/63018, network error or
-        timeout; after a read timeout the message may exist: reconcile with list_messages).
+        good (4xx), SendDeferred otherwise. A SendDeferred whose ``status`` is None (no usable
+        answer: network error, timeout) or 5xx may come after Twilio created the message (a
+        gateway answering 502 for it, say): see ``SendDeferred.maybe_created``; reconcile with
+        :meth:`list_messages` before any re-send. 429 and 20429/63018 mean "not created".
         """
         kwargs: dict[str, Any] = {
             "from_": self.from_number,
@@ -179,13 +181,14 @@ class TwilioSender:
         date_sent_after: datetime | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Messages sent to ``to`` (optionally from ``from_``, sent on/after a time), newest first.
+        """Messages to ``to`` (optionally from ``from_``, sent on/after a time), newest first.
 
         Numbers may be given with or without the ``whatsapp:`` prefix. Each item has
-        ``sid, to, from, body, status, direction, date_created, date_sent, error_code``
-        (dates as aware UTC datetimes). Used to reconcile sends whose outcome is unknown.
-        Twilio filters ``DateSent>`` on the send time, at whole seconds: a message still
-        ``queued`` may not be listed yet. Errors are translated as in :meth:`send`.
+        ``sid, account_sid, to, from, body, status, direction, num_media, date_created,
+        date_sent, error_code`` (dates as aware UTC datetimes). Used to reconcile sends whose outcome is
+        unknown (without ``date_sent_after``: Twilio filters ``DateSent>`` on the send time, so
+        a message still ``queued`` is left out) and to backfill inbound messages (``to`` our
+        sender). Errors are translated as in :meth:`send`.
         """
         kwargs: dict[str, Any] = {
             "to": whatsapp_address(to),
@@ -205,11 +208,13 @@ class TwilioSender:
         return [
             {
                 "sid": m.sid,
+                "account_sid": m.account_sid,
                 "to": m.to,
                 "from": m.from_,
                 "body": m.body,
                 "status": m.status,
                 "direction": m.direction,
+                "num_media": _as_int(m.num_media) or 0,
                 "date_created": m.date_created,
                 "date_sent": m.date_sent,
                 "error_code": m.error_code,

@@ -3,7 +3,9 @@
 ``ready → sending`` is a conditional update, so of two deliveries of the same dramatiq message
 only one reaches Twilio. A crash after Twilio accepted the message and before its SID is
 written leaves the message in ``sending``; the scheduler marks it ``uncertain`` for
-reconciliation instead of sending it again.
+reconciliation instead of sending it again. So does an answer that does not say "not created"
+(no answer, or a 5xx: a gateway may answer 502 for a message Twilio took): only a 4xx is
+acted on directly (refused) or retried (429, 63018).
 
 Step messages are checked against the follow-up, the campaign, the opt-out and the send
 window. Replies (answers in a conversation the client has just opened) go out at once;
@@ -30,12 +32,13 @@ from shared.policy import is_allowed, next_allowed, window_open
 from shared.ports import OutboundRequest
 from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
+from shared.reconciling import find_copy
 from workers.delivery import handle_alert_error, handle_permanent_error
 from workers.deps import Deps, declare_actor
 
 log = logging.getLogger(__name__)
-# How long an uncertain message must leave no trace at Twilio before it is sent again.
-UNCERTAIN_GRACE = timedelta(minutes=2)
+# Twilio's messages to the recipient read by one reconciliation (newest first).
+RECONCILE_LIST_LIMIT = 100
 # How long a worker waits for a slot of the sender's throughput before putting the message back.
 RATE_WAIT_SECONDS = 5.0
 # When to try again after the rate limiter or another worker's hold on the contact said "not now".
@@ -198,11 +201,13 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             handle_permanent_error(deps, message, contact, exc.code)
         return None
     except SendDeferred as exc:
-        if exc.status is None:
-            # The request may have reached Twilio: never resend blindly, reconcile instead.
+        if exc.maybe_created:
+            # No answer, or a 5xx (which a gateway may answer for a message Twilio took): never
+            # resend blindly; the scheduler has it reconciled through Twilio's list first.
+            reason = "no answer from Twilio" if exc.status is None else f"HTTP {exc.status} from Twilio"
             store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,
-                               now=deps.clock.now(), extra={"uncertain_reason": "network error"})
-            log.warning("message=%s uncertain after a network error", message_id)
+                               now=deps.clock.now(), extra={"uncertain_reason": reason, "last_error_code": exc.code})
+            log.warning("message=%s uncertain: %s", message_id, reason)
             return None
         store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.READY,
                            now=deps.clock.now(), extra={"last_error_code": exc.code})
@@ -221,14 +226,16 @@ def send_message(deps: Deps, message_id: str) -> str | None:
     return result.sid
 
 
-def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta = UNCERTAIN_GRACE) -> str | None:
+def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta | None = None) -> str | None:
     """Find out whether an ``uncertain`` message reached Twilio; never send it twice.
 
-    Twilio's Messages API has no idempotency key, so we look the message up: Twilio's list for
-    this recipient since the send started, minus the SIDs we already know, matched on the body
-    for freeform text. One match: that is our message (``uncertain → sent``). No trace after
-    ``grace``: Twilio never got it, so it goes back to ``ready`` and is sent again.
-    (A status callback carrying our message id adopts the SID even sooner: see the webhook.)
+    Twilio has no idempotency key, so the message is looked up in Twilio's list of messages
+    from our sender to the recipient, with no date filter (a message still queued at Twilio has
+    no send date yet): see :func:`shared.reconciling.find_copy` for what counts as our copy.
+    Found: its SID is adopted (``uncertain → sent``). No trace ``grace`` (RECONCILE_GRACE_SECONDS)
+    after the send began: Twilio never got it, so it goes back to ``ready`` and is sent again.
+    Returns "adopted", "waiting" or "resent" (None: nothing to do). A status callback carrying
+    our message id adopts the SID even sooner (see the webhook).
     """
     store, now = deps.store, deps.clock.now()
     doc = store.message_doc(message_id)
@@ -237,21 +244,18 @@ def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta = UNCERTA
     contact = store.get_contact(doc["contact_id"]) if doc.get("contact_id") else None
     to = contact.phone if contact else str(doc.get("to") or "")
     started = utc(doc.get("sending_at") or doc["state_changed_at"])
-    listed = deps.sender.list_messages(to=to, date_sent_after=started - timedelta(minutes=1), limit=100)
+    listed = deps.sender.list_messages(to=to, from_=deps.settings.twilio_whatsapp_number, limit=RECONCILE_LIST_LIMIT)
     sids = [str(item["sid"]) for item in listed]
     known = {d["twilio_sid"] for d in store.messages.find({"twilio_sid": {"$in": sids}}, {"twilio_sid": 1})}
-    body = " ".join(str(doc.get("body") or "").split())
-    candidates = [
-        item for item in listed
-        if item["sid"] not in known
-        and (doc.get("kind") == "template" or " ".join(str(item.get("body") or "").split()) == body)
-    ]
-    if candidates:
-        found = min(candidates, key=lambda item: item.get("date_created") or now)
-        store.record_sid(message_id, str(found["sid"]), now)
-        log.info("message=%s reconciled: Twilio has it as sid=%s", message_id, found["sid"])
-        return "adopted"
+    found = find_copy(doc, listed, known, started)
+    if found is not None:
+        if store.record_sid(message_id, str(found["sid"]), now):
+            log.info("message=%s reconciled: Twilio has it as sid=%s", message_id, found["sid"])
+            return "adopted"
+        return None
+    grace = grace if grace is not None else timedelta(seconds=deps.settings.reconcile_grace_seconds)
     if now - started < grace:
+        log.info("message=%s not found at Twilio yet (%d listed): looked at again later", message_id, len(listed))
         return "waiting"
     if store.move_message(message_id, expected=MessageState.UNCERTAIN, new=MessageState.READY, now=now,
                           extra={"reconciled": "not_found"}):

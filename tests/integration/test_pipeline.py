@@ -37,7 +37,7 @@ TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name", "2"
 def deps(store: Store, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "TWILIO_AUTH_TOKEN": "t" * 32})
     return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
-                sender=FakeSender())
+                sender=FakeSender(clock=clock))
 
 
 def _setup(deps: Deps, *, steps: int = 2, template: bool = True, window: SendWindow = ALWAYS,
@@ -156,10 +156,10 @@ def test_send_window_is_checked_again_before_sending(deps: Deps, clock: FakeCloc
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
     assert message_id
     clock.set(datetime(2026, 3, 2, 19, 0, tzinfo=UTC))  # 20:00 in Paris: closed
-    deps.queue.sends.clear()  # type: ignore[attr-defined]
-    assert send_message(deps, message_id) is None
+    drain(deps)  # the send drafting queued: held for the window, and kept queued for later
     assert deps.sender.sent == []  # type: ignore[attr-defined]
-    (_, delay), = deps.queue.sends  # type: ignore[attr-defined]
+    (held, delay), = deps.queue.sends  # type: ignore[attr-defined]
+    assert held == message_id
     assert delay == (datetime(2026, 3, 3, 8, 0, tzinfo=UTC) - clock.now()).total_seconds()
     clock.set(datetime(2026, 3, 3, 8, 0, 1, tzinfo=UTC))
     assert send_message(deps, message_id)
@@ -268,12 +268,24 @@ def test_stuck_sending_becomes_uncertain_not_resent(deps: Deps, clock: FakeClock
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
     from shared.models import MessageState
 
-    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING,  # type: ignore[arg-type]
-                            now=clock.now())  # a worker died right after calling Twilio
+    assert message_id
+    deps.queue.sends.clear()  # type: ignore[attr-defined]  # taken by a worker, which died calling Twilio
+    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING,
+                            now=clock.now(), extra={"sending_at": clock.now()})
     clock.advance(timedelta(minutes=6))
     report = tick(deps.store, deps.queue, clock)
     assert report.uncertain == [message_id]
+    # Uncertain, to be looked up at Twilio: nothing is queued to send.
+    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    assert deps.queue.sends == [] and deps.queue.reconciles == [message_id]  # type: ignore[attr-defined]
+    drain(deps)  # the lookup finds nothing yet: it waits
     assert deps.sender.sent == []  # type: ignore[attr-defined]
+    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    clock.advance(timedelta(minutes=5))  # ten minutes after the send began: never reached Twilio
+    tick(deps.store, deps.queue, clock)
+    drain(deps)
+    assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
+    assert deps.store.message_doc(message_id)["state"] == "sent"  # type: ignore[index]
 
 
 def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock) -> None:
@@ -295,13 +307,15 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock)
     assert _state(deps, fid) == "completed"
 
 
-def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock) -> None:
+@pytest.mark.parametrize("status", [None, 502])
+def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock, status: int | None) -> None:
     from workers.sending import reconcile_message
 
     fid = _setup(deps, steps=1)
     sender = deps.sender
     assert isinstance(sender, FakeSender)
-    sender.lose_answer_once = True  # Twilio took it, but the answer never came back
+    sender.lose_answer_once = True  # Twilio took it, but the answer never came back (or came back 502)
+    sender.lost_answer_status = status
     tick(deps.store, deps.queue, clock)
     drain(deps)
     message_id = f"{fid}:0"
@@ -333,7 +347,9 @@ def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock
     assert deps.store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,
                                    now=clock.now())
     assert reconcile_message(deps, message_id) == "waiting"
-    clock.advance(timedelta(minutes=3))
+    clock.advance(timedelta(minutes=9, seconds=59))  # RECONCILE_GRACE_SECONDS: 10 minutes
+    assert reconcile_message(deps, message_id) == "waiting"
+    clock.advance(timedelta(seconds=1))
     assert reconcile_message(deps, message_id) == "resent"
     drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
@@ -207,9 +208,73 @@ def test_list_filters_and_pages(http: httpx.Client, recorder: WebhookRecorder) -
     assert second["next_page_uri"] is None
     future = http.get(MESSAGES, params={"DateSent>": "2999-01-01T00:00:00Z"}).json()
     assert future["messages"] == []
+    for sid in sids:
+        _wait_status(http, sid, "read")  # sent: they have a send date now
     today = http.get(MESSAGES, params={"DateSent>": "2000-01-01"}).json()
     assert len(today["messages"]) == 4
     assert http.get(MESSAGES, params={"DateSent>": "yesterday"}).status_code == 400
+
+
+def test_a_queued_message_has_no_send_date_and_escapes_date_filters(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    """As at Twilio: DateSent filters compare the send time, which a queued message lacks."""
+    answer = http.post("/_sim/hold", json={"to": CLIENT})
+    assert answer.json() == {"ok": True, "to": CLIENT, "count": None}
+    held = _create(http, recorder).json()["sid"]
+    free = _create(http, recorder, To="whatsapp:+33700000000").json()["sid"]
+    _wait_status(http, free, "read")
+    time.sleep(0.1)  # callbacks would have come by now
+    uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{held}.json"
+    assert http.get(uri).json()["status"] == "queued" and http.get(uri).json()["date_sent"] is None
+    assert recorder.items(sid=held) == []
+    dated = http.get(MESSAGES, params={"DateSent>": "2000-01-01"}).json()["messages"]
+    assert [m["sid"] for m in dated] == [free]
+    undated = http.get(MESSAGES, params={"To": f"whatsapp:{CLIENT}"}).json()["messages"]
+    assert [m["sid"] for m in undated] == [held]
+    assert http.get("/_sim/messages", params={"to": CLIENT}).json()[0]["held"] is True
+    assert http.post("/_sim/release", json={"to": CLIENT}).json() == {"ok": True, "released": 1}
+    _wait_status(http, held, "read")
+    assert [r.params["MessageStatus"] for r in recorder.wait_for(3, sid=held)] == ["sent", "delivered", "read"]
+    assert _create(http, recorder).status_code == 201  # no longer held
+    assert http.post("/_sim/hold", json={"to": "0612"}).status_code == 400
+
+
+def test_a_lost_answer_after_creation_can_look_like_a_gateway_error(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    http.post("/_sim/fail", json={"status": 502, "created": True, "gateway": True}).raise_for_status()
+    answer = _create(http, recorder)
+    assert answer.status_code == 502 and answer.headers["content-type"].startswith("text/html")
+    assert "Bad Gateway" in answer.text
+    (created,) = http.get("/_sim/messages").json()  # Twilio has it all the same
+    assert created["to"] == f"whatsapp:{CLIENT}" and created["body"] == "Bonjour"
+
+
+def test_a_template_message_shows_its_rendered_body(http: httpx.Client, recorder: WebhookRecorder) -> None:
+    variables = '{"2": "FA-2026-001", "1": "Marie", "10": "x"}'
+    msg = _create(http, recorder, Body="-", ContentSid=TEMPLATE, ContentVariables=variables).json()
+    assert msg["body"] == "Marie\nFA-2026-001\nx"  # in variable order, as the template would place them
+    (seen,) = http.get("/_sim/messages").json()
+    assert seen["body"] == "" and seen["rendered_body"] == msg["body"]
+
+
+def test_inbound_messages_are_listed_and_a_5xx_answer_is_not_retried(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    recorder.fail_next["/whatsapp/webhook"] = 1  # the webhook answers 500 once
+    answer = http.post("/_sim/inbound", json={"from": CLIENT, "body": "STOP"}).json()
+    assert answer["status_code"] == 500
+    time.sleep(0.3)
+    assert recorder.items(path="/whatsapp/webhook") == []  # never posted again, as at Twilio
+    listed = http.get(MESSAGES, params={"To": SENDER, "From": f"whatsapp:{CLIENT}",
+                                        "DateSent>": "2000-01-01"}).json()["messages"]
+    (message,) = listed
+    assert (message["sid"], message["direction"], message["status"]) == (answer["sid"], "inbound", "received")
+    assert (message["from"], message["to"], message["body"]) == (f"whatsapp:{CLIENT}", SENDER, "STOP")
+    assert message["date_sent"] is not None
+    assert http.get(MESSAGES, params={"To": SENDER, "DateSent>": "2999-01-01"}).json()["messages"] == []
+    assert http.get(MESSAGES, params={"To": SENDER, "From": "whatsapp:+33700000000"}).json()["messages"] == []
 
 
 def test_inbound_posts_a_signed_whatsapp_message(
@@ -269,3 +334,26 @@ def test_health_counts_messages_whose_callbacks_are_still_to_come(
     while http.get("/_sim/health").json()["pending_callbacks"] and time.monotonic() < deadline:
         time.sleep(0.02)
     assert http.get("/_sim/health").json()["pending_callbacks"] == 0
+
+
+def test_connection_overrides_retry_failed_connections_never_an_answer(
+    http: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/whatsapp/webhook"
+    plain = http.post("/_sim/inbound", json={"from": CLIENT, "body": "a", "webhook_url": dead})
+    assert plain.status_code == 502 and plain.json()["attempts"] == 1  # no overrides: never again
+    retried = http.post("/_sim/inbound", json={"from": CLIENT, "body": "b", "webhook_url": f"{dead}#rc=2&rp=ct"})
+    assert retried.status_code == 502 and retried.json()["attempts"] == 3
+    other = http.post("/_sim/inbound", json={"from": CLIENT, "body": "c", "webhook_url": f"{dead}#rc=2&rp=rt"})
+    assert other.json()["attempts"] == 1  # a refused connection is not a read timeout
+    # The fragment never reaches the webhook, and the signature is over the URL without it.
+    recorder.fail_next["/whatsapp/webhook"] = 1
+    url = f"{recorder.base_url}/whatsapp/webhook"
+    answered = http.post("/_sim/inbound", json={"from": CLIENT, "body": "d", "webhook_url": f"{url}#rc=3&rp=all"})
+    assert answered.json()["status_code"] == 500 and answered.json()["attempts"] == 1  # 5xx: final
+    ok = http.post("/_sim/inbound", json={"from": CLIENT, "body": "e", "webhook_url": f"{url}#ct=1000&rc=1&rp=ct"})
+    assert ok.json()["status_code"] == 200
+    (got,) = recorder.wait_for(1, path="/whatsapp/webhook")
+    assert got.url == url and got.signature_valid and got.params["Body"] == "e"

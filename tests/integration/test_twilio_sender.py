@@ -120,25 +120,31 @@ def test_forced_63016_is_rejected(
 
 
 @pytest.mark.parametrize(
-    ("rule", "code", "status"),
+    ("rule", "code", "status", "maybe_created"),
     [
-        ({"status": 429}, 20429, 429),
-        ({"status": 500}, 20500, 500),
-        ({"code": 63018, "status": 400}, 63018, 400),
+        ({"status": 429}, 20429, 429, False),
+        ({"status": 500}, 20500, 500, True),
+        ({"status": 503}, 20503, 503, True),
+        ({"code": 63018, "status": 400}, 63018, 400, False),
+        ({"status": 502, "gateway": True}, 502, 502, True),  # a gateway's HTML page, no Twilio JSON
+        ({"status": 504, "gateway": True}, 504, 504, True),
     ],
 )
 def test_rate_limits_and_server_errors_are_deferred(
     sender: TwilioSender,
     control: httpx.Client,
     recorder: WebhookRecorder,
-    rule: dict[str, int],
+    rule: dict[str, object],
     code: int,
     status: int,
+    maybe_created: bool,
 ) -> None:
     control.post("/_sim/fail", json=rule).raise_for_status()
     with pytest.raises(SendDeferred) as caught:
         sender.send(_request(recorder))
     assert caught.value.code == code and caught.value.status == status
+    # Only a 4xx says Twilio did not create it; a 5xx may come from a gateway after it did.
+    assert caught.value.maybe_created is maybe_created
 
 
 def test_bad_to_is_rejected_21211(sender: TwilioSender, recorder: WebhookRecorder) -> None:
@@ -160,6 +166,7 @@ def test_network_errors_are_deferred(recorder: WebhookRecorder) -> None:
     with pytest.raises(SendDeferred) as caught:
         closed.send(_request(recorder))
     assert caught.value.code is None and caught.value.status is None
+    assert caught.value.maybe_created  # no answer says nothing: reconciled before any re-send
 
 
 def test_timeout_is_deferred_and_says_the_message_may_exist(
@@ -186,6 +193,8 @@ def test_list_messages_filters_by_to_and_date_sent_after(
     first = sender.send(_request(recorder)).sid
     second = sender.send(_request(recorder)).sid
     sender.send(_request(recorder, to=OTHER))
+    recorder.wait_for(1, sid=first)
+    recorder.wait_for(1, sid=second)  # sent: they have a send date now
     found = sender.list_messages(to=CLIENT, date_sent_after=before)
     assert [m["sid"] for m in found] == [second, first]
     item = found[0]
@@ -216,12 +225,53 @@ def test_sdk_follows_next_page_through_the_redirect(
 def test_lost_answer_can_be_reconciled(
     sender: TwilioSender, control: httpx.Client, recorder: WebhookRecorder
 ) -> None:
-    control.post("/_sim/fail", json={"status": 500, "created": True}).raise_for_status()
-    before = datetime.now(UTC) - timedelta(seconds=1)
-    with pytest.raises(SendDeferred):
+    control.post("/_sim/fail", json={"status": 502, "created": True, "gateway": True}).raise_for_status()
+    with pytest.raises(SendDeferred) as caught:
         sender.send(_request(recorder))
-    (found,) = sender.list_messages(to=CLIENT, date_sent_after=before)
+    assert caught.value.maybe_created
+    (found,) = sender.list_messages(to=CLIENT, from_=SENDER)
     assert found["sid"] == control.get("/_sim/messages").json()[0]["sid"]
+    assert found["body"] == "Bonjour Marie" and found["direction"] == "outbound-api"
+
+
+def test_a_queued_message_is_listed_without_a_date_filter_only(
+    sender: TwilioSender, control: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    """Twilio filters DateSent on the send time: a message still queued has none yet."""
+    control.post("/_sim/hold", json={"to": CLIENT}).raise_for_status()
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    sid = sender.send(_request(recorder)).sid
+    assert sender.list_messages(to=CLIENT, date_sent_after=before) == []
+    (found,) = sender.list_messages(to=CLIENT, from_=SENDER)
+    assert (found["sid"], found["status"], found["date_sent"]) == (sid, "queued", None)
+    control.post("/_sim/release", json={"to": CLIENT}).raise_for_status()
+    recorder.wait_for(1, sid=sid)
+    assert [m["sid"] for m in sender.list_messages(to=CLIENT, date_sent_after=before)] == [sid]
+
+
+def test_a_template_message_is_listed_with_its_rendered_body(
+    sender: TwilioSender, control: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    variables = {"1": "Marie", "2": "FA-2026-001"}
+    sid = sender.send(_request(recorder, body="preview", content_sid=TEMPLATE, content_variables=variables)).sid
+    (found,) = sender.list_messages(to=CLIENT, from_=SENDER)
+    assert found["sid"] == sid
+    # Twilio's resource has no ContentSid; its body is the template rendered with the values.
+    assert "Marie" in found["body"] and "FA-2026-001" in found["body"]
+
+
+def test_inbound_messages_are_listed_to_our_sender(
+    sender: TwilioSender, control: httpx.Client, recorder: WebhookRecorder
+) -> None:
+    answer = control.post("/_sim/inbound", json={"from": CLIENT, "body": "STOP",
+                                                 "webhook_url": f"{recorder.base_url}/whatsapp/webhook"})
+    sid = answer.json()["sid"]
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    (found,) = sender.list_messages(to=SENDER, date_sent_after=before)
+    assert (found["sid"], found["direction"], found["status"]) == (sid, "inbound", "received")
+    assert (found["from"], found["to"], found["body"], found["num_media"]) == (f"whatsapp:{CLIENT}", SENDER, "STOP", 0)
+    assert sender.list_messages(to=SENDER, from_=OTHER) == []
+    assert sender.list_messages(to=CLIENT) == []  # nothing was sent to the client
 
 
 def test_fetch_unknown_message_is_404_20404(sender: TwilioSender) -> None:

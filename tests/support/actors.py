@@ -5,17 +5,29 @@ from __future__ import annotations
 from shared.fakes import RecordingQueue
 from workers.deps import Deps
 from workers.drafting import draft_followup
-from workers.sending import send_message
+from workers.sending import reconcile_message, send_message
 
 
 def drain(deps: Deps) -> None:
-    """Draft and send whatever is queued (delayed sends are left out), until nothing is left."""
+    """Draft, send and reconcile whatever is queued to run now, until nothing is left.
+
+    A send asked for later (a delay: send window, pacing, a hold) is not run, and not dropped
+    either: it is left in ``queue.sends`` with its delay, for the test to look at or run.
+    Reconciliations asked for (``queue.reconciles``) are run, so a lost answer is looked up
+    the way the sending workers would.
+    """
     queue = deps.queue
     assert isinstance(queue, RecordingQueue)
-    while queue.drafts or queue.sends:
+    later: list[tuple[str, float]] = []
+    while queue.drafts or queue.sends or queue.reconciles:
         while queue.drafts:
             draft_followup(deps, *queue.drafts.pop(0))
         while queue.sends:
             message_id, delay = queue.sends.pop(0)
-            if delay == 0:
+            if delay > 0:
+                later.append((message_id, delay))
+            else:
                 send_message(deps, message_id)
+        while queue.reconciles:
+            reconcile_message(deps, queue.reconciles.pop(0))
+    queue.sends.extend(later)

@@ -253,12 +253,21 @@ class SimClient:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=30)
 
-    def fail(self, *, status: int, count: int, code: int | None = None, created: bool = False) -> None:
-        """The next ``count`` creates fail with HTTP ``status`` (and Twilio ``code``)."""
-        body: dict[str, Any] = {"status": status, "count": count, "created": created}
+    def fail(self, *, status: int, count: int, code: int | None = None, created: bool = False,
+             gateway: bool = False) -> None:
+        """The next ``count`` creates fail with HTTP ``status`` (and Twilio ``code``); see /_sim/fail."""
+        body: dict[str, Any] = {"status": status, "count": count, "created": created, "gateway": gateway}
         if code is not None:
             body["code"] = code
         self.http.post("/_sim/fail", json=body).raise_for_status()
+
+    def hold(self) -> None:
+        """New messages stay ``queued`` at the simulator (no send date, no callback) until :meth:`release`."""
+        self.http.post("/_sim/hold", json={}).raise_for_status()
+
+    def release(self) -> None:
+        """Held messages go on; nothing is held any more."""
+        self.http.post("/_sim/release", json={}).raise_for_status()
 
     def config(self, **knobs: Any) -> dict[str, Any]:
         """Change callback delay, read receipts or response delay."""
@@ -327,7 +336,7 @@ def _spaced_times(rng: random.Random, count: int, start: float, end: float, gap:
     return [round(start + t + i * gap, 2) for i, t in enumerate(raw)]
 
 
-def make_plan(rng: random.Random, *, duration: float, kills: int = 12, lost_answers: bool = False) -> list[Fault]:
+def make_plan(rng: random.Random, *, duration: float, kills: int = 12, lost_answers: bool = True) -> list[Fault]:
     """A seeded fault plan over ``duration`` seconds.
 
     - ``kills`` SIGKILLs, split between the sending and the drafting worker, each restarted
@@ -338,8 +347,10 @@ def make_plan(rng: random.Random, *, duration: float, kills: int = 12, lost_answ
     - one Redis restart (empty) between 20 % and 45 %, 1–3 s down;
     - one MongoDB outage between 55 % and 75 %, 3–6 s down;
     - Twilio 429 and 5xx bursts and response-delay periods spread over the whole run;
-    - with ``lost_answers``, also two 5xx bursts where Twilio *has* created the message before
-      answering 500/502 (``created: true``), drawn after the rest so the plan is otherwise the same.
+    - with ``lost_answers`` (the default), also two 5xx bursts where Twilio *has* created the
+      message before answering 500 or a gateway's 502 (``created: true``), the first while Twilio
+      keeps new messages queued for 4–10 s (no send date yet), drawn after the rest so the plan
+      is otherwise the same. Every such send must be reconciled, never sent twice.
     """
     faults: list[Fault] = []
     n_send = kills // 2
@@ -368,9 +379,13 @@ def make_plan(rng: random.Random, *, duration: float, kills: int = 12, lost_answ
             faults.append(Fault(at, "twilio_delay", {"ms": rng.randint(200, 1500)}))
             faults.append(Fault(round(at + rng.uniform(2.0, 8.0), 2), "twilio_delay", {"ms": 0}))
     if lost_answers:
-        for at in _spaced_times(rng, 2, 2.0, duration * 0.8, 5.0):
-            faults.append(Fault(at, "twilio_fail", {"status": rng.choice([500, 502]), "count": rng.randint(3, 8),
-                                                    "created": True}))
+        for n, at in enumerate(_spaced_times(rng, 2, 2.0, duration * 0.8, 12.0)):
+            status = rng.choice([500, 502])
+            faults.append(Fault(at, "twilio_fail", {"status": status, "count": rng.randint(3, 8),
+                                                    "created": True, "gateway": status == 502}))
+            if n == 0:
+                faults.append(Fault(round(at - 0.5, 2), "twilio_hold"))
+                faults.append(Fault(round(at + rng.uniform(4.0, 10.0), 2), "twilio_release"))
     return sorted(faults)
 
 
@@ -413,9 +428,15 @@ class ChaosRunner:
             elif fault.kind == "twilio_fail":
                 created = bool(fault.params.get("created", False))
                 self.sim.fail(status=fault.params["status"], code=fault.params.get("code"),
-                              count=fault.params["count"], created=created)
+                              count=fault.params["count"], created=created,
+                              gateway=bool(fault.params.get("gateway", False)))
                 self.done[f"twilio_{fault.params['status']}_burst" + ("_created" if created else "")] += 1
                 self.done["twilio_failures_armed"] += fault.params["count"]
+            elif fault.kind == "twilio_hold":
+                self.sim.hold()
+                self.done["twilio_hold_period"] += 1
+            elif fault.kind == "twilio_release":
+                self.sim.release()
             elif fault.kind == "twilio_delay":
                 self.sim.config(response_delay_ms=fault.params["ms"])
                 if fault.params["ms"]:

@@ -57,8 +57,8 @@ SERVICE_SECRETS: dict[str, set[str]] = {
     # build_webhook: require("twilio_auth_token") to check signatures; the shared key for the
     # webhooks Twilio signs with it.
     "webhook": {"TWILIO_AUTH_TOKEN", "TWILIO_WEBHOOK_SHARED_KEY"},
-    # cmd_scheduler: the stores only.
-    "scheduler": set(),
+    # cmd_scheduler: build_inbound_backfill lists Twilio's inbound messages (no Twilio client without it).
+    "scheduler": {"TWILIO_AUTH_TOKEN"},
     # build_drafter: Gemini. build_worker_deps builds the Twilio client for the sending queue only.
     "worker-drafting": {"GEMINI_API_KEY"},
     # build_sender: require("twilio_account_sid", "twilio_auth_token"); no drafting there.

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared import reply_texts
 from shared.factcheck import check_draft, detect_language, find_dates, find_numbers, parse_number
 from shared.models import Contact, Language
 from shared.offline import OfflineDrafter
@@ -754,13 +755,17 @@ def _replies_deps(business: str) -> Deps:
 @pytest.mark.parametrize("language", list(Language))
 @pytest.mark.parametrize("facts", GRID_FACTS, ids=range(len(GRID_FACTS)))
 def test_every_reply_text_passes(language: Language, facts: dict[str, str]) -> None:
-    deps = _replies_deps("Garage Martin")
+    business = "Garage Martin"
+    deps = _replies_deps(business)
     contact = Contact(id="ct", phone="+33612345678", name="Jean Dupont", language=language, fields=dict(facts))
-    texts = [(replies.thank_you_text(deps, contact), None)]
-    promised = "2026-04-10"
-    texts.append((replies.promise_text(deps, contact, promised), {"promised_date": promised}))
+    texts: list[tuple[str, dict[str, str] | None]] = [
+        (reply_texts.thank_you_text(business, contact, stopped=stopped), None) for stopped in (True, False)]
+    promised, resume = "2026-04-10", "2026-03-12"
+    for back in (None, resume):
+        texts.append((reply_texts.promise_text(business, contact, promised, resume=back),
+                      {"promised_date": promised, "resume_date": resume}))
     for topic in ("amount", "due_date", "payment_link", "invoice_number", "quote_number", "currency"):
-        answer = replies.answer_text(deps, contact, topic)
+        answer = reply_texts.answer_text(business, contact, topic)
         if answer is not None:
             texts.append((answer, None))
     for text, extra in texts:
