@@ -130,8 +130,9 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
     app = build_webhook(settings)
     _init_indexes(settings)
+    # log_config=None: uvicorn's loggers reach our redacting root handler instead of its own.
     uvicorn.run(app, host=args.host, port=args.port or settings.backend_port, log_level="warning",
-                access_log=False, proxy_headers=True)
+                access_log=False, proxy_headers=True, log_config=None)
     return 0
 
 
