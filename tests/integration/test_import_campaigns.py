@@ -227,7 +227,8 @@ def test_enrolment_by_filter_selects_on_the_contacts_fields_in_mongodb(store: St
     campaign = create_campaign(store, _campaign(tmp_path, text), now=clock.now())
     report = enrol_campaign(store, campaign.id, now=clock.now())
     assert (report.enrolled, report.already_enrolled) == (1, 0)
-    assert [f["contact_id"] for f in store.followups.find({}, {"contact_id": 1})] == [_contact_id(store, "+447911123456")]
+    enrolled = [f["contact_id"] for f in store.followups.find({}, {"contact_id": 1})]
+    assert enrolled == [_contact_id(store, "+447911123456")]
     bad = text.replace("relance", "relance-bad", 1).replace("amount: 99.9", "amount: quatre-vingts")
     with pytest.raises(InputError, match=r"enrol\.filter\.amount: amount 'quatre-vingts' is not an amount"):
         create_campaign(store, _campaign(tmp_path, bad, name="bad.yaml"), now=clock.now())
