@@ -57,17 +57,22 @@ _PHONE_IN_TEXT = re.compile(
 )
 
 
+# A bare run of 9 to 15 digits standing alone (not inside a word, a hex id or a decimal): a number
+# written without its "+" (33612345678) or in national form (0612345678).
+_DIGITS_IN_TEXT = re.compile(r"(?<![\w.,])\d{9,15}(?![\w]|[.,]\d)")
+
+
 def redact_phones(text: str) -> str:
-    """``text`` with every international phone number in it masked as :func:`mask_phone` does.
+    """``text`` with every phone number in it masked as :func:`mask_phone` does.
 
     ``"to=whatsapp:+33612345678"`` → ``"to=whatsapp:+33*******78"``; URL-encoded numbers stay
-    URL-encoded. Idempotent: a masked number is not a number any more.
+    URL-encoded; a lone run of 9 to 15 digits (``33612345678``, ``0612345678``) is masked too.
+    Idempotent: a masked number is not a number any more.
     """
-    if "+" not in text and "%2" not in text.upper():
-        return text  # the common case, without a regex scan
+    if "+" in text or "%2" in text.upper():
+        def mask(match: re.Match[str]) -> str:
+            digits = re.sub(r"\D", "", match.group("number"))
+            return match.group("prefix") + mask_phone("+" + digits)[1:]
 
-    def mask(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group("number"))
-        return match.group("prefix") + mask_phone("+" + digits)[1:]
-
-    return _PHONE_IN_TEXT.sub(mask, text)
+        text = _PHONE_IN_TEXT.sub(mask, text)
+    return _DIGITS_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)

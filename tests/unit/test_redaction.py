@@ -39,6 +39,13 @@ def _leaks(text: str) -> list[str]:
      "GET /Messages.json?To=whatsapp%3A%2B33*******78&PageSize=50"),
     ('dup key: { phone: "+447911123456" }', 'dup key: { phone: "+44********56" }'),
     ("call +33 6 12 34 56 78 now", "call +33*******78 now"),
+    # Without the "+", or in national form, as a model or a client may write them.
+    ("number 33612345678 not in contact data", "number 336******78 not in contact data"),
+    ("tel: 0612345678.", "tel: 061*****78."),
+    # Not phone numbers: digits inside hex ids and SIDs, decimals, ports, short counts.
+    ("SM5ef717ecad6e742c00a9c364451109cd 651472490123abcdef012345", "SM5ef717ecad6e742c00a9c364451109cd "
+     "651472490123abcdef012345"),
+    ("amount 1234567890.50 on 127.0.0.1:58023 in 3397 ms", "amount 1234567890.50 on 127.0.0.1:58023 in 3397 ms"),
     # Not phone numbers: times, offsets, counts, too many digits.
     ("2026-03-02T10:00:00+01:00 took +12 ms", "2026-03-02T10:00:00+01:00 took +12 ms"),
     ("+1234567890123456789", "+1234567890123456789"),
