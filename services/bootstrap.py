@@ -57,6 +57,9 @@ def configure_logging(settings: Settings) -> None:
     handler.addFilter(redacting)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # A handler that fails (stderr closed) must not print the record and the exception being
+    # handled, unredacted, to stderr: logging's own error report does that unless told not to.
+    logging.raiseExceptions = False
     root.setLevel(settings.log_level.upper() if settings.log_level.upper() in logging._nameToLevel else "INFO")
     for noisy in ("twilio.http_client", "httpx", "httpcore", "pymongo", "google_genai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

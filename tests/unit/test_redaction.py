@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import subprocess
 import sys
@@ -72,10 +73,11 @@ def test_secrets_of_the_settings_and_url_passwords() -> None:
 def root_logging() -> Iterator[None]:
     """Put the root logger back as it was after configure_logging replaced its handlers."""
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    handlers, level, raising = root.handlers[:], root.level, logging.raiseExceptions
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    logging.raiseExceptions = raising
 
 
 class _Wrapped(Exception):
@@ -124,3 +126,20 @@ def test_uncaught_exceptions_are_logged_redacted() -> None:
     assert "CRITICAL relance: uncaught exception" in done.stderr
     assert "RuntimeError: main +33*******78 ***" in done.stderr
     assert _leaks(done.stderr + done.stdout) == []
+
+
+def test_a_failing_handler_prints_nothing_raw(root_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """logging's report of a handler error prints the record's arguments and the exception being
+    handled (with its causes) straight to stderr, past every filter: it is turned off."""
+    configure_logging(load_settings(ENV))
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    broken = io.StringIO()
+    broken.close()
+    handler.setStream(broken)
+    try:
+        raise ConnectionError(f"GET /Messages.json?To=whatsapp%3A%2B{PHONE[1:]}")
+    except ConnectionError:
+        logging.getLogger("shared.twilio_sender").warning("Twilio list failed: %s", "ConnectionError")
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and _leaks(err) == []
