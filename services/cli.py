@@ -340,8 +340,10 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     """Run everything locally (see services.devstack)."""
     from services.devstack import run_dev
 
-    return run_dev(args.dir, exit_when_done=args.exit_when_done, timeout=args.timeout,
-                   out=lambda line: print(printable(line), flush=True))
+    def out(text: str) -> None:  # its own line breaks kept (the header), every other control escaped
+        print("\n".join(printable(line) for line in text.split("\n")), flush=True)
+
+    return run_dev(args.dir, exit_when_done=args.exit_when_done, timeout=args.timeout, out=out)
 
 
 # ------------------------------------------------------------------ helpers
