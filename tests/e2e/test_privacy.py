@@ -4,7 +4,7 @@ The real processes (webhook, scheduler, workers, Twilio simulator, fake Gemini) 
 campaign at DEBUG level with every secret set, Redis behind a password and MongoDB with a user:
 contacts imported in several phone formats, clients who write (one quoting their own number),
 an unknown number, a STOP, a question and a dispute (owner alert), a send Twilio refuses with a
-text quoting the number, a send it fails with 503 (retried by dramatiq, which stores the
+text quoting the number, a send it answers 429 (retried by dramatiq, which stores the
 traceback in Redis), a delivery that fails. Then every process's log, every CLI output, and every
 key and value of Redis (sampled during the run, and after it) are searched for each number in
 its usual forms (+33612345678, 33612345678, 0612345678), for the hash the contact ids used to be
@@ -229,7 +229,8 @@ def test_no_phone_number_and_no_secret_in_logs_or_redis(run: dict[str, Any]) -> 
     quoted = "The 'To' number whatsapp:{} is not a valid phone number."
     sim_post("/_sim/fail", {"code": 21211, "status": 400, "to": phone["rejected"],
                             "message": quoted.format(phone["rejected"])})
-    sim_post("/_sim/fail", {"code": 20500, "status": 503, "to": phone["deferred"], "count": 1,
+    # 429: "not created, try again later", retried by dramatiq (a 5xx may mean "created": reconciled).
+    sim_post("/_sim/fail", {"code": 20429, "status": 429, "to": phone["deferred"], "count": 1,
                             "message": quoted.format(phone["deferred"])})
     sim_post("/_sim/fail_delivery", {"to": phone["undelivered"], "code": 63024, "status": "undelivered"})
 
@@ -268,7 +269,7 @@ def test_no_phone_number_and_no_secret_in_logs_or_redis(run: dict[str, Any]) -> 
     procs.stop()  # logs complete; Redis as the run left it
     scanner.scan("redis (after the run)", redis_dump(broker))
     assert broker.dbsize() > 0  # the conveyor's own keys are there: the scan read something
-    assert scanner.saw_retry_traceback, "the 503's retry (its traceback stored in Redis) was never sampled"
+    assert scanner.saw_retry_traceback, "the 429's retry (its traceback stored in Redis) was never sampled"
     logs = {path.name: path.read_text(encoding="utf-8", errors="replace") for path in procs.logs.glob("*.log")}
     assert set(logs) == {"fake_gemini.log", "simulator.log", "webhook.log", "workers.log", "scheduler.log"}
     for name, text in [*logs.items(), *outputs]:
