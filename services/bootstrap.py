@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import redis
@@ -23,6 +25,7 @@ from shared.gemini import CheckedDrafter, GeminiDrafter
 from shared.offline import OfflineDrafter
 from shared.ports import Classifier, DeliveryStatus, Drafter, OutboundRequest, Sender, SendResult
 from shared.queue import QUEUE_SENDING, QUEUES, DramatiqQueue, make_broker
+from shared.redaction import RedactingFilter, Redactor, url_secrets
 from shared.settings import Settings
 from shared.store import Doc, Store, open_store
 from shared.twilio_sender import TwilioSender
@@ -34,34 +37,68 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class SecretsFilter(logging.Filter):
-    """Last line of defence: blank out configured secrets if one ever reaches a log record."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 6]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(s in message for s in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, None
-        return True
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret the settings hold: tokens, keys, and the passwords in the store URLs."""
+    return [
+        settings.twilio_auth_token.get_secret_value(),
+        settings.twilio_webhook_shared_key.get_secret_value(),
+        settings.gemini_api_key.get_secret_value(),
+        settings.ngrok_authtoken.get_secret_value(),
+        *url_secrets(settings.mongodb_uri),
+        *url_secrets(settings.redis_url),
+    ]
 
 
 def configure_logging(settings: Settings) -> None:
-    """Plain one-line logs on stderr; vendor loggers that echo requests are quietened."""
+    """Plain one-line logs on stderr, redacted; vendor loggers that echo requests are quietened.
+
+    Every record reaching the root handler (ours, uvicorn's, dramatiq's, pymongo's, twilio's)
+    goes through :class:`~shared.redaction.RedactingFilter`: phone numbers masked, secrets
+    and URL passwords replaced by ``***``, in the message and in the exception text. Uncaught
+    exceptions are logged through it too, instead of printed raw.
+    """
+    redacting = RedactingFilter(Redactor(settings_secrets(settings)))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretsFilter([settings.twilio_auth_token.get_secret_value(),
-                                     settings.gemini_api_key.get_secret_value()]))
+    handler.addFilter(redacting)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # A handler that fails (stderr closed) must not print the record and the exception being
+    # handled, unredacted, to stderr: logging's own error report does that unless told not to.
+    logging.raiseExceptions = False
     root.setLevel(settings.log_level.upper() if settings.log_level.upper() in logging._nameToLevel else "INFO")
     for noisy in ("twilio.http_client", "httpx", "httpcore", "pymongo", "google_genai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Handlers a library set up on its own loggers before this (they do not reach the root).
+    for other in list(logging.root.manager.loggerDict.values()):
+        for own in getattr(other, "handlers", []):
+            if not any(isinstance(f, RedactingFilter) for f in own.filters):
+                own.addFilter(redacting)
+    _log_uncaught_exceptions()
+
+
+def _log_uncaught_exceptions() -> None:
+    """Route tracebacks Python would print raw to stderr through the redacted log.
+
+    Left alone when something else (a test runner) has already replaced the hooks.
+    """
+    if sys.excepthook is sys.__excepthook__:
+        def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+            if issubclass(kind, KeyboardInterrupt):
+                sys.__excepthook__(kind, value, tb)
+                return
+            logging.getLogger("relance").critical("uncaught exception", exc_info=(kind, value, tb))
+
+        sys.excepthook = excepthook
+    if threading.excepthook is threading.__excepthook__:
+        def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+            if args.exc_type is SystemExit or args.exc_value is None:
+                return
+            name = args.thread.name if args.thread else "?"
+            logging.getLogger("relance").critical("uncaught exception in thread %s", name,
+                                                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+        threading.excepthook = thread_excepthook
 
 
 WEBHOOK_STORE_TIMEOUT_MS = 10_000

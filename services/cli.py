@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from services.terminal import printable
 from shared.clock import SystemClock
 from shared.errors import ConfigError, InputError, TransientError
 from shared.queue import QUEUES
@@ -132,8 +133,9 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
     app = build_webhook(settings)
     _init_indexes(settings)
+    # log_config=None: uvicorn's loggers reach our redacting root handler instead of its own.
     uvicorn.run(app, host=args.host, port=args.port or settings.backend_port, log_level="warning",
-                access_log=False, proxy_headers=True)
+                access_log=False, proxy_headers=True, log_config=None)
     return 0
 
 
@@ -233,7 +235,7 @@ def cmd_contacts_import(settings: Settings, args: argparse.Namespace) -> int:
     report = import_contacts(store, args.file, now=SystemClock().now(), default_region=settings.default_country,
                              progress=print_progress)
     for error in report.errors:
-        print(f"skipped {error}", file=sys.stderr)
+        print(printable(f"skipped {error}"), file=sys.stderr)
     print(f"imported: {report.inserted} new, {report.updated} updated, {report.unchanged} unchanged, "
           f"{len(report.errors)} skipped")
     return 0 if not report.errors else 1
@@ -256,7 +258,7 @@ def cmd_campaigns_enrol(settings: Settings, args: argparse.Namespace) -> int:
     _, store = _store(settings)
     report = enrol_campaign(store, args.campaign_id, now=SystemClock().now(), tags=args.tag or None)
     for reason in report.skipped:
-        print(f"skipped {reason}", file=sys.stderr)
+        print(printable(f"skipped {reason}"), file=sys.stderr)
     print(f"enrolled {report.enrolled}, already enrolled {report.already_enrolled}, skipped {len(report.skipped)}")
     return 0
 
@@ -266,7 +268,8 @@ def cmd_campaigns_list(settings: Settings, args: argparse.Namespace) -> int:
     _, store = _store(settings)
     for campaign in store.list_campaigns():
         count = store.followups.count_documents({"campaign_id": campaign.id})
-        print(f"{campaign.id}\t{campaign.status}\t{len(campaign.steps)} steps\t{count} enrolled\t{campaign.name}")
+        print(printable(f"{campaign.id}") + f"\t{campaign.status}\t{len(campaign.steps)} steps\t{count} enrolled\t"
+              + printable(campaign.name))
     return 0
 
 
@@ -308,7 +311,7 @@ def cmd_conversations(settings: Settings, args: argparse.Namespace) -> int:
     if not rows:
         print("no conversation needs a person" if args.needs_human else "no conversations")
     for row in rows:
-        print(row)
+        print(printable(row))
     return 0
 
 
@@ -320,7 +323,7 @@ def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
     _, store = _store(settings)
     phone = normalise_phone(args.phone, settings.default_country)
     for line in timeline(store, phone):
-        print(line)
+        print(printable(line))
     return 0
 
 
@@ -332,7 +335,7 @@ def cmd_handled(settings: Settings, args: argparse.Namespace) -> int:
     _, store = _store(settings)
     phone = normalise_phone(args.phone, settings.default_country)
     for line in close_hand_over(store, phone, action=args.action, now=SystemClock().now()):
-        print(line)
+        print(printable(line))
     return 0
 
 
@@ -340,7 +343,10 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     """Run everything locally (see services.devstack)."""
     from services.devstack import run_dev
 
-    return run_dev(args.dir, exit_when_done=args.exit_when_done, timeout=args.timeout)
+    def out(text: str) -> None:  # its own line breaks kept (the header), every other control escaped
+        print("\n".join(printable(line) for line in text.split("\n")), flush=True)
+
+    return run_dev(args.dir, exit_when_done=args.exit_when_done, timeout=args.timeout, out=out)
 
 
 # ------------------------------------------------------------------ helpers
@@ -371,13 +377,13 @@ def main(argv: Sequence[str] | None = None, *, load: Callable[[], Settings] = lo
         configure_logging(settings)
         return int(args.func(settings, args))
     except ConfigError as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
+        print(printable(f"error: configuration: {exc}"), file=sys.stderr)
         return 2
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)  # may quote a client's name or a file's text
         return 1
     except TransientError as exc:
-        print(f"error: {exc} (is MongoDB running? check MONGODB_URI)", file=sys.stderr)
+        print(printable(f"error: {exc} (is MongoDB running? check MONGODB_URI)"), file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

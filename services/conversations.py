@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.terminal import printable
 from shared.errors import InputError
 from shared.store import Store, contact_from_doc
 
@@ -58,7 +59,7 @@ def list_conversations(store: Store, *, needs_human: bool = False, limit: int = 
     """
     rows = _contact_rows(store, needs_human=needs_human, limit=limit) + _unknown_rows(store, limit=limit)
     rows.sort(key=lambda row: row[0], reverse=True)  # stable: contacts keep their order
-    return [line for _, line in rows[:max(limit, 0)]]
+    return [printable(line) for _, line in rows[:max(limit, 0)]]
 
 
 def _contact_rows(store: Store, *, needs_human: bool, limit: int) -> list[tuple[datetime, str]]:
@@ -108,8 +109,14 @@ def _unknown_rows(store: Store, *, limit: int) -> list[tuple[datetime, str]]:
 def timeline(store: Store, phone: str) -> list[str]:
     """A contact's details, follow-ups and every message in and out, oldest first.
 
-    For a number that is no contact but wrote: what it sent, under a header saying so.
+    For a number that is no contact but wrote: what it sent, under a header saying so. Every
+    line is :func:`~services.terminal.printable`: a client's name or message cannot drive the
+    operator's terminal.
     """
+    return [printable(line) for line in _timeline(store, phone)]
+
+
+def _timeline(store: Store, phone: str) -> list[str]:
     contact = store.contacts.find_one({"phone": phone})  # raw: shown even when the model refuses it
     if contact is None:
         return _unknown_timeline(store, phone)
@@ -204,7 +211,7 @@ def close_hand_over(store: Store, phone: str, *, action: str, now: datetime) -> 
     lines = [f"{name} {phone}: {flagged} hand-over(s) closed; {done}"]
     lines.extend("  " + _followup_state(doc) for doc in store.followups.find({"contact_id": contact_id})
                  .sort("campaign_id", 1))
-    return lines
+    return [printable(line) for line in lines]
 
 
 _VERB = {"resume": "resume", "stop": "stop", "paid": "mark paid"}

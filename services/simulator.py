@@ -1026,4 +1026,4 @@ def run(*, host: str, port: int, log_level: str = "info", **kwargs: Any) -> None
     app = create_app(**kwargs)
     logger.info("Twilio simulator on http://%s:%s", host, port)
     # No access log: list queries carry phone numbers in their query string.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, log_config=None)

@@ -18,6 +18,14 @@ so the rest of the code never imports a vendor error type.
 from __future__ import annotations
 
 
+def _without_phones(text: str) -> str:
+    """Twilio's error texts may quote the number ("The 'To' number +33… is not valid"); the
+    error ends up in logs and in dramatiq's retry records in Redis, so the number is masked."""
+    from shared.phones import redact_phones  # here: shared.phones imports this module
+
+    return redact_phones(text)
+
+
 class RelanceError(Exception):
     """Base class of every error raised on purpose by Relance."""
 
@@ -42,6 +50,7 @@ class SendRejected(PermanentError):
     """Twilio refused the message for good (carries Twilio's error code)."""
 
     def __init__(self, code: int | None, message: str, status: int | None = None) -> None:
+        message = _without_phones(message)
         super().__init__(f"Twilio error {code}: {message}")
         self.code = code
         self.status = status
@@ -52,6 +61,7 @@ class SendDeferred(TransientError):
     """Twilio failed in a way that a later retry may fix (429, 5xx, network)."""
 
     def __init__(self, code: int | None, message: str, status: int | None = None) -> None:
+        message = _without_phones(message)
         super().__init__(f"Twilio error {code}: {message}")
         self.code = code
         self.status = status

@@ -23,7 +23,6 @@ type, a required column missing) raise :class:`InputError` before anything is wr
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import re
@@ -44,7 +43,7 @@ import phonenumbers
 from shared.errors import InputError
 from shared.models import Contact, Language
 from shared.phones import mask_phone, normalise_phone, timezone_for_phone
-from shared.store import Store
+from shared.store import Store, new_id
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +95,15 @@ class ImportReport:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def contact_id_for(phone: str) -> str:
-    """The stable id of the contact with this E.164 phone (re-imports hit the same contact)."""
-    return "ct_" + hashlib.sha256(phone.encode()).hexdigest()[:16]
+def new_contact_id() -> str:
+    """A random id for a new contact (``ct_`` + 16 hex characters).
+
+    Random, not derived from the phone: a hash of a phone number is reversed in minutes (the
+    space of numbers is small), and contact ids travel in message ids, logs and the StatusCallback
+    URL given to Twilio. A re-import still finds the contact, by its phone (unique index), and
+    keeps its id; contacts imported before this change keep theirs (see docs/privacy.md).
+    """
+    return new_id("ct")
 
 
 def field_key(raw: str) -> str:
@@ -287,7 +292,7 @@ def _build_contact(values: dict[str, str], default_region: str) -> tuple[Contact
     if problems or phone is None:
         return None, problems
     contact = Contact(
-        id=contact_id_for(phone), phone=phone, name=name,
+        id=new_contact_id(), phone=phone, name=name,
         language=language or _default_language(phone),
         timezone=zone or timezone_for_phone(phone),
         fields=fields, tags=_tags(values.get("tags", "")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
@@ -45,3 +47,32 @@ def mask_phone(phone: str) -> str:
     if len(text) <= 4:
         return "*" * len(text)
     return text[:3] + "*" * (len(text) - 5) + text[-2:]
+
+
+# A number in international form inside any text: ``+33612345678``, ``whatsapp:+33612345678``,
+# URL-encoded (``%2B33612345678``, ``whatsapp%3A%2B…``: query strings of Twilio list calls), or
+# written with single spaces, dots or dashes (``+33 6 12 34 56 78``). 7 to 15 digits, as E.164.
+_PHONE_IN_TEXT = re.compile(
+    r"(?P<prefix>(?:whatsapp(?::|%3A))?(?:\+|%2B))(?P<number>[1-9](?:[ .\-]?\d){6,14})(?!\d)", re.IGNORECASE
+)
+
+
+# A bare run of 9 to 15 digits standing alone (not inside a word, a hex id or a decimal): a number
+# written without its "+" (33612345678) or in national form (0612345678).
+_DIGITS_IN_TEXT = re.compile(r"(?<![\w.,])\d{9,15}(?![\w]|[.,]\d)")
+
+
+def redact_phones(text: str) -> str:
+    """``text`` with every phone number in it masked as :func:`mask_phone` does.
+
+    ``"to=whatsapp:+33612345678"`` → ``"to=whatsapp:+33*******78"``; URL-encoded numbers stay
+    URL-encoded; a lone run of 9 to 15 digits (``33612345678``, ``0612345678``) is masked too.
+    Idempotent: a masked number is not a number any more.
+    """
+    if "+" in text or "%2" in text.upper():
+        def mask(match: re.Match[str]) -> str:
+            digits = re.sub(r"\D", "", match.group("number"))
+            return match.group("prefix") + mask_phone("+" + digits)[1:]
+
+        text = _PHONE_IN_TEXT.sub(mask, text)
+    return _DIGITS_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)

@@ -169,7 +169,7 @@ class TwilioSender:
         try:
             message = self.client.messages.create(**kwargs)
         except Exception as exc:
-            raise self._translate(exc, "create") from exc
+            raise self._translate(exc, "create") from None
         logger.info("Twilio accepted message %s (status %s)", message.sid, message.status)
         return SendResult(sid=str(message.sid), status=str(message.status or "queued"))
 
@@ -204,7 +204,7 @@ class TwilioSender:
         try:
             messages = self.client.messages.list(**kwargs)
         except Exception as exc:
-            raise self._translate(exc, "list") from exc
+            raise self._translate(exc, "list") from None
         return [
             {
                 "sid": m.sid,
@@ -234,9 +234,9 @@ class TwilioSender:
             if _as_int(getattr(exc, "status", None)) == 404:
                 logger.warning("Twilio fetch: message %s not found", sid)
                 return None
-            raise self._translate(exc, "fetch") from exc
+            raise self._translate(exc, "fetch") from None
         except Exception as exc:
-            raise self._translate(exc, "fetch") from exc
+            raise self._translate(exc, "fetch") from None
         return DeliveryStatus(status=str(message.status or ""), error_code=_as_int(message.error_code))
 
     @staticmethod

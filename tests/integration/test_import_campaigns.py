@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 from shared.campaign_files import create_campaign, enrol_campaign, load_campaign
 from shared.clock import FakeClock, utc
 from shared.errors import InputError
-from shared.importing import contact_id_for, import_contacts
+from shared.importing import import_contacts
 from shared.store import Store
 
 pytestmark = pytest.mark.integration
@@ -42,6 +44,12 @@ def _csv(tmp_path: Path, rows: list[str], name: str = "contacts.csv") -> Path:
     return path
 
 
+def _contact_id(store: Store, phone: str) -> str:
+    contact = store.contact_by_phone(phone)
+    assert contact is not None
+    return contact.id
+
+
 def _campaign(tmp_path: Path, text: str = CAMPAIGN, name: str = "campaign.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -59,7 +67,7 @@ def test_import_then_reimport_changes_nothing(store: Store, clock: FakeClock, tm
     path = _csv(tmp_path, GOOD)
     first = import_contacts(store, path, now=clock.now())
     assert (first.inserted, first.updated, first.unchanged, first.errors) == (3, 0, 0, [])
-    doc = store.contacts.find_one({"_id": contact_id_for("+33612345678")})
+    doc = store.contacts.find_one({"phone": "+33612345678"})
     assert doc is not None
     assert doc["fields"] == {"invoice_number": "FA-1", "amount": "1250.50", "currency": "EUR",
                              "due_date": "2026-03-15", "payment_link": "https://pay.example.com/1"}
@@ -68,8 +76,9 @@ def test_import_then_reimport_changes_nothing(store: Store, clock: FakeClock, tm
     clock.advance(timedelta(hours=1))
     second = import_contacts(store, path, now=clock.now())
     assert (second.inserted, second.updated, second.unchanged, second.errors) == (0, 0, 3, [])
-    again = store.contacts.find_one({"_id": contact_id_for("+33612345678")})
+    again = store.contacts.find_one({"phone": "+33612345678"})
     assert again is not None and utc(again["updated_at"]) == created
+    assert again["_id"] == doc["_id"]  # found by its phone: a re-import keeps the contact's id
 
     # The same people written differently (spacing, separators, date format) are still unchanged.
     reformatted = _csv(tmp_path, [
@@ -83,6 +92,24 @@ def test_import_then_reimport_changes_nothing(store: Store, clock: FakeClock, tm
     changed = _csv(tmp_path, [GOOD[0].replace("FA-1", "FA-9")], name="changed.csv")
     fourth = import_contacts(store, changed, now=clock.now())
     assert (fourth.inserted, fourth.updated, fourth.unchanged) == (0, 1, 0)
+    assert store.contacts.count_documents({}) == 3
+    assert store.contacts.find_one({"phone": "+33612345678"})["_id"] == doc["_id"]
+
+
+def test_new_contacts_get_random_ids_and_existing_ones_keep_theirs(store: Store, clock: FakeClock,
+                                                                  tmp_path: Path) -> None:
+    """Ids are random (a hash of the phone is reversible); a contact stored before keeps its old id."""
+    legacy_id = "ct_" + hashlib.sha256(b"+33612345678").hexdigest()[:16]  # how ids were made before
+    store.contacts.insert_one({"_id": legacy_id, "phone": "+33612345678", "name": "Marie Dupont", "language": "fr",
+                               "timezone": "Europe/Paris", "fields": {}, "tags": [], "opted_out": False,
+                               "last_inbound_at": None, "created_at": clock.now(), "updated_at": clock.now()})
+    report = import_contacts(store, _csv(tmp_path, GOOD), now=clock.now())
+    assert (report.inserted, report.updated, report.unchanged) == (2, 1, 0)
+    assert store.contacts.find_one({"phone": "+33612345678"})["_id"] == legacy_id
+    for phone in ("+447911123456", "+33751234567"):
+        contact_id = _contact_id(store, phone)
+        assert re.fullmatch(r"ct_[0-9a-f]{16}", contact_id)
+        assert contact_id != "ct_" + hashlib.sha256(phone.encode()).hexdigest()[:16]
     assert store.contacts.count_documents({}) == 3
 
 
@@ -180,7 +207,7 @@ def test_enrol_twice_enrols_nobody_twice_and_skips_opted_out(
     assert store.followups.count_documents({}) == 1
 
     # Step 0 is 2 days after the due date (15 March 2026, in Paris), inside the send window.
-    followup = store.get_followup(f"relance:{contact_id_for('+33612345678')}")
+    followup = store.get_followup(f"relance:{_contact_id(store, '+33612345678')}")
     assert followup is not None and followup.next_run_at is not None
     assert utc(followup.next_run_at).isoformat() == "2026-03-17T08:00:00+00:00"
 
@@ -200,7 +227,7 @@ def test_enrol_with_extra_tags_narrows_the_selection(store: Store, clock: FakeCl
     campaign = create_campaign(store, _campaign(tmp_path), now=clock.now())
     report = enrol_campaign(store, campaign.id, now=clock.now(), tags=["uk"])
     assert (report.enrolled, report.skipped) == (1, [])
-    assert store.followups.find_one({"contact_id": contact_id_for("+447911123456")}) is not None
+    assert store.followups.find_one({"contact_id": _contact_id(store, "+447911123456")}) is not None
 
 
 def test_enrolment_by_filter_selects_on_the_contacts_fields_in_mongodb(store: Store, clock: FakeClock,
@@ -211,7 +238,8 @@ def test_enrolment_by_filter_selects_on_the_contacts_fields_in_mongodb(store: St
     campaign = create_campaign(store, _campaign(tmp_path, text), now=clock.now())
     report = enrol_campaign(store, campaign.id, now=clock.now())
     assert (report.enrolled, report.already_enrolled) == (1, 0)
-    assert [f["contact_id"] for f in store.followups.find({}, {"contact_id": 1})] == [contact_id_for("+447911123456")]
+    enrolled = [f["contact_id"] for f in store.followups.find({}, {"contact_id": 1})]
+    assert enrolled == [_contact_id(store, "+447911123456")]
     bad = text.replace("relance", "relance-bad", 1).replace("amount: 99.9", "amount: quatre-vingts")
     with pytest.raises(InputError, match=r"enrol\.filter\.amount: amount 'quatre-vingts' is not an amount"):
         create_campaign(store, _campaign(tmp_path, bad, name="bad.yaml"), now=clock.now())
