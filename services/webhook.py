@@ -9,7 +9,8 @@ X-Twilio-Webhooks-Signature-Settings), the shape of every identifier
 (:mod:`services.twilio_fields`); then the event is stored once under a dedupe key, enqueued,
 and answered at once with empty TwiML. No AI and no slow work happens here.
 
-Answers: 200 (stored, or a duplicate); 400 malformed, or a field Twilio would not send; 403
+Answers: 200 (stored, or a duplicate); 400 malformed, a field Twilio would not send, or the
+client gone before its body arrived; 403
 missing, malformed or wrong signature; 408 body too slow; 413 body too large, too many or too
 long fields; 503 too many requests in flight, or the event cannot be recorded. See
 docs/webhook-security.md.
@@ -400,6 +401,9 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
             return refusal(exc)
         except TransientError:
             return PlainTextResponse("store unavailable, retry later", status_code=503)
+        except ClientDisconnect:
+            # Gone before its body was sent: nobody reads this answer, and it is no server error.
+            return PlainTextResponse("client disconnected", status_code=400, headers={"Connection": "close"})
         finally:
             in_flight -= 1
 

@@ -73,15 +73,20 @@ def many_fields(count: int) -> bytes:
     return b"&".join(b"%x=" % i for i in range(count))
 
 
-def call_asgi(app: Starlette, headers: dict[str, str], body: bytes) -> tuple[int, str, int]:
-    """One POST straight into the ASGI app: (status, text, times the app asked for the body)."""
+def call_asgi(app: Starlette, headers: dict[str, str], body: bytes,
+              messages: list[dict[str, Any]] | None = None) -> tuple[int, str, int]:
+    """One POST straight into the ASGI app: (status, text, times the app asked for the body).
+
+    ``messages``: what the server hands the app, in turn (default: ``body`` in one message).
+    """
     asked = 0
     sent: list[dict[str, Any]] = []
+    pending = list(messages or [{"type": "http.request", "body": body, "more_body": False}])
 
     async def receive() -> dict[str, Any]:
         nonlocal asked
         asked += 1
-        return {"type": "http.request", "body": body, "more_body": False}
+        return pending.pop(0)
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -229,6 +234,16 @@ def test_a_body_that_trickles_in_is_answered_408_and_the_connection_closed(front
             response = read_response(sock)
             assert (response.status, response.getheader("connection")) == (408, "close")
             assert sock.recv(1) == b""  # closed by the webhook, not left to the client
+    front.assert_untouched()
+
+
+def test_a_client_gone_before_its_body_arrived_is_answered_not_raised(front: Front) -> None:
+    """No stack trace for a client that hangs up: a plain answer, nothing stored, its place freed."""
+    app = front.app()
+    gone = [{"type": "http.request", "body": b"MessageSid=SM", "more_body": True}, {"type": "http.disconnect"}]
+    status, text, asked = call_asgi(app, {"Content-Type": FORM_TYPE, "X-Twilio-Signature": FORGED}, b"", gone)
+    assert (status, text, asked) == (400, "client disconnected", 2)
+    assert app.state.in_flight() == 0
     front.assert_untouched()
 
 
