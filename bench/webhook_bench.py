@@ -850,8 +850,8 @@ def flood_report(measures: list[Measure], args: argparse.Namespace) -> list[str]
     lines = ["", f"Under a flood: {args.flood} more connections sending unsigned requests of {args.flood_fields} "
                  f"fields ({body_bytes:,} bytes) as fast as they are answered, beside the real load:", "",
              "| conns | real req/s | real p99 ms | real req/s, flood | real p99 ms, flood | flood answers/s "
-             "| flood answers | server CPU ms per flood answer |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+             "| flood answers | server CPU ms per flood answer | flood client (cores) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
 
     def median(values: list[float]) -> float:
         return statistics.median(values) if values else 0.0
@@ -870,7 +870,7 @@ def flood_report(measures: list[Measure], args: argparse.Namespace) -> list[str]
         lines.append(f"| {connections} | {median([m.rps for m in calm]):,.0f} | {median([m.p99_ms for m in calm]):.2f} "
                      f"| {median([m.rps for m in storm]):,.0f} | {median([m.p99_ms for m in storm]):.2f} "
                      f"| {flood_rate:,.0f} | {', '.join(f'{n} × {code}' for code, n in sorted(answers.items()))} "
-                     f"| {extra:.3f} |")
+                     f"| {extra:.3f} | {median([m.cpu_s.get('flood', 0.0) / m.duration_s for m in storm]):.2f} |")
     return lines
 
 

@@ -58,6 +58,6 @@ def test_webhook_bench_measures_the_real_load_beside_a_flood() -> None:
     assert int(endpoints["real + flood"][3]) > 0 and int(endpoints["real + flood"][7]) == 0  # no real request lost
     assert int(endpoints["real + flood"][12]) == int(endpoints["real + flood"][13]) > 0
     assert "Under a flood: 2 more connections sending unsigned requests of 5000 fields" in done.stdout
-    (flood,) = [row for row in rows if len(row) == 10]
+    (flood,) = [row for row in rows if len(row) == 11]
     answers = flood[7].strip()
     assert answers.endswith("× 403") and "," not in answers  # every flood request refused 403, nothing else
