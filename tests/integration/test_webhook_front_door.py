@@ -9,6 +9,7 @@ and enqueues nothing (the Redis database stays empty).
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import socket
 from collections.abc import Iterator
@@ -25,8 +26,10 @@ from starlette.testclient import TestClient
 from services import webhook
 from services.webhook import BUSY, MAX_BODY_BYTES, MAX_FIELDS, MAX_NAME_CHARS, MAX_VALUE_CHARS, WebhookDeps, create_app
 from shared.clock import FakeClock
+from shared.errors import ConfigError
 from shared.queue import DramatiqQueue, make_broker
-from shared.store import Store
+from shared.settings import load_settings
+from shared.store import Store, connect
 from tests.support.servers import serve_asgi, wait_until
 from tests.support.webhook_forms import FORM_TYPE, SENDER, inbound_form, sid, sign
 
@@ -279,3 +282,73 @@ def test_past_the_bound_on_requests_in_flight_the_answer_is_503_at_once(front: F
                 sock.close()
     stored = {e["_id"] for e in front.store.events.find({"kind": "inbound"}, {"_id": 1})}
     assert stored == {f"inbound:{f['MessageSid']}" for f in [*held, fourth]}
+
+
+# --------------------------------------------------------------------------- settings
+@pytest.mark.parametrize(("name", "value"), [("WEBHOOK_MAX_IN_FLIGHT", "0"), ("WEBHOOK_MAX_IN_FLIGHT", "many"),
+                                             ("WEBHOOK_BODY_TIMEOUT_SECONDS", "0"),
+                                             ("WEBHOOK_BODY_TIMEOUT_SECONDS", "61")])
+def test_front_door_settings_refuse_bad_values_in_one_line(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({name: value}, env_file=None)
+    assert str(refused.value).startswith(f"{name}: ") and "\n" not in str(refused.value)
+
+
+def test_relance_webhook_applies_the_front_door_settings(mongo_uri: str, redis_url: str, db_name: str) -> None:
+    """build_webhook: the bound, the body deadline, our account and our sender, from the settings."""
+    from services.bootstrap import build_webhook
+
+    settings = load_settings({
+        "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": BASE, "REDIS_URL": redis_url,
+        "MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl(),
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_WHATSAPP_NUMBER": "whatsapp:+33700000001",
+        "WEBHOOK_MAX_IN_FLIGHT": "1", "WEBHOOK_BODY_TIMEOUT_SECONDS": "0.2"}, env_file=None)
+    app = build_webhook(settings)
+    form = inbound_form(sid("settings"), AccountSid="AC" + "1" * 32, To="whatsapp:+33700000001")
+    headers = [(b"content-type", FORM_TYPE.encode()),
+               (b"x-twilio-signature", sign(BASE + PATH, form, TOKEN).encode())]
+
+    async def post(receive: Any) -> int:
+        statuses: list[int] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "https", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+                 "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 443)}
+        await app(scope, receive, send)
+        return statuses[0]
+
+    async def scenario() -> tuple[int, int]:
+        never = asyncio.Event()
+
+        async def trickle() -> dict[str, Any]:
+            await never.wait()  # the body never comes
+            return {"type": "http.disconnect"}
+
+        async def whole() -> dict[str, Any]:
+            return {"type": "http.request", "body": urlencode(form).encode(), "more_body": False}
+
+        held = asyncio.create_task(post(trickle))
+        while app.state.in_flight() < 1:
+            await asyncio.sleep(0)
+        second = await post(whole)  # WEBHOOK_MAX_IN_FLIGHT=1: no place left
+        return await held, second  # WEBHOOK_BODY_TIMEOUT_SECONDS=0.2: the held one times out
+
+    mongo = connect(mongo_uri)
+    try:
+        assert asyncio.run(scenario()) == (408, 503)
+        with TestClient(app) as client:
+            for other in ({"To": SENDER}, {"AccountSid": "AC" + "2" * 32}):
+                wrong = {**form, **other}
+                response = client.post(PATH, content=urlencode(wrong), headers=signed_headers(wrong))
+                assert response.status_code == 400, response.text  # not our sender, not our account
+            response = client.post(PATH, content=urlencode(form), headers=signed_headers(form))
+            assert response.status_code == 200
+        assert mongo[db_name].events.count_documents({"kind": "inbound"}) == 1
+    finally:
+        gc.unfreeze()  # the app froze what the test process had built (as `relance webhook` does)
+        mongo.drop_database(db_name)
+        mongo.close()
