@@ -29,10 +29,17 @@ per request of each process, what was stored; then the real/bare ratio, as a mar
 ``--profile`` adds a py-spy run of the real endpoint (needs py-spy on PATH) and prints where its
 CPU goes.
 
+``--flood N`` adds, at each connection count, a third run of the real endpoint under a flood: N
+more connections sending unsigned requests of ``--flood-fields`` fields each (10,000 by default,
+just under the 64 KiB body cap) from a process of their own, as fast as they are answered. The
+real requests' req/s and p99 with and without the flood are then reported side by side, with
+what the flood got back (issue 9: an unsigned request must cost about what a bare 403 costs).
+
 Usage (repository root, in the venv)::
 
     python bench/webhook_bench.py                      # 10 s per endpoint and connection count
     python bench/webhook_bench.py --duration 5 --connections 32 --duplicates 0.3 --profile
+    python bench/webhook_bench.py --connections 64 --flood 16     # the real load beside a flood
 
 Everything it starts is stopped at the end, on errors and on Ctrl-C / SIGTERM.
 """
@@ -52,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,7 +80,9 @@ TOKEN = "bench0123456789abcdef0123456789ab"
 PUBLIC_BASE_URL = "https://bench.relance.example"  # what Twilio signs; the servers listen on 127.0.0.1
 PATH = "/whatsapp/webhook"
 FORM = "application/x-www-form-urlencoded"
-SID_MARK = "SMbench"
+ACCOUNT_SID = "AC" + "be" * 16
+SENDER = "whatsapp:+14155238886"
+SID_MARK = "SMbec4be0c"  # the first 10 characters of every MessageSid the bench sends (SM + 32 hex)
 # The group commit batches the requests in flight: with few of them, a batch's fixed cost (a
 # MongoDB round trip, an enqueue) is shared by few requests. Measured at low and high concurrency.
 DEFAULT_CONNECTIONS = [16, 64, 256]
@@ -134,9 +144,19 @@ def inbound_form(sid: str, n: int) -> dict[str, str]:
         "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Marie Dupont", "MessageType": "text",
         "SmsSid": sid, "WaId": "33612345678", "SmsStatus": "received",
         "Body": f"Bonjour, j'ai bien reçu la facture n°{n}, je règle cette semaine. Merci !",
-        "To": "whatsapp:+14155238886", "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid,
-        "AccountSid": "AC" + "be" * 16, "From": "whatsapp:+33612345678", "ApiVersion": "2010-04-01",
+        "To": SENDER, "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID, "From": "whatsapp:+33612345678", "ApiVersion": "2010-04-01",
     }
+
+
+def bench_sid(label: str, n: int) -> str:
+    """A MessageSid of Twilio's shape, marked as the bench's, distinct per pool label and number."""
+    return f"{SID_MARK}{zlib.crc32(label.encode()):08x}{n:016x}"
+
+
+def flood_body(fields: int) -> bytes:
+    """A form of ``fields`` distinct empty fields: the flood's body."""
+    return b"&".join(b"%x=" % i for i in range(fields))
 
 
 def build_pool(directory: Path, *, size: int, files: int, label: str, duplicates: float, seed: int) -> int:
@@ -150,7 +170,7 @@ def build_pool(directory: Path, *, size: int, files: int, label: str, duplicates
         if lines and rng.random() < duplicates:
             lines.append(lines[rng.randrange(len(lines))])
             continue
-        form = inbound_form(f"{SID_MARK}{label}{n:09d}", n)
+        form = inbound_form(bench_sid(label, n), n)
         lines.append(f"{validator.compute_signature(url, form)}\t{urlencode(form)}\n")
     for index in range(files):
         with (directory / f"pool.{index}.txt").open("w", encoding="utf-8") as out:
@@ -158,7 +178,7 @@ def build_pool(directory: Path, *, size: int, files: int, label: str, duplicates
     return len({line for line in lines})
 
 
-def enqueued_events(payloads: list[bytes]) -> int:
+def enqueued_events(payloads: list[bytes] | list[bytes | str]) -> int:
     """How many inbound events the replies queue's dramatiq messages ask to process.
 
     ``process_inbound`` carries one event id; ``dispatch_inbound`` (one per stored batch) a list.
@@ -304,6 +324,83 @@ def load_main(argv: list[str]) -> int:
     return 0
 
 
+def flood_main(argv: list[str]) -> int:
+    """``_flood``: unsigned many-field requests on keep-alive connections until SIGTERM; JSON on stdout.
+
+    A connection the server closes is opened again. Prints ``BENCH_FLOOD_STARTED`` once every
+    connection has had an answer, so the measure starts with the flood at full strength.
+    """
+    parser = argparse.ArgumentParser(prog="webhook_bench.py _flood")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--connections", type=int, required=True)
+    parser.add_argument("--fields", type=int, required=True)
+    parser.add_argument("--duration", type=float, default=600.0, help="stop by then at the latest")
+    args = parser.parse_args(argv)
+    body = flood_body(args.fields)
+    raw = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\nContent-Type: {FORM}\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    answered_once: set[int] = set()
+
+    async def connection(index: int, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
+            except OSError:
+                errors["connect"] += 1
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                while not stop.is_set():
+                    writer.write(raw)
+                    status_line = await reader.readline()
+                    if not status_line:
+                        break  # closed by the server: open another
+                    length, close = 0, False
+                    while True:
+                        line = await reader.readline()
+                        if line in (b"\r\n", b""):
+                            break
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                        elif name.strip().lower() == b"connection" and value.strip().lower() == b"close":
+                            close = True
+                    await reader.readexactly(length)
+                    parts = status_line.split()
+                    statuses[parts[1].decode() if len(parts) > 1 else "?"] += 1
+                    if index not in answered_once:
+                        answered_once.add(index)
+                        if len(answered_once) == args.connections:
+                            print("BENCH_FLOOD_STARTED", flush=True)
+                    if close:
+                        break
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                errors["read"] += 1
+            finally:
+                writer.close()
+
+    async def run() -> float:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.call_later(args.duration, stop.set)
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(connection(i, stop)) for i in range(args.connections)]
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(run())
+    result = {"requests": sum(statuses.values()), "duration_s": elapsed, "statuses": dict(statuses),
+              "errors": dict(errors), "body_bytes": len(body)}
+    print("BENCH_JSON " + json.dumps(result), flush=True)
+    return 0
+
+
 def _percentile(ordered: list[float], q: float) -> float:
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
     return ordered[index]
@@ -347,6 +444,7 @@ class Measure:
     stored: int | None = None
     enqueued: int | None = None
     other_cores: float = 0.0  # CPU used meanwhile by processes that are not this bench's
+    flood: dict[str, Any] | None = None  # what the flood got back, for a run under a flood
 
     @property
     def rps(self) -> float:
@@ -422,6 +520,7 @@ class Bench:
     def start_server(self, kind: str) -> tuple[Child, int]:
         port = free_port()
         env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_WHATSAPP_NUMBER": SENDER,
                "MONGODB_URI": self.mongo_uri, "REDIS_URL": self.redis_url, "LOG_LEVEL": "INFO"}
         child = self.spawn(f"server-{kind}", [sys.executable, str(Path(__file__).resolve()), "_serve", kind,
                                               "--port", str(port)], env)
@@ -538,29 +637,35 @@ class Bench:
                 return result
         raise RuntimeError(f"the load generator printed no result:\n{text[-2000:]}")
 
-    def measure(self, kind: str, pool: Path, warm_pool: Path) -> Measure:
-        """Start the endpoint, warm it up, drive it for --duration, stop it."""
+    def measure(self, kind: str, pool: Path, warm_pool: Path, *, flood: bool = False) -> Measure:
+        """Start the endpoint, warm it up, drive it for --duration (beside the flood), stop it."""
         if kind == "real":
             self.prepare_database()
         else:
             self.settle()  # nothing left over from the previous run in the bare one's CPU either
         server, port = self.start_server(kind)
+        flooder: Child | None = None
         try:
             self.drive(port, warm_pool, self.args.warmup)
             time.sleep(0.5)  # requests in flight when the warm-up stopped settle first
             before_stored = self.stored_and_enqueued() if kind == "real" else (0, 0)
-            pids = {"server": server.proc.pid, **self.pids()}
+            if flood:
+                flooder = self.start_flood(port)
+            pids = {"server": server.proc.pid, **self.pids(), **({"flood": flooder.proc.pid} if flooder else {})}
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             machine_before = machine_busy_seconds()
             result = self.drive(port, pool, self.args.duration)
             machine_after = machine_busy_seconds()
             after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            flood_result = self.stop_flood(flooder) if flooder else None
+            flooder = None
             if server.proc.poll() is not None:
                 raise RuntimeError(f"the {kind} server died; see {server.log}")
-            measure = Measure(kind, self.tool, self.connections, **{
+            measure = Measure(kind + (" + flood" if flood else ""), self.tool, self.connections, **{
                 k: result[k] for k in ("requests", "duration_s", "p50_ms", "p99_ms", "max_ms", "errors", "wraps")})
             measure.cpu_s = {name: after[name] - before[name] for name in pids}
             measure.cpu_s["load"] = result["load_cpu_s"]
+            measure.flood = flood_result
             ours = sum(measure.cpu_s.values())
             measure.other_cores = max(0.0, machine_after - machine_before - ours) / max(result["duration_s"], 1e-9)
             if kind == "real":
@@ -569,8 +674,36 @@ class Bench:
                 measure.stored, measure.enqueued = stored - before_stored[0], enqueued - before_stored[1]
             return measure
         finally:
+            if flooder is not None:
+                flooder.stop()
+                self.children.remove(flooder)
             server.stop()
             self.children.remove(server)
+
+    def start_flood(self, port: int) -> Child:
+        """The flood's process, once every one of its connections has had an answer."""
+        command = [sys.executable, str(Path(__file__).resolve()), "_flood", "--port", str(port),
+                   "--connections", str(self.args.flood), "--fields", str(self.args.flood_fields),
+                   "--duration", str(self.args.duration + 120)]
+        child = self.spawn("flood", command)
+        deadline = time.monotonic() + 60
+        while "BENCH_FLOOD_STARTED" not in child.log.read_text(encoding="utf-8", errors="replace"):
+            if child.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the flood did not start; see {child.log}")
+            time.sleep(0.05)
+        return child
+
+    def stop_flood(self, child: Child) -> dict[str, Any]:
+        """Stop the flood (SIGTERM: it prints what it got back); its JSON result."""
+        child.stop(timeout=30)
+        self.children.remove(child)
+        text = child.log.read_text(encoding="utf-8", errors="replace")
+        child.log.unlink()
+        for line in text.splitlines():
+            if line.startswith("BENCH_JSON "):
+                result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+                return result
+        raise RuntimeError(f"the flood printed no result:\n{text[-2000:]}")
 
     def profile(self, pool: Path, warm_pool: Path, out_dir: Path) -> list[str]:
         """One more real run under py-spy (sampling adds overhead: not counted in the table)."""
@@ -699,11 +832,45 @@ def report(measures: list[Measure], args: argparse.Namespace, bench: Bench, uniq
                          f"enqueued for {m.requests} answers counted by {m.tool} (requests still in flight at the "
                          f"end are stored but not counted); {unique.get('measure', 0)} distinct requests in the "
                          f"pool, wrapped {m.wraps}×")
+    lines += flood_report(measures, args)
     for m in measures:
         if m.error_count:
             lines.append(f"{m.endpoint}, {m.connections} connections, errors: {m.errors}")
     if any(m.other_cores > 0.2 for m in measures):
         lines.append("WARNING: other processes used CPU during the run (last column): the numbers are disturbed")
+    return lines
+
+
+def flood_report(measures: list[Measure], args: argparse.Namespace) -> list[str]:
+    """The real requests with and without the flood, side by side (medians over the rounds)."""
+    flooded = [m for m in measures if m.flood is not None]
+    if not flooded:
+        return []
+    body_bytes = flooded[0].flood["body_bytes"] if flooded[0].flood else 0
+    lines = ["", f"Under a flood: {args.flood} more connections sending unsigned requests of {args.flood_fields} "
+                 f"fields ({body_bytes:,} bytes) as fast as they are answered, beside the real load:", "",
+             "| conns | real req/s | real p99 ms | real req/s, flood | real p99 ms, flood | flood answers/s "
+             "| flood answers | server CPU ms per flood answer | flood client (cores) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else 0.0
+
+    for connections in args.connections:
+        calm = [m for m in measures if m.connections == connections and m.endpoint == "real"]
+        storm = [m for m in flooded if m.connections == connections]
+        answers: Counter[str] = Counter()
+        for m in storm:
+            answers.update((m.flood or {}).get("statuses", {}))
+        flood_rate = median([(m.flood or {})["requests"] / max(m.duration_s, 1e-9) for m in storm])
+        # Server CPU beyond what the real requests cost without the flood, per flood answer.
+        calm_cpu = median([m.cpu_s.get("server", 0.0) / m.requests for m in calm if m.requests])
+        extra = median([(m.cpu_s.get("server", 0.0) - calm_cpu * m.requests) * 1e3 / max(1, (m.flood or {})["requests"])
+                        for m in storm])
+        lines.append(f"| {connections} | {median([m.rps for m in calm]):,.0f} | {median([m.p99_ms for m in calm]):.2f} "
+                     f"| {median([m.rps for m in storm]):,.0f} | {median([m.p99_ms for m in storm]):.2f} "
+                     f"| {flood_rate:,.0f} | {', '.join(f'{n} × {code}' for code, n in sorted(answers.items()))} "
+                     f"| {extra:.3f} | {median([m.cpu_s.get('flood', 0.0) / m.duration_s for m in storm]):.2f} |")
     return lines
 
 
@@ -734,6 +901,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pool", type=int, default=0,
                         help="signed requests per round (default: 12000 per second of --duration)")
     parser.add_argument("--rounds", type=int, default=1, help="bare/real pairs to run (the ratio uses medians)")
+    parser.add_argument("--flood", type=int, default=0,
+                        help="also measure the real endpoint beside this many connections of unsigned "
+                             "many-field requests (0: no flood run)")
+    parser.add_argument("--flood-fields", type=int, default=10_000,
+                        help="fields in each flood request (10000: just under the 64 KiB body cap)")
     parser.add_argument("--profile", action="store_true", help="also profile the real endpoint with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, pools)")
     args = parser.parse_args(argv)
@@ -741,6 +913,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--duplicates must be in [0, 1)")
     if args.tool == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not on PATH")
+    if args.flood < 0 or args.flood_fields < 1:
+        parser.error("--flood must be >= 0 and --flood-fields >= 1")
     if args.profile and not shutil.which("py-spy"):
         parser.error("--profile needs py-spy on PATH (pip install py-spy)")
     return args
@@ -764,6 +938,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve_main(argv[1:])
     if argv[:1] == ["_load"]:
         return load_main(argv[1:])
+    if argv[:1] == ["_flood"]:
+        return flood_main(argv[1:])
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
     bench = Bench(args, workdir)
@@ -785,10 +961,11 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 for connections in args.connections:
                     bench.connections = connections
-                    for kind in ("bare", "real"):
-                        measure = bench.measure(kind, pool, warm)
+                    runs = [("bare", False), ("real", False)] + ([("real", True)] if args.flood else [])
+                    for kind, flood in runs:
+                        measure = bench.measure(kind, pool, warm, flood=flood)
                         measures.append(measure)
-                        print(f"  {connections} connections, {kind}: {measure.rps:,.0f} req/s, "
+                        print(f"  {connections} connections, {measure.endpoint}: {measure.rps:,.0f} req/s, "
                               f"p50 {measure.p50_ms:.2f} ms, p99 {measure.p99_ms:.2f} ms, "
                               f"errors {measure.error_count}", file=sys.stderr)
             for line in report(measures, args, bench, unique):

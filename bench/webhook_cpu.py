@@ -12,6 +12,18 @@ behind the project's own interfaces, and the process CPU time per request is pri
 - **real, no signature** and **real, no signature, no group commit**: the same with one part
   replaced by a no-op, so the differences show what each part costs.
 
+A second table prices the requests the webhook refuses (issue 9: an unsigned or oversized
+request must cost about what a bare 403 costs), each a body of 10,000 fields (just under the
+64 KiB cap) unless said otherwise:
+
+- **bare 403**: a Starlette route that answers 403 and reads nothing, the yardstick;
+- **unsigned**, **signature malformed**, **Content-Length past the cap**: refused by the header
+  checks, before the body is read;
+- **forged signature, too many fields**: a well-formed signature lets the body be read; the
+  fields are counted on the raw bytes, none is parsed;
+- **read, parse, then 403**: what the webhook did before it refused before working (a bare
+  route that reads and parses the body, then answers 403), for comparison.
+
 Usage: ``python bench/webhook_cpu.py [--requests 20000] [--rounds 2]``.
 """
 
@@ -21,7 +33,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +47,7 @@ for folder in (REPO, REPO / "bench"):  # run as a plain script from anywhere
         sys.path.insert(0, str(folder))
 
 from twilio.request_validator import RequestValidator  # noqa: E402
-from webhook_bench import PATH, PUBLIC_BASE_URL, TOKEN, bare_app  # noqa: E402
+from webhook_bench import PATH, PUBLIC_BASE_URL, TOKEN, bare_app, flood_body  # noqa: E402
 
 from services import recorder, webhook  # noqa: E402
 from shared.clock import SystemClock  # noqa: E402
@@ -67,11 +79,14 @@ def signed_requests(count: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def _call(app: ASGIApp, body: bytes, signature: bytes) -> None:
+async def _call(app: ASGIApp, body: bytes, signature: bytes | None, expect: int = 200,
+                declared: int | None = None) -> None:
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/x-www-form-urlencoded"),
+               (b"content-length", str(len(body) if declared is None else declared).encode())]
+    if signature is not None:
+        headers.append((b"x-twilio-signature", signature))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": PATH, "raw_path": PATH.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/x-www-form-urlencoded"),
-                         (b"content-length", str(len(body)).encode()), (b"x-twilio-signature", signature)],
+             "path": PATH, "raw_path": PATH.encode(), "query_string": b"", "root_path": "", "headers": headers,
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     statuses: list[int] = []
@@ -84,12 +99,12 @@ async def _call(app: ASGIApp, body: bytes, signature: bytes) -> None:
             statuses.append(message["status"])
 
     await app(scope, receive, send)
-    if statuses != [200]:
-        raise RuntimeError(f"the application answered {statuses}")
+    if statuses != [expect]:
+        raise RuntimeError(f"the application answered {statuses}, not {expect}")
 
 
-def cpu_per_request(make_app: Callable[[], ASGIApp], requests: list[tuple[bytes, bytes]],
-                    in_flight: int = 32) -> float:
+def cpu_per_request(make_app: Callable[[], ASGIApp], requests: Sequence[tuple[bytes, bytes | None]],
+                    in_flight: int = 32, expect: int = 200, declared: int | None = None) -> float:
     """Process CPU time per request, in microseconds."""
 
     async def run() -> float:
@@ -98,13 +113,60 @@ def cpu_per_request(make_app: Callable[[], ASGIApp], requests: list[tuple[bytes,
 
         async def client() -> None:
             for body, signature in pending:
-                await _call(app, body, signature)
+                await _call(app, body, signature, expect, declared)
 
         start = time.process_time()
         await asyncio.gather(*(client() for _ in range(in_flight)))
         return (time.process_time() - start) / len(requests) * 1e6
 
     return asyncio.run(run())
+
+
+def bare_403_app() -> ASGIApp:
+    """The yardstick: a route that answers 403 without reading anything."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def refuse(request: Request) -> Response:
+        return PlainTextResponse("forbidden", status_code=403)
+
+    return Starlette(routes=[Route(PATH, refuse, methods=["POST"])])  # type: ignore[return-value]
+
+
+def parse_then_403_app() -> ASGIApp:
+    """What the webhook did before: read the body and parse every field, then refuse."""
+    from urllib.parse import parse_qsl
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def refuse(request: Request) -> Response:
+        parse_qsl((await request.body()).decode(), keep_blank_values=True, strict_parsing=True)
+        return PlainTextResponse("forbidden", status_code=403)
+
+    return Starlette(routes=[Route(PATH, refuse, methods=["POST"])])  # type: ignore[return-value]
+
+
+def refusals(count: int) -> list[tuple[str, Callable[[], ASGIApp], list[tuple[bytes, bytes | None]], int, int | None]]:
+    """(name, app, requests, expected status, declared Content-Length) of each refused request priced."""
+    flood = flood_body(10_000)
+    forged = b"A" * 27 + b"="
+
+    def same(signature: bytes | None) -> list[tuple[bytes, bytes | None]]:
+        return [(flood, signature)] * count
+
+    return [
+        ("bare 403", bare_403_app, same(None), 403, None),
+        ("unsigned", real_app, same(None), 403, None),
+        ("signature malformed", real_app, same(b"x"), 403, None),
+        ("Content-Length past the cap", real_app, same(forged), 413, 10 * 1024 * 1024),
+        ("forged signature, too many fields", real_app, same(forged), 413, None),
+        ("read, parse, then 403 (before)", parse_then_403_app, [(flood, None)] * max(1, count // 20), 403, None),
+    ]
 
 
 def real_app() -> ASGIApp:
@@ -120,7 +182,7 @@ def without(*parts: str) -> Iterator[None]:
     async def record(self: Any, event_id: str, doc: dict[str, Any], *, enqueue_inbound: bool = False) -> bool:
         return True
 
-    patches = {"signature": mock.patch.object(webhook, "_signature_ok", lambda *args: True),
+    patches: dict[str, Any] = {"signature": mock.patch.object(webhook, "_signature_ok", lambda *args: True),
                "group commit": mock.patch.object(recorder.EventRecorder, "record", record)}
     with ExitStack() as stack:
         for part in parts:
@@ -148,6 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | µs CPU / request |\n| --- | ---: |")
     for name, values in results.items():
         print(f"| {name} | {min(values):.1f} |")
+    priced = refusals(args.requests)
+    refused: dict[str, list[float]] = {name: [] for name, *_ in priced}
+    for _ in range(args.rounds):
+        for name, make_app, reqs, expect, declared in priced:
+            refused[name].append(cpu_per_request(make_app, reqs, expect=expect, declared=declared))
+    print(f"\nRefused requests (bodies of 10,000 fields, {len(flood_body(10_000)):,} bytes; "
+          f"'before' measured on {max(1, args.requests // 20)} requests):\n")
+    print("| refused request | µs CPU / refusal | × bare 403 |\n| --- | ---: | ---: |")
+    yardstick = min(refused["bare 403"])
+    for name, values in refused.items():
+        print(f"| {name} | {min(values):.1f} | {min(values) / yardstick:.2f} |")
     return 0
 
 

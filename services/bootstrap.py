@@ -243,7 +243,10 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
     deps = WebhookDeps(store=store, queue=DramatiqQueue(broker), clock=clock or SystemClock(),
                        auth_token=settings.twilio_auth_token.get_secret_value(),
                        public_base_url=settings.base_url, redis_ping=redis_ping,
-                       shared_key=settings.twilio_webhook_shared_key.get_secret_value())
+                       shared_key=settings.twilio_webhook_shared_key.get_secret_value(),
+                       account_sid=settings.twilio_account_sid, sender=settings.twilio_whatsapp_number,
+                       max_in_flight=settings.webhook_max_in_flight,
+                       body_timeout=settings.webhook_body_timeout_seconds)
     return create_app(deps, on_shutdown=close, freeze_gc=True)
 
 

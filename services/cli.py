@@ -199,7 +199,7 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
     simulator.run(host=args.host, port=args.port, account_sid=settings.twilio_account_sid,
                   auth_token=settings.twilio_auth_token.get_secret_value(),
                   webhook_base_url=args.webhook_base_url or settings.base_url,
-                  callback_delay=args.callback_delay)
+                  whatsapp_number=settings.twilio_whatsapp_number, callback_delay=args.callback_delay)
     return 0
 
 

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     mongodb_uri: str = "mongodb://127.0.0.1:27017/relance"
     redis_url: str = "redis://127.0.0.1:6379/0"
     public_base_url: str = ""
+    # The webhook's front door (docs/webhook-security.md): requests in flight past which it
+    # answers 503 at once, and how long a request body may take to arrive (408 after).
+    webhook_max_in_flight: int = Field(default=1000, ge=1)
+    webhook_body_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     # Behaviour
     business_name: str = "Relance"

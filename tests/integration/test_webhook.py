@@ -18,11 +18,13 @@ from shared.clock import FakeClock
 from shared.fakes import RecordingQueue
 from shared.models import Language, MessageState, OutboundMessage
 from shared.store import Store, connect, open_store
+from tests.support.webhook_forms import inbound_form, sid
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 BASE = "https://relance.example.com"
+FORGED = "A" * 27 + "="  # shaped like a signature (past the front door), signs nothing
 
 
 @pytest.fixture
@@ -108,13 +110,14 @@ def test_signature_covers_the_query_string(client: TestClient, store: Store, clo
 
 
 def test_malformed_bodies_are_400_and_store_nothing(client: TestClient, store: Store) -> None:
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": FORGED}
     assert client.post("/whatsapp/webhook", content=b"\xff\xfe=\x00", headers=headers).status_code == 400
     assert client.post("/whatsapp/webhook", content=b'{"Body": "hi"}',
                        headers={**headers, "Content-Type": "application/json"}).status_code == 400
     assert post(client, "/whatsapp/webhook", {"Body": "no sid"})[0] == 400
-    assert post(client, "/whatsapp/status", {"MessageSid": "SM1"})[0] == 400
-    assert post(client, "/whatsapp/status", status_form("SM1", "failed", ErrorCode="abc"))[0] == 400
+    assert post(client, "/whatsapp/status", {"MessageSid": "SM" + "1" * 32})[0] == 400
+    assert post(client, "/whatsapp/status", status_form("SM" + "1" * 32, "failed", ErrorCode="abc")) == \
+        (400, "ErrorCode must be a number")
     assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
 
 
@@ -125,7 +128,7 @@ def test_health_and_readiness_when_the_stores_answer(client: TestClient) -> None
 
 
 def test_oversized_body_is_413(client: TestClient, store: Store) -> None:
-    big = {"MessageSid": "SM1", "From": "whatsapp:+33612345678", "Body": "x" * 70_000}
+    big = inbound_form(sid("big"), body="x" * 70_000)
     assert post(client, "/whatsapp/webhook", big)[0] == 413
     assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
 
@@ -133,12 +136,12 @@ def test_oversized_body_is_413(client: TestClient, store: Store) -> None:
 def test_an_oversized_body_without_content_length_is_413_as_it_streams(client: TestClient, store: Store) -> None:
     """Chunked, no Content-Length: refused once past the limit, without reading the rest."""
     def chunks() -> Iterator[bytes]:
-        yield urlencode({"MessageSid": "SM1", "From": "whatsapp:+33612345678"}).encode() + b"&Body="
+        yield urlencode(inbound_form(sid("chunked"))).encode() + b"&Body="
         for _ in range(8):
             yield b"x" * 16_384
 
     response = client.post("/whatsapp/webhook", content=chunks(),
-                           headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"})
+                           headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": FORGED})
     assert (response.status_code, response.text) == (413, "body too large")
     assert store.events.count_documents({}) == 0
     # The TestClient reads its whole body up front; the webhook's own reader stops at the limit.
@@ -169,7 +172,7 @@ def test_store_unreachable_answers_503_and_health_endpoints(clock: FakeClock, qu
     deps = WebhookDeps(store=dead_store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: False)
     with TestClient(create_app(deps)) as test_client:
-        form = {"MessageSid": "SM" + "3" * 32, "From": "whatsapp:+33612345678", "Body": "hi"}
+        form = inbound_form("SM" + "3" * 32, body="hi")
         assert post(test_client, "/whatsapp/webhook", form)[0] == 503
         assert test_client.get("/healthz").status_code == 200
         ready = test_client.get("/readyz")
@@ -197,7 +200,7 @@ def test_a_hung_mongodb_link_answers_503_in_bounded_time_then_recovers(mongo_uri
     queue = RecordingQueue()
     deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: True)
-    form = {"MessageSid": "SM" + "6" * 32, "From": "whatsapp:+33612345678", "Body": "STOP"}
+    form = inbound_form("SM" + "6" * 32, body="STOP")
     try:
         store.ensure_indexes()
         with TestClient(create_app(deps)) as test_client:
@@ -207,7 +210,7 @@ def test_a_hung_mongodb_link_answers_503_in_bounded_time_then_recovers(mongo_uri
             assert time.monotonic() - started < 8
             proxy.thaw()
             assert post(test_client, "/whatsapp/webhook", form)[0] == 200  # Twilio's retry
-            other = {**form, "MessageSid": "SM" + "7" * 32}
+            other = inbound_form("SM" + "7" * 32, body="STOP")
             assert post(test_client, "/whatsapp/webhook", other)[0] == 200  # the writer goes on
         assert store.events.count_documents({"_id": "inbound:SM" + "6" * 32}) == 1
         clock.advance(timedelta(minutes=6))

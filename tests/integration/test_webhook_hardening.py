@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ FORM = "application/x-www-form-urlencoded"
 TOKEN = "0123456789abcdef0123456789abcdef"
 BASE = "https://relance.example.com"
 ALLOWED = {200, 400, 403, 413}
+ACCOUNT_SID = "AC" + "0" * 32
+SENDER = "whatsapp:+14155238886"  # WebhookDeps' default sender
 
 # --------------------------------------------------------------------------- published vectors
 # Twilio's worked example for X-Twilio-Signature: the "Webhooks security" guide
@@ -171,8 +174,10 @@ def test_our_endpoint_accepts_the_documented_token_and_params_signed_for_our_url
         signed = client.post("/whatsapp/webhook?foo=1&bar=2", content=urlencode(DOC_PARAMS),
                              headers=form_headers(sign(our_url, DOC_PARAMS, DOC_TOKEN)))
         # Past the signature check (403 comes first); a voice call's form has no MessageSid.
-        assert (signed.status_code, signed.text) == (400, "missing field(s): MessageSid")
-        message = {**DOC_PARAMS, "MessageSid": "SM" + "a" * 32, "Body": "hello"}
+        assert (signed.status_code, signed.text) == (400, "missing field(s): MessageSid, AccountSid")
+        # The same, with what a WhatsApp message from that caller to our sender carries.
+        message = {**DOC_PARAMS, "MessageSid": "SM" + "a" * 32, "Body": "hello", "AccountSid": ACCOUNT_SID,
+                   "From": "whatsapp:" + DOC_PARAMS["From"], "To": SENDER}
         accepted = client.post("/whatsapp/webhook?foo=1&bar=2", content=urlencode(message),
                                headers=form_headers(sign(our_url, message, DOC_TOKEN)))
         assert (accepted.status_code, accepted.text) == (200, EMPTY_TWIML)
@@ -203,7 +208,7 @@ def _independent_signature(secret: str, url: str, form: dict[str, str], digest: 
         "unsupported-algorithm"])
 def test_webhooks_signed_with_a_shared_key(store: Store, queue: RecordingQueue, header: str | None, secret: str,
                                            digest: str, configured: bool, expected: int) -> None:
-    form = {"MessageSid": "SM" + "5" * 32, "From": "whatsapp:+33612345678", "Body": "Bonjour"}
+    form = whatsapp_form("SM" + "5" * 32, Body="Bonjour")
     deps = WebhookDeps(store=store, queue=queue, clock=FakeClock(), auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: True, shared_key=SHARED_KEY if configured else "")
     headers = form_headers(_independent_signature(secret, BASE + "/whatsapp/webhook", form, digest))
@@ -222,7 +227,7 @@ NGROK = "https://abc.ngrok-free.app"
 
 
 def test_behind_ngrok_the_public_url_is_what_counts(store: Store, queue: RecordingQueue) -> None:
-    form = {"MessageSid": "SM" + "b" * 32, "From": "whatsapp:+33612345678", "Body": "Bonjour"}
+    form = whatsapp_form("SM" + "b" * 32, Body="Bonjour")
     with make_client(store, queue, base=NGROK, client_base_url="http://127.0.0.1:3000") as client:
         def post(signed_url: str, **headers: str) -> int:
             return client.post("/whatsapp/webhook", content=urlencode(form),
@@ -244,7 +249,7 @@ def test_behind_a_proxy_over_real_http_with_real_redis(store: Store, redis_url: 
     broker = make_broker(settings_.redis_url)
     deps = WebhookDeps(store=store, queue=DramatiqQueue(broker), clock=FakeClock(), auth_token=TOKEN,
                        public_base_url=settings_.base_url, redis_ping=lambda: True)
-    form = {"MessageSid": "SM" + "c" * 32, "From": "whatsapp:+33612345678", "Body": "ok"}
+    form = whatsapp_form("SM" + "c" * 32, Body="ok")
     try:
         with serve_asgi(create_app(deps)) as local_url:
             assert local_url.startswith("http://127.0.0.1:")
@@ -267,7 +272,7 @@ def test_behind_a_proxy_over_real_http_with_real_redis(store: Store, redis_url: 
 def whatsapp_form(sid: str, **extra: str) -> dict[str, str]:
     return {"SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Marie Dupont", "MessageType": "text",
             "SmsSid": sid, "WaId": "33612345678", "SmsStatus": "received", "Body": "", "To": "whatsapp:+14155238886",
-            "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid, "AccountSid": "AC" + "0" * 32,
+            "NumSegments": "1", "ReferralNumMedia": "0", "MessageSid": sid, "AccountSid": ACCOUNT_SID,
             "From": "whatsapp:+33612345678", "ApiVersion": "2010-04-01", **extra}
 
 
@@ -457,18 +462,48 @@ def test_fuzz_any_request_is_answered_without_500_and_refusals_store_nothing(
         assert response.text == EMPTY_TWIML
 
 
+# Identifiers in Twilio's shapes, or anything: only the first kind may be stored.
+_HEX = "0123456789abcdef"
+message_sids = st.one_of(st.builds(lambda prefix, digits: prefix + digits, st.sampled_from(["SM", "MM"]),
+                                   st.text(_HEX, min_size=32, max_size=32)),
+                         st.text(min_size=1, max_size=64))
+accounts = st.one_of(st.just(ACCOUNT_SID), st.text(max_size=40))
+clients = st.one_of(st.just("whatsapp:+33612345678"), st.from_regex(r"whatsapp:\+[1-9][0-9]{6,14}", fullmatch=True),
+                    st.text(min_size=1, max_size=40))
+senders = st.one_of(st.just(SENDER), st.text(max_size=30))
+STATUSES = ["queued", "sent", "delivered", "read", "failed", "undelivered", "READ", "accepted", "canceled"]
+
+
+def _shaped(form: dict[str, str], *, inbound: bool) -> bool:
+    """Whether every identifier has Twilio's shape (an oracle written apart from the webhook's)."""
+    sid = form.get("MessageSid", "")
+    client = form.get("From" if inbound else "To", "")
+    ours = form.get("To" if inbound else "From", "")
+    return (re.fullmatch(r"(SM|MM)[0-9a-fA-F]{32}", sid) is not None
+            and all(form.get(alias, sid) == sid for alias in ("SmsSid", "SmsMessageSid"))
+            and re.fullmatch(r"AC[0-9a-fA-F]{32}", form.get("AccountSid", "")) is not None
+            and re.fullmatch(r"whatsapp:\+[1-9][0-9]{6,14}", client) is not None and ours == SENDER
+            and (inbound or form.get("MessageStatus", "").lower() in STATUSES))
+
+
+def _conforming(sid: str, **fields: str) -> dict[str, str]:
+    return {"MessageSid": sid, "AccountSid": ACCOUNT_SID, **fields}
+
+
 @st.composite
 def signed_inbound(draw: st.DrawFn) -> dict[str, str]:
     form = {**draw(twilio_fields(values)), **dict(draw(extra_pairs))}
-    form["MessageSid"] = draw(st.text(min_size=1, max_size=64))
-    form["From"] = draw(st.one_of(st.just("whatsapp:+33612345678"), st.text(min_size=1, max_size=40)))
+    form.update(MessageSid=draw(message_sids), AccountSid=draw(accounts), From=draw(clients), To=draw(senders))
     return form
 
 
 @FUZZ_SETTINGS
 @given(form=signed_inbound())
-@example(form={"MessageSid": "SM1", "From": "x", "NumMedia": "²"})  # isdigit() but not int(): was a 500
-@example(form={"MessageSid": "SM1", "From": "x", "NumMedia": "9" * 30})  # over BSON's 8 bytes: was a 500
+# isdigit() but not int(): was a 500; over BSON's 8 bytes: was a 500
+@example(form=_conforming("SM" + "1" * 32, From="whatsapp:+33612345678", To=SENDER, NumMedia="²"))
+@example(form=_conforming("SM" + "2" * 32, From="whatsapp:+33612345678", To=SENDER, NumMedia="9" * 30))
+@example(form=_conforming("MM" + "3" * 32, From="whatsapp:+33612345678", To=SENDER, Body="\x00",
+                          **{"Odd.Name$": "x", "": ""}))
 @example(form={"MessageSid": "S\x00M", "From": "\x00", "Odd.Name$": "x", "": ""})
 def test_fuzz_validly_signed_inbound_is_stored_exactly_once(fuzz: Fuzz, form: dict[str, str]) -> None:
     fuzz.reset()
@@ -476,9 +511,9 @@ def test_fuzz_validly_signed_inbound_is_stored_exactly_once(fuzz: Fuzz, form: di
     headers = form_headers(sign(BASE + "/whatsapp/webhook", form))
     first = fuzz.client.post("/whatsapp/webhook", content=body, headers=headers)
     second = fuzz.client.post("/whatsapp/webhook", content=body, headers=headers)
-    if len(body) > MAX_BODY_BYTES:
-        assert (first.status_code, second.status_code) == (413, 413)
-        assert fuzz.counts() == (0, 0)
+    if len(body) > MAX_BODY_BYTES or not _shaped(form, inbound=True):
+        assert (first.status_code, second.status_code) == ((413, 413) if len(body) > MAX_BODY_BYTES else (400, 400))
+        assert fuzz.counts() == (0, 0) and fuzz.queue.inbound == []
         return
     assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
     assert fuzz.store.events.count_documents({"kind": {"$ne": "pending"}}) == 1
@@ -490,19 +525,22 @@ def test_fuzz_validly_signed_inbound_is_stored_exactly_once(fuzz: Fuzz, form: di
 @st.composite
 def signed_status(draw: st.DrawFn) -> dict[str, str]:
     form = {**draw(twilio_fields(short_values)), **dict(draw(extra_pairs))}
-    form["MessageSid"] = draw(st.text(min_size=1, max_size=64))
-    form["MessageStatus"] = draw(st.one_of(
-        st.sampled_from(["queued", "sent", "delivered", "read", "failed", "undelivered", "READ"]),
-        st.text(min_size=1, max_size=20)))
+    form.update(MessageSid=draw(message_sids), AccountSid=draw(accounts), From=draw(senders), To=draw(clients),
+                MessageStatus=draw(st.one_of(st.sampled_from(STATUSES), st.text(min_size=1, max_size=20))))
     return form
+
+
+def _failed(code: str, status: str = "failed") -> dict[str, str]:
+    return _conforming("SM" + "4" * 32, MessageStatus=status, From=SENDER, To="whatsapp:+33612345678",
+                       ErrorCode=code)
 
 
 @FUZZ_SETTINGS
 @given(form=signed_status())
-@example(form={"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "²"})  # were 500s
-@example(form={"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "9" * 30})
-@example(form={"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "9" * 5000})
-@example(form={"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": " 63016 "})
+@example(form=_failed("²"))  # were 500s
+@example(form=_failed("9" * 30))
+@example(form=_failed("9" * 5000))
+@example(form=_failed(" 63016 ", "undelivered"))
 def test_fuzz_validly_signed_status_is_stored_once_or_refused(fuzz: Fuzz, form: dict[str, str]) -> None:
     fuzz.reset()
     body = urlencode(form).encode()
@@ -511,8 +549,10 @@ def test_fuzz_validly_signed_status_is_stored_once_or_refused(fuzz: Fuzz, form: 
     second = fuzz.client.post("/whatsapp/status", content=body, headers=headers)
     assert first.status_code == second.status_code
     code = form.get("ErrorCode", "").strip()
-    if code and not (code.isascii() and code.isdigit() and len(code) <= 9):
-        assert first.status_code == 400 and first.text == "ErrorCode must be a number"
+    if not _shaped(form, inbound=False) or (code and not (code.isascii() and code.isdigit() and len(code) <= 9)):
+        assert first.status_code == 400
+        if _shaped(form, inbound=False):
+            assert first.text == "ErrorCode must be a number"
         assert fuzz.counts() == (0, 0)
         return
     assert first.status_code == 200, first.text
@@ -524,6 +564,7 @@ def test_content_length_header_with_unicode_digits_is_not_a_500(fuzz: Fuzz) -> N
     # '²' is a latin-1 "digit" for str.isdigit() that int() refuses; real servers would reject
     # such a header earlier, the ASGI app must not crash on it either.
     for declared in ("²", "9" * 5000, "99999999999"):
-        headers = {b"content-type": FORM.encode(), b"content-length": declared.encode("latin-1")}
+        headers = {b"content-type": FORM.encode(), b"content-length": declared.encode("latin-1"),
+                   b"x-twilio-signature": b"A" * 27 + b"="}  # past the signature's shape check
         response = fuzz.client.post("/whatsapp/webhook", content=b"Body=x", headers=headers)
         assert response.status_code in ALLOWED

@@ -13,11 +13,18 @@ def test_webhook_cpu_script_prints_every_variant() -> None:
     done = subprocess.run([sys.executable, str(REPO / "bench" / "webhook_cpu.py"), "--requests", "300",
                            "--rounds", "1"], capture_output=True, text=True, timeout=120, cwd="/")
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line for line in done.stdout.splitlines()
+    variants, refusals = done.stdout.split("Refused requests")
+    rows = [line for line in variants.splitlines()
             if line.startswith("| ") and "µs" not in line and "---" not in line]
     assert [row.split("|")[1].strip() for row in rows] == [
         "bare", "real", "real, no signature", "real, no signature, no group commit"]
     assert all(float(row.split("|")[2]) > 0 for row in rows)
+    refused = [line for line in refusals.splitlines()
+               if line.startswith("| ") and "µs" not in line and "---" not in line]
+    assert [row.split("|")[1].strip() for row in refused] == [
+        "bare 403", "unsigned", "signature malformed", "Content-Length past the cap",
+        "forged signature, too many fields", "read, parse, then 403 (before)"]
+    assert all(float(row.split("|")[2]) > 0 for row in refused)
 
 
 def test_webhook_bench_measures_both_endpoints_at_each_connection_count() -> None:
@@ -36,3 +43,21 @@ def test_webhook_bench_measures_both_endpoints_at_each_connection_count() -> Non
     assert "real/bare throughput at 2 connections" in done.stdout
     assert "real/bare throughput at 4 connections" in done.stdout
     assert "target ≥ 0.50:" in done.stdout
+
+
+def test_webhook_bench_measures_the_real_load_beside_a_flood() -> None:
+    """--flood: the real endpoint measured again beside unsigned many-field requests, side by side."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "webhook_bench.py"), "--duration", "1",
+                           "--warmup", "0.5", "--connections", "2", "--tool", "python", "--pool", "2000",
+                           "--flood", "2", "--flood-fields", "5000"],
+                          capture_output=True, text=True, timeout=240, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| 2 ")]
+    endpoints = {row[2].strip(): row for row in rows if len(row) > 13}
+    assert set(endpoints) == {"bare", "real", "real + flood"}
+    assert int(endpoints["real + flood"][3]) > 0 and int(endpoints["real + flood"][7]) == 0  # no real request lost
+    assert int(endpoints["real + flood"][12]) == int(endpoints["real + flood"][13]) > 0
+    assert "Under a flood: 2 more connections sending unsigned requests of 5000 fields" in done.stdout
+    (flood,) = [row for row in rows if len(row) == 11]
+    answers = flood[7].strip()
+    assert answers.endswith("× 403") and "," not in answers  # every flood request refused 403, nothing else
