@@ -25,8 +25,10 @@ def run_asgi_in_thread(app: Any, *, timeout: float = 10.0) -> tuple[str, Callabl
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    # log_config=None, as the project's processes: uvicorn's default config would give its loggers a
+    # handler of their own and stop them propagating to the root (later logging tests then miss them).
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2, log_config=None
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
