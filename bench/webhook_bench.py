@@ -539,7 +539,7 @@ class Bench:
 
     def cleanup_data(self) -> None:
         """Drop the bench database; remove the bench's messages from the replies queue."""
-        from shared.store import connect
+        from shared.adapters.mongo import connect
 
         client = connect(self.mongo_base, timeout_ms=3000)
         try:
@@ -567,15 +567,14 @@ class Bench:
         command returns: it is done, and the stores are let settle, before the run starts, so that
         work is not counted against the next one.
         """
-        from shared.store import open_store
+        from shared.adapters.mongo import connect, mongo_repositories
 
         self.runs += 1
-        client, store = open_store(self.mongo_uri, self.db_name)
+        client = connect(self.mongo_uri)
         try:
             client.drop_database(self.db_name)
             self.db_name = f"relance_bench_{os.getpid()}_{self.runs}"
-            store = type(store)(client[self.db_name])
-            store.ensure_indexes()
+            mongo_repositories(client[self.db_name]).ensure_indexes()
         finally:
             client.close()
         self.settle()
@@ -593,12 +592,12 @@ class Bench:
     def stored_and_enqueued(self) -> tuple[int, int]:
         import redis
 
-        from shared.store import open_store
+        from shared.adapters.mongo import open_repositories
 
-        client, store = open_store(self.mongo_uri, self.db_name)
+        client, store = open_repositories(self.mongo_uri, self.db_name)
         rds = redis.Redis.from_url(self.redis_url)
         try:
-            stored = store.events.count_documents({"kind": "inbound"})
+            stored = store.events.collection.count_documents({"kind": "inbound"})
             return stored, enqueued_events(rds.hvals(f"{NAMESPACE}:{REPLIES}.msgs"))
         finally:
             client.close()

@@ -57,11 +57,17 @@ ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
                     Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
 
-class MemoryStore:
+class _NoEvents:
     """Every event is new; nothing is written anywhere."""
 
-    def record_events(self, events: list[tuple[str, dict[str, Any]]], now: datetime) -> list[bool]:
+    def record_many(self, events: list[tuple[str, dict[str, Any]]], now: datetime) -> list[bool]:
         return [True] * len(events)
+
+
+class MemoryStore:
+    """The one repository the webhook's group commit writes to, writing nothing."""
+
+    events = _NoEvents()
 
 
 def signed_requests(count: int) -> list[tuple[bytes, bytes]]:

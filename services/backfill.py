@@ -3,10 +3,10 @@
 Twilio posts an incoming message to the webhook once; if the webhook answers 5xx (MongoDB
 down) Twilio does not post it again, so a STOP sent during an outage would be lost and the
 reminders would go on. Every INBOUND_BACKFILL_SECONDS one scheduler (the run is claimed in
-MongoDB, ``Store.claim_job``) lists the inbound messages Twilio holds for our sender since the
+MongoDB, ``JobRepository.claim``) lists the inbound messages Twilio holds for our sender since the
 last one seen, minus an overlap, and stores those missing exactly as the webhook would have:
 event ``inbound:<MessageSid>``, the document ``services.webhook.inbound_event`` builds, stored
-with ``Store.record_events`` (so a pending note is written) and enqueued for the replies actor.
+with ``EventRepository.record_many`` (so a pending note is written) and enqueued for the replies actor.
 A message the webhook did store is a duplicate and is left alone. Twilio unreachable: a warning,
 and the next period tries again from the same cursor; the scheduler's tick goes on.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 from services.webhook import inbound_event
 from shared.clock import Clock, utc
+from shared.domain.repositories import Repositories
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.ports import Sender, TaskQueue
-from shared.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class InboundBackfill:
     overlap: timedelta = OVERLAP
     first_lookback: timedelta = FIRST_LOOKBACK
 
-    def run_in_tick(self, store: Store, queue: TaskQueue, clock: Clock) -> list[str]:
+    def run_in_tick(self, store: Repositories, queue: TaskQueue, clock: Clock) -> list[str]:
         """:meth:`run` for the scheduler's tick: the event ids stored late; a failure never ends the tick.
 
         A MongoDB outage (TransientError) is raised as by every other step of the tick;
@@ -79,13 +79,13 @@ class InboundBackfill:
             return []
         return report.stored if report is not None else []
 
-    def run(self, store: Store, queue: TaskQueue, clock: Clock) -> BackfillReport | None:
+    def run(self, store: Repositories, queue: TaskQueue, clock: Clock) -> BackfillReport | None:
         """One run if this period's is still unclaimed (None otherwise). Raises only TransientError (MongoDB)."""
         now = clock.now()
-        job = store.claim_job(JOB, now, self.period)
+        job = store.jobs.claim(JOB, now, self.period)
         if job is None:
             return None
-        cursor = utc(job["cursor"]) if job.get("cursor") else None
+        cursor = utc(job.cursor) if job.cursor else None
         since = (cursor or now - self.first_lookback) - self.overlap
         report = BackfillReport()
         try:
@@ -102,14 +102,14 @@ class InboundBackfill:
         inbound = [item for item in listed if str(item.get("direction") or "") == "inbound"]
         usable = [item for item in inbound if _usable(item, self.our_number)]
         report.skipped = len(inbound) - len(usable)
-        known = store.known_event_ids([f"inbound:{item['sid']}" for item in usable])
+        known = store.events.known_ids([f"inbound:{item['sid']}" for item in usable])
         missing = []
         for item in sorted(usable, key=lambda item: _sent_at(item) or now):  # in the order the client wrote
             event_id, event = inbound_event(_webhook_form(item))
             if event_id not in known:
                 missing.append((event_id, {**event, "source": "backfill", "date_sent": _sent_at(item)}))
         # Stored as the webhook stores a batch: received now (by us), one pending note for them all.
-        fresh = store.record_events(missing, now)
+        fresh = store.events.record_many(missing, now)
         report.stored = [event_id for (event_id, _), new in zip(missing, fresh, strict=True) if new]
         if report.stored:
             try:
@@ -119,7 +119,7 @@ class InboundBackfill:
                             len(report.stored))
         newest = max((sent for sent in map(_sent_at, usable) if sent is not None), default=None)
         if newest is not None:
-            store.advance_job_cursor(JOB, newest, now, listed=report.listed, stored=len(report.stored))
+            store.jobs.advance_cursor(JOB, newest, now, listed=report.listed, stored=len(report.stored))
         if report.stored or report.skipped:
             log.info("inbound backfill: %d listed, %d stored late (%s), %d skipped", report.listed,
                      len(report.stored), " ".join(report.stored[:5]), report.skipped)

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from pymongo import MongoClient
 from starlette.applications import Starlette
 
+from shared.adapters.mongo import Client, open_repositories
 from shared.clock import Clock, SystemClock
+from shared.domain.repositories import Repositories
 from shared.errors import ConfigError
 from shared.gemini import CheckedDrafter, GeminiDrafter
 from shared.offline import OfflineDrafter
@@ -27,7 +28,6 @@ from shared.ports import Classifier, DeliveryStatus, Drafter, OutboundRequest, S
 from shared.queue import QUEUE_SENDING, QUEUES, DramatiqQueue, make_broker
 from shared.redaction import RedactingFilter, Redactor, url_secrets
 from shared.settings import Settings
-from shared.store import Doc, Store, open_store
 from shared.twilio_sender import TwilioSender
 from workers.deps import Deps
 
@@ -104,9 +104,9 @@ def _log_uncaught_exceptions() -> None:
 WEBHOOK_STORE_TIMEOUT_MS = 10_000
 
 
-def build_store(settings: Settings, *, socket_timeout_ms: int | None = None) -> tuple[MongoClient[Doc], Store]:
+def build_store(settings: Settings, *, socket_timeout_ms: int | None = None) -> tuple[Client, Repositories]:
     """Connect to MongoDB (lazily) and build the repositories."""
-    return open_store(settings.mongodb_uri, settings.mongodb_database, socket_timeout_ms=socket_timeout_ms)
+    return open_repositories(settings.mongodb_uri, settings.mongodb_database, socket_timeout_ms=socket_timeout_ms)
 
 
 def build_sender(settings: Settings) -> Sender:
@@ -191,7 +191,7 @@ def build_broker(settings: Settings) -> RedisBroker:
 
 
 def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
-                      queues: Collection[str] = QUEUES) -> tuple[Deps, RedisBroker, MongoClient[Doc]]:
+                      queues: Collection[str] = QUEUES) -> tuple[Deps, RedisBroker, Client]:
     """Everything an actor process consuming ``queues`` needs (Twilio only for the sending queue)."""
     # First, so that missing credentials stop the process before it connects to anything.
     sender = build_sender(settings) if QUEUE_SENDING in queues else NoSender()

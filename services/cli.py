@@ -24,9 +24,8 @@ from shared.queue import QUEUES
 from shared.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pymongo import MongoClient
-
-    from shared.store import Doc, Store
+    from shared.adapters.mongo import Client
+    from shared.domain.repositories import Repositories
 
 log = logging.getLogger("relance")
 
@@ -266,8 +265,8 @@ def cmd_campaigns_enrol(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_campaigns_list(settings: Settings, args: argparse.Namespace) -> int:
     """List campaigns with their follow-up counts."""
     _, store = _store(settings)
-    for campaign in store.list_campaigns():
-        count = store.followups.count_documents({"campaign_id": campaign.id})
+    for campaign in store.campaigns.all():
+        count = store.followups.count(campaign.id)
         print(printable(f"{campaign.id}") + f"\t{campaign.status}\t{len(campaign.steps)} steps\t{count} enrolled\t"
               + printable(campaign.name))
     return 0
@@ -276,9 +275,9 @@ def cmd_campaigns_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_campaigns_status(settings: Settings, args: argparse.Namespace) -> int:
     """Pause or resume a campaign."""
     _, store = _store(settings)
-    if store.get_campaign(args.campaign_id) is None:
+    if store.campaigns.get(args.campaign_id) is None:
         raise InputError(f"no campaign {args.campaign_id!r}: see `relance campaigns list`")
-    changed = store.set_campaign_status(args.campaign_id, args.status, SystemClock().now())
+    changed = store.campaigns.set_status(args.campaign_id, args.status, SystemClock().now())
     if args.status == "active" and changed:
         from services.scheduler import resume_campaign
 
@@ -292,7 +291,7 @@ def cmd_campaigns_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print follow-ups and messages by state."""
     _, store = _store(settings)
-    counts = store.counts()
+    counts = {"followups": store.followups.count_by_state(), "messages": store.messages.count_by_state()}
     if args.json:
         print(json.dumps(counts))
     else:
@@ -350,7 +349,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ helpers
-def _store(settings: Settings) -> tuple[MongoClient[Doc], Store]:
+def _store(settings: Settings) -> tuple[Client, Repositories]:
     from services.bootstrap import build_store
 
     client, store = build_store(settings)

@@ -21,10 +21,12 @@ from pathlib import Path
 import httpx
 
 from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
+from shared.adapters.mongo import open_repositories
 from shared.clock import SystemClock
+from shared.domain.repositories import Repositories
+from shared.domain.states import MessageState
 from shared.phones import mask_phone
 from shared.settings import Settings, load_settings
-from shared.store import Store, open_store
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEV_ACCOUNT_SID = "AC" + "de" * 16
@@ -104,7 +106,7 @@ def demo_contacts_for(target_phone: str, workdir: Path) -> Path:
     return path
 
 
-def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None], *, workdir: Path,
+def load_demo(store: Repositories, simulator_url: str | None, out: Callable[[str], None], *, workdir: Path,
               target_phone: str = "") -> bool:
     """Import the demo contacts and campaign when the database has no contact yet.
 
@@ -115,7 +117,7 @@ def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None
     from shared.campaign_files import create_campaign, enrol_campaign
     from shared.importing import import_contacts
 
-    if store.contacts.estimated_document_count() > 0:
+    if store.contacts.count() > 0:
         out("database not empty: showing its progress (no demo loaded)")
         return False
     now = SystemClock().now()
@@ -131,13 +133,13 @@ def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None
     if simulator_url:
         # Half of the demo clients have written to us (as a sandbox 'join' does): their 24-hour
         # window is open, so their follow-ups are drafted freeform; the others get the template.
-        contacts = store.find_contacts(tags=["demo"])
+        contacts = store.contacts.find(tags=["demo"])
         for contact in contacts[::2]:
             httpx.post(f"{simulator_url}/_sim/inbound", json={"from": contact.phone, "body": "join demo"},
                        timeout=10)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            pending = store.events.count_documents({"kind": "inbound", "state": "received"})
+            pending = store.events.count_waiting(["inbound"])
             if pending == 0:
                 break
             time.sleep(0.2)
@@ -147,10 +149,9 @@ def load_demo(store: Store, simulator_url: str | None, out: Callable[[str], None
     return True
 
 
-def progress_line(store: Store) -> tuple[str, bool]:
+def progress_line(store: Repositories) -> tuple[str, bool]:
     """One line of progress, and whether everything is final."""
-    counts = store.counts()
-    fu, msgs = counts.get("followups", {}), counts.get("messages", {})
+    fu, msgs = store.followups.count_by_state(), store.messages.count_by_state()
     line = ("follow-ups: " + (", ".join(f"{k} {v}" for k, v in sorted(fu.items())) or "none")
             + " | messages: " + (", ".join(f"{k} {v}" for k, v in sorted(msgs.items())) or "none"))
     done = bool(fu) and set(fu) <= FINAL_FOLLOWUP_STATES and set(msgs) <= FINAL_MESSAGE_STATES
@@ -193,7 +194,7 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         out(f"  webhook  http://127.0.0.1:{webhook_port}/whatsapp/webhook")
         out("  drafter  " + ("Gemini (" + settings.gemini_model + ")" if settings.gemini_api_key.get_secret_value()
                              else "offline templates (no GEMINI_API_KEY set)"))
-        client, store = open_store(mongo.url, "relance")
+        client, store = open_repositories(mongo.url, "relance")
         store.ensure_indexes()
         demo = load_demo(store, simulator_url, out, target_phone=settings.target_phone_number, workdir=stack.workdir)
         replies_sent = not (demo and simulator_url)
@@ -240,7 +241,7 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         stack.stop()
 
 
-def _settled(store: Store, simulator_url: str | None) -> bool:
+def _settled(store: Repositories, simulator_url: str | None) -> bool:
     """Nothing in flight: with the simulator, every status callback posted (a message 'delivered'
     now may still be 'read' a moment later); then every stored webhook event processed.
 
@@ -254,8 +255,7 @@ def _settled(store: Store, simulator_url: str | None) -> bool:
             return False
         if health.get("pending_callbacks") != 0:
             return False
-    return not store.events.count_documents({"kind": {"$in": ["inbound", "status"]}, "state": "received"},
-                                            limit=1)
+    return not store.events.count_waiting(["inbound", "status"], limit=1)
 
 
 # Some demo clients answer the first reminder, as real ones do (simulated by the Twilio simulator).
@@ -268,50 +268,46 @@ DEMO_REPLIES = {
 }
 
 
-def _first_step_delivered(store: Store) -> bool:
-    enrolled = store.followups.count_documents({})
-    delivered = store.messages.count_documents({"purpose": "step", "step": 0,
-                                                "state": {"$in": ["delivered", "read"]}})
+def _first_step_delivered(store: Repositories) -> bool:
+    enrolled = store.followups.count()
+    delivered = store.messages.count(purpose="step", step=0, states=[MessageState.DELIVERED, MessageState.READ])
     return enrolled > 0 and delivered >= enrolled
 
 
-def _play_replies(store: Store, simulator_url: str, out: Callable[[str], None]) -> None:
+def _play_replies(store: Repositories, simulator_url: str, out: Callable[[str], None]) -> None:
     """Clients answer: the simulator posts their replies to the webhook, signed like Twilio."""
-    for contact in store.find_contacts(tags=["demo"]):
+    for contact in store.contacts.find(tags=["demo"]):
         text = DEMO_REPLIES.get(contact.name)
         if text:
             out(f"  ← {contact.name}: {text}")
             httpx.post(f"{simulator_url}/_sim/inbound", json={"from": contact.phone, "body": text}, timeout=10)
 
 
-def _show_outcomes(store: Store, out: Callable[[str], None]) -> None:
+def _show_outcomes(store: Repositories, out: Callable[[str], None]) -> None:
     """How each reply was understood, what was done, and what the client was sent after it."""
-    replies = store.messages.find({"direction": "inbound", "outcome": {"$exists": True},
-                                   "$or": [{"classification": {"$exists": True}}, {"outcome": {"$regex": "^opt_out"}}]})
-    for doc in replies.sort("created_at", 1):
-        contact = store.get_contact(doc.get("contact_id") or "")
+    for reply in store.messages.answered_inbound():
+        contact = store.contacts.get(reply.contact_id or "")
         name = contact.name if contact else "?"
-        c = doc.get("classification")
+        c = reply.classification
         reading = f"{c['intent']} ({c['confidence']:.2f}, {c['source']})" if c else "STOP"
-        out(f"  {name}: {reading} → {doc['outcome']}")
-        if contact is not None:
-            for line in _sent_after(store, contact.id, doc["created_at"]):
+        out(f"  {name}: {reading} → {reply.outcome}")
+        if contact is not None and reply.created_at is not None:
+            for line in _sent_after(store, contact.id, reply.created_at):
                 out(f"    ↳ {line}")
 
 
-def _sent_after(store: Store, contact_id: str, since: datetime) -> list[str]:
+def _sent_after(store: Repositories, contact_id: str, since: datetime) -> list[str]:
     """What went out to a contact after ``since`` (handed to Twilio), one line each: a reply's text, a step's number."""
     lines = []
-    for doc in store.messages.find({"contact_id": contact_id, "direction": "outbound",
-                                    "sent_at": {"$gt": since}}).sort("sent_at", 1):
-        if doc.get("purpose") == "step":
-            lines.append(f"reminder: step {doc.get('step', 0) + 1}")
+    for message in store.messages.sent_after(contact_id, since):
+        if message.purpose == "step":
+            lines.append(f"reminder: step {(message.step or 0) + 1}")
         else:
-            lines.append(f"{doc.get('purpose', 'message')}: {' '.join(str(doc.get('body', '')).split())}")
+            lines.append(f"{message.purpose or 'message'}: {' '.join(message.body.split())}")
     return lines or ["nothing sent since"]
 
 
-def _show_received(simulator_url: str, store: Store, out: Callable[[str], None]) -> None:
+def _show_received(simulator_url: str, store: Repositories, out: Callable[[str], None]) -> None:
     """Summarise what reached the simulator and show a few of the messages as stored."""
     try:
         received = httpx.get(f"{simulator_url}/_sim/messages", timeout=5).json()
@@ -321,8 +317,8 @@ def _show_received(simulator_url: str, store: Store, out: Callable[[str], None])
         out(f"the Twilio simulator received {len(received)} message(s); a few of them:")
     else:  # a later run over the same database: its messages went out in an earlier one
         out("the Twilio simulator received no message this run; a few of the database's messages:")
-    for doc in store.messages.find({"direction": "outbound"}).sort("created_at", 1).limit(4):
-        contact = store.get_contact(doc.get("contact_id") or "")
+    for message in store.messages.first_outbound(4):
+        contact = store.contacts.get(message.contact_id or "")
         to = mask_phone(contact.phone) if contact else "owner"
-        text = " ".join(str(doc.get("body", "")).split())
-        out(f"  → {to} [{doc['kind']}, {doc['state']}] {text[:100]}{'…' if len(text) > 100 else ''}")
+        text = " ".join(message.body.split())
+        out(f"  → {to} [{message.kind}, {message.state}] {text[:100]}{'…' if len(text) > 100 else ''}")

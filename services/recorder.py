@@ -6,7 +6,7 @@ time, that is a MongoDB round trip, a Redis round trip and two thread hand-offs 
 
 Here a request hands its event to :class:`EventRecorder` and waits. A writer takes everything
 waiting, stores it with one unordered ``insert_many`` (with the batch's pending note, see
-``Store.record_events``), enqueues the new inbound events as one ``dispatch_inbound`` message
+``EventRepository.record_many``), enqueues the new inbound events as one ``dispatch_inbound`` message
 (ids only, fanned out by a replies worker), and answers every waiter. Nothing waits for a timer:
 with one request in flight a batch is that one event; under load, batches grow by themselves
 while the previous one is being written. One writer measured best (bench/webhook_bench.py: 2 or
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.clock import Clock
+from shared.domain.repositories import Repositories
 from shared.errors import TransientError
 from shared.ports import TaskQueue
-from shared.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class EventRecorder:
     Use from one event loop (the webhook's). :meth:`close` writes what is still waiting.
     """
 
-    def __init__(self, store: Store, queue: TaskQueue, clock: Clock, *, max_batch: int = MAX_BATCH,
+    def __init__(self, store: Repositories, queue: TaskQueue, clock: Clock, *, max_batch: int = MAX_BATCH,
                  writers: int = WRITERS) -> None:
         self.store = store
         self.queue = queue
@@ -115,7 +115,7 @@ class EventRecorder:
 
     def _write(self, batch: list[_Waiting]) -> list[bool]:
         """In the writer thread: one insert_many, then one enqueue for the new inbound events."""
-        fresh = self.store.record_events([(w.event_id, w.doc) for w in batch], self.clock.now())
+        fresh = self.store.events.record_many([(w.event_id, w.doc) for w in batch], self.clock.now())
         to_process = [w.event_id for w, new in zip(batch, fresh, strict=True) if new and w.enqueue_inbound]
         if to_process:
             try:

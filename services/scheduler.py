@@ -24,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from services.tick_guard import (
     GuardedQueue,
@@ -35,11 +35,12 @@ from services.tick_guard import (
     for_each,
     run_steps,
 )
-from shared.cadence import DRAFT_KEEPER_FIELDS, advance_after_send, cancel_dead_draft, keeps_draft
+from shared.cadence import advance_after_send, cancel_dead_draft, keeps_draft
 from shared.clock import Clock, utc
-from shared.models import FollowUpState, MessageState
+from shared.domain.records import DraftKeeper, ReadyMessage, StaleFollowUp
+from shared.domain.repositories import Repositories
+from shared.domain.states import FollowUpState, MessageState
 from shared.ports import TaskQueue
-from shared.store import Store, unreachable_as_transient
 
 if TYPE_CHECKING:
     from services.backfill import InboundBackfill
@@ -50,6 +51,8 @@ __all__ = ["STEPS", "TickContext", "TickReport", "poll_statuses", "reconcile", "
 log = logging.getLogger(__name__)
 # How often a stale ready step message whose follow-up still wants it is looked at again.
 DEAD_DRAFT_RECHECK = timedelta(minutes=10)
+# Why a send stuck in ``sending`` is marked uncertain (its ``uncertain_reason``).
+STUCK_IN_SENDING = "stuck in sending"
 # How often an uncertain message's reconciliation is asked for again.
 RECONCILE_RECHECK = timedelta(seconds=30)
 # A message still ``sent`` this long after it went out has its status fetched from Twilio…
@@ -58,90 +61,93 @@ STATUS_POLL_AFTER = timedelta(minutes=10)
 STATUS_POLL_EVERY = timedelta(minutes=15)
 # …until this old: by then Twilio's status is final, and no longer asked for.
 STATUS_POLL_GIVE_UP = timedelta(hours=48)
-# Pending notes (shared.store) whose events were all processed are deleted this long after their batch.
+# Pending notes (shared.adapters.mongo.events) whose events were all processed are deleted this long
+# after their batch.
 FINISHED_NOTES_AFTER = timedelta(seconds=30)
-Doc = dict[str, Any]
 
 
-def _doc_id(doc: Doc) -> str:
-    return str(doc.get("_id"))
+def _id(item: StaleFollowUp | ReadyMessage) -> str:
+    return item.id
 
 
-def _followup_of_message(doc: Doc) -> str | None:
-    return str(doc["followup_id"]) if doc.get("followup_id") else None
+def _followup_of_message(message: ReadyMessage) -> str | None:
+    return message.followup_id
 
 
 # ------------------------------------------------------------------ steps
 def claim_due(ctx: TickContext) -> None:
     """Claim due follow-ups of active campaigns and enqueue their drafting."""
     now = ctx.clock.now()
-    active = ctx.store.active_campaign_ids()
+    active = ctx.store.campaigns.active_ids()
     if not active:
         return
-    due = [doc["_id"] for doc in ctx.store.due_followups(now, active, ctx.batch)]
-    for doc in ctx.store.claim_followups(due, now):
-        ctx.queue.draft_followup(doc["_id"], doc["step"])
-        ctx.report.claimed.append(doc["_id"])
+    due = [followup.id for followup in ctx.store.followups.due(now, active, ctx.batch)]
+    for followup in ctx.store.followups.claim(due, now):
+        ctx.queue.draft_followup(followup.id, followup.step)
+        ctx.report.claimed.append(followup.id)
 
 
 def resume_pauses(ctx: TickContext) -> None:
     """Follow-ups whose pause has ended go back to scheduled."""
-    ctx.report.resumed.extend(ctx.store.resume_due_pauses(ctx.clock.now(), ctx.batch))
+    ctx.report.resumed.extend(ctx.store.followups.resume_ended_pauses(ctx.clock.now(), ctx.batch))
 
 
 def requeue_stale_drafts(ctx: TickContext) -> None:
     """Draft again follow-ups stuck in ``queued`` or ``drafting`` (the message was lost, a worker died)."""
     now = ctx.clock.now()
-    docs = ctx.store.stale_followups([FollowUpState.QUEUED, FollowUpState.DRAFTING], now - ctx.stale_after, ctx.batch)
+    stale = ctx.store.followups.stale([FollowUpState.QUEUED, FollowUpState.DRAFTING], now - ctx.stale_after,
+                                      ctx.batch)
 
-    def requeue(doc: Doc) -> None:
-        if ctx.store.touch_followup(doc["_id"], FollowUpState(doc["state"]), doc["state_changed_at"], now):
-            ctx.queue.draft_followup(doc["_id"], int(doc["step"]))
-            ctx.report.requeued_drafts.append(doc["_id"])
+    def requeue(followup: StaleFollowUp) -> None:
+        if ctx.store.followups.touch_stale(followup.id, state=followup.state, changed_at=followup.changed_at,
+                                           now=now):
+            ctx.queue.draft_followup(followup.id, followup.step)
+            ctx.report.requeued_drafts.append(followup.id)
 
-    for_each(ctx, docs, requeue, item_id=_doc_id, followup_id=_doc_id)
+    for_each(ctx, stale, requeue, item_id=_id, followup_id=_id)
 
 
 def reconcile_awaiting_send(ctx: TickContext) -> None:
     """Follow-ups stuck in ``awaiting_send``: draft again, or advance past a step that went out."""
-    docs = ctx.store.stale_followups([FollowUpState.AWAITING_SEND], ctx.clock.now() - ctx.stale_after, ctx.batch)
-    for_each(ctx, docs, lambda doc: _reconcile_awaiting_send(ctx, doc), item_id=_doc_id, followup_id=_doc_id)
+    stale = ctx.store.followups.stale([FollowUpState.AWAITING_SEND], ctx.clock.now() - ctx.stale_after, ctx.batch)
+    for_each(ctx, stale, lambda followup: _reconcile_awaiting_send(ctx, followup), item_id=_id, followup_id=_id)
 
 
-def _reconcile_awaiting_send(ctx: TickContext, doc: Doc) -> None:
+def _reconcile_awaiting_send(ctx: TickContext, stale: StaleFollowUp) -> None:
     store, queue, report, now = ctx.store, ctx.queue, ctx.report, ctx.clock.now()
-    followup_id, step = str(doc["_id"]), int(doc["step"])
-    message = store.get_message(f"{followup_id}:{step}")
+    followup_id, step = stale.id, stale.step
+    message = store.messages.get(f"{followup_id}:{step}")
     if message is None or message.state == MessageState.CANCELLED:
         # No draft (drafting crashed after moving the follow-up), or one withdrawn by a run that saw
         # the follow-up elsewhere after a concurrent run had moved it on with it (a race): draft again.
-        if store.move_followup(followup_id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.QUEUED,
-                               now=now, step=step):
+        if store.followups.draft_again(followup_id, step=step, now=now):
             queue.draft_followup(followup_id, step)
             report.requeued_drafts.append(followup_id)
         return
     if message.state == MessageState.READY:
         # Its send is the ready-message sweep's (requeue_ready_messages), once per period; looked
         # at again here only after another stale period, so a long hold fills no batch.
-        store.touch_followup(followup_id, FollowUpState.AWAITING_SEND, doc["state_changed_at"], now, requeued=False)
+        store.followups.touch_stale(followup_id, state=FollowUpState.AWAITING_SEND, changed_at=stale.changed_at,
+                                    now=now, requeued=False)
         return
-    sent_doc: Doc | None = None
+    sent = None
     if message.state in (MessageState.SENT, MessageState.DELIVERED, MessageState.READ):
-        sent_doc = store.message_doc(message.id)
+        sent = message
     elif message.state in (MessageState.FAILED, MessageState.UNDELIVERED):
         # Refused as freeform (63016) and re-sent as its template: the re-send handles the step,
         # but the worker failed before moving the cadence on (Redis away when it enqueued the re-send).
-        sent_doc = store.message_doc(f"{message.id}:t")
-    if sent_doc is None:
+        sent = store.messages.get(f"{message.id}:t")
+    if sent is None:
         # Still in flight (sending, uncertain: the other steps see to it), or a failure that its
         # status event handles: looked at again after another stale period, not at every tick.
-        store.touch_followup(followup_id, FollowUpState.AWAITING_SEND, doc["state_changed_at"], now, requeued=False)
+        store.followups.touch_stale(followup_id, state=FollowUpState.AWAITING_SEND, changed_at=stale.changed_at,
+                                    now=now, requeued=False)
         return
-    followup = store.get_followup(followup_id)
-    contact = store.get_contact(message.contact_id or "")
-    campaign = store.get_campaign(message.campaign_id or "")
+    followup = store.followups.get(followup_id)
+    contact = store.contacts.get(message.contact_id or "")
+    campaign = store.campaigns.get(message.campaign_id or "")
     if followup and contact and campaign:
-        sent_at = utc(sent_doc.get("sent_at") or now)
+        sent_at = utc(sent.sent_at or now)
         if advance_after_send(store, followup=followup, campaign=campaign, contact=contact,
                               step=step, sent_at=sent_at, now=now):
             report.advanced.append(followup_id)
@@ -156,26 +162,19 @@ def cancel_dead_drafts(ctx: TickContext) -> None:
     looked at again only after DEAD_DRAFT_RECHECK, so each pass reads a bounded batch.
     """
     store, now = ctx.store, ctx.clock.now()
-    with unreachable_as_transient():
-        docs = list(store.messages.find(
-            {"state": MessageState.READY.value, "direction": "outbound", "followup_id": {"$ne": None},
-             "state_changed_at": {"$lt": now - ctx.stale_after},
-             "$or": [{"dead_check_at": None}, {"dead_check_at": {"$lt": now - DEAD_DRAFT_RECHECK}}]},
-            {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1},
-        ).limit(ctx.batch))
-    followups = _followups_of(store, docs)
+    drafts = store.messages.unchecked_drafts(before=now - ctx.stale_after, recheck_before=now - DEAD_DRAFT_RECHECK,
+                                             limit=ctx.batch)
+    followups = _followups_of(store, drafts)
 
-    def check(doc: Doc) -> None:
-        cancelled = cancel_dead_draft(store, doc["_id"], followups.get(doc["followup_id"]), step=doc["step"],
-                                      now=now, resend=bool(doc.get("resend_of")))
+    def check(message: ReadyMessage) -> None:
+        cancelled = cancel_dead_draft(store, message.id, followups.get(message.followup_id or ""), step=message.step,
+                                      now=now, resend=bool(message.resend_of))
         if cancelled is None:  # still wanted: looked at again after DEAD_DRAFT_RECHECK
-            with unreachable_as_transient():
-                store.messages.update_one({"_id": doc["_id"], "state": MessageState.READY.value},
-                                          {"$set": {"dead_check_at": now}})
+            store.messages.mark_checked(message.id, now=now)
         elif cancelled:
-            ctx.report.cancelled_drafts.append(doc["_id"])
+            ctx.report.cancelled_drafts.append(message.id)
 
-    for_each(ctx, docs, check, item_id=_doc_id, followup_id=_followup_of_message)
+    for_each(ctx, drafts, check, item_id=_id, followup_id=_followup_of_message)
 
 
 def requeue_ready_messages(ctx: TickContext) -> None:
@@ -189,56 +188,50 @@ def requeue_ready_messages(ctx: TickContext) -> None:
     """
     store, now = ctx.store, ctx.clock.now()
     before = now - ctx.stale_after
-    docs = store.stranded_ready_messages(before, ctx.batch)
-    followups = _followups_of(store, docs)
+    stranded = store.messages.stranded_ready(before, ctx.batch)
+    followups = _followups_of(store, stranded)
 
-    def requeue(doc: Doc) -> None:
+    def requeue(message: ReadyMessage) -> None:
         # Claimed even when not sent now, so that a kept draft is read once per period, not every tick.
-        if store.claim_message_requeue(doc["_id"], before, now) and _sendable(doc, followups):
-            ctx.queue.send_message(doc["_id"])
-            ctx.report.requeued_sends.append(doc["_id"])
+        if store.messages.claim_requeue(message.id, before=before, now=now) and _sendable(message, followups):
+            ctx.queue.send_message(message.id)
+            ctx.report.requeued_sends.append(message.id)
 
-    for_each(ctx, docs, requeue, item_id=_doc_id, followup_id=_followup_of_message)
+    for_each(ctx, stranded, requeue, item_id=_id, followup_id=_followup_of_message)
 
 
-def _sendable(doc: Doc, followups: dict[str, Doc]) -> bool:
+def _sendable(message: ReadyMessage, followups: dict[str, DraftKeeper]) -> bool:
     """Whether the sending actor would send this ready message rather than cancel it."""
-    followup_id = doc.get("followup_id")
-    if not followup_id:
+    if not message.followup_id:
         return True  # a reply or an owner alert
-    followup = followups.get(str(followup_id))
-    if doc.get("resend_of"):
-        return keeps_draft(followup, step=int(doc["step"]), resend=True)
-    return (followup is not None and followup.get("state") == FollowUpState.AWAITING_SEND.value
-            and followup.get("step") == doc.get("step"))
+    followup = followups.get(message.followup_id)
+    if message.resend_of:
+        return keeps_draft(followup, step=message.step, resend=True)
+    return (followup is not None and followup.state == FollowUpState.AWAITING_SEND.value
+            and followup.step == message.step)
 
 
-def _followups_of(store: Store, messages: list[Doc]) -> dict[str, Doc]:
-    """The follow-ups of these messages (the fields keeps_draft reads), by id, in one query."""
-    ids = sorted({str(doc["followup_id"]) for doc in messages if doc.get("followup_id")})
-    if not ids:
-        return {}
-    with unreachable_as_transient():
-        return {doc["_id"]: doc for doc in store.followups.find({"_id": {"$in": ids}}, DRAFT_KEEPER_FIELDS)}
+def _followups_of(store: Repositories, messages: list[ReadyMessage]) -> dict[str, DraftKeeper]:
+    """The follow-ups of these messages (what keeps_draft reads), by id, in one query."""
+    return store.followups.keepers(message.followup_id for message in messages if message.followup_id)
 
 
 def mark_stuck_sending(ctx: TickContext) -> None:
     """A message stuck in ``sending`` becomes ``uncertain``: Twilio may have it, so never resend blindly."""
     now = ctx.clock.now()
-    for doc in ctx.store.stale_messages(MessageState.SENDING, now - ctx.stale_after, ctx.batch):
-        if ctx.store.move_message(doc["_id"], expected=MessageState.SENDING, new=MessageState.UNCERTAIN, now=now,
-                                  extra={"uncertain_reason": "stuck in sending"}):
-            ctx.report.uncertain.append(doc["_id"])
+    for message_id in ctx.store.messages.stale(MessageState.SENDING, now - ctx.stale_after, ctx.batch):
+        if ctx.store.messages.mark_uncertain(message_id, reason=STUCK_IN_SENDING, now=now):
+            ctx.report.uncertain.append(message_id)
 
 
 def ask_reconcile(ctx: TickContext) -> None:
     """Ask a sending actor to reconcile each uncertain message, once per RECONCILE_RECHECK."""
     now = ctx.clock.now()
     asked_before = now - RECONCILE_RECHECK
-    for doc in ctx.store.uncertain_to_reconcile(asked_before, ctx.batch):
-        if ctx.store.claim_reconcile(doc["_id"], asked_before, now):
-            ctx.queue.reconcile_message(doc["_id"])
-            ctx.report.reconciling.append(doc["_id"])
+    for message_id in ctx.store.messages.uncertain_to_reconcile(asked_before, ctx.batch):
+        if ctx.store.messages.claim_reconcile(message_id, asked_before=asked_before, now=now):
+            ctx.queue.reconcile_message(message_id)
+            ctx.report.reconciling.append(message_id)
 
 
 def sweep_notes(ctx: TickContext) -> None:
@@ -248,18 +241,18 @@ def sweep_notes(ctx: TickContext) -> None:
     every tick while the replies workers are down.
     """
     now = ctx.clock.now()
-    for event in ctx.store.sweep_notes(requeue_before=now - ctx.stale_after, drop_before=now - FINISHED_NOTES_AFTER,
-                                       limit=ctx.batch):
-        if not ctx.store.claim_event_requeue(event["_id"], now, ctx.stale_after):
+    for event in ctx.store.events.sweep_notes(requeue_before=now - ctx.stale_after,
+                                              drop_before=now - FINISHED_NOTES_AFTER, limit=ctx.batch):
+        if not ctx.store.events.claim_requeue(event.id, now, ctx.stale_after):
             continue
-        if event.get("kind") == "status":
-            ctx.queue.process_status(event["_id"])
+        if event.kind == "status":
+            ctx.queue.process_status(event.id)
         else:
-            ctx.queue.process_inbound(event["_id"])
-        ctx.report.requeued_inbound.append(event["_id"])
+            ctx.queue.process_inbound(event.id)
+        ctx.report.requeued_inbound.append(event.id)
 
 
-def poll_statuses(store: Store, queue: TaskQueue, clock: Clock, batch: int, report: TickReport, *,
+def poll_statuses(store: Repositories, queue: TaskQueue, clock: Clock, batch: int, report: TickReport, *,
                   after: timedelta = STATUS_POLL_AFTER, every: timedelta = STATUS_POLL_EVERY,
                   give_up: timedelta = STATUS_POLL_GIVE_UP) -> None:
     """Enqueue a status poll for messages still ``sent`` ``after`` their send, in one bounded batch.
@@ -269,23 +262,11 @@ def poll_statuses(store: Store, queue: TaskQueue, clock: Clock, batch: int, repo
     """
     now = clock.now()
     recheck = now - every
-    due = {"$or": [{"status_polled_at": None}, {"status_polled_at": {"$lt": recheck}}]}
-    with unreachable_as_transient():
-        docs = list(store.messages.find(
-            # state_changed_at is set with sent_at and bounds the (state, state_changed_at) index scan.
-            {"state": MessageState.SENT.value, "direction": "outbound", "twilio_sid": {"$exists": True},
-             "state_changed_at": {"$gte": now - give_up}, "sent_at": {"$lt": now - after, "$gte": now - give_up},
-             **due},
-            {"_id": 1},
-        ).limit(batch))
-        for doc in docs:
-            claimed = store.messages.update_one(
-                {"_id": doc["_id"], "state": MessageState.SENT.value, **due},
-                {"$set": {"status_polled_at": now}, "$inc": {"status_polls": 1}},
-            )
-            if claimed.modified_count == 1:
-                queue.poll_status(doc["_id"])
-                report.status_polls.append(doc["_id"])
+    for message_id in store.messages.awaiting_status(now=now, after=after, recheck_before=recheck, give_up=give_up,
+                                                     limit=batch):
+        if store.messages.claim_status_poll(message_id, recheck_before=recheck, now=now):
+            queue.poll_status(message_id)
+            report.status_polls.append(message_id)
 
 
 def _poll_statuses(ctx: TickContext) -> None:
@@ -320,20 +301,19 @@ STEPS: tuple[tuple[str, TickStep], ...] = (
 )
 
 
-def reconcile(store: Store, queue: TaskQueue, clock: Clock, stale_after: timedelta, batch: int,
+def reconcile(store: Repositories, queue: TaskQueue, clock: Clock, stale_after: timedelta, batch: int,
               report: TickReport) -> None:
     """The reconciling steps alone: re-enqueue work stuck in an intermediate state longer than ``stale_after``."""
     run_steps(TickContext(store, GuardedQueue(queue), clock, batch, stale_after, report), RECONCILE_STEPS)
 
 
-def resume_campaign(store: Store, campaign_id: str, now: datetime) -> int:
+def resume_campaign(store: Repositories, campaign_id: str, now: datetime) -> int:
     """Follow-ups paused because their campaign was paused go back to scheduled, due now."""
-    docs = store.followups.find({"campaign_id": campaign_id, "state": FollowUpState.PAUSED.value,
-                                 "pause_reason": "campaign_paused"}, {"_id": 1})
-    return sum(1 for doc in docs if store.resume_followup(doc["_id"], now))
+    return sum(1 for followup_id in store.followups.paused_with_campaign(campaign_id)
+               if store.followups.resume(followup_id, now=now))
 
 
-def tick(store: Store, queue: TaskQueue, clock: Clock, *, batch: int = 200,
+def tick(store: Repositories, queue: TaskQueue, clock: Clock, *, batch: int = 200,
          stale_after: timedelta = timedelta(minutes=5), steps: Sequence[tuple[str, TickStep]] = STEPS,
          backfill: InboundBackfill | None = None) -> TickReport:
     """One scheduler pass: every step of ``steps``, each guarded; never raises for a step's failure.
@@ -345,7 +325,7 @@ def tick(store: Store, queue: TaskQueue, clock: Clock, *, batch: int = 200,
     return report
 
 
-def run_forever(store: Store, queue: TaskQueue, clock: Clock, *, interval: float, batch: int,
+def run_forever(store: Repositories, queue: TaskQueue, clock: Clock, *, interval: float, batch: int,
                 stale_after: timedelta, stop: threading.Event | None = None,
                 backfill: InboundBackfill | None = None) -> None:
     """Tick every ``interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""

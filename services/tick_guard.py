@@ -20,9 +20,10 @@ from pydantic import ValidationError
 
 from shared.cadence import pause_for_a_person
 from shared.clock import Clock
+from shared.domain.reasons import HandOverReason
+from shared.domain.repositories import Repositories
 from shared.errors import TransientError
 from shared.ports import TaskQueue
-from shared.store import Store
 
 if TYPE_CHECKING:
     from services.backfill import InboundBackfill
@@ -127,7 +128,7 @@ class GuardedQueue:
 class TickContext:
     """What every step of a tick receives."""
 
-    store: Store
+    store: Repositories
     queue: TaskQueue
     clock: Clock
     batch: int
@@ -161,7 +162,7 @@ def quarantine(ctx: TickContext, exc: Exception, *, followup_id: str | None, ite
     problem = describe_problem(exc)
     if followup_id:
         pause_for_a_person(ctx.store, followup_id, now=ctx.clock.now(),
-                           reason=f"the scheduler could not process this follow-up: {problem}")
+                           reason=f"{HandOverReason.QUARANTINED}: {problem}")
         ctx.report.quarantined.append(followup_id)
         log.error("followup=%s quarantined (paused for a person): %s", followup_id, problem)
     else:

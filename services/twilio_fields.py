@@ -23,7 +23,7 @@ ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 WHATSAPP_ADDRESS = re.compile(r"whatsapp:\+[1-9][0-9]{6,14}")
 # Our message ids as the StatusCallback URL carries them: "<campaign>:<contact>:<step>" with
-# suffixes for re-sends (":t", ":r"), "reply:<sid>", "alert:<sid>" (see shared.models).
+# suffixes for re-sends (":t", ":r"), "reply:<sid>", "alert:<sid>" (see shared.domain.models).
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}(?::[A-Za-z0-9_-]{1,64}){0,7}")
 # Twilio's message statuses (twilio.rest.api.v2010.account.message.MessageInstance.Status).
 MESSAGE_STATUSES = frozenset({

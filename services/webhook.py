@@ -43,10 +43,13 @@ from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator, g
 from services.recorder import EventRecorder
 from services.twilio_fields import FieldError, Ours, check_inbound, check_status
 from shared.clock import Clock
+from shared.domain.events import status_event_doc
+from shared.domain.repositories import Repositories
+from shared.domain.states import ActionState, EventState
 from shared.errors import TransientError
 from shared.phones import mask_phone
 from shared.ports import TaskQueue
-from shared.store import Store, status_event_doc
+from shared.usecases.delivery import record_sid
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ BUSY = "too many requests in flight, retry later"
 class WebhookDeps:
     """What the webhook needs; built by the composition root."""
 
-    store: Store
+    store: Repositories
     queue: TaskQueue
     clock: Clock
     auth_token: str
@@ -329,11 +332,11 @@ def apply_status(deps: WebhookDeps, event_id: str, event: dict[str, Any], fresh:
     """
     now = deps.clock.now()
     sid = event["sid"]
-    if not deps.store.apply_status(sid, event["status"], event["error_code"], now) and message_id:
+    if not deps.store.messages.apply_status(sid, event["status"], event["error_code"], now) and message_id:
         # No message carries this SID yet: either the sending worker has not written it, or its
         # answer was lost. Adopt it (a no-op unless the message is sending/uncertain).
-        deps.store.record_sid(message_id, sid, now)
-    if fresh and event["action_state"] == "pending":
+        record_sid(deps.store, message_id, sid, now)
+    if fresh and event["action_state"] == ActionState.PENDING:
         try:
             deps.queue.process_status(event_id)
         except Exception:  # Redis down: the scheduler re-enqueues pending actions later.
@@ -351,7 +354,7 @@ def inbound_event(form: dict[str, str], idempotency_token: str = "") -> tuple[st
     sid = form["MessageSid"]
     media = list(itertools.takewhile(bool, (form.get(f"MediaUrl{i}") for i in itertools.count())))
     event: dict[str, Any] = {
-        "kind": "inbound", "sid": sid, "state": "received",
+        "kind": "inbound", "sid": sid, "state": EventState.RECEIVED.value,
         "from": form.get("From", ""), "to": form.get("To", ""), "body": form.get("Body", ""),
         "num_media": _small_int(form.get("NumMedia", "0"), digits=4) or 0, "media_urls": media,
         "profile_name": form.get("ProfileName", ""), "wa_id": form.get("WaId", ""),

@@ -37,12 +37,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from shared.domain.models import Campaign, Contact, EnrolRule, SendWindow, Step, TemplateRef
+from shared.domain.repositories import Repositories
 from shared.durations import parse_duration
 from shared.errors import InputError
-from shared.models import Campaign, Contact, EnrolRule, SendWindow, Step, TemplateRef
 from shared.phones import mask_phone
 from shared.policy import parse_field_date, step_due_at
-from shared.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ def check_campaign_against_contacts(campaign: Campaign, contacts: list[Contact])
 
 
 # ------------------------------------------------------------------------------------ store
-def create_campaign(store: Store, path: Path, *, now: datetime) -> Campaign:
+def create_campaign(store: Repositories, path: Path, *, now: datetime) -> Campaign:
     """Load a campaign file, check it against the contacts it selects, and store it.
 
     InputError (and nothing stored) when the file is invalid, the id exists already, or a
@@ -343,16 +343,16 @@ def create_campaign(store: Store, path: Path, *, now: datetime) -> Campaign:
     """
     path = Path(path)
     campaign = load_campaign(path)
-    if store.get_campaign(campaign.id) is not None:
+    if store.campaigns.get(campaign.id) is not None:
         raise InputError(f"{path.name}: campaign {campaign.id!r} already exists "
                          "(choose another id, see `relance campaigns list`)")
-    contacts = store.find_contacts(tags=campaign.enrol.tags or None, equals=campaign.enrol.filter or None)
+    contacts = store.contacts.find(tags=campaign.enrol.tags or None, equals=campaign.enrol.filter or None)
     problems = check_campaign_against_contacts(campaign, contacts)
     if problems:
         raise InputError(f"{path.name}: campaign {campaign.id!r} does not fit the contacts it "
                          f"enrols ({len(contacts)} selected); nothing was created:\n  "
                          + "\n  ".join(problems))
-    if not store.create_campaign(campaign, now):
+    if not store.campaigns.create(campaign, now):
         raise InputError(f"{path.name}: campaign {campaign.id!r} already exists")
     log.info("campaign %s created: %d step(s), %d contact(s) selected",
              campaign.id, len(campaign.steps), len(contacts))
@@ -369,18 +369,18 @@ class EnrolReport:
 
 
 def enrol_campaign(
-    store: Store, campaign_id: str, *, now: datetime, tags: list[str] | None = None
+    store: Repositories, campaign_id: str, *, now: datetime, tags: list[str] | None = None
 ) -> EnrolReport:
     """Enrol every contact the campaign's rule (plus ``tags``) selects, at step 0.
 
     Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
     contacts and contacts lacking a field the campaign uses are skipped, with the reason.
     """
-    campaign = store.get_campaign(campaign_id)
+    campaign = store.campaigns.get(campaign_id)
     if campaign is None:
         raise InputError(f"no campaign {campaign_id!r}: see `relance campaigns list`")
     wanted = list(dict.fromkeys([*campaign.enrol.tags, *(tags or [])]))
-    contacts = store.find_contacts(tags=wanted or None, equals=campaign.enrol.filter or None)
+    contacts = store.contacts.find(tags=wanted or None, equals=campaign.enrol.filter or None)
     uses = _uses(campaign)
     report = EnrolReport()
     for contact in contacts:
@@ -397,7 +397,7 @@ def enrol_campaign(
             continue
         next_run_at = step_due_at(campaign=campaign, step_index=0, contact=contact, enrolled_at=now,
                                   previous_sent_at=None, now=now)
-        if store.enrol(contact_id=contact.id, campaign_id=campaign.id, next_run_at=next_run_at, now=now):
+        if store.followups.enrol(contact_id=contact.id, campaign_id=campaign.id, next_run_at=next_run_at, now=now):
             report.enrolled += 1
         else:
             report.already_enrolled += 1

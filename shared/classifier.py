@@ -52,9 +52,9 @@ from typing import Any, Literal
 from google.genai import types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.domain.models import Language
 from shared.errors import DraftingError
 from shared.gemini import GeminiJsonCaller, json_block
-from shared.models import Language
 from shared.ports import Classification, Classifier, ClassifyRequest, Intent
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@
     │   └── SendRejected       Twilio refused this message for good (invalid number, opt-out…)
     ├── TransientError         worth retrying with backoff (network, 5xx, rate limit, store down)
     │   └── SendDeferred       Twilio asked us to slow down or failed on its side
+    ├── StoreError             the store refused an operation for a reason a retry may not fix
     └── DraftingError          the model's answer is unusable (the offline drafter takes over)
 
 Vendor exceptions (twilio, google-genai, pymongo) are translated into these at the adapters,
@@ -76,6 +77,14 @@ class SendDeferred(TransientError):
         included) means "not created".
         """
         return self.status is None or self.status >= 500
+
+
+class StoreError(RelanceError):
+    """MongoDB refused an operation, and not for an outage (a bug, a document it cannot take).
+
+    Neither permanent nor transient: an actor retries it a few times, and a webhook event that
+    keeps failing on it is handed to a person (``workers.deps.give_up_after_failures``).
+    """
 
 
 class DraftingError(RelanceError):

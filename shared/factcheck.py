@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from shared.models import Language
+from shared.domain.models import Language
 from shared.ports import DraftRequest
 from shared.statements import find_statements, grants_legal
 

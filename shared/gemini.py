@@ -31,9 +31,9 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel, ValidationError
 
+from shared.domain.models import Language
 from shared.errors import DraftingError
 from shared.factcheck import check_draft
-from shared.models import Language
 from shared.ports import Draft, Drafter, DraftRequest
 
 log = logging.getLogger(__name__)

@@ -40,10 +40,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
 
+from shared.domain.models import Contact, Language, new_id
+from shared.domain.repositories import Repositories
 from shared.errors import InputError
-from shared.models import Contact, Language
 from shared.phones import mask_phone, normalise_phone, timezone_for_phone
-from shared.store import Store, new_id
 
 log = logging.getLogger(__name__)
 
@@ -518,7 +518,7 @@ def count_rows(path: Path) -> int:
 
 
 def import_contacts(
-    store: Store,
+    store: Repositories,
     path: Path,
     *,
     now: datetime,
@@ -542,7 +542,7 @@ def import_contacts(
         if result.contact is None:
             report.errors.append(result.error or f"{source.unit} {result.line}: invalid")
         else:
-            outcome = store.upsert_contact(result.contact, now)
+            outcome = store.contacts.upsert(result.contact, now)
             if outcome == "inserted":
                 report.inserted += 1
             elif outcome == "updated":

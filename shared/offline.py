@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
+from shared.domain.models import Language
 from shared.factcheck import find_dates, find_numbers, normalise_currency
-from shared.models import Language
 from shared.ports import Draft, DraftRequest
 
 __all__ = ["OfflineDrafter", "format_amount", "format_date"]

@@ -25,10 +25,10 @@ from datetime import UTC, datetime, time, timedelta
 import redis
 
 from shared.clock import utc
+from shared.domain.repositories import Repositories
+from shared.domain.states import MessageState
 from shared.errors import TransientError
-from shared.models import MessageState
 from shared.policy import zone
-from shared.store import Store, unreachable_as_transient
 
 # States of an outbound message that count as "sent" for pacing: it reached Twilio, or may have.
 PACED_STATES = (
@@ -87,33 +87,19 @@ def pacing_delay(
     return None if at <= now else at
 
 
-def recent_sent_times(store: Store, contact_id: str, since: datetime) -> list[datetime]:
+def recent_sent_times(store: Repositories, contact_id: str, since: datetime) -> list[datetime]:
     """When the contact's step messages went out since ``since``, oldest first.
 
     Counts outbound messages whose purpose is ``step`` (or unset: older documents) in a state
     that reached, or may have reached, Twilio (``PACED_STATES``). The time of a message is its
     ``sent_at``, else ``sending_at``, else ``state_changed_at``. Failed and cancelled ones do not count.
     """
-    query = {
-        "contact_id": contact_id,
-        "created_at": {"$gte": since - CREATED_LOOKBACK},
-        "direction": "outbound",
-        "state": {"$in": [s.value for s in PACED_STATES]},
-        "purpose": {"$in": ["step", None]},
-    }
-    projection = {"sent_at": 1, "sending_at": 1, "state_changed_at": 1, "created_at": 1}
-    with unreachable_as_transient():
-        docs = list(store.messages.find(query, projection))
-    times: list[datetime] = []
-    for doc in docs:
-        raw = doc.get("sent_at") or doc.get("sending_at") or doc.get("state_changed_at") or doc.get("created_at")
-        if isinstance(raw, datetime) and utc(raw) >= since:
-            times.append(utc(raw))
-    return sorted(times)
+    sent = store.messages.send_times(contact_id, states=PACED_STATES, created_since=since - CREATED_LOOKBACK)
+    return sorted(utc(at) for at in sent if utc(at) >= since)
 
 
 def contact_pacing_delay(
-    store: Store,
+    store: Repositories,
     *,
     contact_id: str,
     timezone: str,

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from shared.domain.models import WEEKDAYS, Campaign, Contact, SendWindow, Step
 from shared.errors import InputError
-from shared.models import WEEKDAYS, Campaign, Contact, SendWindow, Step
 
 SERVICE_WINDOW = timedelta(hours=24)
 # How far next_allowed looks ahead: a week is always enough without holidays; with them a

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from shared.models import Language
+from shared.domain.models import Language
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.domain.models import CONTENT_SID_SHAPE, is_content_sid
 from shared.durations import MAX_DURATION, parse_duration
 from shared.errors import ConfigError, InputError
-from shared.models import CONTENT_SID_SHAPE, is_content_sid
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PAID_CLAIM_ACTIONS = ("pause_and_verify", "stop")

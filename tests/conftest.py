@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from services.embedded import ServerProcess, start_mongo, start_redis
+from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from shared.clock import FakeClock
-from shared.store import Store, connect
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +62,10 @@ def db_name() -> str:
 
 
 @pytest.fixture
-def store(mongo_uri: str, db_name: str) -> Iterator[Store]:
-    """A Store over a fresh database, indexes created, dropped afterwards."""
+def store(mongo_uri: str, db_name: str) -> Iterator[MongoRepositories]:
+    """The MongoDB repositories over a fresh database, indexes created, dropped afterwards."""
     client = connect(mongo_uri)
-    repo = Store(client[db_name])
+    repo = mongo_repositories(client[db_name])
     repo.ensure_indexes()
     yield repo
     client.drop_database(db_name)

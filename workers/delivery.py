@@ -36,12 +36,14 @@ from shared.cadence import (
     stop_followup,
 )
 from shared.clock import utc
+from shared.domain.events import status_event_doc
+from shared.domain.models import Contact, OutboundMessage
+from shared.domain.reasons import PauseReason, StatusAction, StopReason
+from shared.domain.states import FAILED_STATUSES, ActionState, FollowUpState, MessageState
 from shared.errors import SendDeferred, SendRejected, TransientError
-from shared.models import Contact, FollowUpState, MessageState, OutboundMessage
 from shared.phones import mask_phone
 from shared.queue import ACTOR_POLL_STATUS, ACTOR_STATUS, QUEUE_REPLIES, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
-from shared.store import FAILED_STATUSES, status_event_doc
 from workers.deps import Deps, declare_actor, give_up_after_failures
 from workers.drafting import render_preview, template_variables
 
@@ -60,7 +62,7 @@ def _resend(deps: Deps, message: OutboundMessage, suffix: str, reason: str, *, d
         "id": f"{message.id}{suffix}", "state": MessageState.READY, "resend_of": message.id, "twilio_sid": None,
         "error_code": None, "fallback_reason": reason, **changes,
     })
-    if deps.store.insert_message(variant, deps.clock.now()):
+    if deps.store.messages.insert(variant, deps.clock.now()):
         deps.queue.send_message(variant.id, delay_seconds=delay_seconds)
         log.info("message=%s sent again as %s (%s)", message.id, variant.id, reason)
     return variant.id
@@ -69,13 +71,14 @@ def _resend(deps: Deps, message: OutboundMessage, suffix: str, reason: str, *, d
 def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact) -> str | None:
     """Send the step again as its approved template; returns the new message id, if any."""
     store, now = deps.store, deps.clock.now()
-    campaign = store.get_campaign(message.campaign_id or "")
-    followup = store.get_followup(message.followup_id or "")
+    campaign = store.campaigns.get(message.campaign_id or "")
+    followup = store.followups.get(message.followup_id or "")
     if campaign is None or followup is None or message.step >= len(campaign.steps) or message.resend_of:
         return None
     template = campaign.steps[message.step].template
     if template is None:
-        pause_contact(store, contact.id, until=None, reason="awaiting_customer_window", now=now, needs_human=True,
+        pause_contact(store, contact.id, until=None, reason=PauseReason.AWAITING_CUSTOMER_WINDOW, now=now,
+                      needs_human=True,
                       detail=f"step {message.step + 1} was refused outside the 24 h window and has no template")
         return None
     variables = template_variables(template, contact)
@@ -125,64 +128,67 @@ def resend_after_rate_limit(deps: Deps, message: OutboundMessage) -> str | None:
     return _resend(deps, message, ":r", "twilio_63018_rate_limited", delay_seconds=RATE_LIMITED_RESEND_SECONDS)
 
 
-def handle_alert_error(deps: Deps, message: OutboundMessage, code: int | None) -> str:
+def handle_alert_error(deps: Deps, message: OutboundMessage, code: int | None) -> StatusAction:
     """Apply the rule for a permanent Twilio error on an owner alert; returns what was done."""
     if code in SLOW_DOWN_CODES and resend_after_rate_limit(deps, message):
-        return "rate_limited_resend"
+        return StatusAction.RATE_LIMITED_RESEND
     if code == OUTSIDE_WINDOW_CODE:
-        return "template_resend" if resend_alert_with_template(deps, message) else "owner_window_closed"
-    return "recorded"
+        if resend_alert_with_template(deps, message):
+            return StatusAction.TEMPLATE_RESEND
+        return StatusAction.OWNER_WINDOW_CLOSED
+    return StatusAction.RECORDED
 
 
-def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contact, code: int | None) -> str:
+def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contact, code: int | None
+                           ) -> StatusAction:
     """Apply the rule for a permanent Twilio error code; returns what was done."""
     store, now = deps.store, deps.clock.now()
     if code in OPT_OUT_CODES:
-        store.set_opt_out(contact.id, True, now)
-        stop_contact(store, contact.id, reason="opt_out", now=now)
-        return "opt_out"
+        store.contacts.set_opt_out(contact.id, True, now)
+        stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)
+        return StatusAction.OPT_OUT
     if code in INVALID_RECIPIENT_CODES:
         detail = f"Twilio error {code}: not a reachable WhatsApp number"
-        stop_contact(store, contact.id, reason="invalid_number", now=now, needs_human=True, detail=detail)
+        stop_contact(store, contact.id, reason=StopReason.INVALID_NUMBER, now=now, needs_human=True, detail=detail)
         flag_finished_followup(store, message.followup_id, detail=detail, now=now)
-        return "invalid_number"
+        return StatusAction.INVALID_NUMBER
     if code == OUTSIDE_WINDOW_CODE and message.purpose == "step":
-        return "template_resend" if resend_with_template(deps, message, contact) else "awaiting_window"
+        if resend_with_template(deps, message, contact):
+            return StatusAction.TEMPLATE_RESEND
+        return StatusAction.AWAITING_WINDOW
     if code in SLOW_DOWN_CODES and resend_after_rate_limit(deps, message):
-        return "rate_limited_resend"
+        return StatusAction.RATE_LIMITED_RESEND
     if message.purpose == "step" and message.followup_id:
-        if not stop_followup(store, message.followup_id, reason="send_failed", now=now, needs_human=True,
+        if not stop_followup(store, message.followup_id, reason=StopReason.SEND_FAILED, now=now, needs_human=True,
                              detail=f"Twilio error {code}"):
             flag_finished_followup(store, message.followup_id, detail=f"Twilio error {code}", now=now)
-        return "send_failed"
-    return "recorded"
+        return StatusAction.SEND_FAILED
+    return StatusAction.RECORDED
 
 
 def process_status(deps: Deps, event_id: str) -> str | None:
     """Act once on a stored failed/undelivered status callback."""
     store, now = deps.store, deps.clock.now()
-    event = store.get_event(event_id)
-    if event is None or event.get("action_state") != "pending":
+    event = store.events.get(event_id)
+    if event is None or event.action_state != ActionState.PENDING:
         return None
-    doc = store.messages.find_one({"twilio_sid": event["sid"]}, {"_id": 1})
-    if doc is None:
-        if event.get("received_at") and (now - utc(event["received_at"])).total_seconds() < 600:
+    message_id = store.messages.id_by_sid(event.sid)
+    if message_id is None:
+        if event.received_at and (now - utc(event.received_at)).total_seconds() < 600:
             # The callback beat the sending actor's write of the SID: try again shortly.
             raise TransientError("no message with this SID yet")
-    if event.get("error_code") in SLOW_DOWN_CODES and deps.rate_limiter is not None:
+    if event.error_code in SLOW_DOWN_CODES and deps.rate_limiter is not None:
         deps.rate_limiter.slow_down()
-    message = store.get_message(doc["_id"]) if doc else None
-    outcome = "unknown_message"
+    message = store.messages.get(message_id) if message_id else None
+    outcome = StatusAction.UNKNOWN_MESSAGE
     if message is not None and message.purpose == "alert":
-        outcome = handle_alert_error(deps, message, event.get("error_code"))
+        outcome = handle_alert_error(deps, message, event.error_code)
     elif message is not None and message.contact_id:
-        contact = store.get_contact(message.contact_id)
+        contact = store.contacts.get(message.contact_id)
         if contact is not None:
-            outcome = handle_permanent_error(deps, message, contact, event.get("error_code"))
-    store.events.update_one({"_id": event_id, "action_state": "pending"},
-                            {"$set": {"action_state": "done", "state": "processed", "action": outcome,
-                                      "processed_at": now, "updated_at": now}})
-    log.info("status event=%s code=%s action=%s", event_id, event.get("error_code"), outcome)
+            outcome = handle_permanent_error(deps, message, contact, event.error_code)
+    store.events.finish_action(event_id, action=outcome, now=now)
+    log.info("status event=%s code=%s action=%s", event_id, event.error_code, outcome)
     return outcome
 
 
@@ -202,18 +208,16 @@ def hand_over_status(deps: Deps, event_id: str, error: str) -> str | None:
     Reads the message raw (the contact's record may be what fails); the event ends ``failed``.
     """
     store, now = deps.store, deps.clock.now()
-    event = store.get_event(event_id)
-    if event is None or event.get("action_state") != "pending":
+    event = store.events.get(event_id)
+    if event is None or event.action_state != ActionState.PENDING:
         return None
-    reason = f"delivery failure {event.get('error_code')} not handled automatically ({error})"
-    doc = store.messages.find_one({"twilio_sid": event["sid"]}, {"followup_id": 1})
+    reason = f"delivery failure {event.error_code} not handled automatically ({error})"
+    followup_id = store.messages.followup_id_by_sid(event.sid)
     outcome = f"not handled: {reason}"
-    if doc is not None and doc.get("followup_id"):
-        pause_for_a_person(store, str(doc["followup_id"]), reason=reason, now=now)
+    if followup_id:
+        pause_for_a_person(store, followup_id, reason=reason, now=now)
         outcome = f"needs_human: {reason}"
-    store.events.update_one({"_id": event_id, "action_state": "pending"},
-                            {"$set": {"action_state": "failed", "state": "failed", "action": outcome,
-                                      "processed_at": now, "updated_at": now}})
+    store.events.fail_action(event_id, action=outcome, now=now)
     return outcome
 
 
@@ -230,10 +234,10 @@ def poll_status(deps: Deps, message_id: str) -> str | None:
     the scheduler asks again later. Returns what was found, or None when there is nothing to ask.
     """
     store, now = deps.store, deps.clock.now()
-    doc = store.message_doc(message_id)
-    if doc is None or doc.get("state") != MessageState.SENT.value or not doc.get("twilio_sid"):
+    message = store.messages.get(message_id)
+    if message is None or message.state != MessageState.SENT or not message.twilio_sid:
         return None
-    sid = str(doc["twilio_sid"])
+    sid = message.twilio_sid
     try:
         found = deps.sender.fetch_status(sid)
     except (SendDeferred, SendRejected) as exc:
@@ -244,13 +248,13 @@ def poll_status(deps: Deps, message_id: str) -> str | None:
         return "unknown"
     status = found.status.lower()
     if status in DELIVERED_STATUSES:
-        store.apply_status(sid, status, found.error_code, now, source="poll")
+        store.messages.apply_status(sid, status, found.error_code, now, source="poll")
         log.info("message=%s sid=%s %s (found by polling)", message_id, sid, status)
         return status
     if status in FAILED_STATUSES:
         event_id, event = status_event_doc(sid, status, found.error_code)
-        fresh = store.record_event(event_id, {**event, "source": "poll"}, now)
-        store.apply_status(sid, status, found.error_code, now, source="poll")
+        fresh = store.events.record(event_id, {**event, "source": "poll"}, now)
+        store.messages.apply_status(sid, status, found.error_code, now, source="poll")
         if fresh:
             deps.queue.process_status(event_id)
         log.info("message=%s sid=%s %s code=%s (found by polling, new=%s)", message_id, sid, status,

@@ -12,11 +12,11 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.clock import Clock
+from shared.domain.repositories import Repositories
 from shared.errors import PermanentError, TransientError
 from shared.ports import Classifier, Drafter, Sender, TaskQueue
 from shared.ratelimit import SendRateLimiter
 from shared.settings import Settings
-from shared.store import Store
 
 R = TypeVar("R")
 EVENT_ATTEMPTS = 5  # failures of one stored event (outages not counted) before a person takes it over
@@ -29,7 +29,7 @@ class Deps:
     """Dependencies of the actor functions (real in processes, fakes in unit tests)."""
 
     settings: Settings
-    store: Store
+    store: Repositories
     clock: Clock
     queue: TaskQueue
     drafter: Drafter
@@ -77,7 +77,7 @@ def give_up_after_failures(deps: Deps, event_id: str, run: Callable[[], R], give
         raise
     except Exception as exc:
         error = type(exc).__name__
-        failures = deps.store.count_event_failure(event_id, error, deps.clock.now())
+        failures = deps.store.events.count_failure(event_id, error, deps.clock.now())
         if failures == 0 or (failures < EVENT_ATTEMPTS and not isinstance(exc, PermanentError)):
             raise  # done meanwhile (0), or retried by dramatiq
         log.error("event=%s failed %d time(s) (%s): handed over to a person", event_id, failures, error)

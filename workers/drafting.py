@@ -16,16 +16,9 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import stop_followup, withdraw_dead_draft
-from shared.models import (
-    Campaign,
-    Contact,
-    FollowUp,
-    FollowUpState,
-    MessageState,
-    OutboundMessage,
-    TemplateRef,
-    message_id_for,
-)
+from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, TemplateRef, message_id_for
+from shared.domain.reasons import HandOverReason, PauseReason, StopReason
+from shared.domain.states import FollowUpState, MessageState
 from shared.policy import in_service_window
 from shared.ports import DraftRequest, HistoryItem
 from shared.queue import ACTOR_DRAFT, QUEUE_DRAFTING
@@ -61,10 +54,8 @@ def compose_message(deps: Deps, followup: FollowUp, campaign: Campaign, contact:
         "state": MessageState.READY, "language": contact.language,
     }
     if in_service_window(contact, now):
-        history = tuple(
-            HistoryItem(direction=d.get("direction", "outbound"), body=d.get("body", ""), at=d["created_at"])
-            for d in deps.store.conversation(contact.id, limit=10) if d.get("body")
-        )
+        history = tuple(HistoryItem(direction=entry.direction, body=entry.body, at=entry.at)
+                        for entry in deps.store.messages.conversation(contact.id, limit=10))
         request = DraftRequest(
             contact_name=contact.name, language=contact.language, facts=dict(contact.fields),
             step_index=followup.step, step_count=len(campaign.steps), tone=step.tone,
@@ -90,7 +81,7 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
     concurrent run finds the stored message instead of drafting a second one.
     """
     store, now = deps.store, deps.clock.now()
-    followup = store.get_followup(followup_id)
+    followup = store.followups.get(followup_id)
     if followup is None or followup.step != step or followup.state not in (
         FollowUpState.QUEUED, FollowUpState.DRAFTING
     ):
@@ -98,36 +89,34 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
         # A run that died after storing its draft may have left it ready for a follow-up gone since.
         withdraw_dead_draft(store, message_id_for(followup_id, step), followup_id, step=step, now=now)
         return None
-    store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.DRAFTING, now=now, step=step)
+    store.followups.start_drafting(followup_id, step=step, now=now)
     message_id = message_id_for(followup_id, step)
-    existing = store.get_message(message_id)
+    existing = store.messages.get(message_id)
     if existing is None or existing.state == MessageState.CANCELLED:
-        contact = store.get_contact(followup.contact_id)
-        campaign = store.get_campaign(followup.campaign_id)
+        contact = store.contacts.get(followup.contact_id)
+        campaign = store.campaigns.get(followup.campaign_id)
         if contact is None or campaign is None or step >= len(campaign.steps):
-            stop_followup(store, followup_id, reason="missing_data", now=now, needs_human=True,
-                          detail="contact or campaign step no longer exists")
+            stop_followup(store, followup_id, reason=StopReason.MISSING_DATA, now=now, needs_human=True,
+                          detail=HandOverReason.MISSING_DATA)
             return None
         if contact.opted_out:
-            stop_followup(store, followup_id, reason="opt_out", now=now)
+            stop_followup(store, followup_id, reason=StopReason.OPT_OUT, now=now)
             return None
         message = compose_message(deps, followup, campaign, contact)
         if message is None:
-            store.move_followup(
-                followup_id, expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING), new=FollowUpState.PAUSED,
-                now=now, step=step,
-                extra={"pause_reason": "awaiting_customer_window", "paused_until": None, "needs_human": True,
-                       "needs_human_reason": f"step {step + 1} has no approved template and the contact "
-                                             "has not written in the last 24 h"},
+            store.followups.pause(
+                followup_id, reason=PauseReason.AWAITING_CUSTOMER_WINDOW, until=None, now=now, step=step,
+                expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
+                needs_human=f"step {step + 1} has no approved template and the contact has not written in the "
+                            "last 24 h",
             )
             log.warning("followup=%s step=%s paused: outside 24h window and no template", followup_id, step)
             return None
-        stored = store.redraft_message(message, now) if existing else store.insert_message(message, now)
+        stored = store.messages.redraft(message, now) if existing else store.messages.insert(message, now)
         if stored:
             log.info("drafted message=%s kind=%s source=%s fallback=%s", message_id, message.kind,
                      message.draft_source, message.fallback_reason)
-    if store.move_followup(followup_id, expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
-                           new=FollowUpState.AWAITING_SEND, now=now, step=step):
+    if store.followups.await_send(followup_id, step=step, now=now):
         deps.queue.send_message(message_id)
         return message_id
     # The follow-up moved on while this step was drafted. A STOP or a pause cancels the contact's

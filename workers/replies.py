@@ -24,24 +24,17 @@ import logging
 import re
 import unicodedata
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import (
-    auto_replies_since,
-    claim_hand_over,
-    flag_contact,
-    open_hand_over,
-    pause_contact,
-    promises_made,
-    record_promise,
-    stop_contact,
-)
+from shared.cadence import pause_contact, promises_made, stop_contact
 from shared.classifier import claims_payment
+from shared.domain.models import Contact, Language, OutboundMessage
+from shared.domain.reasons import HandOverReason, PauseReason, ReplyOutcome, StopReason
+from shared.domain.records import InboundRecord, StoredEvent
+from shared.domain.states import OPEN, EventState, FollowUpState, MessageState
 from shared.factcheck import check_draft
-from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
 from shared.phones import mask_phone
 from shared.policy import window_open, zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
@@ -69,10 +62,6 @@ OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoi
                    "desabonn")
 OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
-PAID_CLAIMED = "paid_claimed"  # the pause reason of follow-ups waiting for the owner to confirm a payment
-HELD = "recorded (hand-over open)"
-OPEN_STATES = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING, FollowUpState.AWAITING_SEND,
-               FollowUpState.PAUSED)
 
 
 def normalise_text(text: str) -> str:
@@ -119,7 +108,7 @@ def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, so
         purpose="reply", state=MessageState.READY, kind="freeform", body=body, language=contact.language,
         draft_source=source,
     )
-    deps.store.insert_message(message, deps.clock.now())
+    deps.store.messages.insert(message, deps.clock.now())
     deps.queue.send_message(message.id)
     return message.id
 
@@ -138,7 +127,7 @@ def may_reply(deps: Deps, contact: Contact, inbound_sid: str) -> bool:
     if not limit:
         return True
     since = deps.clock.now() - timedelta(hours=24)
-    return auto_replies_since(deps.store, contact.id, since, besides=reply_id(inbound_sid)) < limit
+    return deps.store.messages.count_replies_since(contact.id, since, besides=reply_id(inbound_sid)) < limit
 
 
 def _reply_limit(deps: Deps) -> str:
@@ -159,7 +148,7 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
         return
     variables = owner_alert_variables(contact, reason)
     template_sid = settings.owner_alert_template_sid
-    use_template = bool(template_sid) and not window_open(deps.store.owner_last_inbound(owner), deps.clock.now())
+    use_template = bool(template_sid) and not window_open(deps.store.owner.last_inbound(owner), deps.clock.now())
     message = OutboundMessage(
         id=f"alert:{inbound_sid}", followup_id=None, contact_id=None, campaign_id=None, step=-1,
         purpose="alert", to=owner, state=MessageState.READY, kind="template" if use_template else "freeform",
@@ -168,12 +157,12 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
         content_variables=variables, draft_source="template" if use_template else "system",
         fallback_reason="owner_outside_window" if use_template else None,
     )
-    if deps.store.insert_message(message, deps.clock.now()):
+    if deps.store.messages.insert(message, deps.clock.now()):
         deps.queue.send_message(message.id)
 
 
-def _hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: str | None = None,
-               pause: str = "needs_human") -> int:
+def _hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: StopReason | None = None,
+               pause: PauseReason = PauseReason.NEEDS_HUMAN) -> int:
     """Stop (``stop`` as reason) or pause (``pause`` as reason) the contact's follow-ups and flag them;
     the owner is alerted once per hand-over. Returns how many follow-ups were stopped or paused."""
     store, now = deps.store, deps.clock.now()
@@ -181,15 +170,16 @@ def _hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, s
         moved = stop_contact(store, contact.id, reason=stop, now=now, needs_human=True, detail=reason)
     else:
         moved = pause_contact(store, contact.id, until=None, reason=pause, now=now, needs_human=True, detail=reason)
-    if not flag_contact(store, contact.id, reason=reason, now=now):
+    if not store.followups.flag_contact(contact.id, reason=reason, now=now):
         # A reply to the last reminder, once the cadence is over: that follow-up is the one to look at.
-        flag_contact(store, contact.id, reason=reason, now=now, finished=True)
-    if claim_hand_over(store, contact.id, inbound_sid=inbound_sid, now=now):
+        store.followups.flag_contact(contact.id, reason=reason, now=now, finished=True)
+    if store.followups.claim_hand_over(contact.id, inbound_sid=inbound_sid, now=now):
         alert_owner(deps, contact, inbound_sid, reason)
     return moved
 
 
-def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: str | None = None) -> str:
+def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: StopReason | None = None
+              ) -> str:
     """Stop (with ``stop`` as reason) or pause the contact's follow-ups, flag them, alert the owner (once)."""
     _hand_over(deps, contact, inbound_sid, reason, stop=stop)
     return f"needs_human: {reason}"
@@ -217,27 +207,27 @@ def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classific
     if intent == Intent.QUESTION:
         return _answer(deps, contact, inbound_sid, result)
     if intent == Intent.DISPUTE:
-        return hand_over(deps, contact, inbound_sid, "dispute", stop="dispute")
+        return hand_over(deps, contact, inbound_sid, HandOverReason.DISPUTE, stop=StopReason.DISPUTE)
     if intent == Intent.WRONG_PERSON:
-        return hand_over(deps, contact, inbound_sid, "wrong_person", stop="wrong_person")
+        return hand_over(deps, contact, inbound_sid, HandOverReason.WRONG_PERSON, stop=StopReason.WRONG_PERSON)
     if intent == Intent.ACKNOWLEDGED:
-        return "acknowledged"
-    return hand_over(deps, contact, inbound_sid, f"unclear reply ({intent.value})")
+        return ReplyOutcome.ACKNOWLEDGED
+    return hand_over(deps, contact, inbound_sid, f"{HandOverReason.UNCLEAR_REPLY} ({intent.value})")
 
 
 def _opt_out(deps: Deps, contact: Contact, inbound_sid: str, text: str) -> str:
     """An opt-out in words: honoured at once. One that claims the invoice is paid goes to a person too."""
     store, now = deps.store, deps.clock.now()
-    store.set_opt_out(contact.id, True, now)
+    store.contacts.set_opt_out(contact.id, True, now)
     if not claims_payment(text):
-        return f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)}"
+        return f"opt_out stopped={stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)}"
     # "I've already paid, stop harassing me": nothing is sent to them any more, and the owner
     # checks the payment, or the invoice would go unchased on the client's word alone.
     if deps.settings.paid_claim_action == "stop":
-        stopped = _hand_over(deps, contact, inbound_sid, PAID_OPT_OUT, stop="opt_out")
+        stopped = _hand_over(deps, contact, inbound_sid, PAID_OPT_OUT, stop=StopReason.OPT_OUT)
         return f"opt_out stopped={stopped} needs_human: {PAID_OPT_OUT}"
     # Paused, not stopped, until the owner says: `relance handled --paid` ends them as paid.
-    paused = _hand_over(deps, contact, inbound_sid, PAID_OPT_OUT, pause=PAID_CLAIMED)
+    paused = _hand_over(deps, contact, inbound_sid, PAID_OPT_OUT, pause=PauseReason.PAID_CLAIMED)
     return f"opt_out paused={paused} needs_human: {PAID_OPT_OUT}"
 
 
@@ -248,12 +238,12 @@ def _paid(deps: Deps, contact: Contact, inbound_sid: str) -> str:
     if settings.paid_claim_action == "stop":
         if settings.thank_you_on_paid and not thanks:
             return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
-        stopped = stop_contact(store, contact.id, reason="paid", now=now)
+        stopped = stop_contact(store, contact.id, reason=StopReason.PAID, now=now)
         if thanks:
             queue_reply(deps, contact, inbound_sid, thank_you_text(settings.business_name, contact, stopped=True),
                         source="system")
         return f"paid stopped={stopped}"
-    paused = _hand_over(deps, contact, inbound_sid, PAID_CLAIM, pause=PAID_CLAIMED)
+    paused = _hand_over(deps, contact, inbound_sid, PAID_CLAIM, pause=PauseReason.PAID_CLAIMED)
     if thanks:
         queue_reply(deps, contact, inbound_sid, thank_you_text(settings.business_name, contact, stopped=False),
                     source="system")
@@ -273,9 +263,10 @@ def _promise(deps: Deps, contact: Contact, inbound_sid: str, promised: date) -> 
     latest = now.astimezone(zone(contact.timezone)).date() + timedelta(days=settings.max_promise_days)
     capped = promised > latest
     day = latest if capped else promised
-    paused = pause_contact(store, contact.id, until=_pause_until(day, contact), reason="promise_to_pay", now=now)
-    record_promise(store, contact.id, inbound_sid=inbound_sid, promised=promised.isoformat(),
-                   capped_to=day.isoformat() if capped else None, now=now)
+    paused = pause_contact(store, contact.id, until=_pause_until(day, contact), reason=PauseReason.PROMISE_TO_PAY,
+                           now=now)
+    store.followups.record_promise(contact.id, inbound_sid=inbound_sid, promised=promised.isoformat(),
+                                   capped_to=day.isoformat() if capped else None, now=now)
     resume = (day + PROMISE_GRACE).isoformat()
     text = promise_text(settings.business_name, contact, promised.isoformat(), resume=resume if capped else None)
     queue_reply(deps, contact, inbound_sid, text, source="system",
@@ -297,7 +288,7 @@ def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classificati
             return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
         if text and queue_reply(deps, contact, inbound_sid, text, source="data"):
             return f"question answered ({result.question_topic})"
-    return hand_over(deps, contact, inbound_sid, "question the data cannot answer")
+    return hand_over(deps, contact, inbound_sid, HandOverReason.UNANSWERABLE_QUESTION)
 
 
 def _while_handed_over(deps: Deps, contact: Contact, result: Classification) -> str:
@@ -305,109 +296,107 @@ def _while_handed_over(deps: Deps, contact: Contact, result: Classification) -> 
     (no reply, no new alert, no state change), except that an opt-out in words is honoured."""
     if result.intent == Intent.OPT_OUT and result.confidence >= deps.settings.classifier_threshold:
         store, now = deps.store, deps.clock.now()
-        store.set_opt_out(contact.id, True, now)
-        return f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)} (hand-over open)"
-    return HELD
+        store.contacts.set_opt_out(contact.id, True, now)
+        stopped = stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)
+        return f"opt_out stopped={stopped} (hand-over open)"
+    return ReplyOutcome.HELD
 
 
-def _classify(deps: Deps, contact: Contact, event: dict[str, Any]) -> tuple[Classification, str | None]:
+def _classify(deps: Deps, contact: Contact, event: StoredEvent) -> tuple[Classification, str | None]:
     today = deps.clock.now().astimezone(zone(contact.timezone)).date()
-    history = tuple(
-        HistoryItem(direction=str(d.get("direction", "")), body=str(d.get("body", "")), at=d["created_at"])
-        for d in deps.store.conversation(contact.id, limit=8) if d.get("body")
-    )
-    request = ClassifyRequest(text=str(event.get("body", "")), language=contact.language,
+    history = tuple(HistoryItem(direction=entry.direction, body=entry.body, at=entry.at)
+                    for entry in deps.store.messages.conversation(contact.id, limit=8))
+    request = ClassifyRequest(text=event.body, language=contact.language,
                               facts=dict(contact.fields), today=today, business_name=deps.settings.business_name,
-                              has_media=int(event.get("num_media", 0) or 0) > 0, history=history)
+                              has_media=event.num_media > 0, history=history)
     from shared.classifier import OfflineClassifier, classify_safely
 
     classifier = deps.classifier or OfflineClassifier()
     return classify_safely(classifier, request, threshold=deps.settings.classifier_threshold)
 
 
-def _sender(event: dict[str, Any]) -> str:
-    return str(event.get("from", "")).removeprefix("whatsapp:")
+def _sender(event: StoredEvent) -> str:
+    return event.sender.removeprefix("whatsapp:")
 
 
 def _from_owner(deps: Deps, phone: str) -> bool:
     return bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
 
 
-def _record_inbound(deps: Deps, event_id: str, event: dict[str, Any], contact_id: str | None,
+def _record_inbound(deps: Deps, event_id: str, event: StoredEvent, contact_id: str | None,
                     from_owner: bool, followup_ids: list[str] | None = None) -> tuple[str, list[str]]:
     """The inbound message in the conversation (once), linked to the follow-ups it answers.
 
     Returns its id and the follow-ups it was linked to when first stored: processed again after
     a crash, it answers those, even if its first run stopped them (a dispute, before the alert).
     """
-    inbound_id = f"in:{event['sid']}"
+    inbound_id = f"in:{event.sid}"
     linked = followup_ids or []
-    if not deps.store.insert_inbound(
-        {"_id": inbound_id, "twilio_sid": event["sid"], "contact_id": contact_id, "followup_ids": linked,
-         "unknown_sender": contact_id is None and not from_owner, "from_owner": from_owner, "from": _sender(event),
-         "body": event.get("body", ""),
-         "num_media": event.get("num_media", 0), "media_urls": event.get("media_urls", []),
-         "button_payload": event.get("button_payload", ""), "event_id": event_id},
-        event.get("received_at", deps.clock.now()),
-    ):
-        stored = deps.store.messages.find_one({"_id": inbound_id}, {"followup_ids": 1}) or {}
-        linked = [str(f) for f in stored.get("followup_ids") or []]
+    record = InboundRecord(
+        id=inbound_id, twilio_sid=event.sid, contact_id=contact_id, followup_ids=linked,
+        unknown_sender=contact_id is None and not from_owner, from_owner=from_owner, sender=_sender(event),
+        body=event.body, num_media=event.num_media, media_urls=event.media_urls,
+        button_payload=event.button_payload, event_id=event_id,
+    )
+    if not deps.store.messages.insert_inbound(record, event.received_at or deps.clock.now()):
+        linked = deps.store.messages.linked_followups(inbound_id)
     return inbound_id, linked
 
 
 def process_inbound(deps: Deps, event_id: str) -> str | None:
     """Process a stored inbound event once; returns what was done (for logs and tests)."""
     store, now = deps.store, deps.clock.now()
-    event = store.get_event(event_id)
-    if event is None or event.get("state") != "received":
+    event = store.events.get(event_id)
+    if event is None or event.state != EventState.RECEIVED:
         return None
     phone = _sender(event)
-    contact = store.contact_by_phone(phone)
-    received_at = event.get("received_at", now)
+    contact = store.contacts.by_phone(phone)
+    received_at = event.received_at or now
     from_owner = _from_owner(deps, phone)
     if from_owner:
         # The owner wrote to the sender: freeform alerts may reach them for the next 24 hours.
-        store.touch_owner_inbound(phone, received_at)
+        store.owner.touch_inbound(phone, received_at)
     # The follow-ups this message answers: the contact's open ones when it came, else those whose
     # cadence is over (a reply to the last reminder still matters: the invoice may be unpaid).
-    open_followups = store.followups_of_contact(contact.id, OPEN_STATES) if contact else []
+    open_followups = store.followups.of_contact(contact.id, OPEN) if contact else []
     if contact and not open_followups:
-        open_followups = store.followups_of_contact(contact.id, (FollowUpState.COMPLETED,))
+        open_followups = store.followups.of_contact(contact.id, (FollowUpState.COMPLETED,))
     inbound_id, answered = _record_inbound(deps, event_id, event, contact.id if contact else None, from_owner,
                                            [f.id for f in open_followups])
+    outcome: str
     if contact is None and from_owner:
-        outcome = "owner"
+        outcome = ReplyOutcome.OWNER
         log.info("inbound event=%s from the owner %s: their 24-hour window is open", event_id, mask_phone(phone))
     elif contact is None:
-        outcome = "unknown_sender"
+        outcome = ReplyOutcome.UNKNOWN_SENDER
         log.info("inbound event=%s from unknown number %s kept and flagged", event_id, mask_phone(phone))
     else:
-        store.touch_inbound(contact.id, received_at)
-        body, button = str(event.get("body", "")), str(event.get("button_payload", ""))
+        store.contacts.touch_inbound(contact.id, received_at)
+        body, button = event.body, event.button_payload
         if is_opt_out(body, button):
-            store.set_opt_out(contact.id, True, now)
-            outcome = f"opt_out stopped={stop_contact(store, contact.id, reason='opt_out', now=now)}"
+            store.contacts.set_opt_out(contact.id, True, now)
+            outcome = f"opt_out stopped={stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)}"
         elif is_opt_in(body):
-            store.set_opt_out(contact.id, False, now)
-            outcome = "opt_in"
+            store.contacts.set_opt_out(contact.id, False, now)
+            outcome = ReplyOutcome.OPT_IN
         elif contact.opted_out:
-            outcome = "recorded (contact opted out)"
+            outcome = ReplyOutcome.OPTED_OUT
         elif not answered:
-            outcome = "recorded (no open follow-up)"
+            outcome = ReplyOutcome.NO_OPEN_FOLLOWUP
         else:
             result, needs_human = _classify(deps, contact, event)
-            store.messages.update_one({"_id": inbound_id}, {"$set": {"classification": {
+            store.messages.set_classification(inbound_id, {
                 "intent": result.intent.value, "confidence": result.confidence, "source": result.source,
                 "promised_date": result.promised_date.isoformat() if result.promised_date else None,
                 "question_topic": result.question_topic, "reason": result.reason, "needs_human": needs_human,
-            }}})
-            held = open_hand_over(store, contact.id)
-            if held is not None and held != event["sid"]:  # another message's hand-over: a person has it
+            })
+            held = store.followups.open_hand_over(contact.id)
+            if held is not None and held != event.sid:  # another message's hand-over: a person has it
                 outcome = _while_handed_over(deps, contact, result)
             else:  # this message's own hand-over, when redelivered, is applied again (conditional moves)
-                outcome = apply_plan(deps, contact, event["sid"], result, needs_human, text=body)
-    store.messages.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
-    store.mark_event(event_id, "received", "processed", now)
+                outcome = apply_plan(deps, contact, event.sid, result, needs_human, text=body)
+    store.messages.set_outcome(inbound_id, outcome)
+    store.events.mark_processed(event_id, now)
     log.info("inbound event=%s contact=%s outcome=%s", event_id, contact.id if contact else None, outcome)
     return outcome
 
@@ -433,25 +422,25 @@ def hand_over_unprocessed(deps: Deps, event_id: str, error: str) -> str | None:
     waiting (and the contact held): never a send while a reply may say STOP.
     """
     store, now = deps.store, deps.clock.now()
-    event = store.get_event(event_id)
-    if event is None or event.get("state") != "received":
+    event = store.events.get(event_id)
+    if event is None or event.state != EventState.RECEIVED:
         return None
     phone = _sender(event)
-    reason = f"reply not processed automatically ({error})"
-    doc = store.contacts.find_one({"phone": phone}, {"_id": 1, "name": 1})
-    inbound_id, _ = _record_inbound(deps, event_id, event, str(doc["_id"]) if doc else None, _from_owner(deps, phone))
-    if doc is None:
+    reason = f"{HandOverReason.REPLY_NOT_PROCESSED} ({error})"
+    record = store.contacts.record_by_phone(phone)
+    inbound_id, _ = _record_inbound(deps, event_id, event, record.id if record else None, _from_owner(deps, phone))
+    if record is None:
         outcome = f"not processed: {error}"
-    elif is_opt_out(str(event.get("body", "")), str(event.get("button_payload", ""))):
-        store.set_opt_out(str(doc["_id"]), True, now)
-        outcome = f"opt_out stopped={stop_contact(store, str(doc['_id']), reason='opt_out', now=now)} ({reason})"
-    elif open_hand_over(store, str(doc["_id"])) not in (None, str(event["sid"])):
-        outcome = f"{HELD}: {reason}"  # a person has the conversation already
+    elif is_opt_out(event.body, event.button_payload):
+        store.contacts.set_opt_out(record.id, True, now)
+        outcome = f"opt_out stopped={stop_contact(store, record.id, reason=StopReason.OPT_OUT, now=now)} ({reason})"
+    elif store.followups.open_hand_over(record.id) not in (None, event.sid):
+        outcome = f"{ReplyOutcome.HELD}: {reason}"  # a person has the conversation already
     else:  # what hand_over needs of the contact, read raw
-        contact = Contact(id=str(doc["_id"]), phone=phone, name=str(doc.get("name") or phone))
-        outcome = hand_over(deps, contact, str(event["sid"]), reason)
-    store.messages.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
-    store.mark_event(event_id, "received", "failed", now)
+        contact = Contact(id=record.id, phone=phone, name=str(record.name or phone))
+        outcome = hand_over(deps, contact, event.sid, reason)
+    store.messages.set_outcome(inbound_id, outcome)
+    store.events.mark_failed(event_id, now)
     return outcome
 
 

@@ -22,10 +22,12 @@ from urllib.parse import urlencode
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import advance_after_send, flag_contact, stop_contact
+from shared.cadence import advance_after_send, stop_contact
 from shared.clock import utc
+from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
+from shared.domain.reasons import CancelReason, HandOverReason, PauseReason, StopReason
+from shared.domain.states import FollowUpState, MessageState
 from shared.errors import SendDeferred, SendRejected, TransientError
-from shared.models import Campaign, Contact, FollowUp, FollowUpState, MessageState, OutboundMessage
 from shared.pacing import contact_pacing_delay, contact_send_lock
 from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed, window_open
@@ -33,6 +35,7 @@ from shared.ports import OutboundRequest
 from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
 from shared.reconciling import find_copy
+from shared.usecases.delivery import record_sid
 from workers.delivery import handle_alert_error, handle_permanent_error
 from workers.deps import Deps, declare_actor
 
@@ -54,15 +57,13 @@ def status_callback_for(deps: Deps, message_id: str) -> str:
     return f"{deps.settings.status_callback_url}?{urlencode({'mid': message_id})}"
 
 
-def _cancel(deps: Deps, message_id: str, reason: str) -> None:
-    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED,
-                            now=deps.clock.now(), extra={"cancel_reason": reason})
+def _cancel(deps: Deps, message_id: str, reason: CancelReason) -> None:
+    deps.store.messages.cancel(message_id, reason=reason, now=deps.clock.now())
 
 
 def _hold(deps: Deps, message: OutboundMessage, at: datetime, now: datetime, reason: str) -> None:
     """Keep a ready message for later: record ``not_before`` and enqueue it again for ``at``."""
-    deps.store.messages.update_one({"_id": message.id, "state": MessageState.READY.value},
-                                   {"$set": {"not_before": at, "updated_at": now}})
+    deps.store.messages.hold(message.id, until=at, now=now)
     deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds())
     log.info("message=%s held until %s (%s)", message.id, at.isoformat(), reason)
 
@@ -71,25 +72,25 @@ def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
                     ) -> tuple[FollowUp, Campaign] | None:
     """The follow-up and campaign if this step may go out now; otherwise handle it and return None."""
     store, now = deps.store, deps.clock.now()
-    followup = store.get_followup(message.followup_id or "")
-    campaign = store.get_campaign(message.campaign_id or "")
+    followup = store.followups.get(message.followup_id or "")
+    campaign = store.campaigns.get(message.campaign_id or "")
     if followup is None or campaign is None:
-        _cancel(deps, message.id, "missing_data")
+        _cancel(deps, message.id, CancelReason.MISSING_DATA)
         return None
     if message.resend_of:
         # A template re-send of a step Twilio refused as freeform: the follow-up has moved on.
         if followup.state in (FollowUpState.STOPPED, FollowUpState.PAUSED):
-            _cancel(deps, message.id, f"followup_{followup.state.value}")
+            _cancel(deps, message.id, CancelReason.followup_is(followup.state))
             return None
     elif followup.state != FollowUpState.AWAITING_SEND or followup.step != message.step:
-        _cancel(deps, message.id, f"followup_{followup.state.value}")
+        _cancel(deps, message.id, CancelReason.followup_is(followup.state))
         return None
     if campaign.status == "paused" and message.resend_of:
         deps.queue.send_message(message.id, delay_seconds=60)
         return None
     if campaign.status == "paused":
-        store.move_followup(followup.id, expected=FollowUpState.AWAITING_SEND, new=FollowUpState.PAUSED,
-                            now=now, step=message.step, extra={"pause_reason": "campaign_paused"})
+        store.followups.pause(followup.id, reason=PauseReason.CAMPAIGN_PAUSED, now=now, step=message.step,
+                              expected=FollowUpState.AWAITING_SEND)
         return None
     if _reply_unread(deps, message, contact, now):
         return None
@@ -116,48 +117,48 @@ def _reply_unread(deps: Deps, message: OutboundMessage, contact: Contact, now: d
     it. The webhook may have stored it while Redis was away (not enqueued): ask for it again,
     so the hold lasts seconds rather than until the scheduler's reconciler finds it.
     """
-    waiting = deps.store.unprocessed_inbound(contact.phone)
+    waiting = deps.store.events.unprocessed_inbound(contact.phone)
     if not waiting:
         return False
     for event in waiting:
-        if ((now - utc(event["received_at"])).total_seconds() >= UNREAD_REQUEUE_SECONDS
-                and deps.store.claim_event_requeue(event["_id"], now, timedelta(seconds=UNREAD_REQUEUE_SECONDS))):
-            deps.queue.process_inbound(event["_id"])
-    waited = (now - utc(waiting[0]["received_at"])).total_seconds()
+        if ((now - utc(event.received_at or now)).total_seconds() >= UNREAD_REQUEUE_SECONDS
+                and deps.store.events.claim_requeue(event.id, now, timedelta(seconds=UNREAD_REQUEUE_SECONDS))):
+            deps.queue.process_inbound(event.id)
+    waited = (now - utc(waiting[0].received_at or now)).total_seconds()
     if waited < UNREAD_STUCK_SECONDS:
         deps.queue.send_message(message.id, delay_seconds=RETRY_SOON_SECONDS)
         log.info("message=%s held: %d message(s) from the contact not processed yet", message.id, len(waiting))
     else:  # the replies workers are down or failing on it: look again less often, and say so
         deps.queue.send_message(message.id, delay_seconds=UNREAD_STUCK_SECONDS)
         log.warning("message=%s held: the contact's message %s has waited %.0f s to be processed "
-                    "(are the replies workers running?)", message.id, waiting[0]["_id"], waited)
+                    "(are the replies workers running?)", message.id, waiting[0].id, waited)
     return True
 
 
 def send_message(deps: Deps, message_id: str) -> str | None:
     """Send a ready message; returns the Twilio SID, or None when nothing was sent."""
     store, now = deps.store, deps.clock.now()
-    message = store.get_message(message_id)
+    message = store.messages.get(message_id)
     if message is None or message.state != MessageState.READY:
         return None
-    contact = store.get_contact(message.contact_id) if message.contact_id else None
+    contact = store.contacts.get(message.contact_id) if message.contact_id else None
     if message.purpose == "alert":
         to = message.to or ""
     elif contact is None:
-        _cancel(deps, message_id, "missing_data")
+        _cancel(deps, message_id, CancelReason.MISSING_DATA)
         return None
     else:
         to = contact.phone
         if contact.opted_out:
-            stop_contact(store, contact.id, reason="opt_out", now=now)
-            _cancel(deps, message_id, "opt_out")
+            stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)
+            _cancel(deps, message_id, CancelReason.OPT_OUT)
             log.info("message=%s cancelled: contact opted out", message_id)
             return None
         if message.purpose == "reply" and not window_open(contact.last_inbound_at, now):
             # An answer is freeform, which WhatsApp refuses 24 h after the client's last message
             # (the workers were down that long): a person answers instead.
-            _cancel(deps, message_id, "outside_24h_window")
-            flag_contact(store, contact.id, reason="reply not sent: the 24-hour window closed", now=now)
+            _cancel(deps, message_id, CancelReason.OUTSIDE_24H_WINDOW)
+            store.followups.flag_contact(contact.id, reason=HandOverReason.REPLY_TOO_LATE, now=now)
             log.warning("message=%s cancelled: the reply is too late for the 24-hour window", message_id)
             return None
     step_context = None
@@ -178,8 +179,7 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             log.info("message=%s waits for the sender's rate limit", message_id)
             return None
         now = deps.clock.now()
-        if not store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=now,
-                                  extra={"sending_at": now}):
+        if not store.messages.start_sending(message_id, now=now):
             return None  # another delivery of this message got there first
 
     template = message.kind == "template"
@@ -192,8 +192,7 @@ def send_message(deps: Deps, message_id: str) -> str | None:
     try:
         result = deps.sender.send(request)
     except SendRejected as exc:
-        store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.FAILED,
-                           now=deps.clock.now(), extra={"error_code": exc.code})
+        store.messages.mark_failed(message_id, error_code=exc.code, now=deps.clock.now())
         log.warning("message=%s to=%s rejected by Twilio code=%s", message_id, mask_phone(to), exc.code)
         if message.purpose == "alert":
             handle_alert_error(deps, message, exc.code)
@@ -205,19 +204,17 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             # No answer, or a 5xx (which a gateway may answer for a message Twilio took): never
             # resend blindly; the scheduler has it reconciled through Twilio's list first.
             reason = "no answer from Twilio" if exc.status is None else f"HTTP {exc.status} from Twilio"
-            store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,
-                               now=deps.clock.now(), extra={"uncertain_reason": reason, "last_error_code": exc.code})
+            store.messages.mark_uncertain(message_id, reason=reason, error_code=exc.code, now=deps.clock.now())
             log.warning("message=%s uncertain: %s", message_id, reason)
             return None
-        store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.READY,
-                           now=deps.clock.now(), extra={"last_error_code": exc.code})
+        store.messages.retry_later(message_id, error_code=exc.code, now=deps.clock.now())
         if exc.code in SLOW_DOWN_CODES and deps.rate_limiter is not None:
             # Too fast for the channel: every worker slows this sender down, and this message retries.
             deps.rate_limiter.slow_down()
         raise TransientError(f"Twilio asked to retry later (code {exc.code})") from None
 
     sent_at = deps.clock.now()
-    store.record_sid(message_id, result.sid, sent_at)
+    record_sid(store, message_id, result.sid, sent_at)
     if step_context is not None and contact is not None and not message.resend_of:
         followup, campaign = step_context
         advance_after_send(store, followup=followup, campaign=campaign, contact=contact, step=message.step,
@@ -238,18 +235,17 @@ def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta | None = 
     our message id adopts the SID even sooner (see the webhook).
     """
     store, now = deps.store, deps.clock.now()
-    doc = store.message_doc(message_id)
-    if doc is None or doc.get("state") != MessageState.UNCERTAIN.value:
+    message = store.messages.get(message_id)
+    if message is None or message.state != MessageState.UNCERTAIN:
         return None
-    contact = store.get_contact(doc["contact_id"]) if doc.get("contact_id") else None
-    to = contact.phone if contact else str(doc.get("to") or "")
-    started = utc(doc.get("sending_at") or doc["state_changed_at"])
+    contact = store.contacts.get(message.contact_id) if message.contact_id else None
+    to = contact.phone if contact else str(message.to or "")
+    started = utc(message.sending_at or message.state_changed_at or now)
     listed = deps.sender.list_messages(to=to, from_=deps.settings.twilio_whatsapp_number, limit=RECONCILE_LIST_LIMIT)
-    sids = [str(item["sid"]) for item in listed]
-    known = {d["twilio_sid"] for d in store.messages.find({"twilio_sid": {"$in": sids}}, {"twilio_sid": 1})}
-    found = find_copy(doc, listed, known, started)
+    known = store.messages.known_sids(str(item["sid"]) for item in listed)
+    found = find_copy(message.model_dump(), listed, known, started)
     if found is not None:
-        if store.record_sid(message_id, str(found["sid"]), now):
+        if record_sid(store, message_id, str(found["sid"]), now):
             log.info("message=%s reconciled: Twilio has it as sid=%s", message_id, found["sid"])
             return "adopted"
         return None
@@ -257,8 +253,7 @@ def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta | None = 
     if now - started < grace:
         log.info("message=%s not found at Twilio yet (%d listed): looked at again later", message_id, len(listed))
         return "waiting"
-    if store.move_message(message_id, expected=MessageState.UNCERTAIN, new=MessageState.READY, now=now,
-                          extra={"reconciled": "not_found"}):
+    if store.messages.send_again(message_id, now=now):
         deps.queue.send_message(message_id)
         log.info("message=%s reconciled: no trace at Twilio after %s, sending again", message_id, grace)
         return "resent"

@@ -62,7 +62,7 @@ from pymongo.errors import PyMongoError
 
 from services.devstack import DEV_ACCOUNT_SID
 from services.embedded import free_port, wait_for_port
-from shared.store import Store, connect
+from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from tests.support.chaos import (
     ChaosRunner,
     Processes,
@@ -148,8 +148,8 @@ def chaos_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         for port in (gemini_port, sim_port, webhook_port):
             wait_for_port(port, timeout=90)
         client = connect(mongo.url)
-        yield {"env": env, "sim": sim, "store": Store(client[DATABASE]), "dir": tmp_path, "processes": processes,
-               "redis": redis_server, "mongo": mongo}
+        yield {"env": env, "sim": sim, "store": mongo_repositories(client[DATABASE]), "dir": tmp_path,
+               "processes": processes, "redis": redis_server, "mongo": mongo}
     finally:
         sim.close()
         if client is not None:
@@ -203,7 +203,7 @@ class StopWatcher(threading.Thread):
             return list(self.snapshot)
 
 
-def _states(store: Store) -> dict[str, dict[str, int]]:
+def _states(store: MongoRepositories) -> dict[str, dict[str, int]]:
     try:
         return store.counts()
     except (PyMongoError, Exception) as exc:
@@ -243,7 +243,7 @@ def test_delivery_guarantees_under_chaos(chaos_stack: dict[str, Any]) -> None:
         list(pool.map(lambda item: sim.inbound(*item), before))
 
     def inbound_done() -> bool:
-        return store.events.count_documents({"kind": "inbound", "state": "processed"}) >= len(before)
+        return store.events.collection.count_documents({"kind": "inbound", "state": "processed"}) >= len(before)
 
     _wait(inbound_done, 90, "the first inbound messages to be processed", processes)
     sim.config(send_read=False)  # sent and delivered are enough: one callback less per message
@@ -379,7 +379,7 @@ def test_delivery_guarantees_under_chaos(chaos_stack: dict[str, Any]) -> None:
 
     # STOP mid-campaign: the first message, then nothing once the STOP is stored.
     stop_times: dict[str, datetime] = {}
-    for event in store.events.find({"kind": "inbound"}, {"from": 1, "body": 1, "received_at": 1}):
+    for event in store.events.collection.find({"kind": "inbound"}, {"from": 1, "body": 1, "received_at": 1}):
         phone = str(event.get("from", "")).removeprefix("whatsapp:")
         if event.get("body") == "STOP":
             at = event["received_at"]
@@ -395,17 +395,18 @@ def test_delivery_guarantees_under_chaos(chaos_stack: dict[str, Any]) -> None:
         for message in [m for (p, _), items in by_key.items() if p == phone for m in items]:
             created_at = datetime.fromisoformat(message["created_at"])
             if created_at >= stop_times[phone]:
-                mongo_doc = store.messages.find_one({"_id": message_id_of(message)}, {"sending_at": 1, "history": 1})
+                mongo_doc = store.messages.collection.find_one({"_id": message_id_of(message)},
+                                                               {"sending_at": 1, "history": 1})
                 problems.append(f"AFTER STOP: {phone} got {message_id_of(message)} at {created_at.isoformat()}, "
                                 f"STOP stored at {stop_times[phone].isoformat()} "
                                 f"(send started {mongo_doc and mongo_doc.get('sending_at')})")
 
     # ------------------------------------------------------------------ what MongoDB says
-    contacts = {doc["phone"]: doc for doc in store.contacts.find({}, {"phone": 1, "opted_out": 1})}
-    followups = {doc["contact_id"]: doc for doc in store.followups.find({"campaign_id": CAMPAIGN})}
-    for doc in store.followups.find({"state": {"$in": list(INTERMEDIATE_FOLLOWUP)}}):
+    contacts = {doc["phone"]: doc for doc in store.contacts.collection.find({}, {"phone": 1, "opted_out": 1})}
+    followups = {doc["contact_id"]: doc for doc in store.followups.collection.find({"campaign_id": CAMPAIGN})}
+    for doc in store.followups.collection.find({"state": {"$in": list(INTERMEDIATE_FOLLOWUP)}}):
         problems.append(f"follow-up left {doc['state']}: {doc['_id']} step {doc.get('step')}")
-    for doc in store.messages.find({"direction": "outbound", "state": {"$in": list(INTERMEDIATE_MESSAGE)}}):
+    for doc in store.messages.collection.find({"direction": "outbound", "state": {"$in": list(INTERMEDIATE_MESSAGE)}}):
         problems.append(f"message left {doc['state']}: {doc['_id']}")
     for i in range(N_CONTACTS):
         contact = contacts[_phone(i)]
@@ -423,22 +424,23 @@ def test_delivery_guarantees_under_chaos(chaos_stack: dict[str, Any]) -> None:
                 problems.append(f"stop_mid contact {_phone(i)}: opted_out={contact['opted_out']} follow-up {state}")
         elif state != "completed":
             problems.append(f"{group} contact {_phone(i)}: follow-up {state}, not completed")
-    sid_of = {doc["_id"]: doc.get("twilio_sid") for doc in store.messages.find({"direction": "outbound"},
+    sid_of = {doc["_id"]: doc.get("twilio_sid") for doc in store.messages.collection.find({"direction": "outbound"},
                                                                                {"twilio_sid": 1})}
     for message in received:
         if sid_of.get(message_id_of(message)) != message["sid"]:
             problems.append(f"MongoDB does not know {message['sid']} as {message_id_of(message)} "
                             f"(it has {sid_of.get(message_id_of(message))})")
-    outbound = list(store.messages.find({"direction": "outbound"}, {"state": 1, "history": 1}))
+    outbound = list(store.messages.collection.find({"direction": "outbound"}, {"state": 1, "history": 1}))
     mongo_states = Counter(doc["state"] for doc in outbound)
     # Delivered at Twilio, still "sent" here: every status callback for it was refused (503) while
     # MongoDB was away, and nothing asks Twilio again. Allowed (sent is not an intermediate
     # state of ours), counted for the report.
     sim_status = {m["sid"]: m["status"] for m in received}
-    status_lagging = sum(1 for doc in store.messages.find({"direction": "outbound", "state": "sent"}, {"twilio_sid": 1})
+    status_lagging = sum(1 for doc in store.messages.collection.find({"direction": "outbound", "state": "sent"},
+                                                                     {"twilio_sid": 1})
                          if sim_status.get(doc.get("twilio_sid")) in ("delivered", "read"))
     went_uncertain = sum(1 for doc in outbound if any(h.get("state") == "uncertain" for h in doc.get("history", [])))
-    requeued = sum(doc.get("requeued", 0) for doc in store.followups.find({}, {"requeued": 1}))
+    requeued = sum(doc.get("requeued", 0) for doc in store.followups.collection.find({}, {"requeued": 1}))
 
     # ------------------------------------------------------------------ report
     sim_statuses = Counter(m["status"] for m in received)

@@ -26,10 +26,10 @@ import pytest
 
 from services.devstack import DEV_ACCOUNT_SID, Stack
 from services.embedded import ServerProcess, free_port, wait_for_port
+from shared.adapters.mongo import connect, mongo_repositories
+from shared.domain.models import Language
 from shared.factcheck import check_draft
-from shared.models import Language
 from shared.ports import DraftRequest
-from shared.store import Store, connect
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +91,7 @@ def stack(e2e_dirs: Path, redis_server: ServerProcess, mongo_uri: str) -> Iterat
             wait_for_port(port, timeout=60)
         client = connect(uri)
         yield {"env": env, "sim": f"http://127.0.0.1:{sim_port}", "gemini": f"http://127.0.0.1:{gemini_port}",
-               "store": Store(client[db_name]), "dir": e2e_dirs, "procs": procs}
+               "store": mongo_repositories(client[db_name]), "dir": e2e_dirs, "procs": procs}
         client.drop_database(db_name)
         client.close()
     finally:
@@ -135,7 +135,8 @@ def test_campaign_end_to_end(stack: dict[str, Any]) -> None:
         httpx.post(f"{stack['sim']}/_sim/inbound", json={"from": _phone(i), "body": "STOP"}, timeout=10)
     for i in groups["joined"]:
         httpx.post(f"{stack['sim']}/_sim/inbound", json={"from": _phone(i), "body": "Bonjour"}, timeout=10)
-    _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "processed"}) == N_STOP + N_JOINED,
+    _wait(lambda: store.events.collection.count_documents({"kind": "inbound", "state": "processed"})
+          == N_STOP + N_JOINED,
           60, "inbound messages processed", procs)
 
     campaign = {
@@ -159,10 +160,11 @@ def test_campaign_end_to_end(stack: dict[str, Any]) -> None:
     assert enrolled.returncode == 0, enrolled.stderr
 
     reachable = groups["joined"] + groups["template"]
-    _wait(lambda: store.followups.count_documents({"state": "completed"}) == len(reachable), 180,
+    _wait(lambda: store.followups.collection.count_documents({"state": "completed"}) == len(reachable), 180,
           "follow-ups completed", procs)
-    _wait(lambda: store.messages.count_documents({"direction": "outbound", "state": {"$in": ["delivered", "read"]}})
-          == 2 * len(reachable), 60, "delivery callbacks", procs)
+    _wait(lambda: store.messages.collection.count_documents(
+        {"direction": "outbound", "state": {"$in": ["delivered", "read"]}}) == 2 * len(reachable), 60,
+          "delivery callbacks", procs)
 
     received = httpx.get(f"{stack['sim']}/_sim/messages", timeout=10).json()
     by_phone = Counter(m["to"].removeprefix("whatsapp:") for m in received)
@@ -192,18 +194,18 @@ def test_campaign_end_to_end(stack: dict[str, Any]) -> None:
 
     # MongoDB: every sent message delivered or read; the closed-window contacts wait for tomorrow;
     # the opted-out contacts were never enrolled or were stopped.
-    outbound = list(store.messages.find({"direction": "outbound"}))
+    outbound = list(store.messages.collection.find({"direction": "outbound"}))
     assert len(outbound) == 2 * len(reachable)
     assert {m["state"] for m in outbound} <= {"delivered", "read"}
     assert {m["draft_source"] for m in outbound if m["kind"] == "freeform"} == {"gemini"}
     for i in groups["closed"]:
-        followup = store.followups.find_one({"contact_id": store.contact_by_phone(_phone(i)).id})
+        followup = store.followups.collection.find_one({"contact_id": store.contacts.by_phone(_phone(i)).id})
         assert followup is not None and followup["state"] == "scheduled"
         assert followup["next_run_at"] > datetime.now(UTC)
     for i in groups["stop"]:
-        contact = store.contact_by_phone(_phone(i))
+        contact = store.contacts.by_phone(_phone(i))
         assert contact is not None and contact.opted_out
-        assert store.followups.count_documents({"contact_id": contact.id, "state": {"$ne": "stopped"}}) == 0
+        assert store.followups.collection.count_documents({"contact_id": contact.id, "state": {"$ne": "stopped"}}) == 0
     gemini_calls = httpx.get(f"{stack['gemini']}/_fake/requests", timeout=10).json()
     assert len(gemini_calls) >= 2 * N_JOINED
 
@@ -238,7 +240,7 @@ def test_replies_end_to_end(stack: dict[str, Any]) -> None:
     assert relance(env, "contacts", "import", str(contacts_file)).returncode == 0
     for i in people.values():  # every client has written: freeform follow-ups
         httpx.post(f"{sim}/_sim/inbound", json={"from": _phone(i), "body": "Bonjour"}, timeout=10)
-    _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
+    _wait(lambda: store.events.collection.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
           "greetings processed", procs)
     campaign = {"id": "replies", "name": "Relance", "enrol": {"tags": ["replies"]},
                 "send_window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
@@ -249,8 +251,8 @@ def test_replies_end_to_end(stack: dict[str, Any]) -> None:
     campaign_file.write_text(json.dumps(campaign))
     assert relance(env, "campaigns", "create", str(campaign_file)).returncode == 0
     assert relance(env, "campaigns", "enrol", "replies").returncode == 0
-    followup_ids = {kind: f"replies:{store.contact_by_phone(_phone(i)).id}" for kind, i in people.items()}
-    _wait(lambda: store.messages.count_documents({"campaign_id": "replies", "step": 0,
+    followup_ids = {kind: f"replies:{store.contacts.by_phone(_phone(i)).id}" for kind, i in people.items()}
+    _wait(lambda: store.messages.collection.count_documents({"campaign_id": "replies", "step": 0,
                                                   "state": {"$in": ["delivered", "read"]}}) == 5,
           60, "first reminders delivered", procs)
 
@@ -264,25 +266,25 @@ def test_replies_end_to_end(stack: dict[str, Any]) -> None:
     for kind, text in replies.items():
         response = httpx.post(f"{sim}/_sim/inbound", json={"from": _phone(people[kind]), "body": text}, timeout=10)
         assert response.status_code == 200
-    _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
+    _wait(lambda: store.events.collection.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
           "replies processed", procs)
     # The paid client writes again while the owner checks: recorded, nothing sent, no second alert.
-    paid_contact = store.contact_by_phone(_phone(people["paid"])).id
-    _wait(lambda: store.messages.count_documents({"contact_id": paid_contact, "purpose": "reply",
+    paid_contact = store.contacts.by_phone(_phone(people["paid"])).id
+    _wait(lambda: store.messages.collection.count_documents({"contact_id": paid_contact, "purpose": "reply",
                                                   "state": {"$in": ["delivered", "read"]}}) == 1,
           60, "the thank-you delivered", procs)
     receipt = "Voici le justificatif du virement"
     httpx.post(f"{sim}/_sim/inbound", json={"from": _phone(people["paid"]), "body": receipt}, timeout=10)
     # Let the question's cadence run to its end (two more steps, 6 s apart).
-    _wait(lambda: store.followups.find_one({"_id": followup_ids["question"]})["state"] == "completed", 90,
+    _wait(lambda: store.followups.collection.find_one({"_id": followup_ids["question"]})["state"] == "completed", 90,
           "the question's follow-up to complete", procs)
-    _wait(lambda: store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
+    _wait(lambda: store.events.collection.count_documents({"kind": "inbound", "state": "received"}) == 0, 60,
           "the receipt processed", procs)
-    _wait(lambda: store.messages.count_documents({"direction": "outbound", "state": {"$nin": ["delivered", "read"]}})
-          == 0, 60, "every message delivered", procs)
+    _wait(lambda: store.messages.collection.count_documents(
+        {"direction": "outbound", "state": {"$nin": ["delivered", "read"]}}) == 0, 60, "every message delivered", procs)
 
     def followup(kind: str) -> dict[str, Any]:
-        doc = store.followups.find_one({"_id": followup_ids[kind]})
+        doc = store.followups.collection.find_one({"_id": followup_ids[kind]})
         assert doc is not None
         return doc
 
@@ -307,7 +309,7 @@ def test_replies_end_to_end(stack: dict[str, Any]) -> None:
         for m in messages:
             if m["direction"] == "inbound":
                 continue
-            doc = store.messages.find_one({"twilio_sid": m["sid"]})
+            doc = store.messages.collection.find_one({"twilio_sid": m["sid"]})
             assert doc is not None, m
             assert _plain(doc["body"]) == _plain(m["body"]), m
             ids.append(doc["_id"])
@@ -320,7 +322,7 @@ def test_replies_end_to_end(stack: dict[str, Any]) -> None:
         return messages[at]["sid"], ours(messages[:at]), ours(messages[at + 1:])
 
     def body(message_id: str) -> str:
-        doc = store.messages.find_one({"_id": message_id})
+        doc = store.messages.collection.find_one({"_id": message_id})
         assert doc is not None
         return _plain(doc["body"])
 
@@ -335,7 +337,7 @@ def test_replies_end_to_end(stack: dict[str, Any]) -> None:
         "vous ne recevrez pas de relance à ce sujet.\nAtelier Dupont")
     receipt_sid, _, receipt_after = around("paid", receipt)
     assert receipt_after == []
-    assert store.messages.find_one({"_id": f"in:{receipt_sid}"})["outcome"] == "recorded (hand-over open)"
+    assert store.messages.collection.find_one({"_id": f"in:{receipt_sid}"})["outcome"] == "recorded (hand-over open)"
 
     day = f"{'1er' if promised.day == 1 else promised.day} {FR_MONTHS[promised.month - 1]} {promised.year}"
     assert around("promise", replies["promise"])[2] == [f"reply:{sids['promise']}"]  # the acknowledgement only

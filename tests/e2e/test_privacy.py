@@ -33,7 +33,7 @@ from pymongo.errors import OperationFailure
 
 from services.devstack import DEV_ACCOUNT_SID, Stack
 from services.embedded import ServerProcess, free_port, start_redis, wait_for_port
-from shared.store import Store, connect
+from shared.adapters.mongo import connect, mongo_repositories
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -175,8 +175,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Iterator[di
         procs.spawn("scheduler", ["scheduler"], env)
         for port in (gemini_port, sim_port, webhook_port):
             wait_for_port(port, timeout=60)
-        yield {"env": env, "sim": f"http://127.0.0.1:{sim_port}", "store": Store(client[db_name]), "dir": workdir,
-               "procs": procs, "redis": broker_view}
+        yield {"env": env, "sim": f"http://127.0.0.1:{sim_port}", "store": mongo_repositories(client[db_name]),
+               "dir": workdir, "procs": procs, "redis": broker_view}
     finally:
         procs.stop()
         broker_view.close()
@@ -223,8 +223,9 @@ def test_no_phone_number_and_no_secret_in_logs_or_redis(run: dict[str, Any]) -> 
     sim_post("/_sim/inbound", {"from": phone["joined"], "body": f"Bonjour, c'est moi, au {phone['joined']}"})
     sim_post("/_sim/inbound", {"from": phone["stop"], "body": "STOP"})
     sim_post("/_sim/inbound", {"from": UNKNOWN, "body": f"Qui est-ce ? Rappelez-moi au {UNKNOWN}"})
-    wait(lambda: store.events.count_documents({"kind": "inbound"}) == 3
-         and store.events.count_documents({"kind": "inbound", "state": "received"}) == 0, "first messages processed")
+    wait(lambda: store.events.collection.count_documents({"kind": "inbound"}) == 3
+         and store.events.collection.count_documents({"kind": "inbound", "state": "received"}) == 0,
+         "first messages processed")
 
     quoted = "The 'To' number whatsapp:{} is not a valid phone number."
     sim_post("/_sim/fail", {"code": 21211, "status": 400, "to": phone["rejected"],
@@ -247,9 +248,9 @@ def test_no_phone_number_and_no_secret_in_logs_or_redis(run: dict[str, Any]) -> 
     relance("campaigns", "enrol", "privacy")
 
     def outbound(kind: str, states: list[str]) -> int:
-        contact = store.contact_by_phone(phone[kind])
+        contact = store.contacts.by_phone(phone[kind])
         assert contact is not None
-        return store.messages.count_documents({"direction": "outbound", "contact_id": contact.id,
+        return store.messages.collection.count_documents({"direction": "outbound", "contact_id": contact.id,
                                                "state": {"$in": states}})
 
     wait(lambda: all(outbound(kind, FINAL) == 1 for kind in CLIENTS if kind != "stop"), "reminders final")
@@ -260,9 +261,9 @@ def test_no_phone_number_and_no_secret_in_logs_or_redis(run: dict[str, Any]) -> 
     sim_post("/_sim/inbound", {"from": phone["joined"],
                                "body": f"Je conteste cette facture, appelez le {phone['joined']}"})
     wait(lambda: outbound("template", FINAL) == 2, "the question answered")
-    wait(lambda: store.messages.count_documents({"purpose": "alert", "state": {"$in": FINAL}}) >= 1,
+    wait(lambda: store.messages.collection.count_documents({"purpose": "alert", "state": {"$in": FINAL}}) >= 1,
          "the owner alerted")
-    wait(lambda: store.events.count_documents({"state": "received"}) == 0
+    wait(lambda: store.events.collection.count_documents({"state": "received"}) == 0
          and httpx.get(f"{sim}/_sim/health", timeout=10).json().get("pending_callbacks") == 0, "all settled")
     procs.check_alive()
 

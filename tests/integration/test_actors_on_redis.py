@@ -13,12 +13,12 @@ import redis
 
 from services.bootstrap import register_actors
 from services.scheduler import tick
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, SendWindow, Step
 from shared.fakes import FakeSender
-from shared.models import Campaign, Contact, SendWindow, Step
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
-from shared.store import Store
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def running(store: Store, clock: FakeClock, redis_url: str) -> Iterator[tuple[Deps, DramatiqQueue]]:
+def running(store: MongoRepositories, clock: FakeClock, redis_url: str) -> Iterator[tuple[Deps, DramatiqQueue]]:
     broker = make_broker(redis_url)
     queue = DramatiqQueue(broker)
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com",
@@ -66,17 +66,17 @@ def test_thirty_followups_flow_through_real_workers(running: tuple[Deps, Dramati
     now = clock.now()
     window = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=dtime(0), end=dtime(23, 59))
     steps = [Step(), Step(delay="0s", anchor="previous")]
-    deps.store.create_campaign(Campaign(id="c1", name="c", send_window=window, steps=steps), now)
+    deps.store.campaigns.create(Campaign(id="c1", name="c", send_window=window, steps=steps), now)
     for i in range(30):
         contact = Contact(id=f"ct{i}", phone=f"+336123456{i:02d}", name=f"Client {i}",
                           fields={"invoice_number": f"F-{i}"})
-        deps.store.upsert_contact(contact, now)
-        deps.store.touch_inbound(contact.id, now)
-        deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+        deps.store.contacts.upsert(contact, now)
+        deps.store.contacts.touch_inbound(contact.id, now)
+        deps.store.followups.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
 
     def all_completed() -> bool:
         tick(deps.store, queue, clock)
-        return deps.store.followups.count_documents({"state": "completed"}) == 30
+        return deps.store.followups.collection.count_documents({"state": "completed"}) == 30
 
     _wait(all_completed, timeout=60)
     sender = deps.sender

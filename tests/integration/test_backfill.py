@@ -26,13 +26,13 @@ from services.scheduler import tick
 from services.simulator import create_app
 from services.webhook import WebhookDeps, inbound_event
 from services.webhook import create_app as create_webhook
+from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.errors import ConfigError, SendDeferred, SendRejected
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
-from shared.store import Store, open_store
 from shared.twilio_sender import TwilioSender
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
@@ -76,7 +76,7 @@ def sim_url() -> Iterator[str]:
 @pytest.fixture
 def webhook_without_mongodb() -> Iterator[str]:
     """The real webhook app whose MongoDB cannot be reached: it answers 503 to every message."""
-    client, dead_store = open_store(f"mongodb://127.0.0.1:{_dead_port()}/relance", "relance", timeout_ms=300)
+    client, dead_store = open_repositories(f"mongodb://127.0.0.1:{_dead_port()}/relance", "relance", timeout_ms=300)
     deps = WebhookDeps(store=dead_store, queue=RecordingQueue(), clock=FakeClock(), auth_token=AUTH_TOKEN,
                        public_base_url="", redis_ping=lambda: True)
     with serve_asgi(create_webhook(deps)) as url:
@@ -86,7 +86,7 @@ def webhook_without_mongodb() -> Iterator[str]:
 
 
 def test_a_stop_sent_while_the_webhook_answers_503_stops_the_followups_within_one_period(
-    store: Store, clock: FakeClock, redis_url: str, sim_url: str, webhook_without_mongodb: str
+    store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str, webhook_without_mongodb: str
 ) -> None:
     clock.set(datetime.now(UTC).replace(microsecond=0))
     settings = load_settings({
@@ -105,14 +105,14 @@ def test_a_stop_sent_while_the_webhook_answers_503_stops_the_followups_within_on
     assert backfill is not None and backfill.period == PERIOD
     try:
         now = clock.now()
-        store.upsert_contact(Contact(id="ct1", phone=CLIENT, name="Marie", language=Language.FR,
+        store.contacts.upsert(Contact(id="ct1", phone=CLIENT, name="Marie", language=Language.FR,
                                      fields={"invoice_number": "FA-2026-001"}), now)
-        store.touch_inbound("ct1", now - timedelta(hours=1))
-        store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS,
+        store.contacts.touch_inbound("ct1", now - timedelta(hours=1))
+        store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS,
                                        steps=[Step(), Step(delay="5m", anchor="previous")]), now)
-        store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
+        store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
         tick(store, queue, clock, backfill=backfill)  # the first run: nothing to backfill
-        _wait(lambda: (store.followups.find_one({"_id": "c1:ct1"}) or {}).get("state") == "scheduled")
+        _wait(lambda: (store.followups.collection.find_one({"_id": "c1:ct1"}) or {}).get("state") == "scheduled")
         with httpx.Client(base_url=sim_url, timeout=10) as sim:
             assert len(sim.get("/_sim/messages", params={"to": CLIENT}).json()) == 1  # the first reminder
 
@@ -121,18 +121,18 @@ def test_a_stop_sent_while_the_webhook_answers_503_stops_the_followups_within_on
                 "from": CLIENT, "body": "STOP", "webhook_url": f"{webhook_without_mongodb}/whatsapp/webhook"}).json()
             assert answer["status_code"] == 503
             sid = answer["sid"]
-            assert store.get_event(f"inbound:{sid}") is None
+            assert store.events.get(f"inbound:{sid}") is None
 
             clock.advance(timedelta(seconds=30))
             assert tick(store, queue, clock, backfill=backfill).backfilled == []  # this period's run is done
             clock.advance(timedelta(seconds=30))  # one period after the previous run
             assert tick(store, queue, clock, backfill=backfill).backfilled == [f"inbound:{sid}"]
-            _wait(lambda: (store.get_event(f"inbound:{sid}") or {}).get("state") == "processed")
-            followup = store.followups.find_one({"_id": "c1:ct1"})
+            _wait(lambda: getattr(store.events.get(f"inbound:{sid}"), "state", None) == "processed")
+            followup = store.followups.collection.find_one({"_id": "c1:ct1"})
             assert followup is not None and followup["state"] == "stopped" and followup["stop_reason"] == "opt_out"
-            contact = store.contacts.find_one({"_id": "ct1"})
+            contact = store.contacts.collection.find_one({"_id": "ct1"})
             assert contact is not None and contact["opted_out"] is True
-            inbound = store.message_doc(f"in:{sid}")
+            inbound = store.messages.collection.find_one({"_id": f"in:{sid}"})
             assert inbound is not None and inbound["body"] == "STOP" and inbound["outcome"].startswith("opt_out")
 
             clock.advance(timedelta(minutes=10))  # the second reminder was due 5 minutes after the first
@@ -158,16 +158,16 @@ def backfill(fake: FakeSender) -> InboundBackfill:
 
 
 def test_only_missing_messages_are_stored_as_the_webhook_would_have(
-    store: Store, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
+    store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
 ) -> None:
     queue = RecordingQueue()
     seen = fake.add_inbound(CLIENT, "Bonjour", at=clock.now() - timedelta(minutes=3))
-    store.record_event(*inbound_event(_form(seen, CLIENT, "Bonjour")), clock.now())  # the webhook had it
+    store.events.record(*inbound_event(_form(seen, CLIENT, "Bonjour")), clock.now())  # the webhook had it
     missed = fake.add_inbound(CLIENT, "STOP", at=clock.now() - timedelta(minutes=2))
     report = backfill.run(store, queue, clock)
     assert report is not None and report.listed == 2 and report.stored == [f"inbound:{missed}"]
     assert queue.inbound == [f"inbound:{missed}"]
-    event = store.get_event(f"inbound:{missed}")
+    event = store.events.collection.find_one({"_id": f"inbound:{missed}"})
     assert event is not None
     webhook_id, webhook_doc = inbound_event(_form(missed, CLIENT, "STOP"))
     assert webhook_id == f"inbound:{missed}"
@@ -177,14 +177,14 @@ def test_only_missing_messages_are_stored_as_the_webhook_would_have(
     assert event["received_at"] == clock.now()  # when we got it; Twilio's date is kept beside it
     assert event["date_sent"] == clock.now() - timedelta(minutes=2)
     # Its pending note is written: a reminder to this client is held until it is processed.
-    assert f"inbound:{missed}" in [e["_id"] for e in store.unprocessed_inbound(CLIENT)]
+    assert f"inbound:{missed}" in [e.id for e in store.events.unprocessed_inbound(CLIENT)]
     clock.advance(PERIOD)
     again = backfill.run(store, queue, clock)
     assert again is not None and again.stored == [] and queue.inbound == [f"inbound:{missed}"]
 
 
 def test_one_scheduler_of_several_runs_it_each_period(
-    store: Store, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
+    store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
 ) -> None:
     other = InboundBackfill(sender=fake, our_number=SENDER, period=PERIOD)
     fake.add_inbound(CLIENT, "Bonjour")
@@ -200,7 +200,7 @@ def test_one_scheduler_of_several_runs_it_each_period(
 
 
 def test_it_lists_our_number_since_the_last_message_seen_with_an_overlap(
-    store: Store, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
+    store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
 ) -> None:
     first = backfill.run(store, RecordingQueue(), clock)
     assert first is not None
@@ -214,7 +214,7 @@ def test_it_lists_our_number_since_the_last_message_seen_with_an_overlap(
     clock.advance(PERIOD)
     backfill.run(store, RecordingQueue(), clock)
     assert fake.list_calls[-1]["date_sent_after"] == written - OVERLAP
-    job = store.jobs.find_one({"_id": JOB})
+    job = store.jobs.collection.find_one({"_id": JOB})
     assert job is not None and job["cursor"] == written and job["last_run"]["stored"] == 0
 
 
@@ -222,7 +222,7 @@ def test_it_lists_our_number_since_the_last_message_seen_with_an_overlap(
                                    SendDeferred(20503, "Service Unavailable", 503),
                                    SendRejected(20003, "Authenticate", 401)])
 def test_twilio_unreachable_is_a_warning_and_the_next_period_tries_again(
-    store: Store, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill, error: Exception,
+    store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill, error: Exception,
     caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = RecordingQueue()
@@ -230,26 +230,26 @@ def test_twilio_unreachable_is_a_warning_and_the_next_period_tries_again(
     fake.list_fail_with = error
     caplog.set_level(logging.INFO)
     report = tick(store, queue, clock, backfill=backfill)  # the tick goes on
-    assert report.backfilled == [] and store.get_event(f"inbound:{missed}") is None
+    assert report.backfilled == [] and store.events.get(f"inbound:{missed}") is None
     assert any(r.levelno == logging.WARNING and "inbound backfill" in r.getMessage() for r in caplog.records)
     clock.advance(PERIOD)
     assert tick(store, queue, clock, backfill=backfill).backfilled == [f"inbound:{missed}"]
 
 
 def test_an_unexpected_failure_never_ends_the_tick(
-    store: Store, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
+    store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
 ) -> None:
     fake.list_fail_with = RuntimeError("a bug")
     now = clock.now()
-    store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[Step()]), now)
-    store.upsert_contact(Contact(id="ct1", phone=CLIENT, name="Marie"), now)
-    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[Step()]), now)
+    store.contacts.upsert(Contact(id="ct1", phone=CLIENT, name="Marie"), now)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
     report = tick(store, RecordingQueue(), clock, backfill=backfill)
     assert report.claimed == ["c1:ct1"] and report.backfilled == []
 
 
 def test_only_well_formed_inbound_messages_to_our_number_are_stored(
-    store: Store, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
+    store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
 ) -> None:
     good = fake.add_inbound(CLIENT, "Oui")
     fake._inbound.append({"sid": "SMnot-a-sid", "to": SENDER, "from": f"whatsapp:{CLIENT}", "body": "x",
@@ -261,7 +261,8 @@ def test_only_well_formed_inbound_messages_to_our_number_are_stored(
 
 
 def test_logs_hold_counts_and_sids_never_numbers_or_bodies(
-    store: Store, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill, caplog: pytest.LogCaptureFixture
+    store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill,
+    caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake.add_inbound(CLIENT, "Je ne paierai pas cette facture")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from services.embedded import ServerProcess, free_port
-from shared.store import connect
+from shared.adapters.mongo import connect
 from tests.support.compose import as_argv, container_environment, operator_env, services
 from tests.support.servers import wait_until
 

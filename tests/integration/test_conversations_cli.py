@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.cli import main
-from services.conversations import _unknown_query
+from shared.adapters.mongo import MongoRepositories
+from shared.adapters.mongo.messages import unknown_query as _unknown_query
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import Settings, load_settings
-from shared.store import Store
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
 from workers.replies import process_inbound
@@ -39,17 +39,17 @@ FLAG = "needs a person: message from an unknown number"
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont",
                               "OWNER_WHATSAPP_NUMBER": OWNER})
     deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=None)
     now = clock.now()
-    store.upsert_contact(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR,
+    store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR,
                                  fields={"invoice_number": "FA-2026-001"}), now)
-    store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
         Step(delay="0s", template=TEMPLATE)]), now)
-    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now + timedelta(days=1), now=now)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now + timedelta(days=1), now=now)
     return deps
 
 
@@ -71,7 +71,7 @@ def _inbound(deps: Deps, phone: str, body: str, sid: str) -> str | None:
     """A WhatsApp message from ``phone``, stored as the webhook does and processed by the replies actor."""
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{phone}", "body": body,
              "num_media": 0}
-    deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
+    deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
     return process_inbound(deps, f"inbound:{sid}")
 
 
@@ -133,7 +133,7 @@ def test_an_unknown_numbers_messages_are_shown_and_a_number_that_never_wrote_is_
 def test_a_number_imported_as_a_contact_leaves_the_list_and_keeps_its_messages(
         deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _three_numbers_write(deps, clock)
-    deps.store.upsert_contact(Contact(id="ct9", phone=STRANGER, name="Luc", language=Language.FR), clock.now())
+    deps.store.contacts.upsert(Contact(id="ct9", phone=STRANGER, name="Luc", language=Language.FR), clock.now())
 
     other = f"{OTHER}  unknown number  [1 message]  last message 2026-03-02 10:05  {FLAG}"
     assert relance("conversations", "--needs-human") == (0, f"{other}\n", "")
@@ -148,12 +148,12 @@ def test_a_number_imported_as_a_contact_leaves_the_list_and_keeps_its_messages(
 
 def test_the_unknown_number_queries_use_their_partial_indexes(deps: Deps, clock: FakeClock) -> None:
     _three_numbers_write(deps, clock)
-    indexes = deps.store.messages.index_information()
+    indexes = deps.store.messages.collection.index_information()
     for name in ("unknown_sender_time", "unknown_sender_from"):
         assert indexes[name]["partialFilterExpression"] == {"unknown_sender": True}
-    listing = deps.store.messages.find(_unknown_query()).sort("created_at", -1).explain()
+    listing = deps.store.messages.collection.find(_unknown_query()).sort("created_at", -1).explain()
     assert "unknown_sender_time" in json.dumps(listing["queryPlanner"], default=str)
-    one = deps.store.messages.find(_unknown_query(STRANGER)).sort("created_at", 1).explain()
+    one = deps.store.messages.collection.find(_unknown_query(STRANGER)).sort("created_at", 1).explain()
     assert "unknown_sender_from" in json.dumps(one["queryPlanner"], default=str)
 
 
@@ -165,7 +165,7 @@ def _marie_needs_a_person(deps: Deps, clock: FakeClock) -> dict[str, object]:
     clock.advance(timedelta(minutes=5))
     outcome = _inbound(deps, PHONE, "Est-ce que je peux payer en trois fois ?", _sid(10))
     assert outcome is not None and outcome.startswith("needs_human: "), outcome
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None and (doc["state"], doc["needs_human"]) == ("paused", True)
     return doc
 
@@ -181,7 +181,7 @@ def test_handled_resume_takes_the_contact_off_the_list_and_sends_the_follow_up_o
     assert (code, err) == (0, "")
     assert out == (f"Marie {PHONE}: 1 hand-over(s) closed; 1 paused follow-up(s) resumed\n"
                    "  follow-up c1: scheduled (next step 1)\n")
-    after = deps.store.followups.find_one({"_id": "c1:ct1"})
+    after = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert after is not None
     assert (after["state"], after["needs_human"], after["handled_action"]) == ("scheduled", False, "resume")
     assert after["needs_human_reason"] == before["needs_human_reason"]  # kept for the timeline
@@ -205,7 +205,7 @@ def test_handled_stop_ends_the_follow_up_and_handled_alone_changes_no_state(
     assert relance("handled", PHONE) == (0, (
         f"Marie {PHONE}: 1 hand-over(s) closed; follow-ups left as they are\n"
         "  follow-up c1: paused (next step 1) needs_human\n"), "")
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None and (doc["state"], doc["needs_human"], doc["handled_action"]) == ("paused", False, "keep")
 
     assert relance("handled", PHONE, "--stop") == (0, (
@@ -223,11 +223,11 @@ def test_handled_stop_ends_the_follow_up_and_handled_alone_changes_no_state(
 def test_handled_resume_is_refused_for_a_client_who_opted_out_and_changes_nothing(
         deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _marie_needs_a_person(deps, clock)
-    deps.store.contacts.update_one({"_id": "ct1"}, {"$set": {"opted_out": True}})
-    before = deps.store.followups.find_one({"_id": "c1:ct1"})
+    deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"opted_out": True}})
+    before = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert relance("handled", PHONE, "--resume") == (1, "", (
         f"error: Marie {PHONE} opted out: nothing is sent to them until they write START; nothing was changed\n"))
-    assert deps.store.followups.find_one({"_id": "c1:ct1"}) == before
+    assert deps.store.followups.collection.find_one({"_id": "c1:ct1"}) == before
 
 
 def test_handled_takes_an_unknown_number_off_the_list_until_it_writes_again(
@@ -263,7 +263,7 @@ def _marie_says_she_paid(deps: Deps, clock: FakeClock, text: str = "Bonjour, c'e
     clock.advance(timedelta(minutes=5))
     outcome = _inbound(deps, PHONE, text, _sid(20))
     assert outcome is not None
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None and (doc["state"], doc["pause_reason"], doc["needs_human"]) == ("paused", "paid_claimed",
                                                                                          True)
     return outcome
@@ -278,7 +278,7 @@ def test_handled_paid_stops_the_follow_ups_as_paid_in_one_command(
     assert relance("handled", PHONE, "--paid") == (0, (
         f"Marie {PHONE}: 1 hand-over(s) closed; 1 follow-up(s) stopped as paid\n"
         "  follow-up c1: stopped (next step 1) paid\n"), "")
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None
     assert (doc["state"], doc["stop_reason"], doc["needs_human"], doc["handled_action"]) == ("stopped", "paid", False,
                                                                                             "paid")
@@ -294,7 +294,7 @@ def test_handled_resume_sends_the_reminders_on_when_the_payment_did_not_arrive(
     assert relance("handled", PHONE, "--resume") == (0, (
         f"Marie {PHONE}: 1 hand-over(s) closed; 1 paused follow-up(s) resumed\n"
         "  follow-up c1: scheduled (next step 1)\n"), "")
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None and (doc["state"], doc["needs_human"], doc["pause_reason"]) == ("scheduled", False, None)
 
 
@@ -302,10 +302,10 @@ def test_an_opt_out_claiming_payment_is_confirmed_with_paid_and_never_resumed(
         deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     outcome = _marie_says_she_paid(deps, clock, "J'ai déjà payé, arrêtez de me harceler, je ne veux plus de messages")
     assert outcome == f"opt_out paused=1 needs_human: {PAID_OPT_OUT}"
-    before = deps.store.followups.find_one({"_id": "c1:ct1"})
+    before = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert relance("handled", PHONE, "--resume") == (1, "", (
         f"error: Marie {PHONE} opted out: nothing is sent to them until they write START; nothing was changed\n"))
-    assert deps.store.followups.find_one({"_id": "c1:ct1"}) == before
+    assert deps.store.followups.collection.find_one({"_id": "c1:ct1"}) == before
     assert relance("handled", PHONE, "--paid") == (0, (
         f"Marie {PHONE}: 1 hand-over(s) closed; 1 follow-up(s) stopped as paid\n"
         "  follow-up c1: stopped (next step 1) paid\n"), "")

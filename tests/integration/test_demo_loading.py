@@ -7,25 +7,25 @@ from pathlib import Path
 import pytest
 
 from services.devstack import load_demo
-from shared.store import Store
+from shared.adapters.mongo import MongoRepositories
 
 pytestmark = pytest.mark.integration
 
 
-def test_with_real_twilio_and_no_target_phone_no_demo_is_loaded(store: Store, tmp_path: Path) -> None:
+def test_with_real_twilio_and_no_target_phone_no_demo_is_loaded(store: MongoRepositories, tmp_path: Path) -> None:
     said: list[str] = []
     assert load_demo(store, None, said.append, workdir=tmp_path) is False
-    assert store.contacts.count_documents({}) == 0 and store.followups.count_documents({}) == 0
+    assert store.contacts.collection.count_documents({}) == 0 and store.followups.collection.count_documents({}) == 0
     assert said == ["real Twilio account and no TARGET_PHONE_NUMBER: no demo loaded (it would message the demo's "
                     "made-up numbers); set TARGET_PHONE_NUMBER to your own WhatsApp number to receive it"]
 
 
-def test_with_real_twilio_the_demo_is_one_client_at_the_target_phone(store: Store, tmp_path: Path) -> None:
+def test_with_real_twilio_the_demo_is_one_client_at_the_target_phone(store: MongoRepositories, tmp_path: Path) -> None:
     said: list[str] = []
     assert load_demo(store, None, said.append, target_phone="+33798765432", workdir=tmp_path) is True
-    contacts = list(store.contacts.find({}, {"phone": 1, "name": 1}))
+    contacts = list(store.contacts.collection.find({}, {"phone": 1, "name": 1}))
     assert [c["phone"] for c in contacts] == ["+33798765432"]
-    followups = list(store.followups.find({}, {"contact_id": 1}))
+    followups = list(store.followups.collection.find({}, {"contact_id": 1}))
     assert [f["contact_id"] for f in followups] == [contacts[0]["_id"]]
     assert said[0] == "demo: imported 1 contacts"
     # Loaded once: a database with contacts is shown as it is.

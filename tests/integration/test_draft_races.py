@@ -15,13 +15,15 @@ from datetime import time, timedelta
 import pytest
 
 from services.scheduler import resume_campaign, tick
+from shared.adapters.mongo import MongoRepositories
 from shared.cadence import pause_contact, stop_contact
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step
+from shared.domain.reasons import CancelReason, PauseReason, StopReason
+from shared.domain.states import MessageState
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, FollowUpState, Language, MessageState, OutboundMessage, SendWindow, Step
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
-from shared.store import Store
 from tests.support.actors import drain
 from workers.deps import Deps
 from workers.drafting import compose_message, draft_followup
@@ -52,18 +54,18 @@ class InterruptedDrafter:
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "MIN_GAP_BETWEEN_MESSAGES": "0s",
                               "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""})
     deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=InterruptedDrafter(),
                 sender=FakeSender())
     now = clock.now()
-    store.upsert_contact(Contact(id=CONTACT, phone="+33612345678", name="Marie", language=Language.FR,
+    store.contacts.upsert(Contact(id=CONTACT, phone="+33612345678", name="Marie", language=Language.FR,
                                  fields={"invoice_number": "FA-1"}), now)
-    store.touch_inbound(CONTACT, now - timedelta(hours=1))  # inside the 24 h window: freeform drafts
-    store.create_campaign(Campaign(id="c1", name="c1", send_window=ALWAYS,
+    store.contacts.touch_inbound(CONTACT, now - timedelta(hours=1))  # inside the 24 h window: freeform drafts
+    store.campaigns.create(Campaign(id="c1", name="c1", send_window=ALWAYS,
                                    steps=[Step(delay="0s"), Step(delay="1h", anchor="previous")]), now)
-    store.enrol(contact_id=CONTACT, campaign_id="c1", next_run_at=now, now=now)
+    store.followups.enrol(contact_id=CONTACT, campaign_id="c1", next_run_at=now, now=now)
     return deps
 
 
@@ -78,27 +80,27 @@ def _drafter(deps: Deps) -> InterruptedDrafter:
 
 
 def _followup(deps: Deps) -> dict[str, object]:
-    doc = deps.store.followups.find_one({"_id": FOLLOWUP})
+    doc = deps.store.followups.collection.find_one({"_id": FOLLOWUP})
     assert doc is not None
     return doc
 
 
 def _message_state(deps: Deps, message_id: str) -> str | None:
-    doc = deps.store.message_doc(message_id)
+    doc = deps.store.messages.collection.find_one({"_id": message_id})
     return None if doc is None else str(doc["state"])
 
 
 def _stop(deps: Deps) -> Callable[[], None]:
     def stop() -> None:
-        deps.store.set_opt_out(CONTACT, True, deps.clock.now())
-        stop_contact(deps.store, CONTACT, reason="opt_out", now=deps.clock.now())
+        deps.store.contacts.set_opt_out(CONTACT, True, deps.clock.now())
+        stop_contact(deps.store, CONTACT, reason=StopReason.OPT_OUT, now=deps.clock.now())
     return stop
 
 
 def _promise(deps: Deps, days: int = 3) -> Callable[[], None]:
     def pause() -> None:
         now = deps.clock.now()
-        pause_contact(deps.store, CONTACT, until=now + timedelta(days=days), reason="promise_to_pay", now=now)
+        pause_contact(deps.store, CONTACT, until=now + timedelta(days=days), reason=PauseReason.PROMISE_TO_PAY, now=now)
     return pause
 
 
@@ -126,7 +128,7 @@ def test_stop_while_drafting_cancels_the_new_draft(deps: Deps, clock: FakeClock)
     # Nothing is left half-way, now or after the reconciler's deadline.
     clock.advance(STALE + timedelta(seconds=1))
     tick(deps.store, deps.queue, clock, stale_after=STALE)
-    assert deps.store.messages.count_documents({"state": MessageState.READY.value}) == 0
+    assert deps.store.messages.collection.count_documents({"state": MessageState.READY.value}) == 0
     assert deps.sender.sent == []  # type: ignore[attr-defined]
 
 
@@ -134,7 +136,7 @@ def test_promise_while_drafting_cancels_the_draft_and_resumes_with_a_fresh_one(d
     message_id = _draft_interrupted(deps, _promise(deps), "paused")
     # The pause ends: the step is drafted again, with what is known now, and sent once.
     clock.advance(timedelta(days=3, seconds=1))
-    deps.store.touch_inbound(CONTACT, clock.now() - timedelta(hours=1))
+    deps.store.contacts.touch_inbound(CONTACT, clock.now() - timedelta(hours=1))
     tick(deps.store, deps.queue, clock)  # resumes
     tick(deps.store, deps.queue, clock)  # claims
     drain(deps)
@@ -147,14 +149,14 @@ def _draft_stored_after(deps: Deps, clock: FakeClock, interrupt: str) -> tuple[s
     """A step drafted, then a STOP or a promise processed, then the draft stored (left ``ready``)."""
     followup_id, step = _claim(deps)
     store = deps.store
-    store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.DRAFTING,
-                        now=clock.now(), step=step)
-    followup, contact, campaign = store.get_followup(followup_id), store.get_contact(CONTACT), store.get_campaign("c1")
+    store.followups.start_drafting(followup_id, step=step, now=clock.now())
+    followup, contact = store.followups.get(followup_id), store.contacts.get(CONTACT)
+    campaign = store.campaigns.get("c1")
     assert followup and contact and campaign
     message = compose_message(deps, followup, campaign, contact)
     assert message is not None
     (_stop(deps) if interrupt == "stop" else _promise(deps))()  # STOP / promise processed meanwhile
-    assert store.insert_message(message, clock.now())  # the draft lands after the cancellation
+    assert store.messages.insert(message, clock.now())  # the draft lands after the cancellation
     return followup_id, step, message
 
 
@@ -178,7 +180,7 @@ def test_reconciler_sweeps_an_orphan_ready_message(deps: Deps, clock: FakeClock,
     assert _message_state(deps, message.id) == "ready"  # not stale yet
     clock.advance(STALE + timedelta(seconds=1))
     tick(deps.store, deps.queue, clock, stale_after=STALE)
-    doc = store.message_doc(message.id)
+    doc = store.messages.collection.find_one({"_id": message.id})
     assert doc is not None and doc["state"] == "cancelled"
     assert doc["cancel_reason"] == ("followup_stopped" if interrupt == "stop" else "followup_paused")
     assert deps.sender.sent == []  # type: ignore[attr-defined]
@@ -190,13 +192,13 @@ def test_a_paused_campaign_keeps_its_ready_message(deps: Deps, clock: FakeClock)
     message_id = draft_followup(deps, followup_id, step)
     assert message_id
     _queue(deps).sends.clear()
-    deps.store.set_campaign_status("c1", "paused", clock.now())
+    deps.store.campaigns.set_status("c1", "paused", clock.now())
     assert send_message(deps, message_id) is None
     assert _followup(deps)["state"] == "paused"
     clock.advance(STALE * 3)
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     assert _message_state(deps, message_id) == "ready"
-    deps.store.set_campaign_status("c1", "active", clock.now())
+    deps.store.campaigns.set_status("c1", "active", clock.now())
     assert resume_campaign(deps.store, "c1", clock.now()) == 1
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     drain(deps)
@@ -210,8 +212,7 @@ def test_awaiting_send_with_a_cancelled_message_is_drafted_again(deps: Deps, clo
     message_id = draft_followup(deps, followup_id, step)
     assert message_id
     _queue(deps).sends.clear()
-    assert deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.CANCELLED,
-                                   now=clock.now(), extra={"cancel_reason": "test"})
+    assert deps.store.messages.cancel(message_id, reason=CancelReason.OPT_OUT, now=clock.now())
     assert _followup(deps)["state"] == "awaiting_send"
     clock.advance(STALE + timedelta(seconds=1))
     tick(deps.store, deps.queue, clock, stale_after=STALE)

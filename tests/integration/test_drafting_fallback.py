@@ -25,13 +25,14 @@ import pytest
 
 from services.bootstrap import build_drafter
 from services.scheduler import tick
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
+from shared.domain.records import InboundRecord
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step
 from shared.offline import OfflineDrafter
 from shared.ports import DraftRequest
 from shared.settings import Settings, load_settings
-from shared.store import Store
 from tests.support.fake_gemini import STATEMENTS, create_app, draft_text
 from tests.support.gemini_helpers import API_KEY, FakeGemini, fake_fixtures
 from workers.deps import Deps
@@ -78,7 +79,7 @@ def _settings(url: str, *, key: str = API_KEY, timeout: float = 5.0, max_chars: 
     return load_settings(env)
 
 
-def _deps(store: Store, clock: FakeClock, settings: Settings) -> Deps:
+def _deps(store: MongoRepositories, clock: FakeClock, settings: Settings) -> Deps:
     """What a drafting worker gets, with the drafter the processes build (bootstrap.build_drafter)."""
     return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(),
                 drafter=build_drafter(settings), sender=FakeSender())
@@ -87,15 +88,15 @@ def _deps(store: Store, clock: FakeClock, settings: Settings) -> Deps:
 def _enrol(deps: Deps, contact: Contact, *, description: str = "", said: str = "") -> tuple[str, int]:
     """The contact (who wrote ``said`` an hour ago: freeform allowed), a 2-step campaign, the draft queued by tick."""
     now = deps.clock.now()
-    deps.store.upsert_contact(contact, now)
-    deps.store.touch_inbound(contact.id, now - timedelta(hours=1))
+    deps.store.contacts.upsert(contact, now)
+    deps.store.contacts.touch_inbound(contact.id, now - timedelta(hours=1))
     if said:
-        deps.store.insert_inbound({"_id": f"in:SM{contact.id}", "twilio_sid": f"SM{contact.id}",
-                                   "contact_id": contact.id, "body": said}, now - timedelta(hours=1))
-    deps.store.create_campaign(Campaign(id="c1", name="Factures impayées", description=description,
+        deps.store.messages.insert_inbound(InboundRecord(id=f"in:SM{contact.id}", twilio_sid=f"SM{contact.id}",
+                                                         contact_id=contact.id, body=said), now - timedelta(hours=1))
+    deps.store.campaigns.create(Campaign(id="c1", name="Factures impayées", description=description,
                                         send_window=ALWAYS, steps=[
         Step(delay="0s"), Step(delay="2d", anchor="previous", tone="firm")]), now)
-    deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+    deps.store.followups.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
     tick(deps.store, deps.queue, deps.clock)
     queue = deps.queue
     assert isinstance(queue, RecordingQueue)
@@ -110,9 +111,9 @@ def _draft(deps: Deps, contact: Contact, *, description: str = "", said: str = "
     message_id = draft_followup(deps, followup_id, step)
     assert message_id == f"{followup_id}:{step}"
     assert deps.queue.sends == [(message_id, 0)]  # type: ignore[attr-defined]  # handed to sending
-    followup = deps.store.followups.find_one({"_id": followup_id})
+    followup = deps.store.followups.collection.find_one({"_id": followup_id})
     assert followup is not None and followup["state"] == "awaiting_send"
-    doc = deps.store.messages.find_one({"_id": message_id})
+    doc = deps.store.messages.collection.find_one({"_id": message_id})
     assert doc is not None
     assert doc["state"] == "ready" and doc["kind"] == "freeform" and doc["step"] == 0
     assert doc["language"] == contact.language.value
@@ -164,7 +165,7 @@ def _assert_called_gemini(fake: FakeGemini, contact: Contact) -> None:
 
 
 @pytest.mark.parametrize("language", list(Language))
-def test_a_good_gemini_draft_is_stored_as_is(store: Store, clock: FakeClock, fake: FakeGemini,
+def test_a_good_gemini_draft_is_stored_as_is(store: MongoRepositories, clock: FakeClock, fake: FakeGemini,
                                              language: Language) -> None:
     contact = CONTACTS[language]
     deps = _deps(store, clock, _settings(fake.url))
@@ -219,7 +220,7 @@ assert set(STATEMENTS) <= set(FAILURES)
 @pytest.mark.parametrize("language", list(Language))
 @pytest.mark.parametrize("mode", list(FAILURES))
 def test_a_failed_gemini_draft_is_replaced_by_the_offline_one_with_the_reason(
-    store: Store, clock: FakeClock, fake: FakeGemini, mode: str, language: Language
+    store: MongoRepositories, clock: FakeClock, fake: FakeGemini, mode: str, language: Language
 ) -> None:
     contact = CONTACTS[language]
     fake.set_mode(mode)
@@ -229,7 +230,7 @@ def test_a_failed_gemini_draft_is_replaced_by_the_offline_one_with_the_reason(
     _assert_offline(doc, deps, contact)
     assert doc["fallback_reason"] == FAILURES[mode][language]
     # The model reads it back the same way (the store's own reader).
-    message = store.get_message(doc["_id"])
+    message = store.messages.get(doc["_id"])
     assert message is not None and message.fallback_reason == FAILURES[mode][language]
 
 
@@ -247,7 +248,7 @@ ASKED_REASONS = {
 
 
 @pytest.mark.parametrize("language", list(Language))
-def test_a_model_that_obeys_the_client_is_overruled(store: Store, clock: FakeClock, fake: FakeGemini,
+def test_a_model_that_obeys_the_client_is_overruled(store: MongoRepositories, clock: FakeClock, fake: FakeGemini,
                                                     language: Language) -> None:
     contact = CONTACTS[language]
     fake.set_mode("obey")
@@ -260,12 +261,12 @@ def test_a_model_that_obeys_the_client_is_overruled(store: Store, clock: FakeClo
     # …the model did as asked, and the offline draft went out instead, with the reason stored.
     _assert_offline(doc, deps, contact)
     assert doc["fallback_reason"] == ASKED_REASONS[language]
-    message = store.get_message(doc["_id"])
+    message = store.messages.get(doc["_id"])
     assert message is not None and message.fallback_reason == ASKED_REASONS[language]
 
 
 @pytest.mark.parametrize("language", list(Language))
-def test_legal_steps_the_campaign_describes_are_kept(store: Store, clock: FakeClock, fake: FakeGemini,
+def test_legal_steps_the_campaign_describes_are_kept(store: MongoRepositories, clock: FakeClock, fake: FakeGemini,
                                                      language: Language) -> None:
     contact = CONTACTS[language]
     fake.set_mode("legal")
@@ -279,7 +280,7 @@ def test_legal_steps_the_campaign_describes_are_kept(store: Store, clock: FakeCl
 
 @pytest.mark.parametrize("language", list(Language))
 def test_a_gemini_answer_slower_than_the_timeout_falls_back_with_timeout(
-    store: Store, clock: FakeClock, fake: FakeGemini, language: Language
+    store: MongoRepositories, clock: FakeClock, fake: FakeGemini, language: Language
 ) -> None:
     contact = CONTACTS[language]
     fake.set_mode("slow", delay=2.0)
@@ -290,7 +291,8 @@ def test_a_gemini_answer_slower_than_the_timeout_falls_back_with_timeout(
     assert doc["fallback_reason"] == "gemini_error: timeout"
 
 
-def test_a_gemini_draft_over_the_length_cap_falls_back(store: Store, clock: FakeClock, fake: FakeGemini) -> None:
+def test_a_gemini_draft_over_the_length_cap_falls_back(store: MongoRepositories, clock: FakeClock,
+                                                       fake: FakeGemini) -> None:
     # The fake has no "too long" mode, but its good draft (~250 characters) is over the lowest
     # cap MAX_MESSAGE_CHARS allows (80): the facts check refuses it on length alone.
     contact = FR_CONTACT
@@ -315,7 +317,7 @@ def test_a_gemini_draft_over_the_length_cap_falls_back(store: Store, clock: Fake
 
 @pytest.mark.parametrize("language", list(Language))
 def test_without_a_gemini_key_the_offline_drafter_is_used_with_no_reason(
-    store: Store, clock: FakeClock, fake: FakeGemini, language: Language
+    store: MongoRepositories, clock: FakeClock, fake: FakeGemini, language: Language
 ) -> None:
     contact = CONTACTS[language]
     fake.set_mode("hallucinate")  # would be refused, were it called

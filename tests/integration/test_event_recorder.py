@@ -16,11 +16,11 @@ import redis
 from services.recorder import EventRecorder
 from services.scheduler import TickReport, reconcile
 from services.webhook import inbound_event
+from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
 from shared.errors import TransientError
 from shared.fakes import RecordingQueue
 from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES, DramatiqQueue, make_broker
-from shared.store import Store, open_store
 from workers.deps import Deps, declare_actor
 from workers.replies import dispatch_inbound
 
@@ -32,20 +32,21 @@ def _event(n: int) -> tuple[str, dict[str, Any]]:
 
 
 class GatedStore:
-    """The real store, whose first ``record_events`` waits at a gate (so others pile up)."""
+    """The real store, whose first ``events.record_many`` waits at a gate (so others pile up)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: MongoRepositories) -> None:
         self.store = store
+        self.events = self  # the recorder writes through store.events
         self.batches: list[int] = []
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def record_events(self, events: list[tuple[str, dict[str, Any]]], now: datetime) -> list[bool]:
+    def record_many(self, events: list[tuple[str, dict[str, Any]]], now: datetime) -> list[bool]:
         self.batches.append(len(events))
         if len(self.batches) == 1:
             self.entered.set()
             assert self.gate.wait(10)
-        return self.store.record_events(events, now)
+        return self.store.events.record_many(events, now)
 
 
 async def _record_while_first_batch_is_written(recorder: EventRecorder, gated: GatedStore,
@@ -59,7 +60,7 @@ async def _record_while_first_batch_is_written(recorder: EventRecorder, gated: G
     return list(await asyncio.gather(first, *rest))
 
 
-def test_requests_arriving_during_a_write_share_the_next_insert(store: Store, clock: FakeClock) -> None:
+def test_requests_arriving_during_a_write_share_the_next_insert(store: MongoRepositories, clock: FakeClock) -> None:
     gated, queue = GatedStore(store), RecordingQueue()
     recorder = EventRecorder(gated, queue, clock, writers=1)  # type: ignore[arg-type]
     events = [_event(n) for n in range(21)]
@@ -74,11 +75,11 @@ def test_requests_arriving_during_a_write_share_the_next_insert(store: Store, cl
     fresh = asyncio.run(scenario())
     assert gated.batches == [1, 21]  # one insert for everything that arrived meanwhile
     assert fresh == [True] * 21 + [False]
-    assert store.events.count_documents({"kind": "inbound"}) == 21
+    assert store.events.collection.count_documents({"kind": "inbound"}) == 21
     assert sorted(queue.inbound) == sorted(event_id for event_id, _ in events[:21])  # each once
 
 
-def test_a_stored_event_is_a_duplicate_in_a_later_batch(store: Store, clock: FakeClock) -> None:
+def test_a_stored_event_is_a_duplicate_in_a_later_batch(store: MongoRepositories, clock: FakeClock) -> None:
     queue = RecordingQueue()
     event_id, doc = _event(1)
 
@@ -92,11 +93,11 @@ def test_a_stored_event_is_a_duplicate_in_a_later_batch(store: Store, clock: Fak
 
     assert asyncio.run(scenario()) == (True, False)
     assert queue.inbound == [event_id]
-    assert store.get_event(event_id)["body"] == "message 1"  # type: ignore[index]
+    assert store.events.collection.find_one({"_id": event_id})["body"] == "message 1"  # type: ignore[index]
 
 
 def test_mongo_unreachable_fails_every_waiter_and_enqueues_nothing(clock: FakeClock) -> None:
-    client, dead = open_store("mongodb://127.0.0.1:1/relance", "relance", timeout_ms=300)
+    client, dead = open_repositories("mongodb://127.0.0.1:1/relance", "relance", timeout_ms=300)
     queue = RecordingQueue()
 
     async def scenario() -> list[object]:
@@ -120,7 +121,7 @@ class DeadQueue(RecordingQueue):
         raise redis.ConnectionError("Connection refused")
 
 
-def test_redis_down_keeps_the_event_for_the_scheduler(store: Store, clock: FakeClock) -> None:
+def test_redis_down_keeps_the_event_for_the_scheduler(store: MongoRepositories, clock: FakeClock) -> None:
     event_id, doc = _event(7)
 
     async def scenario() -> bool:
@@ -174,7 +175,8 @@ def test_enqueue_each_is_consumed_by_a_real_worker(redis_url: str) -> None:
     assert sorted(seen) == sorted(ids)
 
 
-def test_a_batch_is_one_message_that_a_real_worker_fans_out(redis_url: str, store: Store, clock: FakeClock) -> None:
+def test_a_batch_is_one_message_that_a_real_worker_fans_out(redis_url: str, store: MongoRepositories,
+                                                            clock: FakeClock) -> None:
     """The webhook's batch: one dispatch_inbound message (ids only), fanned out by the replies worker."""
     broker = make_broker(redis_url)
     seen = _recording_actor(broker)
@@ -201,7 +203,7 @@ def test_a_single_event_is_sent_straight_to_process_inbound(redis_url: str) -> N
         (ACTOR_INBOUND, ["inbound:SM1"])]
 
 
-def test_clients_posting_again_at_once_are_never_left_waiting(store: Store, clock: FakeClock) -> None:
+def test_clients_posting_again_at_once_are_never_left_waiting(store: MongoRepositories, clock: FakeClock) -> None:
     """A request answered by a batch and followed at once by the next: a flusher always takes it.
 
     (A flusher that had just found nothing more to write, but was not yet done, used to be
@@ -221,4 +223,4 @@ def test_clients_posting_again_at_once_are_never_left_waiting(store: Store, cloc
             await recorder.close()
 
     assert asyncio.run(scenario()) == 80
-    assert len(queue.inbound) == 80 and store.events.count_documents({"kind": {"$ne": "pending"}}) == 80
+    assert len(queue.inbound) == 80 and store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 80

@@ -18,6 +18,7 @@ import pytest
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from shared.domain.models import Language
 from shared.errors import DraftingError
 from shared.gemini import (
     CLIENT_CHARS,
@@ -27,7 +28,6 @@ from shared.gemini import (
     build_prompt,
     json_block,
 )
-from shared.models import Language
 from shared.offline import OfflineDrafter
 from shared.ports import Draft, DraftRequest, HistoryItem
 from tests.support import gemini_helpers

@@ -9,13 +9,13 @@ import pytest
 
 from services.scheduler import tick
 from services.webhook import status_event
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.errors import SendRejected
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Classification, ClassifyRequest, Intent, OutboundRequest
 from shared.settings import load_settings
-from shared.store import Store
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.delivery import process_status, resend_alert_with_template
@@ -47,16 +47,16 @@ def _settings(deps: Deps, *, template: bool) -> None:
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     deps = Deps(settings=load_settings({}), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=DisputeClassifier())
     _settings(deps, template=False)
     now = clock.now()
-    store.upsert_contact(Contact(id="ct1", phone=PHONE, name="Marie Curie", language=Language.FR,
+    store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie Curie", language=Language.FR,
                                  fields={"invoice_number": "FA-2026-001"}), now)
-    store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
         Step(delay="0s", template=STEP_TEMPLATE), Step(delay="2d", anchor="previous", template=STEP_TEMPLATE)]), now)
-    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
     tick(store, deps.queue, clock)
     drain(deps)
     assert len(_sent(deps)) == 1  # the first step, as a template
@@ -72,7 +72,7 @@ def _sent(deps: Deps) -> list[OutboundRequest]:
 def _inbound(deps: Deps, sender: str, sid: str, text: str = "...") -> str | None:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{sender}", "body": text,
              "num_media": 0}
-    deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
+    deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
     outcome = process_inbound(deps, f"inbound:{sid}")
     drain(deps)
     return outcome
@@ -92,7 +92,7 @@ def _to_owner(deps: Deps) -> list[OutboundRequest]:
 
 
 def _state(deps: Deps, message_id: str) -> str | None:
-    doc = deps.store.message_doc(message_id)
+    doc = deps.store.messages.collection.find_one({"_id": message_id})
     return None if doc is None else str(doc["state"])
 
 
@@ -104,10 +104,10 @@ def _fail_next_send_with_63016(deps: Deps) -> None:
 
 def _failed_callback(deps: Deps, message_id: str, code: int = 63016, status: str = "failed") -> str | None:
     """Twilio accepted the message, then reports it failed (as the webhook stores it)."""
-    sid = deps.store.message_doc(message_id)["twilio_sid"]  # type: ignore[index]
+    sid = deps.store.messages.collection.find_one({"_id": message_id})["twilio_sid"]  # type: ignore[index]
     event_id, event = status_event({"MessageSid": sid, "MessageStatus": status, "ErrorCode": str(code)})
-    assert deps.store.record_event(event_id, event, deps.clock.now())
-    deps.store.apply_status(sid, status, code, deps.clock.now())
+    assert deps.store.events.record(event_id, event, deps.clock.now())
+    deps.store.messages.apply_status(sid, status, code, deps.clock.now())
     outcome = process_status(deps, event_id)
     assert process_status(deps, event_id) is None  # acted on once only
     drain(deps)
@@ -121,34 +121,34 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 # ------------------------------------------------------------------ the owner's window
 def test_an_inbound_from_the_owner_opens_their_window_and_is_not_flagged(deps: Deps, clock: FakeClock) -> None:
-    assert deps.store.owner_last_inbound(OWNER) is None
+    assert deps.store.owner.last_inbound(OWNER) is None
     written_at = clock.now()
     assert _owner_writes(deps) == "owner"
-    doc = deps.store.messages.find_one({"_id": "in:SM" + "0" * 32})
+    doc = deps.store.messages.collection.find_one({"_id": "in:SM" + "0" * 32})
     assert doc is not None and doc["unknown_sender"] is False and doc["from_owner"] is True
     assert doc["outcome"] == "owner"
-    assert deps.store.owner_last_inbound(OWNER) == written_at
+    assert deps.store.owner.last_inbound(OWNER) == written_at
     assert _sent(deps)[1:] == []  # nothing is sent back to the owner
 
     clock.advance(timedelta(hours=3))
     later = clock.now()
     assert _owner_writes(deps, "SM" + "1" * 32) == "owner"
-    assert deps.store.owner_last_inbound(OWNER) == later
+    assert deps.store.owner.last_inbound(OWNER) == later
     # An older message processed late never moves the window back.
-    deps.store.touch_owner_inbound(OWNER, later - timedelta(hours=2))
-    assert deps.store.owner_last_inbound(OWNER) == later
+    deps.store.owner.touch_inbound(OWNER, later - timedelta(hours=2))
+    assert deps.store.owner.last_inbound(OWNER) == later
     # Another unknown number is still flagged.
     assert _inbound(deps, "+33799999999", "SM" + "2" * 32) == "unknown_sender"
 
 
 def test_an_owner_who_is_also_a_contact_keeps_the_contact_behaviour(deps: Deps, clock: FakeClock) -> None:
-    deps.store.upsert_contact(Contact(id="ct-owner", phone=OWNER, name="Paul", language=Language.FR), clock.now())
+    deps.store.contacts.upsert(Contact(id="ct-owner", phone=OWNER, name="Paul", language=Language.FR), clock.now())
     assert _owner_writes(deps) == "recorded (no open follow-up)"
-    doc = deps.store.messages.find_one({"_id": "in:SM" + "0" * 32})
+    doc = deps.store.messages.collection.find_one({"_id": "in:SM" + "0" * 32})
     assert doc is not None and doc["contact_id"] == "ct-owner" and doc["unknown_sender"] is False
-    contact = deps.store.get_contact("ct-owner")
+    contact = deps.store.contacts.get("ct-owner")
     assert contact is not None and contact.last_inbound_at == clock.now()
-    assert deps.store.owner_last_inbound(OWNER) == clock.now()
+    assert deps.store.owner.last_inbound(OWNER) == clock.now()
 
 
 # ------------------------------------------------------------------ which kind of alert
@@ -174,7 +174,7 @@ def test_outside_the_owner_window_the_template_is_used(deps: Deps, clock: FakeCl
     (alert,) = _to_owner(deps)
     assert alert.body is None and alert.content_sid == ALERT_TEMPLATE
     assert alert.content_variables == {"1": "Marie Curie", "2": "contestation de la facture", "3": PHONE}
-    doc = deps.store.message_doc(ALERT_ID)
+    doc = deps.store.messages.collection.find_one({"_id": ALERT_ID})
     assert doc is not None and doc["kind"] == "template" and doc["state"] == "sent"
 
 
@@ -192,14 +192,14 @@ def test_outside_without_template_freeform_is_tried_and_63016_warns(deps: Deps, 
     with caplog.at_level(logging.INFO):
         assert _dispute(deps) == "needs_human: dispute"
     assert _to_owner(deps) == []  # freeform was tried; Twilio refused it
-    doc = deps.store.message_doc(ALERT_ID)
+    doc = deps.store.messages.collection.find_one({"_id": ALERT_ID})
     assert doc is not None and doc["kind"] == "freeform" and doc["state"] == "failed" and doc["error_code"] == 63016
     (warning,) = _warnings(caplog)
     assert "TWILIO_WHATSAPP_NUMBER" in warning and "once a day" in warning
     assert OWNER not in caplog.text and PHONE not in caplog.text  # numbers are masked
-    assert deps.store.message_doc(ALERT_ID + ":t") is None
+    assert deps.store.messages.collection.find_one({"_id": ALERT_ID + ":t"}) is None
     # Nothing else broke: the hand-over happened, and the next conversation goes on.
-    followup = deps.store.followups.find_one({"_id": "c1:ct1"})
+    followup = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert followup is not None and followup["state"] == "stopped" and followup["needs_human"] is True
     assert _owner_writes(deps) == "owner"
     assert deps.queue.sends == []  # type: ignore[attr-defined]
@@ -213,7 +213,7 @@ def test_63016_in_a_failed_callback_without_template_warns_once(deps: Deps,
         assert _failed_callback(deps, ALERT_ID) == "owner_window_closed"  # …then failed it
     assert len(_warnings(caplog)) == 1
     assert _state(deps, ALERT_ID) == "failed"
-    assert len(_to_owner(deps)) == 1 and deps.store.message_doc(ALERT_ID + ":t") is None
+    assert len(_to_owner(deps)) == 1 and deps.store.messages.collection.find_one({"_id": ALERT_ID + ":t"}) is None
 
 
 # ------------------------------------------------------------------ 63016 with a template
@@ -231,7 +231,7 @@ def test_63016_at_send_time_resends_the_alert_once_as_the_template(deps: Deps, c
     assert _state(deps, ALERT_ID) == "failed" and _state(deps, ALERT_ID + ":t") == "sent"
     assert _warnings(caplog) == []
     # The re-send has a fixed id: asking again sends nothing more.
-    failed = deps.store.get_message(ALERT_ID)
+    failed = deps.store.messages.get(ALERT_ID)
     assert failed is not None
     assert resend_alert_with_template(deps, failed) == ALERT_ID + ":t"
     drain(deps)
@@ -292,7 +292,7 @@ def test_a_flagged_clients_further_messages_are_recorded_without_a_new_alert(dep
     assert _inbound(deps, PHONE, "SM" + "9" * 32, "???") == "needs_human: unclear reply"
     assert len(_to_owner(deps)) == 1
     fields = ("state", "pause_reason", "paused_until", "needs_human", "needs_human_reason", "hand_over_sid")
-    before = deps.store.followups.find_one({"_id": "c1:ct1"}, {k: 1 for k in fields})
+    before = deps.store.followups.collection.find_one({"_id": "c1:ct1"}, {k: 1 for k in fields})
     assert before is not None and before["hand_over_sid"] == "SM" + "9" * 32
     for n, (intent, text) in enumerate([(Intent.OTHER, "Allô ? Vous êtes là ?"),
                                         (Intent.QUESTION, "C'est quoi la référence ?"),
@@ -303,13 +303,14 @@ def test_a_flagged_clients_further_messages_are_recorded_without_a_new_alert(dep
         _reads(deps, intent, question_topic="invoice_number" if intent == Intent.QUESTION else None,
                promised_date=date(2026, 3, 3) if intent == Intent.PROMISE_TO_PAY else None)
         assert _inbound(deps, PHONE, f"SMfeed{n:028d}", text) == "recorded (hand-over open)"
-        inbound = deps.store.messages.find_one({"_id": f"in:SMfeed{n:028d}"})
+        inbound = deps.store.messages.collection.find_one({"_id": f"in:SMfeed{n:028d}"})
         assert inbound is not None and inbound["classification"]["intent"] == intent.value  # read, for the record
     assert len(_to_owner(deps)) == 1 and _to_client(deps)[1:] == []  # no new alert, no automated reply
-    assert deps.store.followups.find_one({"_id": "c1:ct1"}, {k: 1 for k in fields}) == before  # nothing moved
+    # Nothing moved.
+    assert deps.store.followups.collection.find_one({"_id": "c1:ct1"}, {k: 1 for k in fields}) == before
     # STOP is still honoured.
     assert _inbound(deps, PHONE, "SMfeed" + "6" * 28, "STOP") == "opt_out stopped=1"
-    contact = deps.store.get_contact("ct1")
+    contact = deps.store.contacts.get("ct1")
     assert contact is not None and contact.opted_out
     assert len(_to_owner(deps)) == 1
 
@@ -322,17 +323,17 @@ def test_after_relance_handled_a_new_hand_over_alerts_the_owner_again(deps: Deps
     first, second, third = ("SMfeed" + str(n) * 28 for n in (1, 2, 3))
     assert _inbound(deps, PHONE, first, "???") == "needs_human: unclear reply"
     assert _inbound(deps, PHONE, second, "???") == "recorded (hand-over open)"
-    assert [m["_id"] for m in deps.store.messages.find({"purpose": "alert"})] == [f"alert:{first}"]
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    assert [m["_id"] for m in deps.store.messages.collection.find({"purpose": "alert"})] == [f"alert:{first}"]
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None and (doc["state"], doc["hand_over_sid"]) == ("paused", first)
 
     close_hand_over(deps.store, PHONE, action="resume", now=clock.now())
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None and doc["state"] == "scheduled" and "hand_over_sid" not in doc
     clock.advance(timedelta(minutes=5))
     _reads(deps, Intent.DISPUTE)
     assert _inbound(deps, PHONE, third, "je conteste") == "needs_human: dispute"
-    assert [m["_id"] for m in deps.store.messages.find({"purpose": "alert"}).sort("created_at", 1)] == [
+    assert [m["_id"] for m in deps.store.messages.collection.find({"purpose": "alert"}).sort("created_at", 1)] == [
         f"alert:{first}", f"alert:{third}"]
     assert len(_to_owner(deps)) == 2
 
@@ -343,7 +344,7 @@ def test_an_opt_out_in_words_is_honoured_while_a_hand_over_is_open(deps: Deps, c
     assert _inbound(deps, PHONE, "SMfeed" + "1" * 28, "???") == "needs_human: unclear reply"
     _reads(deps, Intent.OPT_OUT)
     assert _inbound(deps, PHONE, "SMfeed" + "2" * 28, "laissez-moi tranquille") == "opt_out stopped=1 (hand-over open)"
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None and (doc["state"], doc["stop_reason"], doc["needs_human"]) == ("stopped", "opt_out", True)
     assert len(_to_owner(deps)) == 1
 
@@ -352,8 +353,8 @@ def test_the_same_message_redelivered_mid_hand_over_still_alerts_once(deps: Deps
     """A crash after the flag but before the alert: the redelivered message is the hand-over's own."""
     deps.classifier = ScriptedClassifier()
     _dispute(deps)
-    deps.store.messages.delete_one({"_id": ALERT_ID})  # as if the worker died before storing the alert
-    deps.store.events.update_one({"_id": "inbound:SM" + "9" * 32}, {"$set": {"state": "received"}})
+    deps.store.messages.collection.delete_one({"_id": ALERT_ID})  # as if the worker died before storing the alert
+    deps.store.events.collection.update_one({"_id": "inbound:SM" + "9" * 32}, {"$set": {"state": "received"}})
     assert process_inbound(deps, "inbound:SM" + "9" * 32) == "needs_human: dispute"
     drain(deps)
     assert _state(deps, ALERT_ID) == "sent"

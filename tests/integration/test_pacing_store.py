@@ -8,10 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
-from shared.models import Language, MessageState, OutboundMessage
+from shared.domain.models import Language, OutboundMessage
+from shared.domain.reasons import CancelReason
+from shared.domain.records import InboundRecord
+from shared.domain.states import MessageState
 from shared.pacing import contact_pacing_delay, contact_send_lock, recent_sent_times
-from shared.store import Store
+from shared.usecases.delivery import record_sid
 
 pytestmark = pytest.mark.integration
 
@@ -27,40 +31,38 @@ def _message(mid: str, *, contact_id: str = "ct_1", purpose: str = "step") -> Ou
     })
 
 
-def _sent(store: Store, mid: str, *, created: datetime, sent: datetime, **kw: str) -> None:
-    assert store.insert_message(_message(mid, **kw), created)
-    assert store.move_message(mid, expected=MessageState.READY, new=MessageState.SENDING, now=sent,
-                              extra={"sending_at": sent})
-    assert store.record_sid(mid, f"SM{mid:0>32}", sent)
+def _sent(store: MongoRepositories, mid: str, *, created: datetime, sent: datetime, **kw: str) -> None:
+    assert store.messages.insert(_message(mid, **kw), created)
+    assert store.messages.start_sending(mid, now=sent)
+    assert record_sid(store, mid, f"SM{mid:0>32}", sent)
 
 
-def test_recent_sent_times_counts_step_messages_that_went_out(store: Store) -> None:
+def test_recent_sent_times_counts_step_messages_that_went_out(store: MongoRepositories) -> None:
     _sent(store, "a", created=NOW - 3 * HOUR, sent=NOW - 3 * HOUR)
     _sent(store, "b", created=NOW - 2 * HOUR, sent=NOW - 2 * HOUR)
-    store.apply_status("SM" + "b".rjust(32, "0"), "read", None, NOW - HOUR)  # read later: still sent at -2 h
+    store.messages.apply_status("SM" + "b".rjust(32, "0"), "read", None, NOW - HOUR)  # read later: still sent at -2 h
     # Drafted four days ago, held by the send window and holidays, sent 30 minutes ago.
     _sent(store, "held", created=NOW - timedelta(days=4), sent=NOW - timedelta(minutes=30))
     # In flight or lost in flight: they may have reached Twilio.
-    assert store.insert_message(_message("sending"), NOW - 10 * HOUR)
-    store.move_message("sending", expected=MessageState.READY, new=MessageState.SENDING, now=NOW - timedelta(minutes=5),
-                       extra={"sending_at": NOW - timedelta(minutes=5)})
-    assert store.insert_message(_message("lost"), NOW - 20 * HOUR)
-    store.move_message("lost", expected=MessageState.READY, new=MessageState.SENDING, now=NOW - 4 * HOUR,
-                       extra={"sending_at": NOW - 4 * HOUR})
-    store.move_message("lost", expected=MessageState.SENDING, new=MessageState.UNCERTAIN, now=NOW - 3 * HOUR)
+    assert store.messages.insert(_message("sending"), NOW - 10 * HOUR)
+    store.messages.start_sending("sending", now=NOW - timedelta(minutes=5))
+    assert store.messages.insert(_message("lost"), NOW - 20 * HOUR)
+    store.messages.start_sending("lost", now=NOW - 4 * HOUR)
+    store.messages.mark_uncertain("lost", reason="test", now=NOW - 3 * HOUR)
     # An older document written before messages had a purpose counts as a step.
-    store.messages.insert_one({"_id": "legacy", "direction": "outbound", "contact_id": "ct_1", "state": "delivered",
-                               "created_at": NOW - 6 * HOUR, "sent_at": NOW - 6 * HOUR,
-                               "state_changed_at": NOW - 5 * HOUR})
+    store.messages.collection.insert_one({"_id": "legacy", "direction": "outbound", "contact_id": "ct_1",
+                                          "state": "delivered", "created_at": NOW - 6 * HOUR,
+                                          "sent_at": NOW - 6 * HOUR, "state_changed_at": NOW - 5 * HOUR})
 
     # None of these count: not sent, refused, replies and alerts, inbound, another contact, too old.
-    assert store.insert_message(_message("ready"), NOW - HOUR)
-    assert store.insert_message(_message("cancelled"), NOW - HOUR)
-    store.move_message("cancelled", expected=MessageState.READY, new=MessageState.CANCELLED, now=NOW - HOUR)
+    assert store.messages.insert(_message("ready"), NOW - HOUR)
+    assert store.messages.insert(_message("cancelled"), NOW - HOUR)
+    store.messages.cancel("cancelled", reason=CancelReason.OPT_OUT, now=NOW - HOUR)
     _sent(store, "failed", created=NOW - HOUR, sent=NOW - HOUR)
-    store.apply_status("SM" + "failed".rjust(32, "0"), "failed", 63016, NOW - HOUR)
+    store.messages.apply_status("SM" + "failed".rjust(32, "0"), "failed", 63016, NOW - HOUR)
     _sent(store, "reply", created=NOW - HOUR, sent=NOW - HOUR, purpose="reply")
-    store.insert_inbound({"_id": "in1", "contact_id": "ct_1", "body": "Merci", "created_at": NOW - HOUR}, NOW - HOUR)
+    store.messages.insert_inbound(InboundRecord(id="in1", twilio_sid="SMin1", contact_id="ct_1", body="Merci"),
+                                  NOW - HOUR)
     _sent(store, "other", created=NOW - HOUR, sent=NOW - HOUR, contact_id="ct_2")
     _sent(store, "old", created=NOW - 30 * HOUR, sent=NOW - 30 * HOUR)
 
@@ -72,7 +74,7 @@ def test_recent_sent_times_counts_step_messages_that_went_out(store: Store) -> N
     assert recent_sent_times(store, "nobody", NOW - 26 * HOUR) == []
 
 
-def test_contact_pacing_delay_reads_the_store(store: Store, clock: FakeClock) -> None:
+def test_contact_pacing_delay_reads_the_store(store: MongoRepositories, clock: FakeClock) -> None:
     clock.set(NOW)
 
     def delay(min_gap: timedelta = HOUR, daily_cap: int = 2) -> datetime | None:

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from services.scheduler import TickReport, reconcile, resume_campaign, tick
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step, TemplateRef
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step, TemplateRef
 from shared.settings import load_settings
-from shared.store import Store
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
@@ -34,7 +34,7 @@ TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name", "2"
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "TWILIO_AUTH_TOKEN": "t" * 32})
     return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(clock=clock))
@@ -45,20 +45,20 @@ def _setup(deps: Deps, *, steps: int = 2, template: bool = True, window: SendWin
     now = deps.clock.now()
     contact = Contact(id=f"ct{phone[-4:]}", phone=phone, name="Marie", language=Language.FR,
                       fields={"invoice_number": "FA-2026-001", "amount": "120.00"}, tags=["t"])
-    deps.store.upsert_contact(contact, now)
+    deps.store.contacts.upsert(contact, now)
     if inside_24h:
-        deps.store.touch_inbound(contact.id, now - timedelta(hours=1))
+        deps.store.contacts.touch_inbound(contact.id, now - timedelta(hours=1))
     campaign = Campaign(id="c1", name="Relance", send_window=window, enrol=EnrolRule(tags=["t"]),
                         steps=[Step(delay="0s", template=TEMPLATE if template else None),
                                Step(delay="1h", anchor="previous", tone="firm",
                                     template=TEMPLATE if template else None)][:steps])
-    deps.store.create_campaign(campaign, now)
-    deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+    deps.store.campaigns.create(campaign, now)
+    deps.store.followups.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
     return f"c1:{contact.id}"
 
 
 def _state(deps: Deps, followup_id: str) -> str:
-    doc = deps.store.followups.find_one({"_id": followup_id})
+    doc = deps.store.followups.collection.find_one({"_id": followup_id})
     assert doc is not None
     return str(doc["state"])
 
@@ -79,10 +79,10 @@ def test_two_steps_are_sent_once_each_then_completed(deps: Deps, clock: FakeCloc
     drain(deps)
     assert len(sender.sent) == 2
     assert _state(deps, fid) == "completed"
-    messages = list(deps.store.messages.find({"followup_id": fid}).sort("step", 1))
+    messages = list(deps.store.messages.collection.find({"followup_id": fid}).sort("step", 1))
     assert [m["state"] for m in messages] == ["sent", "sent"]
     assert all(m["twilio_sid"].startswith("SM") for m in messages)
-    history = [h["state"] for h in deps.store.followups.find_one({"_id": fid})["history"]]  # type: ignore[index]
+    history = [h["state"] for h in deps.store.followups.collection.find_one({"_id": fid})["history"]]  # type: ignore[index]
     assert history == ["scheduled", "queued", "drafting", "awaiting_send", "scheduled",
                        "queued", "drafting", "awaiting_send", "completed"]
 
@@ -94,7 +94,7 @@ def test_redelivered_messages_never_send_twice(deps: Deps, clock: FakeClock) -> 
     first = draft_followup(deps, followup_id, step)
     again = draft_followup(deps, followup_id, step)  # redelivery after success: nothing to do
     assert first == f"{fid}:0" and again is None
-    assert deps.store.messages.count_documents({"followup_id": fid}) == 1
+    assert deps.store.messages.collection.count_documents({"followup_id": fid}) == 1
     send_message(deps, first)
     send_message(deps, first)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
@@ -116,10 +116,10 @@ def test_concurrent_sends_of_the_same_message_reach_twilio_once(deps: Deps, cloc
 
 def test_two_schedulers_never_claim_the_same_step(deps: Deps, clock: FakeClock) -> None:
     now = clock.now()
-    deps.store.create_campaign(Campaign(id="c1", name="c", send_window=ALWAYS, steps=[Step()]), now)
+    deps.store.campaigns.create(Campaign(id="c1", name="c", send_window=ALWAYS, steps=[Step()]), now)
     for i in range(40):
-        deps.store.upsert_contact(Contact(id=f"ct{i}", phone=f"+336123456{i:02d}", name="X"), now)
-        deps.store.enrol(contact_id=f"ct{i}", campaign_id="c1", next_run_at=now, now=now)
+        deps.store.contacts.upsert(Contact(id=f"ct{i}", phone=f"+336123456{i:02d}", name="X"), now)
+        deps.store.followups.enrol(contact_id=f"ct{i}", campaign_id="c1", next_run_at=now, now=now)
     queues = [RecordingQueue(), RecordingQueue()]
     threads = [threading.Thread(target=tick, args=(deps.store, q, clock)) for q in queues]
     for t in threads:
@@ -145,7 +145,7 @@ def test_outside_the_window_without_template_nothing_is_sent(deps: Deps, clock: 
     tick(deps.store, deps.queue, clock)
     drain(deps)
     assert deps.sender.sent == []  # type: ignore[attr-defined]
-    doc = deps.store.followups.find_one({"_id": fid})
+    doc = deps.store.followups.collection.find_one({"_id": fid})
     assert doc is not None and doc["state"] == "paused" and doc["needs_human"] is True
 
 
@@ -170,13 +170,13 @@ def test_opt_out_is_honoured_for_an_already_drafted_message(deps: Deps, clock: F
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
-    deps.store.record_event("inbound:SMx", {"kind": "inbound", "sid": "SMx", "state": "received",
+    deps.store.events.record("inbound:SMx", {"kind": "inbound", "sid": "SMx", "state": "received",
                                             "from": "whatsapp:+33612345678", "body": "STOP"}, clock.now())
     assert process_inbound(deps, "inbound:SMx") == "opt_out stopped=1"
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert _state(deps, fid) == "stopped"
-    assert deps.store.message_doc(message_id)["state"] == "cancelled"  # type: ignore[arg-type,index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "cancelled"  # type: ignore[arg-type,index]
 
 
 def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock: FakeClock) -> None:
@@ -185,7 +185,7 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
     deps.queue.sends.clear()  # type: ignore[attr-defined]
-    deps.store.record_event("inbound:SMstop", {"kind": "inbound", "sid": "SMstop", "state": "received",
+    deps.store.events.record("inbound:SMstop", {"kind": "inbound", "sid": "SMstop", "state": "received",
                                                "from": "whatsapp:+33612345678", "body": "STOP"}, clock.now())
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.queue.sends == [(message_id, 2.0)]  # type: ignore[attr-defined]  # tried again shortly
@@ -202,7 +202,7 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert _state(deps, fid) == "stopped"
-    assert deps.store.message_doc(message_id)["state"] == "cancelled"  # type: ignore[arg-type,index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "cancelled"  # type: ignore[arg-type,index]
 
 
 @pytest.mark.parametrize(("code", "reason"), [(63024, "not a reachable WhatsApp number"),
@@ -216,12 +216,12 @@ def test_a_failure_reported_after_the_last_step_flags_the_finished_followup(deps
     tick(deps.store, deps.queue, clock)
     drain(deps)
     assert _state(deps, fid) == "completed"
-    sid = deps.store.message_doc(f"{fid}:0")["twilio_sid"]  # type: ignore[index]
+    sid = deps.store.messages.collection.find_one({"_id": f"{fid}:0"})["twilio_sid"]  # type: ignore[index]
     event_id, event = status_event({"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": str(code)})
-    deps.store.record_event(event_id, event, clock.now())
-    deps.store.apply_status(sid, "undelivered", code, clock.now())
+    deps.store.events.record(event_id, event, clock.now())
+    deps.store.messages.apply_status(sid, "undelivered", code, clock.now())
     process_status(deps, event_id)
-    doc = deps.store.followups.find_one({"_id": fid})
+    doc = deps.store.followups.collection.find_one({"_id": fid})
     assert doc is not None and doc["state"] == "completed"  # nothing left to stop
     assert doc["needs_human"] is True and reason in doc["needs_human_reason"]
 
@@ -231,9 +231,9 @@ def test_permanent_twilio_error_stops_and_flags(deps: Deps, clock: FakeClock) ->
     deps.sender.fail_with = SendRejected(63024, "invalid recipient", 400)  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
     drain(deps)
-    doc = deps.store.followups.find_one({"_id": fid})
+    doc = deps.store.followups.collection.find_one({"_id": fid})
     assert doc is not None and doc["state"] == "stopped" and doc["stop_reason"] == "invalid_number"
-    assert deps.store.message_doc(f"{fid}:0")["error_code"] == 63024  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": f"{fid}:0"})["error_code"] == 63024  # type: ignore[index]
 
 
 def test_transient_twilio_error_retries_later_without_duplicates(deps: Deps, clock: FakeClock) -> None:
@@ -243,7 +243,7 @@ def test_transient_twilio_error_retries_later_without_duplicates(deps: Deps, clo
     deps.sender.fail_with = SendDeferred(20429, "too many requests", 429)  # type: ignore[attr-defined]
     with pytest.raises(TransientError):
         send_message(deps, message_id)  # type: ignore[arg-type]
-    assert deps.store.message_doc(message_id)["state"] == "ready"  # type: ignore[arg-type,index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "ready"  # type: ignore[arg-type,index]
     assert send_message(deps, message_id)  # type: ignore[arg-type]
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
     assert _state(deps, fid) == "completed"
@@ -266,39 +266,37 @@ def test_stuck_sending_becomes_uncertain_not_resent(deps: Deps, clock: FakeClock
     _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
-    from shared.models import MessageState
 
     assert message_id
     deps.queue.sends.clear()  # type: ignore[attr-defined]  # taken by a worker, which died calling Twilio
-    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING,
-                            now=clock.now(), extra={"sending_at": clock.now()})
+    deps.store.messages.start_sending(message_id, now=clock.now())
     clock.advance(timedelta(minutes=6))
     report = tick(deps.store, deps.queue, clock)
     assert report.uncertain == [message_id]
     # Uncertain, to be looked up at Twilio: nothing is queued to send.
-    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "uncertain"  # type: ignore[index]
     assert deps.queue.sends == [] and deps.queue.reconciles == [message_id]  # type: ignore[attr-defined]
     drain(deps)  # the lookup finds nothing yet: it waits
     assert deps.sender.sent == []  # type: ignore[attr-defined]
-    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "uncertain"  # type: ignore[index]
     clock.advance(timedelta(minutes=5))  # ten minutes after the send began: never reached Twilio
     tick(deps.store, deps.queue, clock)
     drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
-    assert deps.store.message_doc(message_id)["state"] == "sent"  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "sent"  # type: ignore[index]
 
 
 def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
-    deps.store.set_campaign_status("c1", "paused", clock.now())
+    deps.store.campaigns.set_status("c1", "paused", clock.now())
     assert tick(deps.store, deps.queue, clock).claimed == []
-    deps.store.set_campaign_status("c1", "active", clock.now())
+    deps.store.campaigns.set_status("c1", "active", clock.now())
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
-    deps.store.set_campaign_status("c1", "paused", clock.now())  # paused between drafting and sending
+    deps.store.campaigns.set_status("c1", "paused", clock.now())  # paused between drafting and sending
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert _state(deps, fid) == "paused"
-    deps.store.set_campaign_status("c1", "active", clock.now())
+    deps.store.campaigns.set_status("c1", "active", clock.now())
     assert resume_campaign(deps.store, "c1", clock.now()) == 1
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
@@ -319,12 +317,12 @@ def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock, stat
     tick(deps.store, deps.queue, clock)
     drain(deps)
     message_id = f"{fid}:0"
-    assert deps.store.message_doc(message_id)["state"] == "uncertain"  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "uncertain"  # type: ignore[index]
     clock.advance(timedelta(minutes=6))
     report = tick(deps.store, deps.queue, clock)
     assert report.reconciling == [message_id]
     assert reconcile_message(deps, message_id) == "adopted"
-    doc = deps.store.message_doc(message_id)
+    doc = deps.store.messages.collection.find_one({"_id": message_id})
     assert doc is not None and doc["state"] == "sent" and doc["twilio_sid"] == sender.sids[0]
     assert len(sender.sent) == 1
     clock.advance(timedelta(minutes=6))
@@ -333,7 +331,6 @@ def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock, stat
 
 
 def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock: FakeClock) -> None:
-    from shared.models import MessageState
     from workers.sending import reconcile_message
 
     fid = _setup(deps, steps=1)
@@ -342,10 +339,8 @@ def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock
     assert message_id
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     # Died before reaching Twilio: the scheduler found it stuck in sending.
-    assert deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now(),
-                                   extra={"sending_at": clock.now()})
-    assert deps.store.move_message(message_id, expected=MessageState.SENDING, new=MessageState.UNCERTAIN,
-                                   now=clock.now())
+    assert deps.store.messages.start_sending(message_id, now=clock.now())
+    assert deps.store.messages.mark_uncertain(message_id, reason="test", now=clock.now())
     assert reconcile_message(deps, message_id) == "waiting"
     clock.advance(timedelta(minutes=9, seconds=59))  # RECONCILE_GRACE_SECONDS: 10 minutes
     assert reconcile_message(deps, message_id) == "waiting"

@@ -21,13 +21,13 @@ import pytest
 import redis
 
 from services.simulator import create_app
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.errors import SendDeferred, SendRejected
 from shared.fakes import RecordingQueue
 from shared.ports import OutboundRequest
 from shared.queue import QUEUE_SENDING, make_broker
 from shared.settings import load_settings
-from shared.store import Store
 from shared.twilio_sender import TwilioSender
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
@@ -126,7 +126,8 @@ def _redis_dump(client: redis.Redis) -> str:
     return "\n".join(parts)
 
 
-def test_a_failing_actor_leaves_no_number_in_redis_or_the_logs(store: Store, clock: FakeClock, redis_url: str,
+def test_a_failing_actor_leaves_no_number_in_redis_or_the_logs(store: MongoRepositories, clock: FakeClock,
+                                                               redis_url: str,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     """An actor whose Twilio list call fails is retried by dramatiq, which stores the traceback in
     Redis with the message (``options.traceback``) and logs it: neither may show the number."""

@@ -21,13 +21,13 @@ import pytest
 
 from services.scheduler import tick
 from services.simulator import create_app
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.errors import TransientError
 from shared.fakes import RecordingQueue
-from shared.models import Campaign, Contact, Language, MessageState, SendWindow, Step, TemplateRef
 from shared.ports import OutboundRequest
 from shared.settings import Settings, load_settings
-from shared.store import Store
 from shared.twilio_sender import TwilioSender
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
@@ -85,7 +85,7 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> Deps:
     sender = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER, api_base_url=sim_url,
                           timeout=5)
     return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
@@ -97,12 +97,12 @@ def _setup(deps: Deps, *, template: bool = False) -> str:
     now = deps.clock.now()
     contact = Contact(id="ct1", phone=CLIENT, name="Marie", language=Language.FR,
                       fields={"invoice_number": "FA-2026-001"}, tags=["t"])
-    deps.store.upsert_contact(contact, now)
+    deps.store.contacts.upsert(contact, now)
     if not template:
-        deps.store.touch_inbound(contact.id, now - timedelta(hours=1))
+        deps.store.contacts.touch_inbound(contact.id, now - timedelta(hours=1))
     step = Step(template=TEMPLATE) if template else Step()
-    deps.store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[step]), now)
-    deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+    deps.store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[step]), now)
+    deps.store.followups.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
     return "c1:ct1:0"
 
 
@@ -158,8 +158,8 @@ def _at_simulator(control: httpx.Client) -> list[dict[str, object]]:
     return list(control.get("/_sim/messages", params={"to": CLIENT}).json())
 
 
-def _doc(store: Store, message_id: str) -> dict[str, object]:
-    doc = store.message_doc(message_id)
+def _doc(store: MongoRepositories, message_id: str) -> dict[str, object]:
+    doc = store.messages.collection.find_one({"_id": message_id})
     assert doc is not None
     return doc
 
@@ -193,7 +193,7 @@ def test_a_5xx_after_creation_is_reconciled_not_sent_again(
     (at_twilio,) = _at_simulator(control)
     doc = _doc(deps.store, message_id)
     assert doc["state"] == "sent" and doc["twilio_sid"] == at_twilio["sid"]
-    followup = deps.store.followups.find_one({"_id": "c1:ct1"})
+    followup = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert followup is not None and followup["state"] == "completed"
 
 
@@ -244,8 +244,7 @@ def test_a_send_that_never_reached_twilio_goes_again_only_after_the_grace(
     _setup(deps)
     message_id = _first_step(deps)
     # A worker moved it to sending and died before calling Twilio.
-    deps.store.move_message(message_id, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now(),
-                            extra={"sending_at": clock.now()})
+    deps.store.messages.start_sending(message_id, now=clock.now())
     _minutes_pass(deps, 9)  # stale after 5 minutes: uncertain, looked up, not found, waiting
     assert _doc(deps.store, message_id)["state"] == "uncertain"
     assert _at_simulator(control) == []

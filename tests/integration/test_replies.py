@@ -12,14 +12,14 @@ from pydantic import ValidationError
 from services.conversations import close_hand_over
 from services.scheduler import TickReport, reconcile, tick
 from services.webhook import status_event
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.errors import DraftingError, PermanentError, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Classification, ClassifyRequest, Intent
 from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import load_settings
-from shared.store import Store
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.delivery import process_status, process_status_or_hand_over
@@ -48,19 +48,19 @@ class ScriptedClassifier:
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont",
                               "OWNER_WHATSAPP_NUMBER": "+33700000001"})
     deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=ScriptedClassifier())
     now = clock.now()
-    store.upsert_contact(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR, fields={
+    store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR, fields={
         "invoice_number": "FA-2026-001", "amount": "1250.50", "currency": "EUR", "due_date": "2026-02-15",
         "payment_link": "https://pay.example.com/i/1"}), now)
-    store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
         Step(delay="0s", template=TEMPLATE), Step(delay="2d", anchor="previous", template=TEMPLATE),
         Step(delay="2d", anchor="previous", template=TEMPLATE)]), now)
-    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
     return deps
 
 
@@ -73,14 +73,14 @@ def _first_step_sent(deps: Deps, clock: FakeClock) -> None:
 def _reply(deps: Deps, text: str, sid: str = "SM" + "9" * 32, **extra: object) -> str | None:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{PHONE}", "body": text,
              "num_media": 0, **extra}
-    deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
+    deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
     outcome = process_inbound(deps, f"inbound:{sid}")
     drain(deps)
     return outcome
 
 
 def _followup(deps: Deps) -> dict[str, object]:
-    doc = deps.store.followups.find_one({"_id": "c1:ct1"})
+    doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None
     return doc
 
@@ -172,7 +172,7 @@ def test_an_opt_out_that_claims_payment_is_honoured_and_the_owner_checks_it(deps
     _first_step_sent(deps, clock)
     _say(deps, Intent.OPT_OUT)
     outcome = _reply(deps, "J'ai déjà payé, arrêtez de m'écrire")
-    assert deps.store.get_contact("ct1").opted_out  # type: ignore[union-attr]
+    assert deps.store.contacts.get("ct1").opted_out  # type: ignore[union-attr]
     doc = _followup(deps)
     assert (doc["needs_human"], doc["needs_human_reason"]) == (True, PAID_OPT_OUT)
     if action == "stop":  # as before: stopped for the opt-out, flagged
@@ -195,7 +195,7 @@ def test_the_stop_quick_reply_button_opts_out_whatever_its_text(deps: Deps, cloc
     outcome = _reply(deps, "Ne plus être contacté", button_payload="STOP", button_text="Ne plus être contacté")
     assert outcome == "opt_out stopped=1"
     assert deps.classifier.requests == []  # type: ignore[attr-defined]  # no AI
-    assert deps.store.get_contact("ct1").opted_out  # type: ignore[union-attr]
+    assert deps.store.contacts.get("ct1").opted_out  # type: ignore[union-attr]
 
 
 def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_step(deps: Deps,
@@ -252,7 +252,7 @@ def test_a_promise_further_than_max_promise_days_is_capped(deps: Deps, clock: Fa
 
 
 def test_an_english_capped_promise_says_when_we_come_back(deps: Deps, clock: FakeClock) -> None:
-    deps.store.contacts.update_one({"_id": "ct1"}, {"$set": {"language": "en"}})
+    deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"language": "en"}})
     _first_step_sent(deps, clock)
     _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 6, 1))
     assert _reply(deps, "I'll pay in June") == "promise_to_pay until=2026-04-01 paused=1 (capped: promised 2026-06-01)"
@@ -273,7 +273,7 @@ def test_a_third_promise_on_the_same_follow_up_goes_to_a_person(deps: Deps, cloc
     assert _reply(deps, "vendredi prochain", sid=_sid(2)) == "promise_to_pay until=2026-03-13 paused=1"
     assert sorted(_followup(deps)["promise_sids"]) == [_sid(1), _sid(2)]
     # The second promise processed again (a redelivery after a crash) is still the second one.
-    deps.store.events.update_one({"_id": f"inbound:{_sid(2)}"}, {"$set": {"state": "received"}})
+    deps.store.events.collection.update_one({"_id": f"inbound:{_sid(2)}"}, {"$set": {"state": "received"}})
     assert process_inbound(deps, f"inbound:{_sid(2)}") == "promise_to_pay until=2026-03-13 paused=1"
     drain(deps)
     sent = len(deps.sender.sent)  # type: ignore[attr-defined]
@@ -307,7 +307,7 @@ def test_automated_replies_to_one_client_are_limited_then_a_person_takes_over(de
         assert _reply(deps, "c'est combien ?", sid=_sid(n)) == "question answered (amount)"
     assert len(_sent_to(deps, PHONE)) == 4  # step 1 and three answers
     # The third one processed again (a redelivery) does not count against itself.
-    deps.store.events.update_one({"_id": f"inbound:{_sid(3)}"}, {"$set": {"state": "received"}})
+    deps.store.events.collection.update_one({"_id": f"inbound:{_sid(3)}"}, {"$set": {"state": "received"}})
     assert process_inbound(deps, f"inbound:{_sid(3)}") == "question answered (amount)"
     drain(deps)
 
@@ -357,9 +357,9 @@ def test_the_reply_is_linked_to_the_follow_ups_it_answers_and_opens_the_window(d
     _first_step_sent(deps, clock)
     _say(deps, Intent.ACKNOWLEDGED)
     assert _reply(deps, "Bien reçu, merci") == "acknowledged"
-    inbound = deps.store.messages.find_one({"_id": "in:SM" + "9" * 32})
+    inbound = deps.store.messages.collection.find_one({"_id": "in:SM" + "9" * 32})
     assert inbound is not None and inbound["followup_ids"] == ["c1:ct1"] and inbound["contact_id"] == "ct1"
-    assert deps.store.get_contact("ct1").last_inbound_at == clock.now()  # type: ignore[union-attr]
+    assert deps.store.contacts.get("ct1").last_inbound_at == clock.now()  # type: ignore[union-attr]
     assert _followup(deps)["state"] == "scheduled"  # acknowledged: the cadence goes on
 
 
@@ -370,10 +370,11 @@ def test_the_reply_is_linked_to_the_follow_ups_it_answers_and_opens_the_window(d
 def test_a_reply_after_the_last_reminder_is_still_acted_on(deps: Deps, clock: FakeClock, intent: Intent,
                                                            text: str, outcome: str) -> None:
     _first_step_sent(deps, clock)
-    deps.store.followups.update_one({"_id": "c1:ct1"}, {"$set": {"state": "completed"}})  # the cadence ran out
+    # The cadence ran out.
+    deps.store.followups.collection.update_one({"_id": "c1:ct1"}, {"$set": {"state": "completed"}})
     _say(deps, intent, question_topic="amount" if intent == Intent.QUESTION else None)
     assert _reply(deps, text) == outcome
-    inbound = deps.store.messages.find_one({"_id": "in:SM" + "9" * 32})
+    inbound = deps.store.messages.collection.find_one({"_id": "in:SM" + "9" * 32})
     assert inbound is not None and inbound["followup_ids"] == ["c1:ct1"]
     doc = _followup(deps)
     assert doc["state"] == "completed"
@@ -394,10 +395,10 @@ def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps
 
     draft_followup(deps, *queue.drafts.pop(0))
     message_id = queue.sends.pop(0)[0]
-    assert deps.store.message_doc(message_id)["state"] == "ready"  # type: ignore[index]
-    deps.store.set_opt_out("ct1", True, clock.now())
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "ready"  # type: ignore[index]
+    deps.store.contacts.set_opt_out("ct1", True, clock.now())
     assert send_message(deps, message_id) is None
-    doc = deps.store.message_doc(message_id)
+    doc = deps.store.messages.collection.find_one({"_id": message_id})
     assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "opt_out")
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert _followup(deps)["state"] == "stopped"
@@ -411,7 +412,7 @@ def test_an_answer_too_late_for_the_24_hour_window_is_not_sent(deps: Deps, clock
     clock.advance(timedelta(hours=25))  # the sending workers were down a day
     drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]  # step 1 only
-    doc = deps.store.message_doc("reply:SM" + "8" * 32)
+    doc = deps.store.messages.collection.find_one({"_id": "reply:SM" + "8" * 32})
     assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "outside_24h_window")
     followup = _followup(deps)
     assert followup["needs_human"] is True
@@ -431,13 +432,13 @@ def test_a_plan_applied_again_after_a_crash_changes_nothing(deps: Deps, clock: F
     first = _reply(deps, "réponse du client")
     keys = ("state", "step", "paused_until", "stop_reason", "needs_human", "needs_human_reason", "next_run_at")
     before = {k: _followup(deps).get(k) for k in keys}
-    messages = sorted(d["_id"] for d in deps.store.messages.find({}, {"_id": 1}))
-    deps.store.events.update_one({"_id": "inbound:SM" + "9" * 32}, {"$set": {"state": "received"}})
+    messages = sorted(d["_id"] for d in deps.store.messages.collection.find({}, {"_id": 1}))
+    deps.store.events.collection.update_one({"_id": "inbound:SM" + "9" * 32}, {"$set": {"state": "received"}})
     again = process_inbound(deps, "inbound:SM" + "9" * 32)
     drain(deps)
     assert first is not None and again is not None  # acted again: only conditional moves, nothing twice
     assert {k: _followup(deps).get(k) for k in keys} == before
-    assert sorted(d["_id"] for d in deps.store.messages.find({}, {"_id": 1})) == messages
+    assert sorted(d["_id"] for d in deps.store.messages.collection.find({}, {"_id": 1})) == messages
     assert len(deps.sender.sent) == len(messages) - 1  # type: ignore[attr-defined]  # each sent once (less the inbound)
 
 
@@ -460,7 +461,7 @@ def test_a_fooled_classifier_still_cannot_put_words_in_our_mouth(deps: Deps, clo
     assert _reply(deps, text) == "question answered (amount)"
     answer = (deps.sender.sent[-1].body or "").replace("\u202f", " ").replace("\u00a0", " ")  # type: ignore[attr-defined]
     assert answer == "Le montant de la facture FA-2026-001 est de 1 250,50 €.\nAtelier Dupont"
-    contact = deps.store.get_contact("ct1")
+    contact = deps.store.contacts.get("ct1")
     assert contact is not None and contact.fields["amount"] == "1250.50"
     assert _followup(deps)["state"] == "scheduled"  # nothing cancelled
 
@@ -478,7 +479,7 @@ def test_natural_language_opt_out(deps: Deps, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.OPT_OUT)
     assert _reply(deps, "arrêtez de m'écrire svp") == "opt_out stopped=1"
-    contact = deps.store.get_contact("ct1")
+    contact = deps.store.contacts.get("ct1")
     assert contact is not None and contact.opted_out
 
 
@@ -499,27 +500,27 @@ def test_stop_keyword_before_any_ai_and_start_resubscribes(deps: Deps, clock: Fa
     assert _reply(deps, "ARRÊT !", sid="SM" + "1" * 32) == "opt_out stopped=1"
     assert deps.classifier.requests == []  # type: ignore[attr-defined]
     assert _reply(deps, "START", sid="SM" + "2" * 32) == "opt_in"
-    contact = deps.store.get_contact("ct1")
+    contact = deps.store.contacts.get("ct1")
     assert contact is not None and not contact.opted_out
 
 
 def test_unknown_sender_is_kept_and_flagged(deps: Deps) -> None:
     event = {"kind": "inbound", "sid": "SMu", "state": "received", "from": "whatsapp:+33799999999", "body": "hello"}
-    deps.store.record_event("inbound:SMu", event, deps.clock.now())
+    deps.store.events.record("inbound:SMu", event, deps.clock.now())
     assert process_inbound(deps, "inbound:SMu") == "unknown_sender"
-    doc = deps.store.messages.find_one({"_id": "in:SMu"})
+    doc = deps.store.messages.collection.find_one({"_id": "in:SMu"})
     assert doc is not None and doc["unknown_sender"] is True
 
 
 def _poison_contact(deps: Deps) -> None:
     """A contact record this version cannot read (a language it does not support): every reply fails."""
-    deps.store.contacts.update_one({"_id": "ct1"}, {"$set": {"language": "de"}})
+    deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"language": "de"}})
 
 
 def _store_reply(deps: Deps, text: str, sid: str) -> str:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{PHONE}", "body": text,
              "num_media": 0}
-    deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
+    deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
     return f"inbound:{sid}"
 
 
@@ -528,7 +529,7 @@ def _fail_all_attempts_but_the_last(deps: Deps, event_id: str, actor: Callable[[
     for attempt in range(1, EVENT_ATTEMPTS):
         with pytest.raises(ValidationError):
             actor(deps, event_id)
-        event = deps.store.get_event(event_id)
+        event = deps.store.events.collection.find_one({"_id": event_id})
         assert event is not None and (event["state"], event["failures"]) == ("received", attempt)
 
 
@@ -538,18 +539,18 @@ def test_a_reply_that_keeps_failing_goes_to_a_person_and_nothing_is_sent_meanwhi
     _poison_contact(deps)
     event_id = _store_reply(deps, "je regarde ça demain", "SM" + "5" * 32)
     _fail_all_attempts_but_the_last(deps, event_id, process_inbound_or_hand_over)
-    assert [e["_id"] for e in deps.store.unprocessed_inbound(PHONE)] == [event_id]  # sends to them held
+    assert [e.id for e in deps.store.events.unprocessed_inbound(PHONE)] == [event_id]  # sends to them held
     outcome = process_inbound_or_hand_over(deps, event_id)
     assert outcome == "needs_human: reply not processed automatically (ValidationError)"
     followup = _followup(deps)
     assert followup["state"] == "paused" and followup["needs_human"] is True
     assert followup["needs_human_reason"] == "reply not processed automatically (ValidationError)"
-    assert deps.store.get_event(event_id)["state"] == "failed"  # type: ignore[index]
-    assert deps.store.unprocessed_inbound(PHONE) == []
+    assert deps.store.events.collection.find_one({"_id": event_id})["state"] == "failed"  # type: ignore[index]
+    assert deps.store.events.unprocessed_inbound(PHONE) == []
     later = clock.now() + timedelta(minutes=5)  # the scheduler's sweep: nothing to retry, its note goes
-    assert deps.store.sweep_notes(requeue_before=later, drop_before=later, limit=100) == []
-    assert deps.store.events.count_documents({"kind": "pending"}) == 0
-    inbound = deps.store.messages.find_one({"_id": "in:SM" + "5" * 32})
+    assert deps.store.events.sweep_notes(requeue_before=later, drop_before=later, limit=100) == []
+    assert deps.store.events.collection.count_documents({"kind": "pending"}) == 0
+    inbound = deps.store.messages.collection.find_one({"_id": "in:SM" + "5" * 32})
     assert inbound is not None and inbound["contact_id"] == "ct1" and inbound["outcome"] == outcome
     drain(deps)
     assert [m.to for m in deps.sender.sent] == [PHONE, "+33700000001"]  # type: ignore[attr-defined]  # the owner's alert
@@ -567,7 +568,7 @@ def test_a_stop_that_cannot_be_processed_is_still_honoured(deps: Deps, clock: Fa
     _fail_all_attempts_but_the_last(deps, event_id, process_inbound_or_hand_over)
     outcome = process_inbound_or_hand_over(deps, event_id)
     assert outcome is not None and outcome.startswith("opt_out stopped=1")
-    assert deps.store.contacts.find_one({"_id": "ct1"})["opted_out"] is True  # type: ignore[index]
+    assert deps.store.contacts.collection.find_one({"_id": "ct1"})["opted_out"] is True  # type: ignore[index]
     assert _followup(deps)["state"] == "stopped"
 
 
@@ -579,17 +580,17 @@ def test_an_outage_is_retried_without_counting_and_a_permanent_error_goes_to_a_p
     def unreachable(phone: str) -> None:
         raise TransientError("MongoDB unreachable")
 
-    monkeypatch.setattr(deps.store, "contact_by_phone", unreachable)
+    monkeypatch.setattr(deps.store.contacts, "by_phone", unreachable)
     for _ in range(EVENT_ATTEMPTS + 1):
         with pytest.raises(TransientError):
             process_inbound_or_hand_over(deps, event_id)
-    event = deps.store.get_event(event_id)
+    event = deps.store.events.collection.find_one({"_id": event_id})
     assert event is not None and event["state"] == "received" and "failures" not in event
 
     def refused(phone: str) -> None:
         raise PermanentError("refused")
 
-    monkeypatch.setattr(deps.store, "contact_by_phone", refused)
+    monkeypatch.setattr(deps.store.contacts, "by_phone", refused)
     assert process_inbound_or_hand_over(deps, event_id) == "needs_human: reply not processed automatically " \
                                                            "(PermanentError)"
     assert _followup(deps)["state"] == "paused"
@@ -606,7 +607,7 @@ def test_the_hand_over_is_listed_and_the_timeline_shown_by_the_cli(
     assert main(["conversations", "--needs-human"], load=lambda: settings) == 0
     assert capsys.readouterr().out.strip() == "no conversation needs a person"
     _first_step_sent(deps, clock)
-    deps.store.upsert_contact(Contact(id="ct2", phone="+33698765432", name="Paul"), clock.now())
+    deps.store.contacts.upsert(Contact(id="ct2", phone="+33698765432", name="Paul"), clock.now())
     _say(deps, Intent.DISPUTE)
     assert _reply(deps, "Je conteste cette facture, le travail n'est pas fini") == "needs_human: dispute"
 
@@ -638,10 +639,10 @@ def test_the_hand_over_is_listed_and_the_timeline_shown_by_the_cli(
 def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code: int, state: str,
                                               reason: str) -> None:
     _first_step_sent(deps, clock)
-    sid = deps.store.message_doc("c1:ct1:0")["twilio_sid"]  # type: ignore[index]
+    sid = deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})["twilio_sid"]  # type: ignore[index]
     event_id, event = status_event({"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": str(code)})
-    deps.store.record_event(event_id, event, clock.now())  # as the webhook does; Redis lost the message
-    deps.store.apply_status(sid, "undelivered", code, clock.now())
+    deps.store.events.record(event_id, event, clock.now())  # as the webhook does; Redis lost the message
+    deps.store.messages.apply_status(sid, "undelivered", code, clock.now())
     clock.advance(timedelta(minutes=6))
     report = TickReport()
     reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, report)
@@ -650,15 +651,15 @@ def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code
     assert process_status(deps, event_id) is None  # once only
     doc = _followup(deps)
     assert doc["state"] == state and doc["stop_reason"] == reason
-    contact = deps.store.get_contact("ct1")
+    contact = deps.store.contacts.get("ct1")
     assert contact is not None
     if reason == "opt_out":  # Twilio says the client blocked us: an opt-out, nobody to call
         assert contact.opted_out and not doc.get("needs_human")
     else:  # a number WhatsApp cannot reach: a person must find the right one
         assert not contact.opted_out and doc["needs_human"] is True
-    error = deps.store.message_doc("c1:ct1:0")
+    error = deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})
     assert error is not None and error["error_code"] == code  # recorded on the message
-    assert deps.store.get_event(event_id)["state"] == "processed"  # type: ignore[index]
+    assert deps.store.events.collection.find_one({"_id": event_id})["state"] == "processed"  # type: ignore[index]
     clock.advance(timedelta(minutes=6))
     again = TickReport()
     reconcile(deps.store, deps.queue, clock, timedelta(minutes=5), 100, again)
@@ -668,9 +669,9 @@ def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code
 def test_a_failed_callback_that_cannot_be_acted_on_pauses_the_follow_up_for_a_person(deps: Deps,
                                                                                      clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
-    sid = deps.store.message_doc("c1:ct1:0")["twilio_sid"]  # type: ignore[index]
+    sid = deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})["twilio_sid"]  # type: ignore[index]
     event_id, event = status_event({"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": "63024"})
-    deps.store.record_event(event_id, event, clock.now())
+    deps.store.events.record(event_id, event, clock.now())
     _poison_contact(deps)  # the contact's record cannot be read: acting on 63024 fails each time
     _fail_all_attempts_but_the_last(deps, event_id, process_status_or_hand_over)
     outcome = process_status_or_hand_over(deps, event_id)
@@ -678,7 +679,7 @@ def test_a_failed_callback_that_cannot_be_acted_on_pauses_the_follow_up_for_a_pe
     assert outcome == f"needs_human: {reason}"
     doc = _followup(deps)
     assert (doc["state"], doc["needs_human"], doc["needs_human_reason"]) == ("paused", True, reason)
-    stored = deps.store.get_event(event_id)
+    stored = deps.store.events.collection.find_one({"_id": event_id})
     assert stored is not None and (stored["state"], stored["action_state"]) == ("failed", "failed")
     assert process_status_or_hand_over(deps, event_id) is None
     clock.advance(timedelta(minutes=6))
@@ -690,13 +691,13 @@ def test_a_failed_callback_that_cannot_be_acted_on_pauses_the_follow_up_for_a_pe
 def test_63018_in_a_callback_sends_the_message_again_once_later(deps: Deps, clock: FakeClock) -> None:
     """Twilio took the message, then dropped it for the channel's rate: sent again, not given up."""
     _first_step_sent(deps, clock)
-    first = deps.store.message_doc("c1:ct1:0")
+    first = deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})
     assert first is not None
 
     def fail(sid: str) -> str | None:
         event_id, event = status_event({"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "63018"})
-        deps.store.record_event(event_id, event, clock.now())
-        deps.store.apply_status(sid, "failed", 63018, clock.now())
+        deps.store.events.record(event_id, event, clock.now())
+        deps.store.messages.apply_status(sid, "failed", 63018, clock.now())
         return process_status(deps, event_id)
 
     deps.queue.sends.clear()  # type: ignore[attr-defined]
@@ -709,17 +710,17 @@ def test_63018_in_a_callback_sends_the_message_again_once_later(deps: Deps, cloc
     assert len(deps.sender.sent) == 2 and again.body == deps.sender.sent[0].body  # type: ignore[attr-defined]
     assert send_message(deps, "c1:ct1:0:r") is None  # once
     # The re-send dropped too: handled as a permanent failure, never a loop of re-sends.
-    assert fail(deps.store.message_doc("c1:ct1:0:r")["twilio_sid"]) == "send_failed"  # type: ignore[index]
-    assert deps.store.messages.count_documents({"_id": {"$regex": "^c1:ct1:0"}}) == 2
+    assert fail(deps.store.messages.collection.find_one({"_id": "c1:ct1:0:r"})["twilio_sid"]) == "send_failed"  # type: ignore[index]
+    assert deps.store.messages.collection.count_documents({"_id": {"$regex": "^c1:ct1:0"}}) == 2
 
 
 def test_63016_at_send_time_switches_to_the_template(deps: Deps, clock: FakeClock) -> None:
-    deps.store.touch_inbound("ct1", clock.now() - timedelta(hours=1))  # freeform expected…
+    deps.store.contacts.touch_inbound("ct1", clock.now() - timedelta(hours=1))  # freeform expected…
     deps.sender.fail_with = SendRejected(63016, "outside the window", 400)  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
     drain(deps)  # …but Twilio says the window is closed
     (sent,) = deps.sender.sent  # type: ignore[attr-defined]
     assert sent.content_sid == TEMPLATE.content_sid and sent.body is None
-    assert deps.store.message_doc("c1:ct1:0")["state"] == "failed"  # type: ignore[index]
-    assert deps.store.message_doc("c1:ct1:0:t")["state"] == "sent"  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})["state"] == "failed"  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": "c1:ct1:0:t"})["state"] == "sent"  # type: ignore[index]
     assert _followup(deps)["state"] == "scheduled" and _followup(deps)["step"] == 1

@@ -57,14 +57,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.scheduler import tick
+from shared.adapters.mongo import MongoRepositories
 from shared.classifier import GeminiClassifier, OfflineClassifier, claims_payment
 from shared.clock import FakeClock, utc
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Intent
 from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
 from shared.settings import Settings, load_settings
-from shared.store import Store
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.fake_gemini_replies import create_app
@@ -217,16 +217,16 @@ class World:
         return f"inbound:{self.sid}"
 
     @property
-    def store(self) -> Store:
+    def store(self) -> MongoRepositories:
         return self.deps.store
 
     def followup(self) -> dict[str, Any]:
-        doc = self.store.followups.find_one({"_id": FOLLOWUP_ID})
+        doc = self.store.followups.collection.find_one({"_id": FOLLOWUP_ID})
         assert doc is not None
         return doc
 
     def contact(self) -> dict[str, Any]:
-        doc = self.store.contacts.find_one({"_id": CONTACT_ID})
+        doc = self.store.contacts.collection.find_one({"_id": CONTACT_ID})
         assert doc is not None
         return doc
 
@@ -236,23 +236,23 @@ class World:
         return [shown(m.body or "") for m in sender.sent if m.to == self.phone]
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        return {name: list(self.store.db[name].find({}, sort=[("_id", 1)]))
+        return {name: list(getattr(self.store, name).collection.find({}, sort=[("_id", 1)]))
                 for name in ("followups", "contacts", "messages", "events")}
 
 
-def _world(store: Store, clock: FakeClock, case: Case, classifier: GeminiClassifier | None,
+def _world(store: MongoRepositories, clock: FakeClock, case: Case, classifier: GeminiClassifier | None,
            **settings: str) -> World:
     clock.set(NOW)
     number = INDEX[id(case)]
     deps = Deps(settings=_settings(**settings), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=classifier)
     world = World(deps, case, phone=f"+3361{number:07d}", sid=f"SMfeedface{number:024x}")
-    store.upsert_contact(Contact(id=CONTACT_ID, phone=world.phone, name=NAME, language=case.language,
+    store.contacts.upsert(Contact(id=CONTACT_ID, phone=world.phone, name=NAME, language=case.language,
                                  fields=dict(case.facts)), NOW)
-    store.create_campaign(Campaign(id=CAMPAIGN_ID, name="Factures", send_window=ALWAYS, steps=[
+    store.campaigns.create(Campaign(id=CAMPAIGN_ID, name="Factures", send_window=ALWAYS, steps=[
         Step(delay="0s", template=TEMPLATE), Step(delay="2d", anchor="previous", template=TEMPLATE),
         Step(delay="2d", anchor="previous", template=TEMPLATE)]), NOW)
-    store.enrol(contact_id=CONTACT_ID, campaign_id=CAMPAIGN_ID, next_run_at=NOW, now=NOW)
+    store.followups.enrol(contact_id=CONTACT_ID, campaign_id=CAMPAIGN_ID, next_run_at=NOW, now=NOW)
     tick(store, deps.queue, clock)
     drain(deps)
     assert len(world.sent_to_contact()) == 1  # the first step went out
@@ -262,22 +262,22 @@ def _world(store: Store, clock: FakeClock, case: Case, classifier: GeminiClassif
 
 
 @pytest.fixture
-def offline_world(store: Store, clock: FakeClock, request: pytest.FixtureRequest) -> World:
+def offline_world(store: MongoRepositories, clock: FakeClock, request: pytest.FixtureRequest) -> World:
     return _world(store, clock, request.param, None)
 
 
 @pytest.fixture
-def strict_world(store: Store, clock: FakeClock, request: pytest.FixtureRequest) -> World:
+def strict_world(store: MongoRepositories, clock: FakeClock, request: pytest.FixtureRequest) -> World:
     return _world(store, clock, request.param, None, CLASSIFIER_THRESHOLD=STRICT)
 
 
 @pytest.fixture
-def trusting_world(store: Store, clock: FakeClock, request: pytest.FixtureRequest) -> World:
+def trusting_world(store: MongoRepositories, clock: FakeClock, request: pytest.FixtureRequest) -> World:
     return _world(store, clock, request.param, None, PAID_CLAIM_ACTION="stop")
 
 
 @pytest.fixture
-def gemini_world(store: Store, clock: FakeClock, gemini: GeminiClassifier, fake: FakeGemini,
+def gemini_world(store: MongoRepositories, clock: FakeClock, gemini: GeminiClassifier, fake: FakeGemini,
                  request: pytest.FixtureRequest) -> World:
     return _world(store, clock, request.param, gemini)  # ``fake`` first: reset, no request recorded
 
@@ -292,17 +292,17 @@ def run_and_check(world: World, source: str) -> Plan:
     event = {"kind": "inbound", "sid": world.sid, "state": "received", "from": f"whatsapp:{world.phone}",
              "body": case.text, "num_media": 1 if case.has_media else 0,
              "media_urls": ["https://api.twilio.com/media/ME1"] if case.has_media else []}
-    assert store.record_event(world.event_id, event, NOW)
+    assert store.events.record(world.event_id, event, NOW)
     outcome = process_inbound(deps, world.event_id)
     assert outcome is not None
 
     # The inbound message joined the conversation, with its outcome and (but for a STOP keyword) its reading.
-    inbound = store.messages.find_one({"_id": f"in:{world.sid}"})
+    inbound = store.messages.collection.find_one({"_id": f"in:{world.sid}"})
     assert inbound is not None
     assert (inbound["direction"], inbound["contact_id"], inbound["body"], inbound["outcome"]) == (
         "inbound", CONTACT_ID, case.text, outcome)
     assert inbound["followup_ids"] == [FOLLOWUP_ID]  # linked to the follow-up it answers
-    assert store.get_event(world.event_id)["state"] == "processed"  # type: ignore[index]
+    assert store.events.collection.find_one({"_id": world.event_id})["state"] == "processed"  # type: ignore[index]
     assert utc(world.contact()["last_inbound_at"]) == NOW  # the 24-hour window is open
     reading = inbound.get("classification")
     if reading is None:  # only a STOP said in so many words skips the classifier
@@ -327,8 +327,8 @@ def run_and_check(world: World, source: str) -> Plan:
     drain(deps)  # what was queued goes out: a reply to the client, an alert to the owner
     after = world.followup()
     contact = world.contact()
-    reply = store.messages.find_one({"_id": f"reply:{world.sid}"})
-    alert = store.messages.find_one({"_id": f"alert:{world.sid}"})
+    reply = store.messages.collection.find_one({"_id": f"reply:{world.sid}"})
+    alert = store.messages.collection.find_one({"_id": f"alert:{world.sid}"})
     replies = world.sent_to_contact()[1:]
     assert contact["opted_out"] is plan.branch.startswith("opted_out"), (case.text, outcome)
     verify = deps.settings.paid_claim_action == "pause_and_verify"
@@ -460,7 +460,7 @@ def test_offline_paid_claim_when_the_business_trusts_it(trusting_world: World) -
 def test_offline_reply_under_a_stricter_threshold(strict_world: World) -> None:
     """Bands straddling the threshold: the recorded confidence decides the branch, never a skip."""
     plan = run_and_check(strict_world, "offline")
-    reading = strict_world.store.messages.find_one({"_id": f"in:{strict_world.sid}"})["classification"]  # type: ignore[index]
+    reading = strict_world.store.messages.collection.find_one({"_id": f"in:{strict_world.sid}"})["classification"]  # type: ignore[index]
     above = reading["confidence"] >= float(STRICT)
     assert (plan.branch == "paused_flagged" and plan.reason.startswith("low confidence")) is not above
 

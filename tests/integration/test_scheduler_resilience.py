@@ -16,20 +16,14 @@ from datetime import time, timedelta
 import pytest
 
 from services.scheduler import STEPS, TickContext, TickReport, run_forever, tick
+from shared.adapters.documents import pending_note
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step
+from shared.domain.states import MessageState
 from shared.fakes import RecordingQueue
-from shared.models import (
-    Campaign,
-    Contact,
-    FollowUpState,
-    Language,
-    MessageState,
-    OutboundMessage,
-    SendWindow,
-    Step,
-)
 from shared.queue import DramatiqQueue, make_broker
-from shared.store import Store, pending_note
+from shared.usecases.delivery import record_sid
 
 pytestmark = pytest.mark.integration
 
@@ -45,44 +39,44 @@ def _dead_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _contact(store: Store, clock: FakeClock, key: str, **fields: str) -> str:
+def _contact(store: MongoRepositories, clock: FakeClock, key: str, **fields: str) -> str:
     contact_id = f"ct_{key}"
-    store.upsert_contact(Contact(id=contact_id, phone=PHONES[key], name=f"Client {key}", language=Language.FR,
+    store.contacts.upsert(Contact(id=contact_id, phone=PHONES[key], name=f"Client {key}", language=Language.FR,
                                  fields=fields), clock.now())
     return contact_id
 
 
-def _campaign(store: Store, clock: FakeClock, campaign_id: str, second: Step) -> None:
-    store.create_campaign(Campaign(id=campaign_id, name=campaign_id, send_window=ALWAYS, steps=[Step(), second]),
+def _campaign(store: MongoRepositories, clock: FakeClock, campaign_id: str, second: Step) -> None:
+    store.campaigns.create(Campaign(id=campaign_id, name=campaign_id, send_window=ALWAYS, steps=[Step(), second]),
                           clock.now())
 
 
-def _step_sent_not_advanced(store: Store, clock: FakeClock, campaign_id: str, contact_id: str, n: int) -> str:
+def _step_sent_not_advanced(store: MongoRepositories, clock: FakeClock, campaign_id: str, contact_id: str,
+                            n: int) -> str:
     """A follow-up whose first step went out, the worker dying before it moved the cadence on."""
     now = clock.now()
-    store.enrol(contact_id=contact_id, campaign_id=campaign_id, next_run_at=now, now=now)
+    store.followups.enrol(contact_id=contact_id, campaign_id=campaign_id, next_run_at=now, now=now)
     followup_id = f"{campaign_id}:{contact_id}"
-    assert store.move_followup(followup_id, expected=FollowUpState.SCHEDULED, new=FollowUpState.QUEUED, now=now)
-    assert store.move_followup(followup_id, expected=FollowUpState.QUEUED, new=FollowUpState.AWAITING_SEND, now=now,
-                               step=0)
+    assert store.followups.claim([followup_id], now)
+    assert store.followups.await_send(followup_id, step=0, now=now)
     message = OutboundMessage(id=f"{followup_id}:0", followup_id=followup_id, contact_id=contact_id,
                               campaign_id=campaign_id, step=0, state=MessageState.READY, kind="freeform",
                               body="Bonjour, un rappel.", language=Language.FR)
-    assert store.insert_message(message, now)
-    assert store.move_message(message.id, expected=MessageState.READY, new=MessageState.SENDING, now=now)
-    assert store.record_sid(message.id, f"SM{n:032x}", now)
+    assert store.messages.insert(message, now)
+    assert store.messages.start_sending(message.id, now=now)
+    assert record_sid(store, message.id, f"SM{n:032x}", now)
     return followup_id
 
 
 @pytest.fixture
-def poisoned(store: Store, clock: FakeClock) -> dict[str, str]:
+def poisoned(store: MongoRepositories, clock: FakeClock) -> dict[str, str]:
     """Three poisoned follow-ups stored first, then good work for every later step of the tick."""
     ids: dict[str, str] = {}
     # A contact record the model refuses (edited by hand, or by an earlier version).
     _campaign(store, clock, "c-contact", Step(delay="1d", anchor="previous"))
     contact = _contact(store, clock, "bad_contact")
     ids["bad_contact"] = _step_sent_not_advanced(store, clock, "c-contact", contact, 1)
-    store.contacts.update_one({"_id": contact}, {"$set": {"language": "klingon"}})
+    store.contacts.collection.update_one({"_id": contact}, {"$set": {"language": "klingon"}})
     # A date field so far ahead that the next step's date overflows datetime.
     _campaign(store, clock, "c-date", Step(delay="365d", anchor="due_date"))
     contact = _contact(store, clock, "bad_date", due_date="9999-12-31")
@@ -91,7 +85,7 @@ def poisoned(store: Store, clock: FakeClock) -> dict[str, str]:
     _campaign(store, clock, "c-old", Step(delay="1d", anchor="previous"))
     contact = _contact(store, clock, "bad_campaign")
     ids["bad_campaign"] = _step_sent_not_advanced(store, clock, "c-old", contact, 3)
-    store.campaigns.update_one({"_id": "c-old"}, {"$set": {"steps.1.delay": "99999999d"}})
+    store.campaigns.collection.update_one({"_id": "c-old"}, {"$set": {"steps.1.delay": "99999999d"}})
 
     # The good ones: a step sent and not advanced, a follow-up due now, a send stuck in sending.
     _campaign(store, clock, "c-good", Step(delay="1d", anchor="previous"))
@@ -100,22 +94,22 @@ def poisoned(store: Store, clock: FakeClock) -> dict[str, str]:
     stuck = OutboundMessage(id="reply:SMstuck", followup_id=None, contact_id=stuck_contact, campaign_id=None, step=-1,
                             purpose="reply", state=MessageState.READY, kind="freeform", body="Merci.",
                             language=Language.FR)
-    assert store.insert_message(stuck, clock.now())
-    assert store.move_message(stuck.id, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now())
+    assert store.messages.insert(stuck, clock.now())
+    assert store.messages.start_sending(stuck.id, now=clock.now())
     ids["stuck"] = stuck.id
     # An inbound message stored by the webhook whose actor message Redis lost.
     event = {"kind": "inbound", "sid": "SMlost", "state": "received", "from": f"whatsapp:{PHONES['good']}",
              "body": "?"}
-    store.events.insert_many([{**pending_note(clock.now(), [{"id": "inbound:SMlost", "from": event["from"]}])},
-                              {"_id": "inbound:SMlost", **event, "received_at": clock.now()}])
+    note = pending_note(clock.now(), [{"id": "inbound:SMlost", "from": event["from"]}])
+    store.events.collection.insert_many([note, {"_id": "inbound:SMlost", **event, "received_at": clock.now()}])
     clock.advance(timedelta(minutes=11))  # past the stale delay and the status-poll delay
     ids["due"] = f"c-good:{_contact(store, clock, 'due')}"
-    store.enrol(contact_id="ct_due", campaign_id="c-good", next_run_at=clock.now(), now=clock.now())
+    store.followups.enrol(contact_id="ct_due", campaign_id="c-good", next_run_at=clock.now(), now=clock.now())
     return ids
 
 
 def test_poisoned_followups_are_quarantined_and_every_later_step_still_runs(
-        store: Store, clock: FakeClock, poisoned: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+        store: MongoRepositories, clock: FakeClock, poisoned: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
     queue = RecordingQueue()
     with caplog.at_level(logging.DEBUG, logger="services.scheduler"):
         report = tick(store, queue, clock, stale_after=STALE)
@@ -126,7 +120,7 @@ def test_poisoned_followups_are_quarantined_and_every_later_step_still_runs(
     # The good ones were claimed, advanced and enqueued…
     assert report.claimed == [poisoned["due"]] and queue.drafts == [(poisoned["due"], 0)]
     assert report.advanced == [poisoned["good"]]
-    good = store.followups.find_one({"_id": poisoned["good"]})
+    good = store.followups.collection.find_one({"_id": poisoned["good"]})
     assert good is not None and (good["state"], good["step"]) == ("scheduled", 1)
     # …and the later steps ran in the same tick: stale-send marking, the notes sweep, the status polls.
     assert report.uncertain == [poisoned["stuck"]]
@@ -135,7 +129,7 @@ def test_poisoned_followups_are_quarantined_and_every_later_step_still_runs(
 
     reasons = {}
     for followup_id in bad:
-        doc = store.followups.find_one({"_id": followup_id})
+        doc = store.followups.collection.find_one({"_id": followup_id})
         assert doc is not None and doc["state"] == "paused" and doc["needs_human"] is True
         assert doc["pause_reason"] == "needs_human" and doc["paused_until"] is None
         reasons[followup_id] = doc["needs_human_reason"]
@@ -160,19 +154,19 @@ def test_poisoned_followups_are_quarantined_and_every_later_step_still_runs(
     assert again.requeued_inbound == ["inbound:SMlost"]  # still waiting a period later: asked for again
 
 
-def test_an_outage_fails_its_step_only_and_quarantines_nothing(store: Store, clock: FakeClock,
+def test_an_outage_fails_its_step_only_and_quarantines_nothing(store: MongoRepositories, clock: FakeClock,
                                                                poisoned: dict[str, str], redis_url: str) -> None:
     """Redis down: the steps that enqueue fail for this tick; the others run; no follow-up is blamed."""
     down = make_broker(f"redis://127.0.0.1:{_dead_port()}/0")
     for followup_id in (poisoned["bad_contact"], poisoned["bad_date"], poisoned["bad_campaign"]):
-        store.followups.delete_one({"_id": followup_id})  # only the outage, this time
+        store.followups.collection.delete_one({"_id": followup_id})  # only the outage, this time
     report = tick(store, DramatiqQueue(down), clock, stale_after=STALE)
     down.close()
     assert report.quarantined == [] and report.skipped == []
     assert report.failed_steps == ["claim", "uncertain", "notes", "status_polls"]
     # The steps that only write to MongoDB went on: the cadence advanced, the stuck send is uncertain.
     assert report.advanced == [poisoned["good"]] and report.uncertain == [poisoned["stuck"]]
-    claimed = store.followups.find_one({"_id": poisoned["due"]})
+    claimed = store.followups.collection.find_one({"_id": poisoned["due"]})
     assert claimed is not None and claimed["state"] == "queued" and not claimed.get("needs_human")
 
     # Redis is back: what the outage left claimed is enqueued again once stale, nothing twice.
@@ -186,7 +180,8 @@ def test_an_outage_fails_its_step_only_and_quarantines_nothing(store: Store, clo
     assert later.reconciling == [poisoned["stuck"]]
 
 
-def test_a_failing_step_does_not_skip_the_next_ones(store: Store, clock: FakeClock, poisoned: dict[str, str],
+def test_a_failing_step_does_not_skip_the_next_ones(store: MongoRepositories, clock: FakeClock, poisoned: dict[str,
+                                                    str],
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """A bug in one step (here: a step that raises) is logged by name; the steps after it run."""
     def broken(ctx: TickContext) -> None:
@@ -202,7 +197,7 @@ def test_a_failing_step_does_not_skip_the_next_ones(store: Store, clock: FakeClo
 
 
 def test_the_running_scheduler_logs_the_quarantine_in_its_tick_line(
-        store: Store, clock: FakeClock, poisoned: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+        store: MongoRepositories, clock: FakeClock, poisoned: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
     stop = threading.Event()
     with caplog.at_level(logging.INFO, logger="services.scheduler"):
         runner = threading.Thread(target=run_forever, args=(store, RecordingQueue(), clock),
@@ -219,7 +214,7 @@ def test_the_running_scheduler_logs_the_quarantine_in_its_tick_line(
     assert "claimed=1 " in line.getMessage() and "quarantined=3 " in line.getMessage()
 
 
-def test_the_tick_line_counts_everything(store: Store, clock: FakeClock) -> None:
+def test_the_tick_line_counts_everything(store: MongoRepositories, clock: FakeClock) -> None:
     report = TickReport(claimed=["a", "b"], quarantined=["c"], failed_steps=["notes"])
     assert report.line() == ("tick claimed=2 resumed=0 requeued_drafts=0 requeued_sends=0 advanced=0 uncertain=0 "
                              "requeued_inbound=0 reconciling=0 cancelled_drafts=0 status_polls=0 backfilled=0 "

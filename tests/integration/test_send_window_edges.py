@@ -14,11 +14,11 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from services.scheduler import tick
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock, utc
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step
 from shared.settings import load_settings
-from shared.store import Store
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
 from workers.drafting import draft_followup
@@ -37,19 +37,19 @@ def _utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
 
 
-def _deps(store: Store, moment: datetime, window: SendWindow) -> Deps:
+def _deps(store: MongoRepositories, moment: datetime, window: SendWindow) -> Deps:
     """A contact in Paris enrolled in a two-step campaign whose first step is due at ``moment``."""
     clock = FakeClock(moment)
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "MIN_GAP_BETWEEN_MESSAGES": "0s",
                               "HOLIDAYS_COUNTRY": "FR"})
     deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender())
-    store.upsert_contact(Contact(id="ct1", phone="+33612345678", name="Marie", language=Language.FR,
+    store.contacts.upsert(Contact(id="ct1", phone="+33612345678", name="Marie", language=Language.FR,
                                  timezone="Europe/Paris", fields={"invoice_number": "FA-1"}), moment)
-    store.touch_inbound("ct1", moment - timedelta(hours=1))
-    store.create_campaign(Campaign(id="c1", name="Relance", send_window=window,
+    store.contacts.touch_inbound("ct1", moment - timedelta(hours=1))
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=window,
                                    steps=[Step(), Step(delay="1d", anchor="previous")]), moment)
-    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=moment, now=moment)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=moment, now=moment)
     return deps
 
 
@@ -76,15 +76,15 @@ def _sent(deps: Deps) -> list[str]:
     return [request.to for request in sender.sent]
 
 
-def test_one_second_before_the_end_goes_out(store: Store) -> None:
+def test_one_second_before_the_end_goes_out(store: MongoRepositories) -> None:
     moment = _utc(2026, 3, 2, 16, 59, 59)  # Monday 17:59:59 in Paris (CET, UTC+1)
     deps = _deps(store, moment, OFFICE)
     assert _claim_draft_send(deps)
     assert _sent(deps) == ["+33612345678"]
-    doc = store.message_doc(MESSAGE)
+    doc = store.messages.collection.find_one({"_id": MESSAGE})
     assert doc is not None and doc["state"] == "sent" and utc(doc["sent_at"]) == moment
     assert doc.get("not_before") is None
-    followup = store.followups.find_one({"_id": FOLLOWUP})  # the next step: a day later, still in the window
+    followup = store.followups.collection.find_one({"_id": FOLLOWUP})  # the next step: a day later, still in the window
     assert followup is not None and utc(followup["next_run_at"]) == moment + timedelta(days=1)
 
 
@@ -102,12 +102,12 @@ def test_one_second_before_the_end_goes_out(store: Store) -> None:
     # The night 03:00 CEST goes back to 02:00 CET: at 02:10 CET (the second 02:10), 02:30 CET is next.
     (_utc(2026, 10, 25, 1, 10), NIGHT, _utc(2026, 10, 25, 1, 30)),
 ])
-def test_outside_the_window_the_step_is_held_to_the_exact_next_opening(store: Store, moment: datetime,
+def test_outside_the_window_the_step_is_held_to_the_exact_next_opening(store: MongoRepositories, moment: datetime,
                                                                        window: SendWindow, opening: datetime) -> None:
     deps = _deps(store, moment, window)
     assert _claim_draft_send(deps) is None
     assert _sent(deps) == []
-    doc = store.message_doc(MESSAGE)
+    doc = store.messages.collection.find_one({"_id": MESSAGE})
     assert doc is not None and doc["state"] == "ready" and utc(doc["not_before"]) == opening
     assert _queue(deps).sends == [(MESSAGE, (opening - moment).total_seconds())]
 
@@ -123,12 +123,12 @@ def test_outside_the_window_the_step_is_held_to_the_exact_next_opening(store: St
     assert send_message(deps, MESSAGE)
     assert send_message(deps, MESSAGE) is None
     assert _sent(deps) == ["+33612345678"]
-    followup = store.followups.find_one({"_id": FOLLOWUP})
+    followup = store.followups.collection.find_one({"_id": FOLLOWUP})
     assert followup is not None and (followup["state"], followup["step"]) == ("scheduled", 1)
     assert utc(followup["next_run_at"]) == opening + timedelta(days=1)  # each case: still inside the window
 
 
-def test_a_held_step_whose_delayed_send_redis_lost_is_enqueued_once_the_hold_is_over(store: Store) -> None:
+def test_a_held_step_whose_delayed_send_redis_lost_is_enqueued_once_the_hold_is_over(store: MongoRepositories) -> None:
     moment = _utc(2026, 3, 27, 17, 0)  # Friday 18:00 in Paris
     opening = _utc(2026, 3, 30, 7, 0)
     deps = _deps(store, moment, OFFICE)

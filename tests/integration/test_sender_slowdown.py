@@ -26,14 +26,14 @@ from services.bootstrap import register_actors
 from services.scheduler import tick
 from services.simulator import create_app
 from services.webhook import status_event
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.errors import TransientError
 from shared.fakes import RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step
 from shared.queue import DramatiqQueue, make_broker
 from shared.ratelimit import SLOWDOWN_FACTOR, SLOWDOWN_SECONDS, SendRateLimiter
 from shared.settings import load_settings
-from shared.store import Store
 from shared.twilio_sender import TwilioSender
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
@@ -180,7 +180,7 @@ def control(sim_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def _deps(store: Store, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
+def _deps(store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
           queue: object | None = None) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": recorder.base_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_API_BASE_URL": sim_url,
@@ -195,13 +195,13 @@ def _deps(store: Store, clock: FakeClock, redis_url: str, sim_url: str, recorder
 
 def _enrol(deps: Deps, n: int) -> None:
     now = deps.clock.now()
-    deps.store.create_campaign(Campaign(id="c1", name="c1", send_window=ALWAYS, steps=[Step()]), now)
+    deps.store.campaigns.create(Campaign(id="c1", name="c1", send_window=ALWAYS, steps=[Step()]), now)
     for i in range(n):
         contact = Contact(id=f"ct{i}", phone=f"+336123457{i:02d}", name="Marie", language=Language.FR,
                           fields={"invoice_number": f"FA-{i}"})
-        deps.store.upsert_contact(contact, now)
-        deps.store.touch_inbound(contact.id, now - timedelta(hours=1))
-        deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+        deps.store.contacts.upsert(contact, now)
+        deps.store.contacts.touch_inbound(contact.id, now - timedelta(hours=1))
+        deps.store.followups.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
 
 
 def _drafted(deps: Deps) -> list[str]:
@@ -220,7 +220,7 @@ def _fail_next(control: httpx.Client, code: int, status: int) -> None:
 
 @pytest.mark.parametrize("status", [429, 400])
 def test_63018_from_twilio_slows_every_worker_and_the_message_retries(
-        store: Store, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
+        store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
         control: httpx.Client, status: int) -> None:
     deps = _deps(store, clock, redis_url, sim_url, recorder)
     _enrol(deps, 2)
@@ -228,7 +228,7 @@ def test_63018_from_twilio_slows_every_worker_and_the_message_retries(
     _fail_next(control, 63018, status)
     with pytest.raises(TransientError, match="63018"):
         send_message(deps, first)
-    doc = store.message_doc(first)
+    doc = store.messages.collection.find_one({"_id": first})
     assert doc is not None and doc["state"] == "ready" and doc["last_error_code"] == 63018
     ttl = deps.redis.pttl(SLOW_KEY)  # type: ignore[union-attr]
     assert isinstance(ttl, int) and 0 < ttl <= SLOWDOWN_SECONDS * 1000
@@ -244,7 +244,7 @@ def test_63018_from_twilio_slows_every_worker_and_the_message_retries(
     deps.redis.close()  # type: ignore[union-attr]
 
 
-def test_20429_only_retries_the_message(store: Store, clock: FakeClock, redis_url: str, sim_url: str,
+def test_20429_only_retries_the_message(store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str,
                                        recorder: WebhookRecorder, control: httpx.Client) -> None:
     deps = _deps(store, clock, redis_url, sim_url, recorder)
     _enrol(deps, 1)
@@ -252,7 +252,7 @@ def test_20429_only_retries_the_message(store: Store, clock: FakeClock, redis_ur
     _fail_next(control, 20429, 429)
     with pytest.raises(TransientError, match="20429"):
         send_message(deps, mid)
-    assert store.message_doc(mid)["state"] == "ready"  # type: ignore[index]
+    assert store.messages.collection.find_one({"_id": mid})["state"] == "ready"  # type: ignore[index]
     assert not deps.redis.exists(SLOW_KEY)  # type: ignore[union-attr]
     assert deps.rate_limiter.attempt().factor == 1  # type: ignore[union-attr]
     assert send_message(deps, mid)
@@ -260,7 +260,7 @@ def test_20429_only_retries_the_message(store: Store, clock: FakeClock, redis_ur
 
 
 def test_a_5xx_neither_slows_the_sender_nor_sends_again_blindly(
-        store: Store, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
+        store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
         control: httpx.Client) -> None:
     """Twilio may have created the message before the 503: it is reconciled, not retried (docs/twilio.md)."""
     deps = _deps(store, clock, redis_url, sim_url, recorder)
@@ -268,7 +268,7 @@ def test_a_5xx_neither_slows_the_sender_nor_sends_again_blindly(
     (mid,) = _drafted(deps)
     _fail_next(control, 20503, 503)
     assert send_message(deps, mid) is None
-    assert store.message_doc(mid)["state"] == "uncertain"  # type: ignore[index]
+    assert store.messages.collection.find_one({"_id": mid})["state"] == "uncertain"  # type: ignore[index]
     assert not deps.redis.exists(SLOW_KEY)  # type: ignore[union-attr]
     assert deps.rate_limiter.attempt().factor == 1  # type: ignore[union-attr]
     assert send_message(deps, mid) is None  # a redelivery sends nothing
@@ -277,7 +277,7 @@ def test_a_5xx_neither_slows_the_sender_nor_sends_again_blindly(
 
 
 def test_63018_in_a_failed_status_callback_slows_the_sender_too(
-        store: Store, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
+        store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
         control: httpx.Client) -> None:
     deps = _deps(store, clock, redis_url, sim_url, recorder)
     _enrol(deps, 1)
@@ -285,15 +285,15 @@ def test_63018_in_a_failed_status_callback_slows_the_sender_too(
     sid = send_message(deps, mid)
     assert sid and not deps.redis.exists(SLOW_KEY)  # type: ignore[union-attr]
     event_id, event = status_event({"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "63018"})
-    store.record_event(event_id, event, clock.now())
-    store.apply_status(sid, "failed", 63018, clock.now())
+    store.events.record(event_id, event, clock.now())
+    store.messages.apply_status(sid, "failed", 63018, clock.now())
     process_status(deps, event_id)
     assert deps.rate_limiter.attempt().factor == SLOWDOWN_FACTOR  # type: ignore[union-attr]
     deps.redis.close()  # type: ignore[union-attr]
 
 
 def test_real_workers_slow_down_on_63018_and_send_everything_once(
-        store: Store, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
+        store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
         control: httpx.Client) -> None:
     broker = make_broker(redis_url)
     queue = DramatiqQueue(broker)
@@ -309,7 +309,7 @@ def test_real_workers_slow_down_on_63018_and_send_everything_once(
         while time.monotonic() < deadline:
             tick(store, queue, clock)
             slowed = slowed or bool(deps.redis.exists(SLOW_KEY))  # type: ignore[union-attr]
-            if store.messages.count_documents({"state": "sent"}) == 6:
+            if store.messages.collection.count_documents({"state": "sent"}) == 6:
                 break
             time.sleep(0.1)
     finally:
@@ -318,5 +318,5 @@ def test_real_workers_slow_down_on_63018_and_send_everything_once(
     assert slowed
     sent = control.get("/_sim/messages").json()
     assert len(sent) == 6 and len({m["to"] for m in sent}) == 6  # the two refused ones retried, once each
-    assert store.messages.count_documents({"last_error_code": 63018}) in (1, 2)  # one message may fail twice
+    assert store.messages.collection.count_documents({"last_error_code": 63018}) in (1, 2)  # one message may fail twice
     deps.redis.close()  # type: ignore[union-attr]

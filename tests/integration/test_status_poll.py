@@ -29,14 +29,17 @@ from services.scheduler import STATUS_POLL_EVERY, TickReport, poll_statuses, tic
 from services.simulator import create_app, twilio_error
 from services.webhook import WebhookDeps, status_event
 from services.webhook import create_app as create_webhook
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.events import status_event_doc
+from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step
+from shared.domain.states import MessageState
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, MessageState, OutboundMessage, SendWindow, Step
 from shared.ports import DeliveryStatus
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import Settings, load_settings
-from shared.store import Store, status_event_doc
 from shared.twilio_sender import TwilioSender
+from shared.usecases.delivery import record_sid
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
@@ -90,7 +93,7 @@ def _sender(base_url: str) -> TwilioSender:
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> Deps:
     """Actor dependencies: real store, the real SDK against the simulator, a recording queue."""
     return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=_sender(sim_url))
@@ -101,11 +104,11 @@ def _setup(deps: Deps, steps: int = 1) -> str:
     now = deps.clock.now()
     contact = Contact(id="ct1", phone=CLIENT, name="Marie", language=Language.FR,
                       fields={"invoice_number": "FA-2026-001"}, tags=["t"])
-    deps.store.upsert_contact(contact, now)
-    deps.store.touch_inbound(contact.id, now - timedelta(hours=1))
+    deps.store.contacts.upsert(contact, now)
+    deps.store.contacts.touch_inbound(contact.id, now - timedelta(hours=1))
     plan = [Step(), Step(delay="1h", anchor="previous")][:steps]
-    deps.store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=plan), now)
-    deps.store.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
+    deps.store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=plan), now)
+    deps.store.followups.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
     return "c1:ct1:0"
 
 
@@ -133,22 +136,22 @@ def _wait_sim_status(control: httpx.Client, status: str) -> dict[str, object]:
     return view
 
 
-def _doc(store: Store, message_id: str) -> dict[str, object]:
-    doc = store.message_doc(message_id)
+def _doc(store: MongoRepositories, message_id: str) -> dict[str, object]:
+    doc = store.messages.collection.find_one({"_id": message_id})
     assert doc is not None
     return doc
 
 
-def _stored_sent(store: Store, clock: FakeClock, n: int, sid_prefix: str = "SM") -> list[str]:
+def _stored_sent(store: MongoRepositories, clock: FakeClock, n: int, sid_prefix: str = "SM") -> list[str]:
     """``n`` outbound messages stored as sent now, with made-up SIDs; returns their ids."""
     ids = []
     for i in range(n):
         message = OutboundMessage(id=f"c1:ct{i}:0", followup_id=f"c1:ct{i}", contact_id=f"ct{i}", campaign_id="c1",
                                   step=0, state=MessageState.READY, kind="freeform", body="Bonjour",
                                   language=Language.FR)
-        store.insert_message(message, clock.now())
-        store.move_message(message.id, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now())
-        store.record_sid(message.id, f"{sid_prefix}{i:032x}", clock.now())
+        store.messages.insert(message, clock.now())
+        store.messages.start_sending(message.id, now=clock.now())
+        record_sid(store, message.id, f"{sid_prefix}{i:032x}", clock.now())
         ids.append(message.id)
     return ids
 
@@ -157,7 +160,7 @@ def _stored_sent(store: Store, clock: FakeClock, n: int, sid_prefix: str = "SM")
 
 
 @pytest.fixture
-def running(store: Store, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client,
+def running(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client,
             redis_url: str) -> Iterator[tuple[Deps, DramatiqQueue]]:
     """Real dramatiq workers on the real Redis, sending to the simulator."""
     broker = make_broker(redis_url)
@@ -178,7 +181,7 @@ def test_lost_delivered_callback_is_found_by_a_poll_through_real_workers(
     deps, queue = running
     message_id = _setup(deps)
     tick(deps.store, queue, clock)
-    _wait(lambda: (deps.store.message_doc(message_id) or {}).get("state") == "sent")
+    _wait(lambda: (deps.store.messages.collection.find_one({"_id": message_id}) or {}).get("state") == "sent")
     _wait_sim_status(control, "delivered")
     assert _doc(deps.store, message_id)["state"] == "sent"  # the callbacks never came
 
@@ -190,7 +193,8 @@ def test_lost_delivered_callback_is_found_by_a_poll_through_real_workers(
     doc = _doc(deps.store, message_id)
     assert doc["delivered_at"] == clock.now() and doc["status_polls"] == 1
     assert doc["history"][-1]["source"] == "poll"  # type: ignore[index]
-    assert deps.store.events.count_documents({"kind": {"$ne": "pending"}}) == 0  # a delivery needs no action: no event
+    # A delivery needs no action: no event.
+    assert deps.store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0
     assert tick(deps.store, queue, clock).status_polls == []  # delivered: never asked again
 
 
@@ -217,12 +221,12 @@ def test_failed_63024_found_by_polling_stops_and_flags_once_even_when_the_callba
     assert queue.statuses == [event_id]
     doc = _doc(deps.store, message_id)
     assert doc["state"] == "failed" and doc["error_code"] == 63024
-    event = deps.store.get_event(event_id)
+    event = deps.store.events.collection.find_one({"_id": event_id})
     assert event is not None and event["state"] == "received" and event["action_state"] == "pending"
     assert event["error_code"] == 63024 and event["source"] == "poll"
 
     assert process_status(deps, queue.statuses.pop()) == "invalid_number"
-    followup = deps.store.followups.find_one({"_id": "c1:ct1"})
+    followup = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert followup is not None and followup["state"] == "stopped" and followup["stop_reason"] == "invalid_number"
     assert followup["needs_human"] is True
 
@@ -241,7 +245,7 @@ def test_failed_63024_found_by_polling_stops_and_flags_once_even_when_the_callba
             assert answer.status_code == 200
     assert queue.statuses == []
     assert process_status(deps, event_id) is None
-    assert deps.store.get_event(event_id)["action"] == "invalid_number"  # type: ignore[index]
+    assert deps.store.events.collection.find_one({"_id": event_id})["action"] == "invalid_number"  # type: ignore[index]
     assert _doc(deps.store, message_id)["state"] == "failed"
     clock.advance(timedelta(minutes=20))
     report = tick(deps.store, queue, clock)
@@ -257,9 +261,9 @@ def test_the_poll_stores_the_event_the_webhook_would_store() -> None:
 
 
 def test_undelivered_63016_found_by_polling_resends_with_the_template(
-    deps: Deps, store: Store, clock: FakeClock
+    deps: Deps, store: MongoRepositories, clock: FakeClock
 ) -> None:
-    from shared.models import TemplateRef
+    from shared.domain.models import TemplateRef
 
     fake = FakeSender()
     deps.sender = fake
@@ -269,10 +273,10 @@ def test_undelivered_63016_found_by_polling_resends_with_the_template(
     template = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name"},
                            preview={Language.FR: "Bonjour {{1}}.", Language.EN: "Hello {{1}}."})
     contact = Contact(id="ct1", phone=CLIENT, name="Marie", language=Language.FR, tags=["t"])
-    store.upsert_contact(contact, now)
-    store.touch_inbound(contact.id, now - timedelta(hours=1))
-    store.create_campaign(Campaign(id="c1", name="R", send_window=ALWAYS, steps=[Step(template=template)]), now)
-    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
+    store.contacts.upsert(contact, now)
+    store.contacts.touch_inbound(contact.id, now - timedelta(hours=1))
+    store.campaigns.create(Campaign(id="c1", name="R", send_window=ALWAYS, steps=[Step(template=template)]), now)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
     tick(store, queue, clock)
     drain(deps)
     fake.statuses[fake.sids[0]] = DeliveryStatus("undelivered", 63016)
@@ -287,11 +291,11 @@ def test_undelivered_63016_found_by_polling_resends_with_the_template(
 
 
 def test_polled_only_after_the_threshold_not_again_within_the_interval_in_bounded_batches(
-    store: Store, clock: FakeClock
+    store: MongoRepositories, clock: FakeClock
 ) -> None:
     queue = RecordingQueue()
     ids = _stored_sent(store, clock, 5)
-    store.apply_status("SM" + f"{4:032x}", "delivered", None, clock.now())  # its callback came: not polled
+    store.messages.apply_status("SM" + f"{4:032x}", "delivered", None, clock.now())  # its callback came: not polled
 
     def run(batch: int = 2) -> list[str]:
         report = TickReport()
@@ -313,7 +317,7 @@ def test_polled_only_after_the_threshold_not_again_within_the_interval_in_bounde
     assert run(batch=10) == []  # given up: Twilio's status is final by now
 
 
-def test_two_schedulers_enqueue_each_poll_once(store: Store, clock: FakeClock) -> None:
+def test_two_schedulers_enqueue_each_poll_once(store: MongoRepositories, clock: FakeClock) -> None:
     queue = RecordingQueue()
     ids = _stored_sent(store, clock, 20)
     clock.advance(timedelta(minutes=11))
@@ -330,14 +334,14 @@ def test_two_schedulers_enqueue_each_poll_once(store: Store, clock: FakeClock) -
 # ------------------------------------------------------------------ (d) Twilio cannot say
 
 
-def test_unknown_sid_at_twilio_changes_nothing(deps: Deps, store: Store, clock: FakeClock) -> None:
+def test_unknown_sid_at_twilio_changes_nothing(deps: Deps, store: MongoRepositories, clock: FakeClock) -> None:
     (message_id,) = _stored_sent(store, clock, 1)  # a SID the simulator never issued: 404
     assert poll_status(deps, message_id) == "unknown"
     assert _doc(store, message_id)["state"] == "sent"
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0 and deps.queue.statuses == []  # type: ignore[attr-defined]
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0 and deps.queue.statuses == []  # type: ignore[attr-defined]
 
 
-def test_twilio_unreachable_or_failing_changes_nothing(deps: Deps, store: Store, clock: FakeClock) -> None:
+def test_twilio_unreachable_or_failing_changes_nothing(deps: Deps, store: MongoRepositories, clock: FakeClock) -> None:
     async def unavailable(request: Request) -> Response:
         return twilio_error(20503, 503)
 
@@ -348,7 +352,7 @@ def test_twilio_unreachable_or_failing_changes_nothing(deps: Deps, store: Store,
             deps.sender = _sender(base)
             assert poll_status(deps, message_id) == "error"
     assert _doc(store, message_id)["state"] == "sent"
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0 and deps.queue.statuses == []  # type: ignore[attr-defined]
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0 and deps.queue.statuses == []  # type: ignore[attr-defined]
 
 
 def test_still_queued_at_twilio_is_left_for_a_later_poll(

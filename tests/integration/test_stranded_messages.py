@@ -18,13 +18,14 @@ import pytest
 import redis
 
 from services.scheduler import tick
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step, TemplateRef
+from shared.domain.states import MessageState
 from shared.errors import SendRejected
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, MessageState, OutboundMessage, SendWindow, Step, TemplateRef
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
-from shared.store import Store
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
 from workers.drafting import draft_followup
@@ -57,18 +58,18 @@ def _sends_in_redis(redis_url: str) -> Counter[str]:
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "OWNER_WHATSAPP_NUMBER": OWNER,
                               "MIN_GAP_BETWEEN_MESSAGES": "0s"})
     deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender())
     now = clock.now()
-    store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
         Step(delay="0s", template=TEMPLATE), Step(delay="1d", anchor="previous", template=TEMPLATE)]), now)
     for n, phone in ((1, "+33612345678"), (2, "+33698765432")):
-        store.upsert_contact(Contact(id=f"ct{n}", phone=phone, name=f"Client {n}", language=Language.FR), now)
-        store.touch_inbound(f"ct{n}", now - timedelta(hours=1))  # inside the 24 h window: freeform drafts
-        store.enrol(contact_id=f"ct{n}", campaign_id="c1", next_run_at=now, now=now)
+        store.contacts.upsert(Contact(id=f"ct{n}", phone=phone, name=f"Client {n}", language=Language.FR), now)
+        store.contacts.touch_inbound(f"ct{n}", now - timedelta(hours=1))  # inside the 24 h window: freeform drafts
+        store.followups.enrol(contact_id=f"ct{n}", campaign_id="c1", next_run_at=now, now=now)
     tick(store, deps.queue, clock)  # both follow-ups claimed
     return deps
 
@@ -76,7 +77,7 @@ def deps(store: Store, clock: FakeClock) -> Deps:
 def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps: Deps, clock: FakeClock,
                                                                            redis_url: str) -> None:
     store = deps.store
-    contact = store.get_contact("ct1")
+    contact = store.contacts.get("ct1")
     assert contact is not None
     # The first follow-up's step is drafted while Redis works; Twilio refuses it as freeform (63016).
     first = draft_followup(deps, "c1:ct1", 0)
@@ -96,7 +97,7 @@ def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps:
         queue_reply(deps, contact, "SM" + "b" * 32, "Merci, bien reçu.", source="test")
     down.close()
     stranded = sorted(["c1:ct1:0:t", "c1:ct2:0", "alert:SM" + "a" * 32, "reply:SM" + "b" * 32])
-    assert sorted(d["_id"] for d in store.messages.find({"state": MessageState.READY.value})) == stranded
+    assert sorted(d["_id"] for d in store.messages.collection.find({"state": MessageState.READY.value})) == stranded
     # The replies actor's retry, Redis back, finds the alert stored and enqueues nothing.
     up = make_broker(redis_url)
     deps.queue = DramatiqQueue(up)
@@ -111,7 +112,7 @@ def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps:
     assert _sends_in_redis(redis_url) == Counter(dict.fromkeys(stranded, 1))  # each exactly once
     # The refused step is handled by its re-send: the cadence moved on although the worker failed.
     assert report.advanced == ["c1:ct1"]
-    followup = store.followups.find_one({"_id": "c1:ct1"})
+    followup = store.followups.collection.find_one({"_id": "c1:ct1"})
     assert followup is not None and (followup["state"], followup["step"]) == ("scheduled", 1)
 
     clock.advance(timedelta(seconds=10))
@@ -130,12 +131,13 @@ def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps:
         send_message(deps, message_id)
     sent = deps.sender.sent
     assert sorted(request.to for request in sent) == sorted([OWNER, "+33612345678", "+33612345678", "+33698765432"])
-    assert {d["state"] for d in store.messages.find({"_id": {"$in": stranded}})} == {"sent"}
+    assert {d["state"] for d in store.messages.collection.find({"_id": {"$in": stranded}})} == {"sent"}
 
 
-def test_two_schedulers_enqueue_each_stranded_message_once(store: Store, clock: FakeClock, redis_url: str) -> None:
+def test_two_schedulers_enqueue_each_stranded_message_once(store: MongoRepositories, clock: FakeClock,
+                                                           redis_url: str) -> None:
     now = clock.now()
-    store.upsert_contact(Contact(id="ct1", phone="+33612345678", name="Marie"), now)
+    store.contacts.upsert(Contact(id="ct1", phone="+33612345678", name="Marie"), now)
     ids = []
     for n in range(30):
         purpose = "alert" if n % 2 else "reply"
@@ -143,7 +145,7 @@ def test_two_schedulers_enqueue_each_stranded_message_once(store: Store, clock: 
                                   contact_id=None if purpose == "alert" else "ct1", campaign_id=None, step=-1,
                                   purpose=purpose, to=OWNER if purpose == "alert" else None,
                                   state=MessageState.READY, kind="freeform", body="...", language=Language.FR)
-        assert store.insert_message(message, now)
+        assert store.messages.insert(message, now)
         ids.append(message.id)
     clock.advance(STALE + timedelta(seconds=1))
     brokers = [make_broker(redis_url), make_broker(redis_url)]

@@ -15,11 +15,11 @@ import pytest
 
 from services.cli import main
 from services.terminal import printable
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.fakes import FakeSender, RecordingQueue
-from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.settings import Settings, load_settings
-from shared.store import Store
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps
 from workers.replies import process_inbound
@@ -49,16 +49,16 @@ def test_printable(text: str, shown: str) -> None:
 
 
 @pytest.fixture
-def deps(store: Store, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont"})
     deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=None)
     now = clock.now()
-    store.upsert_contact(Contact(id="ct1", phone=PHONE, name=NAME, language=Language.FR,
+    store.contacts.upsert(Contact(id="ct1", phone=PHONE, name=NAME, language=Language.FR,
                                  fields={"invoice_number": "FA-1\x1b[8m"}), now)
-    store.create_campaign(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
         Step(delay="0s", template=TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name"}))]), now)
-    store.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now + timedelta(days=1), now=now)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now + timedelta(days=1), now=now)
     return deps
 
 
@@ -79,7 +79,7 @@ def _inbound(deps: Deps, phone: str, body: str, n: int) -> None:
     sid = "SM" + f"{n:032d}"
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{phone}", "body": body,
              "num_media": 0}
-    deps.store.record_event(f"inbound:{sid}", event, deps.clock.now())
+    deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
     process_inbound(deps, f"inbound:{sid}")
 
 
@@ -115,7 +115,7 @@ def test_names_and_messages_are_shown_escaped(deps: Deps, clock: FakeClock,
 
 
 def test_a_refusal_quoting_a_name_is_escaped_too(deps: Deps, relance: Callable[..., tuple[int, str, str]]) -> None:
-    deps.store.set_opt_out("ct1", True, deps.clock.now())
+    deps.store.contacts.set_opt_out("ct1", True, deps.clock.now())
     code, out, err = relance("handled", PHONE, "--resume")
     assert (code, out) == (1, "")
     assert err.startswith(f"error: \\x1b[2J\\x1b[31mMarie\\x1b[0m {PHONE} opted out") and UNSAFE.findall(err) == []

@@ -14,10 +14,12 @@ from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from services.webhook import EMPTY_TWIML, MAX_BODY_BYTES, BadRequest, WebhookDeps, _read_body, create_app
+from shared.adapters.mongo import MongoRepositories, connect, open_repositories
 from shared.clock import FakeClock
+from shared.domain.models import Language, OutboundMessage
+from shared.domain.states import MessageState
 from shared.fakes import RecordingQueue
-from shared.models import Language, MessageState, OutboundMessage
-from shared.store import Store, connect, open_store
+from shared.usecases.delivery import record_sid
 from tests.support.webhook_forms import inbound_form, sid
 
 pytestmark = pytest.mark.integration
@@ -33,7 +35,7 @@ def queue() -> RecordingQueue:
 
 
 @pytest.fixture
-def client(store: Store, queue: RecordingQueue, clock: FakeClock) -> Iterator[TestClient]:
+def client(store: MongoRepositories, queue: RecordingQueue, clock: FakeClock) -> Iterator[TestClient]:
     deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: True)
     with TestClient(create_app(deps), base_url="http://testserver") as test_client:
@@ -51,12 +53,12 @@ def post(client: TestClient, path: str, form: dict[str, str], *, token: str = TO
     return response.status_code, response.text
 
 
-def _sent_message(store: Store, clock: FakeClock, sid: str = "SM" + "1" * 32) -> str:
+def _sent_message(store: MongoRepositories, clock: FakeClock, sid: str = "SM" + "1" * 32) -> str:
     message = OutboundMessage(id="c1:ct:0", followup_id="c1:ct", contact_id="ct", campaign_id="c1", step=0,
                               state=MessageState.READY, kind="freeform", body="Bonjour", language=Language.FR)
-    store.insert_message(message, clock.now())
-    store.move_message(message.id, expected=MessageState.READY, new=MessageState.SENDING, now=clock.now())
-    store.record_sid(message.id, sid, clock.now())
+    store.messages.insert(message, clock.now())
+    store.messages.start_sending(message.id, now=clock.now())
+    record_sid(store, message.id, sid, clock.now())
     return sid
 
 
@@ -66,7 +68,7 @@ def status_form(sid: str, status: str, **extra: str) -> dict[str, str]:
             "ApiVersion": "2010-04-01", "ChannelPrefix": "whatsapp", **extra}
 
 
-def test_signed_status_callbacks_move_the_message_forward_once(client: TestClient, store: Store,
+def test_signed_status_callbacks_move_the_message_forward_once(client: TestClient, store: MongoRepositories,
                                                               clock: FakeClock) -> None:
     sid = _sent_message(store, clock)
     first = post(client, "/whatsapp/status", status_form(sid, "delivered"), query="mid=c1%3Act%3A0")
@@ -74,19 +76,19 @@ def test_signed_status_callbacks_move_the_message_forward_once(client: TestClien
     assert post(client, "/whatsapp/status", status_form(sid, "delivered"), query="mid=c1%3Act%3A0")[0] == 200
     assert post(client, "/whatsapp/status", status_form(sid, "read"))[0] == 200
     assert post(client, "/whatsapp/status", status_form(sid, "sent"))[0] == 200  # late, out of order
-    assert store.message_doc("c1:ct:0")["state"] == "read"  # type: ignore[index]
-    assert store.events.count_documents({"kind": "status"}) == 3
+    assert store.messages.collection.find_one({"_id": "c1:ct:0"})["state"] == "read"  # type: ignore[index]
+    assert store.events.collection.count_documents({"kind": "status"}) == 3
 
 
-def test_failed_status_records_the_error_code(client: TestClient, store: Store, clock: FakeClock) -> None:
+def test_failed_status_records_the_error_code(client: TestClient, store: MongoRepositories, clock: FakeClock) -> None:
     sid = _sent_message(store, clock)
     assert post(client, "/whatsapp/status", status_form(sid, "undelivered", ErrorCode="63024"))[0] == 200
-    doc = store.message_doc("c1:ct:0")
+    doc = store.messages.collection.find_one({"_id": "c1:ct:0"})
     assert doc is not None and doc["state"] == "undelivered" and doc["error_code"] == 63024
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong_token", "tampered"])
-def test_bad_signature_is_403_and_stores_nothing(client: TestClient, store: Store, clock: FakeClock,
+def test_bad_signature_is_403_and_stores_nothing(client: TestClient, store: MongoRepositories, clock: FakeClock,
                                                  case: str) -> None:
     sid = _sent_message(store, clock)
     form = status_form(sid, "delivered")
@@ -98,18 +100,18 @@ def test_bad_signature_is_403_and_stores_nothing(client: TestClient, store: Stor
         signature = RequestValidator(TOKEN).compute_signature(BASE + "/whatsapp/status", form)
         result = post(client, "/whatsapp/status", {**form, "MessageStatus": "read"}, signature=signature)
     assert result[0] == 403
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
-    assert store.message_doc("c1:ct:0")["state"] == "sent"  # type: ignore[index]
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0
+    assert store.messages.collection.find_one({"_id": "c1:ct:0"})["state"] == "sent"  # type: ignore[index]
 
 
-def test_signature_covers_the_query_string(client: TestClient, store: Store, clock: FakeClock) -> None:
+def test_signature_covers_the_query_string(client: TestClient, store: MongoRepositories, clock: FakeClock) -> None:
     sid = _sent_message(store, clock)
     form = status_form(sid, "delivered")
     signature = RequestValidator(TOKEN).compute_signature(BASE + "/whatsapp/status?mid=a", form)
     assert post(client, "/whatsapp/status", form, query="mid=b", signature=signature)[0] == 403
 
 
-def test_malformed_bodies_are_400_and_store_nothing(client: TestClient, store: Store) -> None:
+def test_malformed_bodies_are_400_and_store_nothing(client: TestClient, store: MongoRepositories) -> None:
     headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": FORGED}
     assert client.post("/whatsapp/webhook", content=b"\xff\xfe=\x00", headers=headers).status_code == 400
     assert client.post("/whatsapp/webhook", content=b'{"Body": "hi"}',
@@ -118,7 +120,7 @@ def test_malformed_bodies_are_400_and_store_nothing(client: TestClient, store: S
     assert post(client, "/whatsapp/status", {"MessageSid": "SM" + "1" * 32})[0] == 400
     assert post(client, "/whatsapp/status", status_form("SM" + "1" * 32, "failed", ErrorCode="abc")) == \
         (400, "ErrorCode must be a number")
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0
 
 
 def test_health_and_readiness_when_the_stores_answer(client: TestClient) -> None:
@@ -127,13 +129,14 @@ def test_health_and_readiness_when_the_stores_answer(client: TestClient) -> None
     assert (ready.status_code, ready.json()) == (200, {"mongo": True, "redis": True})
 
 
-def test_oversized_body_is_413(client: TestClient, store: Store) -> None:
+def test_oversized_body_is_413(client: TestClient, store: MongoRepositories) -> None:
     big = inbound_form(sid("big"), body="x" * 70_000)
     assert post(client, "/whatsapp/webhook", big)[0] == 413
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0
 
 
-def test_an_oversized_body_without_content_length_is_413_as_it_streams(client: TestClient, store: Store) -> None:
+def test_an_oversized_body_without_content_length_is_413_as_it_streams(client: TestClient,
+                                                                       store: MongoRepositories) -> None:
     """Chunked, no Content-Length: refused once past the limit, without reading the rest."""
     def chunks() -> Iterator[bytes]:
         yield urlencode(inbound_form(sid("chunked"))).encode() + b"&Body="
@@ -143,7 +146,7 @@ def test_an_oversized_body_without_content_length_is_413_as_it_streams(client: T
     response = client.post("/whatsapp/webhook", content=chunks(),
                            headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": FORGED})
     assert (response.status_code, response.text) == (413, "body too large")
-    assert store.events.count_documents({}) == 0
+    assert store.events.collection.count_documents({}) == 0
     # The TestClient reads its whole body up front; the webhook's own reader stops at the limit.
     received: list[int] = []
 
@@ -156,19 +159,20 @@ def test_an_oversized_body_without_content_length_is_413_as_it_streams(client: T
     assert refused.value.status == 413 and len(received) == MAX_BODY_BYTES // 16_384 + 1
 
 
-def test_inbound_is_stored_once_and_enqueued_once(client: TestClient, store: Store, queue: RecordingQueue) -> None:
+def test_inbound_is_stored_once_and_enqueued_once(client: TestClient, store: MongoRepositories,
+                                                  queue: RecordingQueue) -> None:
     form = {"MessageSid": "SM" + "2" * 32, "AccountSid": "AC" + "0" * 32, "From": "whatsapp:+33612345678",
             "To": "whatsapp:+14155238886", "Body": "J'ai payé hier", "NumMedia": "0", "ProfileName": "Marie",
             "WaId": "33612345678", "SomethingNew": "kept"}
     assert post(client, "/whatsapp/webhook", form) == (200, EMPTY_TWIML)
     assert post(client, "/whatsapp/webhook", form) == (200, EMPTY_TWIML)  # Twilio retry
     assert queue.inbound == ["inbound:SM" + "2" * 32]
-    event = store.get_event("inbound:SM" + "2" * 32)
+    event = store.events.collection.find_one({"_id": "inbound:SM" + "2" * 32})
     assert event is not None and event["body"] == "J'ai payé hier" and event["state"] == "received"
 
 
 def test_store_unreachable_answers_503_and_health_endpoints(clock: FakeClock, queue: RecordingQueue) -> None:
-    mongo_client, dead_store = open_store("mongodb://127.0.0.1:1/relance", "relance", timeout_ms=300)
+    mongo_client, dead_store = open_repositories("mongodb://127.0.0.1:1/relance", "relance", timeout_ms=300)
     deps = WebhookDeps(store=dead_store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: False)
     with TestClient(create_app(deps)) as test_client:
@@ -196,7 +200,7 @@ def test_a_hung_mongodb_link_answers_503_in_bounded_time_then_recovers(mongo_uri
     proxied = mongo_uri.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
     # Only through the proxy: a replica-set member would otherwise be reached at its own address.
     proxied += ("&" if "?" in proxied else "?") + "directConnection=true"
-    client, store = open_store(proxied, db_name, timeout_ms=2000, socket_timeout_ms=1000)
+    client, store = open_repositories(proxied, db_name, timeout_ms=2000, socket_timeout_ms=1000)
     queue = RecordingQueue()
     deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: True)
@@ -212,7 +216,7 @@ def test_a_hung_mongodb_link_answers_503_in_bounded_time_then_recovers(mongo_uri
             assert post(test_client, "/whatsapp/webhook", form)[0] == 200  # Twilio's retry
             other = inbound_form("SM" + "7" * 32, body="STOP")
             assert post(test_client, "/whatsapp/webhook", other)[0] == 200  # the writer goes on
-        assert store.events.count_documents({"_id": "inbound:SM" + "6" * 32}) == 1
+        assert store.events.collection.count_documents({"_id": "inbound:SM" + "6" * 32}) == 1
         clock.advance(timedelta(minutes=6))
         reconcile(store, queue, clock, timedelta(minutes=5), 100, TickReport())
         assert "inbound:SM" + "6" * 32 in queue.inbound  # stored once, and processed whichever way
@@ -245,7 +249,8 @@ def test_the_webhook_process_freezes_what_it_built_before_serving(mongo_uri: str
         mongo.close()
 
 
-def test_an_app_built_for_tests_leaves_the_gc_alone(store: Store, queue: RecordingQueue, clock: FakeClock) -> None:
+def test_an_app_built_for_tests_leaves_the_gc_alone(store: MongoRepositories, queue: RecordingQueue,
+                                                    clock: FakeClock) -> None:
     gc.unfreeze()
     deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: True)

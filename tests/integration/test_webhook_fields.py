@@ -22,11 +22,11 @@ from twilio.request_validator import RequestValidator
 
 from services import simulator
 from services.webhook import EMPTY_TWIML, WebhookDeps, create_app
+from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.ports import OutboundRequest
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
-from shared.store import Store
 from shared.twilio_sender import TwilioSender
 from tests.support.servers import serve_asgi, wait_until
 from tests.support.webhook_forms import ACCOUNT_SID, CLIENT, FORM_TYPE, SENDER, inbound_form, sid, sign, status_form
@@ -44,7 +44,7 @@ class Hook:
     """The webhook on the real store and Redis, with TWILIO_ACCOUNT_SID and a sender configured."""
 
     client: TestClient
-    store: Store
+    store: MongoRepositories
     redis: redis.Redis
 
     def post(self, path: str, form: dict[str, str], *, query: str = "",
@@ -56,19 +56,19 @@ class Hook:
                                 headers={"Content-Type": FORM_TYPE, "X-Twilio-Signature": signature})
 
     def assert_untouched(self) -> None:
-        assert self.store.events.count_documents({}) == 0  # no event, no pending note
-        assert self.store.messages.count_documents({}) == 0
+        assert self.store.events.collection.count_documents({}) == 0  # no event, no pending note
+        assert self.store.messages.collection.count_documents({}) == 0
         assert self.redis.dbsize() == 0  # nothing enqueued
 
 
-def make_deps(store: Store, queue: Any, clock: FakeClock, **changes: Any) -> WebhookDeps:
+def make_deps(store: MongoRepositories, queue: Any, clock: FakeClock, **changes: Any) -> WebhookDeps:
     deps = WebhookDeps(store=store, queue=queue, clock=clock, auth_token=TOKEN, public_base_url=BASE,
                        redis_ping=lambda: True, account_sid=ACCOUNT_SID, sender=OUR_SENDER)
     return replace(deps, **changes)
 
 
 @pytest.fixture
-def hook(store: Store, redis_url: str, clock: FakeClock) -> Iterator[Hook]:
+def hook(store: MongoRepositories, redis_url: str, clock: FakeClock) -> Iterator[Hook]:
     broker = make_broker(redis_url)
     client = redis.Redis.from_url(redis_url)
     try:
@@ -135,8 +135,8 @@ def test_a_recut_that_only_moves_text_is_a_duplicate_of_the_message_stored(hook:
     assert hook.post(INBOUND, original).status_code == 200
     messages_enqueued = hook.redis.hlen("relance:replies.msgs")
     assert hook.post(INBOUND, recut, signed_form=original).status_code == 200
-    assert hook.store.events.count_documents({"kind": "inbound"}) == 1
-    assert hook.store.get_event(f"inbound:{original['MessageSid']}")["body"] == "STOPCancel"  # type: ignore[index]
+    assert hook.store.events.collection.count_documents({"kind": "inbound"}) == 1
+    assert hook.store.events.collection.find_one({"_id": f"inbound:{original['MessageSid']}"})["body"] == "STOPCancel"  # type: ignore[index]
     assert hook.redis.hlen("relance:replies.msgs") == messages_enqueued
 
 
@@ -203,10 +203,11 @@ def test_twilio_statuses_and_our_message_ids_are_accepted(hook: Hook, status: st
                              f"alert:{sid(2)}:t"]):
         response = hook.post(STATUS, ours_status(f"{status} {n}", status), query=urlencode({"mid": mid}))
         assert (response.status_code, response.text) == (200, EMPTY_TWIML)
-    assert hook.store.events.count_documents({"kind": "status"}) == 4
+    assert hook.store.events.collection.count_documents({"kind": "status"}) == 4
 
 
-def test_without_a_configured_account_any_well_formed_account_is_accepted(store: Store, clock: FakeClock) -> None:
+def test_without_a_configured_account_any_well_formed_account_is_accepted(store: MongoRepositories,
+                                                                          clock: FakeClock) -> None:
     from shared.fakes import RecordingQueue
 
     deps = make_deps(store, RecordingQueue(), clock, account_sid="")
@@ -216,11 +217,12 @@ def test_without_a_configured_account_any_well_formed_account_is_accepted(store:
         ok = client.post(INBOUND, content=urlencode(form), headers={
             "Content-Type": FORM_TYPE, "X-Twilio-Signature": sign(BASE + INBOUND, form, TOKEN)})
     assert ok.status_code == 200
-    assert store.get_event(f"inbound:{form['MessageSid']}") is not None
+    assert store.events.get(f"inbound:{form['MessageSid']}") is not None
 
 
 # --------------------------------------------------------------------------- the simulator conforms
-def test_the_simulator_sends_what_the_webhook_accepts(store: Store, redis_url: str, clock: FakeClock) -> None:
+def test_the_simulator_sends_what_the_webhook_accepts(store: MongoRepositories, redis_url: str,
+                                                      clock: FakeClock) -> None:
     """Inbound messages and every status callback of a send, signed by the simulator, all stored."""
     broker = make_broker(redis_url)
     deps = make_deps(store, DramatiqQueue(broker), clock)
@@ -238,16 +240,17 @@ def test_the_simulator_sends_what_the_webhook_accepts(store: Store, redis_url: s
                 callback = f"{webhook_url}/whatsapp/status?{urlencode({'mid': 'c1:ct_0123456789abcdef:0'})}"
                 sent = sender.send(OutboundRequest(to=CLIENT.removeprefix("whatsapp:"), status_callback=callback,
                                                    body="Bonjour Marie"))
-                wait_until(lambda: store.events.count_documents({"kind": "status", "sid": sent.sid}) >= 3, 20,
+                wait_until(lambda: store.events.collection.count_documents({"kind": "status", "sid": sent.sid}) >= 3,
+                           20,
                            "the simulator's status callbacks")
                 reply = httpx.post(f"{sim_url}/_sim/inbound", json={"from": CLIENT.removeprefix("whatsapp:"),
                                                                    "body": "Merci"}, timeout=10).json()
                 assert reply["status_code"] == 200, reply  # To: the sender the client last heard from
     finally:
         broker.close()
-    assert store.get_event(f"inbound:{answer['sid']}") is not None
-    assert store.get_event(f"inbound:{reply['sid']}") is not None
-    statuses = {e["status"] for e in store.events.find({"kind": "status", "sid": sent.sid})}
+    assert store.events.get(f"inbound:{answer['sid']}") is not None
+    assert store.events.get(f"inbound:{reply['sid']}") is not None
+    statuses = {e["status"] for e in store.events.collection.find({"kind": "status", "sid": sent.sid})}
     assert {"sent", "delivered", "read"} <= statuses
 
 

@@ -25,11 +25,11 @@ from starlette.testclient import TestClient
 
 from services import webhook
 from services.webhook import BUSY, MAX_BODY_BYTES, MAX_FIELDS, MAX_NAME_CHARS, MAX_VALUE_CHARS, WebhookDeps, create_app
+from shared.adapters.mongo import MongoRepositories, connect
 from shared.clock import FakeClock
 from shared.errors import ConfigError
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
-from shared.store import Store, connect
 from tests.support.servers import serve_asgi, wait_until
 from tests.support.webhook_forms import FORM_TYPE, SENDER, inbound_form, sid, sign
 
@@ -46,20 +46,20 @@ class Front:
     """The webhook's dependencies on the real store and Redis, and what a refusal must leave."""
 
     deps: WebhookDeps
-    store: Store
+    store: MongoRepositories
     redis: redis.Redis
 
     def app(self, **changes: Any) -> Starlette:
         return create_app(replace(self.deps, **changes))
 
     def assert_untouched(self) -> None:
-        assert self.store.events.count_documents({}) == 0  # no event, no pending note
-        assert self.store.messages.count_documents({}) == 0
+        assert self.store.events.collection.count_documents({}) == 0  # no event, no pending note
+        assert self.store.messages.collection.count_documents({}) == 0
         assert self.redis.dbsize() == 0  # nothing enqueued
 
 
 @pytest.fixture
-def front(store: Store, redis_url: str, clock: FakeClock) -> Iterator[Front]:
+def front(store: MongoRepositories, redis_url: str, clock: FakeClock) -> Iterator[Front]:
     broker = make_broker(redis_url)
     client = redis.Redis.from_url(redis_url)
     deps = WebhookDeps(store=store, queue=DramatiqQueue(broker), clock=clock, auth_token=TOKEN,
@@ -220,7 +220,7 @@ def test_the_largest_whatsapp_message_twilio_sends_passes_every_cap(front: Front
         exactly["N" * MAX_NAME_CHARS] = exactly.pop("Extra1")
         assert len(exactly) == MAX_FIELDS
         assert client.post(PATH, content=urlencode(exactly), headers=signed_headers(exactly)).status_code == 200
-    event = front.store.get_event(f"inbound:{form['MessageSid']}")
+    event = front.store.events.collection.find_one({"_id": f"inbound:{form['MessageSid']}"})
     assert event is not None and event["num_media"] == 10 and len(event["media_urls"]) == 10
     assert event["body"] == form["Body"]
 
@@ -280,7 +280,7 @@ def test_past_the_bound_on_requests_in_flight_the_answer_is_503_at_once(front: F
         finally:
             for sock, _ in sockets:
                 sock.close()
-    stored = {e["_id"] for e in front.store.events.find({"kind": "inbound"}, {"_id": 1})}
+    stored = {e["_id"] for e in front.store.events.collection.find({"kind": "inbound"}, {"_id": 1})}
     assert stored == {f"inbound:{f['MessageSid']}" for f in [*held, fourth]}
 
 

@@ -35,11 +35,11 @@ from services.webhook import (
     create_app,
     read_signed_form,
 )
+from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from shared.clock import FakeClock
 from shared.fakes import RecordingQueue
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
-from shared.store import Store, connect
 from tests.support.servers import serve_asgi
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def queue() -> RecordingQueue:
     return RecordingQueue()
 
 
-def make_client(store: Store, queue: RecordingQueue, *, base: str = BASE, token: str = TOKEN,
+def make_client(store: MongoRepositories, queue: RecordingQueue, *, base: str = BASE, token: str = TOKEN,
                 client_base_url: str = "http://testserver") -> TestClient:
     deps = WebhookDeps(store=store, queue=queue, clock=FakeClock(), auth_token=token, public_base_url=base,
                        redis_ping=lambda: True)
@@ -162,7 +162,7 @@ def test_our_signature_check_accepts_the_documented_request_byte_for_byte() -> N
         assert tampered.status_code == 403
 
 
-def test_our_endpoint_accepts_the_documented_token_and_params_signed_for_our_url(store: Store,
+def test_our_endpoint_accepts_the_documented_token_and_params_signed_for_our_url(store: MongoRepositories,
                                                                                  queue: RecordingQueue) -> None:
     # Our path is not /myapp.php: same token, host, query and params, signed for /whatsapp/webhook.
     our_url = "https://mycompany.com/whatsapp/webhook?foo=1&bar=2"
@@ -181,7 +181,7 @@ def test_our_endpoint_accepts_the_documented_token_and_params_signed_for_our_url
         accepted = client.post("/whatsapp/webhook?foo=1&bar=2", content=urlencode(message),
                                headers=form_headers(sign(our_url, message, DOC_TOKEN)))
         assert (accepted.status_code, accepted.text) == (200, EMPTY_TWIML)
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 1
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 1
     assert queue.inbound == ["inbound:SM" + "a" * 32]
 
 
@@ -206,7 +206,8 @@ def _independent_signature(secret: str, url: str, form: dict[str, str], digest: 
     ("key=webhooks_sharedkey_1,algorithm=HMAC_MD5", SHARED_KEY, "md5", True, 403),
 ], ids=["sha256", "sha1-with-key", "no-header", "token-as-key", "token-sha1", "key-not-configured",
         "unsupported-algorithm"])
-def test_webhooks_signed_with_a_shared_key(store: Store, queue: RecordingQueue, header: str | None, secret: str,
+def test_webhooks_signed_with_a_shared_key(store: MongoRepositories, queue: RecordingQueue, header: str | None,
+                                           secret: str,
                                            digest: str, configured: bool, expected: int) -> None:
     form = whatsapp_form("SM" + "5" * 32, Body="Bonjour")
     deps = WebhookDeps(store=store, queue=queue, clock=FakeClock(), auth_token=TOKEN, public_base_url=BASE,
@@ -217,7 +218,7 @@ def test_webhooks_signed_with_a_shared_key(store: Store, queue: RecordingQueue, 
     with TestClient(create_app(deps), raise_server_exceptions=False) as client:
         response = client.post("/whatsapp/webhook", content=urlencode(form), headers=headers)
     assert response.status_code == expected, response.text
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == (1 if expected == 200 else 0)
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == (1 if expected == 200 else 0)
     if not configured:
         assert "TWILIO_WEBHOOK_SHARED_KEY" in response.text
 
@@ -226,7 +227,7 @@ def test_webhooks_signed_with_a_shared_key(store: Store, queue: RecordingQueue, 
 NGROK = "https://abc.ngrok-free.app"
 
 
-def test_behind_ngrok_the_public_url_is_what_counts(store: Store, queue: RecordingQueue) -> None:
+def test_behind_ngrok_the_public_url_is_what_counts(store: MongoRepositories, queue: RecordingQueue) -> None:
     form = whatsapp_form("SM" + "b" * 32, Body="Bonjour")
     with make_client(store, queue, base=NGROK, client_base_url="http://127.0.0.1:3000") as client:
         def post(signed_url: str, **headers: str) -> int:
@@ -237,12 +238,12 @@ def test_behind_ngrok_the_public_url_is_what_counts(store: Store, queue: Recordi
         assert post("https://evil.example/whatsapp/webhook") == 403
         assert post("https://other.ngrok-free.app/whatsapp/webhook",
                     **{"X-Forwarded-Host": "other.ngrok-free.app", "X-Forwarded-Proto": "https"}) == 403
-        assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 0
+        assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0
         assert post(NGROK + "/whatsapp/webhook") == 200
     assert queue.inbound == ["inbound:SM" + "b" * 32]
 
 
-def test_behind_a_proxy_over_real_http_with_real_redis(store: Store, redis_url: str) -> None:
+def test_behind_a_proxy_over_real_http_with_real_redis(store: MongoRepositories, redis_url: str) -> None:
     """PUBLIC_BASE_URL read by Settings (trailing slash), uvicorn on loopback, dramatiq on real Redis."""
     settings_ = load_settings({"TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": NGROK + "/", "REDIS_URL": redis_url},
                               env_file=None)
@@ -260,7 +261,7 @@ def test_behind_a_proxy_over_real_http_with_real_redis(store: Store, redis_url: 
     finally:
         broker.close()
     assert (good.status_code, wrong_host.status_code) == (200, 403)
-    assert store.get_event("inbound:SM" + "c" * 32) is not None
+    assert store.events.get("inbound:SM" + "c" * 32) is not None
     client = redis.Redis.from_url(redis_url)
     try:
         assert client.hlen("relance:replies.msgs") == 1  # one dramatiq message, ids only
@@ -295,13 +296,14 @@ WHATSAPP_CASES = {
 
 
 @pytest.mark.parametrize("case", list(WHATSAPP_CASES))
-def test_whatsapp_fields_twilio_sends_are_accepted_and_kept(store: Store, queue: RecordingQueue, case: str) -> None:
+def test_whatsapp_fields_twilio_sends_are_accepted_and_kept(store: MongoRepositories, queue: RecordingQueue,
+                                                            case: str) -> None:
     form = WHATSAPP_CASES[case]
     with make_client(store, queue) as client:
         response = client.post("/whatsapp/webhook", content=urlencode(form),
                                headers=form_headers(sign(BASE + "/whatsapp/webhook", form)))
     assert (response.status_code, response.text) == (200, EMPTY_TWIML)
-    event = store.get_event(f"inbound:{form['MessageSid']}")
+    event = store.events.collection.find_one({"_id": f"inbound:{form['MessageSid']}"})
     assert event is not None
     assert event["form"] == urlencode(form)  # the whole form as posted, unknown fields included
     assert dict(parse_qsl(event["form"], keep_blank_values=True)) == form
@@ -314,7 +316,7 @@ def test_whatsapp_fields_twilio_sends_are_accepted_and_kept(store: Store, queue:
     assert queue.inbound == [f"inbound:{form['MessageSid']}"]
 
 
-def test_idempotency_token_retry_is_one_event(store: Store, queue: RecordingQueue) -> None:
+def test_idempotency_token_retry_is_one_event(store: MongoRepositories, queue: RecordingQueue) -> None:
     form = whatsapp_form("SM" + "2" * 32, Body="Bien reçu")
     sid = form["MessageSid"]
     token = f"{sid}-{secrets.token_hex(4)}"
@@ -325,8 +327,8 @@ def test_idempotency_token_retry_is_one_event(store: Store, queue: RecordingQueu
             }).status_code
 
         assert [post(token), post(token), post(token + "-later")] == [200, 200, 200]
-    assert store.events.count_documents({"kind": {"$ne": "pending"}}) == 1
-    event = store.get_event(f"inbound:{sid}")
+    assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 1
+    event = store.events.collection.find_one({"_id": f"inbound:{sid}"})
     assert event is not None and event["idempotency_token"] == token
     assert queue.inbound == [f"inbound:{sid}"]
 
@@ -335,14 +337,15 @@ def test_idempotency_token_retry_is_one_event(store: Store, queue: RecordingQueu
 @dataclass
 class Fuzz:
     client: TestClient
-    store: Store
+    store: MongoRepositories
     queue: RecordingQueue
 
     def counts(self) -> tuple[int, int]:
-        return self.store.events.count_documents({"kind": {"$ne": "pending"}}), self.store.messages.count_documents({})
+        events = self.store.events.collection.count_documents({"kind": {"$ne": "pending"}})
+        return events, self.store.messages.collection.count_documents({})
 
     def reset(self) -> None:
-        self.store.events.delete_many({})
+        self.store.events.collection.delete_many({})
         self.queue.inbound.clear()
         self.queue.statuses.clear()
 
@@ -352,7 +355,7 @@ def fuzz(mongo_uri: str) -> Iterator[Fuzz]:
     """One store and client for all examples (hypothesis runs many examples per test function)."""
     name = f"t_fuzz_{secrets.token_hex(4)}"
     mongo = connect(mongo_uri)
-    store = Store(mongo[name])
+    store = mongo_repositories(mongo[name])
     store.ensure_indexes()
     queue = RecordingQueue()
     with make_client(store, queue) as client:
@@ -516,8 +519,8 @@ def test_fuzz_validly_signed_inbound_is_stored_exactly_once(fuzz: Fuzz, form: di
         assert fuzz.counts() == (0, 0) and fuzz.queue.inbound == []
         return
     assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
-    assert fuzz.store.events.count_documents({"kind": {"$ne": "pending"}}) == 1
-    event = fuzz.store.get_event(f"inbound:{form['MessageSid']}")
+    assert fuzz.store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 1
+    event = fuzz.store.events.collection.find_one({"_id": f"inbound:{form['MessageSid']}"})
     assert event is not None and dict(parse_qsl(event["form"], keep_blank_values=True)) == form
     assert fuzz.queue.inbound == [f"inbound:{form['MessageSid']}"]
 
@@ -556,8 +559,8 @@ def test_fuzz_validly_signed_status_is_stored_once_or_refused(fuzz: Fuzz, form: 
         assert fuzz.counts() == (0, 0)
         return
     assert first.status_code == 200, first.text
-    assert fuzz.store.events.count_documents({"kind": {"$ne": "pending"}}) == 1
-    assert fuzz.store.get_event(f"status:{form['MessageSid']}:{form['MessageStatus'].lower()}") is not None
+    assert fuzz.store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 1
+    assert fuzz.store.events.get(f"status:{form['MessageSid']}:{form['MessageStatus'].lower()}") is not None
 
 
 def test_content_length_header_with_unicode_digits_is_not_a_500(fuzz: Fuzz) -> None:

@@ -40,8 +40,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.classifier import OfflineClassifier
+from shared.domain.models import Language
 from shared.factcheck import detect_language
-from shared.models import Language
 from shared.ports import ClassifyRequest, Intent
 
 MODES = (

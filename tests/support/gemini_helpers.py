@@ -19,7 +19,7 @@ import httpx
 import pytest
 from google.genai import types
 
-from shared.models import Language
+from shared.domain.models import Language
 from shared.ports import DraftRequest
 from tests.support.servers import serve_asgi
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from shared.cadence import keeps_draft, stop_reason_for_error
-from shared.models import FollowUpState
+from shared.domain.records import DraftKeeper
+from shared.domain.states import FollowUpState
 
 S = FollowUpState
 
@@ -34,8 +35,9 @@ S = FollowUpState
     ({"state": S.STOPPED, "step": 1}, 1, True, False),
 ])
 def test_which_drafts_may_still_be_sent(followup: dict[str, Any] | None, step: int, resend: bool, kept: bool) -> None:
-    raw = {k: (v.value if isinstance(v, S) else v) for k, v in followup.items()} if followup else None
-    assert keeps_draft(raw, step=step, resend=resend) is kept
+    keeper = DraftKeeper(state=followup["state"].value, step=followup["step"],
+                         pause_reason=followup.get("pause_reason")) if followup else None
+    assert keeps_draft(keeper, step=step, resend=resend) is kept
 
 
 @pytest.mark.parametrize(("code", "outcome"), [

@@ -23,8 +23,8 @@ from shared.classifier import (
     normalise,
     response_schema,
 )
+from shared.domain.models import Language
 from shared.errors import DraftingError
-from shared.models import Language
 from shared.ports import Classification, ClassifyRequest, HistoryItem, Intent
 from tests.support.gemini_helpers import Answer, StubClient, text_response
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import reply_texts
+from shared.domain.models import Contact, Language
 from shared.factcheck import check_draft, detect_language, find_dates, find_numbers, parse_number
-from shared.models import Contact, Language
 from shared.offline import OfflineDrafter
 from shared.ports import DraftRequest
 from tests.support.gemini_helpers import FACTS, draft_request

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
+from shared.domain.models import Campaign, Contact, SendWindow, Step
 from shared.errors import InputError
-from shared.models import Campaign, Contact, SendWindow, Step
 from shared.policy import _holiday_dates, check_holidays_country, is_allowed, is_holiday, next_allowed, step_due_at
 
 WEEKDAYS_9_19 = SendWindow()  # mon–fri, 09:00–19:00

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.campaign_files import check_campaign_against_contacts, load_campaign
+from shared.domain.models import Campaign, Contact, Language
 from shared.errors import InputError
 from shared.importing import (
     RowResult,
@@ -21,7 +22,6 @@ from shared.importing import (
     print_progress,
     read_contacts,
 )
-from shared.models import Campaign, Contact, Language
 
 HEADER = "name,phone,language,timezone,tags,invoice_number,amount,currency,due_date,payment_link"
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from shared.domain.models import Language
 from shared.factcheck import check_draft, detect_language
-from shared.models import Language
 from shared.offline import OfflineDrafter, format_amount, format_date
 from shared.ports import DraftRequest
 from tests.support.gemini_helpers import FACTS

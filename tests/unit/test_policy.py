@@ -6,9 +6,9 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from shared.domain.models import Campaign, Contact, SendWindow, Step
 from shared.durations import parse_duration
 from shared.errors import InputError
-from shared.models import Campaign, Contact, SendWindow, Step
 from shared.policy import in_service_window, is_allowed, next_allowed, step_due_at
 
 WEEKDAYS_9_18 = SendWindow(days=["mon", "tue", "wed", "thu", "fri"], start=time(9), end=time(18))

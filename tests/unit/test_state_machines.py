@@ -1,9 +1,10 @@
-"""The follow-up and message state machines: their tables, and every move the code makes.
+"""The follow-up, message and event state machines: their tables, and every move the code makes.
 
-``Store.move_followup`` and ``Store.move_message`` refuse a move their table does not allow.
-These tests check, without I/O, that the tables say what the product promises (a STOP always
-stops, a sent message is never sent again, final states stay final) and that every move written
-in the code is one the tables allow, including paths the other tests may not reach.
+The repositories move a state only through the named transitions of shared.domain.states,
+built from moves their table allows. These tests check, without I/O, that the tables say what
+the product promises (a STOP always stops, a sent message is never sent again, final states
+stay final, an event is processed once) and that every transition called in the code, with
+the states it expects, is one the tables allow, including paths the other tests may not reach.
 """
 
 from __future__ import annotations
@@ -18,18 +19,24 @@ from typing import Any
 
 import pytest
 
-from shared.models import (
+from shared.domain.states import (
+    EVENT_MOVES,
+    EVENT_TRANSITIONS,
     FOLLOWUP_MOVES,
+    FOLLOWUP_TRANSITIONS,
     MESSAGE_MOVES,
+    MESSAGE_TRANSITIONS,
     STATUS_RANK,
     TWILIO_STATUS_TO_STATE,
+    EventState,
     FollowUpState,
     IllegalMove,
     MessageState,
+    Transition,
     check_move,
 )
 
-F, M = FollowUpState, MessageState
+F, M, E = FollowUpState, MessageState, EventState
 ROOT = Path(__file__).resolve().parents[2]
 FINAL_FOLLOWUP = {F.COMPLETED, F.STOPPED}
 FINAL_MESSAGE = {M.FAILED, M.UNDELIVERED, M.RECEIVED}
@@ -50,11 +57,22 @@ def _reachable(moves: dict[Any, frozenset[Any]], start: Any) -> set[Any]:
 def test_tables_cover_every_state() -> None:
     assert set(FOLLOWUP_MOVES) == set(F)
     assert set(MESSAGE_MOVES) == set(M)
+    assert set(EVENT_MOVES) == set(E)
 
 
 def test_final_states_have_no_way_out() -> None:
     assert {s for s, nxt in FOLLOWUP_MOVES.items() if not nxt} == FINAL_FOLLOWUP
     assert {s for s, nxt in MESSAGE_MOVES.items() if not nxt} == FINAL_MESSAGE
+    assert {s for s, nxt in EVENT_MOVES.items() if not nxt} == {E.PROCESSED, E.FAILED}
+
+
+def test_an_event_is_processed_once() -> None:
+    """Received, then processed or handed to a person: never received again, never both."""
+    assert _reachable(EVENT_MOVES, E.RECEIVED) == set(E)
+    for state in (E.PROCESSED, E.FAILED):
+        for new in E:
+            with pytest.raises(IllegalMove, match=f"an event cannot move from {state.value}"):
+                check_move(EVENT_MOVES, (state,), new)
 
 
 def test_every_state_is_reachable_and_can_end() -> None:
@@ -100,34 +118,69 @@ def test_status_callbacks_move_only_along_the_table(status: str) -> None:
             check_move(MESSAGE_MOVES, (state,), new)
 
 
-def test_moves_made_outside_move_followup_and_move_message_are_in_the_tables() -> None:
-    check_move(FOLLOWUP_MOVES, (F.SCHEDULED,), F.QUEUED)  # Store.claim_followups
-    check_move(MESSAGE_MOVES, (M.CANCELLED,), M.READY)  # Store.redraft_message
-
-
 def test_an_illegal_move_names_the_states() -> None:
     with pytest.raises(IllegalMove, match="a message cannot move from ready, delivered to ready"):
         check_move(MESSAGE_MOVES, (M.READY, M.UNCERTAIN, M.DELIVERED), M.READY)  # ready → ready is no move
     with pytest.raises(IllegalMove, match="a follow-up cannot move from completed to scheduled"):
         check_move(FOLLOWUP_MOVES, (F.PAUSED, F.COMPLETED), F.SCHEDULED)
+    with pytest.raises(IllegalMove, match="an event cannot move from processed to failed"):
+        check_move(EVENT_MOVES, (E.PROCESSED,), E.FAILED)
 
 
-# ------------------------------------------------------------ every move written in the code
+def test_a_transition_the_table_forbids_cannot_even_be_declared() -> None:
+    with pytest.raises(IllegalMove, match="a follow-up cannot move from stopped to scheduled"):
+        Transition("restart", (F.STOPPED,), F.SCHEDULED, FOLLOWUP_MOVES)
+    with pytest.raises(IllegalMove, match="a message cannot move from sent to ready"):
+        Transition("resend", (M.SENT,), M.READY, MESSAGE_MOVES)
 
 
-def _calls() -> Iterator[tuple[str, ast.Call, str]]:
+def test_a_caller_may_narrow_a_transition_never_widen_it() -> None:
+    pause = FOLLOWUP_TRANSITIONS["pause"]
+    assert pause.expected(F.AWAITING_SEND) == (F.AWAITING_SEND,)
+    assert pause.expected([F.QUEUED, F.DRAFTING]) == (F.QUEUED, F.DRAFTING)
+    with pytest.raises(IllegalMove, match="cannot move from completed to paused"):
+        pause.expected(F.COMPLETED)
+    with pytest.raises(IllegalMove, match="draft_again does not move from scheduled"):
+        FOLLOWUP_TRANSITIONS["draft_again"].expected(F.SCHEDULED)  # allowed by the table, not by this transition
+
+
+# ------------------------------------------------------------ every transition written in the code
+
+TABLES: dict[str, dict[str, Transition[Any]]] = {
+    "followups": FOLLOWUP_TRANSITIONS, "messages": MESSAGE_TRANSITIONS, "events": EVENT_TRANSITIONS}
+TABLE_NAMES = {"FOLLOWUP_TRANSITIONS": "followups", "MESSAGE_TRANSITIONS": "messages", "EVENT_TRANSITIONS": "events"}
+ADAPTERS = ROOT / "shared" / "adapters"
+
+
+def _modules() -> Iterator[tuple[str, Path, ast.Module]]:
     for folder in ("shared", "workers", "services"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr in {"move_followup", "move_message"}):
-                    yield module, node, f"{path.relative_to(ROOT)}:{node.lineno}"
+            yield module, path, ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _repository(node: ast.expr) -> str | None:
+    """``followups`` for ``store.followups`` / ``deps.store.followups`` / ``followups``; else None."""
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+    return name if name in TABLES else None
+
+
+def _transition_calls() -> Iterator[tuple[str, ast.Call, str, Transition[Any]]]:
+    """Every call of a named transition on a repository, outside the adapters that implement them."""
+    for module, path, tree in _modules():
+        if path.is_relative_to(ADAPTERS):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                repository = _repository(node.func.value)
+                if repository and node.func.attr in TABLES[repository]:
+                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                    yield module, node, where, TABLES[repository][node.func.attr]
 
 
 def _states(node: ast.expr, namespace: dict[str, Any], where: str) -> list[StrEnum]:
-    """The states an ``expected=``/``new=`` argument names: enum members, tuples, module constants."""
-    if isinstance(node, ast.Tuple):
+    """The states an ``expected=`` argument names: enum members, tuples, module constants."""
+    if isinstance(node, ast.Tuple | ast.List):
         return [s for elt in node.elts for s in _states(elt, namespace, where)]
     if isinstance(node, ast.Starred):
         return _states(node.value, namespace, where)
@@ -140,23 +193,53 @@ def _states(node: ast.expr, namespace: dict[str, Any], where: str) -> list[StrEn
                          f"so that it can be checked: {ast.unparse(node)}")
 
 
-def test_every_move_in_the_code_is_allowed() -> None:
+def test_every_transition_called_in_the_code_is_allowed() -> None:
     checked: list[str] = []
-    for module, call, where in _calls():
+    for module, call, where, transition in _transition_calls():
         args = {kw.arg: kw.value for kw in call.keywords}
-        assert "expected" in args and "new" in args, f"{where}: pass expected= and new= by name"
-        namespace = vars(importlib.import_module(module))
-        expected = _states(args["expected"], namespace, where)
-        (new,) = _states(args["new"], namespace, where)
-        moves = FOLLOWUP_MOVES if call.func.attr == "move_followup" else MESSAGE_MOVES  # type: ignore[attr-defined]
-        assert all(isinstance(s, type(new)) for s in expected), f"{where}: mixed state kinds"
-        try:
-            check_move(moves, tuple(expected), new)
-        except IllegalMove as exc:
-            raise AssertionError(f"{where}: {exc}") from None
+        if "expected" in args:
+            expected = _states(args["expected"], vars(importlib.import_module(module)), where)
+            assert all(isinstance(s, type(transition.target)) for s in expected), f"{where}: mixed state kinds"
+            try:
+                transition.expected(expected)
+            except IllegalMove as exc:
+                raise AssertionError(f"{where}: {exc}") from None
         checked.append(where)
-    # The scan found the moves of the scheduler, the cadence, the store and the three actors.
-    assert len(checked) >= 20, checked
+    # The scan found the transitions of the scheduler, the cadence, the use cases and the actors.
+    assert len(checked) >= 25, checked
     assert {w.split(":")[0] for w in checked} >= {
-        "shared/cadence.py", "shared/store.py", "services/scheduler.py", "workers/drafting.py", "workers/sending.py",
+        "shared/cadence.py", "shared/usecases/delivery.py", "services/scheduler.py", "workers/drafting.py",
+        "workers/sending.py", "workers/replies.py", "workers/delivery.py",
     }
+
+
+def test_event_transitions_are_called_where_events_are_processed() -> None:
+    called = {(where.split(":")[0], t.name) for _, _, where, t in _transition_calls()
+              if t in EVENT_TRANSITIONS.values()}
+    assert called >= {("workers/replies.py", "mark_processed"), ("workers/replies.py", "mark_failed"),
+                      ("workers/delivery.py", "finish_action"), ("workers/delivery.py", "fail_action")}
+
+
+def _enclosing_functions(tree: ast.Module) -> Iterator[tuple[ast.FunctionDef, ast.AST]]:
+    for function in ast.walk(tree):
+        if isinstance(function, ast.FunctionDef):
+            for node in ast.walk(function):
+                yield function, node
+
+
+def test_each_adapter_method_moves_by_its_own_transition() -> None:
+    """``pause`` implemented with the ``pause`` transition, in every adapter: the table's target is what it writes."""
+    used: dict[str, set[str]] = {}
+    for _, path, tree in _modules():
+        if not path.is_relative_to(ADAPTERS):
+            continue
+        for function, node in _enclosing_functions(tree):
+            if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                    and node.value.id in TABLE_NAMES and isinstance(node.slice, ast.Constant)):
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                name = node.slice.value
+                assert name in TABLES[TABLE_NAMES[node.value.id]], f"{where}: no transition {name!r}"
+                assert function.name == name, f"{where}: {function.name} moves by the {name!r} transition"
+                used.setdefault(path.parent.name, set()).add(f"{TABLE_NAMES[node.value.id]}.{name}")
+    every = {f"{repository}.{name}" for repository, table in TABLES.items() for name in table}
+    assert used == {"mongo": every, "memory": every}

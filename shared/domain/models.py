@@ -1,19 +1,20 @@
-"""Domain models: contacts, campaigns, follow-ups and messages, and their states.
+"""Domain models: contacts, campaigns, follow-ups and messages.
 
-These are plain pydantic models; :mod:`shared.store` maps them to MongoDB documents.
-Each document has exactly one ``state`` field; states only move through the conditional
-updates in :mod:`shared.store`.
+Plain pydantic models; the repositories (:mod:`shared.adapters`) store them. Their states and
+the moves between them are in :mod:`shared.domain.states`.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.domain.states import FollowUpState, MessageState
 from shared.durations import parse_duration
 from shared.errors import InputError
 
@@ -23,112 +24,6 @@ class Language(StrEnum):
 
     FR = "fr"
     EN = "en"
-
-
-class FollowUpState(StrEnum):
-    """States of one contact's enrolment in one campaign."""
-
-    SCHEDULED = "scheduled"  # next_run_at set, waiting for the clock
-    QUEUED = "queued"  # claimed by a scheduler, draft_followup enqueued
-    DRAFTING = "drafting"  # a drafting actor is writing the message
-    AWAITING_SEND = "awaiting_send"  # message stored as ready, send_message enqueued
-    PAUSED = "paused"  # suspended (until a date, or until the contact writes)
-    COMPLETED = "completed"  # every step sent
-    STOPPED = "stopped"  # ended early, with a stop_reason
-
-
-ACTIVE_FOLLOWUP_STATES = (
-    FollowUpState.SCHEDULED,
-    FollowUpState.QUEUED,
-    FollowUpState.DRAFTING,
-    FollowUpState.AWAITING_SEND,
-)
-
-
-class MessageState(StrEnum):
-    """States of a message. Outbound: ready → sending → sent → delivered → read."""
-
-    READY = "ready"
-    SENDING = "sending"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    READ = "read"
-    FAILED = "failed"
-    UNDELIVERED = "undelivered"
-    UNCERTAIN = "uncertain"  # crashed between the Twilio call and the write; reconciled
-    CANCELLED = "cancelled"  # never sent (opt-out, campaign stopped)
-    RECEIVED = "received"  # inbound
-
-
-_F, _M = FollowUpState, MessageState
-
-# The follow-up state machine: every move a follow-up may make. ``Store.move_followup`` refuses
-# any other, so a code path that would, say, reopen a stopped follow-up fails loudly instead of
-# writing it. completed and stopped are final.
-FOLLOWUP_MOVES: dict[FollowUpState, frozenset[FollowUpState]] = {
-    _F.SCHEDULED: frozenset({_F.QUEUED, _F.PAUSED, _F.STOPPED}),  # claimed by a scheduler
-    _F.QUEUED: frozenset({_F.DRAFTING, _F.AWAITING_SEND, _F.PAUSED, _F.STOPPED}),
-    _F.DRAFTING: frozenset({_F.AWAITING_SEND, _F.PAUSED, _F.STOPPED}),
-    # sent: the next step or the end; a draft lost on the way: drafted again (queued)
-    _F.AWAITING_SEND: frozenset({_F.SCHEDULED, _F.COMPLETED, _F.QUEUED, _F.PAUSED, _F.STOPPED}),
-    _F.PAUSED: frozenset({_F.PAUSED, _F.SCHEDULED, _F.STOPPED}),  # paused again: a new reason or date
-    _F.COMPLETED: frozenset(),
-    _F.STOPPED: frozenset(),
-}
-
-# The outbound message state machine (inbound messages are stored ``received`` and never move).
-# Delivery statuses only move forward (see STATUS_RANK); failed, undelivered are final, and so is
-# read unless Twilio reports a late failure.
-MESSAGE_MOVES: dict[MessageState, frozenset[MessageState]] = {
-    _M.READY: frozenset({_M.SENDING, _M.CANCELLED}),
-    # Twilio answered; refused it; no answer (network); a retryable error: ready again
-    _M.SENDING: frozenset({_M.SENT, _M.FAILED, _M.UNCERTAIN, _M.READY}),
-    _M.UNCERTAIN: frozenset({_M.SENT, _M.READY}),  # found at Twilio after all; not found: sent again
-    _M.CANCELLED: frozenset({_M.READY}),  # drafted again (never sent: it has no Twilio SID)
-    _M.SENT: frozenset({_M.DELIVERED, _M.READ, _M.FAILED, _M.UNDELIVERED}),
-    _M.DELIVERED: frozenset({_M.READ, _M.FAILED, _M.UNDELIVERED}),
-    _M.READ: frozenset({_M.FAILED, _M.UNDELIVERED}),
-    _M.FAILED: frozenset(),
-    _M.UNDELIVERED: frozenset(),
-    _M.RECEIVED: frozenset(),
-}
-
-
-class IllegalMove(ValueError):
-    """A state move the state machine does not allow (a programming error, never user input)."""
-
-
-def check_move(moves: dict[Any, frozenset[Any]], expected: tuple[StrEnum, ...], new: StrEnum) -> None:
-    """Raise :class:`IllegalMove` unless ``new`` may follow each of the ``expected`` states."""
-    wrong = [state.value for state in expected if new not in moves[state]]
-    if wrong:
-        kind = "follow-up" if isinstance(new, FollowUpState) else "message"
-        raise IllegalMove(f"a {kind} cannot move from {', '.join(wrong)} to {new.value}")
-
-
-# Rank of each delivery status: a status callback only ever moves a message forward.
-STATUS_RANK: dict[str, int] = {
-    "ready": 0,
-    "sending": 1,
-    "uncertain": 1,
-    "queued": 2,
-    "accepted": 2,
-    "sent": 3,
-    "delivered": 4,
-    "read": 5,
-    "failed": 6,
-    "undelivered": 6,
-}
-TWILIO_STATUS_TO_STATE: dict[str, MessageState] = {
-    "queued": MessageState.SENT,
-    "accepted": MessageState.SENT,
-    "sending": MessageState.SENT,
-    "sent": MessageState.SENT,
-    "delivered": MessageState.DELIVERED,
-    "read": MessageState.READ,
-    "failed": MessageState.FAILED,
-    "undelivered": MessageState.UNDELIVERED,
-}
 
 
 class Contact(BaseModel):
@@ -290,6 +185,7 @@ class FollowUp(BaseModel):
     next_run_at: datetime | None = None
     enrolled_at: datetime
     stop_reason: str | None = None
+    pause_reason: str | None = None
     paused_until: datetime | None = None
     needs_human: bool = False
     needs_human_reason: str | None = None
@@ -321,6 +217,15 @@ class OutboundMessage(BaseModel):
     not_before: datetime | None = None
     twilio_sid: str | None = None
     error_code: int | None = None
+    # Set by the repository as the message moves (never written from here).
+    created_at: datetime | None = None
+    state_changed_at: datetime | None = None
+    sending_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+# OutboundMessage fields the repository keeps up to date itself.
+MESSAGE_BOOKKEEPING = frozenset({"created_at", "state_changed_at", "sending_at", "sent_at"})
 
 
 def message_id_for(followup_id: str, step: int) -> str:
@@ -328,6 +233,6 @@ def message_id_for(followup_id: str, step: int) -> str:
     return f"{followup_id}:{step}"
 
 
-def public_dict(model: BaseModel) -> dict[str, Any]:
-    """A JSON-friendly dict of a model (for the CLI and logs)."""
-    return model.model_dump(mode="json")
+def new_id(prefix: str) -> str:
+    """A short random id with a readable prefix (``ct_3f9a…``)."""
+    return f"{prefix}_{secrets.token_hex(8)}"

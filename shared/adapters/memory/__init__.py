@@ -1,0 +1,53 @@
+"""In-memory twins of the MongoDB repositories: the same interfaces, the same conditional semantics.
+
+For use-case tests that need no server (tests/contract checks both implementations alike).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from shared.adapters.memory.campaigns import MemoryCampaigns
+from shared.adapters.memory.contacts import MemoryContacts
+from shared.adapters.memory.events import MemoryEvents
+from shared.adapters.memory.followups import MemoryFollowUps
+from shared.adapters.memory.jobs import MemoryJobs
+from shared.adapters.memory.messages import MemoryMessages
+from shared.adapters.memory.owner import MemoryOwner
+from shared.domain.repositories import Repositories
+
+__all__ = ["MemoryDatabase", "MemoryRepositories", "memory_repositories"]
+
+
+class MemoryDatabase:
+    """The in-memory store as a whole: always answers, needs no index."""
+
+    def ping(self) -> bool:
+        """Always True."""
+        return True
+
+    def ensure_indexes(self) -> None:
+        """Nothing to create: uniqueness is checked by each repository."""
+
+
+class MemoryRepositories(Repositories):
+    """Every in-memory repository, sharing one lock."""
+
+    contacts: MemoryContacts
+    campaigns: MemoryCampaigns
+    followups: MemoryFollowUps
+    messages: MemoryMessages
+    events: MemoryEvents
+    owner: MemoryOwner
+    jobs: MemoryJobs
+    database: MemoryDatabase
+
+
+def memory_repositories() -> MemoryRepositories:
+    """A fresh, empty set of in-memory repositories."""
+    lock = threading.RLock()
+    return MemoryRepositories(
+        contacts=MemoryContacts(lock), campaigns=MemoryCampaigns(lock), followups=MemoryFollowUps(lock),
+        messages=MemoryMessages(lock), events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
+        database=MemoryDatabase(),
+    )

@@ -1,0 +1,80 @@
+"""Contacts in memory (unique by phone, as the MongoDB index makes them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.adapters.documents import contact_from_doc, contact_record
+from shared.adapters.memory.base import Doc, MemoryRepository, before
+from shared.domain.models import Contact
+from shared.domain.records import ContactRecord
+from shared.domain.repositories import Upserted
+
+
+class MemoryContacts(MemoryRepository):
+    """See :class:`shared.domain.repositories.ContactRepository`."""
+
+    def _by_phone(self, phone: str) -> Doc | None:
+        return next((doc for doc in self.docs.values() if doc.get("phone") == phone), None)
+
+    def upsert(self, contact: Contact, now: datetime) -> Upserted:
+        """Insert or update a contact by phone; fields that are equal are not rewritten."""
+        data = contact.model_dump(mode="python", exclude={"id", "opted_out", "last_inbound_at"})
+        existing = self._by_phone(contact.phone)
+        if existing is None:
+            if contact.id in self.docs:
+                raise ValueError(f"contact id {contact.id} exists with another phone")
+            self._insert({"_id": contact.id, **data, "opted_out": False, "last_inbound_at": None,
+                          "created_at": now, "updated_at": now})
+            return "inserted"
+        changed = {k: v for k, v in data.items() if existing.get(k) != v}
+        if not changed:
+            return "unchanged"
+        existing.update({**changed, "updated_at": now})
+        return "updated"
+
+    def get(self, contact_id: str) -> Contact | None:
+        """A contact by id."""
+        doc = self._get(contact_id)
+        return contact_from_doc(doc) if doc else None
+
+    def by_phone(self, phone: str) -> Contact | None:
+        """A contact by E.164 phone."""
+        doc = self._by_phone(phone)
+        return contact_from_doc(doc) if doc else None
+
+    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
+        """Contacts having all ``tags`` and whose fields equal ``equals``, by id."""
+        def match(doc: Doc) -> bool:
+            fields = doc.get("fields") or {}
+            return (set(tags or []) <= set(doc.get("tags") or [])
+                    and all(fields.get(key) == value for key, value in (equals or {}).items()))
+        return [contact_from_doc(doc) for doc in sorted(self._where(match), key=lambda doc: doc["_id"])]
+
+    def record(self, contact_id: str) -> ContactRecord | None:
+        """A contact as stored, even one the model refuses."""
+        doc = self._get(contact_id)
+        return contact_record(doc) if doc else None
+
+    def record_by_phone(self, phone: str) -> ContactRecord | None:
+        """A contact by phone as stored, even one the model refuses."""
+        doc = self._by_phone(phone)
+        return contact_record(doc) if doc else None
+
+    def set_opt_out(self, contact_id: str, opted_out: bool, now: datetime) -> bool:
+        """Record an opt-out (or re-subscription); True if it changed."""
+        doc = self.docs.get(contact_id)
+        if doc is None or doc.get("opted_out") == opted_out:
+            return False
+        doc.update({"opted_out": opted_out, "opted_out_at": now if opted_out else None, "updated_at": now})
+        return True
+
+    def touch_inbound(self, contact_id: str, at: datetime) -> None:
+        """Open the 24-hour window (only moves forward)."""
+        doc = self.docs.get(contact_id)
+        if doc is not None and (doc.get("last_inbound_at") is None or before(doc["last_inbound_at"], at)):
+            doc.update({"last_inbound_at": at, "updated_at": at})
+
+    def count(self) -> int:
+        """How many contacts."""
+        return len(self.docs)

@@ -1,0 +1,87 @@
+"""Contacts in MongoDB (``contacts``: unique by phone)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from shared.adapters.documents import contact_from_doc, contact_record
+from shared.adapters.mongo.connection import Doc, MongoRepository
+from shared.domain.models import Contact
+from shared.domain.records import ContactRecord
+from shared.domain.repositories import Upserted
+
+
+class MongoContacts(MongoRepository):
+    """See :class:`shared.domain.repositories.ContactRepository`."""
+
+    collection_name = "contacts"
+
+    def upsert(self, contact: Contact, now: datetime) -> Upserted:
+        """Insert or update a contact by phone; fields that are equal are not rewritten."""
+        data = contact.model_dump(mode="python", exclude={"id", "opted_out", "last_inbound_at"})
+        existing = self.collection.find_one({"phone": contact.phone})
+        if existing is None:
+            try:
+                self.collection.insert_one({"_id": contact.id, **data, "opted_out": False, "last_inbound_at": None,
+                                            "created_at": now, "updated_at": now})
+                return "inserted"
+            except DuplicateKeyError:
+                existing = self.collection.find_one({"phone": contact.phone})
+                if existing is None:
+                    raise
+        changed = {k: v for k, v in data.items() if existing.get(k) != v}
+        if not changed:
+            return "unchanged"
+        self.collection.update_one({"_id": existing["_id"]}, {"$set": {**changed, "updated_at": now}})
+        return "updated"
+
+    def get(self, contact_id: str) -> Contact | None:
+        """A contact by id."""
+        doc = self.collection.find_one({"_id": contact_id})
+        return contact_from_doc(doc) if doc else None
+
+    def by_phone(self, phone: str) -> Contact | None:
+        """A contact by E.164 phone."""
+        doc = self.collection.find_one({"phone": phone})
+        return contact_from_doc(doc) if doc else None
+
+    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
+        """Contacts having all ``tags`` and whose fields equal ``equals``."""
+        query: Doc = {}
+        if tags:
+            query["tags"] = {"$all": tags}
+        for key, value in (equals or {}).items():
+            query[f"fields.{key}"] = value
+        return [contact_from_doc(d) for d in self.collection.find(query).sort("_id", ASCENDING)]
+
+    def record(self, contact_id: str) -> ContactRecord | None:
+        """A contact as stored, even one the model refuses."""
+        doc = self.collection.find_one({"_id": contact_id})
+        return contact_record(doc) if doc else None
+
+    def record_by_phone(self, phone: str) -> ContactRecord | None:
+        """A contact by phone as stored, even one the model refuses."""
+        doc = self.collection.find_one({"phone": phone})
+        return contact_record(doc) if doc else None
+
+    def set_opt_out(self, contact_id: str, opted_out: bool, now: datetime) -> bool:
+        """Record an opt-out (or re-subscription); True if it changed."""
+        result = self.collection.update_one(
+            {"_id": contact_id, "opted_out": {"$ne": opted_out}},
+            {"$set": {"opted_out": opted_out, "opted_out_at": now if opted_out else None, "updated_at": now}},
+        )
+        return result.modified_count == 1
+
+    def touch_inbound(self, contact_id: str, at: datetime) -> None:
+        """Open the 24-hour window: remember the contact's latest message time."""
+        self.collection.update_one(
+            {"_id": contact_id, "$or": [{"last_inbound_at": None}, {"last_inbound_at": {"$lt": at}}]},
+            {"$set": {"last_inbound_at": at, "updated_at": at}},
+        )
+
+    def count(self) -> int:
+        """How many contacts (the collection's estimate: no scan)."""
+        return self.collection.estimated_document_count()

@@ -1,0 +1,272 @@
+"""Follow-ups in MongoDB (``followups``: one document per contact and campaign).
+
+Every state change is a conditional ``update_one`` on (id, expected states[, step]) whose
+``modified_count`` says whether this caller made it, recorded in the document's ``history``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from shared.adapters.documents import (
+    enrolment_doc,
+    flag_fields,
+    followup_from_doc,
+    followup_ref,
+    followup_summary,
+    keeper_from_doc,
+)
+from shared.adapters.mongo.connection import Doc, MongoRepository, history
+from shared.domain.models import FollowUp
+from shared.domain.reasons import PauseReason, StopReason
+from shared.domain.records import DraftKeeper, FollowUpRef, FollowUpSummary, StaleFollowUp
+from shared.domain.repositories import ExpectedFollowUp
+from shared.domain.states import FOLLOWUP_TRANSITIONS, FollowUpState, Transition
+
+_F = FollowUpState
+# The fields DraftKeeper reads.
+KEEPER_FIELDS = {"state": 1, "step": 1, "pause_reason": 1}
+
+
+class MongoFollowUps(MongoRepository):
+    """See :class:`shared.domain.repositories.FollowUpRepository`."""
+
+    collection_name = "followups"
+
+    def enrol(self, *, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime) -> bool:
+        """Enrol a contact in a campaign at step 0; False if already enrolled."""
+        try:
+            self.collection.insert_one(enrolment_doc(contact_id=contact_id, campaign_id=campaign_id,
+                                                     next_run_at=next_run_at, now=now))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def get(self, followup_id: str) -> FollowUp | None:
+        """A follow-up by id."""
+        doc = self.collection.find_one({"_id": followup_id})
+        return followup_from_doc(doc) if doc else None
+
+    def of_contact(self, contact_id: str, states: Iterable[FollowUpState]) -> list[FollowUp]:
+        """A contact's follow-ups in the given states."""
+        docs = self.collection.find({"contact_id": contact_id, "state": {"$in": [s.value for s in states]}})
+        return [followup_from_doc(d) for d in docs]
+
+    def keeper(self, followup_id: str) -> DraftKeeper | None:
+        """What decides whether the follow-up still wants a drafted message."""
+        doc = self.collection.find_one({"_id": followup_id}, KEEPER_FIELDS)
+        return keeper_from_doc(doc) if doc else None
+
+    def keepers(self, followup_ids: Iterable[str]) -> dict[str, DraftKeeper]:
+        """The keepers of many follow-ups, by id, in one query."""
+        ids = sorted(set(followup_ids))
+        if not ids:
+            return {}
+        return {str(doc["_id"]): keeper_from_doc(doc)
+                for doc in self.collection.find({"_id": {"$in": ids}}, KEEPER_FIELDS)}
+
+    # ------------------------------------------------------------ scans
+    def due(self, now: datetime, campaign_ids: Sequence[str], limit: int) -> list[FollowUpRef]:
+        """Follow-ups whose next run is due (index: state + next_run_at)."""
+        docs = self.collection.find(
+            {"state": _F.SCHEDULED.value, "next_run_at": {"$lte": now}, "campaign_id": {"$in": list(campaign_ids)}},
+            {"_id": 1, "step": 1},
+        ).sort("next_run_at", ASCENDING).limit(limit)
+        return [followup_ref(doc) for doc in docs]
+
+    def claim(self, followup_ids: Sequence[str], now: datetime) -> list[FollowUpRef]:
+        """Claim due follow-ups in one conditional ``update_many`` (``scheduled → queued``).
+
+        Each document is updated atomically and only while still scheduled, so of several
+        schedulers claiming at once each follow-up goes to exactly one: the one whose claim
+        token it carries afterwards. Two round trips per batch instead of one per follow-up.
+        """
+        if not followup_ids:
+            return []
+        move = FOLLOWUP_TRANSITIONS["claim"]
+        token = secrets.token_hex(8)
+        self.collection.update_many(
+            {"_id": {"$in": list(followup_ids)}, "state": move.source[0].value, "next_run_at": {"$lte": now}},
+            {"$set": {"state": move.target.value, "state_changed_at": now, "updated_at": now, "claim": token},
+             "$push": {"history": history(move.target.value, now, claim=token)}},
+        )
+        docs = self.collection.find({"_id": {"$in": list(followup_ids)}, "claim": token,
+                                     "state": move.target.value}, {"_id": 1, "step": 1})
+        return [followup_ref(doc) for doc in docs]
+
+    def stale(self, states: Sequence[FollowUpState], before: datetime, limit: int) -> list[StaleFollowUp]:
+        """Follow-ups sitting in one of ``states`` since before ``before``."""
+        docs = self.collection.find(
+            {"state": {"$in": [s.value for s in states]}, "state_changed_at": {"$lt": before}},
+            {"_id": 1, "step": 1, "state": 1, "state_changed_at": 1},
+        ).limit(limit)
+        return [StaleFollowUp(id=str(d["_id"]), step=int(d.get("step") or 0), state=FollowUpState(d["state"]),
+                              changed_at=d["state_changed_at"]) for d in docs]
+
+    def touch_stale(self, followup_id: str, *, state: FollowUpState, changed_at: datetime, now: datetime,
+                    requeued: bool = True) -> bool:
+        """Claim a stale follow-up (conditional on its last change time): not stale again for a while.
+
+        ``requeued``: the caller enqueues it again (counted in ``requeued``); else it is only put
+        aside until the next stale period.
+        """
+        update: Doc = {"$set": {"state_changed_at": now, "updated_at": now}}
+        if requeued:
+            update["$inc"] = {"requeued": 1}
+        result = self.collection.update_one(
+            {"_id": followup_id, "state": state.value, "state_changed_at": changed_at}, update)
+        return result.modified_count == 1
+
+    def resume_ended_pauses(self, now: datetime, limit: int) -> list[str]:
+        """Paused follow-ups whose pause has ended go back to scheduled; returns their ids."""
+        docs = list(self.collection.find(
+            {"state": _F.PAUSED.value, "paused_until": {"$ne": None, "$lte": now}}, {"_id": 1}).limit(limit))
+        return [str(doc["_id"]) for doc in docs if self.resume(str(doc["_id"]), now=now)]
+
+    def paused_with_campaign(self, campaign_id: str) -> list[str]:
+        """Ids of the campaign's follow-ups paused because the campaign was paused."""
+        docs = self.collection.find({"campaign_id": campaign_id, "state": _F.PAUSED.value,
+                                     "pause_reason": PauseReason.CAMPAIGN_PAUSED.value}, {"_id": 1})
+        return [str(doc["_id"]) for doc in docs]
+
+    # ------------------------------------------------------------ named transitions
+    def _move(self, followup_id: str, move: Transition[FollowUpState], *, now: datetime,
+              expected: ExpectedFollowUp = None, step: int | None = None, fields: Doc | None = None) -> bool:
+        """Conditional transition; True when this caller made it (IllegalMove outside ``move``)."""
+        states = move.expected(expected)
+        query: Doc = {"_id": followup_id, "state": {"$in": [s.value for s in states]}}
+        if step is not None:
+            query["step"] = step
+        values = {"state": move.target.value, "state_changed_at": now, "updated_at": now, **(fields or {})}
+        update = {"$set": values, "$push": {"history": history(move.target.value, now, step=values.get("step", step))}}
+        return self.collection.update_one(query, update).modified_count == 1
+
+    def start_drafting(self, followup_id: str, *, step: int, now: datetime) -> bool:
+        """``queued → drafting``."""
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["start_drafting"], now=now, step=step)
+
+    def await_send(self, followup_id: str, *, step: int, now: datetime) -> bool:
+        """``queued|drafting → awaiting_send``."""
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["await_send"], now=now, step=step)
+
+    def draft_again(self, followup_id: str, *, step: int, now: datetime) -> bool:
+        """``awaiting_send → queued``."""
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["draft_again"], now=now, step=step)
+
+    def schedule_next(self, followup_id: str, *, step: int, due: datetime, sent_at: datetime, now: datetime) -> bool:
+        """``awaiting_send → scheduled`` at the next step."""
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["schedule_next"], now=now, step=step,
+                          fields={"step": step + 1, "next_run_at": due, "last_sent_at": sent_at})
+
+    def complete(self, followup_id: str, *, step: int, sent_at: datetime, now: datetime) -> bool:
+        """``awaiting_send → completed``."""
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["complete"], now=now, step=step,
+                          fields={"last_sent_at": sent_at, "next_run_at": None})
+
+    def pause(self, followup_id: str, *, reason: PauseReason, now: datetime, until: datetime | None = None,
+              needs_human: str | None = None, expected: ExpectedFollowUp = None, step: int | None = None) -> bool:
+        """``→ paused`` for ``reason`` until ``until``."""
+        fields = {"paused_until": until, "pause_reason": reason.value, **flag_fields(needs_human)}
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["pause"], now=now, expected=expected, step=step,
+                          fields=fields)
+
+    def resume(self, followup_id: str, *, now: datetime) -> bool:
+        """``paused → scheduled``, due now, its pause forgotten."""
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["resume"], now=now,
+                          fields={"next_run_at": now, "paused_until": None, "pause_reason": None})
+
+    def stop(self, followup_id: str, *, reason: StopReason, now: datetime, needs_human: str | None = None,
+             expected: ExpectedFollowUp = None) -> bool:
+        """``→ stopped`` for ``reason``."""
+        fields = {"stop_reason": reason.value, "next_run_at": None, **flag_fields(needs_human)}
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["stop"], now=now, expected=expected, fields=fields)
+
+    # ------------------------------------------------------------ hand-overs and promises
+    def flag(self, followup_id: str, *, reason: str, now: datetime) -> None:
+        """Flag a follow-up for a person, whatever its state."""
+        self.collection.update_one({"_id": followup_id},
+                                   {"$set": {"needs_human": True, "needs_human_reason": reason, "updated_at": now}})
+
+    def flag_contact(self, contact_id: str, *, reason: str, now: datetime, finished: bool = False) -> int:
+        """Flag the contact's open follow-ups (any state but completed), or with ``finished`` its completed ones."""
+        done = _F.COMPLETED.value
+        result = self.collection.update_many(
+            {"contact_id": contact_id, "state": done if finished else {"$nin": [done]}},
+            {"$set": {"needs_human": True, "needs_human_reason": reason, "updated_at": now}},
+        )
+        return result.modified_count
+
+    def flag_completed(self, followup_id: str, *, reason: str, now: datetime) -> bool:
+        """Flag a completed follow-up for a person."""
+        result = self.collection.update_one(
+            {"_id": followup_id, "state": _F.COMPLETED.value},
+            {"$set": {"needs_human": True, "needs_human_reason": reason, "updated_at": now}},
+        )
+        return result.modified_count == 1
+
+    def claim_hand_over(self, contact_id: str, *, inbound_sid: str, now: datetime) -> bool:
+        """The flagged follow-ups no message holds yet take ``inbound_sid`` (conditional); whether one holds it."""
+        self.collection.update_many(
+            {"contact_id": contact_id, "needs_human": True, "hand_over_sid": {"$exists": False}},
+            {"$set": {"hand_over_sid": inbound_sid, "updated_at": now}},
+        )
+        return self.collection.count_documents(
+            {"contact_id": contact_id, "needs_human": True, "hand_over_sid": inbound_sid}, limit=1) == 1
+
+    def open_hand_over(self, contact_id: str) -> str | None:
+        """The inbound SID that opened the contact's hand-over, while it is open."""
+        doc = self.collection.find_one({"contact_id": contact_id, "needs_human": True,
+                                        "hand_over_sid": {"$exists": True}}, {"hand_over_sid": 1})
+        return str(doc["hand_over_sid"]) if doc else None
+
+    def clear_hand_over(self, contact_id: str, *, action: str, now: datetime) -> int:
+        """Unflag the contact's follow-ups; the reason stays, with when it was handled and how."""
+        result = self.collection.update_many(
+            {"contact_id": contact_id, "needs_human": True},
+            {"$set": {"needs_human": False, "handled_at": now, "handled_action": action, "updated_at": now},
+             "$unset": {"hand_over_sid": ""}},  # the next hand-over alerts the owner again
+        )
+        return result.modified_count
+
+    def promise_sids(self, contact_id: str) -> list[set[str]]:
+        """For each of the contact's follow-ups with promises: the inbound SIDs that made them."""
+        docs = self.collection.find({"contact_id": contact_id, "promise_sids": {"$exists": True}},
+                                    {"promise_sids": 1})
+        return [{str(sid) for sid in doc["promise_sids"]} for doc in docs]
+
+    def record_promise(self, contact_id: str, *, inbound_sid: str, promised: str, capped_to: str | None,
+                       now: datetime) -> int:
+        """Note a promise on the follow-ups paused for it."""
+        fields: dict[str, Any] = {"promised_date": promised, "promise_capped_to": capped_to, "updated_at": now}
+        result = self.collection.update_many(
+            {"contact_id": contact_id, "state": _F.PAUSED.value, "pause_reason": PauseReason.PROMISE_TO_PAY.value},
+            {"$set": fields, "$addToSet": {"promise_sids": inbound_sid}},
+        )
+        return result.modified_count
+
+    # ------------------------------------------------------------ for people
+    def summaries_of_contact(self, contact_id: str) -> list[FollowUpSummary]:
+        """The contact's follow-ups, by campaign."""
+        docs = self.collection.find({"contact_id": contact_id}).sort("campaign_id", ASCENDING)
+        return [followup_summary(doc) for doc in docs]
+
+    def recent_summaries(self, *, needs_human: bool, limit: int) -> list[FollowUpSummary]:
+        """The most recently changed follow-ups (only the flagged ones, with ``needs_human``)."""
+        query: Doc = {"needs_human": True} if needs_human else {}
+        docs = self.collection.find(query).sort("updated_at", DESCENDING).limit(limit)
+        return [followup_summary(doc) for doc in docs]
+
+    def count(self, campaign_id: str | None = None) -> int:
+        """How many follow-ups (of one campaign)."""
+        return self.collection.count_documents({} if campaign_id is None else {"campaign_id": campaign_id})
+
+    def count_by_state(self) -> dict[str, int]:
+        """Follow-ups counted by state."""
+        rows = self.collection.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+        return {row["_id"]: row["n"] for row in rows}

@@ -1,0 +1,353 @@
+"""Messages in MongoDB (``messages``): outbound ones with their delivery state, inbound ones as received.
+
+Every state change is a conditional ``update_one`` on (id, expected states); delivery statuses
+move a message forward only (``status_rank``), so callbacks arriving out of order change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from shared.adapters.documents import (
+    inbound_doc,
+    message_doc,
+    message_from_doc,
+    message_summary,
+    ready_message,
+    redraft_fields,
+    send_time,
+    status_fields,
+)
+from shared.adapters.mongo.connection import Doc, MongoRepository, history
+from shared.domain.models import OutboundMessage
+from shared.domain.reasons import CancelReason
+from shared.domain.records import ConversationEntry, InboundRecord, MessageSummary, ReadyMessage
+from shared.domain.states import (
+    MESSAGE_TRANSITIONS,
+    STATUS_RANK,
+    MessageState,
+    Transition,
+)
+
+_M = MessageState
+
+
+def unknown_query(phone: str | None = None) -> Doc:
+    """Messages from a number that was no contact (the owner's own are not).
+
+    Those a person has handled carry ``handled_at``; they are told apart after the query, not
+    in it, so that the planner keeps the partial indexes.
+    """
+    return {"unknown_sender": True, **({"from": phone} if phone is not None else {})}
+
+
+class MongoMessages(MongoRepository):
+    """See :class:`shared.domain.repositories.MessageRepository`."""
+
+    collection_name = "messages"
+
+    def insert(self, message: OutboundMessage, now: datetime) -> bool:
+        """Store a drafted message once; False when this id already has one."""
+        try:
+            self.collection.insert_one(message_doc(message, now))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def get(self, message_id: str) -> OutboundMessage | None:
+        """An outbound message by id."""
+        doc = self.collection.find_one({"_id": message_id, "direction": "outbound"})
+        return message_from_doc(doc) if doc else None
+
+    def id_by_sid(self, sid: str) -> str | None:
+        """The id of the message Twilio knows as ``sid``."""
+        doc = self.collection.find_one({"twilio_sid": sid}, {"_id": 1})
+        return str(doc["_id"]) if doc else None
+
+    def followup_id_by_sid(self, sid: str) -> str | None:
+        """The follow-up of the message Twilio knows as ``sid`` (raw: whatever else the message holds)."""
+        doc = self.collection.find_one({"twilio_sid": sid}, {"followup_id": 1})
+        return str(doc["followup_id"]) if doc and doc.get("followup_id") else None
+
+    def known_sids(self, sids: Iterable[str]) -> set[str]:
+        """Which of these Twilio SIDs a stored message has."""
+        wanted = list(sids)
+        if not wanted:
+            return set()
+        return {d["twilio_sid"] for d in self.collection.find({"twilio_sid": {"$in": wanted}}, {"twilio_sid": 1})}
+
+    # ------------------------------------------------------------ named transitions
+    def _move(self, message_id: str, move: Transition[MessageState], *, now: datetime, fields: Doc | None = None
+              ) -> bool:
+        """Conditional transition; True when this caller made it."""
+        values = {"state": move.target.value, "state_changed_at": now, "updated_at": now, **(fields or {})}
+        if move.target.value in STATUS_RANK:
+            values.setdefault("status_rank", STATUS_RANK[move.target.value])
+        result = self.collection.update_one(
+            {"_id": message_id, "state": {"$in": [s.value for s in move.source]}},
+            {"$set": values, "$push": {"history": history(move.target.value, now)}},
+        )
+        return result.modified_count == 1
+
+    def redraft(self, message: OutboundMessage, now: datetime) -> bool:
+        """Replace a cancelled step message by a new draft (``cancelled → ready``, conditional)."""
+        move = MESSAGE_TRANSITIONS["redraft"]
+        result = self.collection.update_one(
+            {"_id": message.id, "state": move.source[0].value, "twilio_sid": {"$exists": False}},
+            {"$set": redraft_fields(message, now), "$push": {"history": history(move.target.value, now, redraft=True)}},
+        )
+        return result.modified_count == 1
+
+    def start_sending(self, message_id: str, *, now: datetime) -> bool:
+        """``ready → sending``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["start_sending"], now=now, fields={"sending_at": now})
+
+    def mark_sent(self, message_id: str, *, sid: str, now: datetime) -> bool:
+        """``sending|uncertain → sent`` with Twilio's SID."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["mark_sent"], now=now,
+                          fields={"twilio_sid": sid, "sent_at": now})
+
+    def mark_failed(self, message_id: str, *, error_code: int | None, now: datetime) -> bool:
+        """``sending → failed``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["mark_failed"], now=now, fields={"error_code": error_code})
+
+    def mark_uncertain(self, message_id: str, *, reason: str, now: datetime, error_code: int | None = None) -> bool:
+        """``sending → uncertain``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["mark_uncertain"], now=now,
+                          fields={"uncertain_reason": reason, "last_error_code": error_code})
+
+    def retry_later(self, message_id: str, *, error_code: int | None, now: datetime) -> bool:
+        """``sending → ready``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["retry_later"], now=now,
+                          fields={"last_error_code": error_code})
+
+    def send_again(self, message_id: str, *, now: datetime) -> bool:
+        """``uncertain → ready``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["send_again"], now=now, fields={"reconciled": "not_found"})
+
+    def cancel(self, message_id: str, *, reason: CancelReason, now: datetime) -> bool:
+        """``ready → cancelled``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["cancel"], now=now, fields={"cancel_reason": reason.value})
+
+    def cancel_ready_steps(self, contact_id: str, *, reason: CancelReason, now: datetime) -> int:
+        """Cancel the contact's drafted messages that have not gone out yet (owner alerts aside)."""
+        docs = list(self.collection.find({"contact_id": contact_id, "direction": "outbound",
+                                          "purpose": {"$ne": "alert"}, "state": _M.READY.value}, {"_id": 1}))
+        return sum(1 for doc in docs if self.cancel(str(doc["_id"]), reason=reason, now=now))
+
+    def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
+                     source: str = "callback") -> bool:
+        """Apply a Twilio delivery status to the message with this SID, forward only.
+
+        A status ranked at or below the current one is ignored, so ``delivered`` after ``read``
+        changes nothing. ``source`` ("callback" or "poll") is kept in the message's history.
+        """
+        moved = status_fields(status, error_code, now)
+        if moved is None:
+            return False
+        rank, fields = moved
+        result = self.collection.update_one(
+            {"twilio_sid": sid, "status_rank": {"$lt": rank}},
+            {"$set": fields, "$push": {"history": history(fields["state"], now, source=source)}},
+        )
+        return result.modified_count == 1
+
+    def hold(self, message_id: str, *, until: datetime, now: datetime) -> bool:
+        """Keep a ready message for later (``not_before``)."""
+        result = self.collection.update_one({"_id": message_id, "state": _M.READY.value},
+                                            {"$set": {"not_before": until, "updated_at": now}})
+        return result.modified_count == 1
+
+    # ------------------------------------------------------------ the scheduler's scans
+    def stale(self, state: MessageState, before: datetime, limit: int) -> list[str]:
+        """Outbound messages sitting in ``state`` since before ``before``."""
+        docs = self.collection.find(
+            {"state": state.value, "direction": "outbound", "state_changed_at": {"$lt": before}}, {"_id": 1},
+        ).limit(limit)
+        return [str(doc["_id"]) for doc in docs]
+
+    def stranded_ready(self, before: datetime, limit: int) -> list[ReadyMessage]:
+        """Ready messages left since before ``before``, whose hold ended before it, not enqueued again since."""
+        docs = self.collection.find(
+            {"state": _M.READY.value, "direction": "outbound", "state_changed_at": {"$lt": before},
+             "$and": [{"$or": [{"not_before": None}, {"not_before": {"$lt": before}}]},
+                      {"$or": [{"requeued_at": None}, {"requeued_at": {"$lt": before}}]}]},
+            {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1},
+        ).limit(limit)
+        return [ready_message(doc) for doc in docs]
+
+    def claim_requeue(self, message_id: str, *, before: datetime, now: datetime) -> bool:
+        """True for one caller while the message is ready and was not enqueued again since ``before``."""
+        result = self.collection.update_one(
+            {"_id": message_id, "state": _M.READY.value,
+             "$or": [{"requeued_at": None}, {"requeued_at": {"$lt": before}}]},
+            {"$set": {"requeued_at": now, "updated_at": now}, "$inc": {"requeues": 1}},
+        )
+        return result.modified_count == 1
+
+    def unchecked_drafts(self, *, before: datetime, recheck_before: datetime, limit: int) -> list[ReadyMessage]:
+        """Ready step messages stale since ``before`` and not checked since ``recheck_before``."""
+        docs = self.collection.find(
+            {"state": _M.READY.value, "direction": "outbound", "followup_id": {"$ne": None},
+             "state_changed_at": {"$lt": before},
+             "$or": [{"dead_check_at": None}, {"dead_check_at": {"$lt": recheck_before}}]},
+            {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1},
+        ).limit(limit)
+        return [ready_message(doc) for doc in docs]
+
+    def mark_checked(self, message_id: str, *, now: datetime) -> None:
+        """A ready step message found still wanted: looked at again later."""
+        self.collection.update_one({"_id": message_id, "state": _M.READY.value}, {"$set": {"dead_check_at": now}})
+
+    def uncertain_to_reconcile(self, asked_before: datetime, limit: int) -> list[str]:
+        """Uncertain messages whose reconciliation was not asked for since ``asked_before``."""
+        docs = self.collection.find(
+            {"state": _M.UNCERTAIN.value, "direction": "outbound",
+             "$or": [{"reconcile_asked_at": None}, {"reconcile_asked_at": {"$lt": asked_before}}]},
+            {"_id": 1},
+        ).limit(limit)
+        return [str(doc["_id"]) for doc in docs]
+
+    def claim_reconcile(self, message_id: str, *, asked_before: datetime, now: datetime) -> bool:
+        """True for one caller while the message is uncertain and not asked about since ``asked_before``."""
+        result = self.collection.update_one(
+            {"_id": message_id, "state": _M.UNCERTAIN.value,
+             "$or": [{"reconcile_asked_at": None}, {"reconcile_asked_at": {"$lt": asked_before}}]},
+            {"$set": {"reconcile_asked_at": now}},
+        )
+        return result.modified_count == 1
+
+    def awaiting_status(self, *, now: datetime, after: timedelta, recheck_before: datetime, give_up: timedelta,
+                        limit: int) -> list[str]:
+        """Messages still ``sent`` ``after`` their send (within ``give_up``), not polled since ``recheck_before``."""
+        docs = self.collection.find(
+            # state_changed_at is set with sent_at and bounds the (state, state_changed_at) index scan.
+            {"state": _M.SENT.value, "direction": "outbound", "twilio_sid": {"$exists": True},
+             "state_changed_at": {"$gte": now - give_up}, "sent_at": {"$lt": now - after, "$gte": now - give_up},
+             **_poll_due(recheck_before)},
+            {"_id": 1},
+        ).limit(limit)
+        return [str(doc["_id"]) for doc in docs]
+
+    def claim_status_poll(self, message_id: str, *, recheck_before: datetime, now: datetime) -> bool:
+        """True for one caller while the message is sent and not polled since ``recheck_before``."""
+        result = self.collection.update_one(
+            {"_id": message_id, "state": _M.SENT.value, **_poll_due(recheck_before)},
+            {"$set": {"status_polled_at": now}, "$inc": {"status_polls": 1}},
+        )
+        return result.modified_count == 1
+
+    # ------------------------------------------------------------ one contact's messages
+    def send_times(self, contact_id: str, *, states: Iterable[MessageState], created_since: datetime
+                   ) -> list[datetime]:
+        """When the contact's step messages went out: ``sent_at``, else ``sending_at``, else the last move."""
+        query = {"contact_id": contact_id, "created_at": {"$gte": created_since}, "direction": "outbound",
+                 "state": {"$in": [s.value for s in states]}, "purpose": {"$in": ["step", None]}}
+        projection = {"sent_at": 1, "sending_at": 1, "state_changed_at": 1, "created_at": 1}
+        return [at for at in map(send_time, self.collection.find(query, projection)) if at is not None]
+
+    def count_replies_since(self, contact_id: str, since: datetime, *, besides: str) -> int:
+        """Automated replies stored for the contact since ``since`` (cancelled ones and ``besides`` aside)."""
+        return self.collection.count_documents(
+            {"contact_id": contact_id, "created_at": {"$gte": since}, "purpose": "reply",
+             "state": {"$ne": _M.CANCELLED.value}, "_id": {"$ne": besides}})
+
+    def conversation(self, contact_id: str, limit: int = 20) -> list[ConversationEntry]:
+        """The contact's latest messages with a text, oldest first."""
+        docs = list(self.collection.find({"contact_id": contact_id}).sort("created_at", DESCENDING).limit(limit))
+        return [ConversationEntry(direction=str(doc.get("direction", "outbound")), body=str(doc["body"]),
+                                  at=doc["created_at"]) for doc in reversed(docs) if doc.get("body")]
+
+    # ------------------------------------------------------------ inbound
+    def insert_inbound(self, record: InboundRecord, at: datetime) -> bool:
+        """Store an inbound message once (id derived from its MessageSid)."""
+        try:
+            self.collection.insert_one(inbound_doc(record, at))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def linked_followups(self, inbound_id: str) -> list[str]:
+        """The follow-ups a stored inbound message answers."""
+        doc = self.collection.find_one({"_id": inbound_id}, {"followup_ids": 1}) or {}
+        return [str(f) for f in doc.get("followup_ids") or []]
+
+    def set_classification(self, inbound_id: str, classification: Mapping[str, Any]) -> None:
+        """Keep how an inbound message was read."""
+        self.collection.update_one({"_id": inbound_id}, {"$set": {"classification": dict(classification)}})
+
+    def set_outcome(self, inbound_id: str, outcome: str) -> None:
+        """Keep what was done about an inbound message."""
+        self.collection.update_one({"_id": inbound_id}, {"$set": {"outcome": outcome}})
+
+    # ------------------------------------------------------------ for people
+    def summaries_of_contact(self, contact_id: str) -> list[MessageSummary]:
+        """Every message in and out of a contact, oldest first."""
+        return [message_summary(d) for d in self.collection.find({"contact_id": contact_id}).sort("created_at", 1)]
+
+    def from_unknown(self, phone: str) -> list[MessageSummary]:
+        """Messages from ``phone`` while it was no contact, oldest first."""
+        return [message_summary(d) for d in self.collection.find(unknown_query(phone)).sort("created_at", 1)]
+
+    def newest_from_unknown(self, limit: int) -> list[MessageSummary]:
+        """The newest messages from numbers that were no contact."""
+        docs = self.collection.find(unknown_query(), {"from": 1, "created_at": 1, "handled_at": 1})
+        return [message_summary(d) for d in docs.sort("created_at", DESCENDING).limit(limit)]
+
+    def has_unknown(self, phone: str) -> bool:
+        """Whether ``phone`` ever wrote while it was no contact."""
+        return self.collection.count_documents(unknown_query(phone), limit=1) > 0
+
+    def open_unknown_ids(self, phone: str) -> list[str]:
+        """The messages from this unknown number that no person has handled yet."""
+        return [str(doc["_id"]) for doc in self.collection.find(unknown_query(phone), {"handled_at": 1})
+                if "handled_at" not in doc]
+
+    def mark_handled(self, message_ids: Sequence[str], now: datetime) -> int:
+        """A person handled these messages from an unknown number."""
+        result = self.collection.update_many({"_id": {"$in": list(message_ids)}}, {"$set": {"handled_at": now}})
+        return result.modified_count
+
+    def answered_inbound(self) -> list[MessageSummary]:
+        """Inbound messages that were read (classified, or an opt-out), oldest first."""
+        docs = self.collection.find({"direction": "inbound", "outcome": {"$exists": True},
+                                     "$or": [{"classification": {"$exists": True}},
+                                             {"outcome": {"$regex": "^opt_out"}}]})
+        return [message_summary(d) for d in docs.sort("created_at", 1)]
+
+    def sent_after(self, contact_id: str, since: datetime) -> list[MessageSummary]:
+        """Outbound messages handed to Twilio after ``since``, in that order."""
+        docs = self.collection.find({"contact_id": contact_id, "direction": "outbound", "sent_at": {"$gt": since}})
+        return [message_summary(d) for d in docs.sort("sent_at", 1)]
+
+    def first_outbound(self, limit: int) -> list[MessageSummary]:
+        """The oldest outbound messages."""
+        docs = self.collection.find({"direction": "outbound"}).sort("created_at", ASCENDING).limit(limit)
+        return [message_summary(d) for d in docs]
+
+    def count(self, *, purpose: str | None = None, step: int | None = None,
+              states: Iterable[MessageState] | None = None) -> int:
+        """How many messages match."""
+        query: Doc = {}
+        if purpose is not None:
+            query["purpose"] = purpose
+        if step is not None:
+            query["step"] = step
+        if states is not None:
+            query["state"] = {"$in": [s.value for s in states]}
+        return self.collection.count_documents(query)
+
+    def count_by_state(self) -> dict[str, int]:
+        """Outbound messages counted by state."""
+        rows = self.collection.aggregate([{"$match": {"direction": "outbound"}},
+                                          {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+        return {row["_id"]: row["n"] for row in rows}
+
+
+def _poll_due(recheck_before: datetime) -> Doc:
+    return {"$or": [{"status_polled_at": None}, {"status_polled_at": {"$lt": recheck_before}}]}
