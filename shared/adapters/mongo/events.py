@@ -176,5 +176,5 @@ class MongoEvents(MongoRepository):
 
     def count_waiting(self, kinds: Iterable[str], limit: int = 0) -> int:
         """Events of these kinds still waiting for an actor."""
-        return self.collection.count_documents({"kind": {"$in": list(kinds)}, "state": EventState.RECEIVED.value},
-                                               limit=limit)
+        query = {"kind": {"$in": list(kinds)}, "state": EventState.RECEIVED.value}
+        return self.collection.count_documents(query, **({"limit": limit} if limit > 0 else {}))

@@ -1,0 +1,117 @@
+"""Contacts, campaigns, the owner's window and periodic jobs: the same answers from both implementations."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.clock import FakeClock
+from shared.domain.repositories import Repositories
+from tests.contract.conftest import HOUR, campaign, contact, plant
+
+
+def test_a_contact_is_unique_by_phone_and_an_import_twice_changes_nothing(repos: Repositories,
+                                                                          clock: FakeClock) -> None:
+    now = clock.now()
+    assert repos.contacts.upsert(contact(1), now) == "inserted"
+    assert repos.contacts.upsert(contact(1), now + HOUR) == "unchanged"
+    assert repos.contacts.upsert(contact(1, name="Marie D."), now + HOUR) == "updated"
+    # Another id with the same phone is the same contact: updated, its id kept.
+    assert repos.contacts.upsert(contact(1, id="other", name="Marie Durand"), now + HOUR) == "updated"
+    found = repos.contacts.by_phone(contact(1).phone)
+    assert found is not None and (found.id, found.name) == ("ct1", "Marie Durand")
+    assert repos.contacts.get("other") is None and repos.contacts.count() == 1
+    assert repos.contacts.get("ct1") == found
+    assert repos.contacts.by_phone("+33699999999") is None and repos.contacts.get("nobody") is None
+
+
+def test_find_selects_by_every_tag_and_field_in_id_order(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.contacts.upsert(contact(3, tags=["clients", "vip"], fields={"city": "Lyon"}), now)
+    repos.contacts.upsert(contact(1, tags=["clients"], fields={"city": "Lyon"}), now)
+    repos.contacts.upsert(contact(2, tags=["vip"], fields={"city": "Paris"}), now)
+    assert [c.id for c in repos.contacts.find()] == ["ct1", "ct2", "ct3"]
+    assert [c.id for c in repos.contacts.find(tags=["vip"])] == ["ct2", "ct3"]
+    assert [c.id for c in repos.contacts.find(tags=["clients", "vip"])] == ["ct3"]
+    assert [c.id for c in repos.contacts.find(equals={"city": "Lyon"})] == ["ct1", "ct3"]
+    assert [c.id for c in repos.contacts.find(tags=["vip"], equals={"city": "Lyon"})] == ["ct3"]
+    assert repos.contacts.find(equals={"city": "Nice"}) == []
+
+
+def test_opting_out_changes_once_and_the_window_only_moves_forward(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.contacts.upsert(contact(1), now)
+    assert repos.contacts.set_opt_out("ct1", True, now)
+    assert not repos.contacts.set_opt_out("ct1", True, now + HOUR)
+    assert repos.contacts.get("ct1").opted_out  # type: ignore[union-attr]
+    assert repos.contacts.set_opt_out("ct1", False, now + HOUR)
+    assert not repos.contacts.set_opt_out("nobody", True, now)
+    repos.contacts.touch_inbound("ct1", now + HOUR)
+    repos.contacts.touch_inbound("ct1", now)  # an older message processed late: the window stays
+    assert repos.contacts.get("ct1").last_inbound_at == now + HOUR  # type: ignore[union-attr]
+
+
+def test_a_record_the_model_refuses_is_still_read_for_a_person(repos: Repositories, clock: FakeClock) -> None:
+    repos.contacts.upsert(contact(1), clock.now())
+    good = repos.contacts.record("ct1")
+    assert good is not None and good.problem is None and good.fields == {"invoice_number": "FA-1"}
+    assert repos.contacts.record_by_phone(contact(1).phone) == good
+    plant(repos, "contacts", {"_id": "bad", "phone": "+33600000009", "name": "Paul", "language": "klingon"})
+    bad = repos.contacts.record_by_phone("+33600000009")
+    assert bad is not None and bad.id == "bad" and bad.name == "Paul" and bad.language == "klingon"
+    assert bad.problem is not None and bad.problem.startswith("language:")
+    assert repos.contacts.record("nobody") is None and repos.contacts.record_by_phone("+33699999999") is None
+
+
+def test_campaigns_are_created_once_listed_by_id_and_paused_once(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    assert repos.campaigns.create(campaign("c2"), now)
+    assert repos.campaigns.create(campaign("c1", steps=3), now)
+    assert not repos.campaigns.create(campaign("c1", steps=1), now)  # the first one stays
+    assert [c.id for c in repos.campaigns.all()] == ["c1", "c2"]
+    assert len(repos.campaigns.get("c1").steps) == 3  # type: ignore[union-attr]
+    assert repos.campaigns.get("nope") is None
+    assert sorted(repos.campaigns.active_ids()) == ["c1", "c2"]
+    assert repos.campaigns.set_status("c1", "paused", now)
+    assert not repos.campaigns.set_status("c1", "paused", now + HOUR)
+    assert repos.campaigns.active_ids() == ["c2"] and repos.campaigns.get("c1").status == "paused"  # type: ignore[union-attr]
+    assert not repos.campaigns.set_status("nope", "paused", now)
+
+
+def test_the_owners_window_only_moves_forward(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    assert repos.owner.last_inbound("+33700000001") is None
+    repos.owner.touch_inbound("+33700000001", now)
+    repos.owner.touch_inbound("+33700000001", now - HOUR)
+    assert repos.owner.last_inbound("+33700000001") == now
+    repos.owner.touch_inbound("+33700000001", now + HOUR)
+    assert repos.owner.last_inbound("+33700000001") == now + HOUR
+    assert repos.owner.last_inbound("+33700000002") is None
+
+
+def test_a_periodic_job_runs_once_per_period_and_its_cursor_only_moves_forward(repos: Repositories,
+                                                                                 clock: FakeClock) -> None:
+    now, every = clock.now(), timedelta(minutes=1)
+    first = repos.jobs.claim("backfill", now, every)
+    assert first is not None and first.cursor is None and first.next_run_at == now + every
+    assert repos.jobs.claim("backfill", now, every) is None  # another scheduler, same period
+    assert repos.jobs.claim("backfill", now + timedelta(seconds=59), every) is None
+    assert repos.jobs.advance_cursor("backfill", now - HOUR, now, listed=3)
+    assert not repos.jobs.advance_cursor("backfill", now - 2 * HOUR, now)  # never back
+    again = repos.jobs.claim("backfill", now + every, every)
+    assert again is not None and again.cursor == now - HOUR
+    assert repos.jobs.claim("other", now, every) is not None  # each job its own period
+
+
+def test_the_store_answers(repos: Repositories) -> None:
+    assert repos.ping()
+    repos.ensure_indexes()
+    repos.ensure_indexes()  # idempotent
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_counting_contacts(repos: Repositories, clock: FakeClock, limit: int) -> None:
+    for n in range(1, limit + 1):
+        repos.contacts.upsert(contact(n), clock.now())
+    assert repos.contacts.count() == limit

@@ -1,0 +1,33 @@
+"""The contract suite exercises every method of every repository interface (a new one needs its test)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+from shared.domain import repositories as interfaces
+
+HERE = Path(__file__).parent
+PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.CampaignRepository,
+             "followups": interfaces.FollowUpRepository, "messages": interfaces.MessageRepository,
+             "events": interfaces.EventRepository, "owner": interfaces.OwnerRepository,
+             "jobs": interfaces.JobRepository}
+
+
+def _called() -> set[str]:
+    """``repository.method`` for every ``repos.<repository>.<method>`` written in the contract tests."""
+    found = set()
+    for path in HERE.glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                    and isinstance(node.value.value, ast.Name) and node.value.value.id == "repos"):
+                found.add(f"{node.value.attr}.{node.attr}")
+    return found
+
+
+def test_every_repository_method_has_a_contract_test() -> None:
+    wanted = {f"{name}.{method}" for name, protocol in PROTOCOLS.items()
+              for method, _ in inspect.getmembers(protocol, inspect.isfunction) if not method.startswith("_")}
+    assert wanted, "no interface found"
+    assert wanted - _called() == set()
