@@ -138,7 +138,6 @@ class FreezableProxy:
 
     ``freeze()``: bytes already in flight and new ones are held, connections stay open, so a
     client waits as it would on a hung link; ``thaw()`` lets them through again.
-    ``drop_connections()``: the open connections are cut, as by a blip; the next ones work.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -161,15 +160,6 @@ class FreezableProxy:
     def thaw(self) -> None:
         """Forward again."""
         self._open.set()
-
-    def drop_connections(self) -> None:
-        """Close every connection open now (as a network blip or a restarting server would); new ones get through."""
-        open_now, self._sockets = self._sockets, []
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
 
     def close(self) -> None:
         """Stop the proxy and drop every connection."""

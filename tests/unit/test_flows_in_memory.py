@@ -1,0 +1,99 @@
+"""Whole flows on the in-memory repositories: the actors and the scheduler, no server at all.
+
+The same functions the workers run, over ``shared.adapters.memory`` (whose behaviour the contract
+suite holds to the MongoDB one): milliseconds instead of a database round trip per step.
+"""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+
+import pytest
+
+from services.scheduler import tick
+from shared.adapters.memory import MemoryRepositories, memory_repositories
+from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
+from shared.domain.states import FollowUpState, MessageState
+from shared.fakes import FakeSender, RecordingQueue
+from shared.ports import Draft, DraftRequest
+from shared.settings import load_settings
+from tests.support.actors import drain
+from workers.deps import Deps
+from workers.drafting import draft_followup
+from workers.replies import process_inbound
+
+ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=time(0), end=time(23, 59))
+PHONE = "+33612345678"
+
+
+class StopWhileDrafting:
+    """A drafter during whose work the client's STOP arrives and is processed (as a concurrent worker would)."""
+
+    def __init__(self) -> None:
+        self.deps: Deps | None = None
+
+    def draft(self, request: DraftRequest) -> Draft:
+        if self.deps is not None:
+            deps, self.deps = self.deps, None
+            sid = "SM" + "5" * 32
+            deps.store.events.record(f"inbound:{sid}", {"kind": "inbound", "sid": sid, "state": "received",
+                                                        "from": f"whatsapp:{PHONE}", "body": "STOP"}, deps.clock.now())
+            assert process_inbound(deps, f"inbound:{sid}") == "opt_out stopped=1"
+        return Draft(body=f"Bonjour {request.contact_name}, un rappel.", language=request.language, source="offline")
+
+
+@pytest.fixture
+def deps(clock: FakeClock) -> Deps:
+    settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "MIN_GAP_BETWEEN_MESSAGES": "0s",
+                              "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""})
+    store = memory_repositories()
+    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=StopWhileDrafting(),
+                sender=FakeSender(clock=clock))
+    now = clock.now()
+    store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR,
+                                  fields={"invoice_number": "FA-1"}), now)
+    store.contacts.touch_inbound("ct1", now - timedelta(hours=1))  # inside the 24-hour window: freeform
+    store.campaigns.create(Campaign(id="c1", name="c1", send_window=ALWAYS,
+                                    steps=[Step(delay="0s"), Step(delay="1h", anchor="previous")]), now)
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
+    return deps
+
+
+def test_the_store_is_the_in_memory_one(deps: Deps) -> None:
+    assert isinstance(deps.store, MemoryRepositories)
+
+
+def test_a_stop_while_a_step_is_being_drafted_cancels_the_draft(deps: Deps, clock: FakeClock) -> None:
+    queue, sender = deps.queue, deps.sender
+    assert isinstance(queue, RecordingQueue) and isinstance(sender, FakeSender)
+    tick(deps.store, queue, clock)
+    ((followup_id, step),) = queue.drafts
+    queue.drafts.clear()
+    deps.drafter.deps = deps  # type: ignore[attr-defined]
+    assert draft_followup(deps, followup_id, step) is None
+    followup = deps.store.followups.get(followup_id)
+    assert followup is not None and (followup.state, followup.stop_reason) == (FollowUpState.STOPPED, "opt_out")
+    message = deps.store.messages.get(f"{followup_id}:0")
+    assert message is not None and message.state == MessageState.CANCELLED
+    assert queue.sends == [] and sender.sent == []
+    clock.advance(timedelta(minutes=6))  # past the reconciler's deadline: nothing comes back to life
+    report = tick(deps.store, queue, clock)
+    assert report.total() == 0 and queue.sends == queue.drafts == []
+
+
+def test_a_whole_cadence_runs_to_its_end(deps: Deps, clock: FakeClock) -> None:
+    queue, sender = deps.queue, deps.sender
+    assert isinstance(queue, RecordingQueue) and isinstance(sender, FakeSender)
+    tick(deps.store, queue, clock)
+    drain(deps)
+    assert [r.to for r in sender.sent] == [PHONE]
+    followup = deps.store.followups.get("c1:ct1")
+    assert followup is not None and (followup.state, followup.step) == (FollowUpState.SCHEDULED, 1)
+    clock.advance(timedelta(hours=1))
+    tick(deps.store, queue, clock)
+    drain(deps)
+    assert len(sender.sent) == 2
+    followup = deps.store.followups.get("c1:ct1")
+    assert followup is not None and followup.state == FollowUpState.COMPLETED
+    assert deps.store.messages.count_by_state() == {"sent": 2}
