@@ -177,4 +177,6 @@ class MongoEvents(MongoRepository):
     def count_waiting(self, kinds: Iterable[str], limit: int = 0) -> int:
         """Events of these kinds still waiting for an actor."""
         query = {"kind": {"$in": list(kinds)}, "state": EventState.RECEIVED.value}
-        return self.collection.count_documents(query, **({"limit": limit} if limit > 0 else {}))
+        if limit > 0:
+            return self.collection.count_documents(query, limit=limit)
+        return self.collection.count_documents(query)  # the server refuses a limit of 0
