@@ -205,7 +205,7 @@ class StopWatcher(threading.Thread):
 
 def _states(store: MongoRepositories) -> dict[str, dict[str, int]]:
     try:
-        return store.counts()
+        return {"followups": store.followups.count_by_state(), "messages": store.messages.count_by_state()}
     except (PyMongoError, Exception) as exc:
         return {"error": {type(exc).__name__: 1}}
 
