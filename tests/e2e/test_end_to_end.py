@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from services.devstack import DEV_ACCOUNT_SID, Stack
-from services.embedded import ServerProcess, free_port, wait_for_port
+from devtools.devstack import DEV_ACCOUNT_SID, Stack
+from devtools.embedded import ServerProcess, free_port, wait_for_port
 from shared.factcheck import check_draft
 from shared.models import Language
 from shared.ports import DraftRequest

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack import load_demo
+from devtools.devstack import load_demo
 from shared.store import Store
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
+from devtools.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
 from shared.clock import SystemClock
 from shared.phones import mask_phone
 from shared.settings import Settings, load_settings
