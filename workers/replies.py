@@ -21,8 +21,6 @@ here passes the same facts check as the follow-ups.
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -39,14 +37,9 @@ from shared.cadence import (
     record_promise,
     stop_contact,
 )
-from shared.classifier import claims_payment
-from shared.factcheck import check_draft
-from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
-from shared.phones import mask_phone
-from shared.policy import window_open, zone
-from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
-from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
-from shared.reply_texts import (
+from shared.language.factcheck import check_draft
+from shared.language.reply_rules import claims_payment, is_opt_in, is_opt_out
+from shared.language.texts import (
     PAID_CLAIM,
     PAID_OPT_OUT,
     REPLY_LIMIT,
@@ -57,42 +50,20 @@ from shared.reply_texts import (
     promise_text,
     thank_you_text,
 )
+from shared.models import Contact, FollowUpState, Language, MessageState, OutboundMessage
+from shared.phones import mask_phone
+from shared.policy import window_open, zone
+from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
+from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
 from workers.deps import Deps, declare_actor, give_up_after_failures
 
 log = logging.getLogger(__name__)
 
-OPT_OUT_KEYWORDS = {
-    "stop", "stop all", "stopall", "arret", "arreter", "unsubscribe", "desinscrire", "desabonner",
-    "cancel", "end", "quit", "optout", "opt out",
-}
-OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoir ces message", "desinscri",
-                   "desabonn")
-OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
 PAID_CLAIMED = "paid_claimed"  # the pause reason of follow-ups waiting for the owner to confirm a payment
 HELD = "recorded (hand-over open)"
 OPEN_STATES = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING, FollowUpState.AWAITING_SEND,
                FollowUpState.PAUSED)
-
-
-def normalise_text(text: str) -> str:
-    """Lower-case, accents removed, punctuation and emoji dropped, spaces collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]+", " ", stripped)).strip()
-
-
-def is_opt_out(text: str, button_payload: str = "") -> bool:
-    """True when the message asks to stop, whatever its case, accents or punctuation."""
-    if normalise_text(button_payload) in OPT_OUT_KEYWORDS:
-        return True
-    words = normalise_text(text)
-    return words in OPT_OUT_KEYWORDS or any(p in words for p in OPT_OUT_PHRASES)
-
-
-def is_opt_in(text: str) -> bool:
-    """True when the message asks to receive messages again (START)."""
-    return normalise_text(text) in OPT_IN_KEYWORDS
 
 
 def _facts_request(deps: Deps, contact: Contact, extra: dict[str, str] | None = None) -> DraftRequest:
@@ -319,7 +290,7 @@ def _classify(deps: Deps, contact: Contact, event: dict[str, Any]) -> tuple[Clas
     request = ClassifyRequest(text=str(event.get("body", "")), language=contact.language,
                               facts=dict(contact.fields), today=today, business_name=deps.settings.business_name,
                               has_media=int(event.get("num_media", 0) or 0) > 0, history=history)
-    from shared.classifier import OfflineClassifier, classify_safely
+    from shared.language.classifier import OfflineClassifier, classify_safely
 
     classifier = deps.classifier or OfflineClassifier()
     return classify_safely(classifier, request, threshold=deps.settings.classifier_threshold)

@@ -26,7 +26,7 @@ import pytest
 
 from devtools.devstack import DEV_ACCOUNT_SID, Stack
 from devtools.embedded import ServerProcess, free_port, wait_for_port
-from shared.factcheck import check_draft
+from shared.language.factcheck import check_draft
 from shared.models import Language
 from shared.ports import DraftRequest
 from shared.store import Store, connect

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from shared.classifier import GeminiClassifier, classify_safely
 from shared.errors import DraftingError
-from shared.factcheck import check_draft
+from shared.gemini_classifier import GeminiClassifier
+from shared.language.classifier import classify_safely
+from shared.language.factcheck import check_draft
 from shared.models import Language
 from shared.ports import Classification, ClassifyRequest, DraftRequest, Intent
 from tests.support.fake_gemini_replies import MADE_UP_ANSWER, classify_for_fake, create_app

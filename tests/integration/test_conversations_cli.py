@@ -18,8 +18,8 @@ from services.cli import main
 from services.conversations import _unknown_query
 from shared.clock import FakeClock
 from shared.fakes import FakeSender, RecordingQueue
+from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
-from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import Settings, load_settings
 from shared.store import Store
 from tests.support.drafters import EchoDrafter

@@ -27,8 +27,8 @@ from services.bootstrap import build_drafter
 from services.scheduler import tick
 from shared.clock import FakeClock
 from shared.fakes import FakeSender, RecordingQueue
+from shared.language.drafts import OfflineDrafter
 from shared.models import Campaign, Contact, Language, SendWindow, Step
-from shared.offline import OfflineDrafter
 from shared.ports import DraftRequest
 from shared.settings import Settings, load_settings
 from shared.store import Store

@@ -15,9 +15,9 @@ from services.webhook import status_event
 from shared.clock import FakeClock
 from shared.errors import DraftingError, PermanentError, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
+from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Classification, ClassifyRequest, Intent
-from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import load_settings
 from shared.store import Store
 from tests.support.actors import drain

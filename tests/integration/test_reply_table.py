@@ -57,12 +57,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.scheduler import tick
-from shared.classifier import GeminiClassifier, OfflineClassifier, claims_payment
 from shared.clock import FakeClock, utc
 from shared.fakes import FakeSender, RecordingQueue
+from shared.gemini_classifier import GeminiClassifier
+from shared.language.classifier import OfflineClassifier
+from shared.language.reply_rules import claims_payment
+from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
 from shared.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.ports import Intent
-from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
 from shared.settings import Settings, load_settings
 from shared.store import Store
 from tests.support.actors import drain
