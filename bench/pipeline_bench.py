@@ -66,7 +66,7 @@ if str(REPO) not in sys.path:  # run as a plain script from anywhere
 import redis  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
-from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port  # noqa: E402
+from devtools.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port  # noqa: E402
 
 DEV_ACCOUNT_SID = "AC" + "de" * 16
 TOKEN = "bench0123456789abcdef0123456789ab"

@@ -22,7 +22,7 @@ a GIL with the servers. Same connections and duration for both endpoints, at eac
 count of ``--connections`` (16, 64 and 256 by default): the group commit shares a batch's fixed
 cost among the requests in flight, so the ratio depends on how many there are.
 
-Servers: its own Redis and SecantusDB (``services.embedded``), or ``MONGODB_URI`` / ``REDIS_URL``
+Servers: its own Redis and SecantusDB (``devtools.embedded``), or ``MONGODB_URI`` / ``REDIS_URL``
 when set (a database of its own is used and dropped; the bench's messages are removed from the
 replies queue afterwards). Reported per endpoint: requests/s, p50 and p99 latency, errors, CPU
 per request of each process, what was stored; then the real/bare ratio, as a markdown table.
@@ -74,7 +74,7 @@ if str(REPO) not in sys.path:  # run as a plain script from anywhere
 
 from twilio.request_validator import RequestValidator  # noqa: E402
 
-from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port  # noqa: E402
+from devtools.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port  # noqa: E402
 
 TOKEN = "bench0123456789abcdef0123456789ab"
 PUBLIC_BASE_URL = "https://bench.relance.example"  # what Twilio signs; the servers listen on 127.0.0.1

@@ -23,7 +23,7 @@ from shared.clock import Clock, SystemClock
 from shared.domain.repositories import Repositories
 from shared.errors import ConfigError
 from shared.gemini import CheckedDrafter, GeminiDrafter
-from shared.offline import OfflineDrafter
+from shared.language.drafts import OfflineDrafter
 from shared.ports import Classifier, DeliveryStatus, Drafter, OutboundRequest, Sender, SendResult
 from shared.queue import QUEUE_SENDING, QUEUES, DramatiqQueue, make_broker
 from shared.redaction import RedactingFilter, Redactor, url_secrets
@@ -176,7 +176,8 @@ def build_drafter(settings: Settings) -> Drafter:
 
 def build_classifier(settings: Settings) -> Classifier:
     """Gemini reads replies when a key is set; the offline rules otherwise."""
-    from shared.classifier import GeminiClassifier, OfflineClassifier
+    from shared.gemini_classifier import GeminiClassifier
+    from shared.language.classifier import OfflineClassifier
 
     key = settings.gemini_api_key.get_secret_value()
     if not key:

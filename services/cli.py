@@ -12,7 +12,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from shared.domain.repositories import Repositories
 
 log = logging.getLogger("relance")
+
+
+class DevToolsMissing(Exception):
+    """A development command run where the ``devtools`` package is not installed (a production image)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,7 +197,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
     """Run the Twilio simulator with this installation's credentials."""
-    from services import simulator
+    with _dev_tools("simulator"):
+        from devtools import simulator
 
     settings.require("twilio_account_sid", "twilio_auth_token")
     simulator.run(host=args.host, port=args.port, account_sid=settings.twilio_account_sid,
@@ -339,8 +345,9 @@ def cmd_handled(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    """Run everything locally (see services.devstack)."""
-    from services.devstack import run_dev
+    """Run everything locally (see devtools.devstack)."""
+    with _dev_tools("dev"):
+        from devtools.devstack import run_dev
 
     def out(text: str) -> None:  # its own line breaks kept (the header), every other control escaped
         print("\n".join(printable(line) for line in text.split("\n")), flush=True)
@@ -349,6 +356,19 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ helpers
+@contextmanager
+def _dev_tools(command: str) -> Iterator[None]:
+    """Around the lazy import of a dev tool: its absence (a production image) is a user's mistake."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        # Only the package itself missing; a dependency missing inside it is a real bug, and says so.
+        if exc.name != "devtools" and not (exc.name or "").startswith("devtools."):
+            raise
+        raise DevToolsMissing(f"the dev tools are not installed in this image: run relance {command} "
+                              "from a source checkout (python3 dev.py sets one up)") from None
+
+
 def _store(settings: Settings) -> tuple[Client, Repositories]:
     from services.bootstrap import build_store
 
@@ -384,6 +404,9 @@ def main(argv: Sequence[str] | None = None, *, load: Callable[[], Settings] = lo
     except TransientError as exc:
         print(printable(f"error: {exc} (is MongoDB running? check MONGODB_URI)"), file=sys.stderr)
         return 3
+    except DevToolsMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

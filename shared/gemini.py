@@ -6,10 +6,10 @@ block) becomes a :class:`~shared.errors.DraftingError` whose message is a short 
 never quotes a message body or a phone number.
 
 :class:`CheckedDrafter` is what the workers use: the primary's draft is checked against the
-facts (:func:`shared.factcheck.check_draft`); when it fails, the fallback's draft is returned
+facts (:func:`shared.language.factcheck.check_draft`); when it fails, the fallback's draft is returned
 with ``fallback_reason`` saying why.
 
-The helpers shared with :class:`shared.classifier.GeminiClassifier` live here too:
+The helpers shared with :class:`shared.gemini_classifier.GeminiClassifier` live here too:
 :class:`GeminiJsonCaller` (the client, the call and reading its JSON answer), built on
 :func:`make_client`, :func:`call_failure_reason` and :func:`response_json`, and :func:`json_block`.
 """
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.domain.models import Language
 from shared.errors import DraftingError
-from shared.factcheck import check_draft
+from shared.language.factcheck import check_draft
 from shared.ports import Draft, Drafter, DraftRequest
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ import json
 import logging
 import re
 import sys
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -43,6 +42,7 @@ import phonenumbers
 from shared.domain.models import Contact, Language, new_id
 from shared.domain.repositories import Repositories
 from shared.errors import InputError
+from shared.language.text import strip_accents
 from shared.phones import mask_phone, normalise_phone, timezone_for_phone
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def new_contact_id() -> str:
 
 def field_key(raw: str) -> str:
     """A column or key name as stored: lower_snake_case, ASCII, standard aliases applied."""
-    text = unicodedata.normalize("NFKD", str(raw)).encode("ascii", "ignore").decode()
+    text = strip_accents(str(raw)).encode("ascii", "ignore").decode()
     text = re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")
     return _ALIASES.get(text, text)
 

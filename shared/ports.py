@@ -1,7 +1,7 @@
 """The small interfaces behind which outside services sit.
 
 Real adapters: :class:`shared.twilio_sender.TwilioSender`, :class:`shared.gemini.GeminiDrafter`,
-:class:`shared.offline.OfflineDrafter`, :class:`shared.queue.DramatiqQueue`.
+:class:`shared.language.drafts.OfflineDrafter`, :class:`shared.queue.DramatiqQueue`.
 Fakes for unit tests live in :mod:`shared.fakes`.
 """
 

@@ -5,7 +5,7 @@ errors are translated here, at the boundary, into :class:`~shared.errors.SendRej
 (permanent) or :class:`~shared.errors.SendDeferred` (retry later), so no other module
 imports a vendor exception.
 
-When ``api_base_url`` is set (the local simulator, ``services.simulator``), requests go to
+When ``api_base_url`` is set (the local simulator, ``devtools.simulator``), requests go to
 that URL instead of ``https://api.twilio.com`` through :class:`RedirectingHttpClient`; the
 SDK itself runs unchanged.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.embedded import ServerProcess, start_mongo, start_redis
+from devtools.embedded import ServerProcess, start_mongo, start_redis
 from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from shared.clock import FakeClock
 

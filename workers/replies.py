@@ -21,25 +21,19 @@ here passes the same facts check as the follow-ups.
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from datetime import date, datetime, time, timedelta
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import pause_contact, promises_made, stop_contact
-from shared.classifier import claims_payment
 from shared.domain.models import Contact, Language, OutboundMessage
 from shared.domain.reasons import HandOverReason, PauseReason, ReplyOutcome, StopReason
 from shared.domain.records import InboundRecord, StoredEvent
 from shared.domain.states import OPEN, EventState, FollowUpState, MessageState
-from shared.factcheck import check_draft
-from shared.phones import mask_phone
-from shared.policy import window_open, zone
-from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
-from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
-from shared.reply_texts import (
+from shared.language.factcheck import check_draft
+from shared.language.reply_rules import claims_payment, is_opt_in, is_opt_out
+from shared.language.texts import (
     PAID_CLAIM,
     PAID_OPT_OUT,
     REPLY_LIMIT,
@@ -50,38 +44,15 @@ from shared.reply_texts import (
     promise_text,
     thank_you_text,
 )
+from shared.phones import mask_phone
+from shared.policy import window_open, zone
+from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
+from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
 from workers.deps import Deps, declare_actor, give_up_after_failures
 
 log = logging.getLogger(__name__)
 
-OPT_OUT_KEYWORDS = {
-    "stop", "stop all", "stopall", "arret", "arreter", "unsubscribe", "desinscrire", "desabonner",
-    "cancel", "end", "quit", "optout", "opt out",
-}
-OPT_OUT_PHRASES = ("ne plus recevoir", "plus recevoir de message", "plus recevoir ces message", "desinscri",
-                   "desabonn")
-OPT_IN_KEYWORDS = {"start", "unstop", "subscribe"}
 PROMISE_GRACE = timedelta(days=1)
-
-
-def normalise_text(text: str) -> str:
-    """Lower-case, accents removed, punctuation and emoji dropped, spaces collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]+", " ", stripped)).strip()
-
-
-def is_opt_out(text: str, button_payload: str = "") -> bool:
-    """True when the message asks to stop, whatever its case, accents or punctuation."""
-    if normalise_text(button_payload) in OPT_OUT_KEYWORDS:
-        return True
-    words = normalise_text(text)
-    return words in OPT_OUT_KEYWORDS or any(p in words for p in OPT_OUT_PHRASES)
-
-
-def is_opt_in(text: str) -> bool:
-    """True when the message asks to receive messages again (START)."""
-    return normalise_text(text) in OPT_IN_KEYWORDS
 
 
 def _facts_request(deps: Deps, contact: Contact, extra: dict[str, str] | None = None) -> DraftRequest:
@@ -309,7 +280,7 @@ def _classify(deps: Deps, contact: Contact, event: StoredEvent) -> tuple[Classif
     request = ClassifyRequest(text=event.body, language=contact.language,
                               facts=dict(contact.fields), today=today, business_name=deps.settings.business_name,
                               has_media=event.num_media > 0, history=history)
-    from shared.classifier import OfflineClassifier, classify_safely
+    from shared.language.classifier import OfflineClassifier, classify_safely
 
     classifier = deps.classifier or OfflineClassifier()
     return classify_safely(classifier, request, threshold=deps.settings.classifier_threshold)

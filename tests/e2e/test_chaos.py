@@ -60,8 +60,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pymongo.errors import PyMongoError
 
-from services.devstack import DEV_ACCOUNT_SID
-from services.embedded import free_port, wait_for_port
+from devtools.devstack import DEV_ACCOUNT_SID
+from devtools.embedded import free_port, wait_for_port
 from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from tests.support.chaos import (
     ChaosRunner,

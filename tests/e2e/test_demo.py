@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.devstack import DEMO_DIR, DEMO_REPLIES
+from devtools.devstack import DEMO_DIR, DEMO_REPLIES
 from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -99,7 +99,7 @@ REPLIES = {
 
 @dataclass(frozen=True)
 class Demo:
-    """The demo as services/demo defines it."""
+    """The demo as devtools/demo defines it."""
 
     contacts: list[str]
     steps: int

@@ -24,11 +24,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from services.devstack import DEV_ACCOUNT_SID, Stack
-from services.embedded import ServerProcess, free_port, wait_for_port
+from devtools.devstack import DEV_ACCOUNT_SID, Stack
+from devtools.embedded import ServerProcess, free_port, wait_for_port
 from shared.adapters.mongo import connect, mongo_repositories
 from shared.domain.models import Language
-from shared.factcheck import check_draft
+from shared.language.factcheck import check_draft
 from shared.ports import DraftRequest
 from tests.support.servers import wait_until
 

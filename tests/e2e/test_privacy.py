@@ -31,8 +31,8 @@ import pytest
 import redis
 from pymongo.errors import OperationFailure
 
-from services.devstack import DEV_ACCOUNT_SID, Stack
-from services.embedded import ServerProcess, free_port, start_redis, wait_for_port
+from devtools.devstack import DEV_ACCOUNT_SID, Stack
+from devtools.embedded import ServerProcess, free_port, start_redis, wait_for_port
 from shared.adapters.mongo import connect, mongo_repositories
 from tests.support.servers import wait_until
 

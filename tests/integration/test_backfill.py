@@ -20,10 +20,10 @@ import dramatiq
 import httpx
 import pytest
 
+from devtools.simulator import create_app
 from services.backfill import JOB, OVERLAP, InboundBackfill
 from services.bootstrap import build_inbound_backfill, register_actors
 from services.scheduler import tick
-from services.simulator import create_app
 from services.webhook import WebhookDeps, inbound_event
 from services.webhook import create_app as create_webhook
 from shared.adapters.mongo import MongoRepositories, open_repositories

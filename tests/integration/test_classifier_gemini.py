@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from shared.classifier import GeminiClassifier, classify_safely
 from shared.domain.models import Language
 from shared.errors import DraftingError
-from shared.factcheck import check_draft
+from shared.gemini_classifier import GeminiClassifier
+from shared.language.classifier import classify_safely
+from shared.language.factcheck import check_draft
 from shared.ports import Classification, ClassifyRequest, DraftRequest, Intent
 from tests.support.fake_gemini_replies import MADE_UP_ANSWER, classify_for_fake, create_app
 from tests.support.gemini_helpers import API_KEY, MODEL, PHONE, FakeGemini, draft_request, fake_fixtures

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from services.embedded import ServerProcess, free_port
+from devtools.embedded import ServerProcess, free_port
 from shared.adapters.mongo import connect
 from tests.support.compose import as_argv, container_environment, operator_env, services
 from tests.support.servers import wait_until

@@ -20,7 +20,7 @@ from shared.adapters.mongo.messages import unknown_query as _unknown_query
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.fakes import FakeSender, RecordingQueue
-from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
+from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import Settings, load_settings
 from tests.support.drafters import EchoDrafter
 from workers.deps import Deps

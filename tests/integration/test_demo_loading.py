@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack import load_demo
+from devtools.devstack import load_demo
 from shared.adapters.mongo import MongoRepositories
 
 pytestmark = pytest.mark.integration

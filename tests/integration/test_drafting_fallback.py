@@ -30,7 +30,7 @@ from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.domain.records import InboundRecord
 from shared.fakes import FakeSender, RecordingQueue
-from shared.offline import OfflineDrafter
+from shared.language.drafts import OfflineDrafter
 from shared.ports import DraftRequest
 from shared.settings import Settings, load_settings
 from tests.support.fake_gemini import STATEMENTS, create_app, draft_text

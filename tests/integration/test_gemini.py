@@ -28,7 +28,7 @@ from shared.gemini import (
     build_prompt,
     json_block,
 )
-from shared.offline import OfflineDrafter
+from shared.language.drafts import OfflineDrafter
 from shared.ports import Draft, DraftRequest, HistoryItem
 from tests.support import gemini_helpers
 from tests.support.fake_gemini import STATEMENTS, create_app

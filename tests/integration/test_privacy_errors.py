@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from services.simulator import create_app
+from devtools.simulator import create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.errors import SendDeferred, SendRejected

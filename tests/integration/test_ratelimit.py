@@ -18,7 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from services.embedded import free_port
+from devtools.embedded import free_port
 from shared.errors import InputError, TransientError
 from shared.ratelimit import SendRateLimiter, parse_rate
 

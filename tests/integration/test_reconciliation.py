@@ -19,8 +19,8 @@ from datetime import time as dtime
 import httpx
 import pytest
 
+from devtools.simulator import create_app
 from services.scheduler import tick
-from services.simulator import create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef

@@ -17,8 +17,8 @@ from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.errors import DraftingError, PermanentError, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
+from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.ports import Classification, ClassifyRequest, Intent
-from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import load_settings
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter

@@ -58,12 +58,14 @@ import pytest
 
 from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
-from shared.classifier import GeminiClassifier, OfflineClassifier, claims_payment
 from shared.clock import FakeClock, utc
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.fakes import FakeSender, RecordingQueue
+from shared.gemini_classifier import GeminiClassifier
+from shared.language.classifier import OfflineClassifier
+from shared.language.reply_rules import claims_payment
+from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
 from shared.ports import Intent
-from shared.reply_texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
 from shared.settings import Settings, load_settings
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.simulator import create_app
+from devtools.simulator import create_app
 from shared.clock import SystemClock
 from shared.fakes import FakeSender
 from shared.ports import OutboundRequest, Sender

@@ -22,9 +22,9 @@ import httpx
 import pytest
 import redis
 
+from devtools.simulator import create_app
 from services.bootstrap import register_actors
 from services.scheduler import tick
-from services.simulator import create_app
 from services.webhook import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock

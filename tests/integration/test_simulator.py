@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 import pytest
 
-from services.simulator import create_app
+from devtools.simulator import create_app
 from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
 
 ACCOUNT_SID = "AC" + "1" * 32

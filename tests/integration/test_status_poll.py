@@ -24,9 +24,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
+from devtools.simulator import create_app, twilio_error
 from services.bootstrap import register_actors
 from services.scheduler import STATUS_POLL_EVERY, TickReport, poll_statuses, tick
-from services.simulator import create_app, twilio_error
 from services.webhook import WebhookDeps, status_event
 from services.webhook import create_app as create_webhook
 from shared.adapters.mongo import MongoRepositories

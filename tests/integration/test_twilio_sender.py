@@ -11,7 +11,7 @@ import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
-from services.simulator import create_app
+from devtools.simulator import create_app
 from shared.errors import SendDeferred, SendRejected
 from shared.ports import DeliveryStatus, OutboundRequest
 from shared.twilio_sender import RedirectingHttpClient, TwilioSender, is_retryable

@@ -20,7 +20,7 @@ import redis
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from services import simulator
+from devtools import simulator
 from services.webhook import EMPTY_TWIML, WebhookDeps, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock

@@ -1,7 +1,7 @@
 """Fault injection for the end-to-end chaos test: restartable processes and servers, a seeded plan.
 
 - :class:`Processes` runs the product's processes (``python -m services.cli …``) like
-  :class:`services.devstack.Stack`, but can SIGKILL one and start it again under the same name;
+  :class:`devtools.devstack.Stack`, but can SIGKILL one and start it again under the same name;
   a process that dies without being killed on purpose is reported by :meth:`Processes.check_alive`.
 - :class:`RestartableRedis` and :class:`RestartableMongo` stop their server and start a new one
   on the same port (Redis with no persistence, so it comes back empty; SecantusDB with on-disk
@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from services.embedded import ServerProcess, start_mongo, start_redis
+from devtools.embedded import ServerProcess, start_mongo, start_redis
 
 DEFAULT_SEED = 20251125
 

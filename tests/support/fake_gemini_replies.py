@@ -1,6 +1,6 @@
 """The reply-classifying side of the fake Gemini endpoint, for tests.
 
-:func:`classify_for_fake` reads the prompt that :class:`shared.classifier.GeminiClassifier` builds
+:func:`classify_for_fake` reads the prompt that :class:`shared.gemini_classifier.GeminiClassifier` builds
 (the ``<facts>`` JSON block with ``today`` and the contact's facts, and the ``<client_reply>`` JSON
 block with the reply) and answers like a well-behaved model: the offline rules decide the intent,
 and a question says which known fact it asks for. A reply that tries to instruct the model
@@ -39,9 +39,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.classifier import OfflineClassifier
 from shared.domain.models import Language
-from shared.factcheck import detect_language
+from shared.language.classifier import OfflineClassifier
+from shared.language.factcheck import detect_language
 from shared.ports import ClassifyRequest, Intent
 
 MODES = (

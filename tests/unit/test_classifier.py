@@ -14,17 +14,11 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.classifier import (
-    GeminiClassifier,
-    OfflineClassifier,
-    build_classify_prompt,
-    classify_safely,
-    looks_like_injection,
-    normalise,
-    response_schema,
-)
 from shared.domain.models import Language
 from shared.errors import DraftingError
+from shared.gemini_classifier import GeminiClassifier, build_classify_prompt, response_schema
+from shared.language.classifier import OfflineClassifier, classify_safely
+from shared.language.reply_rules import looks_like_injection, normalise
 from shared.ports import Classification, ClassifyRequest, HistoryItem, Intent
 from tests.support.gemini_helpers import Answer, StubClient, text_response
 

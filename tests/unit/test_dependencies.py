@@ -30,10 +30,11 @@ LOCK = ROOT / "constraints.txt"
 # Dockerfiles' FROM, checked below). Markers are evaluated with these exact versions.
 PYTHONS = ("3.11.7", "3.12.13")
 DOCKERFILES = (ROOT / "Dockerfile.webhook", ROOT / "Dockerfile.worker")
-FIRST_PARTY = {"shared", "services", "workers", "tests", "bench"}
+FIRST_PARTY = {"shared", "services", "workers", "devtools", "tests", "bench"}
 # Where the code lives, and which part of pyproject.toml may cover its imports.
 PRODUCT = ("shared", "services", "workers")
-TOOLING = ("bench", "tests")
+# devtools/ is left out of the wheel and the images: it may use the dev and embedded extras.
+TOOLING = ("devtools", "bench", "tests")
 # GPL-2.0: run as its own process, never imported (DESIGN.md).
 NEVER_IMPORTED = {"secantusdb"}
 

@@ -10,13 +10,15 @@ starts each process with the environment checked here.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +50,11 @@ from tests.support.compose import (
 )
 
 DOCKERFILES = {"webhook": ROOT / "Dockerfile.webhook", "worker": ROOT / "Dockerfile.worker"}
+# What the images are made of, and what never goes into them.
+PRODUCT_PACKAGES = ("shared", "services", "workers")
+NOT_IN_IMAGES = ("devtools", "tests", "bench")
+# The only places the product may import the development tools: inside these CLI commands, lazily.
+LAZY_DEVTOOLS_IMPORTS = {("services/cli.py", "cmd_dev"), ("services/cli.py", "cmd_simulator")}
 MONGO_INIT = ROOT / "deploy" / "mongo-init"
 
 # Which secrets each compose service gets, worked out from the code (services/bootstrap.py and
@@ -88,7 +95,7 @@ KNOWN_COMMANDS = {
     ("worker", "drafting"),
     ("worker", "sending"),
     ("worker", "replies"),
-    ("simulator",),
+    # Not `simulator` nor `dev`: the development tools are not in the images.
     ("db", "init"),
     ("healthcheck", "worker"),
     ("contacts", "import"),
@@ -668,6 +675,131 @@ def test_dockerfile_copies_exist_and_are_not_dockerignored(label: str) -> None:
             assert not dockerignored(relative, patterns), f".dockerignore excludes {relative}"
 
 
+# --- the development tools stay out of the images ----------------------------------------------
+
+
+def brought_in(source: str) -> set[str]:
+    """The top-level entries of the checkout a COPY source brings into the build (before .dockerignore)."""
+    first = source.strip("/").removeprefix("./").split("/")[0] or "."
+    if first == ".":
+        return {path.name for path in ROOT.iterdir()}
+    return {path.name for path in ROOT.iterdir() if fnmatch.fnmatch(path.name, first)}
+
+
+@pytest.mark.parametrize("label", sorted(DOCKERFILES))
+def test_no_dockerfile_copies_the_development_tools(label: str) -> None:
+    """devtools/, tests/ and bench/ are never copied, neither by name nor through a broader COPY."""
+    path = DOCKERFILES[label]
+    patterns = ignore_patterns(ROOT / ".dockerignore")
+    for source in copy_sources(path):
+        named = source.strip("/").removeprefix("./").split("/")[0] in NOT_IN_IMAGES
+        assert not named, f"{path.name} copies {source}: the development tools stay out of the images"
+        leaked = {entry for entry in brought_in(source) & set(NOT_IN_IMAGES) if not dockerignored(entry, patterns)}
+        assert not leaked, f"{path.name}: COPY {source} brings {sorted(leaked)} into the image"
+    for entry in NOT_IN_IMAGES:
+        assert (ROOT / entry).is_dir(), f"{entry}/ is gone: update NOT_IN_IMAGES"
+        assert dockerignored(entry, patterns), f".dockerignore does not exclude {entry}/"
+
+
+def devtools_imports(path: Path) -> Iterator[tuple[int, str | None]]:
+    """Where a file imports devtools: (line, outermost enclosing function, or None when run on import)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+    def names(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [alias.name for alias in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            return [node.module]
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                return [node.args[0].value]
+        return []
+
+    def visit(nodes: Iterable[ast.AST], function: str | None) -> Iterator[tuple[int, str | None]]:
+        for node in nodes:
+            if any(name == "devtools" or name.startswith("devtools.") for name in names(node)):
+                yield node.lineno, function  # type: ignore[attr-defined]
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                # Decorators and defaults run when the module is imported; the body when called.
+                yield from visit([*node.decorator_list, node.args], function)
+                yield from visit(node.body, function or node.name)
+            else:
+                yield from visit(ast.iter_child_nodes(node), function)
+
+    yield from visit([tree], None)
+
+
+def test_the_product_imports_the_development_tools_only_lazily() -> None:
+    """shared, services and workers never import devtools at module level: an image runs without it."""
+    found: set[tuple[str, str | None]] = set()
+    for package in PRODUCT_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            for line, function in devtools_imports(path):
+                where = (relative, function)
+                assert where in LAZY_DEVTOOLS_IMPORTS, (
+                    f"{relative}:{line} imports devtools "
+                    + (f"in {function}()" if function else "at module level")
+                    + ": only `relance dev` and `relance simulator` may, lazily, inside the command"
+                )
+                found.add(where)
+    # The scan sees what it must: the two commands' own imports.
+    assert found == LAZY_DEVTOOLS_IMPORTS
+
+
+def test_the_import_scan_sees_every_form(tmp_path: Path) -> None:
+    """The scan above on known cases: module level, under a condition, in a function or method, by name."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import devtools\n"
+        "if True:\n    from devtools.simulator import create_app\n"
+        "def f():\n    import devtools.embedded as e\n"
+        "class C:\n    def m(self):\n        importlib.import_module('devtools.devstack')\n"
+        "def g(x=__import__('devtools')):\n    pass\n"
+        "import devtoolsy\nfrom shared import devtools_like\n",
+        encoding="utf-8",
+    )
+    assert list(devtools_imports(sample)) == [(1, None), (3, None), (5, "f"), (8, "m"), (9, None)]
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def setuptools_packages() -> list[str]:
+    """The packages `pip install .` installs: pyproject's find patterns over the checkout's folders.
+
+    Setuptools matches each dotted package name against the include patterns (fnmatch);
+    tests/unit/test_packaging.py checks the same on a real build.
+    """
+    setuptools = pyproject()["tool"]["setuptools"]
+    assert set(setuptools.get("package-dir", {"": "."})) == {""}, "map no package to another folder"
+    find = setuptools["packages"]["find"]
+    include, exclude = find.get("include", ["*"]), find.get("exclude", [])
+    found = set()
+    for module in ROOT.rglob("*.py"):
+        folder = module.parent.relative_to(ROOT)
+        if not folder.parts or any(part.startswith(".") for part in folder.parts):
+            continue
+        name = ".".join(folder.parts)
+        if any(fnmatch.fnmatch(name, p) for p in include) and not any(fnmatch.fnmatch(name, p) for p in exclude):
+            found.add(name)
+    return sorted(found)
+
+
+def test_the_installed_packages_exclude_the_development_tools() -> None:
+    """What the images install (`pip install .`) holds the product packages and nothing else."""
+    assert (ROOT / "devtools" / "__init__.py").is_file(), "the check must see devtools/ to leave it out"
+    tops = {name.split(".")[0] for name in setuptools_packages()}
+    assert tops == set(PRODUCT_PACKAGES), f"pip install . would install {sorted(tops)}"
+    package_data = pyproject()["tool"]["setuptools"].get("package-data", {})
+    for package, files in package_data.items():
+        assert package.split(".")[0] in PRODUCT_PACKAGES, f"package-data for {package}"
+        assert not any("devtools" in pattern or "demo" in pattern for pattern in files), (package, files)
+
+
 # --- .env.example and ignores -----------------------------------------------------------------
 
 
@@ -731,7 +863,7 @@ def test_env_is_ignored_by_git_and_docker() -> None:
     assert ".env" in gitignore or "/.env" in gitignore
     docker_patterns = ignore_patterns(ROOT / ".dockerignore")
     assert dockerignored(".env", docker_patterns)
-    for name in (".venv", ".git", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache"):
+    for name in (".venv", ".git", "tests", "devtools", "bench", ".pytest_cache", ".mypy_cache", ".ruff_cache"):
         assert dockerignored(name, docker_patterns), f".dockerignore does not exclude {name}"
     assert dockerignored("shared/__pycache__", docker_patterns)
     assert not dockerignored("constraints.txt", docker_patterns)

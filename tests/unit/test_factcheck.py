@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import reply_texts
 from shared.domain.models import Contact, Language
-from shared.factcheck import check_draft, detect_language, find_dates, find_numbers, parse_number
-from shared.offline import OfflineDrafter
+from shared.language import texts as reply_texts
+from shared.language.drafts import OfflineDrafter
+from shared.language.factcheck import check_draft, detect_language
+from shared.language.mentions import find_dates, find_numbers, parse_number
 from shared.ports import DraftRequest
 from tests.support.gemini_helpers import FACTS, draft_request
 from workers import replies

@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from shared.domain.models import Language
-from shared.factcheck import check_draft, detect_language
-from shared.offline import OfflineDrafter, format_amount, format_date
+from shared.language.drafts import OfflineDrafter
+from shared.language.factcheck import check_draft, detect_language
+from shared.language.formatting import format_amount, format_date
 from shared.ports import DraftRequest
 from tests.support.gemini_helpers import FACTS
 from tests.support.gemini_helpers import draft_request as request

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import InputError
+from shared.language.reply_rules import is_opt_in, is_opt_out
 from shared.phones import mask_phone, normalise_phone, timezone_for_phone
-from workers.replies import is_opt_in, is_opt_out
 
 
 @pytest.mark.parametrize(("raw", "e164"), [

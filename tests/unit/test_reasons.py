@@ -6,7 +6,7 @@ import pytest
 
 from shared.domain.reasons import CancelReason, HandOverReason, PauseReason, StopReason
 from shared.domain.states import FollowUpState
-from shared.reply_texts import OWNER_REASONS, PAID_CLAIM, PAID_OPT_OUT, REPLY_LIMIT, THIRD_PROMISE, owner_reason
+from shared.language.texts import OWNER_REASONS, PAID_CLAIM, PAID_OPT_OUT, REPLY_LIMIT, THIRD_PROMISE, owner_reason
 
 
 def test_the_stored_values_are_those_of_earlier_versions() -> None:

@@ -2,97 +2,20 @@
 
 It is used without a Gemini key, and whenever a Gemini draft fails or does not pass the facts
 check. It is deterministic, never raises, always fits ``max_chars``, and writes facts so that
-:func:`shared.factcheck.check_draft` accepts them: amounts and dates it can read unambiguously
-are reformatted for the contact's language, anything else is copied as given.
+:func:`shared.language.factcheck.check_draft` accepts them: amounts and dates it can read
+unambiguously are reformatted for the contact's language, anything else is copied as given
+(:mod:`shared.language.formatting`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
-from datetime import date
-from decimal import Decimal
 
 from shared.domain.models import Language
-from shared.factcheck import find_dates, find_numbers, normalise_currency
+from shared.language.formatting import amount_text, atomic, date_text
 from shared.ports import Draft, DraftRequest
 
-__all__ = ["OfflineDrafter", "format_amount", "format_date"]
-
-_NBSP = "\u00a0"
-
-_FR_MONTHS = (
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
-)  # fmt: skip
-_EN_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
-_SYMBOL = {"EUR": "€", "USD": "$", "DOLLAR": "$", "GBP": "£"}
-
-
-def format_date(value: date, language: Language) -> str:
-    """``15 mars 2026`` / ``15 March 2026`` (``1er`` for the first day in French)."""
-    if language == Language.FR:
-        day = "1er" if value.day == 1 else str(value.day)
-        return f"{day} {_FR_MONTHS[value.month - 1]} {value.year}"
-    return f"{value.day} {_EN_MONTHS[value.month - 1]} {value.year}"
-
-
-def _group(digits: str, sep: str) -> str:
-    parts = []
-    while len(digits) > 3:
-        parts.append(digits[-3:])
-        digits = digits[:-3]
-    parts.append(digits)
-    return sep.join(reversed(parts))
-
-
-def format_amount(value: Decimal, currency: str | None, language: Language) -> str:
-    """``1 250,00 €`` in French, ``€1,250.00`` in English (other currencies after the number)."""
-    whole, cents = f"{value.quantize(Decimal('0.01')):f}".split(".")
-    code = normalise_currency(currency) if currency else None
-    symbol = _SYMBOL.get(code or "", "")
-    if language == Language.FR:
-        number = f"{_group(whole, _NBSP)},{cents}"
-        unit = symbol or (currency or "").strip()
-        return f"{number}{_NBSP}{unit}" if unit else number
-    number = f"{_group(whole, ',')}.{cents}"
-    if symbol:
-        return f"{symbol}{number}"
-    unit = (currency or "").strip()
-    return f"{number}{_NBSP}{unit}" if unit else number
-
-
-def _atomic(value: str) -> str:
-    """A value that must never be split when the text is shortened (spaces become non-breaking)."""
-    return _NBSP.join(value.split())
-
-
-def _amount_text(raw: str, currency: str, language: Language) -> str:
-    """The amount fact for display: reformatted when it reads unambiguously, else as given."""
-    numbers = find_numbers(raw, [currency] if re.fullmatch(r"[A-Za-z]{3}", currency) else [])
-    if len(numbers) == 1 and len(numbers[0].values) == 1 and "-" not in raw:
-        number = numbers[0]
-        rest = (raw[: number.start] + raw[number.end :]).strip()
-        value = next(iter(number.values))
-        exponent = value.as_tuple().exponent
-        own = rest if rest and normalise_currency(rest) else ""
-        if (not rest or own) and isinstance(exponent, int) and exponent >= -2:
-            return format_amount(value, own or currency or None, language)
-    if currency and not re.search(r"\D", raw.replace(" ", "").replace(",", "").replace(".", "")):
-        return _atomic(f"{raw} {currency}")
-    return _atomic(raw)
-
-
-def _date_text(raw: str, language: Language) -> str:
-    """The date fact for display: reformatted when it reads unambiguously, else as given."""
-    stripped = raw.strip()
-    for mention in find_dates(stripped):
-        if mention.start == 0 and mention.end == len(stripped) and len(mention.full) == 1:
-            return _atomic(format_date(next(iter(mention.full)), language))
-    return _atomic(raw)
+__all__ = ["OfflineDrafter"]
 
 
 @dataclass(frozen=True)
@@ -115,10 +38,10 @@ def _facts(request: DraftRequest) -> _Facts:
     amount = get("amount")
     due = get("due_date")
     return _Facts(
-        invoice=_atomic(get("invoice_number")),
-        quote=_atomic(get("quote_number")),
-        amount=_amount_text(amount, currency, request.language) if amount else "",
-        due=_date_text(due, request.language) if due else "",
+        invoice=atomic(get("invoice_number")),
+        quote=atomic(get("quote_number")),
+        amount=amount_text(amount, currency, request.language) if amount else "",
+        due=date_text(due, request.language) if due else "",
         link=get("payment_link").split()[0] if get("payment_link") else "",
     )
 
@@ -139,8 +62,8 @@ def _tone(request: DraftRequest) -> str:
 
 def _fr(request: DraftRequest, f: _Facts, stage: str, tone: str) -> list[list[str]]:
     """Paragraph variants in French, from the fullest to the shortest."""
-    name = _atomic(request.contact_name)
-    business = _atomic(request.business_name)
+    name = atomic(request.contact_name)
+    business = atomic(request.business_name)
     quote = bool(f.quote) and not f.invoice
     if quote:
         subject = f"le devis {f.quote}"
@@ -222,8 +145,8 @@ def _fr(request: DraftRequest, f: _Facts, stage: str, tone: str) -> list[list[st
 
 def _en(request: DraftRequest, f: _Facts, stage: str, tone: str) -> list[list[str]]:
     """Paragraph variants in English, from the fullest to the shortest."""
-    name = _atomic(request.contact_name)
-    business = _atomic(request.business_name)
+    name = atomic(request.contact_name)
+    business = atomic(request.business_name)
     quote = bool(f.quote) and not f.invoice
     if quote:
         subject = f"quote {f.quote}"
@@ -356,13 +279,3 @@ class OfflineDrafter:
             if len(text) <= limit:
                 return text
         return _shorten(_join(variants[-1]), limit)
-
-
-def amount_text(raw: str, currency: str, language: Language) -> str:
-    """An amount fact as shown to the contact (``1 250,00 €`` / ``€1,250.00``)."""
-    return _amount_text(raw, currency, language)
-
-
-def date_text(raw: str, language: Language) -> str:
-    """A date fact as shown to the contact (``15 mars 2026`` / ``15 March 2026``)."""
-    return _date_text(raw, language)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from services.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
+from devtools.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
 from shared.adapters.mongo import open_repositories
 from shared.clock import SystemClock
 from shared.domain.repositories import Repositories

@@ -9,7 +9,7 @@ promise names the day reminders resume.
 from __future__ import annotations
 
 from shared.domain.models import Contact, Language
-from shared.offline import amount_text, date_text
+from shared.language.formatting import amount_text, date_text
 
 # Hand-over reasons written by the replies actor (the follow-up's ``needs_human_reason``).
 PAID_CLAIM = "says the invoice is paid: check the payment"

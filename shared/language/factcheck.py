@@ -5,16 +5,15 @@ draft must come from the request (its ``facts``, or the contact's and business's
 percentage must be written as one in the facts or the campaign's description; the draft must
 fit ``max_chars``, be in the contact's language and not be empty. It may not offer a discount,
 cancel or settle the invoice, offer a payment plan or more time, nor threaten legal action the
-campaign does not mention (:mod:`shared.statements`; words copied from the facts or names are
-not judged).
+campaign does not mention (:mod:`shared.language.statements`; words copied from the facts or
+names are not judged).
 
 The check runs on every AI draft, and a problem replaces the draft with the offline one,
 so it aims at precision: small counts ("2 jours", "24h", "1er"), years, percentages and
 times are never taken for amounts, and values are compared normalised (amounts as numbers,
 dates as dates, references case-insensitively, links exactly up to trailing punctuation).
-
-The parsing helpers (:func:`parse_number`, :func:`find_dates`, …) are shared with
-:mod:`shared.offline`, which must produce text this module accepts.
+Amounts and dates are read by :mod:`shared.language.mentions`, which the offline drafter's
+formatting uses too, so that its text passes this check.
 """
 
 from __future__ import annotations
@@ -23,353 +22,24 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from shared.domain.models import Language
+from shared.language.mentions import CURRENCY_CODE, MASK, DateMention, find_dates, find_numbers
+from shared.language.statements import find_statements, grants_legal
+from shared.language.vocabulary import (
+    CURRENCY_CODES,
+    CURRENCY_SYMBOLS,
+    CURRENCY_WORDS,
+    currency_matches,
+    normalise_currency,
+)
 from shared.ports import DraftRequest
-from shared.statements import find_statements, grants_legal
 
-__all__ = [
-    "DateMention",
-    "NumberMention",
-    "check_draft",
-    "detect_language",
-    "find_dates",
-    "find_numbers",
-    "normalise_currency",
-    "parse_number",
-]
+__all__ = ["check_draft", "detect_language"]
 
-# A character that replaces masked text: not a word character, not a space, not a digit.
-_MASK = "\u2591"
 _SPACES = " \u00a0\u202f"
-
-# ----------------------------------------------------------------------------- numbers
-
-_NUMBER = re.compile(
-    r"(?<![\w.,'’\u2591])"
-    r"(\d{1,3}(?:(?:[ \u00a0\u202f'’]|[.,])\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?)"
-    r"(?![\w'’]|[.,]\d)"
-)
-
-_CURRENCY_CODES = frozenset(
-    "EUR USD GBP CHF CAD AUD NZD JPY CNY HKD SGD XOF XAF XPF MAD TND DZD EGP NGN GHS KES ZAR "
-    "SEK NOK DKK ISK PLN CZK HUF RON BGN TRY RUB UAH INR BRL MXN ARS CLP COP AED SAR QAR ILS "
-    "MUR MGA HTG".split()
-)
-_SYMBOLS = r"€|US\$|CA\$|C\$|A\$|\$|£|¥|₣|₹|₽|₺|₦"
-_WORDS = r"euros?|dollars?|livres?\s+sterling|pounds?(?:\s+sterling)?|francs?\s+CFA|F\s?CFA|FCFA"
-_CODE = r"[A-Z]{3}"
-_CURRENCY_BEFORE = re.compile(rf"(?:({_SYMBOLS})|(?<![A-Za-z])({_CODE}))[ \u00a0\u202f]?$")
-_CURRENCY_AFTER = re.compile(
-    rf"^[ \u00a0\u202f]?(?:({_SYMBOLS})|(?:({_CODE}|(?i:{_WORDS}))(?![A-Za-z])))"
-)
-_PERCENT_AFTER = re.compile(r"^[ \u00a0\u202f]?(?:%|pour\s?cent|per\s?cent|percent)", re.I)
-_UNIT_AFTER = re.compile(
-    r"^[ \u00a0\u202f]*(?:jours?|j|days?|heures?|h|hours?|hrs?|minutes?|mins?|secondes?|seconds?"
-    r"|semaines?|weeks?|mois|months?|ans|années?|years?|fois|times|x|km|kg|m²|m2)(?![A-Za-zÀ-ÿ])",
-    re.I,
-)
-
-_DOLLARS = frozenset({"USD", "CAD", "AUD", "NZD", "HKD", "SGD", "MXN", "ARS", "CLP", "COP"})
-_CFA = frozenset({"XOF", "XAF"})
-
-
-def normalise_currency(text: str) -> str | None:
-    """A currency mention as an ISO-like code (``€`` → ``EUR``); None when not one we know.
-
-    ``$`` and ``¥`` stay family names (``DOLLAR``, ``YEN``) since several currencies use them.
-    """
-    raw = " ".join(text.split())
-    low = raw.lower()
-    if not raw:
-        return None
-    if raw == "€" or low in ("euro", "euros", "eur"):
-        return "EUR"
-    if raw in ("US$",):
-        return "USD"
-    if raw in ("CA$", "C$"):
-        return "CAD"
-    if raw == "A$":
-        return "AUD"
-    if raw == "$" or low in ("dollar", "dollars"):
-        return "DOLLAR"
-    if raw == "£" or low.startswith(("livre", "pound")):
-        return "GBP"
-    if raw == "¥":
-        return "YEN"
-    if raw == "₣":
-        return "CHF"
-    if raw == "₹":
-        return "INR"
-    if raw == "₽":
-        return "RUB"
-    if raw == "₺":
-        return "TRY"
-    if raw == "₦":
-        return "NGN"
-    if "cfa" in low:
-        return "CFA"
-    if re.fullmatch(r"[A-Za-z]{3}", raw):
-        return raw.upper()
-    return None
-
-
-def _currency_matches(found: str, allowed: set[str]) -> bool:
-    if found in allowed:
-        return True
-    if found == "DOLLAR":
-        return bool(allowed & (_DOLLARS | {"DOLLAR"}))
-    if found in _DOLLARS and "DOLLAR" in allowed:
-        return True
-    if found == "YEN":
-        return bool(allowed & {"JPY", "CNY", "YEN"})
-    if found in ("JPY", "CNY") and "YEN" in allowed:
-        return True
-    if found == "CFA":
-        return bool(allowed & (_CFA | {"CFA"}))
-    return found in _CFA and "CFA" in allowed
-
-
-def parse_number(token: str) -> frozenset[Decimal]:
-    """Every value a written number may mean: ``"1 250,00"`` → {1250}; ``"1.250"`` → {1.25, 1250}.
-
-    Spaces and apostrophes are thousands separators; with both ``.`` and ``,`` the last one is
-    the decimal separator; a single separator followed by exactly three digits is ambiguous.
-    """
-    spaced = bool(re.search(r"[ \u00a0\u202f'’]", token))
-    digits = re.sub(r"[ \u00a0\u202f'’]", "", token)
-    seps = [c for c in digits if c in ".,"]
-    try:
-        if not seps:
-            return frozenset({Decimal(digits)})
-        if len(set(seps)) == 2:
-            dec = seps[-1]
-            thousands = "," if dec == "." else "."
-            if digits.count(dec) != 1 or digits.rindex(thousands) > digits.index(dec):
-                return frozenset()
-            return frozenset({Decimal(digits.replace(thousands, "").replace(dec, "."))})
-        sep = seps[0]
-        groups = digits.split(sep)
-        if len(groups) > 2:
-            if all(len(g) == 3 for g in groups[1:]):
-                return frozenset({Decimal(digits.replace(sep, ""))})
-            return frozenset({Decimal("".join(groups[:-1]) + "." + groups[-1])})
-        before, after = groups
-        as_decimal = Decimal(f"{before}.{after}")
-        if len(after) == 3 and (spaced or (len(before) <= 3 and before != "0")):
-            return frozenset({as_decimal, Decimal(before + after)})
-        return frozenset({as_decimal})
-    except InvalidOperation:
-        return frozenset()
-
-
-@dataclass(frozen=True)
-class NumberMention:
-    """A number written in a text, with what surrounds it."""
-
-    start: int
-    end: int
-    text: str
-    values: frozenset[Decimal]
-    currency: str | None  # normalised, when a currency is written next to it
-    grouped_or_decimal: bool  # written with a separator ("1 250", "12,50")
-    percent: bool
-    unit: bool  # followed by a unit such as "jours", "h", "fois"
-
-
-def find_numbers(text: str, codes: Iterable[str] = ()) -> list[NumberMention]:
-    """The numbers of ``text`` (digits next to letters, as in "24h" or "1er", are not numbers)."""
-    known_codes = _CURRENCY_CODES | {c.upper() for c in codes}
-    found: list[NumberMention] = []
-    for match in _NUMBER.finditer(text):
-        token = match.group(1)
-        before = text[max(0, match.start() - 12) : match.start()]
-        after = text[match.end() : match.end() + 24]
-        currency: str | None = None
-        pre = _CURRENCY_BEFORE.search(before)
-        if pre:
-            symbol = pre.group(1) or pre.group(2)
-            if symbol and (not re.fullmatch(_CODE, symbol) or symbol in known_codes):
-                currency = normalise_currency(symbol)
-        post = _CURRENCY_AFTER.match(after)
-        if currency is None and post:
-            symbol = post.group(1) or post.group(2)
-            if symbol and (not re.fullmatch(_CODE, symbol) or symbol in known_codes):
-                currency = normalise_currency(symbol)
-        found.append(
-            NumberMention(
-                start=match.start(),
-                end=match.end(),
-                text=token,
-                values=parse_number(token),
-                currency=currency,
-                grouped_or_decimal=bool(re.search(r"[^\d]", token)),
-                percent=bool(_PERCENT_AFTER.match(after)),
-                unit=bool(_UNIT_AFTER.match(after)),
-            )
-        )
-    return found
-
-
-# ------------------------------------------------------------------------------- dates
-
-_FR_MONTHS = {
-    "janvier": 1, "janv": 1, "février": 2, "fevrier": 2, "févr": 2, "fevr": 2, "fév": 2, "fev": 2,
-    "mars": 3, "avril": 4, "avr": 4, "mai": 5, "juin": 6, "juillet": 7, "juil": 7, "août": 8,
-    "aout": 8, "septembre": 9, "sept": 9, "octobre": 10, "oct": 10, "novembre": 11, "nov": 11,
-    "décembre": 12, "decembre": 12, "déc": 12, "dec": 12,
-}  # fmt: skip
-_EN_MONTHS = {
-    "january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4, "apr": 4,
-    "may": 5, "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8, "september": 9,
-    "sep": 9, "sept": 9, "october": 10, "oct": 10, "november": 11, "nov": 11, "december": 12,
-    "dec": 12,
-}  # fmt: skip
-_MONTHS = {**_FR_MONTHS, **_EN_MONTHS}
-_WEEKDAYS = {
-    "lundi": 0, "mardi": 1, "mercredi": 2, "jeudi": 3, "vendredi": 4, "samedi": 5, "dimanche": 6,
-    "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5,
-    "sunday": 6,
-}  # fmt: skip
-
-
-def _alternation(words: Iterable[str]) -> str:
-    return "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
-
-
-_MONTH_RE = rf"(?:{_alternation(m for m in _MONTHS if m != 'may')}|May)\.?"
-_WEEKDAY_RE = rf"(?:{_alternation(_WEEKDAYS)})"
-_S = r"[ \u00a0\u202f]+"
-_YEAR = r"(?<!\d)(\d{4})(?!\d)"
-
-_WRITTEN_DAY_FIRST = re.compile(
-    rf"(?<![\w\u2591])(?:({_WEEKDAY_RE}),?{_S}(?:the{_S})?)?(\d{{1,2}})(?:er|re|ère|st|nd|rd|th)?"
-    rf"{_S}(?:of{_S})?({_MONTH_RE})(?![\w])(?:,?{_S}{_YEAR})?",
-    re.I,
-)
-_WRITTEN_MONTH_FIRST = re.compile(
-    rf"(?<![\w\u2591])(?:({_WEEKDAY_RE}),?{_S})?({_MONTH_RE}){_S}(?:the{_S})?"
-    rf"(\d{{1,2}})(?:st|nd|rd|th)?(?![\w])(?:,?{_S}{_YEAR})?",
-    re.I,
-)
-_MONTH_YEAR = re.compile(rf"(?<![\w\u2591])({_MONTH_RE}){_S}{_YEAR}", re.I)
-_ISO = re.compile(
-    r"(?<![\w./\-\u2591])(\d{4})([-/.])(\d{1,2})\2(\d{1,2})"
-    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?(?![\w/\-]|[.,]\d)"
-)
-_NUMERIC = re.compile(
-    r"(?<![\w./\-\u2591])(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/\-]|[.,]\d)"
-)
-_DAY_MONTH = re.compile(r"(?<![\w./\-\u2591])(\d{1,2})/(\d{2})(?![\w/]|[.,]\d)")
 _TIME = re.compile(r"(?<![\w.,\u2591])\d{1,2}(?::\d{2}|[hH]\d{2})(?::\d{2})?(?!\w)")
-
-
-@dataclass(frozen=True)
-class DateMention:
-    """A date written in a text: the full dates it may mean, or a partial date."""
-
-    start: int
-    end: int
-    text: str
-    full: frozenset[date]  # possible complete dates
-    day_month: frozenset[tuple[int, int]]  # (month, day) when written without a year
-    month_year: tuple[int, int] | None  # (year, month) for "mars 2026"
-    weekday: int | None  # a weekday written just before it (0 = Monday)
-
-
-def _year(text: str) -> int:
-    value = int(text)
-    if len(text) == 2:
-        return 2000 + value if value < 70 else 1900 + value
-    return value
-
-
-def _date_or_none(year: int, month: int, day: int) -> date | None:
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
-
-
-def _month(text: str) -> int:
-    return _MONTHS[text.lower().rstrip(".")]
-
-
-def find_dates(text: str) -> list[DateMention]:
-    """Dates in ``text``: ISO, numeric (day or month first), and written in French or English."""
-    mentions: list[DateMention] = []
-    taken = [False] * len(text)
-
-    def free(start: int, end: int) -> bool:
-        return not any(taken[start:end])
-
-    def add(match: re.Match[str], mention: DateMention) -> None:
-        mentions.append(mention)
-        for i in range(match.start(), match.end()):
-            taken[i] = True
-
-    def weekday_of(name: str | None) -> int | None:
-        return _WEEKDAYS[name.lower()] if name else None
-
-    for pattern, day_first in ((_WRITTEN_DAY_FIRST, True), (_WRITTEN_MONTH_FIRST, False)):
-        for match in pattern.finditer(text):
-            if not free(match.start(), match.end()):
-                continue
-            wd, first, second, year = match.groups()
-            day, month = (first, second) if day_first else (second, first)
-            mention = _written(match, weekday_of(wd), int(day), _month(month), year)
-            if mention:
-                add(match, mention)
-    for match in _MONTH_YEAR.finditer(text):
-        if not free(match.start(), match.end()):
-            continue
-        add(match, DateMention(match.start(), match.end(), match.group(0), frozenset(),
-                               frozenset(), (int(match.group(2)), _month(match.group(1))), None))
-    for match in _ISO.finditer(text):
-        if not free(match.start(), match.end()):
-            continue
-        found = _date_or_none(int(match.group(1)), int(match.group(3)), int(match.group(4)))
-        if found:
-            add(match, DateMention(match.start(), match.end(), match.group(0), frozenset({found}),
-                                   frozenset(), None, None))
-    for match in _NUMERIC.finditer(text):
-        if not free(match.start(), match.end()):
-            continue
-        a, _, b, y = match.groups()
-        year = _year(y)
-        candidates = (_date_or_none(year, int(b), int(a)), _date_or_none(year, int(a), int(b)))
-        options = {d for d in candidates if d}
-        if options:
-            add(match, DateMention(match.start(), match.end(), match.group(0), frozenset(options),
-                                   frozenset(), None, None))
-    for match in _DAY_MONTH.finditer(text):
-        if not free(match.start(), match.end()):
-            continue
-        a, b = int(match.group(1)), int(match.group(2))
-        pairs = {(m, d) for m, d in ((b, a), (a, b)) if _date_or_none(2000, m, d)}
-        if pairs:
-            add(match, DateMention(match.start(), match.end(), match.group(0), frozenset(),
-                                   frozenset(pairs), None, None))
-    mentions.sort(key=lambda m: m.start)
-    return mentions
-
-
-def _written(
-    match: re.Match[str], weekday: int | None, day: int, month: int, year: str | None
-) -> DateMention | None:
-    """A date written with a month name (helper of :func:`find_dates`)."""
-    if year:
-        found = _date_or_none(int(year), month, day)
-        if found is None:
-            return None
-        return DateMention(match.start(), match.end(), match.group(0), frozenset({found}),
-                           frozenset(), None, weekday)
-    if _date_or_none(2000, month, day):
-        return DateMention(match.start(), match.end(), match.group(0), frozenset(),
-                           frozenset({(month, day)}), None, weekday)
-    return None
-
 
 # ------------------------------------------------------------------ links, refs, phones
 
@@ -493,7 +163,7 @@ def _mask_pattern(value: str) -> re.Pattern[str] | None:
 def _is_plain_value(value: str, codes: Iterable[str]) -> bool:
     """A value that is only an amount, a currency or a date: compared normalised, never masked."""
     stripped = value.strip()
-    if len(stripped) <= 20 and normalise_currency(stripped) in _CURRENCY_CODES | {
+    if len(stripped) <= 20 and normalise_currency(stripped) in CURRENCY_CODES | {
         "DOLLAR", "YEN", "CFA", *codes
     }:
         return True
@@ -503,7 +173,7 @@ def _is_plain_value(value: str, codes: Iterable[str]) -> bool:
     numbers = find_numbers(stripped, codes)
     if len(numbers) == 1:
         rest = stripped[: numbers[0].start] + stripped[numbers[0].end :]
-        rest = re.sub(rf"{_SYMBOLS}|{_CODE}|(?i:{_WORDS})", "", rest)
+        rest = re.sub(rf"{CURRENCY_SYMBOLS}|{CURRENCY_CODE}|(?i:{CURRENCY_WORDS})", "", rest)
         return not rest.strip(_SPACES + "-")
     return False
 
@@ -523,7 +193,7 @@ def _allowed(request: DraftRequest) -> _Known:
             currencies.add(currency)
             if re.fullmatch(r"[A-Za-z]{3}", stripped):
                 codes.add(currency)
-        elif currency in _CURRENCY_CODES or not re.fullmatch(r"[A-Za-z]{3}", stripped):
+        elif currency in CURRENCY_CODES or not re.fullmatch(r"[A-Za-z]{3}", stripped):
             currencies.add(currency)
     amounts: set[Decimal] = set()
     integers: set[Decimal] = set()
@@ -583,13 +253,7 @@ def _allowed(request: DraftRequest) -> _Known:
 
 
 def _blank(text: str, start: int, end: int) -> str:
-    return text[:start] + _MASK * (end - start) + text[end:]
-
-
-def _blank_all(text: str, spans: Iterable[tuple[int, int]]) -> str:
-    for start, end in spans:
-        text = _blank(text, start, end)
-    return text
+    return text[:start] + MASK * (end - start) + text[end:]
 
 
 def _show(value: Decimal) -> str:
@@ -614,7 +278,7 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
     known = _allowed(request)
     text = body
     for pattern in known.mask:
-        text = pattern.sub(lambda m: _MASK * len(m.group(0)), text)
+        text = pattern.sub(lambda m: MASK * len(m.group(0)), text)
     # WhatsApp formatting (*bold*, _italic_, ~strike~, `mono`) must not hide a value.
     text = _FORMATTING.sub(" ", text)
     # Read now, on the text with the facts and names masked: "Cabinet d'avocats Martin" as the
@@ -686,7 +350,7 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
         if number.currency is not None:
             if not number.values & known.amounts:
                 yield f"amount {_show(min(number.values))} not in contact data"
-            elif known.currencies and not _currency_matches(number.currency, set(known.currencies)):
+            elif known.currencies and not currency_matches(number.currency, set(known.currencies)):
                 yield f"currency {number.currency} not in contact data"
         elif number.grouped_or_decimal:
             if number.unit:

@@ -3,7 +3,7 @@
 A model with the client's messages in its prompt may be talked into granting a discount,
 declaring the invoice cancelled or settled, offering instalments or more time, or threatening
 legal action. None of these is the model's to say: :func:`find_statements` finds them so that
-:func:`shared.factcheck.check_draft` refuses the draft (the offline draft replaces it).
+:func:`shared.language.factcheck.check_draft` refuses the draft (the offline draft replaces it).
 
 What is refused is the topic, not only the offer: "nous ne pouvons pas accorder de remise" is
 refused too (the safe side, since the offline draft replaces it). The exception is payment
@@ -22,7 +22,9 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Statement", "StatementKind", "find_statements", "fold", "grants_legal"]
+from shared.language.text import fold_same_length, lower_same_length
+
+__all__ = ["Statement", "StatementKind", "find_statements", "grants_legal"]
 
 
 class StatementKind(StrEnum):
@@ -44,27 +46,6 @@ class Statement:
     start: int
     end: int
     words: str  # as written in the text, at most 40 characters
-
-
-_APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'", "`": "'", "\u00a0": " ", "\u202f": " "})
-
-
-def _lower(text: str) -> str:
-    """Lower case, typographic apostrophes and spaces made plain, one character for one."""
-    return "".join(low if len(low := c.lower()) == 1 else c for c in text.translate(_APOSTROPHES))
-
-
-def fold(text: str) -> str:
-    """Lower case, accents dropped, typographic apostrophes and spaces made plain; same length.
-
-    Each character maps to exactly one, so a span found in the folded text is the same span
-    in ``text``.
-    """
-    out = []
-    for char in _lower(text):
-        base = unicodedata.normalize("NFKD", char)[:1] if not char.isascii() else char
-        out.append(base if base and not unicodedata.combining(base) else char)
-    return "".join(out)
 
 
 def _patterns(*sources: str) -> re.Pattern[str]:
@@ -204,14 +185,14 @@ def find_statements(text: str, *, legal_allowed: bool = False) -> list[Statement
     are in the NFC form of ``text`` (accents composed), which is how the words are quoted.
     """
     text = unicodedata.normalize("NFC", text)
-    folded = fold(text)
+    folded = fold_same_length(text)
     found: list[Statement] = []
     for kind, pattern in _RULES.items():
         if kind == StatementKind.LEGAL and legal_allowed:
             continue
         spans = [(m.start(), m.end()) for m in pattern.finditer(folded)]
         if kind == StatementKind.SETTLED:
-            spans += [(m.start(), m.end()) for m in _SETTLED_ACCENTED.finditer(_lower(text))]
+            spans += [(m.start(), m.end()) for m in _SETTLED_ACCENTED.finditer(lower_same_length(text))]
             spans = [s for s in spans if not _conditional(folded, s[0])]
         if spans:
             start, end = min(spans)
@@ -223,4 +204,4 @@ def find_statements(text: str, *, legal_allowed: bool = False) -> list[Statement
 
 def grants_legal(*campaign_texts: str) -> bool:
     """Whether the campaign's own words (name, description, step tone) mention a legal step."""
-    return any(_RULES[StatementKind.LEGAL].search(fold(t)) for t in campaign_texts if t)
+    return any(_RULES[StatementKind.LEGAL].search(fold_same_length(t)) for t in campaign_texts if t)
