@@ -1,7 +1,7 @@
 """Composition roots: build each process's real dependencies from one Settings object.
 
 Nothing here runs at import time; tests call these builders with their own settings, or
-build :class:`workers.deps.Deps` directly with fakes.
+build :class:`shared.usecases.context.App` directly with fakes (``App.build``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from shared.domain.repositories import Repositories
 from shared.errors import ConfigError
 from shared.gemini import CheckedDrafter, GeminiDrafter
 from shared.language.drafts import OfflineDrafter
+from shared.pacing import RedisContactLocks
 from shared.ports import Classifier, DeliveryStatus, Drafter, OutboundRequest, Sender, SendResult
 from shared.queue import QUEUE_SENDING, QUEUES, DramatiqQueue, make_broker
 from shared.redaction import RedactingFilter, Redactor, url_secrets
 from shared.settings import Settings
 from shared.twilio_sender import TwilioSender
-from workers.deps import Deps
+from shared.usecases.context import App
 
 if TYPE_CHECKING:
     from services.backfill import InboundBackfill
@@ -192,7 +193,7 @@ def build_broker(settings: Settings) -> RedisBroker:
 
 
 def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
-                      queues: Collection[str] = QUEUES) -> tuple[Deps, RedisBroker, Client]:
+                      queues: Collection[str] = QUEUES) -> tuple[App, RedisBroker, Client]:
     """Everything an actor process consuming ``queues`` needs (Twilio only for the sending queue)."""
     # First, so that missing credentials stop the process before it connects to anything.
     sender = build_sender(settings) if QUEUE_SENDING in queues else NoSender()
@@ -202,13 +203,13 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
 
     limiter = SendRateLimiter(client=broker.client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate,
                               burst=settings.send_rate_burst)
-    deps = Deps(settings=settings, store=store, clock=clock or SystemClock(), queue=DramatiqQueue(broker),
-                drafter=build_drafter(settings), sender=sender,
-                classifier=build_classifier(settings), rate_limiter=limiter, redis=broker.client)
+    deps = App(rules=settings.rules(), store=store, clock=clock or SystemClock(),
+               queue=DramatiqQueue(broker), drafter=build_drafter(settings), sender=sender,
+               classifier=build_classifier(settings), limiter=limiter, locks=RedisContactLocks(broker.client))
     return deps, broker, client
 
 
-def register_actors(broker: RedisBroker, deps: Deps) -> None:
+def register_actors(broker: RedisBroker, deps: App) -> None:
     """Declare every actor on the broker (each process consumes only its own queues)."""
     from workers import delivery, drafting, replies, sending
 

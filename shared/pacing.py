@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, time, timedelta
 
 import redis
@@ -145,3 +145,15 @@ def contact_send_lock(client: redis.Redis, contact_id: str, *, ttl_seconds: floa
                 client.eval(_RELEASE, 1, key, token)
             except redis.RedisError:
                 pass  # it expires on its own
+
+
+class RedisContactLocks:
+    """:class:`shared.ports.ContactLocks` through Redis, shared by every sending worker."""
+
+    def __init__(self, client: redis.Redis, *, ttl_seconds: float = 30.0) -> None:
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+
+    def hold(self, contact_id: str) -> AbstractContextManager[bool]:
+        """See :func:`contact_send_lock`."""
+        return contact_send_lock(self.client, contact_id, ttl_seconds=self.ttl_seconds)

@@ -7,7 +7,8 @@ Fakes for unit tests live in :mod:`shared.fakes`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -188,3 +189,51 @@ class Classifier(Protocol):
     def classify(self, request: ClassifyRequest) -> Classification:
         """Return the reply's intent and details."""
         ...
+
+
+class RateLimiter(Protocol):
+    """The sender's throughput, shared by every sending worker."""
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a slot; False when none came."""
+        ...
+
+    def slow_down(self) -> bool:
+        """Twilio said the channel is going too fast (63018): every worker slows down for a while.
+
+        True when this call started the slow-down (rather than extending one).
+        """
+        ...
+
+
+class NoRateLimit:
+    """A sender without a throughput limit (a single-worker test, a tool)."""
+
+    def acquire(self, timeout: float) -> bool:
+        """Always a slot."""
+        return True
+
+    def slow_down(self) -> bool:
+        """Nothing to slow down."""
+        return False
+
+
+class ContactLocks(Protocol):
+    """One worker at a time checks a contact's pacing and moves its message to ``sending``."""
+
+    def hold(self, contact_id: str) -> AbstractContextManager[bool]:
+        """Hold the contact's lock for the ``with`` block; it yields False when another worker holds it."""
+        ...
+
+
+class NoContactLocks:
+    """Locks for a single worker: always granted."""
+
+    @contextmanager
+    def _granted(self) -> Iterator[bool]:
+        yield True
+
+    def hold(self, contact_id: str) -> AbstractContextManager[bool]:
+        """Always held."""
+        return self._granted()
+

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.models import CONTENT_SID_SHAPE, is_content_sid
+from shared.domain.rules import Rules
 from shared.durations import MAX_DURATION, parse_duration
 from shared.errors import ConfigError, InputError
 
@@ -265,6 +266,27 @@ class Settings(BaseSettings):
     def real_twilio(self) -> bool:
         """Whether messages go to Twilio itself (credentials set, no TWILIO_API_BASE_URL)."""
         return bool(self.twilio_account_sid) and not self.twilio_api_base_url
+
+    def rules(self) -> Rules:
+        """The business rules these settings describe (what use cases read)."""
+        return Rules(
+            business_name=self.business_name,
+            max_message_chars=self.max_message_chars,
+            sender=self.twilio_whatsapp_number,
+            status_callback_url=self.status_callback_url,
+            classifier_threshold=self.classifier_threshold,
+            thank_you_on_paid=self.thank_you_on_paid,
+            paid_claim_action=self.paid_claim_action,
+            max_promise_days=self.max_promise_days,
+            max_auto_replies_per_day=self.max_auto_replies_per_day,
+            owner_number=self.owner_whatsapp_number,
+            owner_alert_template_sid=self.owner_alert_template_sid,
+            min_gap=self.min_gap,
+            daily_cap_per_contact=self.daily_cap_per_contact,
+            holidays_country=self.holidays_country or None,
+            holidays_subdiv=self.holidays_subdiv or None,
+            reconcile_grace=timedelta(seconds=self.reconcile_grace_seconds),
+        )
 
     def require_public_url(self) -> None:
         """With real Twilio, PUBLIC_BASE_URL must be set: Twilio cannot call 127.0.0.1."""

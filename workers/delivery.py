@@ -44,7 +44,8 @@ from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.phones import mask_phone
 from shared.queue import ACTOR_POLL_STATUS, ACTOR_STATUS, QUEUE_REPLIES, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
-from workers.deps import Deps, declare_actor, give_up_after_failures
+from shared.usecases.context import App
+from workers.deps import declare_actor, give_up_after_failures
 from workers.drafting import render_preview, template_variables
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ OUTSIDE_WINDOW_CODE = 63016
 RATE_LIMITED_RESEND_SECONDS = 30  # past the sender's slow-down's first stretch
 
 
-def _resend(deps: Deps, message: OutboundMessage, suffix: str, reason: str, *, delay_seconds: float = 0,
+def _resend(deps: App, message: OutboundMessage, suffix: str, reason: str, *, delay_seconds: float = 0,
             **changes: object) -> str:
     """Store a copy of ``message`` as ``<id><suffix>`` (ready, ``resend_of`` it) and ask for it to be sent.
 
@@ -68,7 +69,7 @@ def _resend(deps: Deps, message: OutboundMessage, suffix: str, reason: str, *, d
     return variant.id
 
 
-def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact) -> str | None:
+def resend_with_template(deps: App, message: OutboundMessage, contact: Contact) -> str | None:
     """Send the step again as its approved template; returns the new message id, if any."""
     store, now = deps.store, deps.clock.now()
     campaign = store.campaigns.get(message.campaign_id or "")
@@ -92,13 +93,13 @@ def resend_with_template(deps: Deps, message: OutboundMessage, contact: Contact)
     return variant_id
 
 
-def resend_alert_with_template(deps: Deps, message: OutboundMessage) -> str | None:
+def resend_alert_with_template(deps: App, message: OutboundMessage) -> str | None:
     """Send an owner alert refused as freeform (63016) again as OWNER_ALERT_TEMPLATE_SID.
 
     Returns the re-send's id (``<alert id>:t``, stored once: never sent twice), or None when
     there is no template to use, after one warning telling the operator what to do.
     """
-    template_sid = deps.settings.owner_alert_template_sid
+    template_sid = deps.rules.owner_alert_template_sid
     if message.kind != "freeform" or message.resend_of:
         return None
     if template_sid and not message.content_variables:
@@ -117,7 +118,7 @@ def resend_alert_with_template(deps: Deps, message: OutboundMessage) -> str | No
                    draft_source="template")
 
 
-def resend_after_rate_limit(deps: Deps, message: OutboundMessage) -> str | None:
+def resend_after_rate_limit(deps: App, message: OutboundMessage) -> str | None:
     """Send again, once and later, a message Twilio dropped for the channel's rate (63018).
 
     The copy (``<id>:r``) goes through the sending actor like any message (pacing, opt-out, a
@@ -128,7 +129,7 @@ def resend_after_rate_limit(deps: Deps, message: OutboundMessage) -> str | None:
     return _resend(deps, message, ":r", "twilio_63018_rate_limited", delay_seconds=RATE_LIMITED_RESEND_SECONDS)
 
 
-def handle_alert_error(deps: Deps, message: OutboundMessage, code: int | None) -> StatusAction:
+def handle_alert_error(deps: App, message: OutboundMessage, code: int | None) -> StatusAction:
     """Apply the rule for a permanent Twilio error on an owner alert; returns what was done."""
     if code in SLOW_DOWN_CODES and resend_after_rate_limit(deps, message):
         return StatusAction.RATE_LIMITED_RESEND
@@ -139,7 +140,7 @@ def handle_alert_error(deps: Deps, message: OutboundMessage, code: int | None) -
     return StatusAction.RECORDED
 
 
-def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contact, code: int | None
+def handle_permanent_error(deps: App, message: OutboundMessage, contact: Contact, code: int | None
                            ) -> StatusAction:
     """Apply the rule for a permanent Twilio error code; returns what was done."""
     store, now = deps.store, deps.clock.now()
@@ -166,7 +167,7 @@ def handle_permanent_error(deps: Deps, message: OutboundMessage, contact: Contac
     return StatusAction.RECORDED
 
 
-def process_status(deps: Deps, event_id: str) -> str | None:
+def process_status(deps: App, event_id: str) -> str | None:
     """Act once on a stored failed/undelivered status callback."""
     store, now = deps.store, deps.clock.now()
     event = store.events.get(event_id)
@@ -177,8 +178,8 @@ def process_status(deps: Deps, event_id: str) -> str | None:
         if event.received_at and (now - utc(event.received_at)).total_seconds() < 600:
             # The callback beat the sending actor's write of the SID: try again shortly.
             raise TransientError("no message with this SID yet")
-    if event.error_code in SLOW_DOWN_CODES and deps.rate_limiter is not None:
-        deps.rate_limiter.slow_down()
+    if event.error_code in SLOW_DOWN_CODES:
+        deps.limiter.slow_down()
     message = store.messages.get(message_id) if message_id else None
     outcome = StatusAction.UNKNOWN_MESSAGE
     if message is not None and message.purpose == "alert":
@@ -192,7 +193,7 @@ def process_status(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
-def process_status_or_hand_over(deps: Deps, event_id: str) -> str | None:
+def process_status_or_hand_over(deps: App, event_id: str) -> str | None:
     """The status actor: :func:`process_status`; a failure it keeps failing on goes to a person.
 
     See :func:`workers.deps.give_up_after_failures`: without this, the scheduler would retry the
@@ -202,7 +203,7 @@ def process_status_or_hand_over(deps: Deps, event_id: str) -> str | None:
                                   lambda error: hand_over_status(deps, event_id, error))
 
 
-def hand_over_status(deps: Deps, event_id: str, error: str) -> str | None:
+def hand_over_status(deps: App, event_id: str, error: str) -> str | None:
     """A delivery failure that could not be acted on: its follow-up paused and flagged for a person.
 
     Reads the message raw (the contact's record may be what fails); the event ends ``failed``.
@@ -224,7 +225,7 @@ def hand_over_status(deps: Deps, event_id: str, error: str) -> str | None:
 DELIVERED_STATUSES = ("delivered", "read")
 
 
-def poll_status(deps: Deps, message_id: str) -> str | None:
+def poll_status(deps: App, message_id: str) -> str | None:
     """Fetch the Twilio status of a message still ``sent`` and act on it as its callback would have.
 
     ``delivered``/``read`` move the message forward (monotonic, conditional). ``failed``/
@@ -263,7 +264,7 @@ def poll_status(deps: Deps, message_id: str) -> str | None:
     return "pending"
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
+def register(broker: RedisBroker, deps: App) -> dramatiq.Actor[..., str | None]:
     """Declare the failed-status actor (replies queue) and the status poll (sending queue) on ``broker``."""
     declare_actor(broker, deps, poll_status, name=ACTOR_POLL_STATUS, queue=QUEUE_SENDING, max_retries=3,
                   min_backoff=5000, max_backoff=60_000, time_limit=60_000)

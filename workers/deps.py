@@ -1,22 +1,16 @@
-"""What every actor function receives: the process's dependencies, built once by bootstrap."""
+"""Declaring the actors: each takes ids only and calls a function with the process's :class:`App`."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import dramatiq
-import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.clock import Clock
-from shared.domain.repositories import Repositories
 from shared.errors import PermanentError, TransientError
-from shared.ports import Classifier, Drafter, Sender, TaskQueue
-from shared.ratelimit import SendRateLimiter
-from shared.settings import Settings
+from shared.usecases.context import App
 
 R = TypeVar("R")
 EVENT_ATTEMPTS = 5  # failures of one stored event (outages not counted) before a person takes it over
@@ -24,25 +18,7 @@ EVENT_ATTEMPTS = 5  # failures of one stored event (outages not counted) before 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Deps:
-    """Dependencies of the actor functions (real in processes, fakes in unit tests)."""
-
-    settings: Settings
-    store: Repositories
-    clock: Clock
-    queue: TaskQueue
-    drafter: Drafter
-    sender: Sender
-    # Reads clients' replies; None means the offline rule-based classifier.
-    classifier: Classifier | None = None
-    # Sender throughput shared by every sending worker; None: unlimited (unit tests).
-    rate_limiter: SendRateLimiter | None = None
-    # Redis for the per-contact pacing lock; None: no lock (single-worker tests).
-    redis: redis.Redis | None = None
-
-
-def declare_actor(broker: RedisBroker, deps: Deps, fn: Callable[..., R], *, name: str, queue: str,
+def declare_actor(broker: RedisBroker, deps: App, fn: Callable[..., R], *, name: str, queue: str,
                   max_retries: int = 8, min_backoff: int = 1000, max_backoff: int = 60_000,
                   time_limit: int = 120_000) -> dramatiq.Actor[..., R]:
     """Declare ``fn(deps, *ids)`` as a dramatiq actor taking the ids only.
@@ -62,7 +38,7 @@ def declare_actor(broker: RedisBroker, deps: Deps, fn: Callable[..., R], *, name
     return actor
 
 
-def give_up_after_failures(deps: Deps, event_id: str, run: Callable[[], R], give_up: Callable[[str], R]) -> R:
+def give_up_after_failures(deps: App, event_id: str, run: Callable[[], R], give_up: Callable[[str], R]) -> R:
     """``run()`` for a stored webhook event, and ``give_up(error name)`` once it keeps failing.
 
     A MongoDB or Redis outage (TransientError) is retried for as long as it lasts and counts for

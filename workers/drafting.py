@@ -22,7 +22,8 @@ from shared.domain.states import FollowUpState, MessageState
 from shared.policy import in_service_window
 from shared.ports import DraftRequest, HistoryItem
 from shared.queue import ACTOR_DRAFT, QUEUE_DRAFTING
-from workers.deps import Deps, declare_actor
+from shared.usecases.context import App
+from workers.deps import declare_actor
 
 log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -44,7 +45,7 @@ def render_preview(template: TemplateRef, contact: Contact, variables: dict[str,
     return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
 
 
-def compose_message(deps: Deps, followup: FollowUp, campaign: Campaign, contact: Contact) -> OutboundMessage | None:
+def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: Contact) -> OutboundMessage | None:
     """Build the step's message (not stored); None when WhatsApp's rules forbid any message now."""
     step = campaign.steps[followup.step]
     now = deps.clock.now()
@@ -59,8 +60,8 @@ def compose_message(deps: Deps, followup: FollowUp, campaign: Campaign, contact:
         request = DraftRequest(
             contact_name=contact.name, language=contact.language, facts=dict(contact.fields),
             step_index=followup.step, step_count=len(campaign.steps), tone=step.tone,
-            business_name=deps.settings.business_name, campaign_name=campaign.name,
-            max_chars=deps.settings.max_message_chars, history=history,
+            business_name=deps.rules.business_name, campaign_name=campaign.name,
+            max_chars=deps.rules.max_message_chars, history=history,
             campaign_description=campaign.description,
         )
         draft = deps.drafter.draft(request)
@@ -74,7 +75,7 @@ def compose_message(deps: Deps, followup: FollowUp, campaign: Campaign, contact:
                            draft_source="template")
 
 
-def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
+def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
     """Draft step ``step`` of a follow-up; returns the message id, or None if there is nothing to do.
 
     Idempotent: the message id is derived from (follow-up, step), so a redelivered or
@@ -127,6 +128,6 @@ def draft_followup(deps: Deps, followup_id: str, step: int) -> str | None:
     return message_id
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
+def register(broker: RedisBroker, deps: App) -> dramatiq.Actor[..., str | None]:
     """Declare the drafting actor on ``broker``, bound to ``deps``."""
     return declare_actor(broker, deps, draft_followup, name=ACTOR_DRAFT, queue=QUEUE_DRAFTING)

@@ -48,22 +48,23 @@ from shared.phones import mask_phone
 from shared.policy import window_open, zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
 from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
-from workers.deps import Deps, declare_actor, give_up_after_failures
+from shared.usecases.context import App
+from workers.deps import declare_actor, give_up_after_failures
 
 log = logging.getLogger(__name__)
 
 PROMISE_GRACE = timedelta(days=1)
 
 
-def _facts_request(deps: Deps, contact: Contact, extra: dict[str, str] | None = None) -> DraftRequest:
+def _facts_request(deps: App, contact: Contact, extra: dict[str, str] | None = None) -> DraftRequest:
     return DraftRequest(contact_name=contact.name, language=contact.language,
                         facts={**contact.fields, **(extra or {})},
-                        step_index=0, step_count=1, tone="courteous", business_name=deps.settings.business_name,
-                        campaign_name="", max_chars=deps.settings.max_message_chars)
+                        step_index=0, step_count=1, tone="courteous", business_name=deps.rules.business_name,
+                        campaign_name="", max_chars=deps.rules.max_message_chars)
 
 
 # ------------------------------------------------------------------ actions
-def queue_reply(deps: Deps, contact: Contact, inbound_sid: str, body: str, *, source: str,
+def queue_reply(deps: App, contact: Contact, inbound_sid: str, body: str, *, source: str,
                 extra_facts: dict[str, str] | None = None) -> str | None:
     """Store and enqueue one reply to an inbound message (at most one per inbound message).
 
@@ -89,23 +90,23 @@ def reply_id(inbound_sid: str) -> str:
     return f"reply:{inbound_sid}"
 
 
-def may_reply(deps: Deps, contact: Contact, inbound_sid: str) -> bool:
+def may_reply(deps: App, contact: Contact, inbound_sid: str) -> bool:
     """Whether one more automated reply fits MAX_AUTO_REPLIES_PER_DAY (the replies of the last 24 h).
 
     This message's own reply, stored by an earlier run of it, does not count against it.
     """
-    limit = deps.settings.max_auto_replies_per_day
+    limit = deps.rules.max_auto_replies_per_day
     if not limit:
         return True
     since = deps.clock.now() - timedelta(hours=24)
     return deps.store.messages.count_replies_since(contact.id, since, besides=reply_id(inbound_sid)) < limit
 
 
-def _reply_limit(deps: Deps) -> str:
-    return f"{REPLY_LIMIT} ({deps.settings.max_auto_replies_per_day} in 24 h)"
+def _reply_limit(deps: App) -> str:
+    return f"{REPLY_LIMIT} ({deps.rules.max_auto_replies_per_day} in 24 h)"
 
 
-def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> None:
+def alert_owner(deps: App, contact: Contact, inbound_sid: str, reason: str) -> None:
     """Tell the business owner on WhatsApp that a conversation needs them (when configured).
 
     Inside the owner's 24-hour window (they wrote to the sender less than 24 h ago) the alert is
@@ -113,12 +114,12 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
     still tried (the window may be open without our knowing), and a 63016 refusal is handled in
     :mod:`workers.delivery` (template re-send, or a warning saying what to set up).
     """
-    settings = deps.settings
-    owner = settings.owner_whatsapp_number
+    rules = deps.rules
+    owner = rules.owner_number
     if not owner:
         return
     variables = owner_alert_variables(contact, reason)
-    template_sid = settings.owner_alert_template_sid
+    template_sid = rules.owner_alert_template_sid
     use_template = bool(template_sid) and not window_open(deps.store.owner.last_inbound(owner), deps.clock.now())
     message = OutboundMessage(
         id=f"alert:{inbound_sid}", followup_id=None, contact_id=None, campaign_id=None, step=-1,
@@ -132,7 +133,7 @@ def alert_owner(deps: Deps, contact: Contact, inbound_sid: str, reason: str) -> 
         deps.queue.send_message(message.id)
 
 
-def _hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: StopReason | None = None,
+def _hand_over(deps: App, contact: Contact, inbound_sid: str, reason: str, *, stop: StopReason | None = None,
                pause: PauseReason = PauseReason.NEEDS_HUMAN) -> int:
     """Stop (``stop`` as reason) or pause (``pause`` as reason) the contact's follow-ups and flag them;
     the owner is alerted once per hand-over. Returns how many follow-ups were stopped or paused."""
@@ -149,7 +150,7 @@ def _hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, s
     return moved
 
 
-def hand_over(deps: Deps, contact: Contact, inbound_sid: str, reason: str, *, stop: StopReason | None = None
+def hand_over(deps: App, contact: Contact, inbound_sid: str, reason: str, *, stop: StopReason | None = None
               ) -> str:
     """Stop (with ``stop`` as reason) or pause the contact's follow-ups, flag them, alert the owner (once)."""
     _hand_over(deps, contact, inbound_sid, reason, stop=stop)
@@ -160,14 +161,14 @@ def _pause_until(day: date, contact: Contact) -> datetime:
     return datetime.combine(day + PROMISE_GRACE, time(9, 0), tzinfo=zone(contact.timezone))
 
 
-def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classification,
+def apply_plan(deps: App, contact: Contact, inbound_sid: str, result: Classification,
                needs_human: str | None, *, text: str = "") -> str:
     """Carry out what the classification says; returns the outcome (for logs and tests).
 
     ``text`` is the client's reply, read here only by deterministic rules (see opt-out).
     """
     intent = result.intent
-    if intent == Intent.OPT_OUT and result.confidence >= deps.settings.classifier_threshold:
+    if intent == Intent.OPT_OUT and result.confidence >= deps.rules.classifier_threshold:
         return _opt_out(deps, contact, inbound_sid, text)
     if needs_human:
         return hand_over(deps, contact, inbound_sid, needs_human)
@@ -186,7 +187,7 @@ def apply_plan(deps: Deps, contact: Contact, inbound_sid: str, result: Classific
     return hand_over(deps, contact, inbound_sid, f"{HandOverReason.UNCLEAR_REPLY} ({intent.value})")
 
 
-def _opt_out(deps: Deps, contact: Contact, inbound_sid: str, text: str) -> str:
+def _opt_out(deps: App, contact: Contact, inbound_sid: str, text: str) -> str:
     """An opt-out in words: honoured at once. One that claims the invoice is paid goes to a person too."""
     store, now = deps.store, deps.clock.now()
     store.contacts.set_opt_out(contact.id, True, now)
@@ -194,7 +195,7 @@ def _opt_out(deps: Deps, contact: Contact, inbound_sid: str, text: str) -> str:
         return f"opt_out stopped={stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)}"
     # "I've already paid, stop harassing me": nothing is sent to them any more, and the owner
     # checks the payment, or the invoice would go unchased on the client's word alone.
-    if deps.settings.paid_claim_action == "stop":
+    if deps.rules.paid_claim_action == "stop":
         stopped = _hand_over(deps, contact, inbound_sid, PAID_OPT_OUT, stop=StopReason.OPT_OUT)
         return f"opt_out stopped={stopped} needs_human: {PAID_OPT_OUT}"
     # Paused, not stopped, until the owner says: `relance handled --paid` ends them as paid.
@@ -202,36 +203,36 @@ def _opt_out(deps: Deps, contact: Contact, inbound_sid: str, text: str) -> str:
     return f"opt_out paused={paused} needs_human: {PAID_OPT_OUT}"
 
 
-def _paid(deps: Deps, contact: Contact, inbound_sid: str) -> str:
+def _paid(deps: App, contact: Contact, inbound_sid: str) -> str:
     """ "I paid": stopped on the client's word (PAID_CLAIM_ACTION=stop), or paused while the owner checks."""
-    settings, store, now = deps.settings, deps.store, deps.clock.now()
-    thanks = settings.thank_you_on_paid and may_reply(deps, contact, inbound_sid)
-    if settings.paid_claim_action == "stop":
-        if settings.thank_you_on_paid and not thanks:
+    rules, store, now = deps.rules, deps.store, deps.clock.now()
+    thanks = rules.thank_you_on_paid and may_reply(deps, contact, inbound_sid)
+    if rules.paid_claim_action == "stop":
+        if rules.thank_you_on_paid and not thanks:
             return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
         stopped = stop_contact(store, contact.id, reason=StopReason.PAID, now=now)
         if thanks:
-            queue_reply(deps, contact, inbound_sid, thank_you_text(settings.business_name, contact, stopped=True),
+            queue_reply(deps, contact, inbound_sid, thank_you_text(rules.business_name, contact, stopped=True),
                         source="system")
         return f"paid stopped={stopped}"
     paused = _hand_over(deps, contact, inbound_sid, PAID_CLAIM, pause=PauseReason.PAID_CLAIMED)
     if thanks:
-        queue_reply(deps, contact, inbound_sid, thank_you_text(settings.business_name, contact, stopped=False),
+        queue_reply(deps, contact, inbound_sid, thank_you_text(rules.business_name, contact, stopped=False),
                     source="system")
     return f"paid_claimed paused={paused} needs_human: {PAID_CLAIM}"
 
 
-def _promise(deps: Deps, contact: Contact, inbound_sid: str, promised: date) -> str:
+def _promise(deps: App, contact: Contact, inbound_sid: str, promised: date) -> str:
     """A promise to pay: pause until the day after (at most MAX_PROMISE_DAYS away), acknowledged.
 
     A third promise on the same follow-up goes to a person instead: two were broken already.
     """
-    settings, store, now = deps.settings, deps.store, deps.clock.now()
+    rules, store, now = deps.rules, deps.store, deps.clock.now()
     if promises_made(store, contact.id, besides=inbound_sid) >= 2:
         return hand_over(deps, contact, inbound_sid, THIRD_PROMISE)
     if not may_reply(deps, contact, inbound_sid):
         return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
-    latest = now.astimezone(zone(contact.timezone)).date() + timedelta(days=settings.max_promise_days)
+    latest = now.astimezone(zone(contact.timezone)).date() + timedelta(days=rules.max_promise_days)
     capped = promised > latest
     day = latest if capped else promised
     paused = pause_contact(store, contact.id, until=_pause_until(day, contact), reason=PauseReason.PROMISE_TO_PAY,
@@ -239,14 +240,14 @@ def _promise(deps: Deps, contact: Contact, inbound_sid: str, promised: date) -> 
     store.followups.record_promise(contact.id, inbound_sid=inbound_sid, promised=promised.isoformat(),
                                    capped_to=day.isoformat() if capped else None, now=now)
     resume = (day + PROMISE_GRACE).isoformat()
-    text = promise_text(settings.business_name, contact, promised.isoformat(), resume=resume if capped else None)
+    text = promise_text(rules.business_name, contact, promised.isoformat(), resume=resume if capped else None)
     queue_reply(deps, contact, inbound_sid, text, source="system",
                 extra_facts={"promised_date": promised.isoformat(), "resume_date": resume})
     return f"promise_to_pay until={day.isoformat()} paused={paused}" + (
         f" (capped: promised {promised.isoformat()})" if capped else "")
 
 
-def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classification) -> str:
+def _answer(deps: App, contact: Contact, inbound_sid: str, result: Classification) -> str:
     """Answer a question from the contact's data only; anything else goes to a person.
 
     The classifier says which fact is asked for; the answer is :func:`answer_text`'s, built from
@@ -254,7 +255,7 @@ def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classificati
     catches a wrong amount or link, not "the invoice is cancelled" or "you may pay by card".
     """
     if result.question_topic:
-        text = answer_text(deps.settings.business_name, contact, result.question_topic)
+        text = answer_text(deps.rules.business_name, contact, result.question_topic)
         if text and not may_reply(deps, contact, inbound_sid):
             return hand_over(deps, contact, inbound_sid, _reply_limit(deps))
         if text and queue_reply(deps, contact, inbound_sid, text, source="data"):
@@ -262,10 +263,10 @@ def _answer(deps: Deps, contact: Contact, inbound_sid: str, result: Classificati
     return hand_over(deps, contact, inbound_sid, HandOverReason.UNANSWERABLE_QUESTION)
 
 
-def _while_handed_over(deps: Deps, contact: Contact, result: Classification) -> str:
+def _while_handed_over(deps: App, contact: Contact, result: Classification) -> str:
     """A message from a client whose hand-over is open: a person has it, so it is only recorded
     (no reply, no new alert, no state change), except that an opt-out in words is honoured."""
-    if result.intent == Intent.OPT_OUT and result.confidence >= deps.settings.classifier_threshold:
+    if result.intent == Intent.OPT_OUT and result.confidence >= deps.rules.classifier_threshold:
         store, now = deps.store, deps.clock.now()
         store.contacts.set_opt_out(contact.id, True, now)
         stopped = stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)
@@ -273,28 +274,28 @@ def _while_handed_over(deps: Deps, contact: Contact, result: Classification) -> 
     return ReplyOutcome.HELD
 
 
-def _classify(deps: Deps, contact: Contact, event: StoredEvent) -> tuple[Classification, str | None]:
+def _classify(deps: App, contact: Contact, event: StoredEvent) -> tuple[Classification, str | None]:
     today = deps.clock.now().astimezone(zone(contact.timezone)).date()
     history = tuple(HistoryItem(direction=entry.direction, body=entry.body, at=entry.at)
                     for entry in deps.store.messages.conversation(contact.id, limit=8))
     request = ClassifyRequest(text=event.body, language=contact.language,
-                              facts=dict(contact.fields), today=today, business_name=deps.settings.business_name,
+                              facts=dict(contact.fields), today=today, business_name=deps.rules.business_name,
                               has_media=event.num_media > 0, history=history)
-    from shared.language.classifier import OfflineClassifier, classify_safely
+    from shared.language.classifier import classify_safely
 
-    classifier = deps.classifier or OfflineClassifier()
-    return classify_safely(classifier, request, threshold=deps.settings.classifier_threshold)
+    classifier = deps.classifier
+    return classify_safely(classifier, request, threshold=deps.rules.classifier_threshold)
 
 
 def _sender(event: StoredEvent) -> str:
     return event.sender.removeprefix("whatsapp:")
 
 
-def _from_owner(deps: Deps, phone: str) -> bool:
-    return bool(deps.settings.owner_whatsapp_number) and phone == deps.settings.owner_whatsapp_number
+def _from_owner(deps: App, phone: str) -> bool:
+    return bool(deps.rules.owner_number) and phone == deps.rules.owner_number
 
 
-def _record_inbound(deps: Deps, event_id: str, event: StoredEvent, contact_id: str | None,
+def _record_inbound(deps: App, event_id: str, event: StoredEvent, contact_id: str | None,
                     from_owner: bool, followup_ids: list[str] | None = None) -> tuple[str, list[str]]:
     """The inbound message in the conversation (once), linked to the follow-ups it answers.
 
@@ -314,7 +315,7 @@ def _record_inbound(deps: Deps, event_id: str, event: StoredEvent, contact_id: s
     return inbound_id, linked
 
 
-def process_inbound(deps: Deps, event_id: str) -> str | None:
+def process_inbound(deps: App, event_id: str) -> str | None:
     """Process a stored inbound event once; returns what was done (for logs and tests)."""
     store, now = deps.store, deps.clock.now()
     event = store.events.get(event_id)
@@ -372,7 +373,7 @@ def process_inbound(deps: Deps, event_id: str) -> str | None:
     return outcome
 
 
-def process_inbound_or_hand_over(deps: Deps, event_id: str) -> str | None:
+def process_inbound_or_hand_over(deps: App, event_id: str) -> str | None:
     """The replies actor: :func:`process_inbound`; a reply that keeps failing goes to a person.
 
     See :func:`workers.deps.give_up_after_failures` (outages are retried without counting) and
@@ -383,7 +384,7 @@ def process_inbound_or_hand_over(deps: Deps, event_id: str) -> str | None:
                                   lambda error: hand_over_unprocessed(deps, event_id, error))
 
 
-def hand_over_unprocessed(deps: Deps, event_id: str, error: str) -> str | None:
+def hand_over_unprocessed(deps: App, event_id: str, error: str) -> str | None:
     """Give a reply that could not be processed to a person, so nothing is sent meanwhile.
 
     The contact is read raw (its record may be what fails): a STOP is still honoured by keyword;
@@ -415,7 +416,7 @@ def hand_over_unprocessed(deps: Deps, event_id: str, error: str) -> str | None:
     return outcome
 
 
-def dispatch_inbound(deps: Deps, event_ids: list[str]) -> int:
+def dispatch_inbound(deps: App, event_ids: list[str]) -> int:
     """Fan a batch the webhook stored out to one ``process_inbound`` message per event.
 
     Sent again (a retry, a redelivery), it enqueues the same ids again: harmless, since
@@ -427,7 +428,7 @@ def dispatch_inbound(deps: Deps, event_ids: list[str]) -> int:
     return len(ids)
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
+def register(broker: RedisBroker, deps: App) -> dramatiq.Actor[..., str | None]:
     """Declare the replies actors on ``broker`` (``process_inbound``, ``dispatch_inbound``), bound to ``deps``."""
     declare_actor(broker, deps, dispatch_inbound, name=ACTOR_DISPATCH_INBOUND, queue=QUEUE_REPLIES)
     return declare_actor(broker, deps, process_inbound_or_hand_over, name=ACTOR_INBOUND, queue=QUEUE_REPLIES)

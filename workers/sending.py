@@ -28,16 +28,17 @@ from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.reasons import CancelReason, HandOverReason, PauseReason, StopReason
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import SendDeferred, SendRejected, TransientError
-from shared.pacing import contact_pacing_delay, contact_send_lock
+from shared.pacing import contact_pacing_delay
 from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed, window_open
 from shared.ports import OutboundRequest
 from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
 from shared.reconciling import find_copy
+from shared.usecases.context import App
 from shared.usecases.delivery import record_sid
 from workers.delivery import handle_alert_error, handle_permanent_error
-from workers.deps import Deps, declare_actor
+from workers.deps import declare_actor
 
 log = logging.getLogger(__name__)
 # Twilio's messages to the recipient read by one reconciliation (newest first).
@@ -52,23 +53,23 @@ UNREAD_REQUEUE_SECONDS = 5.0
 UNREAD_STUCK_SECONDS = 60.0
 
 
-def status_callback_for(deps: Deps, message_id: str) -> str:
+def status_callback_for(deps: App, message_id: str) -> str:
     """The StatusCallback URL, carrying our message id as a marker Twilio echoes back."""
-    return f"{deps.settings.status_callback_url}?{urlencode({'mid': message_id})}"
+    return f"{deps.rules.status_callback_url}?{urlencode({'mid': message_id})}"
 
 
-def _cancel(deps: Deps, message_id: str, reason: CancelReason) -> None:
+def _cancel(deps: App, message_id: str, reason: CancelReason) -> None:
     deps.store.messages.cancel(message_id, reason=reason, now=deps.clock.now())
 
 
-def _hold(deps: Deps, message: OutboundMessage, at: datetime, now: datetime, reason: str) -> None:
+def _hold(deps: App, message: OutboundMessage, at: datetime, now: datetime, reason: str) -> None:
     """Keep a ready message for later: record ``not_before`` and enqueue it again for ``at``."""
     deps.store.messages.hold(message.id, until=at, now=now)
     deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds())
     log.info("message=%s held until %s (%s)", message.id, at.isoformat(), reason)
 
 
-def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
+def _step_preflight(deps: App, message: OutboundMessage, contact: Contact
                     ) -> tuple[FollowUp, Campaign] | None:
     """The follow-up and campaign if this step may go out now; otherwise handle it and return None."""
     store, now = deps.store, deps.clock.now()
@@ -94,15 +95,15 @@ def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
         return None
     if _reply_unread(deps, message, contact, now):
         return None
-    settings = deps.settings
-    country, subdiv = settings.holidays_country or None, settings.holidays_subdiv or None
+    rules = deps.rules
+    country, subdiv = rules.holidays_country, rules.holidays_subdiv
     window, tz = campaign.send_window, contact.timezone
     if not is_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv):
         at = next_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv)
         _hold(deps, message, at, now, "send window")
         return None
-    paced = contact_pacing_delay(store, contact_id=contact.id, timezone=tz, now=now, min_gap=settings.min_gap,
-                                 daily_cap=settings.daily_cap_per_contact)
+    paced = contact_pacing_delay(store, contact_id=contact.id, timezone=tz, now=now, min_gap=rules.min_gap,
+                                 daily_cap=rules.daily_cap_per_contact)
     if paced is not None:
         at = next_allowed(paced, window, tz, holidays_country=country, holidays_subdiv=subdiv)
         _hold(deps, message, at, now, "contact pacing")
@@ -110,7 +111,7 @@ def _step_preflight(deps: Deps, message: OutboundMessage, contact: Contact
     return followup, campaign
 
 
-def _reply_unread(deps: Deps, message: OutboundMessage, contact: Contact, now: datetime) -> bool:
+def _reply_unread(deps: App, message: OutboundMessage, contact: Contact, now: datetime) -> bool:
     """Hold the step while the contact's last message waits to be processed; True if held.
 
     What the client wrote may be a STOP, "I paid" or a promise: a reminder never goes out over
@@ -135,7 +136,7 @@ def _reply_unread(deps: Deps, message: OutboundMessage, contact: Contact, now: d
     return True
 
 
-def send_message(deps: Deps, message_id: str) -> str | None:
+def send_message(deps: App, message_id: str) -> str | None:
     """Send a ready message; returns the Twilio SID, or None when nothing was sent."""
     store, now = deps.store, deps.clock.now()
     message = store.messages.get(message_id)
@@ -167,14 +168,14 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             assert contact is not None
             # One worker at a time checks a contact's pacing and moves its message to sending,
             # so two campaigns due at the same instant cannot both see "nothing sent yet".
-            if deps.redis is not None and not hold.enter_context(contact_send_lock(deps.redis, contact.id)):
+            if not hold.enter_context(deps.locks.hold(contact.id)):
                 deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
                 return None
             step_context = _step_preflight(deps, message, contact)
             if step_context is None:
                 return None
         # The sender's throughput, shared by every worker: wait a little, else put it back for later.
-        if deps.rate_limiter is not None and not deps.rate_limiter.acquire(timeout=RATE_WAIT_SECONDS):
+        if not deps.limiter.acquire(timeout=RATE_WAIT_SECONDS):
             deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
             log.info("message=%s waits for the sender's rate limit", message_id)
             return None
@@ -208,9 +209,9 @@ def send_message(deps: Deps, message_id: str) -> str | None:
             log.warning("message=%s uncertain: %s", message_id, reason)
             return None
         store.messages.retry_later(message_id, error_code=exc.code, now=deps.clock.now())
-        if exc.code in SLOW_DOWN_CODES and deps.rate_limiter is not None:
+        if exc.code in SLOW_DOWN_CODES:
             # Too fast for the channel: every worker slows this sender down, and this message retries.
-            deps.rate_limiter.slow_down()
+            deps.limiter.slow_down()
         raise TransientError(f"Twilio asked to retry later (code {exc.code})") from None
 
     sent_at = deps.clock.now()
@@ -223,7 +224,7 @@ def send_message(deps: Deps, message_id: str) -> str | None:
     return result.sid
 
 
-def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta | None = None) -> str | None:
+def reconcile_message(deps: App, message_id: str, *, grace: timedelta | None = None) -> str | None:
     """Find out whether an ``uncertain`` message reached Twilio; never send it twice.
 
     Twilio has no idempotency key, so the message is looked up in Twilio's list of messages
@@ -241,7 +242,7 @@ def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta | None = 
     contact = store.contacts.get(message.contact_id) if message.contact_id else None
     to = contact.phone if contact else str(message.to or "")
     started = utc(message.sending_at or message.state_changed_at or now)
-    listed = deps.sender.list_messages(to=to, from_=deps.settings.twilio_whatsapp_number, limit=RECONCILE_LIST_LIMIT)
+    listed = deps.sender.list_messages(to=to, from_=deps.rules.sender, limit=RECONCILE_LIST_LIMIT)
     known = store.messages.known_sids(str(item["sid"]) for item in listed)
     found = find_copy(message.model_dump(), listed, known, started)
     if found is not None:
@@ -249,7 +250,7 @@ def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta | None = 
             log.info("message=%s reconciled: Twilio has it as sid=%s", message_id, found["sid"])
             return "adopted"
         return None
-    grace = grace if grace is not None else timedelta(seconds=deps.settings.reconcile_grace_seconds)
+    grace = grace if grace is not None else deps.rules.reconcile_grace
     if now - started < grace:
         log.info("message=%s not found at Twilio yet (%d listed): looked at again later", message_id, len(listed))
         return "waiting"
@@ -260,7 +261,7 @@ def reconcile_message(deps: Deps, message_id: str, *, grace: timedelta | None = 
     return None
 
 
-def register(broker: RedisBroker, deps: Deps) -> dramatiq.Actor[..., str | None]:
+def register(broker: RedisBroker, deps: App) -> dramatiq.Actor[..., str | None]:
     """Declare the sending and reconciling actors on ``broker``, bound to ``deps``."""
     declare_actor(broker, deps, reconcile_message, name=ACTOR_RECONCILE, queue=QUEUE_SENDING, max_retries=5,
                   min_backoff=5000, max_backoff=120_000, time_limit=60_000)

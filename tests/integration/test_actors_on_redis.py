@@ -19,19 +19,20 @@ from shared.domain.models import Campaign, Contact, SendWindow, Step
 from shared.fakes import FakeSender
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
-from workers.deps import Deps
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def running(store: MongoRepositories, clock: FakeClock, redis_url: str) -> Iterator[tuple[Deps, DramatiqQueue]]:
+def running(store: MongoRepositories, clock: FakeClock, redis_url: str) -> Iterator[tuple[App, DramatiqQueue]]:
     broker = make_broker(redis_url)
     queue = DramatiqQueue(broker)
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com",
                               "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0"})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=FakeSender())
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=queue, drafter=EchoDrafter(),
+                     sender=FakeSender())
     register_actors(broker, deps)
     worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
     worker.start()
@@ -61,7 +62,7 @@ def test_messages_on_redis_carry_ids_only(redis_url: str) -> None:
     broker.close()
 
 
-def test_thirty_followups_flow_through_real_workers(running: tuple[Deps, DramatiqQueue], clock: FakeClock) -> None:
+def test_thirty_followups_flow_through_real_workers(running: tuple[App, DramatiqQueue], clock: FakeClock) -> None:
     deps, queue = running
     now = clock.now()
     window = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=dtime(0), end=dtime(23, 59))

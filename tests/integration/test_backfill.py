@@ -34,9 +34,9 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
-from workers.deps import Deps
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ def test_a_stop_sent_while_the_webhook_answers_503_stops_the_followups_within_on
     broker = make_broker(redis_url)
     queue = DramatiqQueue(broker)
     sender = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER, api_base_url=sim_url)
-    deps = Deps(settings=settings, store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=sender)
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=sender)
     register_actors(broker, deps)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.start()

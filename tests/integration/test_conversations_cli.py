@@ -22,8 +22,8 @@ from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, 
 from shared.fakes import FakeSender, RecordingQueue
 from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import Settings, load_settings
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
-from workers.deps import Deps
 from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
@@ -39,10 +39,10 @@ FLAG = "needs a person: message from an unknown number"
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont",
                               "OWNER_WHATSAPP_NUMBER": OWNER})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=None)
     now = clock.now()
     store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR,
@@ -67,7 +67,7 @@ def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) ->
     return run
 
 
-def _inbound(deps: Deps, phone: str, body: str, sid: str) -> str | None:
+def _inbound(deps: App, phone: str, body: str, sid: str) -> str | None:
     """A WhatsApp message from ``phone``, stored as the webhook does and processed by the replies actor."""
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{phone}", "body": body,
              "num_media": 0}
@@ -79,7 +79,7 @@ def _sid(n: int) -> str:
     return "SM" + f"{n:032d}"
 
 
-def _three_numbers_write(deps: Deps, clock: FakeClock) -> None:
+def _three_numbers_write(deps: App, clock: FakeClock) -> None:
     """10:05 another unknown number, 10:10 and 10:40 the stranger, 10:50 the owner (UTC)."""
     clock.advance(timedelta(minutes=5))
     assert _inbound(deps, OTHER, "Vous êtes qui ?", _sid(1)) == "unknown_sender"
@@ -93,7 +93,7 @@ def _three_numbers_write(deps: Deps, clock: FakeClock) -> None:
 
 
 def test_unknown_numbers_are_listed_newest_first_and_never_the_owner(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     assert relance("conversations", "--needs-human") == (0, "no conversation needs a person\n", "")
     assert relance("conversations") == (0, MARIE + "\n", "")
 
@@ -113,7 +113,7 @@ def test_unknown_numbers_are_listed_newest_first_and_never_the_owner(
 
 
 def test_an_unknown_numbers_messages_are_shown_and_a_number_that_never_wrote_is_refused(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _three_numbers_write(deps, clock)
 
     assert relance("conversation", "07 99 99 99 99") == (0, (  # national format, as typed
@@ -131,7 +131,7 @@ def test_an_unknown_numbers_messages_are_shown_and_a_number_that_never_wrote_is_
 
 
 def test_a_number_imported_as_a_contact_leaves_the_list_and_keeps_its_messages(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _three_numbers_write(deps, clock)
     deps.store.contacts.upsert(Contact(id="ct9", phone=STRANGER, name="Luc", language=Language.FR), clock.now())
 
@@ -146,7 +146,7 @@ def test_a_number_imported_as_a_contact_leaves_the_list_and_keeps_its_messages(
         "2026-03-02 10:55 ← received: C'est Luc\n"), "")
 
 
-def test_the_unknown_number_queries_use_their_partial_indexes(deps: Deps, clock: FakeClock) -> None:
+def test_the_unknown_number_queries_use_their_partial_indexes(deps: App, clock: FakeClock) -> None:
     _three_numbers_write(deps, clock)
     indexes = deps.store.messages.collection.index_information()
     for name in ("unknown_sender_time", "unknown_sender_from"):
@@ -160,7 +160,7 @@ def test_the_unknown_number_queries_use_their_partial_indexes(deps: Deps, clock:
 # ------------------------------------------------------------------ closing a hand-over
 
 
-def _marie_needs_a_person(deps: Deps, clock: FakeClock) -> dict[str, object]:
+def _marie_needs_a_person(deps: App, clock: FakeClock) -> dict[str, object]:
     """Marie asks what her data cannot answer: her follow-up is paused and flagged for a person."""
     clock.advance(timedelta(minutes=5))
     outcome = _inbound(deps, PHONE, "Est-ce que je peux payer en trois fois ?", _sid(10))
@@ -171,7 +171,7 @@ def _marie_needs_a_person(deps: Deps, clock: FakeClock) -> dict[str, object]:
 
 
 def test_handled_resume_takes_the_contact_off_the_list_and_sends_the_follow_up_on(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     before = _marie_needs_a_person(deps, clock)
     code, out, _ = relance("conversations", "--needs-human")
     assert code == 0 and out.startswith(f"{PHONE}  Marie  [c1: paused]")
@@ -200,7 +200,7 @@ def test_handled_resume_takes_the_contact_off_the_list_and_sends_the_follow_up_o
 
 
 def test_handled_stop_ends_the_follow_up_and_handled_alone_changes_no_state(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _marie_needs_a_person(deps, clock)
     assert relance("handled", PHONE) == (0, (
         f"Marie {PHONE}: 1 hand-over(s) closed; follow-ups left as they are\n"
@@ -221,7 +221,7 @@ def test_handled_stop_ends_the_follow_up_and_handled_alone_changes_no_state(
 
 
 def test_handled_resume_is_refused_for_a_client_who_opted_out_and_changes_nothing(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _marie_needs_a_person(deps, clock)
     deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"opted_out": True}})
     before = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
@@ -231,7 +231,7 @@ def test_handled_resume_is_refused_for_a_client_who_opted_out_and_changes_nothin
 
 
 def test_handled_takes_an_unknown_number_off_the_list_until_it_writes_again(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _three_numbers_write(deps, clock)
     assert relance("handled", STRANGER, "--resume") == (1, "", (
         f"error: {STRANGER} is no contact: there is no follow-up to resume; "
@@ -258,7 +258,7 @@ def test_handled_takes_an_unknown_number_off_the_list_until_it_writes_again(
 # ------------------------------------------------------------------ a claimed payment, confirmed or not
 
 
-def _marie_says_she_paid(deps: Deps, clock: FakeClock, text: str = "Bonjour, c'est réglé, virement fait hier") -> str:
+def _marie_says_she_paid(deps: App, clock: FakeClock, text: str = "Bonjour, c'est réglé, virement fait hier") -> str:
     """Marie says she paid (PAID_CLAIM_ACTION=pause_and_verify, the default): paused until the owner checks."""
     clock.advance(timedelta(minutes=5))
     outcome = _inbound(deps, PHONE, text, _sid(20))
@@ -270,7 +270,7 @@ def _marie_says_she_paid(deps: Deps, clock: FakeClock, text: str = "Bonjour, c'e
 
 
 def test_handled_paid_stops_the_follow_ups_as_paid_in_one_command(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     assert _marie_says_she_paid(deps, clock) == f"paid_claimed paused=1 needs_human: {PAID_CLAIM}"
     code, out, _ = relance("conversations", "--needs-human")
     assert code == 0 and out.startswith(f"{PHONE}  Marie  [c1: paused]") and out.endswith(f"{PAID_CLAIM}\n")
@@ -289,7 +289,7 @@ def test_handled_paid_stops_the_follow_ups_as_paid_in_one_command(
 
 
 def test_handled_resume_sends_the_reminders_on_when_the_payment_did_not_arrive(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _marie_says_she_paid(deps, clock)
     assert relance("handled", PHONE, "--resume") == (0, (
         f"Marie {PHONE}: 1 hand-over(s) closed; 1 paused follow-up(s) resumed\n"
@@ -299,7 +299,7 @@ def test_handled_resume_sends_the_reminders_on_when_the_payment_did_not_arrive(
 
 
 def test_an_opt_out_claiming_payment_is_confirmed_with_paid_and_never_resumed(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     outcome = _marie_says_she_paid(deps, clock, "J'ai déjà payé, arrêtez de me harceler, je ne veux plus de messages")
     assert outcome == f"opt_out paused=1 needs_human: {PAID_OPT_OUT}"
     before = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
@@ -312,7 +312,7 @@ def test_an_opt_out_claiming_payment_is_confirmed_with_paid_and_never_resumed(
 
 
 def test_handled_paid_is_refused_for_an_unknown_number(
-        deps: Deps, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
     _three_numbers_write(deps, clock)
     assert relance("handled", STRANGER, "--paid") == (1, "", (
         f"error: {STRANGER} is no contact: there is no follow-up to mark paid; "

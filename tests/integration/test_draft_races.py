@@ -24,8 +24,8 @@ from shared.domain.states import MessageState
 from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.actors import drain
-from workers.deps import Deps
 from workers.drafting import compose_message, draft_followup
 from workers.sending import send_message
 
@@ -54,10 +54,10 @@ class InterruptedDrafter:
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "MIN_GAP_BETWEEN_MESSAGES": "0s",
                               "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=InterruptedDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=InterruptedDrafter(),
                 sender=FakeSender())
     now = clock.now()
     store.contacts.upsert(Contact(id=CONTACT, phone="+33612345678", name="Marie", language=Language.FR,
@@ -69,49 +69,49 @@ def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     return deps
 
 
-def _queue(deps: Deps) -> RecordingQueue:
+def _queue(deps: App) -> RecordingQueue:
     assert isinstance(deps.queue, RecordingQueue)
     return deps.queue
 
 
-def _drafter(deps: Deps) -> InterruptedDrafter:
+def _drafter(deps: App) -> InterruptedDrafter:
     assert isinstance(deps.drafter, InterruptedDrafter)
     return deps.drafter
 
 
-def _followup(deps: Deps) -> dict[str, object]:
+def _followup(deps: App) -> dict[str, object]:
     doc = deps.store.followups.collection.find_one({"_id": FOLLOWUP})
     assert doc is not None
     return doc
 
 
-def _message_state(deps: Deps, message_id: str) -> str | None:
+def _message_state(deps: App, message_id: str) -> str | None:
     doc = deps.store.messages.collection.find_one({"_id": message_id})
     return None if doc is None else str(doc["state"])
 
 
-def _stop(deps: Deps) -> Callable[[], None]:
+def _stop(deps: App) -> Callable[[], None]:
     def stop() -> None:
         deps.store.contacts.set_opt_out(CONTACT, True, deps.clock.now())
         stop_contact(deps.store, CONTACT, reason=StopReason.OPT_OUT, now=deps.clock.now())
     return stop
 
 
-def _promise(deps: Deps, days: int = 3) -> Callable[[], None]:
+def _promise(deps: App, days: int = 3) -> Callable[[], None]:
     def pause() -> None:
         now = deps.clock.now()
         pause_contact(deps.store, CONTACT, until=now + timedelta(days=days), reason=PauseReason.PROMISE_TO_PAY, now=now)
     return pause
 
 
-def _claim(deps: Deps) -> tuple[str, int]:
+def _claim(deps: App) -> tuple[str, int]:
     tick(deps.store, deps.queue, deps.clock)
     (job,) = _queue(deps).drafts
     _queue(deps).drafts.clear()
     return job
 
 
-def _draft_interrupted(deps: Deps, interrupt: Callable[[], None], state: str) -> str:
+def _draft_interrupted(deps: App, interrupt: Callable[[], None], state: str) -> str:
     """Draft the first step while ``interrupt`` runs mid-draft: nothing may be left to send."""
     followup_id, step = _claim(deps)
     _drafter(deps).during = interrupt
@@ -123,7 +123,7 @@ def _draft_interrupted(deps: Deps, interrupt: Callable[[], None], state: str) ->
     return message_id
 
 
-def test_stop_while_drafting_cancels_the_new_draft(deps: Deps, clock: FakeClock) -> None:
+def test_stop_while_drafting_cancels_the_new_draft(deps: App, clock: FakeClock) -> None:
     _draft_interrupted(deps, _stop(deps), "stopped")
     # Nothing is left half-way, now or after the reconciler's deadline.
     clock.advance(STALE + timedelta(seconds=1))
@@ -132,7 +132,7 @@ def test_stop_while_drafting_cancels_the_new_draft(deps: Deps, clock: FakeClock)
     assert deps.sender.sent == []  # type: ignore[attr-defined]
 
 
-def test_promise_while_drafting_cancels_the_draft_and_resumes_with_a_fresh_one(deps: Deps, clock: FakeClock) -> None:
+def test_promise_while_drafting_cancels_the_draft_and_resumes_with_a_fresh_one(deps: App, clock: FakeClock) -> None:
     message_id = _draft_interrupted(deps, _promise(deps), "paused")
     # The pause ends: the step is drafted again, with what is known now, and sent once.
     clock.advance(timedelta(days=3, seconds=1))
@@ -145,7 +145,7 @@ def test_promise_while_drafting_cancels_the_draft_and_resumes_with_a_fresh_one(d
     assert _message_state(deps, message_id) == "sent"
 
 
-def _draft_stored_after(deps: Deps, clock: FakeClock, interrupt: str) -> tuple[str, int, OutboundMessage]:
+def _draft_stored_after(deps: App, clock: FakeClock, interrupt: str) -> tuple[str, int, OutboundMessage]:
     """A step drafted, then a STOP or a promise processed, then the draft stored (left ``ready``)."""
     followup_id, step = _claim(deps)
     store = deps.store
@@ -161,7 +161,7 @@ def _draft_stored_after(deps: Deps, clock: FakeClock, interrupt: str) -> tuple[s
 
 
 @pytest.mark.parametrize("interrupt", ["stop", "promise"])
-def test_a_redelivered_draft_cancels_what_a_dead_run_left_ready(deps: Deps, clock: FakeClock,
+def test_a_redelivered_draft_cancels_what_a_dead_run_left_ready(deps: App, clock: FakeClock,
                                                                 interrupt: str) -> None:
     """The racy order at the store level, with the drafting worker dying before it could look again."""
     followup_id, step, message = _draft_stored_after(deps, clock, interrupt)
@@ -172,7 +172,7 @@ def test_a_redelivered_draft_cancels_what_a_dead_run_left_ready(deps: Deps, cloc
 
 
 @pytest.mark.parametrize("interrupt", ["stop", "promise"])
-def test_reconciler_sweeps_an_orphan_ready_message(deps: Deps, clock: FakeClock, interrupt: str) -> None:
+def test_reconciler_sweeps_an_orphan_ready_message(deps: App, clock: FakeClock, interrupt: str) -> None:
     """The same, with no redelivery at all: the scheduler's reconciler cancels it once stale."""
     _, _, message = _draft_stored_after(deps, clock, interrupt)
     store = deps.store
@@ -186,7 +186,7 @@ def test_reconciler_sweeps_an_orphan_ready_message(deps: Deps, clock: FakeClock,
     assert deps.sender.sent == []  # type: ignore[attr-defined]
 
 
-def test_a_paused_campaign_keeps_its_ready_message(deps: Deps, clock: FakeClock) -> None:
+def test_a_paused_campaign_keeps_its_ready_message(deps: App, clock: FakeClock) -> None:
     """The sweep leaves alone a message its follow-up will still send (campaign paused, then resumed)."""
     followup_id, step = _claim(deps)
     message_id = draft_followup(deps, followup_id, step)
@@ -206,7 +206,7 @@ def test_a_paused_campaign_keeps_its_ready_message(deps: Deps, clock: FakeClock)
     assert _drafter(deps).count == 1
 
 
-def test_awaiting_send_with_a_cancelled_message_is_drafted_again(deps: Deps, clock: FakeClock) -> None:
+def test_awaiting_send_with_a_cancelled_message_is_drafted_again(deps: App, clock: FakeClock) -> None:
     """A cancellation that lost a race with a concurrent draft run is healed, not left stuck."""
     followup_id, step = _claim(deps)
     message_id = draft_followup(deps, followup_id, step)

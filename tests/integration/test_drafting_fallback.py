@@ -33,9 +33,9 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.language.drafts import OfflineDrafter
 from shared.ports import DraftRequest
 from shared.settings import Settings, load_settings
+from shared.usecases.context import App
 from tests.support.fake_gemini import STATEMENTS, create_app, draft_text
 from tests.support.gemini_helpers import API_KEY, FakeGemini, fake_fixtures
-from workers.deps import Deps
 from workers.drafting import draft_followup
 
 pytestmark = pytest.mark.integration
@@ -79,13 +79,13 @@ def _settings(url: str, *, key: str = API_KEY, timeout: float = 5.0, max_chars: 
     return load_settings(env)
 
 
-def _deps(store: MongoRepositories, clock: FakeClock, settings: Settings) -> Deps:
+def _deps(store: MongoRepositories, clock: FakeClock, settings: Settings) -> App:
     """What a drafting worker gets, with the drafter the processes build (bootstrap.build_drafter)."""
-    return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(),
+    return App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(),
                 drafter=build_drafter(settings), sender=FakeSender())
 
 
-def _enrol(deps: Deps, contact: Contact, *, description: str = "", said: str = "") -> tuple[str, int]:
+def _enrol(deps: App, contact: Contact, *, description: str = "", said: str = "") -> tuple[str, int]:
     """The contact (who wrote ``said`` an hour ago: freeform allowed), a 2-step campaign, the draft queued by tick."""
     now = deps.clock.now()
     deps.store.contacts.upsert(contact, now)
@@ -105,7 +105,7 @@ def _enrol(deps: Deps, contact: Contact, *, description: str = "", said: str = "
     return queued
 
 
-def _draft(deps: Deps, contact: Contact, *, description: str = "", said: str = "") -> dict[str, Any]:
+def _draft(deps: App, contact: Contact, *, description: str = "", said: str = "") -> dict[str, Any]:
     """Run the drafting actor for step 0; the stored message, read raw from MongoDB."""
     followup_id, step = _enrol(deps, contact, description=description, said=said)
     message_id = draft_followup(deps, followup_id, step)
@@ -120,12 +120,12 @@ def _draft(deps: Deps, contact: Contact, *, description: str = "", said: str = "
     return doc
 
 
-def _offline_body(deps: Deps, contact: Contact) -> str:
+def _offline_body(deps: App, contact: Contact) -> str:
     """The offline drafter's text for step 1 of 2 of this contact (what the fallback must store)."""
     request = DraftRequest(
         contact_name=contact.name, language=contact.language, facts=dict(contact.fields), step_index=0,
         step_count=2, tone="courteous", business_name=BUSINESS, campaign_name="Factures impayées",
-        max_chars=deps.settings.max_message_chars,
+        max_chars=deps.rules.max_message_chars,
     )
     return OfflineDrafter().draft(request).body
 
@@ -136,7 +136,7 @@ def _gemini_body(contact: Contact, language: str) -> str:
     return draft_text(facts, language)
 
 
-def _assert_offline(doc: dict[str, Any], deps: Deps, contact: Contact) -> None:
+def _assert_offline(doc: dict[str, Any], deps: App, contact: Contact) -> None:
     body = doc["body"]
     assert doc["draft_source"] == "offline"
     assert body == _offline_body(deps, contact)
@@ -297,7 +297,7 @@ def test_a_gemini_draft_over_the_length_cap_falls_back(store: MongoRepositories,
     # cap MAX_MESSAGE_CHARS allows (80): the facts check refuses it on length alone.
     contact = FR_CONTACT
     deps = _deps(store, clock, _settings(fake.url, max_chars=80))
-    assert deps.settings.max_message_chars == 80
+    assert deps.rules.max_message_chars == 80
     gemini_body = _gemini_body(contact, "fr")
     assert len(gemini_body) > 80
     doc = _draft(deps, contact)

@@ -18,10 +18,12 @@ from services.scheduler import TickReport, reconcile
 from services.webhook import inbound_event
 from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
+from shared.domain.rules import Rules
 from shared.errors import TransientError
 from shared.fakes import RecordingQueue
 from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES, DramatiqQueue, make_broker
-from workers.deps import Deps, declare_actor
+from shared.usecases.context import App
+from workers.deps import declare_actor
 from workers.replies import dispatch_inbound
 
 pytestmark = pytest.mark.integration
@@ -181,7 +183,7 @@ def test_a_batch_is_one_message_that_a_real_worker_fans_out(redis_url: str, stor
     broker = make_broker(redis_url)
     seen = _recording_actor(broker)
     queue = DramatiqQueue(broker)
-    deps = Deps(settings=None, store=store, clock=clock, queue=queue, drafter=None, sender=None)  # type: ignore[arg-type]
+    deps = App.build(Rules(), store=store, clock=clock, queue=queue, drafter=None, sender=None)  # type: ignore[arg-type]
     declare_actor(broker, deps, dispatch_inbound, name=ACTOR_DISPATCH_INBOUND, queue=QUEUE_REPLIES)
     ids = [f"inbound:SM{n:032d}" for n in range(25)]
     queue.process_inbound_many(ids)

@@ -18,7 +18,7 @@ from shared.importing import import_contacts
 
 pytestmark = pytest.mark.integration
 
-DEMO = Path(__file__).resolve().parents[2] / "services" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "devtools" / "demo"
 HEADER = "name,phone,tags,invoice_number,amount,due_date,payment_link"
 CAMPAIGN = """
 id: relance

@@ -30,9 +30,10 @@ from shared.errors import TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Classification, ClassifyRequest, Intent
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.deps import EVENT_ATTEMPTS, Deps
+from workers.deps import EVENT_ATTEMPTS
 from workers.replies import process_inbound_or_hand_over
 
 pytestmark = pytest.mark.integration
@@ -152,7 +153,7 @@ def test_a_reply_that_meets_a_mongodb_outage_waits_and_is_never_handed_to_a_pers
     monkeypatch.setattr(Collection, "update_one", blip)
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com",
                               "OWNER_WHATSAPP_NUMBER": "+33700000001"})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(clock=clock), classifier=classifier)
     now = clock.now()
     store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", fields={"invoice_number": "FA-1"}), now)

@@ -16,10 +16,10 @@ from shared.errors import SendRejected
 from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Classification, ClassifyRequest, Intent, OutboundRequest
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.delivery import process_status, resend_alert_with_template
-from workers.deps import Deps
 from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
@@ -38,17 +38,17 @@ class DisputeClassifier:
         return Classification(intent=Intent.DISPUTE, confidence=0.95, source="test")
 
 
-def _settings(deps: Deps, *, template: bool) -> None:
+def _settings(deps: App, *, template: bool) -> None:
     env = {"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont",
            "OWNER_WHATSAPP_NUMBER": OWNER}
     if template:
         env["OWNER_ALERT_TEMPLATE_SID"] = ALERT_TEMPLATE
-    deps.settings = load_settings(env)
+    deps.rules = load_settings(env).rules()
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
-    deps = Deps(settings=load_settings({}), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+def deps(store: MongoRepositories, clock: FakeClock) -> App:
+    deps = App.build(load_settings({}).rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=DisputeClassifier())
     _settings(deps, template=False)
     now = clock.now()
@@ -63,13 +63,13 @@ def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     return deps
 
 
-def _sent(deps: Deps) -> list[OutboundRequest]:
+def _sent(deps: App) -> list[OutboundRequest]:
     sender = deps.sender
     assert isinstance(sender, FakeSender)
     return sender.sent
 
 
-def _inbound(deps: Deps, sender: str, sid: str, text: str = "...") -> str | None:
+def _inbound(deps: App, sender: str, sid: str, text: str = "...") -> str | None:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{sender}", "body": text,
              "num_media": 0}
     deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
@@ -78,31 +78,31 @@ def _inbound(deps: Deps, sender: str, sid: str, text: str = "...") -> str | None
     return outcome
 
 
-def _dispute(deps: Deps) -> str | None:
+def _dispute(deps: App) -> str | None:
     """The client disputes the invoice: the conversation is handed to the owner (alert ALERT_ID)."""
     return _inbound(deps, PHONE, "SM" + "9" * 32, "je conteste cette facture")
 
 
-def _owner_writes(deps: Deps, sid: str = "SM" + "0" * 32) -> str | None:
+def _owner_writes(deps: App, sid: str = "SM" + "0" * 32) -> str | None:
     return _inbound(deps, OWNER, sid, "ok")
 
 
-def _to_owner(deps: Deps) -> list[OutboundRequest]:
+def _to_owner(deps: App) -> list[OutboundRequest]:
     return [r for r in _sent(deps) if r.to == OWNER]
 
 
-def _state(deps: Deps, message_id: str) -> str | None:
+def _state(deps: App, message_id: str) -> str | None:
     doc = deps.store.messages.collection.find_one({"_id": message_id})
     return None if doc is None else str(doc["state"])
 
 
-def _fail_next_send_with_63016(deps: Deps) -> None:
+def _fail_next_send_with_63016(deps: App) -> None:
     sender = deps.sender
     assert isinstance(sender, FakeSender)
     sender.fail_with = SendRejected(63016, "outside the allowed window", 400)
 
 
-def _failed_callback(deps: Deps, message_id: str, code: int = 63016, status: str = "failed") -> str | None:
+def _failed_callback(deps: App, message_id: str, code: int = 63016, status: str = "failed") -> str | None:
     """Twilio accepted the message, then reports it failed (as the webhook stores it)."""
     sid = deps.store.messages.collection.find_one({"_id": message_id})["twilio_sid"]  # type: ignore[index]
     event_id, event = status_event({"MessageSid": sid, "MessageStatus": status, "ErrorCode": str(code)})
@@ -120,7 +120,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 # ------------------------------------------------------------------ the owner's window
-def test_an_inbound_from_the_owner_opens_their_window_and_is_not_flagged(deps: Deps, clock: FakeClock) -> None:
+def test_an_inbound_from_the_owner_opens_their_window_and_is_not_flagged(deps: App, clock: FakeClock) -> None:
     assert deps.store.owner.last_inbound(OWNER) is None
     written_at = clock.now()
     assert _owner_writes(deps) == "owner"
@@ -141,7 +141,7 @@ def test_an_inbound_from_the_owner_opens_their_window_and_is_not_flagged(deps: D
     assert _inbound(deps, "+33799999999", "SM" + "2" * 32) == "unknown_sender"
 
 
-def test_an_owner_who_is_also_a_contact_keeps_the_contact_behaviour(deps: Deps, clock: FakeClock) -> None:
+def test_an_owner_who_is_also_a_contact_keeps_the_contact_behaviour(deps: App, clock: FakeClock) -> None:
     deps.store.contacts.upsert(Contact(id="ct-owner", phone=OWNER, name="Paul", language=Language.FR), clock.now())
     assert _owner_writes(deps) == "recorded (no open follow-up)"
     doc = deps.store.messages.collection.find_one({"_id": "in:SM" + "0" * 32})
@@ -152,7 +152,7 @@ def test_an_owner_who_is_also_a_contact_keeps_the_contact_behaviour(deps: Deps, 
 
 
 # ------------------------------------------------------------------ which kind of alert
-def test_inside_the_owner_window_the_alert_is_freeform(deps: Deps, clock: FakeClock) -> None:
+def test_inside_the_owner_window_the_alert_is_freeform(deps: App, clock: FakeClock) -> None:
     _settings(deps, template=True)  # even with a template: freeform while the owner's window is open
     _owner_writes(deps)
     clock.advance(timedelta(hours=23))
@@ -166,7 +166,7 @@ def test_inside_the_owner_window_the_alert_is_freeform(deps: Deps, clock: FakeCl
     assert _state(deps, ALERT_ID) == "sent"
 
 
-def test_outside_the_owner_window_the_template_is_used(deps: Deps, clock: FakeClock) -> None:
+def test_outside_the_owner_window_the_template_is_used(deps: App, clock: FakeClock) -> None:
     _settings(deps, template=True)
     _owner_writes(deps)
     clock.advance(timedelta(hours=24, seconds=1))  # the owner's window has just closed
@@ -178,7 +178,7 @@ def test_outside_the_owner_window_the_template_is_used(deps: Deps, clock: FakeCl
     assert doc is not None and doc["kind"] == "template" and doc["state"] == "sent"
 
 
-def test_the_owner_never_wrote_and_a_template_is_set(deps: Deps) -> None:
+def test_the_owner_never_wrote_and_a_template_is_set(deps: App) -> None:
     _settings(deps, template=True)
     _dispute(deps)
     (alert,) = _to_owner(deps)
@@ -186,7 +186,7 @@ def test_the_owner_never_wrote_and_a_template_is_set(deps: Deps) -> None:
 
 
 # ------------------------------------------------------------------ 63016 without a template
-def test_outside_without_template_freeform_is_tried_and_63016_warns(deps: Deps, clock: FakeClock,
+def test_outside_without_template_freeform_is_tried_and_63016_warns(deps: App, clock: FakeClock,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     _fail_next_send_with_63016(deps)
     with caplog.at_level(logging.INFO):
@@ -205,7 +205,7 @@ def test_outside_without_template_freeform_is_tried_and_63016_warns(deps: Deps, 
     assert deps.queue.sends == []  # type: ignore[attr-defined]
 
 
-def test_63016_in_a_failed_callback_without_template_warns_once(deps: Deps,
+def test_63016_in_a_failed_callback_without_template_warns_once(deps: App,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     _dispute(deps)
     assert len(_to_owner(deps)) == 1  # Twilio accepted the freeform alert…
@@ -217,7 +217,7 @@ def test_63016_in_a_failed_callback_without_template_warns_once(deps: Deps,
 
 
 # ------------------------------------------------------------------ 63016 with a template
-def test_63016_at_send_time_resends_the_alert_once_as_the_template(deps: Deps, clock: FakeClock,
+def test_63016_at_send_time_resends_the_alert_once_as_the_template(deps: App, clock: FakeClock,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     _settings(deps, template=True)
     _owner_writes(deps)  # we believe the owner's window is open: freeform…
@@ -238,7 +238,7 @@ def test_63016_at_send_time_resends_the_alert_once_as_the_template(deps: Deps, c
     assert len(_to_owner(deps)) == 1
 
 
-def test_63016_in_a_failed_callback_resends_the_alert_once_as_the_template(deps: Deps, clock: FakeClock) -> None:
+def test_63016_in_a_failed_callback_resends_the_alert_once_as_the_template(deps: App, clock: FakeClock) -> None:
     _settings(deps, template=True)
     _owner_writes(deps)
     clock.advance(timedelta(hours=2))
@@ -257,7 +257,7 @@ def test_63016_in_a_failed_callback_resends_the_alert_once_as_the_template(deps:
     assert len(_to_owner(deps)) == 2
 
 
-def test_the_same_hand_over_alerts_the_owner_once(deps: Deps) -> None:
+def test_the_same_hand_over_alerts_the_owner_once(deps: App) -> None:
     _settings(deps, template=True)
     _dispute(deps)
     assert process_inbound(deps, "inbound:SM" + "9" * 32) is None  # the event redelivered
@@ -276,17 +276,17 @@ class ScriptedClassifier:
         return self.next
 
 
-def _reads(deps: Deps, intent: Intent, **extra: object) -> None:
+def _reads(deps: App, intent: Intent, **extra: object) -> None:
     classifier = deps.classifier
     assert isinstance(classifier, ScriptedClassifier)
     classifier.next = Classification(intent=intent, confidence=0.95, source="test", **extra)  # type: ignore[arg-type]
 
 
-def _to_client(deps: Deps) -> list[OutboundRequest]:
+def _to_client(deps: App) -> list[OutboundRequest]:
     return [r for r in _sent(deps) if r.to == PHONE]
 
 
-def test_a_flagged_clients_further_messages_are_recorded_without_a_new_alert(deps: Deps, clock: FakeClock) -> None:
+def test_a_flagged_clients_further_messages_are_recorded_without_a_new_alert(deps: App, clock: FakeClock) -> None:
     deps.classifier = ScriptedClassifier()
     _reads(deps, Intent.OTHER)
     assert _inbound(deps, PHONE, "SM" + "9" * 32, "???") == "needs_human: unclear reply"
@@ -315,7 +315,7 @@ def test_a_flagged_clients_further_messages_are_recorded_without_a_new_alert(dep
     assert len(_to_owner(deps)) == 1
 
 
-def test_after_relance_handled_a_new_hand_over_alerts_the_owner_again(deps: Deps, clock: FakeClock) -> None:
+def test_after_relance_handled_a_new_hand_over_alerts_the_owner_again(deps: App, clock: FakeClock) -> None:
     from services.conversations import close_hand_over
 
     deps.classifier = ScriptedClassifier()
@@ -338,7 +338,7 @@ def test_after_relance_handled_a_new_hand_over_alerts_the_owner_again(deps: Deps
     assert len(_to_owner(deps)) == 2
 
 
-def test_an_opt_out_in_words_is_honoured_while_a_hand_over_is_open(deps: Deps, clock: FakeClock) -> None:
+def test_an_opt_out_in_words_is_honoured_while_a_hand_over_is_open(deps: App, clock: FakeClock) -> None:
     deps.classifier = ScriptedClassifier()
     _reads(deps, Intent.OTHER)
     assert _inbound(deps, PHONE, "SMfeed" + "1" * 28, "???") == "needs_human: unclear reply"
@@ -349,7 +349,7 @@ def test_an_opt_out_in_words_is_honoured_while_a_hand_over_is_open(deps: Deps, c
     assert len(_to_owner(deps)) == 1
 
 
-def test_the_same_message_redelivered_mid_hand_over_still_alerts_once(deps: Deps, clock: FakeClock) -> None:
+def test_the_same_message_redelivered_mid_hand_over_still_alerts_once(deps: App, clock: FakeClock) -> None:
     """A crash after the flag but before the alert: the redelivered message is the hand-over's own."""
     deps.classifier = ScriptedClassifier()
     _dispute(deps)

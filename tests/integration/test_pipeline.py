@@ -18,9 +18,9 @@ from shared.domain.models import Campaign, Contact, EnrolRule, Language, SendWin
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.replies import process_inbound
 from workers.sending import send_message
@@ -34,13 +34,13 @@ TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name", "2"
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "TWILIO_AUTH_TOKEN": "t" * 32})
-    return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    return App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(clock=clock))
 
 
-def _setup(deps: Deps, *, steps: int = 2, template: bool = True, window: SendWindow = ALWAYS,
+def _setup(deps: App, *, steps: int = 2, template: bool = True, window: SendWindow = ALWAYS,
            inside_24h: bool = True, phone: str = "+33612345678") -> str:
     now = deps.clock.now()
     contact = Contact(id=f"ct{phone[-4:]}", phone=phone, name="Marie", language=Language.FR,
@@ -57,13 +57,13 @@ def _setup(deps: Deps, *, steps: int = 2, template: bool = True, window: SendWin
     return f"c1:{contact.id}"
 
 
-def _state(deps: Deps, followup_id: str) -> str:
+def _state(deps: App, followup_id: str) -> str:
     doc = deps.store.followups.collection.find_one({"_id": followup_id})
     assert doc is not None
     return str(doc["state"])
 
 
-def test_two_steps_are_sent_once_each_then_completed(deps: Deps, clock: FakeClock) -> None:
+def test_two_steps_are_sent_once_each_then_completed(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps)
     tick(deps.store, deps.queue, clock)
     drain(deps)
@@ -87,7 +87,7 @@ def test_two_steps_are_sent_once_each_then_completed(deps: Deps, clock: FakeCloc
                        "queued", "drafting", "awaiting_send", "completed"]
 
 
-def test_redelivered_messages_never_send_twice(deps: Deps, clock: FakeClock) -> None:
+def test_redelivered_messages_never_send_twice(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     (followup_id, step), = deps.queue.drafts  # type: ignore[attr-defined]
@@ -101,7 +101,7 @@ def test_redelivered_messages_never_send_twice(deps: Deps, clock: FakeClock) -> 
     assert _state(deps, fid) == "completed"
 
 
-def test_concurrent_sends_of_the_same_message_reach_twilio_once(deps: Deps, clock: FakeClock) -> None:
+def test_concurrent_sends_of_the_same_message_reach_twilio_once(deps: App, clock: FakeClock) -> None:
     _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts[0])  # type: ignore[attr-defined]
@@ -114,7 +114,7 @@ def test_concurrent_sends_of_the_same_message_reach_twilio_once(deps: Deps, cloc
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
 
 
-def test_two_schedulers_never_claim_the_same_step(deps: Deps, clock: FakeClock) -> None:
+def test_two_schedulers_never_claim_the_same_step(deps: App, clock: FakeClock) -> None:
     now = clock.now()
     deps.store.campaigns.create(Campaign(id="c1", name="c", send_window=ALWAYS, steps=[Step()]), now)
     for i in range(40):
@@ -130,7 +130,7 @@ def test_two_schedulers_never_claim_the_same_step(deps: Deps, clock: FakeClock) 
     assert len(claimed) == 40 and len(set(claimed)) == 40
 
 
-def test_outside_the_24h_window_the_template_is_used(deps: Deps, clock: FakeClock) -> None:
+def test_outside_the_24h_window_the_template_is_used(deps: App, clock: FakeClock) -> None:
     _setup(deps, steps=1, inside_24h=False)
     tick(deps.store, deps.queue, clock)
     drain(deps)
@@ -140,7 +140,7 @@ def test_outside_the_24h_window_the_template_is_used(deps: Deps, clock: FakeCloc
     assert deps.drafter.requests == []  # type: ignore[attr-defined]
 
 
-def test_outside_the_window_without_template_nothing_is_sent(deps: Deps, clock: FakeClock) -> None:
+def test_outside_the_window_without_template_nothing_is_sent(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1, inside_24h=False, template=False)
     tick(deps.store, deps.queue, clock)
     drain(deps)
@@ -149,7 +149,7 @@ def test_outside_the_window_without_template_nothing_is_sent(deps: Deps, clock: 
     assert doc is not None and doc["state"] == "paused" and doc["needs_human"] is True
 
 
-def test_send_window_is_checked_again_before_sending(deps: Deps, clock: FakeClock) -> None:
+def test_send_window_is_checked_again_before_sending(deps: App, clock: FakeClock) -> None:
     office = SendWindow(days=["mon", "tue", "wed", "thu", "fri"], start=time(9), end=time(18))
     fid = _setup(deps, steps=1, window=office)
     tick(deps.store, deps.queue, clock)
@@ -166,7 +166,7 @@ def test_send_window_is_checked_again_before_sending(deps: Deps, clock: FakeCloc
     assert _state(deps, fid) == "completed"
 
 
-def test_opt_out_is_honoured_for_an_already_drafted_message(deps: Deps, clock: FakeClock) -> None:
+def test_opt_out_is_honoured_for_an_already_drafted_message(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
@@ -179,7 +179,7 @@ def test_opt_out_is_honoured_for_an_already_drafted_message(deps: Deps, clock: F
     assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "cancelled"  # type: ignore[arg-type,index]
 
 
-def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock: FakeClock) -> None:
+def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: App, clock: FakeClock) -> None:
     """The webhook stored a STOP but could not enqueue it: no reminder goes out over it."""
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
@@ -207,7 +207,7 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: Deps, clock
 
 @pytest.mark.parametrize(("code", "reason"), [(63024, "not a reachable WhatsApp number"),
                                               (30008, "Twilio error 30008")])
-def test_a_failure_reported_after_the_last_step_flags_the_finished_followup(deps: Deps, clock: FakeClock, code: int,
+def test_a_failure_reported_after_the_last_step_flags_the_finished_followup(deps: App, clock: FakeClock, code: int,
                                                                            reason: str) -> None:
     from services.webhook import status_event
     from workers.delivery import process_status
@@ -226,7 +226,7 @@ def test_a_failure_reported_after_the_last_step_flags_the_finished_followup(deps
     assert doc["needs_human"] is True and reason in doc["needs_human_reason"]
 
 
-def test_permanent_twilio_error_stops_and_flags(deps: Deps, clock: FakeClock) -> None:
+def test_permanent_twilio_error_stops_and_flags(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     deps.sender.fail_with = SendRejected(63024, "invalid recipient", 400)  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
@@ -236,7 +236,7 @@ def test_permanent_twilio_error_stops_and_flags(deps: Deps, clock: FakeClock) ->
     assert deps.store.messages.collection.find_one({"_id": f"{fid}:0"})["error_code"] == 63024  # type: ignore[index]
 
 
-def test_transient_twilio_error_retries_later_without_duplicates(deps: Deps, clock: FakeClock) -> None:
+def test_transient_twilio_error_retries_later_without_duplicates(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
@@ -249,7 +249,7 @@ def test_transient_twilio_error_retries_later_without_duplicates(deps: Deps, clo
     assert _state(deps, fid) == "completed"
 
 
-def test_reconciler_requeues_work_lost_by_redis(deps: Deps, clock: FakeClock) -> None:
+def test_reconciler_requeues_work_lost_by_redis(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     deps.queue.drafts.clear()  # type: ignore[attr-defined]  # Redis lost the message
@@ -262,7 +262,7 @@ def test_reconciler_requeues_work_lost_by_redis(deps: Deps, clock: FakeClock) ->
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
 
 
-def test_stuck_sending_becomes_uncertain_not_resent(deps: Deps, clock: FakeClock) -> None:
+def test_stuck_sending_becomes_uncertain_not_resent(deps: App, clock: FakeClock) -> None:
     _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
@@ -286,7 +286,7 @@ def test_stuck_sending_becomes_uncertain_not_resent(deps: Deps, clock: FakeClock
     assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "sent"  # type: ignore[index]
 
 
-def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock) -> None:
+def test_paused_campaign_sends_nothing_and_resumes(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
     deps.store.campaigns.set_status("c1", "paused", clock.now())
     assert tick(deps.store, deps.queue, clock).claimed == []
@@ -306,7 +306,7 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: Deps, clock: FakeClock)
 
 
 @pytest.mark.parametrize("status", [None, 502])
-def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock, status: int | None) -> None:
+def test_lost_answer_is_reconciled_not_resent(deps: App, clock: FakeClock, status: int | None) -> None:
     from workers.sending import reconcile_message
 
     fid = _setup(deps, steps=1)
@@ -330,7 +330,7 @@ def test_lost_answer_is_reconciled_not_resent(deps: Deps, clock: FakeClock, stat
     assert _state(deps, fid) == "completed"
 
 
-def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: Deps, clock: FakeClock) -> None:
+def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: App, clock: FakeClock) -> None:
     from workers.sending import reconcile_message
 
     fid = _setup(deps, steps=1)

@@ -29,9 +29,10 @@ from shared.ports import OutboundRequest
 from shared.queue import QUEUE_SENDING, make_broker
 from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
-from workers.deps import Deps, declare_actor
+from workers.deps import declare_actor
 
 pytestmark = pytest.mark.integration
 
@@ -133,10 +134,10 @@ def test_a_failing_actor_leaves_no_number_in_redis_or_the_logs(store: MongoRepos
     Redis with the message (``options.traceback``) and logs it: neither may show the number."""
     broker = make_broker(redis_url)
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com"})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=_sender(f"http://127.0.0.1:{_closed_port()}"))
 
-    def look_up(deps: Deps, contact_id: str) -> None:  # as reconciling a send does: list by recipient
+    def look_up(deps: App, contact_id: str) -> None:  # as reconciling a send does: list by recipient
         deps.sender.list_messages(to=CLIENT, limit=10)
 
     actor = declare_actor(broker, deps, look_up, name="privacy_look_up", queue=QUEUE_SENDING, max_retries=3,

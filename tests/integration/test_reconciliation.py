@@ -29,10 +29,10 @@ from shared.fakes import RecordingQueue
 from shared.ports import OutboundRequest
 from shared.settings import Settings, load_settings
 from shared.twilio_sender import TwilioSender
+from shared.usecases.context import App
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
-from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.sending import reconcile_message, send_message
 
@@ -85,14 +85,14 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> App:
     sender = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER, api_base_url=sim_url,
                           timeout=5)
-    return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    return App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=sender)
 
 
-def _setup(deps: Deps, *, template: bool = False) -> str:
+def _setup(deps: App, *, template: bool = False) -> str:
     """One contact in a one-step campaign; freeform (inside the 24 h window) or its template. Returns the message id."""
     now = deps.clock.now()
     contact = Contact(id="ct1", phone=CLIENT, name="Marie", language=Language.FR,
@@ -106,7 +106,7 @@ def _setup(deps: Deps, *, template: bool = False) -> str:
     return "c1:ct1:0"
 
 
-def _send_like_a_worker(deps: Deps, message_id: str, attempts: int = 5) -> None:
+def _send_like_a_worker(deps: App, message_id: str, attempts: int = 5) -> None:
     """send_message as the sending actor runs it: a TransientError is retried (dramatiq's retries)."""
     for _ in range(attempts):
         try:
@@ -116,7 +116,7 @@ def _send_like_a_worker(deps: Deps, message_id: str, attempts: int = 5) -> None:
             continue
 
 
-def _send_losing_the_answer(deps: Deps, control: httpx.Client, how: str, sim_url: str) -> None:
+def _send_losing_the_answer(deps: App, control: httpx.Client, how: str, sim_url: str) -> None:
     """Send the first step while its answer is lost: Twilio creates it, we never learn its SID.
 
     ``timeout``: Twilio answers after our read timeout; ``500`` or ``502`` (a gateway's page):
@@ -142,7 +142,7 @@ def _send_losing_the_answer(deps: Deps, control: httpx.Client, how: str, sim_url
         _send_like_a_worker(deps, message_id)
 
 
-def _first_step(deps: Deps) -> str:
+def _first_step(deps: App) -> str:
     """Claim and draft the first step; returns its message id (its send is left queued)."""
     tick(deps.store, deps.queue, deps.clock)
     queue = deps.queue
@@ -164,7 +164,7 @@ def _doc(store: MongoRepositories, message_id: str) -> dict[str, object]:
     return doc
 
 
-def _minutes_pass(deps: Deps, minutes: int) -> None:
+def _minutes_pass(deps: App, minutes: int) -> None:
     """The scheduler ticks and the workers run, minute after minute."""
     for _ in range(minutes):
         deps.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
@@ -179,7 +179,7 @@ def _minutes_pass(deps: Deps, minutes: int) -> None:
     {"status": 503},
 ])
 def test_a_5xx_after_creation_is_reconciled_not_sent_again(
-    deps: Deps, control: httpx.Client, fault: dict[str, object]
+    deps: App, control: httpx.Client, fault: dict[str, object]
 ) -> None:
     _setup(deps)
     message_id = _first_step(deps)
@@ -199,7 +199,7 @@ def test_a_5xx_after_creation_is_reconciled_not_sent_again(
 
 @pytest.mark.parametrize("lost", ["timeout", "500"])
 def test_a_message_queued_at_twilio_for_minutes_is_adopted_not_sent_again(
-    deps: Deps, control: httpx.Client, sim_url: str, lost: str
+    deps: App, control: httpx.Client, sim_url: str, lost: str
 ) -> None:
     _setup(deps)
     message_id = _first_step(deps)
@@ -218,7 +218,7 @@ def test_a_message_queued_at_twilio_for_minutes_is_adopted_not_sent_again(
 
 @pytest.mark.parametrize("lost", ["timeout", "502"])
 def test_a_template_send_adopts_its_own_copy_not_another_message_to_the_client(
-    deps: Deps, control: httpx.Client, sim_url: str, lost: str
+    deps: App, control: httpx.Client, sim_url: str, lost: str
 ) -> None:
     _setup(deps, template=True)
     message_id = _first_step(deps)
@@ -239,7 +239,7 @@ def test_a_template_send_adopts_its_own_copy_not_another_message_to_the_client(
 
 
 def test_a_send_that_never_reached_twilio_goes_again_only_after_the_grace(
-    deps: Deps, control: httpx.Client, clock: FakeClock
+    deps: App, control: httpx.Client, clock: FakeClock
 ) -> None:
     _setup(deps)
     message_id = _first_step(deps)
@@ -256,7 +256,7 @@ def test_a_send_that_never_reached_twilio_goes_again_only_after_the_grace(
     assert len(_at_simulator(control)) == 1
 
 
-def test_a_429_means_not_created_and_is_retried_at_once(deps: Deps, control: httpx.Client) -> None:
+def test_a_429_means_not_created_and_is_retried_at_once(deps: App, control: httpx.Client) -> None:
     _setup(deps)
     message_id = _first_step(deps)
     control.post("/_sim/fail", json={"status": 429, "to": CLIENT}).raise_for_status()
@@ -268,7 +268,7 @@ def test_a_429_means_not_created_and_is_retried_at_once(deps: Deps, control: htt
     assert _doc(deps.store, message_id)["twilio_sid"] == at_twilio["sid"]
 
 
-def test_reconciling_a_message_that_is_not_uncertain_does_nothing(deps: Deps, control: httpx.Client) -> None:
+def test_reconciling_a_message_that_is_not_uncertain_does_nothing(deps: App, control: httpx.Client) -> None:
     _setup(deps)
     message_id = _first_step(deps)
     assert reconcile_message(deps, message_id) is None  # ready

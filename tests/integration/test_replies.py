@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,10 +21,11 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.ports import Classification, ClassifyRequest, Intent
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.delivery import process_status, process_status_or_hand_over
-from workers.deps import EVENT_ATTEMPTS, Deps
+from workers.deps import EVENT_ATTEMPTS
 from workers.replies import process_inbound, process_inbound_or_hand_over
 from workers.sending import send_message
 
@@ -48,10 +50,10 @@ class ScriptedClassifier:
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont",
                               "OWNER_WHATSAPP_NUMBER": "+33700000001"})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=ScriptedClassifier())
     now = clock.now()
     store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR, fields={
@@ -64,13 +66,13 @@ def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     return deps
 
 
-def _first_step_sent(deps: Deps, clock: FakeClock) -> None:
+def _first_step_sent(deps: App, clock: FakeClock) -> None:
     tick(deps.store, deps.queue, clock)
     drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]
 
 
-def _reply(deps: Deps, text: str, sid: str = "SM" + "9" * 32, **extra: object) -> str | None:
+def _reply(deps: App, text: str, sid: str = "SM" + "9" * 32, **extra: object) -> str | None:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{PHONE}", "body": text,
              "num_media": 0, **extra}
     deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
@@ -79,17 +81,17 @@ def _reply(deps: Deps, text: str, sid: str = "SM" + "9" * 32, **extra: object) -
     return outcome
 
 
-def _followup(deps: Deps) -> dict[str, object]:
+def _followup(deps: App) -> dict[str, object]:
     doc = deps.store.followups.collection.find_one({"_id": "c1:ct1"})
     assert doc is not None
     return doc
 
 
-def _say(deps: Deps, intent: Intent, confidence: float = 0.95, **kw: object) -> None:
+def _say(deps: App, intent: Intent, confidence: float = 0.95, **kw: object) -> None:
     deps.classifier.next = Classification(intent=intent, confidence=confidence, source="test", **kw)  # type: ignore[attr-defined,arg-type]
 
 
-def _sent_to(deps: Deps, phone: str) -> list[str]:
+def _sent_to(deps: App, phone: str) -> list[str]:
     """The bodies sent to ``phone`` so far, oldest first (spaces as typed: no-break ones made plain)."""
     return [(m.body or "").replace("\u202f", " ").replace("\u00a0", " ")
             for m in deps.sender.sent if m.to == phone]  # type: ignore[attr-defined]
@@ -106,8 +108,8 @@ def _fr(day: date) -> str:
     return f"{'1er' if day.day == 1 else day.day} {months[day.month - 1]} {day.year}"
 
 
-def _stop_on_paid(deps: Deps) -> None:
-    deps.settings = deps.settings.model_copy(update={"paid_claim_action": "stop"})
+def _stop_on_paid(deps: App) -> None:
+    deps.rules = replace(deps.rules, paid_claim_action="stop")
 
 
 # ------------------------------------------------------------------ "I paid"
@@ -117,9 +119,9 @@ THANKS_STOPPED = ("Merci Marie, nous avons bien noté votre règlement et ne vou
                   "\nAtelier Dupont")
 
 
-def test_a_paid_claim_pauses_the_follow_ups_and_asks_the_owner_to_confirm(deps: Deps, clock: FakeClock) -> None:
+def test_a_paid_claim_pauses_the_follow_ups_and_asks_the_owner_to_confirm(deps: App, clock: FakeClock) -> None:
     """PAID_CLAIM_ACTION=pause_and_verify (the default): nothing is stopped on the client's word."""
-    assert deps.settings.paid_claim_action == "pause_and_verify"
+    assert deps.rules.paid_claim_action == "pause_and_verify"
     _first_step_sent(deps, clock)
     _say(deps, Intent.PAID)
     assert _reply(deps, "c'est réglé") == f"paid_claimed paused=1 needs_human: {PAID_CLAIM}"
@@ -139,7 +141,7 @@ def test_a_paid_claim_pauses_the_follow_ups_and_asks_the_owner_to_confirm(deps: 
     assert _followup(deps)["state"] == "paused"
 
 
-def test_paid_stops_and_thanks_when_the_business_trusts_the_claim(deps: Deps, clock: FakeClock) -> None:
+def test_paid_stops_and_thanks_when_the_business_trusts_the_claim(deps: App, clock: FakeClock) -> None:
     _stop_on_paid(deps)  # PAID_CLAIM_ACTION=stop: the behaviour before pause_and_verify became the default
     _first_step_sent(deps, clock)
     _say(deps, Intent.PAID)
@@ -153,8 +155,8 @@ def test_paid_stops_and_thanks_when_the_business_trusts_the_claim(deps: Deps, cl
 
 
 @pytest.mark.parametrize("action", ["stop", "pause_and_verify"])
-def test_paid_without_a_thank_you_when_the_business_turned_it_off(deps: Deps, clock: FakeClock, action: str) -> None:
-    deps.settings = deps.settings.model_copy(update={"thank_you_on_paid": False, "paid_claim_action": action})
+def test_paid_without_a_thank_you_when_the_business_turned_it_off(deps: App, clock: FakeClock, action: str) -> None:
+    deps.rules = replace(deps.rules, thank_you_on_paid=False, paid_claim_action=action)
     _first_step_sent(deps, clock)
     _say(deps, Intent.PAID)
     outcome = _reply(deps, "virement fait")
@@ -166,9 +168,9 @@ def test_paid_without_a_thank_you_when_the_business_turned_it_off(deps: Deps, cl
 
 
 @pytest.mark.parametrize("action", ["stop", "pause_and_verify"])
-def test_an_opt_out_that_claims_payment_is_honoured_and_the_owner_checks_it(deps: Deps, clock: FakeClock,
+def test_an_opt_out_that_claims_payment_is_honoured_and_the_owner_checks_it(deps: App, clock: FakeClock,
                                                                             action: str) -> None:
-    deps.settings = deps.settings.model_copy(update={"paid_claim_action": action})
+    deps.rules = replace(deps.rules, paid_claim_action=action)
     _first_step_sent(deps, clock)
     _say(deps, Intent.OPT_OUT)
     outcome = _reply(deps, "J'ai déjà payé, arrêtez de m'écrire")
@@ -190,7 +192,7 @@ def test_an_opt_out_that_claims_payment_is_honoured_and_the_owner_checks_it(deps
     assert len(deps.sender.sent) == 2  # type: ignore[attr-defined]
 
 
-def test_the_stop_quick_reply_button_opts_out_whatever_its_text(deps: Deps, clock: FakeClock) -> None:
+def test_the_stop_quick_reply_button_opts_out_whatever_its_text(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     outcome = _reply(deps, "Ne plus être contacté", button_payload="STOP", button_text="Ne plus être contacté")
     assert outcome == "opt_out stopped=1"
@@ -198,7 +200,7 @@ def test_the_stop_quick_reply_button_opts_out_whatever_its_text(deps: Deps, cloc
     assert deps.store.contacts.get("ct1").opted_out  # type: ignore[union-attr]
 
 
-def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_step(deps: Deps,
+def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_step(deps: App,
                                                                                  clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 3, 6))
@@ -216,10 +218,10 @@ def test_promise_pauses_until_the_date_plus_grace_then_resumes_with_the_next_ste
 
 
 @pytest.mark.parametrize(("days", "max_days"), [(45, "30"), (30, "30"), (12, "10")])
-def test_a_promise_further_than_max_promise_days_is_capped(deps: Deps, clock: FakeClock, days: int,
+def test_a_promise_further_than_max_promise_days_is_capped(deps: App, clock: FakeClock, days: int,
                                                           max_days: str) -> None:
     """Today is 2 March 2026 in Paris: a promise for 16 April waits until 1 April at most, and says so."""
-    deps.settings = deps.settings.model_copy(update={"max_promise_days": int(max_days)})
+    deps.rules = replace(deps.rules, max_promise_days=int(max_days))
     _first_step_sent(deps, clock)
     today = date(2026, 3, 2)
     promised, latest = today + timedelta(days=days), today + timedelta(days=int(max_days))
@@ -251,7 +253,7 @@ def test_a_promise_further_than_max_promise_days_is_capped(deps: Deps, clock: Fa
     assert len(_sent_to(deps, PHONE)) == 3 and _followup(deps)["step"] == 2  # step 2 went out on that day
 
 
-def test_an_english_capped_promise_says_when_we_come_back(deps: Deps, clock: FakeClock) -> None:
+def test_an_english_capped_promise_says_when_we_come_back(deps: App, clock: FakeClock) -> None:
     deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"language": "en"}})
     _first_step_sent(deps, clock)
     _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 6, 1))
@@ -260,7 +262,7 @@ def test_an_english_capped_promise_says_when_we_come_back(deps: Deps, clock: Fak
                                          "again from 2 April 2026.\nAtelier Dupont"]
 
 
-def test_a_third_promise_on_the_same_follow_up_goes_to_a_person(deps: Deps, clock: FakeClock) -> None:
+def test_a_third_promise_on_the_same_follow_up_goes_to_a_person(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.PROMISE_TO_PAY, promised_date=date(2026, 3, 6))
     assert _reply(deps, "je paie vendredi", sid=_sid(1)) == "promise_to_pay until=2026-03-06 paused=1"
@@ -288,7 +290,7 @@ def test_a_third_promise_on_the_same_follow_up_goes_to_a_person(deps: Deps, cloc
     assert "(troisième promesse de paiement)" in (deps.sender.sent[-1].body or "")  # type: ignore[attr-defined]
 
 
-def test_question_answered_from_the_data_only(deps: Deps, clock: FakeClock) -> None:
+def test_question_answered_from_the_data_only(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
     assert _reply(deps, "c'est combien déjà ?") == "question answered (amount)"
@@ -297,9 +299,9 @@ def test_question_answered_from_the_data_only(deps: Deps, clock: FakeClock) -> N
     assert _followup(deps)["state"] == "scheduled"  # the cadence continues
 
 
-def test_automated_replies_to_one_client_are_limited_then_a_person_takes_over(deps: Deps, clock: FakeClock) -> None:
+def test_automated_replies_to_one_client_are_limited_then_a_person_takes_over(deps: App, clock: FakeClock) -> None:
     """MAX_AUTO_REPLIES_PER_DAY=3 (the default): a fourth reply within 24 h is a person's to write."""
-    assert deps.settings.max_auto_replies_per_day == 3
+    assert deps.rules.max_auto_replies_per_day == 3
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
     for n in range(1, 4):
@@ -329,8 +331,8 @@ def test_automated_replies_to_one_client_are_limited_then_a_person_takes_over(de
     assert len(_sent_to(deps, PHONE)) == 5
 
 
-def test_past_the_limit_a_paid_claim_is_handed_over_without_a_thank_you(deps: Deps, clock: FakeClock) -> None:
-    deps.settings = deps.settings.model_copy(update={"max_auto_replies_per_day": 1})
+def test_past_the_limit_a_paid_claim_is_handed_over_without_a_thank_you(deps: App, clock: FakeClock) -> None:
+    deps.rules = replace(deps.rules, max_auto_replies_per_day=1)
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
     assert _reply(deps, "c'est combien ?", sid=_sid(1)) == "question answered (amount)"
@@ -344,8 +346,8 @@ def test_past_the_limit_a_paid_claim_is_handed_over_without_a_thank_you(deps: De
     assert _followup(deps)["state"] == "paused"  # not stopped on the client's word, without a thank-you either
 
 
-def test_no_limit_on_automated_replies_when_set_to_0(deps: Deps, clock: FakeClock) -> None:
-    deps.settings = deps.settings.model_copy(update={"max_auto_replies_per_day": 0})
+def test_no_limit_on_automated_replies_when_set_to_0(deps: App, clock: FakeClock) -> None:
+    deps.rules = replace(deps.rules, max_auto_replies_per_day=0)
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
     for n in range(1, 6):
@@ -353,7 +355,7 @@ def test_no_limit_on_automated_replies_when_set_to_0(deps: Deps, clock: FakeCloc
     assert len(_sent_to(deps, PHONE)) == 6
 
 
-def test_the_reply_is_linked_to_the_follow_ups_it_answers_and_opens_the_window(deps: Deps, clock: FakeClock) -> None:
+def test_the_reply_is_linked_to_the_follow_ups_it_answers_and_opens_the_window(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.ACKNOWLEDGED)
     assert _reply(deps, "Bien reçu, merci") == "acknowledged"
@@ -367,7 +369,7 @@ def test_the_reply_is_linked_to_the_follow_ups_it_answers_and_opens_the_window(d
     (Intent.DISPUTE, "Je ne paierai pas, le travail est mal fait", "needs_human: dispute"),
     (Intent.QUESTION, "C'était combien déjà ?", "question answered (amount)"),
 ])
-def test_a_reply_after_the_last_reminder_is_still_acted_on(deps: Deps, clock: FakeClock, intent: Intent,
+def test_a_reply_after_the_last_reminder_is_still_acted_on(deps: App, clock: FakeClock, intent: Intent,
                                                            text: str, outcome: str) -> None:
     _first_step_sent(deps, clock)
     # The cadence ran out.
@@ -386,7 +388,7 @@ def test_a_reply_after_the_last_reminder_is_still_acted_on(deps: Deps, clock: Fa
         assert not doc.get("needs_human") and sent == [PHONE, PHONE]
 
 
-def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps: Deps, clock: FakeClock) -> None:
+def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps: App, clock: FakeClock) -> None:
     """The opt-out flag alone (set by any path) is enough: the drafted step is cancelled, not sent."""
     tick(deps.store, deps.queue, clock)
     queue = deps.queue
@@ -404,7 +406,7 @@ def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps
     assert _followup(deps)["state"] == "stopped"
 
 
-def test_an_answer_too_late_for_the_24_hour_window_is_not_sent(deps: Deps, clock: FakeClock) -> None:
+def test_an_answer_too_late_for_the_24_hour_window_is_not_sent(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
     event_id = _store_reply(deps, "c'est combien ?", "SM" + "8" * 32)
@@ -424,7 +426,7 @@ def test_an_answer_too_late_for_the_24_hour_window_is_not_sent(deps: Deps, clock
     (Intent.QUESTION, {"question_topic": "due_date"}), (Intent.QUESTION, {}), (Intent.DISPUTE, {}),
     (Intent.WRONG_PERSON, {}), (Intent.OPT_OUT, {}), (Intent.ACKNOWLEDGED, {}), (Intent.OTHER, {}),
 ])
-def test_a_plan_applied_again_after_a_crash_changes_nothing(deps: Deps, clock: FakeClock, intent: Intent,
+def test_a_plan_applied_again_after_a_crash_changes_nothing(deps: App, clock: FakeClock, intent: Intent,
                                                             extra: dict[str, object]) -> None:
     """The worker died after acting, before marking the event processed: the redelivery acts again."""
     _first_step_sent(deps, clock)
@@ -442,7 +444,7 @@ def test_a_plan_applied_again_after_a_crash_changes_nothing(deps: Deps, clock: F
     assert len(deps.sender.sent) == len(messages) - 1  # type: ignore[attr-defined]  # each sent once (less the inbound)
 
 
-def test_a_question_the_data_cannot_answer_goes_to_a_person(deps: Deps, clock: FakeClock) -> None:
+def test_a_question_the_data_cannot_answer_goes_to_a_person(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic=None)  # "can I pay by card?": no fact says
     outcome = _reply(deps, "Je peux payer par carte bancaire ?")
@@ -453,7 +455,7 @@ def test_a_question_the_data_cannot_answer_goes_to_a_person(deps: Deps, clock: F
     assert doc["state"] == "paused" and doc["needs_human"] is True
 
 
-def test_a_fooled_classifier_still_cannot_put_words_in_our_mouth(deps: Deps, clock: FakeClock) -> None:
+def test_a_fooled_classifier_still_cannot_put_words_in_our_mouth(deps: App, clock: FakeClock) -> None:
     """The classifier obeyed the client (a question about the amount, at 0.95): the answer is the data's."""
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
@@ -467,7 +469,7 @@ def test_a_fooled_classifier_still_cannot_put_words_in_our_mouth(deps: Deps, clo
 
 
 @pytest.mark.parametrize(("intent", "reason"), [(Intent.DISPUTE, "dispute"), (Intent.WRONG_PERSON, "wrong_person")])
-def test_dispute_and_wrong_person_stop_and_flag(deps: Deps, clock: FakeClock, intent: Intent, reason: str) -> None:
+def test_dispute_and_wrong_person_stop_and_flag(deps: App, clock: FakeClock, intent: Intent, reason: str) -> None:
     _first_step_sent(deps, clock)
     _say(deps, intent)
     _reply(deps, "...")
@@ -475,7 +477,7 @@ def test_dispute_and_wrong_person_stop_and_flag(deps: Deps, clock: FakeClock, in
     assert doc["state"] == "stopped" and doc["stop_reason"] == reason and doc["needs_human"] is True
 
 
-def test_natural_language_opt_out(deps: Deps, clock: FakeClock) -> None:
+def test_natural_language_opt_out(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _say(deps, Intent.OPT_OUT)
     assert _reply(deps, "arrêtez de m'écrire svp") == "opt_out stopped=1"
@@ -484,7 +486,7 @@ def test_natural_language_opt_out(deps: Deps, clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("failure", ["low_confidence", "error"])
-def test_low_confidence_or_failure_goes_to_a_person(deps: Deps, clock: FakeClock, failure: str) -> None:
+def test_low_confidence_or_failure_goes_to_a_person(deps: App, clock: FakeClock, failure: str) -> None:
     _first_step_sent(deps, clock)
     if failure == "error":
         deps.classifier.next = DraftingError("timeout")  # type: ignore[attr-defined]
@@ -495,7 +497,7 @@ def test_low_confidence_or_failure_goes_to_a_person(deps: Deps, clock: FakeClock
     assert _followup(deps)["state"] == "paused"
 
 
-def test_stop_keyword_before_any_ai_and_start_resubscribes(deps: Deps, clock: FakeClock) -> None:
+def test_stop_keyword_before_any_ai_and_start_resubscribes(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     assert _reply(deps, "ARRÊT !", sid="SM" + "1" * 32) == "opt_out stopped=1"
     assert deps.classifier.requests == []  # type: ignore[attr-defined]
@@ -504,7 +506,7 @@ def test_stop_keyword_before_any_ai_and_start_resubscribes(deps: Deps, clock: Fa
     assert contact is not None and not contact.opted_out
 
 
-def test_unknown_sender_is_kept_and_flagged(deps: Deps) -> None:
+def test_unknown_sender_is_kept_and_flagged(deps: App) -> None:
     event = {"kind": "inbound", "sid": "SMu", "state": "received", "from": "whatsapp:+33799999999", "body": "hello"}
     deps.store.events.record("inbound:SMu", event, deps.clock.now())
     assert process_inbound(deps, "inbound:SMu") == "unknown_sender"
@@ -512,19 +514,19 @@ def test_unknown_sender_is_kept_and_flagged(deps: Deps) -> None:
     assert doc is not None and doc["unknown_sender"] is True
 
 
-def _poison_contact(deps: Deps) -> None:
+def _poison_contact(deps: App) -> None:
     """A contact record this version cannot read (a language it does not support): every reply fails."""
     deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"language": "de"}})
 
 
-def _store_reply(deps: Deps, text: str, sid: str) -> str:
+def _store_reply(deps: App, text: str, sid: str) -> str:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{PHONE}", "body": text,
              "num_media": 0}
     deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
     return f"inbound:{sid}"
 
 
-def _fail_all_attempts_but_the_last(deps: Deps, event_id: str, actor: Callable[[Deps, str], object]) -> None:
+def _fail_all_attempts_but_the_last(deps: App, event_id: str, actor: Callable[[App, str], object]) -> None:
     """Run ``actor`` on a poisoned event until one attempt is left: each failure is counted, the event waits."""
     for attempt in range(1, EVENT_ATTEMPTS):
         with pytest.raises(ValidationError):
@@ -533,7 +535,7 @@ def _fail_all_attempts_but_the_last(deps: Deps, event_id: str, actor: Callable[[
         assert event is not None and (event["state"], event["failures"]) == ("received", attempt)
 
 
-def test_a_reply_that_keeps_failing_goes_to_a_person_and_nothing_is_sent_meanwhile(deps: Deps,
+def test_a_reply_that_keeps_failing_goes_to_a_person_and_nothing_is_sent_meanwhile(deps: App,
                                                                                    clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _poison_contact(deps)
@@ -561,7 +563,7 @@ def test_a_reply_that_keeps_failing_goes_to_a_person_and_nothing_is_sent_meanwhi
     assert [m.to for m in deps.sender.sent] == [PHONE, "+33700000001"]  # type: ignore[attr-defined]
 
 
-def test_a_stop_that_cannot_be_processed_is_still_honoured(deps: Deps, clock: FakeClock) -> None:
+def test_a_stop_that_cannot_be_processed_is_still_honoured(deps: App, clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     _poison_contact(deps)
     event_id = _store_reply(deps, "Stop.", "SM" + "6" * 32)
@@ -573,7 +575,7 @@ def test_a_stop_that_cannot_be_processed_is_still_honoured(deps: Deps, clock: Fa
 
 
 def test_an_outage_is_retried_without_counting_and_a_permanent_error_goes_to_a_person_at_once(
-        deps: Deps, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        deps: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     _first_step_sent(deps, clock)
     event_id = _store_reply(deps, "ok", "SM" + "7" * 32)
 
@@ -597,7 +599,7 @@ def test_an_outage_is_retried_without_counting_and_a_permanent_error_goes_to_a_p
 
 
 def test_the_hand_over_is_listed_and_the_timeline_shown_by_the_cli(
-        deps: Deps, clock: FakeClock, mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+        deps: App, clock: FakeClock, mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`relance conversations --needs-human` and `relance conversation PHONE`, even for a record the model refuses."""
     from urllib.parse import urlsplit
 
@@ -636,7 +638,7 @@ def test_the_hand_over_is_listed_and_the_timeline_shown_by_the_cli(
                                                        (63003, "stopped", "invalid_number"),
                                                        (21211, "stopped", "invalid_number"),
                                                        (21610, "stopped", "opt_out")])
-def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code: int, state: str,
+def test_failed_status_callbacks_are_acted_on(deps: App, clock: FakeClock, code: int, state: str,
                                               reason: str) -> None:
     _first_step_sent(deps, clock)
     sid = deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})["twilio_sid"]  # type: ignore[index]
@@ -666,7 +668,7 @@ def test_failed_status_callbacks_are_acted_on(deps: Deps, clock: FakeClock, code
     assert again.requeued_inbound == []
 
 
-def test_a_failed_callback_that_cannot_be_acted_on_pauses_the_follow_up_for_a_person(deps: Deps,
+def test_a_failed_callback_that_cannot_be_acted_on_pauses_the_follow_up_for_a_person(deps: App,
                                                                                      clock: FakeClock) -> None:
     _first_step_sent(deps, clock)
     sid = deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})["twilio_sid"]  # type: ignore[index]
@@ -688,7 +690,7 @@ def test_a_failed_callback_that_cannot_be_acted_on_pauses_the_follow_up_for_a_pe
     assert report.requeued_inbound == []  # the scheduler does not retry it any more
 
 
-def test_63018_in_a_callback_sends_the_message_again_once_later(deps: Deps, clock: FakeClock) -> None:
+def test_63018_in_a_callback_sends_the_message_again_once_later(deps: App, clock: FakeClock) -> None:
     """Twilio took the message, then dropped it for the channel's rate: sent again, not given up."""
     _first_step_sent(deps, clock)
     first = deps.store.messages.collection.find_one({"_id": "c1:ct1:0"})
@@ -714,7 +716,7 @@ def test_63018_in_a_callback_sends_the_message_again_once_later(deps: Deps, cloc
     assert deps.store.messages.collection.count_documents({"_id": {"$regex": "^c1:ct1:0"}}) == 2
 
 
-def test_63016_at_send_time_switches_to_the_template(deps: Deps, clock: FakeClock) -> None:
+def test_63016_at_send_time_switches_to_the_template(deps: App, clock: FakeClock) -> None:
     deps.store.contacts.touch_inbound("ct1", clock.now() - timedelta(hours=1))  # freeform expected…
     deps.sender.fail_with = SendRejected(63016, "outside the window", 400)  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)

@@ -1,7 +1,7 @@
 """The reply table (``tests.unit.test_classifier.CASES``) through the replies actor, on the real test servers.
 
 Every case with a text is sent, as a stored inbound event, to ``workers.replies.process_inbound``
-twice: once with the offline rule classifier (``Deps.classifier=None``), once with
+twice: once with the offline rule classifier (``App.classifier=None``), once with
 ``GeminiClassifier`` through the real google-genai SDK against the fake ``generateContent``
 endpoint (``tests.support.fake_gemini_replies``). Each case has its own database (the ``store``
 fixture), one contact holding the table's facts in the case's language, enrolled in a
@@ -67,12 +67,12 @@ from shared.language.reply_rules import claims_payment
 from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
 from shared.ports import Intent
 from shared.settings import Settings, load_settings
+from shared.usecases.context import App
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.fake_gemini_replies import create_app
 from tests.support.gemini_helpers import API_KEY, MODEL, FakeGemini, fake_fixtures
 from tests.unit.test_classifier import ANY, CASES, TODAY, Case, case_id, request_for
-from workers.deps import Deps
 from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
@@ -209,7 +209,7 @@ def gemini(served: FakeGemini) -> GeminiClassifier:
 
 @dataclass
 class World:
-    deps: Deps
+    deps: App
     case: Case
     phone: str
     sid: str
@@ -246,8 +246,8 @@ def _world(store: MongoRepositories, clock: FakeClock, case: Case, classifier: G
            **settings: str) -> World:
     clock.set(NOW)
     number = INDEX[id(case)]
-    deps = Deps(settings=_settings(**settings), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
-                sender=FakeSender(), classifier=classifier)
+    deps = App.build(_settings(**settings).rules(), store=store, clock=clock, queue=RecordingQueue(),
+                     drafter=EchoDrafter(), sender=FakeSender(), classifier=classifier)
     world = World(deps, case, phone=f"+3361{number:07d}", sid=f"SMfeedface{number:024x}")
     store.contacts.upsert(Contact(id=CONTACT_ID, phone=world.phone, name=NAME, language=case.language,
                                  fields=dict(case.facts)), NOW)
@@ -309,7 +309,7 @@ def run_and_check(world: World, source: str) -> Plan:
     reading = inbound.get("classification")
     if reading is None:  # only a STOP said in so many words skips the classifier
         assert case.intent == Intent.OPT_OUT and outcome.startswith("opt_out"), (case.text, outcome)
-        plan = planned(case, deps.settings.classifier_threshold)
+        plan = planned(case, deps.rules.classifier_threshold)
     else:
         assert reading["source"] == source, (case.text, reading)
         assert reading["intent"] == case.intent.value, (case.text, reading)
@@ -317,7 +317,7 @@ def run_and_check(world: World, source: str) -> Plan:
         if case.promised is not ANY:
             assert reading["promised_date"] == (case.promised.isoformat() if isinstance(case.promised, date)
                                                 else None), (case.text, reading)
-        plan = planned(case, deps.settings.classifier_threshold, confidence=reading["confidence"],
+        plan = planned(case, deps.rules.classifier_threshold, confidence=reading["confidence"],
                        promised=date.fromisoformat(reading["promised_date"]) if reading["promised_date"] else None,
                        topic=reading["question_topic"])
         if plan.branch == "answered":
@@ -333,7 +333,7 @@ def run_and_check(world: World, source: str) -> Plan:
     alert = store.messages.collection.find_one({"_id": f"alert:{world.sid}"})
     replies = world.sent_to_contact()[1:]
     assert contact["opted_out"] is plan.branch.startswith("opted_out"), (case.text, outcome)
-    verify = deps.settings.paid_claim_action == "pause_and_verify"
+    verify = deps.rules.paid_claim_action == "pause_and_verify"
     if plan.branch in ("stopped_flagged", "paused_flagged", "opted_out_flagged") or (plan.branch == "paid" and verify):
         assert alert is not None and alert["to"] == OWNER and alert["state"] == "sent", (case.text, alert)
     else:
@@ -371,7 +371,7 @@ def run_and_check(world: World, source: str) -> Plan:
         assert plan.promised is not None
         promised = plan.promised.isoformat()
         # More than MAX_PROMISE_DAYS away: handled as a promise for today + MAX_PROMISE_DAYS.
-        latest = TODAY + timedelta(days=deps.settings.max_promise_days)
+        latest = TODAY + timedelta(days=deps.rules.max_promise_days)
         day = min(plan.promised, latest)
         capped = f" (capped: promised {promised})" if plan.promised > latest else ""
         assert outcome == f"promise_to_pay until={day.isoformat()} paused=1{capped}", (case.text, outcome)

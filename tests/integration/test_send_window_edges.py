@@ -19,8 +19,8 @@ from shared.clock import FakeClock, utc
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
-from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.sending import send_message
 
@@ -37,12 +37,12 @@ def _utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
 
 
-def _deps(store: MongoRepositories, moment: datetime, window: SendWindow) -> Deps:
+def _deps(store: MongoRepositories, moment: datetime, window: SendWindow) -> App:
     """A contact in Paris enrolled in a two-step campaign whose first step is due at ``moment``."""
     clock = FakeClock(moment)
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "MIN_GAP_BETWEEN_MESSAGES": "0s",
                               "HOLIDAYS_COUNTRY": "FR"})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender())
     store.contacts.upsert(Contact(id="ct1", phone="+33612345678", name="Marie", language=Language.FR,
                                  timezone="Europe/Paris", fields={"invoice_number": "FA-1"}), moment)
@@ -53,12 +53,12 @@ def _deps(store: MongoRepositories, moment: datetime, window: SendWindow) -> Dep
     return deps
 
 
-def _queue(deps: Deps) -> RecordingQueue:
+def _queue(deps: App) -> RecordingQueue:
     assert isinstance(deps.queue, RecordingQueue)
     return deps.queue
 
 
-def _claim_draft_send(deps: Deps) -> str | None:
+def _claim_draft_send(deps: App) -> str | None:
     """One scheduler tick, then the drafting and sending actors, all at the clock's moment."""
     report = tick(deps.store, deps.queue, deps.clock)
     assert report.claimed == [FOLLOWUP]
@@ -70,7 +70,7 @@ def _claim_draft_send(deps: Deps) -> str | None:
     return send_message(deps, MESSAGE)
 
 
-def _sent(deps: Deps) -> list[str]:
+def _sent(deps: App) -> list[str]:
     sender = deps.sender
     assert isinstance(sender, FakeSender)
     return [request.to for request in sender.sent]

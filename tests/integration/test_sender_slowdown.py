@@ -31,14 +31,15 @@ from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.errors import TransientError
 from shared.fakes import RecordingQueue
+from shared.pacing import RedisContactLocks
 from shared.queue import DramatiqQueue, make_broker
 from shared.ratelimit import SLOWDOWN_FACTOR, SLOWDOWN_SECONDS, SendRateLimiter
 from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
 from workers.delivery import process_status
-from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.sending import send_message
 
@@ -181,7 +182,7 @@ def control(sim_url: str) -> Iterator[httpx.Client]:
 
 
 def _deps(store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str, recorder: WebhookRecorder,
-          queue: object | None = None) -> Deps:
+          queue: object | None = None) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": recorder.base_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_API_BASE_URL": sim_url,
                               "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0",
@@ -189,11 +190,11 @@ def _deps(store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: s
     client = redis.Redis.from_url(redis_url)
     sender = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER, api_base_url=sim_url)
     limiter = SendRateLimiter(client=client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate)
-    return Deps(settings=settings, store=store, clock=clock, queue=queue or RecordingQueue(),  # type: ignore[arg-type]
-                drafter=EchoDrafter(), sender=sender, rate_limiter=limiter, redis=client)
+    return App.build(settings.rules(), store=store, clock=clock, queue=queue or RecordingQueue(),  # type: ignore[arg-type]
+                drafter=EchoDrafter(), sender=sender, limiter=limiter, locks=RedisContactLocks(client))
 
 
-def _enrol(deps: Deps, n: int) -> None:
+def _enrol(deps: App, n: int) -> None:
     now = deps.clock.now()
     deps.store.campaigns.create(Campaign(id="c1", name="c1", send_window=ALWAYS, steps=[Step()]), now)
     for i in range(n):
@@ -204,7 +205,7 @@ def _enrol(deps: Deps, n: int) -> None:
         deps.store.followups.enrol(contact_id=contact.id, campaign_id="c1", next_run_at=now, now=now)
 
 
-def _drafted(deps: Deps) -> list[str]:
+def _drafted(deps: App) -> list[str]:
     queue = deps.queue
     assert isinstance(queue, RecordingQueue)
     tick(deps.store, queue, deps.clock)

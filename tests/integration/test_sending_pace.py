@@ -12,10 +12,11 @@ from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step
 from shared.fakes import FakeSender, RecordingQueue
+from shared.pacing import RedisContactLocks
 from shared.ratelimit import SendRateLimiter
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
-from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.sending import send_message
 
@@ -24,13 +25,13 @@ pytestmark = pytest.mark.integration
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=time(0), end=time(23, 59))
 
 
-def _deps(store: MongoRepositories, clock: FakeClock, **kw: object) -> Deps:
+def _deps(store: MongoRepositories, clock: FakeClock, **kw: object) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "TWILIO_AUTH_TOKEN": "t" * 32})
-    return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    return App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), **kw)  # type: ignore[arg-type]
 
 
-def _contact(deps: Deps, phone: str) -> str:
+def _contact(deps: App, phone: str) -> str:
     now = deps.clock.now()
     contact = Contact(id=f"ct{phone[-4:]}", phone=phone, name="Marie", language=Language.FR,
                       fields={"invoice_number": "FA-1"}, tags=["t"])
@@ -39,12 +40,12 @@ def _contact(deps: Deps, phone: str) -> str:
     return contact.id
 
 
-def _campaign(deps: Deps, cid: str, window: SendWindow = ALWAYS) -> None:
+def _campaign(deps: App, cid: str, window: SendWindow = ALWAYS) -> None:
     deps.store.campaigns.create(Campaign(id=cid, name=cid, send_window=window, enrol=EnrolRule(tags=["t"]),
                                         steps=[Step()]), deps.clock.now())
 
 
-def _drafted(deps: Deps) -> list[str]:
+def _drafted(deps: App) -> list[str]:
     tick(deps.store, deps.queue, deps.clock)
     queue = deps.queue
     assert isinstance(queue, RecordingQueue)
@@ -87,7 +88,7 @@ def test_the_sender_rate_limit_puts_the_message_back(store: MongoRepositories, c
                                                      redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     limiter = SendRateLimiter(client=client, sender="whatsapp:+14155238886", rate="1/1m")
-    deps = _deps(store, clock, rate_limiter=limiter, redis=client)
+    deps = _deps(store, clock, limiter=limiter, locks=RedisContactLocks(client))
     _campaign(deps, "c1")
     for phone in ("+33612345678", "+33612345679"):
         store.followups.enrol(contact_id=_contact(deps, phone), campaign_id="c1", next_run_at=clock.now(),
@@ -104,7 +105,7 @@ def test_the_sender_rate_limit_puts_the_message_back(store: MongoRepositories, c
 def test_another_worker_holding_the_contact_means_later(store: MongoRepositories, clock: FakeClock,
                                                         redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    deps = _deps(store, clock, redis=client)
+    deps = _deps(store, clock, locks=RedisContactLocks(client))
     ct = _contact(deps, "+33612345678")
     _campaign(deps, "c1")
     store.followups.enrol(contact_id=ct, campaign_id="c1", next_run_at=clock.now(), now=clock.now())

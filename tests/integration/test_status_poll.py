@@ -39,12 +39,12 @@ from shared.ports import DeliveryStatus
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import Settings, load_settings
 from shared.twilio_sender import TwilioSender
+from shared.usecases.context import App
 from shared.usecases.delivery import record_sid
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
 from workers.delivery import poll_status, process_status
-from workers.deps import Deps
 
 pytestmark = pytest.mark.integration
 
@@ -93,13 +93,13 @@ def _sender(base_url: str) -> TwilioSender:
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client) -> App:
     """Actor dependencies: real store, the real SDK against the simulator, a recording queue."""
-    return Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    return App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=_sender(sim_url))
 
 
-def _setup(deps: Deps, steps: int = 1) -> str:
+def _setup(deps: App, steps: int = 1) -> str:
     """One contact (inside its 24 h window) in a campaign; returns the first step's message id."""
     now = deps.clock.now()
     contact = Contact(id="ct1", phone=CLIENT, name="Marie", language=Language.FR,
@@ -161,11 +161,11 @@ def _stored_sent(store: MongoRepositories, clock: FakeClock, n: int, sid_prefix:
 
 @pytest.fixture
 def running(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_url: str, control: httpx.Client,
-            redis_url: str) -> Iterator[tuple[Deps, DramatiqQueue]]:
+            redis_url: str) -> Iterator[tuple[App, DramatiqQueue]]:
     """Real dramatiq workers on the real Redis, sending to the simulator."""
     broker = make_broker(redis_url)
     queue = DramatiqQueue(broker)
-    deps = Deps(settings=settings, store=store, clock=clock, queue=queue, drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=queue, drafter=EchoDrafter(),
                 sender=_sender(sim_url))
     register_actors(broker, deps)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
@@ -176,7 +176,7 @@ def running(store: MongoRepositories, clock: FakeClock, settings: Settings, sim_
 
 
 def test_lost_delivered_callback_is_found_by_a_poll_through_real_workers(
-    running: tuple[Deps, DramatiqQueue], control: httpx.Client, clock: FakeClock
+    running: tuple[App, DramatiqQueue], control: httpx.Client, clock: FakeClock
 ) -> None:
     deps, queue = running
     message_id = _setup(deps)
@@ -202,7 +202,7 @@ def test_lost_delivered_callback_is_found_by_a_poll_through_real_workers(
 
 
 def test_failed_63024_found_by_polling_stops_and_flags_once_even_when_the_callback_comes_later(
-    deps: Deps, control: httpx.Client, clock: FakeClock
+    deps: App, control: httpx.Client, clock: FakeClock
 ) -> None:
     queue = deps.queue
     assert isinstance(queue, RecordingQueue)
@@ -261,7 +261,7 @@ def test_the_poll_stores_the_event_the_webhook_would_store() -> None:
 
 
 def test_undelivered_63016_found_by_polling_resends_with_the_template(
-    deps: Deps, store: MongoRepositories, clock: FakeClock
+    deps: App, store: MongoRepositories, clock: FakeClock
 ) -> None:
     from shared.domain.models import TemplateRef
 
@@ -334,14 +334,14 @@ def test_two_schedulers_enqueue_each_poll_once(store: MongoRepositories, clock: 
 # ------------------------------------------------------------------ (d) Twilio cannot say
 
 
-def test_unknown_sid_at_twilio_changes_nothing(deps: Deps, store: MongoRepositories, clock: FakeClock) -> None:
+def test_unknown_sid_at_twilio_changes_nothing(deps: App, store: MongoRepositories, clock: FakeClock) -> None:
     (message_id,) = _stored_sent(store, clock, 1)  # a SID the simulator never issued: 404
     assert poll_status(deps, message_id) == "unknown"
     assert _doc(store, message_id)["state"] == "sent"
     assert store.events.collection.count_documents({"kind": {"$ne": "pending"}}) == 0 and deps.queue.statuses == []  # type: ignore[attr-defined]
 
 
-def test_twilio_unreachable_or_failing_changes_nothing(deps: Deps, store: MongoRepositories, clock: FakeClock) -> None:
+def test_twilio_unreachable_or_failing_changes_nothing(deps: App, store: MongoRepositories, clock: FakeClock) -> None:
     async def unavailable(request: Request) -> Response:
         return twilio_error(20503, 503)
 
@@ -356,7 +356,7 @@ def test_twilio_unreachable_or_failing_changes_nothing(deps: Deps, store: MongoR
 
 
 def test_still_queued_at_twilio_is_left_for_a_later_poll(
-    deps: Deps, control: httpx.Client, clock: FakeClock
+    deps: App, control: httpx.Client, clock: FakeClock
 ) -> None:
     control.post("/_sim/config", json={"callback_delay": 30}).raise_for_status()  # stays queued
     message_id = _setup(deps)

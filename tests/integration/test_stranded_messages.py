@@ -26,8 +26,8 @@ from shared.errors import SendRejected
 from shared.fakes import FakeSender, RecordingQueue
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
-from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.replies import alert_owner, queue_reply
 from workers.sending import send_message
@@ -58,10 +58,10 @@ def _sends_in_redis(redis_url: str) -> Counter[str]:
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "OWNER_WHATSAPP_NUMBER": OWNER,
                               "MIN_GAP_BETWEEN_MESSAGES": "0s"})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender())
     now = clock.now()
     store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, steps=[
@@ -74,7 +74,7 @@ def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
     return deps
 
 
-def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps: Deps, clock: FakeClock,
+def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps: App, clock: FakeClock,
                                                                            redis_url: str) -> None:
     store = deps.store
     contact = store.contacts.get("ct1")

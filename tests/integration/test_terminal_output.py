@@ -20,8 +20,8 @@ from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import Settings, load_settings
+from shared.usecases.context import App
 from tests.support.drafters import EchoDrafter
-from workers.deps import Deps
 from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
@@ -49,9 +49,9 @@ def test_printable(text: str, shown: str) -> None:
 
 
 @pytest.fixture
-def deps(store: MongoRepositories, clock: FakeClock) -> Deps:
+def deps(store: MongoRepositories, clock: FakeClock) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "BUSINESS_NAME": "Atelier Dupont"})
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=EchoDrafter(),
                 sender=FakeSender(), classifier=None)
     now = clock.now()
     store.contacts.upsert(Contact(id="ct1", phone=PHONE, name=NAME, language=Language.FR,
@@ -75,7 +75,7 @@ def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) ->
     return run
 
 
-def _inbound(deps: Deps, phone: str, body: str, n: int) -> None:
+def _inbound(deps: App, phone: str, body: str, n: int) -> None:
     sid = "SM" + f"{n:032d}"
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{phone}", "body": body,
              "num_media": 0}
@@ -83,7 +83,7 @@ def _inbound(deps: Deps, phone: str, body: str, n: int) -> None:
     process_inbound(deps, f"inbound:{sid}")
 
 
-def test_names_and_messages_are_shown_escaped(deps: Deps, clock: FakeClock,
+def test_names_and_messages_are_shown_escaped(deps: App, clock: FakeClock,
                                               relance: Callable[..., tuple[int, str, str]]) -> None:
     clock.advance(timedelta(minutes=5))
     _inbound(deps, PHONE, BODY, 1)
@@ -114,7 +114,7 @@ def test_names_and_messages_are_shown_escaped(deps: Deps, clock: FakeClock,
         assert all(line.count("\n") == 0 for line in output.splitlines())
 
 
-def test_a_refusal_quoting_a_name_is_escaped_too(deps: Deps, relance: Callable[..., tuple[int, str, str]]) -> None:
+def test_a_refusal_quoting_a_name_is_escaped_too(deps: App, relance: Callable[..., tuple[int, str, str]]) -> None:
     deps.store.contacts.set_opt_out("ct1", True, deps.clock.now())
     code, out, err = relance("handled", PHONE, "--resume")
     assert (code, out) == (1, "")

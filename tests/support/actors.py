@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from shared.fakes import RecordingQueue
-from workers.deps import Deps
+from shared.usecases.context import App
 from workers.drafting import draft_followup
 from workers.sending import reconcile_message, send_message
 
 
-def drain(deps: Deps) -> None:
+def drain(deps: App) -> None:
     """Draft, send and reconcile whatever is queued to run now, until nothing is left.
 
     A send asked for later (a delay: send window, pacing, a hold) is not run, and not dropped

@@ -14,14 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.domain.models import Contact, Language
+from shared.domain.rules import Rules
 from shared.language import texts as reply_texts
 from shared.language.drafts import OfflineDrafter
 from shared.language.factcheck import check_draft, detect_language
 from shared.language.mentions import find_dates, find_numbers, parse_number
 from shared.ports import DraftRequest
+from shared.usecases.context import App
 from tests.support.gemini_helpers import FACTS, draft_request
 from workers import replies
-from workers.deps import Deps
 
 
 def request(facts: dict[str, str] | None = None, language: Language = Language.FR, **kwargs: Any) -> DraftRequest:
@@ -748,9 +749,9 @@ def test_every_offline_draft_of_the_grid_passes(language: Language, tone: str) -
     assert checked == len(GRID_FACTS) * len(GRID_NAMES) * len(GRID_STEPS) * len(GRID_LENGTHS)
 
 
-def _replies_deps(business: str) -> Deps:
+def _replies_deps(business: str) -> App:
     """What the replies' text functions read of their dependencies: the business name and the length cap."""
-    return cast(Deps, SimpleNamespace(settings=SimpleNamespace(business_name=business, max_message_chars=700)))
+    return cast(App, SimpleNamespace(rules=Rules(business_name=business, max_message_chars=700)))
 
 
 @pytest.mark.parametrize("language", list(Language))

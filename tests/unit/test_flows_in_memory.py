@@ -18,8 +18,8 @@ from shared.domain.states import FollowUpState, MessageState
 from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
+from shared.usecases.context import App
 from tests.support.actors import drain
-from workers.deps import Deps
 from workers.drafting import draft_followup
 from workers.replies import process_inbound
 
@@ -31,7 +31,7 @@ class StopWhileDrafting:
     """A drafter during whose work the client's STOP arrives and is processed (as a concurrent worker would)."""
 
     def __init__(self) -> None:
-        self.deps: Deps | None = None
+        self.deps: App | None = None
 
     def draft(self, request: DraftRequest) -> Draft:
         if self.deps is not None:
@@ -44,11 +44,11 @@ class StopWhileDrafting:
 
 
 @pytest.fixture
-def deps(clock: FakeClock) -> Deps:
+def deps(clock: FakeClock) -> App:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "MIN_GAP_BETWEEN_MESSAGES": "0s",
                               "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""})
     store = memory_repositories()
-    deps = Deps(settings=settings, store=store, clock=clock, queue=RecordingQueue(), drafter=StopWhileDrafting(),
+    deps = App.build(settings.rules(), store=store, clock=clock, queue=RecordingQueue(), drafter=StopWhileDrafting(),
                 sender=FakeSender(clock=clock))
     now = clock.now()
     store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR,
@@ -60,11 +60,11 @@ def deps(clock: FakeClock) -> Deps:
     return deps
 
 
-def test_the_store_is_the_in_memory_one(deps: Deps) -> None:
+def test_the_store_is_the_in_memory_one(deps: App) -> None:
     assert isinstance(deps.store, MemoryRepositories)
 
 
-def test_a_stop_while_a_step_is_being_drafted_cancels_the_draft(deps: Deps, clock: FakeClock) -> None:
+def test_a_stop_while_a_step_is_being_drafted_cancels_the_draft(deps: App, clock: FakeClock) -> None:
     queue, sender = deps.queue, deps.sender
     assert isinstance(queue, RecordingQueue) and isinstance(sender, FakeSender)
     tick(deps.store, queue, clock)
@@ -82,7 +82,7 @@ def test_a_stop_while_a_step_is_being_drafted_cancels_the_draft(deps: Deps, cloc
     assert report.total() == 0 and queue.sends == queue.drafts == []
 
 
-def test_a_whole_cadence_runs_to_its_end(deps: Deps, clock: FakeClock) -> None:
+def test_a_whole_cadence_runs_to_its_end(deps: App, clock: FakeClock) -> None:
     queue, sender = deps.queue, deps.sender
     assert isinstance(queue, RecordingQueue) and isinstance(sender, FakeSender)
     tick(deps.store, queue, clock)

@@ -55,3 +55,12 @@ def test_the_in_memory_twins_need_no_driver() -> None:
              for name, line in _imports(path)
              if name.split(".")[0] in DRIVER or name.startswith("shared.adapters.mongo")]
     assert found == []
+
+
+def test_business_code_reads_rules_not_settings() -> None:
+    """Use cases and actors read the frozen Rules built once by the composition root, never Settings."""
+    business = [*_sources("shared/usecases", "shared/domain", "shared/language", "workers"),
+                ROOT / "shared" / "cadence.py", ROOT / "shared" / "pacing.py"]
+    found = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in business
+             for name, line in _imports(path) if name == "shared.settings" or name.startswith("shared.settings.")]
+    assert found == []
