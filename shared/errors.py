@@ -83,7 +83,7 @@ class StoreError(RelanceError):
     """MongoDB refused an operation, and not for an outage (a bug, a document it cannot take).
 
     Neither permanent nor transient: an actor retries it a few times, and a webhook event that
-    keeps failing on it is handed to a person (``workers.deps.give_up_after_failures``).
+    keeps failing on it is handed to a person (``shared.usecases.failures.give_up_after_failures``).
     """
 
 

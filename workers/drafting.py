@@ -9,16 +9,16 @@ template outside the window is never sent freeform: the follow-up is paused and 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.cadence import stop_followup, withdraw_dead_draft
-from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, TemplateRef, message_id_for
+from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, message_id_for
 from shared.domain.reasons import HandOverReason, PauseReason, StopReason
 from shared.domain.states import FollowUpState, MessageState
+from shared.domain.templates import render_preview, template_variables
 from shared.policy import in_service_window
 from shared.ports import DraftRequest, HistoryItem
 from shared.queue import ACTOR_DRAFT, QUEUE_DRAFTING
@@ -26,25 +26,6 @@ from shared.usecases.context import App
 from workers.deps import declare_actor
 
 log = logging.getLogger(__name__)
-_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-
-
-def template_variables(template: TemplateRef, contact: Contact) -> dict[str, str]:
-    """The template's ContentVariables, filled from the contact."""
-    values: dict[str, str] = {}
-    for slot, source in template.variables.items():
-        values[slot] = contact.name if source == "name" else contact.fields.get(source, "")
-    return values
-
-
-def render_preview(template: TemplateRef, contact: Contact, variables: dict[str, str]) -> str:
-    """The template's text in the contact's language with its variables filled in."""
-    text = template.preview.get(contact.language) or next(iter(template.preview.values()), "")
-    if not text:
-        return f"[template {template.content_sid}]"
-    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
-
-
 def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: Contact) -> OutboundMessage | None:
     """Build the step's message (not stored); None when WhatsApp's rules forbid any message now."""
     step = campaign.steps[followup.step]

@@ -47,9 +47,11 @@ from shared.language.texts import (
 from shared.phones import mask_phone
 from shared.policy import window_open, zone
 from shared.ports import Classification, ClassifyRequest, DraftRequest, HistoryItem, Intent
-from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES
+from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, ACTOR_STATUS, QUEUE_REPLIES
 from shared.usecases.context import App
-from workers.deps import declare_actor, give_up_after_failures
+from shared.usecases.delivery import process_status_or_hand_over
+from shared.usecases.failures import give_up_after_failures
+from workers.deps import declare_actor
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def alert_owner(deps: App, contact: Contact, inbound_sid: str, reason: str) -> N
     Inside the owner's 24-hour window (they wrote to the sender less than 24 h ago) the alert is
     freeform text; outside it, OWNER_ALERT_TEMPLATE_SID when set. Without a template freeform is
     still tried (the window may be open without our knowing), and a 63016 refusal is handled in
-    :mod:`workers.delivery` (template re-send, or a warning saying what to set up).
+    :mod:`shared.usecases.delivery` (template re-send, or a warning saying what to set up).
     """
     rules = deps.rules
     owner = rules.owner_number
@@ -376,7 +378,7 @@ def process_inbound(deps: App, event_id: str) -> str | None:
 def process_inbound_or_hand_over(deps: App, event_id: str) -> str | None:
     """The replies actor: :func:`process_inbound`; a reply that keeps failing goes to a person.
 
-    See :func:`workers.deps.give_up_after_failures` (outages are retried without counting) and
+    See :func:`shared.usecases.failures.give_up_after_failures` (outages are retried without counting) and
     :func:`hand_over_unprocessed`. Without this, such a reply would hold every message to that
     contact for ever (the sending hold).
     """
@@ -429,6 +431,7 @@ def dispatch_inbound(deps: App, event_ids: list[str]) -> int:
 
 
 def register(broker: RedisBroker, deps: App) -> dramatiq.Actor[..., str | None]:
-    """Declare the replies actors on ``broker`` (``process_inbound``, ``dispatch_inbound``), bound to ``deps``."""
+    """Declare the replies queue's actors on ``broker`` (inbound messages, their batches, failed statuses)."""
     declare_actor(broker, deps, dispatch_inbound, name=ACTOR_DISPATCH_INBOUND, queue=QUEUE_REPLIES)
+    declare_actor(broker, deps, process_status_or_hand_over, name=ACTOR_STATUS, queue=QUEUE_REPLIES, time_limit=60_000)
     return declare_actor(broker, deps, process_inbound_or_hand_over, name=ACTOR_INBOUND, queue=QUEUE_REPLIES)

@@ -9,7 +9,7 @@ acted on directly (refused) or retried (429, 63018).
 
 Step messages are checked against the follow-up, the campaign, the opt-out and the send
 window. Replies (answers in a conversation the client has just opened) go out at once;
-owner alerts go to OWNER_WHATSAPP_NUMBER (a 63016 refusal: see :mod:`workers.delivery`).
+owner alerts go to OWNER_WHATSAPP_NUMBER (a 63016 refusal: see :mod:`shared.usecases.delivery`).
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ from shared.pacing import contact_pacing_delay
 from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed, window_open
 from shared.ports import OutboundRequest
-from shared.queue import ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
+from shared.queue import ACTOR_POLL_STATUS, ACTOR_RECONCILE, ACTOR_SEND, QUEUE_SENDING
 from shared.ratelimit import SLOW_DOWN_CODES
 from shared.reconciling import find_copy
 from shared.usecases.context import App
-from shared.usecases.delivery import record_sid
-from workers.delivery import handle_alert_error, handle_permanent_error
+from shared.usecases.delivery import handle_alert_error, handle_permanent_error, poll_status, record_sid
 from workers.deps import declare_actor
 
 log = logging.getLogger(__name__)
@@ -262,8 +261,10 @@ def reconcile_message(deps: App, message_id: str, *, grace: timedelta | None = N
 
 
 def register(broker: RedisBroker, deps: App) -> dramatiq.Actor[..., str | None]:
-    """Declare the sending and reconciling actors on ``broker``, bound to ``deps``."""
+    """Declare the sending queue's actors on ``broker`` (send, reconcile, status poll), bound to ``deps``."""
     declare_actor(broker, deps, reconcile_message, name=ACTOR_RECONCILE, queue=QUEUE_SENDING, max_retries=5,
                   min_backoff=5000, max_backoff=120_000, time_limit=60_000)
+    declare_actor(broker, deps, poll_status, name=ACTOR_POLL_STATUS, queue=QUEUE_SENDING, max_retries=3,
+                  min_backoff=5000, max_backoff=60_000, time_limit=60_000)
     return declare_actor(broker, deps, send_message, name=ACTOR_SEND, queue=QUEUE_SENDING, max_retries=10,
                          min_backoff=2000, max_backoff=300_000, time_limit=60_000)

@@ -31,9 +31,9 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Classification, ClassifyRequest, Intent
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.failures import EVENT_ATTEMPTS
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.deps import EVENT_ATTEMPTS
 from workers.replies import process_inbound_or_hand_over
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Classification, ClassifyRequest, Intent, OutboundRequest
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.delivery import process_status, resend_alert_with_template
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.delivery import process_status, resend_alert_with_template
 from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration

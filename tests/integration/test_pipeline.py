@@ -210,7 +210,7 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: App, clock:
 def test_a_failure_reported_after_the_last_step_flags_the_finished_followup(deps: App, clock: FakeClock, code: int,
                                                                            reason: str) -> None:
     from services.webhook import status_event
-    from workers.delivery import process_status
+    from shared.usecases.delivery import process_status
 
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)

@@ -22,10 +22,10 @@ from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.ports import Classification, ClassifyRequest, Intent
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.delivery import process_status, process_status_or_hand_over
+from shared.usecases.failures import EVENT_ATTEMPTS
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.delivery import process_status, process_status_or_hand_over
-from workers.deps import EVENT_ATTEMPTS
 from workers.replies import process_inbound, process_inbound_or_hand_over
 from workers.sending import send_message
 

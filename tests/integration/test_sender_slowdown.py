@@ -37,9 +37,9 @@ from shared.ratelimit import SLOWDOWN_FACTOR, SLOWDOWN_SECONDS, SendRateLimiter
 from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
+from shared.usecases.delivery import process_status
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
-from workers.delivery import process_status
 from workers.drafting import draft_followup
 from workers.sending import send_message
 
@@ -231,7 +231,7 @@ def test_63018_from_twilio_slows_every_worker_and_the_message_retries(
         send_message(deps, first)
     doc = store.messages.collection.find_one({"_id": first})
     assert doc is not None and doc["state"] == "ready" and doc["last_error_code"] == 63018
-    ttl = deps.redis.pttl(SLOW_KEY)  # type: ignore[union-attr]
+    ttl = deps.locks.client.pttl(SLOW_KEY)  # type: ignore[attr-defined]
     assert isinstance(ttl, int) and 0 < ttl <= SLOWDOWN_SECONDS * 1000
     # Another worker's limiter on the same Redis now works at the lowered rate…
     other = SendRateLimiter(client=redis.Redis.from_url(redis_url), sender=SENDER, rate="20/1s")
@@ -242,7 +242,7 @@ def test_63018_from_twilio_slows_every_worker_and_the_message_retries(
     assert send_message(deps, first)
     assert sorted(m["to"] for m in control.get("/_sim/messages").json()) == [
         "whatsapp:+33612345700", "whatsapp:+33612345701"]
-    deps.redis.close()  # type: ignore[union-attr]
+    deps.locks.client.close()  # type: ignore[attr-defined]
 
 
 def test_20429_only_retries_the_message(store: MongoRepositories, clock: FakeClock, redis_url: str, sim_url: str,
@@ -254,10 +254,10 @@ def test_20429_only_retries_the_message(store: MongoRepositories, clock: FakeClo
     with pytest.raises(TransientError, match="20429"):
         send_message(deps, mid)
     assert store.messages.collection.find_one({"_id": mid})["state"] == "ready"  # type: ignore[index]
-    assert not deps.redis.exists(SLOW_KEY)  # type: ignore[union-attr]
-    assert deps.rate_limiter.attempt().factor == 1  # type: ignore[union-attr]
+    assert not deps.locks.client.exists(SLOW_KEY)  # type: ignore[attr-defined]
+    assert deps.limiter.attempt().factor == 1  # type: ignore[union-attr]
     assert send_message(deps, mid)
-    deps.redis.close()  # type: ignore[union-attr]
+    deps.locks.client.close()  # type: ignore[attr-defined]
 
 
 def test_a_5xx_neither_slows_the_sender_nor_sends_again_blindly(
@@ -270,11 +270,11 @@ def test_a_5xx_neither_slows_the_sender_nor_sends_again_blindly(
     _fail_next(control, 20503, 503)
     assert send_message(deps, mid) is None
     assert store.messages.collection.find_one({"_id": mid})["state"] == "uncertain"  # type: ignore[index]
-    assert not deps.redis.exists(SLOW_KEY)  # type: ignore[union-attr]
-    assert deps.rate_limiter.attempt().factor == 1  # type: ignore[union-attr]
+    assert not deps.locks.client.exists(SLOW_KEY)  # type: ignore[attr-defined]
+    assert deps.limiter.attempt().factor == 1  # type: ignore[union-attr]
     assert send_message(deps, mid) is None  # a redelivery sends nothing
     assert control.get("/_sim/messages").json() == []
-    deps.redis.close()  # type: ignore[union-attr]
+    deps.locks.client.close()  # type: ignore[attr-defined]
 
 
 def test_63018_in_a_failed_status_callback_slows_the_sender_too(
@@ -284,13 +284,13 @@ def test_63018_in_a_failed_status_callback_slows_the_sender_too(
     _enrol(deps, 1)
     (mid,) = _drafted(deps)
     sid = send_message(deps, mid)
-    assert sid and not deps.redis.exists(SLOW_KEY)  # type: ignore[union-attr]
+    assert sid and not deps.locks.client.exists(SLOW_KEY)  # type: ignore[attr-defined]
     event_id, event = status_event({"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "63018"})
     store.events.record(event_id, event, clock.now())
     store.messages.apply_status(sid, "failed", 63018, clock.now())
     process_status(deps, event_id)
-    assert deps.rate_limiter.attempt().factor == SLOWDOWN_FACTOR  # type: ignore[union-attr]
-    deps.redis.close()  # type: ignore[union-attr]
+    assert deps.limiter.attempt().factor == SLOWDOWN_FACTOR  # type: ignore[union-attr]
+    deps.locks.client.close()  # type: ignore[attr-defined]
 
 
 def test_real_workers_slow_down_on_63018_and_send_everything_once(
@@ -309,7 +309,7 @@ def test_real_workers_slow_down_on_63018_and_send_everything_once(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             tick(store, queue, clock)
-            slowed = slowed or bool(deps.redis.exists(SLOW_KEY))  # type: ignore[union-attr]
+            slowed = slowed or bool(deps.locks.client.exists(SLOW_KEY))  # type: ignore[attr-defined]
             if store.messages.collection.count_documents({"state": "sent"}) == 6:
                 break
             time.sleep(0.1)
@@ -320,4 +320,4 @@ def test_real_workers_slow_down_on_63018_and_send_everything_once(
     sent = control.get("/_sim/messages").json()
     assert len(sent) == 6 and len({m["to"] for m in sent}) == 6  # the two refused ones retried, once each
     assert store.messages.collection.count_documents({"last_error_code": 63018}) in (1, 2)  # one message may fail twice
-    deps.redis.close()  # type: ignore[union-attr]
+    deps.locks.client.close()  # type: ignore[attr-defined]

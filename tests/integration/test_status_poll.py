@@ -40,11 +40,10 @@ from shared.queue import DramatiqQueue, make_broker
 from shared.settings import Settings, load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
-from shared.usecases.delivery import record_sid
+from shared.usecases.delivery import poll_status, process_status, record_sid
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
-from workers.delivery import poll_status, process_status
 
 pytestmark = pytest.mark.integration
 

@@ -209,7 +209,7 @@ def test_every_transition_called_in_the_code_is_allowed() -> None:
     assert len(checked) >= 25, checked
     assert {w.split(":")[0] for w in checked} >= {
         "shared/cadence.py", "shared/usecases/delivery.py", "services/scheduler.py", "workers/drafting.py",
-        "workers/sending.py", "workers/replies.py", "workers/delivery.py",
+        "workers/sending.py", "workers/replies.py", "shared/usecases/delivery.py",
     }
 
 
@@ -217,7 +217,7 @@ def test_event_transitions_are_called_where_events_are_processed() -> None:
     called = {(where.split(":")[0], t.name) for _, _, where, t in _transition_calls()
               if t in EVENT_TRANSITIONS.values()}
     assert called >= {("workers/replies.py", "mark_processed"), ("workers/replies.py", "mark_failed"),
-                      ("workers/delivery.py", "finish_action"), ("workers/delivery.py", "fail_action")}
+                      ("shared/usecases/delivery.py", "finish_action"), ("shared/usecases/delivery.py", "fail_action")}
 
 
 def _enclosing_functions(tree: ast.Module) -> Iterator[tuple[ast.FunctionDef, ast.AST]]:
