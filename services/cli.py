@@ -334,12 +334,13 @@ def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_handled(settings: Settings, args: argparse.Namespace) -> int:
     """Close a hand-over, and resume or stop the contact's follow-ups."""
-    from services.conversations import close_hand_over
+    from services.conversations import handled_lines
     from shared.phones import normalise_phone
+    from shared.usecases.handover import close_hand_over
 
     _, store = _store(settings)
     phone = normalise_phone(args.phone, settings.default_country)
-    for line in close_hand_over(store, phone, action=args.action, now=SystemClock().now()):
+    for line in handled_lines(close_hand_over(store, phone, action=args.action, now=SystemClock().now())):
         print(printable(line))
     return 0
 

@@ -1,7 +1,7 @@
-"""What an operator sees of conversations: the hand-over list and one phone number's timeline,
-and how a person closes a hand-over (``relance handled PHONE``).
+"""What an operator sees of conversations: the hand-over list, one phone number's timeline, and
+what closing a hand-over did (``relance handled PHONE``, :mod:`shared.usecases.handover`).
 
-A message from a number that is no contact (``unknown_sender``, see :mod:`workers.replies`) is
+A message from a number that is no contact (``unknown_sender``, see :mod:`shared.usecases.replies`) is
 kept and flagged: such numbers are listed with the conversations, as needing a person, and
 ``timeline`` shows their messages. Once the number is imported as a contact, its earlier
 messages join the contact's timeline and it is no longer listed as unknown.
@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.terminal import printable
-from shared.domain.reasons import StopReason
+from shared.domain.reasons import HandledAction
 from shared.domain.records import FollowUpSummary, MessageSummary
 from shared.domain.repositories import Repositories
 from shared.errors import InputError
+from shared.usecases.handover import HandOverClosed
 
 UNKNOWN_REASON = "message from an unknown number"
 # The newest unknown-sender messages read to find the numbers to list: a bound on the work done
@@ -153,53 +154,20 @@ def _message_line(message: MessageSummary) -> str:
     return f"{_when(message.created_at)} {arrow} {message.state}: {body}{extra}"
 
 
-HANDLED_ACTIONS = ("keep", "resume", "stop", "paid")
+_DONE = {
+    HandledAction.KEEP: "follow-ups left as they are",
+    HandledAction.RESUME: "{moved} paused follow-up(s) resumed",
+    HandledAction.STOP: "{moved} follow-up(s) stopped",
+    HandledAction.PAID: "{moved} follow-up(s) stopped as paid",
+}
 
 
-def close_hand_over(store: Repositories, phone: str, *, action: str, now: datetime) -> list[str]:
-    """A person dealt with this number: clear its hand-over flags and apply their decision.
-
-    ``action``: ``keep`` leaves the follow-ups as they are, ``resume`` sends the paused ones on
-    from their current step, ``stop`` ends the open ones (their unsent drafts are cancelled),
-    ``paid`` too, with ``paid`` as the reason: the payment a client claimed has arrived.
-    Stopped and completed follow-ups stay so. For an unknown number, its messages are marked as
-    handled and it leaves the list (until it writes again). Returns what was done, one line each.
-    """
-    from shared.cadence import resume_contact, stop_contact
-
-    if action not in HANDLED_ACTIONS:
-        raise InputError(f"unknown action {action!r}: one of {', '.join(HANDLED_ACTIONS)}")
-    contact = store.contacts.record_by_phone(phone)
-    if contact is None:
-        return _close_unknown(store, phone, action=action, now=now)
-    contact_id, name = contact.id, contact.name or "?"
-    if action == "resume" and contact.opted_out:
-        raise InputError(f"{name} {phone} opted out: nothing is sent to them until they write START; "
-                         "nothing was changed")
-    if action == "resume":
-        done = f"{len(resume_contact(store, contact_id, now=now))} paused follow-up(s) resumed"
-    elif action == "stop":
-        done = f"{stop_contact(store, contact_id, reason=StopReason.STOPPED_BY_OWNER, now=now)} follow-up(s) stopped"
-    elif action == "paid":
-        done = f"{stop_contact(store, contact_id, reason=StopReason.PAID, now=now)} follow-up(s) stopped as paid"
-    else:
-        done = "follow-ups left as they are"
-    flagged = store.followups.clear_hand_over(contact_id, action=action, now=now)
-    lines = [f"{name} {phone}: {flagged} hand-over(s) closed; {done}"]
-    lines.extend("  " + _followup_state(followup) for followup in store.followups.summaries_of_contact(contact_id))
+def handled_lines(closed: HandOverClosed) -> list[str]:
+    """What ``relance handled`` prints: what was closed and done, then the contact's follow-ups."""
+    if closed.contact_id is None:
+        return [printable(f"{closed.phone}: unknown number handled ({closed.closed} message(s)); "
+                          "it is listed again if it writes again")]
+    done = _DONE[closed.action].format(moved=closed.moved)
+    lines = [f"{closed.name} {closed.phone}: {closed.closed} hand-over(s) closed; {done}"]
+    lines.extend("  " + _followup_state(followup) for followup in closed.followups)
     return [printable(line) for line in lines]
-
-
-_VERB = {"resume": "resume", "stop": "stop", "paid": "mark paid"}
-
-
-def _close_unknown(store: Repositories, phone: str, *, action: str, now: datetime) -> list[str]:
-    if not store.messages.has_unknown(phone):
-        raise InputError(f"no contact with phone {phone}, and no message from it as an unknown number: "
-                         "see `relance conversations`")
-    if action != "keep":
-        raise InputError(f"{phone} is no contact: there is no follow-up to {_VERB[action]}; "
-                         "run `relance handled PHONE` alone to take it off the list")
-    handled = store.messages.mark_handled(store.messages.open_unknown_ids(phone), now)
-    return [f"{phone}: unknown number handled ({handled} message(s)); "
-            "it is listed again if it writes again"]

@@ -70,21 +70,6 @@ def pause_contact(store: Repositories, contact_id: str, *, until: datetime | Non
     return paused
 
 
-def resume_contact(store: Repositories, contact_id: str, *, now: datetime) -> list[str]:
-    """A person resumes a contact's paused follow-ups; returns their ids.
-
-    Each goes back to ``scheduled``, due now: its current step is drafted again from today's data
-    (the draft made before the pause was cancelled) and sent in the send window.
-    """
-    return [followup.id for followup in store.followups.of_contact(contact_id, (FollowUpState.PAUSED,))
-            if store.followups.resume(followup.id, now=now)]
-
-
-def promises_made(store: Repositories, contact_id: str, *, besides: str) -> int:
-    """The most promises to pay recorded on one of the contact's follow-ups, ``besides`` (an inbound SID) aside."""
-    return max((len(sids - {besides}) for sids in store.followups.promise_sids(contact_id)), default=0)
-
-
 def pause_for_a_person(store: Repositories, followup_id: str, *, reason: str, now: datetime) -> bool:
     """Pause one running follow-up (until a person resumes it) and flag it; True when it moved.
 

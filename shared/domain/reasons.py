@@ -4,6 +4,8 @@ and what became of a reply or a failed delivery. The values are the strings stor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 
@@ -77,10 +79,8 @@ class CancelReason(StrEnum):
 
 
 class HandOverReason(StrEnum):
-    """Why a conversation needs a person: a follow-up's ``needs_human_reason`` starts with one of these.
-
-    Some are followed by details, e.g. ``unclear reply (other)``; the owner's alert names the
-    reason in French (see the owner reason labels of the reply texts).
+    """Why a conversation needs a person: a :class:`HandOver`'s reason, the start of a follow-up's
+    ``needs_human_reason``. The owner reads it in French (``shared.language.texts.OWNER_LABELS``).
     """
 
     DISPUTE = "dispute"
@@ -104,8 +104,58 @@ class HandOverReason(StrEnum):
     QUARANTINED = "the scheduler could not process this follow-up"
 
 
+# How a reason and its detail are joined in the stored text (the others: ``reason (detail)``).
+_DETAIL_AFTER = {
+    HandOverReason.CLASSIFIER_FAILED: ": ",
+    HandOverReason.LAST_MESSAGE_FAILED: ": ",
+    HandOverReason.QUARANTINED: ": ",
+    HandOverReason.LOW_CONFIDENCE: " ",  # "low confidence 0.42 for paid (…)"
+}
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """Why a person must take a conversation over: a reason, and apart from it the details.
+
+    ``str()`` gives the text stored as ``needs_human_reason`` (``unclear reply (other)``,
+    ``classifier failed: timeout``…); :meth:`parse` reads such a text back.
+    """
+
+    reason: HandOverReason
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if not self.detail:
+            return self.reason.value
+        after = _DETAIL_AFTER.get(self.reason)
+        return f"{self.reason.value}{after}{self.detail}" if after else f"{self.reason.value} ({self.detail})"
+
+    @classmethod
+    def parse(cls, text: str) -> HandOver | None:
+        """The hand-over a stored ``needs_human_reason`` says (None for a text no reason starts)."""
+        for reason in sorted(HandOverReason, key=lambda member: len(member.value), reverse=True):
+            value = reason.value
+            if text == value:
+                return cls(reason)
+            after = _DETAIL_AFTER.get(reason)
+            if after and text.startswith(value + after):
+                return cls(reason, text[len(value) + len(after):])
+            if not after and text.startswith(value + " (") and text.endswith(")"):
+                return cls(reason, text[len(value) + 2:-1])
+        return None
+
+
+class HandledAction(StrEnum):
+    """What a person decided on closing a hand-over (``relance handled``): a follow-up's ``handled_action``."""
+
+    KEEP = "keep"  # the follow-ups stay as they are
+    RESUME = "resume"  # the paused ones go on from their current step
+    STOP = "stop"  # the open ones stop (stopped_by_owner)
+    PAID = "paid"  # the claimed payment arrived: the open ones stop as paid
+
+
 class ReplyOutcome(StrEnum):
-    """The fixed outcomes of an inbound message (others carry counts: ``opt_out stopped=1``…)."""
+    """What became of an inbound message: the start of the ``outcome`` stored on it (see :class:`ReplyResult`)."""
 
     OWNER = "owner"  # from the owner: their 24-hour window opened
     UNKNOWN_SENDER = "unknown_sender"
@@ -114,6 +164,67 @@ class ReplyOutcome(StrEnum):
     NO_OPEN_FOLLOWUP = "recorded (no open follow-up)"
     HELD = "recorded (hand-over open)"  # a person has the conversation
     ACKNOWLEDGED = "acknowledged"
+    OPT_OUT = "opt_out"  # stopped (paused for the owner when it claims a payment)
+    PAID = "paid"  # stopped on the client's word (PAID_CLAIM_ACTION=stop)
+    PAID_CLAIMED = "paid_claimed"  # paused while the owner checks
+    PROMISE_TO_PAY = "promise_to_pay"
+    ANSWERED = "question answered"
+    NEEDS_HUMAN = "needs_human"  # handed over to a person
+    NOT_PROCESSED = "not processed"  # kept failing, from a number that is no contact
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    """What was done about one inbound message; ``str()`` gives the ``outcome`` stored on it.
+
+    ``stopped``/``paused``: how many follow-ups moved; ``hand_over``: why a person was asked
+    to take over; ``until`` and ``promised``: a promise's last day and the day the client said
+    (later than ``until`` when capped); ``topic``: the fact a question was answered with;
+    ``held``: a hand-over was open; ``error``: the message could not be processed (the error's name).
+    """
+
+    outcome: ReplyOutcome
+    stopped: int | None = None
+    paused: int | None = None
+    hand_over: HandOver | None = None
+    until: date | None = None
+    promised: date | None = None
+    topic: str | None = None
+    held: bool = False
+    error: str | None = None
+
+    @property
+    def capped(self) -> bool:
+        """A promise further than MAX_PROMISE_DAYS, handled as one for ``until``."""
+        return self.until is not None and self.promised is not None and self.promised > self.until
+
+    def __str__(self) -> str:
+        outcome = self.outcome
+        unprocessed = HandOver(HandOverReason.REPLY_NOT_PROCESSED, self.error) if self.error else None
+        if outcome == ReplyOutcome.NEEDS_HUMAN:
+            return f"{outcome.value}: {self.hand_over}"
+        if outcome == ReplyOutcome.ANSWERED:
+            return f"{outcome.value} ({self.topic})"
+        if outcome == ReplyOutcome.NOT_PROCESSED:
+            return f"{outcome.value}: {self.error}"
+        if outcome == ReplyOutcome.HELD and unprocessed:
+            return f"{outcome.value}: {unprocessed}"
+        parts = [outcome.value]
+        if self.until is not None:
+            parts.append(f"until={self.until.isoformat()}")
+        if self.stopped is not None:
+            parts.append(f"stopped={self.stopped}")
+        if self.paused is not None:
+            parts.append(f"paused={self.paused}")
+        if self.hand_over is not None:
+            parts.append(f"{ReplyOutcome.NEEDS_HUMAN.value}: {self.hand_over}")
+        if self.capped and self.promised is not None:
+            parts.append(f"(capped: promised {self.promised.isoformat()})")
+        if self.held:
+            parts.append("(hand-over open)")
+        if unprocessed:
+            parts.append(f"({unprocessed})")
+        return " ".join(parts)
 
 
 class StatusAction(StrEnum):

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 
+from shared.domain.reasons import HandOver, HandOverReason
 from shared.errors import DraftingError
 from shared.language.dates import ReplyDates, read_dates
 from shared.language.questions import (
@@ -323,35 +324,40 @@ def _short(text: str) -> str:
 
 def classify_safely(
     classifier: Classifier, request: ClassifyRequest, *, threshold: float = 0.6
-) -> tuple[Classification, str | None]:
+) -> tuple[Classification, HandOver | None]:
     """Run the classifier; return its reading and why a person must decide (None when no one must).
 
-    A failure gives ``other`` at confidence 0 with ``"classifier failed: …"``; a low confidence,
-    an ``other`` intent, or a promise without a usable date give a reason too. Never guesses.
+    A failure gives ``other`` at confidence 0, handed over as ``classifier failed: …``; a low
+    confidence, an ``other`` intent, or a promise without a usable date are handed over too.
+    Never guesses.
     """
     source = str(getattr(classifier, "source", type(classifier).__name__))
     try:
         result = classifier.classify(request)
     except DraftingError as exc:
-        reason = _short(str(exc)) or "error"
-        return (Classification(intent=Intent.OTHER, confidence=0.0, source=source,
-                               reason=f"classifier_error: {reason}"), f"classifier failed: {reason}")
+        return _failed(source, _short(str(exc)) or "error")
     except Exception as exc:
         reason = f"unexpected {type(exc).__name__}"
         log.warning("classifier %s crashed: %s", source, reason)
-        return (Classification(intent=Intent.OTHER, confidence=0.0, source=source,
-                               reason=f"classifier_error: {reason}"), f"classifier failed: {reason}")
+        return _failed(source, reason)
     confidence = result.confidence
     if not isinstance(confidence, (int, float)) or math.isnan(confidence) or not 0.0 <= confidence <= 1.0:
-        return replace(result, confidence=0.0), "invalid confidence"
-    detail = f" ({_short(result.reason)})" if result.reason else ""
+        return replace(result, confidence=0.0), HandOver(HandOverReason.INVALID_CONFIDENCE)
+    detail = _short(result.reason) if result.reason else ""
     if result.intent == Intent.OTHER:
-        return result, f"unclear reply{detail}"
+        return result, HandOver(HandOverReason.UNCLEAR_REPLY, detail)
     if confidence < threshold:
-        return result, f"low confidence {confidence:.2f} for {result.intent.value}{detail}"
+        why = f"{confidence:.2f} for {result.intent.value}" + (f" ({detail})" if detail else "")
+        return result, HandOver(HandOverReason.LOW_CONFIDENCE, why)
     if result.intent == Intent.PROMISE_TO_PAY:
         if result.promised_date is None:
-            return result, f"promise to pay without a usable date{detail}"
+            return result, HandOver(HandOverReason.PROMISE_WITHOUT_DATE, detail)
         if result.promised_date < request.today:
-            return result, "promised date in the past"
+            return result, HandOver(HandOverReason.PROMISE_IN_THE_PAST)
     return result, None
+
+
+def _failed(source: str, reason: str) -> tuple[Classification, HandOver]:
+    """No reading: ``other`` at confidence 0, for a person."""
+    return (Classification(intent=Intent.OTHER, confidence=0.0, source=source, reason=f"classifier_error: {reason}"),
+            HandOver(HandOverReason.CLASSIFIER_FAILED, reason))

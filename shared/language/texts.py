@@ -9,59 +9,58 @@ promise names the day reminders resume.
 from __future__ import annotations
 
 from shared.domain.models import Contact, Language
+from shared.domain.reasons import HandOver, HandOverReason
 from shared.language.formatting import amount_text, date_text
 
-# Hand-over reasons written by the replies actor (the follow-up's ``needs_human_reason``).
-PAID_CLAIM = "says the invoice is paid: check the payment"
-PAID_OPT_OUT = "opted out, says the invoice is paid: check the payment"
-THIRD_PROMISE = "third promise to pay"
-REPLY_LIMIT = "automated reply limit reached"
-
-# What the owner reads (in French, as the rest of the alert) for a hand-over reason, by its start;
-# the details, in the conversation's record, are one `relance conversation PHONE` away.
-OWNER_REASONS = (
-    ("dispute", "contestation de la facture"),
-    ("wrong_person", "mauvaise personne ou mauvais numéro"),
-    ("question the data cannot answer", "question à laquelle ses données ne répondent pas"),
-    ("unclear reply", "réponse peu claire"),
-    ("low confidence", "réponse incertaine"),
-    ("promise to pay without a usable date", "promesse de paiement sans date précise"),
-    ("promised date in the past", "date de paiement promise déjà passée"),
-    ("classifier failed", "lecture automatique impossible"),
-    ("invalid confidence", "lecture automatique impossible"),
-    ("reply not processed automatically", "réponse non traitée automatiquement"),
-    (PAID_CLAIM, "dit avoir payé : vérifiez le paiement"),
-    (PAID_OPT_OUT, "ne veut plus de messages et dit avoir payé : vérifiez le paiement"),
-    (THIRD_PROMISE, "troisième promesse de paiement"),
-    (REPLY_LIMIT, "trop de réponses automatiques en 24 h"),
-)
+# What the owner reads (in French, as the rest of the alert) for each hand-over reason; the
+# details, in the conversation's record, are one `relance conversation PHONE` away.
+OWNER_LABELS: dict[HandOverReason, str] = {
+    HandOverReason.DISPUTE: "contestation de la facture",
+    HandOverReason.WRONG_PERSON: "mauvaise personne ou mauvais numéro",
+    HandOverReason.UNANSWERABLE_QUESTION: "question à laquelle ses données ne répondent pas",
+    HandOverReason.UNCLEAR_REPLY: "réponse peu claire",
+    HandOverReason.LOW_CONFIDENCE: "réponse incertaine",
+    HandOverReason.PROMISE_WITHOUT_DATE: "promesse de paiement sans date précise",
+    HandOverReason.PROMISE_IN_THE_PAST: "date de paiement promise déjà passée",
+    HandOverReason.CLASSIFIER_FAILED: "lecture automatique impossible",
+    HandOverReason.INVALID_CONFIDENCE: "lecture automatique impossible",
+    HandOverReason.REPLY_NOT_PROCESSED: "réponse non traitée automatiquement",
+    HandOverReason.PAID_CLAIM: "dit avoir payé : vérifiez le paiement",
+    HandOverReason.PAID_OPT_OUT: "ne veut plus de messages et dit avoir payé : vérifiez le paiement",
+    HandOverReason.THIRD_PROMISE: "troisième promesse de paiement",
+    HandOverReason.REPLY_LIMIT: "trop de réponses automatiques en 24 h",
+    HandOverReason.REPLY_TOO_LATE: "réponse non envoyée : la fenêtre de 24 h s'est refermée",
+    HandOverReason.MISSING_DATA: "contact ou étape de campagne supprimé",
+    HandOverReason.LAST_MESSAGE_FAILED: "dernier message non remis",
+    HandOverReason.QUARANTINED: "relance impossible à traiter automatiquement",
+}
 
 
-def owner_reason(reason: str) -> str:
-    """The hand-over reason as the owner reads it (French); an unknown one as it is."""
-    return next((french for start, french in OWNER_REASONS if reason.startswith(start)), reason)
+def owner_label(why: HandOver | HandOverReason) -> str:
+    """The hand-over reason as the owner reads it (French, without the details)."""
+    return OWNER_LABELS[why.reason if isinstance(why, HandOver) else why]
 
 
-def owner_alert_text(contact: Contact, reason: str) -> str:
+def owner_alert_text(contact: Contact, why: HandOver) -> str:
     """The freeform owner alert: who, why, and the one command that closes the hand-over."""
     phone = contact.phone
-    if reason.startswith(PAID_CLAIM):
+    if why.reason == HandOverReason.PAID_CLAIM:
         then = (f"une fois vérifié : relance handled {phone} --paid s'il est reçu (relances arrêtées), "
                 "--resume sinon (relances reprises)")
-    elif reason.startswith(PAID_OPT_OUT):
+    elif why.reason == HandOverReason.PAID_OPT_OUT:
         then = (f"une fois vérifié : relance handled {phone} --paid s'il est reçu, --stop sinon "
                 "(le client ne reçoit plus de messages)")
     else:
         then = (f"une fois traité : relance handled {phone} (--resume pour reprendre les relances, "
                 "--stop pour les arrêter)")
-    return (f"Relance : {contact.name} ({phone}) a besoin d'une réponse de votre part ({owner_reason(reason)}). "
+    return (f"Relance : {contact.name} ({phone}) a besoin d'une réponse de votre part ({owner_label(why)}). "
             f"Historique : relance conversation {phone} ; {then}")
 
 
-def owner_alert_variables(contact: Contact, reason: str) -> dict[str, str]:
+def owner_alert_variables(contact: Contact, why: HandOver) -> dict[str, str]:
     """The variables of OWNER_ALERT_TEMPLATE_SID: {"1": contact name, "2": reason, "3": contact phone}."""
     # WhatsApp refuses template variables that are empty or hold line breaks or tabs.
-    return {"1": " ".join(contact.name.split()) or contact.phone, "2": " ".join(owner_reason(reason).split()) or "-",
+    return {"1": " ".join(contact.name.split()) or contact.phone, "2": " ".join(owner_label(why).split()) or "-",
             "3": contact.phone}
 
 

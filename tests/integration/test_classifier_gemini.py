@@ -105,8 +105,8 @@ def test_failures_go_to_a_person(fake: FakeGemini, mode: str, reason: str) -> No
     result, needs_human = classify_safely(classifier(fake.url), request)
     assert (result.intent, result.confidence, result.source) == (Intent.OTHER, 0.0, "gemini")
     assert result.reason == f"classifier_error: {reason}"
-    assert needs_human == f"classifier failed: {reason}"
-    assert PHONE not in needs_human and "vendredi" not in needs_human
+    assert str(needs_human) == f"classifier failed: {reason}"
+    assert PHONE not in str(needs_human) and "vendredi" not in str(needs_human)
     assert len(fake.received()) == 2  # one call each, no retries
 
 
@@ -121,7 +121,7 @@ def test_slow_answer_times_out(fake: FakeGemini) -> None:
     started = time.monotonic()
     result, needs_human = classify_safely(classifier(fake.url, timeout=1.0), ask(fake, "J'ai payé"))
     assert time.monotonic() - started < 1.9
-    assert needs_human == "classifier failed: timeout" and result.intent == Intent.OTHER
+    assert str(needs_human) == "classifier failed: timeout" and result.intent == Intent.OTHER
 
 
 def test_unreachable_endpoint() -> None:
@@ -131,7 +131,7 @@ def test_unreachable_endpoint() -> None:
     gemini = GeminiClassifier(api_key=API_KEY, model=MODEL, base_url=f"http://127.0.0.1:{port}", timeout_seconds=2)
     _, needs_human = classify_safely(gemini, ClassifyRequest(text="ok", language=Language.FR, facts=FACTS,
                                                              today=TODAY, business_name="X"))
-    assert needs_human is not None and needs_human.startswith("classifier failed: network ")
+    assert needs_human is not None and str(needs_human).startswith("classifier failed: network ")
 
 
 def test_missing_key_is_an_api_error(fake: FakeGemini) -> None:
@@ -178,7 +178,7 @@ def test_an_obeying_model_cannot_slip_an_amount_through(fake: FakeGemini, langua
     result, needs_human = classify_safely(classifier(fake.url), ask(fake, text, language))
     assert result.confidence <= 0.2 and result.reason == "suspected prompt injection"
     _carries_no_amount(result)
-    assert needs_human is not None and needs_human.startswith("low confidence 0.20 for paid")
+    assert needs_human is not None and str(needs_human).startswith("low confidence 0.20 for paid")
 
 
 @pytest.mark.parametrize("language", list(Language))

@@ -19,14 +19,16 @@ from shared.adapters.mongo import MongoRepositories
 from shared.adapters.mongo.messages import unknown_query as _unknown_query
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
+from shared.domain.reasons import HandOverReason
 from shared.fakes import FakeSender, RecordingQueue
-from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.settings import Settings, load_settings
 from shared.usecases.context import App
+from shared.usecases.replies import process_inbound
 from tests.support.drafters import EchoDrafter
-from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
+PAID_CLAIM = HandOverReason.PAID_CLAIM
+PAID_OPT_OUT = HandOverReason.PAID_OPT_OUT
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name"})
 PHONE = "+33612345678"  # Marie, a contact with a follow-up
@@ -72,7 +74,8 @@ def _inbound(deps: App, phone: str, body: str, sid: str) -> str | None:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{phone}", "body": body,
              "num_media": 0}
     deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
-    return process_inbound(deps, f"inbound:{sid}")
+    result = process_inbound(deps, f"inbound:{sid}")
+    return None if result is None else str(result)
 
 
 def _sid(n: int) -> str:

@@ -23,8 +23,8 @@ from shared.errors import TransientError
 from shared.fakes import RecordingQueue
 from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES, DramatiqQueue, make_broker
 from shared.usecases.context import App
+from shared.usecases.replies import dispatch_inbound
 from workers.deps import declare_actor
-from workers.replies import dispatch_inbound
 
 pytestmark = pytest.mark.integration
 

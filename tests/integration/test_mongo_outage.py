@@ -32,9 +32,9 @@ from shared.ports import Classification, ClassifyRequest, Intent
 from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.failures import EVENT_ATTEMPTS
+from shared.usecases.replies import process_inbound_or_hand_over
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.replies import process_inbound_or_hand_over
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -178,5 +178,5 @@ def test_a_reply_that_meets_a_mongodb_outage_waits_and_is_never_handed_to_a_pers
     assert store.messages.get(f"alert:{sid}") is None  # no owner alert
 
     # MongoDB answers again: the reply is read for what it says, once.
-    assert process_inbound_or_hand_over(deps, f"inbound:{sid}") == "needs_human: dispute"
+    assert str(process_inbound_or_hand_over(deps, f"inbound:{sid}")) == "needs_human: dispute"
     assert store.events.get(f"inbound:{sid}").state == EventState.PROCESSED  # type: ignore[union-attr]

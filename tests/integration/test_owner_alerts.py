@@ -18,9 +18,9 @@ from shared.ports import Classification, ClassifyRequest, Intent, OutboundReques
 from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.delivery import process_status, resend_alert_with_template
+from shared.usecases.replies import process_inbound
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
@@ -73,7 +73,8 @@ def _inbound(deps: App, sender: str, sid: str, text: str = "...") -> str | None:
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{sender}", "body": text,
              "num_media": 0}
     deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
-    outcome = process_inbound(deps, f"inbound:{sid}")
+    result = process_inbound(deps, f"inbound:{sid}")
+    outcome = None if result is None else str(result)
     drain(deps)
     return outcome
 
@@ -316,7 +317,7 @@ def test_a_flagged_clients_further_messages_are_recorded_without_a_new_alert(dep
 
 
 def test_after_relance_handled_a_new_hand_over_alerts_the_owner_again(deps: App, clock: FakeClock) -> None:
-    from services.conversations import close_hand_over
+    from shared.usecases.handover import close_hand_over
 
     deps.classifier = ScriptedClassifier()
     _reads(deps, Intent.OTHER)
@@ -355,6 +356,6 @@ def test_the_same_message_redelivered_mid_hand_over_still_alerts_once(deps: App,
     _dispute(deps)
     deps.store.messages.collection.delete_one({"_id": ALERT_ID})  # as if the worker died before storing the alert
     deps.store.events.collection.update_one({"_id": "inbound:SM" + "9" * 32}, {"$set": {"state": "received"}})
-    assert process_inbound(deps, "inbound:SM" + "9" * 32) == "needs_human: dispute"
+    assert str(process_inbound(deps, "inbound:SM" + "9" * 32)) == "needs_human: dispute"
     drain(deps)
     assert _state(deps, ALERT_ID) == "sent"

@@ -19,10 +19,10 @@ from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.replies import process_inbound
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.drafting import draft_followup
-from workers.replies import process_inbound
 from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
@@ -172,7 +172,7 @@ def test_opt_out_is_honoured_for_an_already_drafted_message(deps: App, clock: Fa
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
     deps.store.events.record("inbound:SMx", {"kind": "inbound", "sid": "SMx", "state": "received",
                                             "from": "whatsapp:+33612345678", "body": "STOP"}, clock.now())
-    assert process_inbound(deps, "inbound:SMx") == "opt_out stopped=1"
+    assert str(process_inbound(deps, "inbound:SMx")) == "opt_out stopped=1"
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert _state(deps, fid) == "stopped"
@@ -198,7 +198,7 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: App, clock:
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.queue.sends == [(message_id, 60.0)]  # type: ignore[attr-defined]
-    assert process_inbound(deps, "inbound:SMstop") == "opt_out stopped=1"
+    assert str(process_inbound(deps, "inbound:SMstop")) == "opt_out stopped=1"
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert _state(deps, fid) == "stopped"

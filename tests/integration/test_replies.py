@@ -10,26 +10,28 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from services.conversations import close_hand_over
 from services.scheduler import TickReport, reconcile, tick
 from services.webhook import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
+from shared.domain.reasons import HandOverReason
 from shared.errors import DraftingError, PermanentError, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
-from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT
 from shared.ports import Classification, ClassifyRequest, Intent
 from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.delivery import process_status, process_status_or_hand_over
 from shared.usecases.failures import EVENT_ATTEMPTS
+from shared.usecases.handover import close_hand_over
+from shared.usecases.replies import process_inbound, process_inbound_or_hand_over
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.replies import process_inbound, process_inbound_or_hand_over
 from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
+PAID_CLAIM = HandOverReason.PAID_CLAIM
+PAID_OPT_OUT = HandOverReason.PAID_OPT_OUT
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start="00:00", end="23:59")  # type: ignore[arg-type]
 TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name"})
 PHONE = "+33612345678"
@@ -76,9 +78,9 @@ def _reply(deps: App, text: str, sid: str = "SM" + "9" * 32, **extra: object) ->
     event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{PHONE}", "body": text,
              "num_media": 0, **extra}
     deps.store.events.record(f"inbound:{sid}", event, deps.clock.now())
-    outcome = process_inbound(deps, f"inbound:{sid}")
+    result = process_inbound(deps, f"inbound:{sid}")
     drain(deps)
-    return outcome
+    return None if result is None else str(result)
 
 
 def _followup(deps: App) -> dict[str, object]:
@@ -276,7 +278,7 @@ def test_a_third_promise_on_the_same_follow_up_goes_to_a_person(deps: App, clock
     assert sorted(_followup(deps)["promise_sids"]) == [_sid(1), _sid(2)]
     # The second promise processed again (a redelivery after a crash) is still the second one.
     deps.store.events.collection.update_one({"_id": f"inbound:{_sid(2)}"}, {"$set": {"state": "received"}})
-    assert process_inbound(deps, f"inbound:{_sid(2)}") == "promise_to_pay until=2026-03-13 paused=1"
+    assert str(process_inbound(deps, f"inbound:{_sid(2)}")) == "promise_to_pay until=2026-03-13 paused=1"
     drain(deps)
     sent = len(deps.sender.sent)  # type: ignore[attr-defined]
 
@@ -310,7 +312,7 @@ def test_automated_replies_to_one_client_are_limited_then_a_person_takes_over(de
     assert len(_sent_to(deps, PHONE)) == 4  # step 1 and three answers
     # The third one processed again (a redelivery) does not count against itself.
     deps.store.events.collection.update_one({"_id": f"inbound:{_sid(3)}"}, {"$set": {"state": "received"}})
-    assert process_inbound(deps, f"inbound:{_sid(3)}") == "question answered (amount)"
+    assert str(process_inbound(deps, f"inbound:{_sid(3)}")) == "question answered (amount)"
     drain(deps)
 
     clock.advance(timedelta(minutes=10))
@@ -410,7 +412,7 @@ def test_an_answer_too_late_for_the_24_hour_window_is_not_sent(deps: App, clock:
     _first_step_sent(deps, clock)
     _say(deps, Intent.QUESTION, question_topic="amount")
     event_id = _store_reply(deps, "c'est combien ?", "SM" + "8" * 32)
-    assert process_inbound(deps, event_id) == "question answered (amount)"
+    assert str(process_inbound(deps, event_id)) == "question answered (amount)"
     clock.advance(timedelta(hours=25))  # the sending workers were down a day
     drain(deps)
     assert len(deps.sender.sent) == 1  # type: ignore[attr-defined]  # step 1 only
@@ -509,7 +511,7 @@ def test_stop_keyword_before_any_ai_and_start_resubscribes(deps: App, clock: Fak
 def test_unknown_sender_is_kept_and_flagged(deps: App) -> None:
     event = {"kind": "inbound", "sid": "SMu", "state": "received", "from": "whatsapp:+33799999999", "body": "hello"}
     deps.store.events.record("inbound:SMu", event, deps.clock.now())
-    assert process_inbound(deps, "inbound:SMu") == "unknown_sender"
+    assert str(process_inbound(deps, "inbound:SMu")) == "unknown_sender"
     doc = deps.store.messages.collection.find_one({"_id": "in:SMu"})
     assert doc is not None and doc["unknown_sender"] is True
 
@@ -542,7 +544,7 @@ def test_a_reply_that_keeps_failing_goes_to_a_person_and_nothing_is_sent_meanwhi
     event_id = _store_reply(deps, "je regarde ça demain", "SM" + "5" * 32)
     _fail_all_attempts_but_the_last(deps, event_id, process_inbound_or_hand_over)
     assert [e.id for e in deps.store.events.unprocessed_inbound(PHONE)] == [event_id]  # sends to them held
-    outcome = process_inbound_or_hand_over(deps, event_id)
+    outcome = str(process_inbound_or_hand_over(deps, event_id))
     assert outcome == "needs_human: reply not processed automatically (ValidationError)"
     followup = _followup(deps)
     assert followup["state"] == "paused" and followup["needs_human"] is True
@@ -568,8 +570,8 @@ def test_a_stop_that_cannot_be_processed_is_still_honoured(deps: App, clock: Fak
     _poison_contact(deps)
     event_id = _store_reply(deps, "Stop.", "SM" + "6" * 32)
     _fail_all_attempts_but_the_last(deps, event_id, process_inbound_or_hand_over)
-    outcome = process_inbound_or_hand_over(deps, event_id)
-    assert outcome is not None and outcome.startswith("opt_out stopped=1")
+    outcome = str(process_inbound_or_hand_over(deps, event_id))
+    assert outcome.startswith("opt_out stopped=1")
     assert deps.store.contacts.collection.find_one({"_id": "ct1"})["opted_out"] is True  # type: ignore[index]
     assert _followup(deps)["state"] == "stopped"
 
@@ -593,8 +595,8 @@ def test_an_outage_is_retried_without_counting_and_a_permanent_error_goes_to_a_p
         raise PermanentError("refused")
 
     monkeypatch.setattr(deps.store.contacts, "by_phone", refused)
-    assert process_inbound_or_hand_over(deps, event_id) == "needs_human: reply not processed automatically " \
-                                                           "(PermanentError)"
+    assert str(process_inbound_or_hand_over(deps, event_id)) == ("needs_human: reply not processed automatically "
+                                                                "(PermanentError)")
     assert _followup(deps)["state"] == "paused"
 
 

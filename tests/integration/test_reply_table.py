@@ -60,22 +60,25 @@ from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock, utc
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
+from shared.domain.reasons import HandOver, HandOverReason
 from shared.fakes import FakeSender, RecordingQueue
 from shared.gemini_classifier import GeminiClassifier
 from shared.language.classifier import OfflineClassifier
 from shared.language.reply_rules import claims_payment
-from shared.language.texts import PAID_CLAIM, PAID_OPT_OUT, owner_reason
+from shared.language.texts import owner_label
 from shared.ports import Intent
 from shared.settings import Settings, load_settings
 from shared.usecases.context import App
+from shared.usecases.replies import process_inbound
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.fake_gemini_replies import create_app
 from tests.support.gemini_helpers import API_KEY, MODEL, FakeGemini, fake_fixtures
 from tests.unit.test_classifier import ANY, CASES, TODAY, Case, case_id, request_for
-from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
+PAID_CLAIM = HandOverReason.PAID_CLAIM
+PAID_OPT_OUT = HandOverReason.PAID_OPT_OUT
 
 served, fake = fake_fixtures(create_app)
 
@@ -295,8 +298,9 @@ def run_and_check(world: World, source: str) -> Plan:
              "body": case.text, "num_media": 1 if case.has_media else 0,
              "media_urls": ["https://api.twilio.com/media/ME1"] if case.has_media else []}
     assert store.events.record(world.event_id, event, NOW)
-    outcome = process_inbound(deps, world.event_id)
-    assert outcome is not None
+    result = process_inbound(deps, world.event_id)
+    assert result is not None
+    outcome = str(result)
 
     # The inbound message joined the conversation, with its outcome and (but for a STOP keyword) its reading.
     inbound = store.messages.collection.find_one({"_id": f"in:{world.sid}"})
@@ -419,8 +423,10 @@ def run_and_check(world: World, source: str) -> Plan:
             "paused", "needs_human", None, True, 1), (case.text, after)
         if len(case.text.strip()) > 15:
             assert case.text.strip() not in reason  # the client's words stay out of the flag
-        assert alert is not None and owner_reason(reason) in shown(alert["body"])
-        assert owner_reason(reason) != reason, reason  # the owner reads it in French
+        why = HandOver.parse(reason)
+        assert why is not None and str(why) == reason, reason  # a named reason, and its details apart
+        assert alert is not None and owner_label(why) in shown(alert["body"])
+        assert owner_label(why) != reason, reason  # the owner reads it in French
 
     # Redelivered (a dramatiq retry, the scheduler's sweep): nothing happens twice.
     state = world.snapshot()

@@ -21,15 +21,17 @@ from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step, TemplateRef
+from shared.domain.reasons import HandOver, HandOverReason
 from shared.domain.states import MessageState
 from shared.errors import SendRejected
 from shared.fakes import FakeSender, RecordingQueue
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.handover import alert_owner
+from shared.usecases.reply_plan import queue_reply
 from tests.support.drafters import EchoDrafter
 from workers.drafting import draft_followup
-from workers.replies import alert_owner, queue_reply
 from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
@@ -92,7 +94,7 @@ def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps:
     with pytest.raises(redis.ConnectionError):
         draft_followup(deps, "c1:ct2", 0)  # the second follow-up's step
     with pytest.raises(redis.ConnectionError):
-        alert_owner(deps, contact, "SM" + "a" * 32, "dispute")
+        alert_owner(deps, contact, "SM" + "a" * 32, HandOver(HandOverReason.DISPUTE))
     with pytest.raises(redis.ConnectionError):
         queue_reply(deps, contact, "SM" + "b" * 32, "Merci, bien reçu.", source="test")
     down.close()
@@ -101,7 +103,7 @@ def test_messages_stored_while_redis_was_down_are_enqueued_once_per_period(deps:
     # The replies actor's retry, Redis back, finds the alert stored and enqueues nothing.
     up = make_broker(redis_url)
     deps.queue = DramatiqQueue(up)
-    alert_owner(deps, contact, "SM" + "a" * 32, "dispute")
+    alert_owner(deps, contact, "SM" + "a" * 32, HandOver(HandOverReason.DISPUTE))
     assert _sends_in_redis(redis_url) == Counter()
 
     clock.advance(timedelta(minutes=1))

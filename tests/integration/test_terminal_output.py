@@ -21,8 +21,8 @@ from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, 
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import Settings, load_settings
 from shared.usecases.context import App
+from shared.usecases.replies import process_inbound
 from tests.support.drafters import EchoDrafter
-from workers.replies import process_inbound
 
 pytestmark = pytest.mark.integration
 

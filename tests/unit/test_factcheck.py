@@ -20,9 +20,9 @@ from shared.language.drafts import OfflineDrafter
 from shared.language.factcheck import check_draft, detect_language
 from shared.language.mentions import find_dates, find_numbers, parse_number
 from shared.ports import DraftRequest
+from shared.usecases import reply_plan
 from shared.usecases.context import App
 from tests.support.gemini_helpers import FACTS, draft_request
-from workers import replies
 
 
 def request(facts: dict[str, str] | None = None, language: Language = Language.FR, **kwargs: Any) -> DraftRequest:
@@ -771,4 +771,4 @@ def test_every_reply_text_passes(language: Language, facts: dict[str, str]) -> N
         if answer is not None:
             texts.append((answer, None))
     for text, extra in texts:
-        assert check_draft(text, replies._facts_request(deps, contact, extra)) == [], text
+        assert check_draft(text, reply_plan._facts_request(deps, contact, extra)) == [], text

@@ -19,9 +19,9 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.replies import process_inbound
 from tests.support.actors import drain
 from workers.drafting import draft_followup
-from workers.replies import process_inbound
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=time(0), end=time(23, 59))
 PHONE = "+33612345678"
@@ -39,7 +39,7 @@ class StopWhileDrafting:
             sid = "SM" + "5" * 32
             deps.store.events.record(f"inbound:{sid}", {"kind": "inbound", "sid": sid, "state": "received",
                                                         "from": f"whatsapp:{PHONE}", "body": "STOP"}, deps.clock.now())
-            assert process_inbound(deps, f"inbound:{sid}") == "opt_out stopped=1"
+            assert str(process_inbound(deps, f"inbound:{sid}")) == "opt_out stopped=1"
         return Draft(body=f"Bonjour {request.contact_name}, un rappel.", language=request.language, source="offline")
 
 

@@ -209,14 +209,14 @@ def test_every_transition_called_in_the_code_is_allowed() -> None:
     assert len(checked) >= 25, checked
     assert {w.split(":")[0] for w in checked} >= {
         "shared/cadence.py", "shared/usecases/delivery.py", "services/scheduler.py", "workers/drafting.py",
-        "workers/sending.py", "workers/replies.py", "shared/usecases/delivery.py",
+        "workers/sending.py", "shared/usecases/replies.py", "shared/usecases/handover.py",
     }
 
 
 def test_event_transitions_are_called_where_events_are_processed() -> None:
     called = {(where.split(":")[0], t.name) for _, _, where, t in _transition_calls()
               if t in EVENT_TRANSITIONS.values()}
-    assert called >= {("workers/replies.py", "mark_processed"), ("workers/replies.py", "mark_failed"),
+    assert called >= {("shared/usecases/replies.py", "mark_processed"), ("shared/usecases/replies.py", "mark_failed"),
                       ("shared/usecases/delivery.py", "finish_action"), ("shared/usecases/delivery.py", "fail_action")}
 
 
