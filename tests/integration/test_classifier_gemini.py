@@ -30,7 +30,7 @@ def classifier(url: str, timeout: float = 5.0) -> GeminiClassifier:
 
 
 def facts_request(language: Language, facts: dict[str, str]) -> DraftRequest:
-    """What the replies worker checks an answer against (workers.replies._facts_request)."""
+    """What the replies worker checks an answer against (shared.usecases.reply_plan._facts_request)."""
     return draft_request(language, facts=facts, contact_name="Marie", step_count=1, campaign_name="")
 
 

@@ -1,6 +1,6 @@
 """The reply table (``tests.unit.test_classifier.CASES``) through the replies actor, on the real test servers.
 
-Every case with a text is sent, as a stored inbound event, to ``workers.replies.process_inbound``
+Every case with a text is sent, as a stored inbound event, to ``shared.usecases.replies.process_inbound``
 twice: once with the offline rule classifier (``App.classifier=None``), once with
 ``GeminiClassifier`` through the real google-genai SDK against the fake ``generateContent``
 endpoint (``tests.support.fake_gemini_replies``). Each case has its own database (the ``store``
