@@ -114,8 +114,8 @@ def load_demo(store: Repositories, simulator_url: str | None, out: Callable[[str
     numbers must never be messaged: the demo is one client at TARGET_PHONE_NUMBER (your own
     WhatsApp number), or nothing when it is not set.
     """
-    from shared.campaign_files import create_campaign, enrol_campaign
-    from shared.importing import import_contacts
+    from shared.usecases.campaigns import create_campaign, enrol_campaign
+    from shared.usecases.contacts import import_contacts
 
     if store.contacts.count() > 0:
         out("database not empty: showing its progress (no demo loaded)")

@@ -146,8 +146,9 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     """Run the scheduler loop (or one pass)."""
     from services.bootstrap import build_broker, build_inbound_backfill, build_store, stale_after
-    from services.scheduler import run_forever, tick
+    from services.scheduler import run_forever
     from shared.queue import DramatiqQueue
+    from shared.usecases.scheduling import tick
 
     client, store = build_store(settings)
     store.ensure_indexes()
@@ -234,7 +235,8 @@ def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_contacts_import(settings: Settings, args: argparse.Namespace) -> int:
     """Import contacts; bad rows are listed with their line and skipped."""
-    from shared.importing import import_contacts, print_progress
+    from services.terminal import print_progress
+    from shared.usecases.contacts import import_contacts
 
     _, store = _store(settings)
     report = import_contacts(store, args.file, now=SystemClock().now(), default_region=settings.default_country,
@@ -248,7 +250,7 @@ def cmd_contacts_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_campaigns_create(settings: Settings, args: argparse.Namespace) -> int:
     """Create a campaign after checking it against the contacts it selects."""
-    from shared.campaign_files import create_campaign
+    from shared.usecases.campaigns import create_campaign
 
     _, store = _store(settings)
     campaign = create_campaign(store, args.file, now=SystemClock().now())
@@ -258,7 +260,7 @@ def cmd_campaigns_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_campaigns_enrol(settings: Settings, args: argparse.Namespace) -> int:
     """Enrol the contacts a campaign selects (idempotent)."""
-    from shared.campaign_files import enrol_campaign
+    from shared.usecases.campaigns import enrol_campaign
 
     _, store = _store(settings)
     report = enrol_campaign(store, args.campaign_id, now=SystemClock().now(), tags=args.tag or None)
@@ -270,34 +272,36 @@ def cmd_campaigns_enrol(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_campaigns_list(settings: Settings, args: argparse.Namespace) -> int:
     """List campaigns with their follow-up counts."""
+    from shared.usecases.campaigns import list_campaigns
+
     _, store = _store(settings)
-    for campaign in store.campaigns.all():
-        count = store.followups.count(campaign.id)
-        print(printable(f"{campaign.id}") + f"\t{campaign.status}\t{len(campaign.steps)} steps\t{count} enrolled\t"
-              + printable(campaign.name))
+    for line in list_campaigns(store):
+        campaign = line.campaign
+        print(printable(f"{campaign.id}") + f"\t{campaign.status}\t{len(campaign.steps)} steps\t"
+              f"{line.enrolled} enrolled\t" + printable(campaign.name))
     return 0
 
 
 def cmd_campaigns_status(settings: Settings, args: argparse.Namespace) -> int:
     """Pause or resume a campaign."""
-    _, store = _store(settings)
-    if store.campaigns.get(args.campaign_id) is None:
-        raise InputError(f"no campaign {args.campaign_id!r}: see `relance campaigns list`")
-    changed = store.campaigns.set_status(args.campaign_id, args.status, SystemClock().now())
-    if args.status == "active" and changed:
-        from services.scheduler import resume_campaign
+    from shared.usecases.campaigns import pause_campaign, resume_campaign
 
-        resumed = resume_campaign(store, args.campaign_id, SystemClock().now())
-        print(f"campaign {args.campaign_id} resumed ({resumed} follow-up(s) rescheduled)")
+    _, store = _store(settings)
+    change = (resume_campaign if args.status == "active" else pause_campaign)(store, args.campaign_id,
+                                                                            now=SystemClock().now())
+    if change.status == "active" and change.changed:
+        print(f"campaign {args.campaign_id} resumed ({change.resumed} follow-up(s) rescheduled)")
     else:
-        print(f"campaign {args.campaign_id} is {args.status}{'' if changed else ' (unchanged)'}")
+        print(f"campaign {args.campaign_id} is {change.status}{'' if change.changed else ' (unchanged)'}")
     return 0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print follow-ups and messages by state."""
+    from shared.usecases.campaigns import counts_by_state
+
     _, store = _store(settings)
-    counts = {"followups": store.followups.count_by_state(), "messages": store.messages.count_by_state()}
+    counts = counts_by_state(store)
     if args.json:
         print(json.dumps(counts))
     else:
@@ -309,7 +313,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_conversations(settings: Settings, args: argparse.Namespace) -> int:
     """List contacts with follow-ups and unknown numbers that wrote, newest first; --needs-human: hand-overs."""
-    from services.conversations import list_conversations
+    from shared.usecases.conversations import list_conversations
 
     _, store = _store(settings)
     rows = list_conversations(store, needs_human=args.needs_human, limit=args.limit)
@@ -322,8 +326,8 @@ def cmd_conversations(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
     """Print one contact's timeline (or an unknown number's messages)."""
-    from services.conversations import timeline
     from shared.phones import normalise_phone
+    from shared.usecases.conversations import timeline
 
     _, store = _store(settings)
     phone = normalise_phone(args.phone, settings.default_country)
@@ -334,8 +338,8 @@ def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_handled(settings: Settings, args: argparse.Namespace) -> int:
     """Close a hand-over, and resume or stop the contact's follow-ups."""
-    from services.conversations import handled_lines
     from shared.phones import normalise_phone
+    from shared.usecases.conversations import handled_lines
     from shared.usecases.handover import close_hand_over
 
     _, store = _store(settings)

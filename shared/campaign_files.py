@@ -1,4 +1,6 @@
-"""Campaign files (YAML or JSON): loading, checking against contacts, creating, enrolling.
+"""Campaign files (YAML or JSON): loading and checking against contacts.
+
+Creating and enrolling are use cases (:mod:`shared.usecases.campaigns`).
 
 A campaign file looks like::
 
@@ -26,11 +28,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,10 @@ import yaml
 from pydantic import ValidationError
 
 from shared.domain.models import Campaign, Contact, EnrolRule, SendWindow, Step, TemplateRef
-from shared.domain.repositories import Repositories
 from shared.durations import parse_duration
 from shared.errors import InputError
 from shared.phones import mask_phone
-from shared.policy import parse_field_date, step_due_at
-
-log = logging.getLogger(__name__)
+from shared.policy import parse_field_date
 
 MAX_EXAMPLES = 3
 _FIELD_NAME = re.compile(r"^[a-z0-9_]+$")
@@ -241,11 +238,12 @@ def load_campaign(path: Path) -> Campaign:
 
 
 # ------------------------------------------------------------------------------------ checks
-def _who(contact: Contact) -> str:
+def who(contact: Contact) -> str:
+    """A contact as a report names it: its name and masked phone."""
     return f"{contact.name} ({mask_phone(contact.phone)})"
 
 
-def _uses(campaign: Campaign) -> dict[str, list[str]]:
+def field_uses(campaign: Campaign) -> dict[str, list[str]]:
     """Each referenced field → where the campaign uses it (steps counted from 1)."""
     uses: dict[str, list[str]] = {}
     for number, step in enumerate(campaign.steps, start=1):
@@ -274,7 +272,7 @@ def selects(campaign: Campaign, contact: Contact, extra_tags: Iterable[str] = ()
     return all(contact.fields.get(k) == v for k, v in campaign.enrol.filter.items())
 
 
-def _issues(campaign: Campaign, contact: Contact) -> list[tuple[str, str]]:
+def field_issues(campaign: Campaign, contact: Contact) -> list[tuple[str, str]]:
     """``(field, "missing" | "not_date")`` for each referenced field this contact cannot supply."""
     issues: list[tuple[str, str]] = []
     dates = _date_fields(campaign)
@@ -287,14 +285,15 @@ def _issues(campaign: Campaign, contact: Contact) -> list[tuple[str, str]]:
     return issues
 
 
-def _reason(contact: Contact, key: str, kind: str, used_by: str) -> str:
+def issue_reason(contact: Contact, key: str, kind: str, used_by: str) -> str:
+    """Why this contact cannot supply ``key`` (a :func:`field_issues` kind), for a report."""
     if kind == "missing":
         return f"lacks field {key!r} used by {used_by}"
     return f"has {key} {_short(contact.fields.get(key, ''))}, not a date (used by {used_by})"
 
 
 def _describe(contact: Contact, key: str, kind: str, used_by: str) -> str:
-    return f"contact {_who(contact)} {_reason(contact, key, kind, used_by)}"
+    return f"contact {who(contact)} {issue_reason(contact, key, kind, used_by)}"
 
 
 def _short(value: str) -> str:
@@ -307,12 +306,12 @@ def check_campaign_against_contacts(campaign: Campaign, contacts: list[Contact])
     Problems are grouped per field: a mistake shared by many contacts gives one line with a
     count and a few examples rather than one line per contact.
     """
-    uses = _uses(campaign)
+    uses = field_uses(campaign)
     groups: dict[tuple[str, str], list[Contact]] = {}
     for contact in contacts:
         if contact.opted_out or not selects(campaign, contact):
             continue
-        for key, kind in _issues(campaign, contact):
+        for key, kind in field_issues(campaign, contact):
             groups.setdefault((key, kind), []).append(contact)
     problems: list[str] = []
     for (key, kind), affected in groups.items():
@@ -321,7 +320,7 @@ def check_campaign_against_contacts(campaign: Campaign, contacts: list[Contact])
             problems.extend(_describe(c, key, kind, used_by) for c in affected)
             continue
         examples = ", ".join(
-            _who(c) if kind == "missing" else f"{_who(c)} {_short(c.fields.get(key, ''))}"
+            who(c) if kind == "missing" else f"{who(c)} {_short(c.fields.get(key, ''))}"
             for c in affected[:MAX_EXAMPLES]
         )
         more = len(affected) - MAX_EXAMPLES
@@ -332,75 +331,3 @@ def check_campaign_against_contacts(campaign: Campaign, contacts: list[Contact])
             problems.append(f"{len(affected)} contacts have a {key} that is not a date (used by "
                             f"{used_by}), e.g. {examples} and {more} more")
     return problems
-
-
-# ------------------------------------------------------------------------------------ store
-def create_campaign(store: Repositories, path: Path, *, now: datetime) -> Campaign:
-    """Load a campaign file, check it against the contacts it selects, and store it.
-
-    InputError (and nothing stored) when the file is invalid, the id exists already, or a
-    selected contact lacks a field the campaign uses.
-    """
-    path = Path(path)
-    campaign = load_campaign(path)
-    if store.campaigns.get(campaign.id) is not None:
-        raise InputError(f"{path.name}: campaign {campaign.id!r} already exists "
-                         "(choose another id, see `relance campaigns list`)")
-    contacts = store.contacts.find(tags=campaign.enrol.tags or None, equals=campaign.enrol.filter or None)
-    problems = check_campaign_against_contacts(campaign, contacts)
-    if problems:
-        raise InputError(f"{path.name}: campaign {campaign.id!r} does not fit the contacts it "
-                         f"enrols ({len(contacts)} selected); nothing was created:\n  "
-                         + "\n  ".join(problems))
-    if not store.campaigns.create(campaign, now):
-        raise InputError(f"{path.name}: campaign {campaign.id!r} already exists")
-    log.info("campaign %s created: %d step(s), %d contact(s) selected",
-             campaign.id, len(campaign.steps), len(contacts))
-    return campaign
-
-
-@dataclass
-class EnrolReport:
-    """What an enrolment did: new enrolments, ones that existed, and skipped contacts with why."""
-
-    enrolled: int = 0
-    already_enrolled: int = 0
-    skipped: list[str] = field(default_factory=list)
-
-
-def enrol_campaign(
-    store: Repositories, campaign_id: str, *, now: datetime, tags: list[str] | None = None
-) -> EnrolReport:
-    """Enrol every contact the campaign's rule (plus ``tags``) selects, at step 0.
-
-    Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
-    contacts and contacts lacking a field the campaign uses are skipped, with the reason.
-    """
-    campaign = store.campaigns.get(campaign_id)
-    if campaign is None:
-        raise InputError(f"no campaign {campaign_id!r}: see `relance campaigns list`")
-    wanted = list(dict.fromkeys([*campaign.enrol.tags, *(tags or [])]))
-    contacts = store.contacts.find(tags=wanted or None, equals=campaign.enrol.filter or None)
-    uses = _uses(campaign)
-    report = EnrolReport()
-    for contact in contacts:
-        if not selects(campaign, contact, wanted):
-            continue
-        if contact.opted_out:
-            report.skipped.append(f"contact {_who(contact)} opted out")
-            continue
-        issues = _issues(campaign, contact)
-        if issues:
-            reasons = [_reason(contact, key, kind, ", ".join(uses.get(key, ["the campaign"])))
-                       for key, kind in issues]
-            report.skipped.append(f"contact {_who(contact)} " + "; ".join(reasons))
-            continue
-        next_run_at = step_due_at(campaign=campaign, step_index=0, contact=contact, enrolled_at=now,
-                                  previous_sent_at=None, now=now)
-        if store.followups.enrol(contact_id=contact.id, campaign_id=campaign.id, next_run_at=next_run_at, now=now):
-            report.enrolled += 1
-        else:
-            report.already_enrolled += 1
-    log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
-             campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
-    return report

@@ -1,4 +1,6 @@
-"""Contacts import from CSV and JSON files.
+"""Contacts files (CSV and JSON): reading and checking each row.
+
+Storing them is a use case (:mod:`shared.usecases.contacts`).
 
 CSV: a header row is required; UTF-8 with or without BOM; the delimiter (``,`` ``;`` or tab)
 is taken from the header line, as French Excel exports use ``;`` (an Excel ``sep=;`` first
@@ -26,10 +28,9 @@ import csv
 import json
 import logging
 import re
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
@@ -40,7 +41,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import phonenumbers
 
 from shared.domain.models import Contact, Language, new_id
-from shared.domain.repositories import Repositories
 from shared.errors import InputError
 from shared.language.text import strip_accents
 from shared.phones import mask_phone, normalise_phone, timezone_for_phone
@@ -67,9 +67,6 @@ _CURRENCY_SYMBOLS = {"€": "EUR", "$": "USD", "£": "GBP"}
 _DELIMITERS = (",", ";", "\t")
 _LONG_DIGITS = re.compile(r"\+?\d(?:[ \u00a0.]?\d){7,}")
 
-ProgressCallback = Callable[[int, int | None], None]
-
-
 @dataclass(frozen=True)
 class RowResult:
     """One data row of an import file: a contact, or the reason it was rejected."""
@@ -77,21 +74,6 @@ class RowResult:
     line: int
     contact: Contact | None
     error: str | None
-
-
-@dataclass
-class ImportReport:
-    """What an import did: counts of contacts and the rejected rows' reasons."""
-
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def imported(self) -> int:
-        """Rows that were valid (inserted, updated or unchanged)."""
-        return self.inserted + self.updated + self.unchanged
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -302,15 +284,19 @@ def _build_contact(values: dict[str, str], default_region: str) -> tuple[Contact
 
 # ------------------------------------------------------------------------------------ sources
 @dataclass(frozen=True)
-class _Source:
+class ContactsFile:
     """A readable import file: its row count, and a way to walk its rows."""
 
     unit: str  # "line" (CSV) or "item" (JSON)
     total: int
     rows: Callable[[], Iterator[tuple[int, dict[str, str] | None, str | None]]]
 
+    def results(self, default_region: str = "FR") -> Iterator[RowResult]:
+        """Each data row as a contact or the reason it was rejected (duplicate phones included)."""
+        return _results(self, default_region)
 
-def _open_source(path: Path) -> _Source:
+
+def _open_source(path: Path) -> ContactsFile:
     """Check the file and its header, count its rows; InputError when it cannot be imported."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".json"):
@@ -344,7 +330,7 @@ def _csv_layout(path: Path) -> tuple[str, int]:
     return (best if counts[best] else ","), 0
 
 
-def _open_csv(path: Path) -> _Source:
+def _open_csv(path: Path) -> ContactsFile:
     try:
         delimiter, skip = _csv_layout(path)
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -387,7 +373,7 @@ def _open_csv(path: Path) -> _Source:
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise _read_error(path, exc) from None
 
-    return _Source("line", total, rows)
+    return ContactsFile("line", total, rows)
 
 
 def _csv_row(keys: list[str], cells: list[str]) -> tuple[dict[str, str] | None, str | None]:
@@ -450,7 +436,7 @@ def _json_item(item: Any) -> tuple[dict[str, str] | None, str | None]:
     return values, None
 
 
-def _open_json(path: Path) -> _Source:
+def _open_json(path: Path) -> ContactsFile:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -474,10 +460,10 @@ def _open_json(path: Path) -> _Source:
         for index, item in enumerate(items, start=1):
             yield (index, *_json_item(item))
 
-    return _Source("item", len(items), rows)
+    return ContactsFile("item", len(items), rows)
 
 
-def _results(source: _Source, default_region: str) -> Iterator[RowResult]:
+def _results(source: ContactsFile, default_region: str) -> Iterator[RowResult]:
     seen: dict[str, int] = {}
     for line, values, problem in source.rows():
         prefix = f"{source.unit} {line}"
@@ -517,76 +503,6 @@ def count_rows(path: Path) -> int:
     return _open_source(Path(path)).total
 
 
-def import_contacts(
-    store: Repositories,
-    path: Path,
-    *,
-    now: datetime,
-    default_region: str = "FR",
-    progress: ProgressCallback | None = None,
-) -> ImportReport:
-    """Import a contacts file: valid rows are upserted by phone, bad rows skipped and reported.
-
-    Idempotent: importing the same file again leaves every contact unchanged. The file is
-    fully checked (readable, header, required columns) before anything is written.
-    """
-    source = _open_source(Path(path))
-    total = source.total
-    report = ImportReport()
-    every = max(1, min(500, total // 100))
-    if progress:
-        progress(0, total)
-    done = 0
-    for result in _results(source, default_region):
-        done += 1
-        if result.contact is None:
-            report.errors.append(result.error or f"{source.unit} {result.line}: invalid")
-        else:
-            outcome = store.contacts.upsert(result.contact, now)
-            if outcome == "inserted":
-                report.inserted += 1
-            elif outcome == "updated":
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        if progress and done % every == 0 and done != total:
-            progress(done, total)
-    if progress:
-        progress(done, total)
-    log.info("contacts import %s: %d inserted, %d updated, %d unchanged, %d rejected",
-             Path(path).name, report.inserted, report.updated, report.unchanged, len(report.errors))
-    return report
-
-
-_progress_state = {"bucket": -1, "done": -1}
-_QUIET_BELOW = 100  # rows: below this, no progress lines when stderr is not a terminal
-
-
-def print_progress(done: int, total: int | None) -> None:
-    """Show import progress on stderr: a bar on a terminal, else a line about every 10 %.
-
-    Off a terminal, files under 100 rows print nothing (the final summary is enough).
-    """
-    stream = sys.stderr
-    tty = bool(getattr(stream, "isatty", lambda: False)())
-    if done < _progress_state["done"] or done == 0:
-        _progress_state["bucket"] = -1
-    _progress_state["done"] = done
-    if tty:
-        if total:
-            fraction = min(done / total, 1.0)
-            filled = int(30 * fraction)
-            stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {done}/{total}")
-            if done >= total:
-                stream.write("\n")
-        else:
-            stream.write(f"\r{done} rows")
-        stream.flush()
-        return
-    if total is not None and total < _QUIET_BELOW:
-        return  # a small file: the final summary says enough
-    bucket = int(10 * min(done / total, 1.0)) if total else done // 1000
-    if bucket > _progress_state["bucket"]:
-        _progress_state["bucket"] = bucket
-        suffix = f"/{total} ({int(100 * min(done / total, 1.0))}%)" if total else ""
-        print(f"contacts: {done}{suffix}", file=stream, flush=True)
+def open_contacts(path: Path) -> ContactsFile:
+    """Check a CSV or JSON contacts file and its header, count its rows; InputError when it cannot be imported."""
+    return _open_source(Path(path))

@@ -36,7 +36,7 @@ class StaleFollowUp:
 
 @dataclass(frozen=True)
 class DraftKeeper:
-    """What decides whether a follow-up still wants a drafted message (see ``shared.cadence.keeps_draft``)."""
+    """What decides whether a follow-up still wants a drafted message (see ``shared.usecases.cadence.keeps_draft``)."""
 
     state: str | None
     step: int | None

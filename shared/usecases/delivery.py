@@ -25,16 +25,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from shared.cadence import (
-    INVALID_RECIPIENT_CODES,
-    OPT_OUT_CODES,
-    advance_after_send,
-    flag_finished_followup,
-    pause_contact,
-    pause_for_a_person,
-    stop_contact,
-    stop_followup,
-)
 from shared.clock import utc
 from shared.domain.events import status_event_doc
 from shared.domain.models import Contact, OutboundMessage
@@ -45,6 +35,16 @@ from shared.domain.templates import render_preview, template_variables
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.phones import mask_phone
 from shared.ratelimit import SLOW_DOWN_CODES
+from shared.usecases.cadence import (
+    INVALID_RECIPIENT_CODES,
+    OPT_OUT_CODES,
+    advance_after_send,
+    flag_finished_followup,
+    pause_contact,
+    pause_for_a_person,
+    stop_contact,
+    stop_followup,
+)
 from shared.usecases.context import App
 from shared.usecases.failures import give_up_after_failures
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.cadence import pause_contact, stop_contact
 from shared.domain.models import Contact, Language, OutboundMessage
 from shared.domain.reasons import HandledAction, HandOver, PauseReason, StopReason
 from shared.domain.records import FollowUpSummary
@@ -22,6 +21,7 @@ from shared.domain.states import FollowUpState, MessageState
 from shared.errors import InputError
 from shared.language.texts import owner_alert_text, owner_alert_variables
 from shared.policy import window_open
+from shared.usecases.cadence import pause_contact, stop_contact
 from shared.usecases.context import App
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 
-from shared.cadence import stop_contact
 from shared.domain.models import Contact
 from shared.domain.reasons import HandOver, HandOverReason, ReplyOutcome, ReplyResult, StopReason
 from shared.domain.records import InboundRecord, StoredEvent
@@ -27,6 +26,7 @@ from shared.language.reply_rules import is_opt_in, is_opt_out
 from shared.phones import mask_phone
 from shared.policy import zone
 from shared.ports import Classification, ClassifyRequest, HistoryItem
+from shared.usecases.cadence import stop_contact
 from shared.usecases.context import App
 from shared.usecases.failures import give_up_after_failures
 from shared.usecases.handover import hand_over

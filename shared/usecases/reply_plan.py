@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, time, timedelta
 
-from shared.cadence import pause_contact, stop_contact
 from shared.domain.models import Contact, OutboundMessage
 from shared.domain.reasons import HandOver, HandOverReason, PauseReason, ReplyOutcome, ReplyResult, StopReason
 from shared.domain.repositories import Repositories
@@ -25,6 +24,7 @@ from shared.language.reply_rules import claims_payment
 from shared.language.texts import answer_text, promise_text, thank_you_text
 from shared.policy import zone
 from shared.ports import Classification, DraftRequest, Intent
+from shared.usecases.cadence import pause_contact, stop_contact
 from shared.usecases.context import App
 from shared.usecases.handover import hand_over
 

@@ -12,7 +12,6 @@ import pytest
 import redis
 
 from services.bootstrap import register_actors
-from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, SendWindow, Step
@@ -20,6 +19,7 @@ from shared.fakes import FakeSender
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,6 @@ import pytest
 from devtools.simulator import create_app
 from services.backfill import JOB, OVERLAP, InboundBackfill
 from services.bootstrap import build_inbound_backfill, register_actors
-from services.scheduler import tick
 from services.webhook import WebhookDeps, inbound_event
 from services.webhook import create_app as create_webhook
 from shared.adapters.mongo import MongoRepositories, open_repositories
@@ -35,6 +34,7 @@ from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
+from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
 

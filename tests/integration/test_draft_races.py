@@ -14,9 +14,7 @@ from datetime import time, timedelta
 
 import pytest
 
-from services.scheduler import resume_campaign, tick
 from shared.adapters.mongo import MongoRepositories
-from shared.cadence import pause_contact, stop_contact
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
@@ -24,7 +22,10 @@ from shared.domain.states import MessageState
 from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
+from shared.usecases.cadence import pause_contact, stop_contact
+from shared.usecases.campaigns import resume_followups
 from shared.usecases.context import App
+from shared.usecases.scheduling import tick
 from tests.support.actors import drain
 from workers.drafting import compose_message, draft_followup
 from workers.sending import send_message
@@ -199,7 +200,7 @@ def test_a_paused_campaign_keeps_its_ready_message(deps: App, clock: FakeClock) 
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     assert _message_state(deps, message_id) == "ready"
     deps.store.campaigns.set_status("c1", "active", clock.now())
-    assert resume_campaign(deps.store, "c1", clock.now()) == 1
+    assert resume_followups(deps.store, "c1", now=clock.now()) == 1
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     drain(deps)
     assert [r.body for r in deps.sender.sent] == ["Bonjour Marie, brouillon 1."]  # type: ignore[attr-defined]

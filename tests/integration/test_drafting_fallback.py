@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from services.bootstrap import build_drafter
-from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
@@ -34,6 +33,7 @@ from shared.language.drafts import OfflineDrafter
 from shared.ports import DraftRequest
 from shared.settings import Settings, load_settings
 from shared.usecases.context import App
+from shared.usecases.scheduling import tick
 from tests.support.fake_gemini import STATEMENTS, create_app, draft_text
 from tests.support.gemini_helpers import API_KEY, FakeGemini, fake_fixtures
 from workers.drafting import draft_followup

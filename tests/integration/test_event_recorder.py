@@ -14,7 +14,6 @@ import pytest
 import redis
 
 from services.recorder import EventRecorder
-from services.scheduler import TickReport, reconcile
 from services.webhook import inbound_event
 from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
@@ -24,6 +23,7 @@ from shared.fakes import RecordingQueue
 from shared.queue import ACTOR_DISPATCH_INBOUND, ACTOR_INBOUND, QUEUE_REPLIES, DramatiqQueue, make_broker
 from shared.usecases.context import App
 from shared.usecases.replies import dispatch_inbound
+from shared.usecases.scheduling import TickReport, reconcile
 from workers.deps import declare_actor
 
 pytestmark = pytest.mark.integration

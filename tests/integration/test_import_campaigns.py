@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.mongo import MongoRepositories
-from shared.campaign_files import create_campaign, enrol_campaign, load_campaign
+from shared.campaign_files import load_campaign
 from shared.clock import FakeClock, utc
 from shared.errors import InputError
-from shared.importing import import_contacts
+from shared.usecases.campaigns import create_campaign, enrol_campaign
+from shared.usecases.contacts import import_contacts
 
 pytestmark = pytest.mark.integration
 

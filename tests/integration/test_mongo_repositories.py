@@ -176,8 +176,8 @@ def test_a_failed_batch_stores_neither_note_nor_events(store: MongoRepositories,
 
 def test_the_scheduler_drops_finished_notes_soon_and_requeues_waiting_ones_when_stale(
         store: MongoRepositories, clock: FakeClock) -> None:
-    from services.scheduler import FINISHED_NOTES_AFTER, TickReport, reconcile
     from shared.fakes import RecordingQueue
+    from shared.usecases.scheduling import FINISHED_NOTES_AFTER, TickReport, reconcile
 
     store.events.record_many([_inbound(1)], clock.now())
     store.events.record_many([_inbound(2, "+33700000000")], clock.now())

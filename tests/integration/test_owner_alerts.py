@@ -7,7 +7,6 @@ from datetime import date, timedelta
 
 import pytest
 
-from services.scheduler import tick
 from services.webhook import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
@@ -19,6 +18,7 @@ from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.delivery import process_status, resend_alert_with_template
 from shared.usecases.replies import process_inbound
+from shared.usecases.scheduling import tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 

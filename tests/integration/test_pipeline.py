@@ -11,15 +11,16 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from services.scheduler import TickReport, reconcile, resume_campaign, tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step, TemplateRef
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
+from shared.usecases.campaigns import resume_followups
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
+from shared.usecases.scheduling import TickReport, reconcile, tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.drafting import draft_followup
@@ -297,7 +298,7 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: App, clock: FakeClock) 
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert _state(deps, fid) == "paused"
     deps.store.campaigns.set_status("c1", "active", clock.now())
-    assert resume_campaign(deps.store, "c1", clock.now()) == 1
+    assert resume_followups(deps.store, "c1", now=clock.now()) == 1
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
     drain(deps)

@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from devtools.simulator import create_app
-from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
@@ -30,6 +29,7 @@ from shared.ports import OutboundRequest
 from shared.settings import Settings, load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
+from shared.usecases.scheduling import tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi

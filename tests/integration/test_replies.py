@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from services.scheduler import TickReport, reconcile, tick
 from services.webhook import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
@@ -25,6 +24,7 @@ from shared.usecases.delivery import process_status, process_status_or_hand_over
 from shared.usecases.failures import EVENT_ATTEMPTS
 from shared.usecases.handover import close_hand_over
 from shared.usecases.replies import process_inbound, process_inbound_or_hand_over
+from shared.usecases.scheduling import TickReport, reconcile, tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from workers.sending import send_message

@@ -56,7 +56,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock, utc
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
@@ -70,6 +69,7 @@ from shared.ports import Intent
 from shared.settings import Settings, load_settings
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
+from shared.usecases.scheduling import tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.fake_gemini_replies import create_app

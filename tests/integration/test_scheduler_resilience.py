@@ -15,7 +15,7 @@ from datetime import time, timedelta
 
 import pytest
 
-from services.scheduler import STEPS, TickContext, TickReport, run_forever, tick
+from services.scheduler import run_forever
 from shared.adapters.documents import pending_note
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
@@ -24,6 +24,7 @@ from shared.domain.states import MessageState
 from shared.fakes import RecordingQueue
 from shared.queue import DramatiqQueue, make_broker
 from shared.usecases.delivery import record_sid
+from shared.usecases.scheduling import STEPS, TickContext, TickReport, tick
 
 pytestmark = pytest.mark.integration
 

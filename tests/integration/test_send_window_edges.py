@@ -13,13 +13,13 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock, utc
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
 from workers.drafting import draft_followup
 from workers.sending import send_message

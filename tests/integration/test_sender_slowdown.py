@@ -24,7 +24,6 @@ import redis
 
 from devtools.simulator import create_app
 from services.bootstrap import register_actors
-from services.scheduler import tick
 from services.webhook import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
@@ -38,6 +37,7 @@ from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
 from shared.usecases.delivery import process_status
+from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
 from workers.drafting import draft_followup

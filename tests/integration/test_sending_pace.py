@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import redis
 
-from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step
@@ -16,6 +15,7 @@ from shared.pacing import RedisContactLocks
 from shared.ratelimit import SendRateLimiter
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
 from workers.drafting import draft_followup
 from workers.sending import send_message

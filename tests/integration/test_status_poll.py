@@ -26,7 +26,6 @@ from twilio.request_validator import RequestValidator
 
 from devtools.simulator import create_app, twilio_error
 from services.bootstrap import register_actors
-from services.scheduler import STATUS_POLL_EVERY, TickReport, poll_statuses, tick
 from services.webhook import WebhookDeps, status_event
 from services.webhook import create_app as create_webhook
 from shared.adapters.mongo import MongoRepositories
@@ -41,6 +40,7 @@ from shared.settings import Settings, load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
 from shared.usecases.delivery import poll_status, process_status, record_sid
+from shared.usecases.scheduling import STATUS_POLL_EVERY, TickReport, poll_statuses, tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi

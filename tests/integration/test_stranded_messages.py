@@ -17,7 +17,6 @@ from datetime import time, timedelta
 import pytest
 import redis
 
-from services.scheduler import tick
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step, TemplateRef
@@ -30,6 +29,7 @@ from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.handover import alert_owner
 from shared.usecases.reply_plan import queue_reply
+from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
 from workers.drafting import draft_followup
 from workers.sending import send_message

@@ -190,7 +190,7 @@ def test_a_hung_mongodb_link_answers_503_in_bounded_time_then_recovers(mongo_uri
     """A partition that drops nothing (no RST): the webhook's socket timeout turns it into a 503."""
     from urllib.parse import urlsplit
 
-    from services.scheduler import TickReport, reconcile
+    from shared.usecases.scheduling import TickReport, reconcile
     from tests.support.servers import FreezableProxy
 
     target = urlsplit(mongo_uri)

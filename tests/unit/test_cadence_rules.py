@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from shared.cadence import keeps_draft, stop_reason_for_error
 from shared.domain.records import DraftKeeper
 from shared.domain.states import FollowUpState
+from shared.usecases.cadence import keeps_draft, stop_reason_for_error
 
 S = FollowUpState
 

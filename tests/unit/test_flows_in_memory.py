@@ -10,7 +10,6 @@ from datetime import time, timedelta
 
 import pytest
 
-from services.scheduler import tick
 from shared.adapters.memory import MemoryRepositories, memory_repositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
@@ -20,6 +19,7 @@ from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
+from shared.usecases.scheduling import tick
 from tests.support.actors import drain
 from workers.drafting import draft_followup
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from services.terminal import print_progress
 from shared.campaign_files import check_campaign_against_contacts, load_campaign
 from shared.domain.models import Campaign, Contact, Language
 from shared.errors import InputError
@@ -19,7 +20,6 @@ from shared.importing import (
     count_rows,
     normalise_amount,
     normalise_date,
-    print_progress,
     read_contacts,
 )
 

@@ -60,7 +60,15 @@ def test_the_in_memory_twins_need_no_driver() -> None:
 def test_business_code_reads_rules_not_settings() -> None:
     """Use cases and actors read the frozen Rules built once by the composition root, never Settings."""
     business = [*_sources("shared/usecases", "shared/domain", "shared/language", "workers"),
-                ROOT / "shared" / "cadence.py", ROOT / "shared" / "pacing.py"]
+                ROOT / "shared" / "pacing.py"]
     found = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in business
              for name, line in _imports(path) if name == "shared.settings" or name.startswith("shared.settings.")]
+    assert found == []
+
+
+def test_use_cases_import_no_entry_point() -> None:
+    """The CLI, the scheduler loop, the webhook and the actors call the use cases, never the other way."""
+    found = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+             for path in _sources("shared/usecases") for name, line in _imports(path)
+             if name.split(".")[0] in {"services", "workers", "devtools"}]
     assert found == []

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from services.conversations import handled_lines
 from shared.clock import FakeClock
 from shared.domain.reasons import HandledAction, HandOver, HandOverReason, ReplyOutcome, ReplyResult, StopReason
 from shared.domain.states import FollowUpState
 from shared.errors import InputError
 from shared.ports import Intent
 from shared.usecases.context import App
+from shared.usecases.conversations import handled_lines
 from shared.usecases.handover import HandOverClosed, close_hand_over
 from tests.unit.usecases.replies_world import PHONE, followup, queued, reads, reply, sid, world
 

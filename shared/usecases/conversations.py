@@ -1,6 +1,9 @@
 """What an operator sees of conversations: the hand-over list, one phone number's timeline, and
 what closing a hand-over did (``relance handled PHONE``, :mod:`shared.usecases.handover`).
 
+Lines of text, as stored: whoever shows them on a terminal makes them harmless first
+(``services.terminal.printable``: a client chooses its name and messages).
+
 A message from a number that is no contact (``unknown_sender``, see :mod:`shared.usecases.replies`) is
 kept and flagged: such numbers are listed with the conversations, as needing a person, and
 ``timeline`` shows their messages. Once the number is imported as a contact, its earlier
@@ -12,7 +15,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.terminal import printable
 from shared.domain.reasons import HandledAction
 from shared.domain.records import FollowUpSummary, MessageSummary
 from shared.domain.repositories import Repositories
@@ -45,7 +47,7 @@ def list_conversations(store: Repositories, *, needs_human: bool = False, limit:
     """
     rows = _contact_rows(store, needs_human=needs_human, limit=limit) + _unknown_rows(store, limit=limit)
     rows.sort(key=lambda row: row[0], reverse=True)  # stable: contacts keep their order
-    return [printable(line) for _, line in rows[:max(limit, 0)]]
+    return [line for _, line in rows[:max(limit, 0)]]
 
 
 def _contact_rows(store: Repositories, *, needs_human: bool, limit: int) -> list[tuple[datetime, str]]:
@@ -93,14 +95,8 @@ def _unknown_rows(store: Repositories, *, limit: int) -> list[tuple[datetime, st
 def timeline(store: Repositories, phone: str) -> list[str]:
     """A contact's details, follow-ups and every message in and out, oldest first.
 
-    For a number that is no contact but wrote: what it sent, under a header saying so. Every
-    line is :func:`~services.terminal.printable`: a client's name or message cannot drive the
-    operator's terminal.
+    For a number that is no contact but wrote: what it sent, under a header saying so.
     """
-    return [printable(line) for line in _timeline(store, phone)]
-
-
-def _timeline(store: Repositories, phone: str) -> list[str]:
     contact = store.contacts.record_by_phone(phone)  # shown even when the model refuses it
     if contact is None:
         return _unknown_timeline(store, phone)
@@ -165,9 +161,9 @@ _DONE = {
 def handled_lines(closed: HandOverClosed) -> list[str]:
     """What ``relance handled`` prints: what was closed and done, then the contact's follow-ups."""
     if closed.contact_id is None:
-        return [printable(f"{closed.phone}: unknown number handled ({closed.closed} message(s)); "
-                          "it is listed again if it writes again")]
+        return [f"{closed.phone}: unknown number handled ({closed.closed} message(s)); "
+                "it is listed again if it writes again"]
     done = _DONE[closed.action].format(moved=closed.moved)
     lines = [f"{closed.name} {closed.phone}: {closed.closed} hand-over(s) closed; {done}"]
     lines.extend("  " + _followup_state(followup) for followup in closed.followups)
-    return [printable(line) for line in lines]
+    return lines

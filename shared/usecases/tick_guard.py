@@ -14,19 +14,16 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import ValidationError
 
-from shared.cadence import pause_for_a_person
 from shared.clock import Clock
 from shared.domain.reasons import HandOverReason
 from shared.domain.repositories import Repositories
 from shared.errors import TransientError
 from shared.ports import TaskQueue
-
-if TYPE_CHECKING:
-    from services.backfill import InboundBackfill
+from shared.usecases.cadence import pause_for_a_person
 
 # The scheduler's logger: these lines are the scheduler's, whichever module writes them.
 log = logging.getLogger("services.scheduler")
@@ -124,6 +121,13 @@ class GuardedQueue:
         self._call("a status poll", lambda: self.inner.poll_status(message_id))
 
 
+class Backfill(Protocol):
+    """The inbound backfill as the tick sees it (:class:`services.backfill.InboundBackfill`)."""
+
+    def run_in_tick(self, store: Repositories, queue: TaskQueue, clock: Clock) -> list[str]:
+        """The inbound event ids stored late when this period's run is due (else none)."""
+
+
 @dataclass
 class TickContext:
     """What every step of a tick receives."""
@@ -134,7 +138,7 @@ class TickContext:
     batch: int
     stale_after: timedelta
     report: TickReport
-    backfill: InboundBackfill | None = None  # the inbound backfill; None: off
+    backfill: Backfill | None = None  # the inbound backfill; None: off
 
 
 TickStep = Callable[[TickContext], None]

@@ -1,0 +1,158 @@
+"""Campaigns as an operator drives them: create, enrol, pause, resume, list, and the counts by state.
+
+What the CLI (``relance campaigns …``, ``relance status``) calls, and what a web console will
+call. Reading and checking a campaign file is :mod:`shared.campaign_files`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from shared.campaign_files import (
+    check_campaign_against_contacts,
+    field_issues,
+    field_uses,
+    issue_reason,
+    load_campaign,
+    selects,
+    who,
+)
+from shared.domain.models import Campaign
+from shared.domain.repositories import Repositories
+from shared.errors import InputError
+from shared.policy import step_due_at
+
+log = logging.getLogger(__name__)
+
+
+def create_campaign(store: Repositories, source: Path | Campaign, *, now: datetime, label: str | None = None
+                    ) -> Campaign:
+    """Store a campaign (a file's path, or a validated Campaign) after checking it against the contacts it selects.
+
+    InputError (and nothing stored) when the file is invalid, the id exists already, or a
+    selected contact lacks a field the campaign uses. ``label`` names the source in errors
+    (default: the file's name, or the campaign's id).
+    """
+    if isinstance(source, Campaign):
+        campaign, label = source, label or source.id
+    else:
+        path = Path(source)
+        campaign, label = load_campaign(path), label or path.name
+    if store.campaigns.get(campaign.id) is not None:
+        raise InputError(f"{label}: campaign {campaign.id!r} already exists "
+                         "(choose another id, see `relance campaigns list`)")
+    contacts = store.contacts.find(tags=campaign.enrol.tags or None, equals=campaign.enrol.filter or None)
+    problems = check_campaign_against_contacts(campaign, contacts)
+    if problems:
+        raise InputError(f"{label}: campaign {campaign.id!r} does not fit the contacts it "
+                         f"enrols ({len(contacts)} selected); nothing was created:\n  "
+                         + "\n  ".join(problems))
+    if not store.campaigns.create(campaign, now):
+        raise InputError(f"{label}: campaign {campaign.id!r} already exists")
+    log.info("campaign %s created: %d step(s), %d contact(s) selected",
+             campaign.id, len(campaign.steps), len(contacts))
+    return campaign
+
+
+@dataclass
+class EnrolReport:
+    """What an enrolment did: new enrolments, ones that existed, and skipped contacts with why."""
+
+    enrolled: int = 0
+    already_enrolled: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def enrol_campaign(
+    store: Repositories, campaign_id: str, *, now: datetime, tags: list[str] | None = None
+) -> EnrolReport:
+    """Enrol every contact the campaign's rule (plus ``tags``) selects, at step 0.
+
+    Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
+    contacts and contacts lacking a field the campaign uses are skipped, with the reason.
+    """
+    campaign = _campaign(store, campaign_id)
+    wanted = list(dict.fromkeys([*campaign.enrol.tags, *(tags or [])]))
+    contacts = store.contacts.find(tags=wanted or None, equals=campaign.enrol.filter or None)
+    uses = field_uses(campaign)
+    report = EnrolReport()
+    for contact in contacts:
+        if not selects(campaign, contact, wanted):
+            continue
+        if contact.opted_out:
+            report.skipped.append(f"contact {who(contact)} opted out")
+            continue
+        issues = field_issues(campaign, contact)
+        if issues:
+            reasons = [issue_reason(contact, key, kind, ", ".join(uses.get(key, ["the campaign"])))
+                       for key, kind in issues]
+            report.skipped.append(f"contact {who(contact)} " + "; ".join(reasons))
+            continue
+        next_run_at = step_due_at(campaign=campaign, step_index=0, contact=contact, enrolled_at=now,
+                                  previous_sent_at=None, now=now)
+        if store.followups.enrol(contact_id=contact.id, campaign_id=campaign.id, next_run_at=next_run_at, now=now):
+            report.enrolled += 1
+        else:
+            report.already_enrolled += 1
+    log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
+             campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
+    return report
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What pausing or resuming a campaign did."""
+
+    campaign_id: str
+    status: str  # "active" or "paused"
+    changed: bool  # False: it already had that status
+    resumed: int = 0  # follow-ups rescheduled by a resume
+
+
+def pause_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
+    """Pause a campaign: its due follow-ups are no longer claimed (idempotent)."""
+    _campaign(store, campaign_id)
+    changed = store.campaigns.set_status(campaign_id, "paused", now)
+    return StatusChange(campaign_id, "paused", changed)
+
+
+def resume_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
+    """Resume a campaign; the follow-ups paused with it go back to scheduled, due now (idempotent)."""
+    _campaign(store, campaign_id)
+    changed = store.campaigns.set_status(campaign_id, "active", now)
+    resumed = resume_followups(store, campaign_id, now=now) if changed else 0
+    return StatusChange(campaign_id, "active", changed, resumed)
+
+
+def resume_followups(store: Repositories, campaign_id: str, *, now: datetime) -> int:
+    """Follow-ups paused because their campaign was paused go back to scheduled, due now; how many."""
+    return sum(1 for followup_id in store.followups.paused_with_campaign(campaign_id)
+               if store.followups.resume(followup_id, now=now))
+
+
+@dataclass(frozen=True)
+class CampaignLine:
+    """A campaign and how many contacts it enrolled."""
+
+    campaign: Campaign
+    enrolled: int
+
+
+def list_campaigns(store: Repositories) -> list[CampaignLine]:
+    """Every campaign, by id, with its follow-up count."""
+    return [CampaignLine(campaign, store.followups.count(campaign.id)) for campaign in store.campaigns.all()]
+
+
+def counts_by_state(store: Repositories) -> dict[str, dict[str, int]]:
+    """Follow-ups and messages counted by state (``relance status``)."""
+    return {"followups": store.followups.count_by_state(), "messages": store.messages.count_by_state()}
+
+
+def _campaign(store: Repositories, campaign_id: str) -> Campaign:
+    campaign = store.campaigns.get(campaign_id)
+    if campaign is None:
+        raise InputError(f"no campaign {campaign_id!r}: see `relance campaigns list`")
+    return campaign

@@ -1,0 +1,121 @@
+"""The campaign use cases on the in-memory repositories: create, enrol, pause, resume, list, counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.adapters.memory import MemoryRepositories, memory_repositories
+from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, EnrolRule, Language, Step
+from shared.domain.reasons import PauseReason
+from shared.domain.states import FollowUpState
+from shared.errors import InputError
+from shared.usecases.campaigns import (
+    counts_by_state,
+    create_campaign,
+    enrol_campaign,
+    list_campaigns,
+    pause_campaign,
+    resume_campaign,
+)
+from tests.unit.usecases.replies_world import ALWAYS, FACTS
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(clock: FakeClock) -> MemoryRepositories:
+    """Three clients tagged ``clients`` (one opted out, one without a due date) and a supplier."""
+    store = memory_repositories()
+    now = clock.now()
+    for n, tags in enumerate((["clients"], ["clients", "vip"], ["clients"], ["suppliers"]), start=1):
+        store.contacts.upsert(Contact(id=f"ct{n}", phone=f"+3361234567{n}", name=f"Client {n}", language=Language.FR,
+                                      tags=tags, fields=FACTS), now)
+    store.contacts.upsert(Contact(id="ct5", phone="+33612345675", name="Sans date", language=Language.FR,
+                                  tags=["clients"], fields={k: v for k, v in FACTS.items() if k != "due_date"}), now)
+    contact = store.contacts.get("ct3")
+    assert contact is not None
+    store.contacts.set_opt_out("ct3", True, now)
+    return store
+
+
+def _campaign(campaign_id: str = "c1") -> Campaign:
+    return Campaign(id=campaign_id, name="Relance", send_window=ALWAYS, enrol=EnrolRule(tags=["clients"]),
+                    steps=[Step(delay="0s", anchor="due_date")])
+
+
+def test_create_refuses_a_campaign_its_contacts_cannot_fill(store: MemoryRepositories, clock: FakeClock) -> None:
+    with pytest.raises(InputError, match="lacks field 'due_date'"):
+        create_campaign(store, _campaign(), now=clock.now())
+    assert store.campaigns.get("c1") is None
+
+
+def test_create_then_a_second_time(store: MemoryRepositories, clock: FakeClock) -> None:
+    campaign = Campaign(id="c1", name="Relance", send_window=ALWAYS, enrol=EnrolRule(tags=["vip"]),
+                        steps=[Step(delay="0s")])
+    assert create_campaign(store, campaign, now=clock.now()).id == "c1"
+    with pytest.raises(InputError, match="already exists"):
+        create_campaign(store, campaign, now=clock.now())
+
+
+def test_enrol_skips_opted_out_and_incomplete_contacts_and_is_idempotent(store: MemoryRepositories,
+                                                                         clock: FakeClock) -> None:
+    store.campaigns.create(_campaign(), clock.now())
+    report = enrol_campaign(store, "c1", now=clock.now())
+    assert report.enrolled == 2 and report.already_enrolled == 0
+    assert len(report.skipped) == 2
+    assert any("opted out" in reason for reason in report.skipped)
+    assert any("lacks field 'due_date'" in reason for reason in report.skipped)
+    assert all("+3361234567" not in reason for reason in report.skipped)  # phones masked
+    again = enrol_campaign(store, "c1", now=clock.now() + timedelta(hours=1))
+    assert (again.enrolled, again.already_enrolled) == (0, 2)
+    assert store.followups.count("c1") == 2
+
+
+def test_enrol_with_extra_tags_narrows_the_selection(store: MemoryRepositories, clock: FakeClock) -> None:
+    store.campaigns.create(_campaign(), clock.now())
+    report = enrol_campaign(store, "c1", now=clock.now(), tags=["vip"])
+    assert (report.enrolled, report.skipped) == (1, [])
+    assert store.followups.get("c1:ct2") is not None
+
+
+def test_an_unknown_campaign_is_the_users_mistake(store: MemoryRepositories, clock: FakeClock) -> None:
+    for call in (enrol_campaign, pause_campaign, resume_campaign):
+        with pytest.raises(InputError, match="no campaign 'nope'"):
+            call(store, "nope", now=clock.now())
+
+
+def test_pause_and_resume(store: MemoryRepositories, clock: FakeClock) -> None:
+    store.campaigns.create(_campaign(), clock.now())
+    enrol_campaign(store, "c1", now=clock.now())
+    paused = pause_campaign(store, "c1", now=clock.now())
+    assert (paused.status, paused.changed) == ("paused", True)
+    assert not pause_campaign(store, "c1", now=clock.now()).changed
+    campaign = store.campaigns.get("c1")
+    assert campaign is not None and campaign.status == "paused"
+    # A follow-up the sending actor paused with its campaign is resumed with it.
+    assert store.followups.pause("c1:ct1", reason=PauseReason.CAMPAIGN_PAUSED, now=clock.now())
+    assert store.followups.pause("c1:ct2", reason=PauseReason.PROMISE_TO_PAY, now=clock.now(),
+                                 until=clock.now() + timedelta(days=9))
+    resumed = resume_campaign(store, "c1", now=clock.now())
+    assert (resumed.status, resumed.changed, resumed.resumed) == ("active", True, 1)
+    ct1, ct2 = store.followups.get("c1:ct1"), store.followups.get("c1:ct2")
+    assert ct1 is not None and ct1.state == FollowUpState.SCHEDULED
+    assert ct2 is not None and ct2.state == FollowUpState.PAUSED  # the client's promise holds
+    assert resume_campaign(store, "c1", now=clock.now()) == resumed.__class__("c1", "active", False, 0)
+
+
+def test_list_and_counts(store: MemoryRepositories, clock: FakeClock) -> None:
+    store.campaigns.create(_campaign(), clock.now())
+    store.campaigns.create(_campaign("c2"), clock.now())
+    enrol_campaign(store, "c1", now=clock.now())
+    lines = list_campaigns(store)
+    assert [(line.campaign.id, line.enrolled) for line in lines] == [("c1", 2), ("c2", 0)]
+    counts = counts_by_state(store)
+    assert counts["followups"] == {"scheduled": 2}
+    assert counts["messages"] == {}
