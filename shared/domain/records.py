@@ -13,7 +13,16 @@ from typing import Any
 
 from shared.domain.states import ActionState, EventState, FollowUpState
 
+
 # ---------------------------------------------------------------- follow-ups
+@dataclass(frozen=True)
+class Enrolment:
+    """One contact to enrol in one campaign, due at ``next_run_at`` (see ``FollowUpRepository.enrol_many``)."""
+
+    contact_id: str
+    campaign_id: str
+    next_run_at: datetime
+
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from shared.domain.records import (
     ContactRecord,
     ConversationEntry,
     DraftKeeper,
+    Enrolment,
     FollowUpRef,
     FollowUpSummary,
     InboundRecord,
@@ -96,6 +97,13 @@ class FollowUpRepository(Protocol):
 
     def enrol(self, *, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime) -> bool:
         """Enrol at step 0, scheduled; False if already enrolled."""
+
+    def enrol_many(self, enrolments: Sequence[Enrolment], *, now: datetime) -> list[bool]:
+        """:meth:`enrol` many contacts in one write; for each, whether this call enrolled it.
+
+        Idempotent: a contact already enrolled (or twice in ``enrolments``) is False, the
+        others are enrolled all the same.
+        """
 
     def get(self, followup_id: str) -> FollowUp | None:
         """A follow-up by id."""

@@ -21,11 +21,15 @@ from shared.campaign_files import (
     who,
 )
 from shared.domain.models import Campaign
+from shared.domain.records import Enrolment
 from shared.domain.repositories import Repositories
 from shared.errors import InputError
 from shared.policy import step_due_at
 
 log = logging.getLogger(__name__)
+
+# Follow-ups written per insert when enrolling.
+ENROL_BATCH = 1000
 
 
 def create_campaign(store: Repositories, source: Path | Campaign, *, now: datetime, label: str | None = None
@@ -73,12 +77,14 @@ def enrol_campaign(
 
     Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
     contacts and contacts lacking a field the campaign uses are skipped, with the reason.
+    The contacts are read in one query and enrolled ENROL_BATCH at a time, in one write each.
     """
     campaign = _campaign(store, campaign_id)
     wanted = list(dict.fromkeys([*campaign.enrol.tags, *(tags or [])]))
     contacts = store.contacts.find(tags=wanted or None, equals=campaign.enrol.filter or None)
     uses = field_uses(campaign)
     report = EnrolReport()
+    batch: list[Enrolment] = []
     for contact in contacts:
         if not selects(campaign, contact, wanted):
             continue
@@ -93,13 +99,23 @@ def enrol_campaign(
             continue
         next_run_at = step_due_at(campaign=campaign, step_index=0, contact=contact, enrolled_at=now,
                                   previous_sent_at=None, now=now)
-        if store.followups.enrol(contact_id=contact.id, campaign_id=campaign.id, next_run_at=next_run_at, now=now):
-            report.enrolled += 1
-        else:
-            report.already_enrolled += 1
+        batch.append(Enrolment(contact.id, campaign.id, next_run_at))
+        if len(batch) >= ENROL_BATCH:
+            _enrol(store, batch, report, now=now)
+    _enrol(store, batch, report, now=now)
     log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
              campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
     return report
+
+
+def _enrol(store: Repositories, batch: list[Enrolment], report: EnrolReport, *, now: datetime) -> None:
+    """Enrol the batch in one write, count what it did, and empty it."""
+    if not batch:
+        return
+    enrolled = sum(store.followups.enrol_many(batch, now=now))
+    report.enrolled += enrolled
+    report.already_enrolled += len(batch) - enrolled
+    batch.clear()
 
 
 @dataclass(frozen=True)

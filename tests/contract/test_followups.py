@@ -8,6 +8,7 @@ import pytest
 
 from shared.clock import FakeClock
 from shared.domain.reasons import PauseReason, StopReason
+from shared.domain.records import Enrolment
 from shared.domain.repositories import Repositories
 from shared.domain.states import OPEN, FollowUpState, IllegalMove
 from tests.contract.conftest import HOUR, stored
@@ -46,6 +47,21 @@ def test_a_contact_is_enrolled_once_per_campaign(repos: Repositories, clock: Fak
     assert repos.followups.get("c9:ct1") is None
     assert repos.followups.count() == 2 and repos.followups.count("c1") == 1
     assert repos.followups.count_by_state() == {"scheduled": 2}
+
+
+def test_many_contacts_are_enrolled_in_one_write_idempotently(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    assert repos.followups.enrol_many([], now=now) == []
+    assert repos.followups.enrol(contact_id="ct2", campaign_id="c1", next_run_at=now, now=now)
+    batch = [Enrolment("ct1", "c1", now + HOUR), Enrolment("ct2", "c1", now), Enrolment("ct3", "c1", now),
+             Enrolment("ct1", "c1", now)]  # ct2 enrolled already, ct1 twice in the batch
+    assert repos.followups.enrol_many(batch, now=now) == [True, False, True, False]
+    followup = repos.followups.get("c1:ct1")
+    assert followup is not None
+    assert (followup.state, followup.step, followup.next_run_at) == (F.SCHEDULED, 0, now + HOUR)
+    assert repos.followups.count("c1") == 3
+    assert repos.followups.enrol_many(batch[:3], now=now + HOUR) == [False, False, False]
+    assert repos.followups.count_by_state() == {"scheduled": 3}
 
 
 def test_due_follow_ups_come_earliest_first_within_the_limit(repos: Repositories, clock: FakeClock) -> None:

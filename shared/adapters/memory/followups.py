@@ -18,7 +18,7 @@ from shared.adapters.documents import (
 from shared.adapters.memory.base import Doc, MemoryRepository, before, by, limited, push_history, set_fields
 from shared.domain.models import FollowUp
 from shared.domain.reasons import PauseReason, StopReason
-from shared.domain.records import DraftKeeper, FollowUpRef, FollowUpSummary, StaleFollowUp
+from shared.domain.records import DraftKeeper, Enrolment, FollowUpRef, FollowUpSummary, StaleFollowUp
 from shared.domain.repositories import ExpectedFollowUp
 from shared.domain.states import FOLLOWUP_TRANSITIONS, FollowUpState, Transition
 
@@ -32,6 +32,11 @@ class MemoryFollowUps(MemoryRepository):
         """Enrol at step 0; False if already enrolled (one follow-up per contact and campaign)."""
         return self._insert(enrolment_doc(contact_id=contact_id, campaign_id=campaign_id, next_run_at=next_run_at,
                                           now=now))
+
+    def enrol_many(self, enrolments: Sequence[Enrolment], *, now: datetime) -> list[bool]:
+        """Enrol each at step 0; for each, whether this call enrolled it."""
+        return [self._insert(enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id,
+                                           next_run_at=e.next_run_at, now=now)) for e in enrolments]
 
     def get(self, followup_id: str) -> FollowUp | None:
         """A follow-up by id."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.adapters.documents import (
     enrolment_doc,
@@ -22,12 +22,13 @@ from shared.adapters.documents import (
     followup_summary,
     keeper_from_doc,
 )
-from shared.adapters.mongo.connection import Doc, MongoRepository, history
+from shared.adapters.mongo.connection import DUPLICATE_KEY, Doc, MongoRepository, history
 from shared.domain.models import FollowUp
 from shared.domain.reasons import PauseReason, StopReason
-from shared.domain.records import DraftKeeper, FollowUpRef, FollowUpSummary, StaleFollowUp
+from shared.domain.records import DraftKeeper, Enrolment, FollowUpRef, FollowUpSummary, StaleFollowUp
 from shared.domain.repositories import ExpectedFollowUp
 from shared.domain.states import FOLLOWUP_TRANSITIONS, FollowUpState, Transition
+from shared.errors import TransientError
 
 _F = FollowUpState
 # The fields DraftKeeper reads.
@@ -47,6 +48,26 @@ class MongoFollowUps(MongoRepository):
         except DuplicateKeyError:
             return False
         return True
+
+    def enrol_many(self, enrolments: Sequence[Enrolment], *, now: datetime) -> list[bool]:
+        """Enrol many in one unordered ``insert_many``; an existing enrolment is a duplicate (False).
+
+        Any other refused write raises TransientError; what was stored by then stays, and
+        enrolling again finds it enrolled.
+        """
+        if not enrolments:
+            return []
+        docs = [enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id, next_run_at=e.next_run_at, now=now)
+                for e in enrolments]
+        try:
+            self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise TransientError(f"MongoDB refused {len(errors)} enrolment write(s)") from None
+            refused = {error["index"] for error in errors}
+            return [i not in refused for i in range(len(docs))]
+        return [True] * len(docs)
 
     def get(self, followup_id: str) -> FollowUp | None:
         """A follow-up by id."""

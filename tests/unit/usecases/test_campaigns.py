@@ -119,3 +119,28 @@ def test_list_and_counts(store: MemoryRepositories, clock: FakeClock) -> None:
     counts = counts_by_state(store)
     assert counts["followups"] == {"scheduled": 2}
     assert counts["messages"] == {}
+
+
+def test_enrol_writes_in_batches(store: MemoryRepositories, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Follow-ups are inserted ENROL_BATCH at a time (one write each), never one per contact."""
+    import shared.usecases.campaigns as campaigns
+
+    monkeypatch.setattr(campaigns, "ENROL_BATCH", 2)
+    now = clock.now()
+    for n in range(6, 11):
+        store.contacts.upsert(Contact(id=f"ct{n}", phone=f"+336123456{n:02d}", name=f"Client {n}",
+                                      language=Language.FR, tags=["clients"], fields=FACTS), now)
+    store.campaigns.create(_campaign(), now)
+    writes: list[int] = []
+    enrol_many = store.followups.enrol_many
+
+    def counted(batch: list[object], *, now: object) -> list[bool]:
+        writes.append(len(batch))
+        return enrol_many(batch, now=now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.followups, "enrol_many", counted)
+    monkeypatch.setattr(store.followups, "enrol", None)  # never one by one
+    report = enrol_campaign(store, "c1", now=now)
+    assert (report.enrolled, report.already_enrolled) == (7, 0)
+    assert writes == [2, 2, 2, 1]
+    assert store.followups.count("c1") == 7
