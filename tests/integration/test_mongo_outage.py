@@ -23,7 +23,7 @@ from pymongo.errors import AutoReconnect
 from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step, TemplateRef
-from shared.domain.records import InboundRecord
+from shared.domain.records import Enrolment, InboundRecord
 from shared.domain.repositories import Repositories
 from shared.domain.states import EventState, FollowUpState, MessageState
 from shared.errors import TransientError
@@ -57,6 +57,7 @@ SAMPLES: dict[Any, Any] = {
     OutboundMessage: OutboundMessage(id="m1", followup_id=None, contact_id="ct1", campaign_id=None, step=-1,
                                      state=MessageState.READY, kind="freeform", body="Bonjour", language=Language.FR),
     InboundRecord: InboundRecord(id="in:SM1", twilio_sid="SM1", contact_id="ct1"),
+    Enrolment: Enrolment(contact_id="ct1", campaign_id="c1", next_run_at=NOW),
 }
 
 
