@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,6 +19,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from starlette.applications import Starlette
 
+from shared.adapters.cached import CachedCampaigns
 from shared.adapters.mongo import Client, open_repositories
 from shared.clock import Clock, SystemClock
 from shared.domain.repositories import Repositories
@@ -203,6 +205,8 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
 
     limiter = SendRateLimiter(client=broker.client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate,
                               burst=settings.send_rate_burst)
+    # The actors read a campaign per message: kept per process (they decide nothing from its status).
+    store = replace(store, campaigns=CachedCampaigns(store.campaigns))
     deps = App(rules=settings.rules(), store=store, clock=clock or SystemClock(),
                queue=DramatiqQueue(broker), drafter=build_drafter(settings), sender=sender,
                classifier=build_classifier(settings), limiter=limiter, locks=RedisContactLocks(broker.client))

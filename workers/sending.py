@@ -77,20 +77,21 @@ def _step_preflight(deps: App, message: OutboundMessage, contact: Contact
     if followup is None or campaign is None:
         _cancel(deps, message.id, CancelReason.MISSING_DATA)
         return None
+    # Pausing a campaign pauses its follow-ups (shared.usecases.campaigns): decided from the
+    # follow-up, never from the campaign, which may come from this process's cache.
+    with_campaign = followup.state == FollowUpState.PAUSED and followup.pause_reason == PauseReason.CAMPAIGN_PAUSED
     if message.resend_of:
         # A template re-send of a step Twilio refused as freeform: the follow-up has moved on.
+        if with_campaign:
+            deps.queue.send_message(message.id, delay_seconds=60)  # sent once the campaign resumes
+            return None
         if followup.state in (FollowUpState.STOPPED, FollowUpState.PAUSED):
             _cancel(deps, message.id, CancelReason.followup_is(followup.state))
             return None
+    elif with_campaign and followup.step == message.step:
+        return None  # kept: the campaign's resume drafts this step again, which sends this draft
     elif followup.state != FollowUpState.AWAITING_SEND or followup.step != message.step:
         _cancel(deps, message.id, CancelReason.followup_is(followup.state))
-        return None
-    if campaign.status == "paused" and message.resend_of:
-        deps.queue.send_message(message.id, delay_seconds=60)
-        return None
-    if campaign.status == "paused":
-        store.followups.pause(followup.id, reason=PauseReason.CAMPAIGN_PAUSED, now=now, step=message.step,
-                              expected=FollowUpState.AWAITING_SEND)
         return None
     if _reply_unread(deps, message, contact, now):
         return None

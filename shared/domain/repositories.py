@@ -137,6 +137,9 @@ class FollowUpRepository(Protocol):
     def paused_with_campaign(self, campaign_id: str) -> list[str]:
         """Ids of the campaign's follow-ups paused because the campaign was paused."""
 
+    def running_in_campaign(self, campaign_id: str) -> list[str]:
+        """Ids of the campaign's running follow-ups (scheduled, queued, drafting, awaiting_send), by id."""
+
     # ------------------------------------------------------------ named transitions
     def start_drafting(self, followup_id: str, *, step: int, now: datetime) -> bool:
         """``queued → drafting`` at ``step``."""

@@ -90,17 +90,20 @@ def keeps_draft(followup: DraftKeeper | None, *, step: int, resend: bool = False
     campaign (resuming sends that same draft). It is dead once the follow-up is stopped,
     completed, past that step, or paused for the contact (a promise to pay, a hand-over): the
     step is drafted afresh when that pause ends. A template re-send (``resend``, 63016) outlives
-    its step and dies only when the follow-up is stopped or paused, as the sending actor decides.
+    its step and dies only when the follow-up is stopped or paused for the contact, as the
+    sending actor decides (paused with its campaign, it waits for the resume).
     """
     if followup is None:
         return False
+    with_campaign = (followup.state == FollowUpState.PAUSED.value
+                     and followup.pause_reason == PauseReason.CAMPAIGN_PAUSED)
     if resend:
-        return followup.state not in (FollowUpState.STOPPED.value, FollowUpState.PAUSED.value)
+        return with_campaign or followup.state not in (FollowUpState.STOPPED.value, FollowUpState.PAUSED.value)
     if followup.step != step:
         return False
     if followup.state in _HOLDS_DRAFT:
         return True
-    return followup.state == FollowUpState.PAUSED.value and followup.pause_reason == PauseReason.CAMPAIGN_PAUSED
+    return with_campaign
 
 
 def cancel_dead_draft(store: Repositories, message_id: str, followup: DraftKeeper | None, *, step: int,

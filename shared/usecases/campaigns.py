@@ -21,8 +21,10 @@ from shared.campaign_files import (
     who,
 )
 from shared.domain.models import Campaign
+from shared.domain.reasons import PauseReason
 from shared.domain.records import Enrolment
 from shared.domain.repositories import Repositories
+from shared.domain.states import RUNNING
 from shared.errors import InputError
 from shared.policy import step_due_at
 
@@ -126,20 +128,35 @@ class StatusChange:
     status: str  # "active" or "paused"
     changed: bool  # False: it already had that status
     resumed: int = 0  # follow-ups rescheduled by a resume
+    paused: int = 0  # follow-ups paused by a pause
 
 
 def pause_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
-    """Pause a campaign: its due follow-ups are no longer claimed (idempotent)."""
+    """Pause a campaign and, with it, each of its running follow-ups (idempotent).
+
+    The follow-ups carry the pause (``paused``, reason ``campaign_paused``, at their step):
+    the actors decide from the follow-up they read, never from a campaign they may have cached.
+    A step already drafted is kept and sent once the campaign resumes. The campaign's status
+    goes first, so that no scheduler claims its follow-ups while they are being paused.
+    """
     _campaign(store, campaign_id)
     changed = store.campaigns.set_status(campaign_id, "paused", now)
-    return StatusChange(campaign_id, "paused", changed)
+    paused = sum(1 for followup_id in store.followups.running_in_campaign(campaign_id)
+                 if store.followups.pause(followup_id, reason=PauseReason.CAMPAIGN_PAUSED, now=now, expected=RUNNING))
+    log.info("campaign %s paused: %d follow-up(s) paused with it", campaign_id, paused)
+    return StatusChange(campaign_id, "paused", changed, paused=paused)
 
 
 def resume_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
-    """Resume a campaign; the follow-ups paused with it go back to scheduled, due now (idempotent)."""
+    """Resume a campaign; the follow-ups paused with it go back to scheduled, due now (idempotent).
+
+    Only those: a follow-up paused for its contact (a promise to pay, a hand-over) stays paused.
+    Run again on an active campaign, it resumes what an interrupted resume left paused.
+    """
     _campaign(store, campaign_id)
     changed = store.campaigns.set_status(campaign_id, "active", now)
-    resumed = resume_followups(store, campaign_id, now=now) if changed else 0
+    resumed = resume_followups(store, campaign_id, now=now)
+    log.info("campaign %s resumed: %d follow-up(s) rescheduled", campaign_id, resumed)
     return StatusChange(campaign_id, "active", changed, resumed)
 
 

@@ -1,17 +1,20 @@
 """Both repository implementations, for one contract suite: MongoDB on the test server, and in memory.
 
-Each test gets ``repos`` twice: over a fresh MongoDB database (the real SecantusDB or mongod of
-tests/conftest.py) and over fresh in-memory twins. A difference between them is a failure of one.
+Each test gets ``repos`` over a fresh MongoDB database (the real SecantusDB or mongod of
+tests/conftest.py), over fresh in-memory twins, and over the twins with the actors' campaign
+cache (:mod:`shared.adapters.cached`) in front. A difference between them is a failure of one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from shared.adapters.cached import CachedCampaigns
 from shared.adapters.memory import MemoryRepositories, memory_repositories
 from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, Step
@@ -21,11 +24,15 @@ from shared.domain.states import MessageState
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(params=["mongo", "memory"])
+@pytest.fixture(params=["mongo", "memory", "cached"])
 def repos(request: pytest.FixtureRequest) -> Iterator[Repositories]:
     """The repositories under test: MongoDB (a fresh database, indexes created) or the in-memory twins."""
     if request.param == "memory":
         yield memory_repositories()
+        return
+    if request.param == "cached":
+        twins = memory_repositories()
+        yield replace(twins, campaigns=CachedCampaigns(twins.campaigns))
         return
     uri, name = request.getfixturevalue("mongo_uri"), request.getfixturevalue("db_name")
     client = connect(uri)
@@ -42,7 +49,7 @@ def plant(repos: Repositories, repository: str, doc: dict[str, Any]) -> None:
         getattr(repos, repository).collection.insert_one(doc)
     else:
         assert isinstance(repos, MemoryRepositories)
-        getattr(repos, repository).docs[doc["_id"]] = doc
+        _memory(repos, repository).docs[doc["_id"]] = doc
 
 
 def stored(repos: Repositories, repository: str, key: str) -> dict[str, Any] | None:
@@ -50,8 +57,13 @@ def stored(repos: Repositories, repository: str, key: str) -> dict[str, Any] | N
     if isinstance(repos, MongoRepositories):
         return getattr(repos, repository).collection.find_one({"_id": key})
     assert isinstance(repos, MemoryRepositories)
-    doc = getattr(repos, repository).docs.get(key)
+    doc = _memory(repos, repository).docs.get(key)
     return dict(doc) if doc is not None else None
+
+
+def _memory(repos: MemoryRepositories, repository: str) -> Any:
+    found = getattr(repos, repository)
+    return found.inner if isinstance(found, CachedCampaigns) else found
 
 
 def contact(n: int = 1, **changes: Any) -> Contact:

@@ -218,6 +218,18 @@ def test_the_campaigns_own_pauses_are_found_by_campaign(repos: Repositories, clo
     assert repos.followups.paused_with_campaign("c1") == [mine]
 
 
+def test_a_campaigns_running_follow_ups_are_found_by_campaign(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    scheduled, queued, awaiting, paused, stopped = _enrolled(repos, now, "ct1", "ct2", "ct3", "ct4", "ct5")
+    _enrolled(repos, now, "ct1", campaign_id="c2")
+    assert repos.followups.claim([queued, awaiting], now)
+    assert repos.followups.await_send(awaiting, step=0, now=now)
+    assert repos.followups.pause(paused, reason=PauseReason.PROMISE_TO_PAY, until=now + HOUR, now=now)
+    assert repos.followups.stop(stopped, reason=StopReason.PAID, now=now)
+    assert repos.followups.running_in_campaign("c1") == sorted([scheduled, queued, awaiting])
+    assert repos.followups.running_in_campaign("c9") == []
+
+
 def test_a_contacts_follow_ups_by_state_and_what_keeps_a_draft(repos: Repositories, clock: FakeClock) -> None:
     now = clock.now()
     first, _ = _enrolled(repos, now, "ct1", "ct2")

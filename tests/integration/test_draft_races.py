@@ -23,7 +23,7 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
 from shared.usecases.cadence import pause_contact, stop_contact
-from shared.usecases.campaigns import resume_followups
+from shared.usecases.campaigns import pause_campaign, resume_campaign
 from shared.usecases.context import App
 from shared.usecases.scheduling import tick
 from tests.support.actors import drain
@@ -193,14 +193,13 @@ def test_a_paused_campaign_keeps_its_ready_message(deps: App, clock: FakeClock) 
     message_id = draft_followup(deps, followup_id, step)
     assert message_id
     _queue(deps).sends.clear()
-    deps.store.campaigns.set_status("c1", "paused", clock.now())
+    assert pause_campaign(deps.store, "c1", now=clock.now()).paused == 1
     assert send_message(deps, message_id) is None
     assert _followup(deps)["state"] == "paused"
     clock.advance(STALE * 3)
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     assert _message_state(deps, message_id) == "ready"
-    deps.store.campaigns.set_status("c1", "active", clock.now())
-    assert resume_followups(deps.store, "c1", now=clock.now()) == 1
+    assert resume_campaign(deps.store, "c1", now=clock.now()).resumed == 1
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     drain(deps)
     assert [r.body for r in deps.sender.sent] == ["Bonjour Marie, brouillon 1."]  # type: ignore[attr-defined]

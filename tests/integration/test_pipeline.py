@@ -17,7 +17,7 @@ from shared.domain.models import Campaign, Contact, EnrolRule, Language, SendWin
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
-from shared.usecases.campaigns import resume_followups
+from shared.usecases.campaigns import pause_campaign, resume_campaign
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
 from shared.usecases.scheduling import TickReport, reconcile, tick
@@ -289,16 +289,17 @@ def test_stuck_sending_becomes_uncertain_not_resent(deps: App, clock: FakeClock)
 
 def test_paused_campaign_sends_nothing_and_resumes(deps: App, clock: FakeClock) -> None:
     fid = _setup(deps, steps=1)
-    deps.store.campaigns.set_status("c1", "paused", clock.now())
+    assert pause_campaign(deps.store, "c1", now=clock.now()).paused == 1
     assert tick(deps.store, deps.queue, clock).claimed == []
-    deps.store.campaigns.set_status("c1", "active", clock.now())
+    assert resume_campaign(deps.store, "c1", now=clock.now()).resumed == 1
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
-    deps.store.campaigns.set_status("c1", "paused", clock.now())  # paused between drafting and sending
+    # Paused between drafting and sending: the follow-up carries the pause, the draft is kept.
+    assert pause_campaign(deps.store, "c1", now=clock.now()).paused == 1
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert _state(deps, fid) == "paused"
-    deps.store.campaigns.set_status("c1", "active", clock.now())
-    assert resume_followups(deps.store, "c1", now=clock.now()) == 1
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "ready"  # type: ignore[index]
+    assert resume_campaign(deps.store, "c1", now=clock.now()).resumed == 1
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)
     drain(deps)

@@ -28,11 +28,13 @@ S = FollowUpState
     ({"state": S.COMPLETED, "step": 2}, 1, False, False),
     ({"state": S.SCHEDULED, "step": 2}, 1, False, False),
     (None, 1, False, False),
-    # A template re-send (63016) outlives its step; stopped or paused ends it.
+    # A template re-send (63016) outlives its step; stopped or paused for the contact ends it…
     ({"state": S.SCHEDULED, "step": 2}, 1, True, True),
     ({"state": S.COMPLETED, "step": 2}, 1, True, True),
-    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, True, False),
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "promise_to_pay"}, 1, True, False),
     ({"state": S.STOPPED, "step": 1}, 1, True, False),
+    # …while a campaign pause only delays it (the sending actor sends it once the campaign resumes).
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, True, True),
 ])
 def test_which_drafts_may_still_be_sent(followup: dict[str, Any] | None, step: int, resend: bool, kept: bool) -> None:
     keeper = DraftKeeper(state=followup["state"].value, step=followup["step"],

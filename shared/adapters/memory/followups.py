@@ -20,7 +20,7 @@ from shared.domain.models import FollowUp
 from shared.domain.reasons import PauseReason, StopReason
 from shared.domain.records import DraftKeeper, Enrolment, FollowUpRef, FollowUpSummary, StaleFollowUp
 from shared.domain.repositories import ExpectedFollowUp
-from shared.domain.states import FOLLOWUP_TRANSITIONS, FollowUpState, Transition
+from shared.domain.states import FOLLOWUP_TRANSITIONS, RUNNING, FollowUpState, Transition
 
 _F = FollowUpState
 
@@ -109,6 +109,12 @@ class MemoryFollowUps(MemoryRepository):
         """Ids of the campaign's follow-ups paused because the campaign was paused."""
         return [key for key, doc in self.docs.items() if doc.get("campaign_id") == campaign_id
                 and doc.get("state") == _F.PAUSED.value and doc.get("pause_reason") == PauseReason.CAMPAIGN_PAUSED]
+
+    def running_in_campaign(self, campaign_id: str) -> list[str]:
+        """Ids of the campaign's running follow-ups, by id."""
+        running = {s.value for s in RUNNING}
+        return sorted(key for key, doc in self.docs.items()
+                      if doc.get("campaign_id") == campaign_id and doc.get("state") in running)
 
     # ------------------------------------------------------------ named transitions
     def _move(self, followup_id: str, move: Transition[FollowUpState], *, now: datetime,

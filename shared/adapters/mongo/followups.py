@@ -27,7 +27,7 @@ from shared.domain.models import FollowUp
 from shared.domain.reasons import PauseReason, StopReason
 from shared.domain.records import DraftKeeper, Enrolment, FollowUpRef, FollowUpSummary, StaleFollowUp
 from shared.domain.repositories import ExpectedFollowUp
-from shared.domain.states import FOLLOWUP_TRANSITIONS, FollowUpState, Transition
+from shared.domain.states import FOLLOWUP_TRANSITIONS, RUNNING, FollowUpState, Transition
 from shared.errors import TransientError
 
 _F = FollowUpState
@@ -154,6 +154,12 @@ class MongoFollowUps(MongoRepository):
         """Ids of the campaign's follow-ups paused because the campaign was paused."""
         docs = self.collection.find({"campaign_id": campaign_id, "state": _F.PAUSED.value,
                                      "pause_reason": PauseReason.CAMPAIGN_PAUSED.value}, {"_id": 1})
+        return [str(doc["_id"]) for doc in docs]
+
+    def running_in_campaign(self, campaign_id: str) -> list[str]:
+        """Ids of the campaign's running follow-ups, by id (through the ``campaign`` index)."""
+        docs = self.collection.find({"campaign_id": campaign_id, "state": {"$in": [s.value for s in RUNNING]}},
+                                    {"_id": 1}).sort("_id", ASCENDING)
         return [str(doc["_id"]) for doc in docs]
 
     # ------------------------------------------------------------ named transitions

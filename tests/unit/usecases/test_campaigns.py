@@ -93,15 +93,18 @@ def test_an_unknown_campaign_is_the_users_mistake(store: MemoryRepositories, clo
 def test_pause_and_resume(store: MemoryRepositories, clock: FakeClock) -> None:
     store.campaigns.create(_campaign(), clock.now())
     enrol_campaign(store, "c1", now=clock.now())
-    paused = pause_campaign(store, "c1", now=clock.now())
-    assert (paused.status, paused.changed) == ("paused", True)
-    assert not pause_campaign(store, "c1", now=clock.now()).changed
-    campaign = store.campaigns.get("c1")
-    assert campaign is not None and campaign.status == "paused"
-    # A follow-up the sending actor paused with its campaign is resumed with it.
-    assert store.followups.pause("c1:ct1", reason=PauseReason.CAMPAIGN_PAUSED, now=clock.now())
+    # ct2 promised to pay: paused for the contact, not with the campaign.
     assert store.followups.pause("c1:ct2", reason=PauseReason.PROMISE_TO_PAY, now=clock.now(),
                                  until=clock.now() + timedelta(days=9))
+    paused = pause_campaign(store, "c1", now=clock.now())
+    assert (paused.status, paused.changed, paused.paused) == ("paused", True, 1)
+    again = pause_campaign(store, "c1", now=clock.now())
+    assert (again.changed, again.paused) == (False, 0)
+    campaign = store.campaigns.get("c1")
+    assert campaign is not None and campaign.status == "paused"
+    # The follow-up carries the pause: the actors read it there, never from a (cached) campaign.
+    ct1 = store.followups.get("c1:ct1")
+    assert ct1 is not None and ct1.state == FollowUpState.PAUSED and ct1.pause_reason == PauseReason.CAMPAIGN_PAUSED
     resumed = resume_campaign(store, "c1", now=clock.now())
     assert (resumed.status, resumed.changed, resumed.resumed) == ("active", True, 1)
     ct1, ct2 = store.followups.get("c1:ct1"), store.followups.get("c1:ct2")
