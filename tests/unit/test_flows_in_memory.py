@@ -6,17 +6,21 @@ suite holds to the MongoDB one): milliseconds instead of a database round trip p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import time, timedelta
 
 import pytest
 
+from shared.adapters.cached import CachedCampaigns
 from shared.adapters.memory import MemoryRepositories, memory_repositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
+from shared.domain.reasons import PauseReason
 from shared.domain.states import FollowUpState, MessageState
 from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
+from shared.usecases.campaigns import pause_campaign, resume_campaign
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
 from shared.usecases.scheduling import tick
@@ -97,3 +101,48 @@ def test_a_whole_cadence_runs_to_its_end(deps: App, clock: FakeClock) -> None:
     followup = deps.store.followups.get("c1:ct1")
     assert followup is not None and followup.state == FollowUpState.COMPLETED
     assert deps.store.messages.count_by_state() == {"sent": 2}
+
+
+class PauseWhileDrafting:
+    """A drafter during whose work the campaign is paused (``relance campaigns pause`` in another process)."""
+
+    def __init__(self, store: MemoryRepositories, clock: FakeClock) -> None:
+        self.store, self.clock = store, clock
+        self.armed = True
+        self.count = 0
+
+    def draft(self, request: DraftRequest) -> Draft:
+        self.count += 1
+        if self.armed:
+            self.armed = False
+            assert pause_campaign(self.store, "c1", now=self.clock.now()).paused == 1
+        return Draft(body=f"Bonjour {request.contact_name}, un rappel.", language=request.language, source="offline")
+
+
+def test_a_campaign_paused_while_a_step_is_drafted_keeps_the_draft_and_sends_it_once_resumed(
+        deps: App, clock: FakeClock) -> None:
+    """The workers read the campaign from their cache: the pause reaches them through the follow-up."""
+    store = deps.store
+    assert isinstance(store, MemoryRepositories)
+    cached = replace(store, campaigns=CachedCampaigns(store.campaigns))
+    drafter = PauseWhileDrafting(store, clock)
+    deps = replace(deps, store=cached, drafter=drafter)
+    queue, sender = deps.queue, deps.sender
+    assert isinstance(queue, RecordingQueue) and isinstance(sender, FakeSender)
+    assert deps.store.campaigns.get("c1") is not None  # cached as active
+    tick(deps.store, queue, clock)
+    drain(deps)
+    assert sender.sent == []
+    followup = store.followups.get("c1:ct1")
+    assert followup is not None and (followup.state, followup.pause_reason) == (FollowUpState.PAUSED,
+                                                                               PauseReason.CAMPAIGN_PAUSED)
+    message = store.messages.get("c1:ct1:0")
+    assert message is not None and message.state == MessageState.READY  # kept for the resume
+    clock.advance(timedelta(minutes=30))  # the sweeps leave it alone
+    tick(deps.store, queue, clock)
+    drain(deps)
+    assert sender.sent == []
+    assert resume_campaign(store, "c1", now=clock.now()).resumed == 1
+    tick(deps.store, queue, clock)
+    drain(deps)
+    assert [r.to for r in sender.sent] == [PHONE] and drafter.count == 1  # the kept draft, sent once
