@@ -35,7 +35,6 @@ from shared.domain.states import (
 )
 
 _M = MessageState
-_ADOPTABLE = [_M.SENDING.value, _M.UNCERTAIN.value]  # a callback may bring the SID of these
 
 
 def unknown_query(phone: str | None = None) -> Doc:
@@ -159,8 +158,11 @@ class MongoMessages(MongoRepository):
         query: Doc = {"twilio_sid": sid, "status_rank": {"$lt": rank}}
         update: Doc = {"$set": fields, "$push": {"history": entry}}
         if message_id is not None:
-            query = {"_id": message_id, "status_rank": {"$lt": rank},
-                     "$or": [{"twilio_sid": sid}, {"twilio_sid": {"$exists": False}, "state": {"$in": _ADOPTABLE}}]}
+            # No $or (SecantusDB answers a filter with one by scanning the collection): a message
+            # without a SID ranked at least ``sending`` is sending or uncertain (ready and cancelled
+            # rank 0, a send refused at once is failed, ranked above every status that could move it).
+            query = {"_id": message_id, "twilio_sid": {"$in": [sid, None]},
+                     "status_rank": {"$gte": STATUS_RANK[_M.SENDING.value], "$lt": rank}}
             # $min sets sent_at only when missing (an adoption): the worker's own is earlier.
             update = {"$set": {**fields, "twilio_sid": sid}, "$min": {"sent_at": now}, "$push": {"history": entry}}
         result = self.collection.update_one(query, update)
