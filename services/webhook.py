@@ -7,9 +7,9 @@ on its fields, the signature itself (PUBLIC_BASE_URL + path + query, with the Au
 with our SharedKey and its algorithm when Twilio says so in
 X-Twilio-Webhooks-Signature-Settings), the shape of every identifier
 (:mod:`services.twilio_fields`); then an inbound message or a failed delivery status is stored
-once under a dedupe key and enqueued, another delivery status moves its message forward (one
-conditional update), and the request is answered at once with empty TwiML. No AI and no slow
-work happens here.
+once under a dedupe key and enqueued, delivered and read move their message forward (one
+conditional update; sent and queued write nothing), and the request is answered at once with
+empty TwiML. No AI and no slow work happens here.
 
 Answers: 200 (stored, applied, or a duplicate); 400 malformed, a field Twilio would not send, or the
 client gone before its body arrived; 403
@@ -47,7 +47,7 @@ from services.twilio_fields import FieldError, Ours, check_inbound, check_status
 from shared.clock import Clock
 from shared.domain.events import status_event_doc
 from shared.domain.repositories import Repositories
-from shared.domain.states import FAILED_STATUSES, ActionState, EventState
+from shared.domain.states import FAILED_STATUSES, STATUS_RANK, ActionState, EventState
 from shared.errors import TransientError
 from shared.phones import mask_phone
 from shared.ports import TaskQueue
@@ -415,6 +415,12 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         message_id = request.query_params.get("mid")
         check_status(form, ours, message_id)
         event_id, event = status_event(form)
+        if STATUS_RANK.get(event["status"], 0) <= STATUS_RANK["sent"]:
+            # queued/accepted/sending/sent tell nothing the sending worker does not write itself
+            # (the SID, state sent). Were its answer lost, the delivered or failed callback that
+            # follows adopts the SID, or the reconciliation finds the message at Twilio.
+            log.debug("status sid=%s status=%s: nothing to write", form["MessageSid"], form["MessageStatus"])
+            return twiml()
         fresh = False
         if event["status"] in FAILED_STATUSES:
             # Stored once: its event waits for the replies worker to act on it. Other statuses

@@ -115,11 +115,26 @@ def test_callbacks_out_of_order_end_in_the_latest_status(client: TestClient, sto
     assert [h["state"] for h in doc["history"]].count("read") == 1
 
 
-@pytest.mark.parametrize("first", ["sent", "delivered", "read"])
+def test_a_sent_callback_writes_nothing_the_worker_writes_the_sid(client: TestClient, store: MongoRepositories,
+                                                                   clock: FakeClock) -> None:
+    """queued/sent say what the sending worker stores itself: no write, whichever comes first."""
+    message_id, sid = _sending_message(store, clock), "SM" + "5" * 32
+    for status in ("queued", "sent"):
+        assert post(client, "/whatsapp/status", status_form(sid, status), query="mid=c1%3Act%3A0")[0] == 200
+    assert store.messages.get(message_id).state == MessageState.SENDING  # type: ignore[union-attr]
+    assert record_sid(store, message_id, sid, clock.now())
+    assert post(client, "/whatsapp/status", status_form(sid, "sent"), query="mid=c1%3Act%3A0")[0] == 200
+    doc = store.messages.collection.find_one({"_id": message_id})
+    assert doc is not None and [h["state"] for h in doc["history"]] == ["ready", "sending", "sent"]
+    assert store.events.collection.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("first", ["delivered", "read"])
 def test_a_callback_before_the_worker_stored_the_sid_adopts_it(client: TestClient, store: MongoRepositories,
                                                                clock: FakeClock, first: str) -> None:
     """Twilio's callback beats the sending worker's write: the message still ends in the right state."""
     message_id, sid = _sending_message(store, clock), "SM" + "5" * 32
+    assert post(client, "/whatsapp/status", status_form(sid, "sent"), query="mid=c1%3Act%3A0")[0] == 200
     assert post(client, "/whatsapp/status", status_form(sid, first), query="mid=c1%3Act%3A0")[0] == 200
     adopted = store.messages.get(message_id)
     assert adopted is not None and (adopted.state.value, adopted.twilio_sid) == (first, sid)
@@ -131,6 +146,18 @@ def test_a_callback_before_the_worker_stored_the_sid_adopts_it(client: TestClien
     assert final is not None and (final.state, final.twilio_sid, final.sent_at) == (
         MessageState.READ, sid, adopted.sent_at)
     assert store.events.collection.count_documents({}) == 0
+
+
+def test_an_uncertain_send_is_adopted_by_its_delivered_callback(client: TestClient, store: MongoRepositories,
+                                                                 clock: FakeClock) -> None:
+    """The worker lost Twilio's answer: the sent callback writes nothing, delivered adopts the SID."""
+    message_id, sid = _sending_message(store, clock), "SM" + "8" * 32
+    assert store.messages.mark_uncertain(message_id, reason="no answer from Twilio", now=clock.now())
+    assert post(client, "/whatsapp/status", status_form(sid, "sent"), query="mid=c1%3Act%3A0")[0] == 200
+    assert store.messages.get(message_id).state == MessageState.UNCERTAIN  # type: ignore[union-attr]
+    assert post(client, "/whatsapp/status", status_form(sid, "delivered"), query="mid=c1%3Act%3A0")[0] == 200
+    adopted = store.messages.get(message_id)
+    assert adopted is not None and (adopted.state, adopted.twilio_sid) == (MessageState.DELIVERED, sid)
 
 
 def test_a_failure_before_the_worker_stored_the_sid_is_adopted_and_acted_on(
