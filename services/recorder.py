@@ -1,7 +1,8 @@
 """Group commit for webhook events: concurrent requests share one insert and one enqueue.
 
-Every webhook request must have its event stored (once) in MongoDB before it is answered 200,
-and an inbound message must then be put on Redis for the replies actors. Done one request at a
+A webhook request whose event an actor must act on (an inbound message, a failed delivery
+status) must have it stored (once) in MongoDB before it is answered 200, and an inbound message
+must then be put on Redis for the replies actors. Done one request at a
 time, that is a MongoDB round trip, a Redis round trip and two thread hand-offs per request.
 
 Here a request hands its event to :class:`EventRecorder` and waits. A writer takes everything

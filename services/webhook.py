@@ -6,10 +6,12 @@ requests in flight, the body read under a deadline and a size cap, the form pars
 on its fields, the signature itself (PUBLIC_BASE_URL + path + query, with the Auth Token, or
 with our SharedKey and its algorithm when Twilio says so in
 X-Twilio-Webhooks-Signature-Settings), the shape of every identifier
-(:mod:`services.twilio_fields`); then the event is stored once under a dedupe key, enqueued,
-and answered at once with empty TwiML. No AI and no slow work happens here.
+(:mod:`services.twilio_fields`); then an inbound message or a failed delivery status is stored
+once under a dedupe key and enqueued, delivered and read move their message forward (one
+conditional update; sent and queued write nothing), and the request is answered at once with
+empty TwiML. No AI and no slow work happens here.
 
-Answers: 200 (stored, or a duplicate); 400 malformed, a field Twilio would not send, or the
+Answers: 200 (stored, applied, or a duplicate); 400 malformed, a field Twilio would not send, or the
 client gone before its body arrived; 403
 missing, malformed or wrong signature; 408 body too slow; 413 body too large, too many or too
 long fields; 503 too many requests in flight, or the event cannot be recorded. See
@@ -45,11 +47,10 @@ from services.twilio_fields import FieldError, Ours, check_inbound, check_status
 from shared.clock import Clock
 from shared.domain.events import status_event_doc
 from shared.domain.repositories import Repositories
-from shared.domain.states import ActionState, EventState
+from shared.domain.states import FAILED_STATUSES, STATUS_RANK, ActionState, EventState
 from shared.errors import TransientError
 from shared.phones import mask_phone
 from shared.ports import TaskQueue
-from shared.usecases.delivery import record_sid
 
 log = logging.getLogger(__name__)
 
@@ -321,21 +322,20 @@ def status_event(form: dict[str, str]) -> tuple[str, dict[str, Any]]:
     return status_event_doc(form["MessageSid"], form["MessageStatus"].lower(), _error_code(form))
 
 
-def apply_status(deps: WebhookDeps, event_id: str, event: dict[str, Any], fresh: bool, message_id: str = "") -> None:
-    """Move the message forward from a stored status event; enqueue the action of a new failure.
+def apply_status(deps: WebhookDeps, event_id: str, event: dict[str, Any], message_id: str = "", *,
+                 fresh: bool = False) -> None:
+    """Move the message forward (one conditional update); enqueue the action of a newly stored failure.
 
-    Applied for a duplicate too (the moves are monotonic and conditional, so a second time
-    changes nothing): a callback whose event was stored just before MongoDB went away is
+    Forward only and conditional, so a duplicate or a late callback changes nothing: a failure
+    is applied for a duplicate too, so a callback stored just before MongoDB went away is
     finished when Twilio retries it. ``message_id`` is our marker from the StatusCallback URL:
-    when a send's outcome was lost (worker crash, timeout), the first callback tells us Twilio
-    has it and under which SID.
+    when the callback comes before the sending worker stored the SID, or the send's answer was
+    lost (worker crash, timeout), the same update adopts the SID
+    (``MessageRepository.apply_status``).
     """
-    now = deps.clock.now()
     sid = event["sid"]
-    if not deps.store.messages.apply_status(sid, event["status"], event["error_code"], now) and message_id:
-        # No message carries this SID yet: either the sending worker has not written it, or its
-        # answer was lost. Adopt it (a no-op unless the message is sending/uncertain).
-        record_sid(deps.store, message_id, sid, now)
+    deps.store.messages.apply_status(sid, event["status"], event["error_code"], deps.clock.now(),
+                                     message_id=message_id or None)
     if fresh and event["action_state"] == ActionState.PENDING:
         try:
             deps.queue.process_status(event_id)
@@ -415,9 +415,20 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         message_id = request.query_params.get("mid")
         check_status(form, ours, message_id)
         event_id, event = status_event(form)
-        fresh = await recorder.record(event_id, event)
-        await run_in_threadpool(apply_status, deps, event_id, event, fresh, message_id or "")
-        log.debug("status sid=%s status=%s duplicate=%s", form["MessageSid"], form["MessageStatus"], not fresh)
+        if STATUS_RANK.get(event["status"], 0) <= STATUS_RANK["sent"]:
+            # queued/accepted/sending/sent tell nothing the sending worker does not write itself
+            # (the SID, state sent). Were its answer lost, the delivered or failed callback that
+            # follows adopts the SID, or the reconciliation finds the message at Twilio.
+            log.debug("status sid=%s status=%s: nothing to write", form["MessageSid"], form["MessageStatus"])
+            return twiml()
+        fresh = False
+        if event["status"] in FAILED_STATUSES:
+            # Stored once: its event waits for the replies worker to act on it. Other statuses
+            # need no worker: the message's update (and its history) is their record, its rank
+            # guard their dedupe.
+            fresh = await recorder.record(event_id, event)
+        await run_in_threadpool(apply_status, deps, event_id, event, message_id or "", fresh=fresh)
+        log.debug("status sid=%s status=%s new failure=%s", form["MessageSid"], form["MessageStatus"], fresh)
         return twiml()
 
     async def handle_inbound(request: Request, headers: dict[bytes, str]) -> Response:

@@ -216,8 +216,8 @@ class MessageRepository(Protocol):
     def get(self, message_id: str) -> OutboundMessage | None:
         """An outbound message by id."""
 
-    def id_by_sid(self, sid: str) -> str | None:
-        """The id of the message Twilio knows as ``sid``."""
+    def by_sid(self, sid: str) -> OutboundMessage | None:
+        """The outbound message Twilio knows as ``sid``."""
 
     def followup_id_by_sid(self, sid: str) -> str | None:
         """The follow-up of the message Twilio knows as ``sid`` (read raw, whatever the message holds)."""
@@ -254,8 +254,12 @@ class MessageRepository(Protocol):
         """Cancel the contact's ready messages but owner alerts; how many."""
 
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
-                     source: str = "callback") -> bool:
-        """Apply a Twilio delivery status to the message with this SID, forward only; True when it changed."""
+                     source: str = "callback", message_id: str | None = None) -> bool:
+        """Apply a Twilio delivery status to the message with this SID, forward only; True when it changed.
+
+        With ``message_id`` (a callback's ``mid``): one conditional update of that message, which
+        adopts ``sid`` when it has none yet (``sending``/``uncertain``), never over another SID.
+        """
 
     def hold(self, message_id: str, *, until: datetime, now: datetime) -> bool:
         """Keep a ready message for later (``not_before``)."""
@@ -363,9 +367,6 @@ class EventRepository(Protocol):
 
     def known_ids(self, event_ids: Iterable[str]) -> set[str]:
         """Which of these event ids are stored."""
-
-    def status_events(self, sid: str) -> list[StoredEvent]:
-        """The status events stored for a SID, oldest first."""
 
     def unprocessed_inbound(self, phone: str, limit: int = 10) -> list[WaitingEvent]:
         """Inbound events from ``phone`` (E.164) stored but not processed yet, oldest first."""

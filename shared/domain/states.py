@@ -81,11 +81,15 @@ FOLLOWUP_MOVES: dict[FollowUpState, frozenset[FollowUpState]] = {
 # The outbound message state machine (inbound messages are stored ``received`` and never move).
 # Delivery statuses only move forward (see STATUS_RANK); failed, undelivered are final, and so is
 # read unless Twilio reports a late failure.
+# What a status callback can move a message to (TWILIO_STATUS_TO_STATE's values).
+_REPORTED = (_M.SENT, _M.DELIVERED, _M.READ, _M.FAILED, _M.UNDELIVERED)
 MESSAGE_MOVES: dict[MessageState, frozenset[MessageState]] = {
     _M.READY: frozenset({_M.SENDING, _M.CANCELLED}),
-    # Twilio answered; refused it; no answer (network); a retryable error: ready again
-    _M.SENDING: frozenset({_M.SENT, _M.FAILED, _M.UNCERTAIN, _M.READY}),
-    _M.UNCERTAIN: frozenset({_M.SENT, _M.READY}),  # found at Twilio after all; not found: sent again
+    # Twilio answered (sent), or a status callback carrying our message id came before the worker
+    # stored the SID and adopted it with its status; refused it; no answer (network); a retryable
+    # error: ready again
+    _M.SENDING: frozenset({*_REPORTED, _M.UNCERTAIN, _M.READY}),
+    _M.UNCERTAIN: frozenset({*_REPORTED, _M.READY}),  # found at Twilio after all (or adopted); not found: sent again
     _M.CANCELLED: frozenset({_M.READY}),  # drafted again (never sent: it has no Twilio SID)
     _M.SENT: frozenset({_M.DELIVERED, _M.READ, _M.FAILED, _M.UNDELIVERED}),
     _M.DELIVERED: frozenset({_M.READ, _M.FAILED, _M.UNDELIVERED}),

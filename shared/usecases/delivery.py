@@ -30,7 +30,7 @@ from shared.domain.events import status_event_doc
 from shared.domain.models import Contact, OutboundMessage
 from shared.domain.reasons import PauseReason, StatusAction, StopReason
 from shared.domain.repositories import Repositories
-from shared.domain.states import FAILED_STATUSES, ActionState, FollowUpState, MessageState
+from shared.domain.states import FAILED_STATUSES, STATUS_RANK, ActionState, FollowUpState, MessageState
 from shared.domain.templates import render_preview, template_variables
 from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.phones import mask_phone
@@ -50,18 +50,13 @@ from shared.usecases.failures import give_up_after_failures
 
 
 def record_sid(store: Repositories, message_id: str, sid: str, now: datetime) -> bool:
-    """``sending|uncertain → sent`` with Twilio's SID; then replay the status callbacks that came first.
+    """``sending|uncertain → sent`` with Twilio's SID; True when this call recorded it.
 
-    A callback can beat the sending worker's write of the SID: its event is stored, and applied
-    here (forward only, so the order they are replayed in does not matter). True when this
-    call recorded the SID.
+    One conditional update, nothing to replay: a status callback that comes first carries our
+    message id and adopts the SID itself with its status (``MessageRepository.apply_status``),
+    and then this finds the message moved on and changes nothing.
     """
-    moved = store.messages.mark_sent(message_id, sid=sid, now=now)
-    if moved:
-        for event in store.events.status_events(sid):
-            if event.status is not None:
-                store.messages.apply_status(sid, event.status, event.error_code, now)
-    return moved
+    return store.messages.mark_sent(message_id, sid=sid, now=now)
 
 
 log = logging.getLogger(__name__)
@@ -189,14 +184,17 @@ def process_status(deps: App, event_id: str) -> str | None:
     event = store.events.get(event_id)
     if event is None or event.action_state != ActionState.PENDING:
         return None
-    message_id = store.messages.id_by_sid(event.sid)
-    if message_id is None:
+    message = store.messages.by_sid(event.sid)
+    if message is None:
         if event.received_at and (now - utc(event.received_at)).total_seconds() < 600:
-            # The callback beat the sending actor's write of the SID: try again shortly.
+            # The callback beat the sending actor's write of the SID (and carried no message id
+            # to adopt it with): try again shortly.
             raise TransientError("no message with this SID yet")
+    elif event.status is not None and STATUS_RANK.get(message.state.value, 0) < STATUS_RANK.get(event.status, 0):
+        # Its callback found no message to move (it came before the SID was stored).
+        store.messages.apply_status(event.sid, event.status, event.error_code, now)
     if event.error_code in SLOW_DOWN_CODES:
         deps.limiter.slow_down()
-    message = store.messages.get(message_id) if message_id else None
     outcome = StatusAction.UNKNOWN_MESSAGE
     if message is not None and message.purpose == "alert":
         outcome = handle_alert_error(deps, message, event.error_code)

@@ -96,8 +96,9 @@ def test_a_twilio_sid_belongs_to_one_message(repos: Repositories, clock: FakeClo
     with pytest.raises(StoreError):
         repos.messages.mark_sent("other", sid=SID, now=now)
     assert _state(repos, "other") == "sending"
-    assert repos.messages.id_by_sid(SID) == "c1:ct1:0" and repos.messages.followup_id_by_sid(SID) == "c1:ct1"
-    assert repos.messages.id_by_sid("SMnone") is None and repos.messages.followup_id_by_sid("SMnone") is None
+    found = repos.messages.by_sid(SID)
+    assert found is not None and found.id == "c1:ct1:0" and repos.messages.followup_id_by_sid(SID) == "c1:ct1"
+    assert repos.messages.by_sid("SMnone") is None and repos.messages.followup_id_by_sid("SMnone") is None
     assert repos.messages.known_sids([SID, "SMnone"]) == {SID} and repos.messages.known_sids([]) == set()
 
 
@@ -146,6 +147,45 @@ def test_statuses_move_a_message_forward_only(repos: Repositories, clock: FakeCl
     assert repos.messages.get("c1:ct1:0").error_code == 63024  # type: ignore[union-attr]
     assert not repos.messages.apply_status("SMnobody", "delivered", None, now)
     repos.messages.insert(outbound("ready"), now)  # no SID: nothing to apply to
+
+
+def test_a_status_by_message_id_moves_forward_only_and_adopts_a_missing_sid(repos: Repositories,
+                                                                          clock: FakeClock) -> None:
+    """A callback's ``mid``: one update by id; it adopts the SID of a message still sending/uncertain."""
+    now = clock.now()
+    _sent(repos, now)
+    assert repos.messages.apply_status(SID, "delivered", None, now + HOUR, message_id="c1:ct1:0")
+    assert not repos.messages.apply_status(SID, "delivered", None, now + HOUR, message_id="c1:ct1:0")
+    assert not repos.messages.apply_status(SID, "sent", None, now + HOUR, message_id="c1:ct1:0")  # late
+    assert repos.messages.apply_status(SID, "read", None, now + 2 * HOUR, message_id="c1:ct1:0")
+    assert not repos.messages.apply_status(SID, "delivered", None, now + 3 * HOUR, message_id="c1:ct1:0")
+    doc = stored(repos, "messages", "c1:ct1:0")
+    assert doc is not None and (doc["state"], doc["sent_at"], doc["delivered_at"], doc["read_at"]) == (
+        "read", now, now + HOUR, now + 2 * HOUR)
+    # Before the worker stored the SID: the callback adopts it, with its status; the worker's
+    # own write then finds the message moved on.
+    repos.messages.insert(outbound("early"), now)
+    repos.messages.start_sending("early", now=now)
+    assert repos.messages.apply_status("SMearly", "delivered", None, now + HOUR, message_id="early")
+    assert not repos.messages.mark_sent("early", sid="SMearly", now=now + 2 * HOUR)
+    early = stored(repos, "messages", "early")
+    assert early is not None and (early["state"], early["twilio_sid"], early["sent_at"], early["delivered_at"]) == (
+        "delivered", "SMearly", now + HOUR, now + HOUR)
+    assert repos.messages.by_sid("SMearly") is not None
+    # An uncertain send (its answer lost) is adopted the same way, even by a failure.
+    repos.messages.insert(outbound("lost"), now)
+    repos.messages.start_sending("lost", now=now)
+    repos.messages.mark_uncertain("lost", reason="no answer from Twilio", now=now)
+    assert repos.messages.apply_status("SMlost", "undelivered", 63016, now + HOUR, message_id="lost")
+    lost = repos.messages.get("lost")
+    assert lost is not None and (lost.state, lost.twilio_sid, lost.error_code) == (M.UNDELIVERED, "SMlost", 63016)
+    # Never a message that holds another SID, nor one Twilio does not have (ready, cancelled).
+    assert not repos.messages.apply_status("SMother", "delivered", None, now, message_id="c1:ct1:0")
+    repos.messages.insert(outbound("ready"), now)
+    assert not repos.messages.apply_status("SMready", "delivered", None, now, message_id="ready")
+    assert _state(repos, "ready") == "ready" and repos.messages.by_sid("SMready") is None
+    assert not repos.messages.apply_status("SMnobody", "delivered", None, now, message_id="nobody")
+    assert not repos.messages.apply_status(SID, "whatever", None, now, message_id="c1:ct1:0")
 
 
 def test_a_hold_is_kept_only_on_a_ready_message(repos: Repositories, clock: FakeClock) -> None:

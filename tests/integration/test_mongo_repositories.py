@@ -83,10 +83,10 @@ def test_status_callbacks_only_move_forward(store: MongoRepositories, clock: Fak
     assert store.messages.insert(msg, clock.now())
     assert not store.messages.insert(msg, clock.now())
     assert store.messages.start_sending(mid, now=clock.now())
-    # A callback that arrives before the SID is recorded is replayed when it is.
-    store.events.record("status:SM1:delivered", {"kind": "status", "sid": "SM1", "status": "delivered"},
-                       clock.now())
-    assert record_sid(store, mid, "SM1", clock.now() + timedelta(seconds=1))
+    # A callback that arrives before the SID is recorded adopts it by our message id (its
+    # StatusCallback URL's mid); the worker's write then changes nothing.
+    assert store.messages.apply_status("SM1", "delivered", None, clock.now(), message_id=mid)
+    assert not record_sid(store, mid, "SM1", clock.now() + timedelta(seconds=1))
     assert store.messages.collection.find_one({"_id": mid})["state"] == "delivered"  # type: ignore[index]
     assert store.messages.apply_status("SM1", "read", None, clock.now())
     assert not store.messages.apply_status("SM1", "delivered", None, clock.now())

@@ -76,15 +76,111 @@ def test_signed_status_callbacks_move_the_message_forward_once(client: TestClien
     assert post(client, "/whatsapp/status", status_form(sid, "delivered"), query="mid=c1%3Act%3A0")[0] == 200
     assert post(client, "/whatsapp/status", status_form(sid, "read"))[0] == 200
     assert post(client, "/whatsapp/status", status_form(sid, "sent"))[0] == 200  # late, out of order
-    assert store.messages.collection.find_one({"_id": "c1:ct:0"})["state"] == "read"  # type: ignore[index]
-    assert store.events.collection.count_documents({"kind": "status"}) == 3
+    doc = store.messages.collection.find_one({"_id": "c1:ct:0"})
+    assert doc is not None and doc["state"] == "read"
+    # Each status recorded once, in the message's history; nothing for a worker to do, so no event.
+    assert [(h["state"], h.get("source")) for h in doc["history"]] == [
+        ("ready", None), ("sending", None), ("sent", None), ("delivered", "callback"), ("read", "callback")]
+    assert store.events.collection.count_documents({}) == 0
 
 
-def test_failed_status_records_the_error_code(client: TestClient, store: MongoRepositories, clock: FakeClock) -> None:
+def test_failed_status_records_the_error_code(client: TestClient, store: MongoRepositories, queue: RecordingQueue,
+                                              clock: FakeClock) -> None:
     sid = _sent_message(store, clock)
-    assert post(client, "/whatsapp/status", status_form(sid, "undelivered", ErrorCode="63024"))[0] == 200
+    form = status_form(sid, "undelivered", ErrorCode="63024")
+    assert post(client, "/whatsapp/status", form)[0] == 200
+    assert post(client, "/whatsapp/status", form)[0] == 200  # a retry: stored and acted on once
     doc = store.messages.collection.find_one({"_id": "c1:ct:0"})
     assert doc is not None and doc["state"] == "undelivered" and doc["error_code"] == 63024
+    assert store.events.collection.count_documents({"kind": "status"}) == 1
+    assert queue.statuses == [f"status:{sid}:undelivered"]
+
+
+def _sending_message(store: MongoRepositories, clock: FakeClock, message_id: str = "c1:ct:0") -> str:
+    message = OutboundMessage(id=message_id, followup_id="c1:ct", contact_id="ct", campaign_id="c1", step=0,
+                              state=MessageState.READY, kind="freeform", body="Bonjour", language=Language.FR)
+    store.messages.insert(message, clock.now())
+    store.messages.start_sending(message.id, now=clock.now())
+    return message_id
+
+
+def test_callbacks_out_of_order_end_in_the_latest_status(client: TestClient, store: MongoRepositories,
+                                                         clock: FakeClock) -> None:
+    """read before delivered, and sent last: the message ends read, each status applied once."""
+    sid = _sent_message(store, clock)
+    for status in ("read", "delivered", "sent", "read"):
+        assert post(client, "/whatsapp/status", status_form(sid, status), query="mid=c1%3Act%3A0")[0] == 200
+    doc = store.messages.collection.find_one({"_id": "c1:ct:0"})
+    assert doc is not None and doc["state"] == "read" and "delivered_at" not in doc
+    assert [h["state"] for h in doc["history"]].count("read") == 1
+
+
+def test_a_sent_callback_writes_nothing_the_worker_writes_the_sid(client: TestClient, store: MongoRepositories,
+                                                                   clock: FakeClock) -> None:
+    """queued/sent say what the sending worker stores itself: no write, whichever comes first."""
+    message_id, sid = _sending_message(store, clock), "SM" + "5" * 32
+    for status in ("queued", "sent"):
+        assert post(client, "/whatsapp/status", status_form(sid, status), query="mid=c1%3Act%3A0")[0] == 200
+    assert store.messages.get(message_id).state == MessageState.SENDING  # type: ignore[union-attr]
+    assert record_sid(store, message_id, sid, clock.now())
+    assert post(client, "/whatsapp/status", status_form(sid, "sent"), query="mid=c1%3Act%3A0")[0] == 200
+    doc = store.messages.collection.find_one({"_id": message_id})
+    assert doc is not None and [h["state"] for h in doc["history"]] == ["ready", "sending", "sent"]
+    assert store.events.collection.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("first", ["delivered", "read"])
+def test_a_callback_before_the_worker_stored_the_sid_adopts_it(client: TestClient, store: MongoRepositories,
+                                                               clock: FakeClock, first: str) -> None:
+    """Twilio's callback beats the sending worker's write: the message still ends in the right state."""
+    message_id, sid = _sending_message(store, clock), "SM" + "5" * 32
+    assert post(client, "/whatsapp/status", status_form(sid, "sent"), query="mid=c1%3Act%3A0")[0] == 200
+    assert post(client, "/whatsapp/status", status_form(sid, first), query="mid=c1%3Act%3A0")[0] == 200
+    adopted = store.messages.get(message_id)
+    assert adopted is not None and (adopted.state.value, adopted.twilio_sid) == (first, sid)
+    clock.advance(timedelta(seconds=1))
+    assert not record_sid(store, message_id, sid, clock.now())  # the worker's write: already done
+    if first != "read":
+        assert post(client, "/whatsapp/status", status_form(sid, "read"), query="mid=c1%3Act%3A0")[0] == 200
+    final = store.messages.get(message_id)
+    assert final is not None and (final.state, final.twilio_sid, final.sent_at) == (
+        MessageState.READ, sid, adopted.sent_at)
+    assert store.events.collection.count_documents({}) == 0
+
+
+def test_an_uncertain_send_is_adopted_by_its_delivered_callback(client: TestClient, store: MongoRepositories,
+                                                                 clock: FakeClock) -> None:
+    """The worker lost Twilio's answer: the sent callback writes nothing, delivered adopts the SID."""
+    message_id, sid = _sending_message(store, clock), "SM" + "8" * 32
+    assert store.messages.mark_uncertain(message_id, reason="no answer from Twilio", now=clock.now())
+    assert post(client, "/whatsapp/status", status_form(sid, "sent"), query="mid=c1%3Act%3A0")[0] == 200
+    assert store.messages.get(message_id).state == MessageState.UNCERTAIN  # type: ignore[union-attr]
+    assert post(client, "/whatsapp/status", status_form(sid, "delivered"), query="mid=c1%3Act%3A0")[0] == 200
+    adopted = store.messages.get(message_id)
+    assert adopted is not None and (adopted.state, adopted.twilio_sid) == (MessageState.DELIVERED, sid)
+
+
+def test_a_failure_before_the_worker_stored_the_sid_is_adopted_and_acted_on(
+        client: TestClient, store: MongoRepositories, queue: RecordingQueue, clock: FakeClock) -> None:
+    message_id, sid = _sending_message(store, clock), "SM" + "6" * 32
+    form = status_form(sid, "undelivered", ErrorCode="63016")
+    assert post(client, "/whatsapp/status", form, query="mid=c1%3Act%3A0")[0] == 200
+    assert not record_sid(store, message_id, sid, clock.now())
+    failed = store.messages.get(message_id)
+    assert failed is not None and (failed.state, failed.twilio_sid, failed.error_code) == (
+        MessageState.UNDELIVERED, sid, 63016)
+    event = store.events.get(f"status:{sid}:undelivered")
+    assert event is not None and event.action_state == "pending" and queue.statuses == [event.id]
+
+
+def test_a_callback_never_moves_a_message_under_another_sid(client: TestClient, store: MongoRepositories,
+                                                            clock: FakeClock) -> None:
+    """A stray callback naming one of our ids with another SID (an earlier attempt) changes nothing."""
+    _sent_message(store, clock)
+    other = "SM" + "7" * 32
+    assert post(client, "/whatsapp/status", status_form(other, "delivered"), query="mid=c1%3Act%3A0")[0] == 200
+    doc = store.messages.collection.find_one({"_id": "c1:ct:0"})
+    assert doc is not None and (doc["state"], doc["twilio_sid"]) == ("sent", "SM" + "1" * 32)
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong_token", "tampered"])

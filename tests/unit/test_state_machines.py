@@ -111,9 +111,12 @@ def test_only_a_send_with_no_answer_or_a_retryable_error_is_sent_again() -> None
 
 @pytest.mark.parametrize("status", sorted(TWILIO_STATUS_TO_STATE))
 def test_status_callbacks_move_only_along_the_table(status: str) -> None:
-    """``Store.apply_status`` moves any message with a SID whose rank is below the status's."""
+    """``apply_status`` moves any message with a SID whose rank is below the status's.
+
+    A callback carrying our message id also moves one still sending or uncertain (it adopts the SID).
+    """
     new = TWILIO_STATUS_TO_STATE[status]
-    for state in WITH_SID:
+    for state in WITH_SID | {M.SENDING, M.UNCERTAIN}:
         if STATUS_RANK[state.value] < STATUS_RANK[status]:
             check_move(MESSAGE_MOVES, (state,), new)
 

@@ -43,12 +43,6 @@ class MemoryEvents(MemoryRepository):
         """Which of these event ids are stored."""
         return {key for key in event_ids if key in self.docs}
 
-    def status_events(self, sid: str) -> list[StoredEvent]:
-        """The status events stored for a SID, oldest first."""
-        low, high = f"status:{sid}:", f"status:{sid};"
-        docs = self._where(lambda doc: low < doc["_id"] < high)
-        return [event_from_doc(doc) for doc in by("received_at")(docs)]
-
     def _waiting(self, ids: Iterable[str]) -> list[Doc]:
         return [self.docs[key] for key in ids if key in self.docs and self.docs[key].get("state") == _RECEIVED]
 

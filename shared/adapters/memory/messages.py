@@ -48,10 +48,10 @@ class MemoryMessages(MemoryRepository):
         doc = self._get(message_id)
         return message_from_doc(doc) if doc and _outbound(doc) else None
 
-    def id_by_sid(self, sid: str) -> str | None:
-        """The id of the message Twilio knows as ``sid``."""
+    def by_sid(self, sid: str) -> OutboundMessage | None:
+        """The outbound message Twilio knows as ``sid``."""
         doc = self._by_sid(sid)
-        return str(doc["_id"]) if doc else None
+        return message_from_doc(doc) if doc and _outbound(doc) else None
 
     def followup_id_by_sid(self, sid: str) -> str | None:
         """The follow-up of the message Twilio knows as ``sid``."""
@@ -128,16 +128,26 @@ class MemoryMessages(MemoryRepository):
         return sum(1 for key in ids if self.cancel(key, reason=reason, now=now))
 
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
-                     source: str = "callback") -> bool:
-        """Apply a Twilio delivery status to the message with this SID, forward only."""
+                     source: str = "callback", message_id: str | None = None) -> bool:
+        """Apply a Twilio delivery status to the message with this SID (or this id, adopting the SID), forward only."""
         moved = status_fields(status, error_code, now)
-        doc = self._by_sid(sid)
+        if message_id is None:
+            doc = self._by_sid(sid)
+        else:
+            doc = self.docs.get(message_id)
+            if doc is not None and doc.get("twilio_sid") != sid and (
+                    "twilio_sid" in doc or doc.get("state") not in (_M.SENDING.value, _M.UNCERTAIN.value)):
+                doc = None  # another SID's message, or one that Twilio does not have
         if moved is None or doc is None:
             return False
         rank, fields = moved
         current = doc.get("status_rank")
         if not isinstance(current, int) or current >= rank:  # MongoDB's {"status_rank": {"$lt": rank}}
             return False
+        if "twilio_sid" not in doc:  # adopted: as the unique index, and $min on sent_at
+            if self._by_sid(sid) is not None:
+                raise StoreError("MongoDB refused a duplicate the code did not expect")
+            fields = {**fields, "twilio_sid": sid, "sent_at": now}
         doc.update(fields)
         push_history(doc, fields["state"], now, source=source)
         return True

@@ -80,11 +80,6 @@ class MongoEvents(MongoRepository):
             return set()
         return {str(doc["_id"]) for doc in self.collection.find({"_id": {"$in": ids}}, {"_id": 1})}
 
-    def status_events(self, sid: str) -> list[StoredEvent]:
-        """The status events stored for a SID (``status:<sid>:…``), oldest first."""
-        docs = self.collection.find({"_id": {"$gt": f"status:{sid}:", "$lt": f"status:{sid};"}})
-        return [event_from_doc(doc) for doc in docs.sort("received_at", ASCENDING)]
-
     def unprocessed_inbound(self, phone: str, limit: int = 10) -> list[WaitingEvent]:
         """Inbound events from ``phone`` (E.164) stored but not yet processed, oldest first.
 

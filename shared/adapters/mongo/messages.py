@@ -64,10 +64,10 @@ class MongoMessages(MongoRepository):
         doc = self.collection.find_one({"_id": message_id, "direction": "outbound"})
         return message_from_doc(doc) if doc else None
 
-    def id_by_sid(self, sid: str) -> str | None:
-        """The id of the message Twilio knows as ``sid``."""
-        doc = self.collection.find_one({"twilio_sid": sid}, {"_id": 1})
-        return str(doc["_id"]) if doc else None
+    def by_sid(self, sid: str) -> OutboundMessage | None:
+        """The outbound message Twilio knows as ``sid``."""
+        doc = self.collection.find_one({"twilio_sid": sid, "direction": "outbound"})
+        return message_from_doc(doc) if doc else None
 
     def followup_id_by_sid(self, sid: str) -> str | None:
         """The follow-up of the message Twilio knows as ``sid`` (raw: whatever else the message holds)."""
@@ -141,20 +141,31 @@ class MongoMessages(MongoRepository):
         return sum(1 for doc in docs if self.cancel(str(doc["_id"]), reason=reason, now=now))
 
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
-                     source: str = "callback") -> bool:
+                     source: str = "callback", message_id: str | None = None) -> bool:
         """Apply a Twilio delivery status to the message with this SID, forward only.
 
         A status ranked at or below the current one is ignored, so ``delivered`` after ``read``
         changes nothing. ``source`` ("callback" or "poll") is kept in the message's history.
+        ``message_id`` (a callback's ``mid``): one update by ``_id``, which also adopts ``sid`` when
+        the message has none yet (``sending``/``uncertain``: the callback came before the sending
+        worker stored it, or the worker's answer was lost); never a message holding another SID.
         """
         moved = status_fields(status, error_code, now)
         if moved is None:
             return False
         rank, fields = moved
-        result = self.collection.update_one(
-            {"twilio_sid": sid, "status_rank": {"$lt": rank}},
-            {"$set": fields, "$push": {"history": history(fields["state"], now, source=source)}},
-        )
+        entry = history(fields["state"], now, source=source)
+        query: Doc = {"twilio_sid": sid, "status_rank": {"$lt": rank}}
+        update: Doc = {"$set": fields, "$push": {"history": entry}}
+        if message_id is not None:
+            # No $or (SecantusDB answers a filter with one by scanning the collection): a message
+            # without a SID ranked at least ``sending`` is sending or uncertain (ready and cancelled
+            # rank 0, a send refused at once is failed, ranked above every status that could move it).
+            query = {"_id": message_id, "twilio_sid": {"$in": [sid, None]},
+                     "status_rank": {"$gte": STATUS_RANK[_M.SENDING.value], "$lt": rank}}
+            # $min sets sent_at only when missing (an adoption): the worker's own is earlier.
+            update = {"$set": {**fields, "twilio_sid": sid}, "$min": {"sent_at": now}, "$push": {"history": entry}}
+        result = self.collection.update_one(query, update)
         return result.modified_count == 1
 
     def hold(self, message_id: str, *, until: datetime, now: datetime) -> bool:
