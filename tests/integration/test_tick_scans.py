@@ -248,3 +248,9 @@ def test_ready_messages_stored_before_requeue_from_are_found_after_start_up(book
     finally:
         messages.delete_many({"_id": {"$in": ["legacy0", "legacy1"]}})
 
+
+
+def test_the_inbound_backfill_looks_up_twilios_sids_by_their_index(book: Book) -> None:
+    known, commands = book.run(lambda s: s.messages.known_sids(["SMd1", "SMd2", "SMnew"]))
+    assert known == {"SMd1", "SMd2"}
+    _assert_exact(book, commands, "twilio_sid_unique")
