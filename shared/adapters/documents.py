@@ -131,6 +131,7 @@ def message_doc(message: OutboundMessage, now: datetime) -> Doc:
     doc["state"] = message.state.value
     doc.update({"_id": message.id, "direction": "outbound", "status_rank": STATUS_RANK["ready"],
                 "created_at": now, "updated_at": now, "state_changed_at": now,
+                "requeue_from": requeue_from(now, message.not_before),
                 "history": [{"state": message.state.value, "at": now}]})
     return doc
 
@@ -140,8 +141,18 @@ def redraft_fields(message: OutboundMessage, now: datetime) -> Doc:
     fields = message.model_dump(mode="python", exclude={"id", "twilio_sid", "state", *MESSAGE_BOOKKEEPING})
     fields["language"] = message.language.value
     fields.update({"state": MessageState.READY.value, "status_rank": STATUS_RANK["ready"], "updated_at": now,
-                   "state_changed_at": now, "cancel_reason": None})
+                   "state_changed_at": now, "cancel_reason": None, "dead_check_at": None,
+                   "requeue_from": requeue_from(now, message.not_before)})
     return fields
+
+
+def requeue_from(now: datetime, not_before: datetime | None) -> datetime:
+    """When a message becoming ready now counts as left there: now, or its hold's end if later.
+
+    The scheduler's ready sweep looks for ``requeue_from`` older than its stale delay (an index
+    range); the repositories keep it the latest of entering ready, the hold's end and the last requeue.
+    """
+    return max(now, not_before) if not_before is not None else now
 
 
 def status_fields(status: str, error_code: int | None, now: datetime) -> tuple[int, Doc] | None:

@@ -12,7 +12,7 @@ from shared.domain.records import InboundRecord
 from shared.domain.repositories import Repositories
 from shared.domain.states import MessageState
 from shared.errors import StoreError
-from tests.contract.conftest import HOUR, outbound, stored
+from tests.contract.conftest import HOUR, outbound, plant, stored
 
 M = MessageState
 SID = "SM" + "1" * 32
@@ -224,6 +224,62 @@ def test_the_scans_of_stuck_and_stranded_messages_and_their_claims(repos: Reposi
     assert [m.id for m in repos.messages.unchecked_drafts(before=later, recheck_before=later, limit=10)] == ["held"]
     assert len(repos.messages.unchecked_drafts(before=later, recheck_before=later + HOUR, limit=10)) == 2
     assert len(repos.messages.unchecked_drafts(before=later, recheck_before=later + HOUR, limit=1)) == 1
+
+
+def test_the_ready_sweep_counts_from_the_latest_of_ready_hold_and_requeue(repos: Repositories,
+                                                                          clock: FakeClock) -> None:
+    """What the scan's one date (MongoDB's requeue_from) must follow: every write of one of the three."""
+    now = clock.now()
+    repos.messages.insert(outbound("m", not_before=now + 2 * HOUR), now)  # held from the start
+    assert repos.messages.stranded_ready(now + HOUR, 10) == []
+    assert repos.messages.hold("m", until=now + timedelta(minutes=30), now=now)  # a shorter hold
+    assert [m.id for m in repos.messages.stranded_ready(now + HOUR, 10)] == ["m"]
+    assert repos.messages.claim_requeue("m", before=now + HOUR, now=now + HOUR)
+    assert repos.messages.stranded_ready(now + HOUR, 10) == []
+    assert repos.messages.start_sending("m", now=now + HOUR)
+    assert repos.messages.retry_later("m", error_code=None, now=now + 3 * HOUR)  # ready again
+    assert repos.messages.stranded_ready(now + 2 * HOUR, 10) == []
+    assert [m.id for m in repos.messages.stranded_ready(now + 4 * HOUR, 10)] == ["m"]
+
+
+def test_a_message_ready_again_is_checked_again_after_the_stale_delay(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.messages.insert(outbound("m"), now)
+    repos.messages.mark_checked("m", now=now + HOUR)
+    assert repos.messages.unchecked_drafts(before=now + 2 * HOUR, recheck_before=now + HOUR, limit=10) == []
+    repos.messages.start_sending("m", now=now + 2 * HOUR)
+    repos.messages.retry_later("m", error_code=None, now=now + 2 * HOUR)
+    # Not stale yet in its new stay, whatever its last check...
+    assert repos.messages.unchecked_drafts(before=now + 2 * HOUR, recheck_before=now + 3 * HOUR, limit=10) == []
+    # ...then checked as a new draft: its earlier check forgotten.
+    assert [m.id for m in repos.messages.unchecked_drafts(before=now + 3 * HOUR, recheck_before=now,
+                                                         limit=10)] == ["m"]
+    repos.messages.insert(outbound("reply", purpose="reply", followup_id=None), now)
+    assert [m.id for m in repos.messages.unchecked_drafts(before=now + 3 * HOUR, recheck_before=now,
+                                                         limit=10)] == ["m"]  # no follow-up: not a draft
+
+
+def test_ready_messages_stored_before_the_sweeps_date_are_found(repos: Repositories, clock: FakeClock) -> None:
+    """A ready message an earlier version stored (no requeue_from) is swept once the processes start."""
+    now = clock.now()
+    for key, extra in (("old", {}), ("held", {"not_before": now + 2 * HOUR}), ("requeued", {"requeued_at": now})):
+        plant(repos, "messages", {"_id": key, "direction": "outbound", "state": "ready", "followup_id": None,
+                                  "purpose": "alert", "step": 0, "state_changed_at": now - HOUR, **extra})
+    repos.ensure_indexes()
+    assert [m.id for m in repos.messages.stranded_ready(now - timedelta(minutes=30), 10)] == ["old"]
+    assert sorted(m.id for m in repos.messages.stranded_ready(now + timedelta(minutes=1), 10)) == ["old", "requeued"]
+    assert sorted(m.id for m in repos.messages.stranded_ready(now + 3 * HOUR, 10)) == ["held", "old", "requeued"]
+
+
+def test_a_status_poll_stops_with_its_send_given_up_on(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    _sent(repos, now, "late")
+    after, give_up, every = timedelta(minutes=10), timedelta(hours=48), timedelta(minutes=15)
+    last = now + give_up - timedelta(minutes=1)  # the last poll, just inside the window
+    assert repos.messages.claim_status_poll("late", recheck_before=last - every, now=last)
+    soon = now + give_up + timedelta(minutes=20)  # due again, but its send is past the give-up
+    assert repos.messages.awaiting_status(now=soon, after=after, recheck_before=soon - every, give_up=give_up,
+                                          limit=10) == []
 
 
 def test_uncertain_and_sent_messages_are_asked_about_once_per_period(repos: Repositories, clock: FakeClock) -> None:

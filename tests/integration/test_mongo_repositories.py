@@ -32,7 +32,7 @@ def test_indexes_are_idempotent_and_unique_phone(store: MongoRepositories, clock
     store.ensure_indexes()
     store.ensure_indexes()
     names = {ix["name"] for ix in store.followups.collection.list_indexes()}
-    assert {"enrolment_unique", "state_next_run"} <= names
+    assert {"enrolment_unique", "due_by_campaign", "state_paused_until"} <= names
     assert store.contacts.upsert(_contact(), clock.now()) == "inserted"
     assert store.contacts.upsert(_contact(), clock.now()) == "unchanged"
     assert store.contacts.upsert(_contact(name="Marie D."), clock.now()) == "updated"
@@ -139,11 +139,13 @@ def test_events_and_the_owner_record_carry_created_and_updated_times(store: Mong
     assert owner is not None and (owner["created_at"], owner["updated_at"]) == (t0, t0 + timedelta(minutes=5))
 
 
-def test_events_have_no_secondary_index(store: MongoRepositories, clock: FakeClock) -> None:
-    """Each index would cost every webhook insert."""
+def test_events_have_no_secondary_index_but_the_notes_partial_one(store: MongoRepositories, clock: FakeClock) -> None:
+    """Each index would cost every webhook insert: the only other one holds the pending notes alone."""
     store.ensure_indexes()
     assert store.events.record_many([_inbound(1)], clock.now()) == [True]
-    assert sorted(store.events.collection.index_information()) == ["_id_"]
+    indexes = store.events.collection.index_information()
+    assert sorted(indexes) == ["_id_", "pending_notes"]
+    assert indexes["pending_notes"]["partialFilterExpression"] == {"kind": "pending"}
 
 
 def _inbound(n: int, phone: str = "+33612345678") -> tuple[str, dict[str, object]]:

@@ -61,3 +61,16 @@ def test_webhook_bench_measures_the_real_load_beside_a_flood() -> None:
     (flood,) = [row for row in rows if len(row) == 11]
     answers = flood[7].strip()
     assert answers.endswith("× 403") and "," not in answers  # every flood request refused 403, nothing else
+
+
+def test_tick_bench_times_a_tick_for_each_size() -> None:
+    """Two tiny books on its own SecantusDB: each row has its tick times and operation counts."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "tick_bench.py"), "--sizes", "50,200",
+                           "--ticks", "2", "--due", "3"], capture_output=True, text=True, timeout=240, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith(("| 50 ", "| 200 "))]
+    assert [row[1].strip() for row in rows] == ["50", "200"]
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[4]) > 0 and float(row[5]) > 0  # tick times, operations
+        assert int(row[6]) == 3  # the due follow-ups claimed, once
+    assert "median tick, largest/smallest book:" in done.stdout

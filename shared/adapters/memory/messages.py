@@ -72,6 +72,8 @@ class MemoryMessages(MemoryRepository):
         values = {"state": move.target.value, "state_changed_at": now, "updated_at": now, **(fields or {})}
         if move.target.value in STATUS_RANK:
             values.setdefault("status_rank", STATUS_RANK[move.target.value])
+        if move.target == _M.READY:
+            values["dead_check_at"] = None  # as in MongoDB: a new stay in ready is checked again
         sid = values.get("twilio_sid")
         if sid is not None and any(other.get("twilio_sid") == sid for key, other in self.docs.items()
                                    if key != message_id):

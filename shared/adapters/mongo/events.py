@@ -1,10 +1,11 @@
 """Webhook events in MongoDB (``events``), each stored once under its dedupe key, and pending notes.
 
 Events are written on the webhook's hot path and kept for good, so the collection has no
-secondary index. The events of a batch that wait for an actor (an inbound message, a failed
-status) are listed in a *pending note* inserted with them (``_id`` ``pending:<time>:<random>``,
-so ``_id`` order is time order): the sending hold reads the notes to find a contact's unread
-messages, and the scheduler's sweep re-enqueues what Redis lost and drops finished notes.
+secondary index but a partial one holding only the notes. The events of a batch that wait for
+an actor (an inbound message, a failed status) are listed in a *pending note* inserted with
+them (``_id`` ``pending:<time>:<random>``, so ``_id`` order is time order): the sending hold
+reads the notes to find a contact's unread messages, and the scheduler's sweep re-enqueues
+what Redis lost and drops finished notes.
 """
 
 from __future__ import annotations
@@ -87,9 +88,8 @@ class MongoEvents(MongoRepository):
         then those events by id.
         """
         senders = [f"whatsapp:{phone}", phone]
-        notes = self.collection.find({"_id": {"$gte": NOTE_PREFIX, "$lt": NOTE_END}, "events.from": {"$in": senders}},
-                                     {"events": 1})
-        ids = [event["id"] for note in notes for event in note["events"]
+        notes = self.collection.find(_notes(NOTE_END), {"events": 1})
+        ids = [event["id"] for note in notes for event in note.get("events") or []
                if event["from"] in senders and event["id"].startswith("inbound:")]
         if not ids:
             return []
@@ -107,12 +107,12 @@ class MongoEvents(MongoRepository):
         """
         requeue_bound, drop_bound = note_bound(requeue_before), note_bound(drop_before)
         found: list[WaitingEvent] = []
-        notes = self.collection.find({"_id": {"$gte": NOTE_PREFIX, "$lt": max(requeue_bound, drop_bound)}},
-                                     {"events": 1})
+        notes = self.collection.find(_notes(max(requeue_bound, drop_bound)), {"events": 1})
         for note in notes.sort("_id", ASCENDING).limit(NOTES_PER_SWEEP):
             ids = [event["id"] for event in note["events"]]
-            still = list(self.collection.find({"_id": {"$in": ids}, "state": EventState.RECEIVED.value},
-                                              {"_id": 1, "kind": 1}))
+            # By _id alone (the _id index: examined = the note's events), the state checked here.
+            still = [doc for doc in self.collection.find({"_id": {"$in": ids}}, {"_id": 1, "kind": 1, "state": 1})
+                     if doc.get("state") == EventState.RECEIVED.value]
             if not still:
                 if note["_id"] < drop_bound:
                     self.collection.delete_one({"_id": note["_id"]})
@@ -175,3 +175,12 @@ class MongoEvents(MongoRepository):
         if limit > 0:
             return self.collection.count_documents(query, limit=limit)
         return self.collection.count_documents(query)  # the server refuses a limit of 0
+
+
+def _notes(below: str) -> Doc:
+    """The pending notes with an ``_id`` below ``below``: the partial index ``pending_notes``.
+
+    An equality on the kind and one range on ``_id`` (a range on ``_id`` alone, or with a
+    filter on the notes' entries, is answered by reading every event on SecantusDB).
+    """
+    return {"kind": "pending", "_id": {"$gte": NOTE_PREFIX, "$lt": below}}

@@ -94,12 +94,21 @@ class MongoFollowUps(MongoRepository):
 
     # ------------------------------------------------------------ scans
     def due(self, now: datetime, campaign_ids: Sequence[str], limit: int) -> list[FollowUpRef]:
-        """Follow-ups whose next run is due (index: state + next_run_at)."""
-        docs = self.collection.find(
-            {"state": _F.SCHEDULED.value, "next_run_at": {"$lte": now}, "campaign_id": {"$in": list(campaign_ids)}},
-            {"_id": 1, "step": 1},
-        ).sort("next_run_at", ASCENDING).limit(limit)
-        return [followup_ref(doc) for doc in docs]
+        """Follow-ups of these campaigns whose next run is due, earliest first.
+
+        One query per campaign, each an equality on state and campaign plus one range on
+        ``next_run_at`` (index ``due_by_campaign``), so that the follow-ups not yet due are never
+        examined; the campaigns' answers are merged by ``next_run_at``.
+        """
+        found: list[tuple[datetime, FollowUpRef]] = []
+        for campaign_id in dict.fromkeys(campaign_ids):
+            docs = self.collection.find(
+                {"state": _F.SCHEDULED.value, "campaign_id": campaign_id, "next_run_at": {"$lte": now}},
+                {"_id": 1, "step": 1, "next_run_at": 1},
+            ).sort("next_run_at", ASCENDING).limit(limit)
+            found.extend((doc["next_run_at"], followup_ref(doc)) for doc in docs)
+        found.sort(key=lambda pair: pair[0])
+        return [ref for _at, ref in found[:limit]]
 
     def claim(self, followup_ids: Sequence[str], now: datetime) -> list[FollowUpRef]:
         """Claim due follow-ups in one conditional ``update_many`` (``scheduled → queued``).
@@ -122,13 +131,23 @@ class MongoFollowUps(MongoRepository):
         return [followup_ref(doc) for doc in docs]
 
     def stale(self, states: Sequence[FollowUpState], before: datetime, limit: int) -> list[StaleFollowUp]:
-        """Follow-ups sitting in one of ``states`` since before ``before``."""
-        docs = self.collection.find(
-            {"state": {"$in": [s.value for s in states]}, "state_changed_at": {"$lt": before}},
-            {"_id": 1, "step": 1, "state": 1, "state_changed_at": 1},
-        ).limit(limit)
-        return [StaleFollowUp(id=str(d["_id"]), step=int(d.get("step") or 0), state=FollowUpState(d["state"]),
-                              changed_at=d["state_changed_at"]) for d in docs]
+        """Follow-ups sitting in one of ``states`` since before ``before``.
+
+        One query per state (equality on state, one range on ``state_changed_at``: index
+        ``state_changed``), never an ``$in`` on the state, which SecantusDB answers by a scan.
+        """
+        found: list[StaleFollowUp] = []
+        for state in states:
+            if len(found) >= limit:
+                break
+            docs = self.collection.find(
+                {"state": state.value, "state_changed_at": {"$lt": before}},
+                {"_id": 1, "step": 1, "state": 1, "state_changed_at": 1},
+            ).limit(limit - len(found))
+            found.extend(StaleFollowUp(id=str(d["_id"]), step=int(d.get("step") or 0),
+                                       state=FollowUpState(d["state"]), changed_at=d["state_changed_at"])
+                         for d in docs)
+        return found
 
     def touch_stale(self, followup_id: str, *, state: FollowUpState, changed_at: datetime, now: datetime,
                     requeued: bool = True) -> bool:
@@ -146,8 +165,10 @@ class MongoFollowUps(MongoRepository):
 
     def resume_ended_pauses(self, now: datetime, limit: int) -> list[str]:
         """Paused follow-ups whose pause has ended go back to scheduled; returns their ids."""
+        # A range on a date never matches a missing or null date: pauses without an end are not read
+        # (index ``state_paused_until``).
         docs = list(self.collection.find(
-            {"state": _F.PAUSED.value, "paused_until": {"$ne": None, "$lte": now}}, {"_id": 1}).limit(limit))
+            {"state": _F.PAUSED.value, "paused_until": {"$lte": now}}, {"_id": 1}).limit(limit))
         return [str(doc["_id"]) for doc in docs if self.resume(str(doc["_id"]), now=now)]
 
     def paused_with_campaign(self, campaign_id: str) -> list[str]:

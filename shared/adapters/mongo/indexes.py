@@ -6,21 +6,36 @@ from pymongo import ASCENDING
 from pymongo.database import Database
 
 from shared.adapters.mongo.connection import Doc
+from shared.adapters.mongo.messages import backfill_requeue_from
 
 
 def ensure_indexes(db: Database[Doc]) -> None:
-    """Create every index (safe to run again, and from several processes at once)."""
+    """Create every index (safe to run again, and from several processes at once).
+
+    The scheduler's scans (docs/scheduler.md) each have an index that starts with their
+    equalities and then their one range, so that a tick reads what is due, not the whole book;
+    the fields they range on that documents written before them lack are filled here too.
+    """
     contacts, followups, messages = db["contacts"], db["followups"], db["messages"]
     contacts.create_index([("phone", ASCENDING)], unique=True, name="phone_unique")
     contacts.create_index([("tags", ASCENDING)], name="tags")
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
     followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING)], unique=True,
                            name="enrolment_unique")
-    followups.create_index([("state", ASCENDING), ("next_run_at", ASCENDING)], name="state_next_run")
+    # The claim: one query per active campaign, (state, campaign_id) equal, next_run_at ≤ now.
+    followups.create_index([("state", ASCENDING), ("campaign_id", ASCENDING), ("next_run_at", ASCENDING)],
+                           name="due_by_campaign")
     followups.create_index([("state", ASCENDING), ("state_changed_at", ASCENDING)], name="state_changed")
+    followups.create_index([("state", ASCENDING), ("paused_until", ASCENDING)], name="state_paused_until")
     followups.create_index([("campaign_id", ASCENDING)], name="campaign")
     messages.create_index([("twilio_sid", ASCENDING)], unique=True, sparse=True, name="twilio_sid_unique")
     messages.create_index([("state", ASCENDING), ("state_changed_at", ASCENDING)], name="state_changed")
+    messages.create_index([("state", ASCENDING), ("requeue_from", ASCENDING)], name="state_requeue_from")
+    messages.create_index([("state", ASCENDING), ("dead_check_at", ASCENDING), ("state_changed_at", ASCENDING)],
+                          name="state_dead_check")
+    messages.create_index([("state", ASCENDING), ("reconcile_asked_at", ASCENDING)], name="state_reconcile_asked")
+    messages.create_index([("state", ASCENDING), ("status_polled_at", ASCENDING), ("sent_at", ASCENDING)],
+                          name="state_status_polled")
     messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)], name="contact_time")
     # Messages from numbers that are no contact (services.conversations): partial, so the
     # messages of contacts cost these indexes nothing.
@@ -31,4 +46,8 @@ def ensure_indexes(db: Database[Doc]) -> None:
                           partialFilterExpression=unknown_only)
     # Events are written on the webhook's hot path and kept for good: no secondary index (each
     # one costs every insert, and grows with every event ever received). Work left waiting is
-    # found through pending notes (see events.py), a SID's events by _id range.
+    # found through pending notes (see events.py), a SID's events by _id range. The notes have a
+    # partial index of their own: it holds only them, so events cost it nothing.
+    db["events"].create_index([("kind", ASCENDING), ("_id", ASCENDING)], name="pending_notes",
+                              partialFilterExpression={"kind": "pending"})
+    backfill_requeue_from(messages)

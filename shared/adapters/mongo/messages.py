@@ -88,9 +88,12 @@ class MongoMessages(MongoRepository):
         values = {"state": move.target.value, "state_changed_at": now, "updated_at": now, **(fields or {})}
         if move.target.value in STATUS_RANK:
             values.setdefault("status_rank", STATUS_RANK[move.target.value])
+        if move.target == _M.READY:
+            values["dead_check_at"] = None  # a new stay in ready: its dead-draft check starts again
         result = self.collection.update_one(
             {"_id": message_id, "state": {"$in": [s.value for s in move.source]}},
-            {"$set": values, "$push": {"history": history(move.target.value, now)}},
+            # requeue_from = max(entered ready, hold end, last requeue): see stranded_ready.
+            {"$set": values, "$max": {"requeue_from": now}, "$push": {"history": history(move.target.value, now)}},
         )
         return result.modified_count == 1
 
@@ -170,26 +173,30 @@ class MongoMessages(MongoRepository):
 
     def hold(self, message_id: str, *, until: datetime, now: datetime) -> bool:
         """Keep a ready message for later (``not_before``)."""
-        result = self.collection.update_one({"_id": message_id, "state": _M.READY.value},
-                                            {"$set": {"not_before": until, "updated_at": now}})
+        result = self.collection.update_one(
+            {"_id": message_id, "state": _M.READY.value},
+            [{"$set": {"not_before": until, "updated_at": now, "requeue_from": _requeue_from(until)}}])
         return result.modified_count == 1
 
     # ------------------------------------------------------------ the scheduler's scans
+    # Each scan is equalities plus ONE range on a "when to look" date, on an index that starts
+    # with those fields (see ensure_indexes), so the server examines what it returns: no $or,
+    # $ne or $in on the state, which SecantusDB answers by reading the whole collection. Only
+    # outbound messages are ever ready, sending, uncertain or sent: no filter on the direction.
     def stale(self, state: MessageState, before: datetime, limit: int) -> list[str]:
-        """Outbound messages sitting in ``state`` since before ``before``."""
-        docs = self.collection.find(
-            {"state": state.value, "direction": "outbound", "state_changed_at": {"$lt": before}}, {"_id": 1},
-        ).limit(limit)
+        """Outbound messages sitting in ``state`` since before ``before`` (index ``state_changed``)."""
+        docs = self.collection.find({"state": state.value, "state_changed_at": {"$lt": before}}, {"_id": 1}
+                                    ).limit(limit)
         return [str(doc["_id"]) for doc in docs]
 
     def stranded_ready(self, before: datetime, limit: int) -> list[ReadyMessage]:
-        """Ready messages left since before ``before``, whose hold ended before it, not enqueued again since."""
-        docs = self.collection.find(
-            {"state": _M.READY.value, "direction": "outbound", "state_changed_at": {"$lt": before},
-             "$and": [{"$or": [{"not_before": None}, {"not_before": {"$lt": before}}]},
-                      {"$or": [{"requeued_at": None}, {"requeued_at": {"$lt": before}}]}]},
-            {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1},
-        ).limit(limit)
+        """Ready messages left since before ``before``, whose hold ended before it, not enqueued again since.
+
+        ``requeue_from`` is the latest of when the message became ready, its hold's end and its
+        last requeue, kept by every write of one of them (index ``state_requeue_from``).
+        """
+        docs = self.collection.find({"state": _M.READY.value, "requeue_from": {"$lt": before}},
+                                    {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1}).limit(limit)
         return [ready_message(doc) for doc in docs]
 
     def claim_requeue(self, message_id: str, *, before: datetime, now: datetime) -> bool:
@@ -197,18 +204,27 @@ class MongoMessages(MongoRepository):
         result = self.collection.update_one(
             {"_id": message_id, "state": _M.READY.value,
              "$or": [{"requeued_at": None}, {"requeued_at": {"$lt": before}}]},
-            {"$set": {"requeued_at": now, "updated_at": now}, "$inc": {"requeues": 1}},
+            {"$set": {"requeued_at": now, "updated_at": now}, "$max": {"requeue_from": now}, "$inc": {"requeues": 1}},
         )
         return result.modified_count == 1
 
     def unchecked_drafts(self, *, before: datetime, recheck_before: datetime, limit: int) -> list[ReadyMessage]:
-        """Ready step messages stale since ``before`` and not checked since ``recheck_before``."""
-        docs = self.collection.find(
-            {"state": _M.READY.value, "direction": "outbound", "followup_id": {"$ne": None},
-             "state_changed_at": {"$lt": before},
-             "$or": [{"dead_check_at": None}, {"dead_check_at": {"$lt": recheck_before}}]},
-            {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1},
-        ).limit(limit)
+        """Ready step messages stale since ``before`` and not checked since ``recheck_before``.
+
+        Two exact scans of the index ``state_dead_check`` (state, dead_check_at, state_changed_at):
+        the never checked ones stale since ``before``, then those checked before ``recheck_before``
+        (a check is forgotten when the message becomes ready again). Replies and owner alerts, which
+        have no follow-up, are set aside here.
+        """
+        fields = {"_id": 1, "followup_id": 1, "step": 1, "resend_of": 1, "state_changed_at": 1}
+        never = self.collection.find({"state": _M.READY.value, "dead_check_at": None,
+                                      "state_changed_at": {"$lt": before}}, fields).limit(limit)
+        docs = [doc for doc in never if doc.get("followup_id") is not None]
+        if len(docs) < limit:
+            again = self.collection.find({"state": _M.READY.value, "dead_check_at": {"$lt": recheck_before}},
+                                         fields).limit(limit - len(docs))
+            docs.extend(doc for doc in again if doc.get("followup_id") is not None
+                        and isinstance(doc.get("state_changed_at"), datetime) and doc["state_changed_at"] < before)
         return [ready_message(doc) for doc in docs]
 
     def mark_checked(self, message_id: str, *, now: datetime) -> None:
@@ -216,13 +232,18 @@ class MongoMessages(MongoRepository):
         self.collection.update_one({"_id": message_id, "state": _M.READY.value}, {"$set": {"dead_check_at": now}})
 
     def uncertain_to_reconcile(self, asked_before: datetime, limit: int) -> list[str]:
-        """Uncertain messages whose reconciliation was not asked for since ``asked_before``."""
-        docs = self.collection.find(
-            {"state": _M.UNCERTAIN.value, "direction": "outbound",
-             "$or": [{"reconcile_asked_at": None}, {"reconcile_asked_at": {"$lt": asked_before}}]},
-            {"_id": 1},
-        ).limit(limit)
-        return [str(doc["_id"]) for doc in docs]
+        """Uncertain messages whose reconciliation was not asked for since ``asked_before``.
+
+        Never asked first, then asked before ``asked_before``: two exact scans of the index
+        ``state_reconcile_asked``.
+        """
+        ids = [str(doc["_id"]) for doc in self.collection.find(
+            {"state": _M.UNCERTAIN.value, "reconcile_asked_at": None}, {"_id": 1}).limit(limit)]
+        if len(ids) < limit:
+            ids.extend(str(doc["_id"]) for doc in self.collection.find(
+                {"state": _M.UNCERTAIN.value, "reconcile_asked_at": {"$lt": asked_before}}, {"_id": 1}
+            ).limit(limit - len(ids)))
+        return ids
 
     def claim_reconcile(self, message_id: str, *, asked_before: datetime, now: datetime) -> bool:
         """True for one caller while the message is uncertain and not asked about since ``asked_before``."""
@@ -235,15 +256,25 @@ class MongoMessages(MongoRepository):
 
     def awaiting_status(self, *, now: datetime, after: timedelta, recheck_before: datetime, give_up: timedelta,
                         limit: int) -> list[str]:
-        """Messages still ``sent`` ``after`` their send (within ``give_up``), not polled since ``recheck_before``."""
-        docs = self.collection.find(
-            # state_changed_at is set with sent_at and bounds the (state, state_changed_at) index scan.
-            {"state": _M.SENT.value, "direction": "outbound", "twilio_sid": {"$exists": True},
-             "state_changed_at": {"$gte": now - give_up}, "sent_at": {"$lt": now - after, "$gte": now - give_up},
-             **_poll_due(recheck_before)},
-            {"_id": 1},
-        ).limit(limit)
-        return [str(doc["_id"]) for doc in docs]
+        """Messages still ``sent`` ``after`` their send (within ``give_up``), not polled since ``recheck_before``.
+
+        Two scans of the index ``state_status_polled`` (state, status_polled_at, sent_at): the
+        never polled ones sent between ``give_up`` and ``after`` ago (exact), then those polled
+        before ``recheck_before`` but within ``give_up`` (a message is polled only after it was
+        sent, so an older poll means an older send); of these, the ones sent before ``give_up``
+        (their last poll in the window) are set aside here.
+        """
+        oldest = now - give_up
+        ids = [str(doc["_id"]) for doc in self.collection.find(
+            {"state": _M.SENT.value, "status_polled_at": None, "sent_at": {"$lt": now - after, "$gte": oldest}},
+            {"_id": 1}).limit(limit)]
+        if len(ids) < limit:
+            again = self.collection.find(
+                {"state": _M.SENT.value, "status_polled_at": {"$lt": recheck_before, "$gte": oldest}},
+                {"_id": 1, "sent_at": 1}).limit(limit - len(ids))
+            ids.extend(str(doc["_id"]) for doc in again
+                       if isinstance(doc.get("sent_at"), datetime) and oldest <= doc["sent_at"] < now - after)
+        return ids
 
     def claim_status_poll(self, message_id: str, *, recheck_before: datetime, now: datetime) -> bool:
         """True for one caller while the message is sent and not polled since ``recheck_before``."""
@@ -358,6 +389,19 @@ class MongoMessages(MongoRepository):
         rows = self.collection.aggregate([{"$match": {"direction": "outbound"}},
                                           {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
         return {row["_id"]: row["n"] for row in rows}
+
+
+def _requeue_from(until: datetime) -> Doc:
+    """The pipeline expression of ``requeue_from`` once a hold until ``until`` is set."""
+    return {"$max": ["$state_changed_at", until, "$requeued_at"]}
+
+
+def backfill_requeue_from(collection: Any) -> int:
+    """Give ``requeue_from`` to the ready messages stored before it existed (idempotent); how many."""
+    result = collection.update_many(
+        {"state": _M.READY.value, "requeue_from": None},
+        [{"$set": {"requeue_from": {"$max": ["$state_changed_at", "$not_before", "$requeued_at"]}}}])
+    return int(result.modified_count)
 
 
 def _poll_due(recheck_before: datetime) -> Doc:
