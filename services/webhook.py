@@ -326,12 +326,10 @@ def apply_status(deps: WebhookDeps, event_id: str, event: dict[str, Any], messag
                  fresh: bool = False) -> None:
     """Move the message forward (one conditional update); enqueue the action of a newly stored failure.
 
-    Forward only and conditional, so a duplicate or a late callback changes nothing: a failure
-    is applied for a duplicate too, so a callback stored just before MongoDB went away is
-    finished when Twilio retries it. ``message_id`` is our marker from the StatusCallback URL:
-    when the callback comes before the sending worker stored the SID, or the send's answer was
-    lost (worker crash, timeout), the same update adopts the SID
-    (``MessageRepository.apply_status``).
+    Forward only, so a duplicate or a late callback changes nothing (a failure stored just before
+    MongoDB went away is finished when Twilio retries it). ``message_id``, the StatusCallback
+    URL's ``mid``: the same update adopts the SID when the callback comes before the sending
+    worker stored it, or the worker lost Twilio's answer (``MessageRepository.apply_status``).
     """
     sid = event["sid"]
     deps.store.messages.apply_status(sid, event["status"], event["error_code"], deps.clock.now(),
@@ -416,16 +414,13 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         check_status(form, ours, message_id)
         event_id, event = status_event(form)
         if STATUS_RANK.get(event["status"], 0) <= STATUS_RANK["sent"]:
-            # queued/accepted/sending/sent tell nothing the sending worker does not write itself
-            # (the SID, state sent). Were its answer lost, the delivered or failed callback that
-            # follows adopts the SID, or the reconciliation finds the message at Twilio.
-            log.debug("status sid=%s status=%s: nothing to write", form["MessageSid"], form["MessageStatus"])
+            # Nothing the sending worker does not write itself (the SID, sent). Were its answer
+            # lost: the next callback adopts the SID, or the reconciliation finds it at Twilio.
             return twiml()
         fresh = False
         if event["status"] in FAILED_STATUSES:
-            # Stored once: its event waits for the replies worker to act on it. Other statuses
-            # need no worker: the message's update (and its history) is their record, its rank
-            # guard their dedupe.
+            # For the replies worker; delivered/read need none: the message's history records
+            # them, its rank guard is their dedupe.
             fresh = await recorder.record(event_id, event)
         await run_in_threadpool(apply_status, deps, event_id, event, message_id or "", fresh=fresh)
         log.debug("status sid=%s status=%s new failure=%s", form["MessageSid"], form["MessageStatus"], fresh)

@@ -10,7 +10,8 @@ from shared.domain.states import FAILED_STATUSES, ActionState, EventState
 def status_event_doc(sid: str, status: str, error_code: int | None) -> tuple[str, dict[str, Any]]:
     """The event id and document stored for a Twilio delivery status, from a callback or a poll.
 
-    One shape for both, so whichever comes second is a duplicate. A failure stays ``received``
+    One shape for both, so whichever comes second is a duplicate. Only failures are stored (other
+    statuses need no actor: they only move their message). A failure stays ``received``
     (``action_state`` pending) until the replies actor has acted on it: the scheduler finds it there.
     """
     failed = status in FAILED_STATUSES
