@@ -25,9 +25,9 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.drafting import compose_message, draft_followup
+from shared.usecases.sending import send_message
 from tests.support.actors import drain
-from workers.drafting import compose_message, draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from shared.usecases.replies import process_inbound
+from shared.usecases.sending import send_message
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.drafting import draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 
@@ -307,7 +307,7 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: App, clock: FakeClock) 
 
 @pytest.mark.parametrize("status", [None, 502])
 def test_lost_answer_is_reconciled_not_resent(deps: App, clock: FakeClock, status: int | None) -> None:
-    from workers.sending import reconcile_message
+    from shared.usecases.reconciling import reconcile_message
 
     fid = _setup(deps, steps=1)
     sender = deps.sender
@@ -331,7 +331,7 @@ def test_lost_answer_is_reconciled_not_resent(deps: App, clock: FakeClock, statu
 
 
 def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: App, clock: FakeClock) -> None:
-    from workers.sending import reconcile_message
+    from shared.usecases.reconciling import reconcile_message
 
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)

@@ -25,9 +25,9 @@ from shared.usecases.delivery import process_status, process_status_or_hand_over
 from shared.usecases.failures import EVENT_ATTEMPTS
 from shared.usecases.handover import close_hand_over
 from shared.usecases.replies import process_inbound, process_inbound_or_hand_over
+from shared.usecases.sending import send_message
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 PAID_CLAIM = HandOverReason.PAID_CLAIM
@@ -395,7 +395,7 @@ def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps
     tick(deps.store, deps.queue, clock)
     queue = deps.queue
     assert isinstance(queue, RecordingQueue)
-    from workers.drafting import draft_followup
+    from shared.usecases.drafting import draft_followup
 
     draft_followup(deps, *queue.drafts.pop(0))
     message_id = queue.sends.pop(0)[0]

@@ -208,8 +208,8 @@ def test_every_transition_called_in_the_code_is_allowed() -> None:
     # The scan found the transitions of the scheduler, the cadence, the use cases and the actors.
     assert len(checked) >= 25, checked
     assert {w.split(":")[0] for w in checked} >= {
-        "shared/cadence.py", "shared/usecases/delivery.py", "services/scheduler.py", "workers/drafting.py",
-        "workers/sending.py", "shared/usecases/replies.py", "shared/usecases/handover.py",
+        "shared/cadence.py", "shared/usecases/delivery.py", "services/scheduler.py", "shared/usecases/drafting.py",
+        "shared/usecases/sending.py", "shared/usecases/replies.py", "shared/usecases/handover.py",
     }
 
 
