@@ -78,6 +78,10 @@ class CampaignRepository(Protocol):
     def get(self, campaign_id: str) -> Campaign | None:
         """A campaign by id."""
 
+    def definition(self, campaign_id: str) -> Campaign | None:
+        """A campaign's steps, window and texts, which never change once it is created: read once per
+        process. Its ``status`` may be stale: whoever acts on a pause reads :meth:`get`."""
+
     def all(self) -> list[Campaign]:
         """Every campaign, by id."""
 
@@ -134,7 +138,7 @@ class FollowUpRepository(Protocol):
         """``queued → drafting`` at ``step``."""
 
     def await_send(self, followup_id: str, *, step: int, now: datetime) -> bool:
-        """``queued|drafting → awaiting_send`` at ``step``: its message is stored."""
+        """``queued|drafting → awaiting_send`` at ``step``: its message is stored (``drafted_step`` records it)."""
 
     def draft_again(self, followup_id: str, *, step: int, now: datetime) -> bool:
         """``awaiting_send → queued`` at ``step``: its draft was lost."""

@@ -31,6 +31,8 @@ def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: 
         "id": message_id_for(followup.id, followup.step), "followup_id": followup.id,
         "contact_id": contact.id, "campaign_id": campaign.id, "step": followup.step,
         "state": MessageState.READY, "language": contact.language,
+        # What the sending actor needs of the contact, so that it does not read it again.
+        "to": contact.phone, "timezone": contact.timezone,
     }
     if in_service_window(contact, now):
         history = tuple(HistoryItem(direction=entry.direction, body=entry.body, at=entry.at)
@@ -56,8 +58,10 @@ def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: 
 def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
     """Draft step ``step`` of a follow-up; returns the message id, or None if there is nothing to do.
 
-    Idempotent: the message id is derived from (follow-up, step), so a redelivered or
-    concurrent run finds the stored message instead of drafting a second one.
+    Idempotent: the message id is derived from (follow-up, step) and stored by a conditional
+    insert, so a redelivered or concurrent run keeps the stored message instead of a second one.
+    Reads the follow-up, its contact and campaign once each; the stored message only when this
+    step was drafted before (``drafted_step``: queued again after a pause or a lost draft).
     """
     store, now = deps.store, deps.clock.now()
     followup = store.followups.get(followup_id)
@@ -68,33 +72,11 @@ def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
         # A run that died after storing its draft may have left it ready for a follow-up gone since.
         withdraw_dead_draft(store, message_id_for(followup_id, step), followup_id, step=step, now=now)
         return None
-    store.followups.start_drafting(followup_id, step=step, now=now)
     message_id = message_id_for(followup_id, step)
-    existing = store.messages.get(message_id)
+    existing = store.messages.get(message_id) if followup.drafted_step == step else None
     if existing is None or existing.state == MessageState.CANCELLED:
-        contact = store.contacts.get(followup.contact_id)
-        campaign = store.campaigns.get(followup.campaign_id)
-        if contact is None or campaign is None or step >= len(campaign.steps):
-            stop_followup(store, followup_id, reason=StopReason.MISSING_DATA, now=now, needs_human=True,
-                          detail=HandOverReason.MISSING_DATA)
+        if not _draft(deps, followup, existing):
             return None
-        if contact.opted_out:
-            stop_followup(store, followup_id, reason=StopReason.OPT_OUT, now=now)
-            return None
-        message = compose_message(deps, followup, campaign, contact)
-        if message is None:
-            store.followups.pause(
-                followup_id, reason=PauseReason.AWAITING_CUSTOMER_WINDOW, until=None, now=now, step=step,
-                expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
-                needs_human=f"step {step + 1} has no approved template and the contact has not written in the "
-                            "last 24 h",
-            )
-            log.warning("followup=%s step=%s paused: outside 24h window and no template", followup_id, step)
-            return None
-        stored = store.messages.redraft(message, now) if existing else store.messages.insert(message, now)
-        if stored:
-            log.info("drafted message=%s kind=%s source=%s fallback=%s", message_id, message.kind,
-                     message.draft_source, message.fallback_reason)
     if store.followups.await_send(followup_id, step=step, now=now):
         deps.queue.send_message(message_id)
         return message_id
@@ -104,3 +86,40 @@ def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
     if withdraw_dead_draft(store, message_id, followup_id, step=step, now=deps.clock.now()):
         return None
     return message_id
+
+
+def _draft(deps: App, followup: FollowUp, existing: OutboundMessage | None) -> bool:
+    """Compose and store the step's message; False when the follow-up was stopped or paused instead.
+
+    Stored once: the insert is conditional on the message id, and a cancelled draft is replaced
+    only while cancelled. A run that finds the message stored by another (a concurrent run, one
+    that died before moving the follow-up on) keeps that one.
+    """
+    store, now, step = deps.store, deps.clock.now(), followup.step
+    contact = store.contacts.get(followup.contact_id)
+    campaign = store.campaigns.definition(followup.campaign_id)  # its status is the sending actor's concern
+    if contact is None or campaign is None or step >= len(campaign.steps):
+        stop_followup(store, followup.id, reason=StopReason.MISSING_DATA, now=now, needs_human=True,
+                      detail=HandOverReason.MISSING_DATA)
+        return False
+    if contact.opted_out:
+        stop_followup(store, followup.id, reason=StopReason.OPT_OUT, now=now)
+        return False
+    message = compose_message(deps, followup, campaign, contact)
+    if message is None:
+        store.followups.pause(
+            followup.id, reason=PauseReason.AWAITING_CUSTOMER_WINDOW, until=None, now=now, step=step,
+            expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
+            needs_human=f"step {step + 1} has no approved template and the contact has not written in the "
+                        "last 24 h",
+        )
+        log.warning("followup=%s step=%s paused: outside 24h window and no template", followup.id, step)
+        return False
+    if existing is not None:
+        stored = store.messages.redraft(message, now)
+    else:
+        stored = store.messages.insert(message, now) or store.messages.redraft(message, now)
+    if stored:
+        log.info("drafted message=%s kind=%s source=%s fallback=%s", message.id, message.kind,
+                 message.draft_source, message.fallback_reason)
+    return True

@@ -31,8 +31,10 @@ def reconcile_message(deps: App, message_id: str, *, grace: timedelta | None = N
     message = store.messages.get(message_id)
     if message is None or message.state != MessageState.UNCERTAIN:
         return None
-    contact = store.contacts.get(message.contact_id) if message.contact_id else None
-    to = contact.phone if contact else str(message.to or "")
+    to = message.to  # an alert's, or a step's drafted with its contact's phone
+    if not to:
+        contact = store.contacts.get(message.contact_id) if message.contact_id else None
+        to = contact.phone if contact else ""
     started = utc(message.sending_at or message.state_changed_at or now)
     listed = deps.sender.list_messages(to=to, from_=deps.rules.sender, limit=RECONCILE_LIST_LIMIT)
     known = store.messages.known_sids(str(item["sid"]) for item in listed)

@@ -127,13 +127,40 @@ def _reply_unread(deps: App, message: OutboundMessage, contact: Contact, now: da
     return True
 
 
+def _recipient(deps: App, message: OutboundMessage) -> Contact | None:
+    """Whom the message goes to, read once; a step message drafted with its contact's phone and
+    timezone (``to``, ``timezone``) needs no read of the contact.
+
+    Such a step's STOP check is not the contact's ``opted_out`` but what a STOP also writes, read
+    fresh: the follow-up (stopped), the unprocessed inbound message (the sending hold) and the
+    message itself (cancelled, so ``ready → sending`` fails).
+    """
+    if message.purpose == "step" and message.contact_id and message.to and message.timezone:
+        return Contact(id=message.contact_id, phone=message.to, name="", language=message.language,
+                       timezone=message.timezone)
+    return deps.store.contacts.get(message.contact_id) if message.contact_id else None
+
+
+def _cadence_contact(deps: App, message: OutboundMessage, campaign: Campaign, recipient: Contact) -> Contact:
+    """The contact the next step's due date is computed from: its fields only when that step is anchored on one."""
+    following = message.step + 1
+    if following < len(campaign.steps) and campaign.steps[following].anchor not in ("enrolment", "previous"):
+        return deps.store.contacts.get(recipient.id) or recipient
+    return recipient
+
+
 def send_message(deps: App, message_id: str) -> str | None:
-    """Send a ready message; returns the Twilio SID, or None when nothing was sent."""
+    """Send a ready message; returns the Twilio SID, or None when nothing was sent.
+
+    A step message costs one read each of the message, its follow-up, campaign, the contact's
+    unprocessed messages and recent sends (pacing), then ``ready → sending``, the SID, and the
+    follow-up's next move.
+    """
     store, now = deps.store, deps.clock.now()
     message = store.messages.get(message_id)
     if message is None or message.state != MessageState.READY:
         return None
-    contact = store.contacts.get(message.contact_id) if message.contact_id else None
+    contact = _recipient(deps, message)
     if message.purpose == "alert":
         to = message.to or ""
     elif contact is None:
@@ -189,7 +216,8 @@ def send_message(deps: App, message_id: str) -> str | None:
         if message.purpose == "alert":
             handle_alert_error(deps, message, exc.code)
         elif contact is not None:
-            handle_permanent_error(deps, message, contact, exc.code)
+            # The rules for a refusal may fill a template from the contact's fields: read it whole.
+            handle_permanent_error(deps, message, store.contacts.get(contact.id) or contact, exc.code)
         return None
     except SendDeferred as exc:
         if exc.maybe_created:
@@ -209,7 +237,8 @@ def send_message(deps: App, message_id: str) -> str | None:
     record_sid(store, message_id, result.sid, sent_at)
     if step_context is not None and contact is not None and not message.resend_of:
         followup, campaign = step_context
-        advance_after_send(store, followup=followup, campaign=campaign, contact=contact, step=message.step,
+        advance_after_send(store, followup=followup, campaign=campaign,
+                           contact=_cadence_contact(deps, message, campaign, contact), step=message.step,
                            sent_at=sent_at, now=sent_at)
     log.info("message=%s purpose=%s sent sid=%s to=%s", message_id, message.purpose, result.sid, mask_phone(to))
     return result.sid

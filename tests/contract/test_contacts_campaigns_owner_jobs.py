@@ -79,6 +79,19 @@ def test_campaigns_are_created_once_listed_by_id_and_paused_once(repos: Reposito
     assert not repos.campaigns.set_status("nope", "paused", now)
 
 
+def test_a_campaign_definition_is_the_campaign_as_created(repos: Repositories, clock: FakeClock) -> None:
+    """Steps, window and texts never change once created: a process may keep them; the status is read by get."""
+    now = clock.now()
+    assert repos.campaigns.definition("c1") is None
+    assert repos.campaigns.create(campaign("c1", steps=2), now)
+    first = repos.campaigns.definition("c1")
+    assert first is not None and first == repos.campaigns.get("c1") and len(first.steps) == 2
+    assert repos.campaigns.set_status("c1", "paused", now)
+    again = repos.campaigns.definition("c1")
+    assert again is not None and again.steps == first.steps and again.send_window == first.send_window
+    assert repos.campaigns.get("c1").status == "paused"  # type: ignore[union-attr]
+
+
 def test_the_owners_window_only_moves_forward(repos: Repositories, clock: FakeClock) -> None:
     now = clock.now()
     assert repos.owner.last_inbound("+33700000001") is None

@@ -22,6 +22,10 @@ class MemoryCampaigns(MemoryRepository):
         doc = self._get(campaign_id)
         return campaign_from_doc(doc) if doc else None
 
+    def definition(self, campaign_id: str) -> Campaign | None:
+        """A campaign's definition (no cache needed in memory)."""
+        return self.get(campaign_id)
+
     def all(self) -> list[Campaign]:
         """Every campaign, by id."""
         return [campaign_from_doc(doc) for doc in sorted(self._where(lambda doc: True), key=lambda doc: doc["_id"])]

@@ -6,15 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from shared.clock import FakeClock
-from shared.domain.models import SendWindow
-from shared.domain.reasons import PauseReason
+from shared.domain.models import Contact, SendWindow
+from shared.domain.reasons import PauseReason, StopReason
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import SendDeferred
 from shared.fakes import FakeSender, RecordingQueue
 from shared.usecases.context import App
 from shared.usecases.drafting import draft_followup
 from shared.usecases.reconciling import reconcile_message
-from shared.usecases.sending import send_message
+from shared.usecases.replies import process_inbound
+from shared.usecases.sending import RETRY_SOON_SECONDS, send_message
 from tests.unit.usecases.sending_world import (
     ALWAYS,
     FOLLOWUP_ID,
@@ -75,13 +76,46 @@ def test_a_send_outside_the_window_is_held_until_it_opens(clock: FakeClock) -> N
 
 
 def test_a_send_after_stop_is_cancelled(clock: FakeClock) -> None:
-    """The client's STOP was recorded after the draft, before its ready messages were cancelled."""
+    """A STOP stored and not processed yet holds the step; processed, it cancels it."""
+    app, sender, queue = drafted(clock)
+    sid = "SM" + "5" * 32
+    app.store.events.record(f"inbound:{sid}", {"kind": "inbound", "sid": sid, "state": "received",
+                                               "from": f"whatsapp:{PHONE}", "body": "STOP"}, clock.now())
+    assert send_message(app, MESSAGE_ID) is None
+    assert sender.sent == [] and queue.sends == [(MESSAGE_ID, RETRY_SOON_SECONDS)]
+    assert message(app, MESSAGE_ID).state == MessageState.READY
+    assert str(process_inbound(app, f"inbound:{sid}")) == "opt_out stopped=1"
+    assert message(app, MESSAGE_ID).state == MessageState.CANCELLED
+    assert send_message(app, MESSAGE_ID) is None
+    assert sender.sent == []
+    assert followup(app).state == FollowUpState.STOPPED
+
+
+def test_a_send_for_a_stopped_followup_is_cancelled_before_its_ready_messages_are(clock: FakeClock) -> None:
+    """An opt-out by any path stops the follow-ups, then cancels the ready messages: in between, no send."""
     app, sender, queue = drafted(clock)
     app.store.contacts.set_opt_out("ct1", True, clock.now())
+    assert app.store.followups.stop(FOLLOWUP_ID, reason=StopReason.OPT_OUT, now=clock.now())
     assert send_message(app, MESSAGE_ID) is None
     assert sender.sent == [] and queue.sends == []
     assert message(app, MESSAGE_ID).state == MessageState.CANCELLED
-    assert followup(app).state == FollowUpState.STOPPED
+
+
+def test_a_step_message_needs_no_read_of_the_contact(clock: FakeClock) -> None:
+    """The contact's phone and timezone are kept on the drafted step: the send goes out without it."""
+    app, sender, _ = drafted(clock)
+    drafted_message = message(app, MESSAGE_ID)
+    assert (drafted_message.to, drafted_message.timezone) == (PHONE, "Europe/Paris")
+    reads = []
+    contacts_get = app.store.contacts.get
+
+    def counting_get(contact_id: str) -> Contact | None:
+        reads.append(contact_id)
+        return contacts_get(contact_id)
+
+    app.store.contacts.get = counting_get  # type: ignore[method-assign]
+    assert send_message(app, MESSAGE_ID) is not None
+    assert reads == [] and sender.sent[0].to == PHONE
 
 
 def test_a_send_for_a_paused_followup_is_cancelled(clock: FakeClock) -> None:
