@@ -1,114 +1,16 @@
-"""Drafting actor: writes the message for one step of one follow-up and hands it to sending.
-
-Inside WhatsApp's 24-hour window the message is freeform text drafted by Gemini (checked
-against the contact's facts, replaced by the offline draft when it fails); outside it, the
-step's approved Content template is filled from the contact's fields. A step without a
-template outside the window is never sent freeform: the follow-up is paused and flagged.
-"""
+"""The drafting queue's actor: one step of one follow-up drafted (:mod:`shared.usecases.drafting`)."""
 
 from __future__ import annotations
-
-import logging
-from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from shared.cadence import stop_followup, withdraw_dead_draft
-from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, message_id_for
-from shared.domain.reasons import HandOverReason, PauseReason, StopReason
-from shared.domain.states import FollowUpState, MessageState
-from shared.domain.templates import render_preview, template_variables
-from shared.policy import in_service_window
-from shared.ports import DraftRequest, HistoryItem
 from shared.queue import ACTOR_DRAFT, QUEUE_DRAFTING
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from workers.deps import declare_actor
 
-log = logging.getLogger(__name__)
-def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: Contact) -> OutboundMessage | None:
-    """Build the step's message (not stored); None when WhatsApp's rules forbid any message now."""
-    step = campaign.steps[followup.step]
-    now = deps.clock.now()
-    base: dict[str, Any] = {
-        "id": message_id_for(followup.id, followup.step), "followup_id": followup.id,
-        "contact_id": contact.id, "campaign_id": campaign.id, "step": followup.step,
-        "state": MessageState.READY, "language": contact.language,
-    }
-    if in_service_window(contact, now):
-        history = tuple(HistoryItem(direction=entry.direction, body=entry.body, at=entry.at)
-                        for entry in deps.store.messages.conversation(contact.id, limit=10))
-        request = DraftRequest(
-            contact_name=contact.name, language=contact.language, facts=dict(contact.fields),
-            step_index=followup.step, step_count=len(campaign.steps), tone=step.tone,
-            business_name=deps.rules.business_name, campaign_name=campaign.name,
-            max_chars=deps.rules.max_message_chars, history=history,
-            campaign_description=campaign.description,
-        )
-        draft = deps.drafter.draft(request)
-        return OutboundMessage(**base, kind="freeform", body=draft.body, draft_source=draft.source,
-                               fallback_reason=draft.fallback_reason)
-    if step.template is None:
-        return None
-    variables = template_variables(step.template, contact)
-    return OutboundMessage(**base, kind="template", body=render_preview(step.template, contact, variables),
-                           content_sid=step.template.content_sid, content_variables=variables,
-                           draft_source="template")
 
-
-def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
-    """Draft step ``step`` of a follow-up; returns the message id, or None if there is nothing to do.
-
-    Idempotent: the message id is derived from (follow-up, step), so a redelivered or
-    concurrent run finds the stored message instead of drafting a second one.
-    """
-    store, now = deps.store, deps.clock.now()
-    followup = store.followups.get(followup_id)
-    if followup is None or followup.step != step or followup.state not in (
-        FollowUpState.QUEUED, FollowUpState.DRAFTING
-    ):
-        log.info("draft skipped followup=%s step=%s (state moved on)", followup_id, step)
-        # A run that died after storing its draft may have left it ready for a follow-up gone since.
-        withdraw_dead_draft(store, message_id_for(followup_id, step), followup_id, step=step, now=now)
-        return None
-    store.followups.start_drafting(followup_id, step=step, now=now)
-    message_id = message_id_for(followup_id, step)
-    existing = store.messages.get(message_id)
-    if existing is None or existing.state == MessageState.CANCELLED:
-        contact = store.contacts.get(followup.contact_id)
-        campaign = store.campaigns.get(followup.campaign_id)
-        if contact is None or campaign is None or step >= len(campaign.steps):
-            stop_followup(store, followup_id, reason=StopReason.MISSING_DATA, now=now, needs_human=True,
-                          detail=HandOverReason.MISSING_DATA)
-            return None
-        if contact.opted_out:
-            stop_followup(store, followup_id, reason=StopReason.OPT_OUT, now=now)
-            return None
-        message = compose_message(deps, followup, campaign, contact)
-        if message is None:
-            store.followups.pause(
-                followup_id, reason=PauseReason.AWAITING_CUSTOMER_WINDOW, until=None, now=now, step=step,
-                expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
-                needs_human=f"step {step + 1} has no approved template and the contact has not written in the "
-                            "last 24 h",
-            )
-            log.warning("followup=%s step=%s paused: outside 24h window and no template", followup_id, step)
-            return None
-        stored = store.messages.redraft(message, now) if existing else store.messages.insert(message, now)
-        if stored:
-            log.info("drafted message=%s kind=%s source=%s fallback=%s", message_id, message.kind,
-                     message.draft_source, message.fallback_reason)
-    if store.followups.await_send(followup_id, step=step, now=now):
-        deps.queue.send_message(message_id)
-        return message_id
-    # The follow-up moved on while this step was drafted. A STOP or a pause cancels the contact's
-    # ready messages, but it ran before this draft was stored: withdraw it, unless a concurrent
-    # run of this step already handed it to sending.
-    if withdraw_dead_draft(store, message_id, followup_id, step=step, now=deps.clock.now()):
-        return None
-    return message_id
-
-
-def register(broker: RedisBroker, deps: App) -> dramatiq.Actor[..., str | None]:
-    """Declare the drafting actor on ``broker``, bound to ``deps``."""
-    return declare_actor(broker, deps, draft_followup, name=ACTOR_DRAFT, queue=QUEUE_DRAFTING)
+def register(broker: RedisBroker, app: App) -> dramatiq.Actor[..., str | None]:
+    """Declare the drafting actor on ``broker``, bound to ``app``."""
+    return declare_actor(broker, app, draft_followup, name=ACTOR_DRAFT, queue=QUEUE_DRAFTING)

@@ -189,6 +189,9 @@ class FollowUp(BaseModel):
     paused_until: datetime | None = None
     needs_human: bool = False
     needs_human_reason: str | None = None
+    # The last step whose message was stored and handed to sending: a step queued again after
+    # that (a pause, a lost draft) may find its message stored already.
+    drafted_step: int | None = None
 
 
 class OutboundMessage(BaseModel):
@@ -202,7 +205,10 @@ class OutboundMessage(BaseModel):
     # "step": one step of a campaign; "reply": an answer in a conversation the client opened;
     # "alert": a hand-over notice to the business owner.
     purpose: Literal["step", "reply", "alert"] = "step"
-    to: str | None = None  # only for alerts: the owner's number
+    # The recipient (E.164): the owner's number for an alert; the contact's phone for a step,
+    # kept with its timezone when drafted, so that the sending actor need not read the contact.
+    to: str | None = None
+    timezone: str | None = None
     resend_of: str | None = None  # a template re-send of a step or alert refused as freeform (63016)
     state: MessageState
     kind: Literal["freeform", "template"]

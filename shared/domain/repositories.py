@@ -145,7 +145,7 @@ class FollowUpRepository(Protocol):
         """``queued → drafting`` at ``step``."""
 
     def await_send(self, followup_id: str, *, step: int, now: datetime) -> bool:
-        """``queued|drafting → awaiting_send`` at ``step``: its message is stored."""
+        """``queued|drafting → awaiting_send`` at ``step``: its message is stored (``drafted_step`` records it)."""
 
     def draft_again(self, followup_id: str, *, step: int, now: datetime) -> bool:
         """``awaiting_send → queued`` at ``step``: its draft was lost."""

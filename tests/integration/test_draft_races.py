@@ -25,10 +25,10 @@ from shared.settings import load_settings
 from shared.usecases.cadence import pause_contact, stop_contact
 from shared.usecases.campaigns import pause_campaign, resume_campaign
 from shared.usecases.context import App
+from shared.usecases.drafting import compose_message, draft_followup
 from shared.usecases.scheduling import tick
+from shared.usecases.sending import send_message
 from tests.support.actors import drain
-from workers.drafting import compose_message, draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 

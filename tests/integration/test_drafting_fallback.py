@@ -33,10 +33,10 @@ from shared.language.drafts import OfflineDrafter
 from shared.ports import DraftRequest
 from shared.settings import Settings, load_settings
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from shared.usecases.scheduling import tick
 from tests.support.fake_gemini import STATEMENTS, create_app, draft_text
 from tests.support.gemini_helpers import API_KEY, FakeGemini, fake_fixtures
-from workers.drafting import draft_followup
 
 pytestmark = pytest.mark.integration
 

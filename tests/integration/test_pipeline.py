@@ -19,12 +19,12 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
 from shared.usecases.campaigns import pause_campaign, resume_campaign
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from shared.usecases.replies import process_inbound
 from shared.usecases.scheduling import TickReport, reconcile, tick
+from shared.usecases.sending import send_message
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.drafting import draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +84,8 @@ def test_two_steps_are_sent_once_each_then_completed(deps: App, clock: FakeClock
     assert [m["state"] for m in messages] == ["sent", "sent"]
     assert all(m["twilio_sid"].startswith("SM") for m in messages)
     history = [h["state"] for h in deps.store.followups.collection.find_one({"_id": fid})["history"]]  # type: ignore[index]
-    assert history == ["scheduled", "queued", "drafting", "awaiting_send", "scheduled",
-                       "queued", "drafting", "awaiting_send", "completed"]
+    # No ``drafting`` move: the conditional insert of the step's message is what makes it once.
+    assert history == ["scheduled", "queued", "awaiting_send", "scheduled", "queued", "awaiting_send", "completed"]
 
 
 def test_redelivered_messages_never_send_twice(deps: App, clock: FakeClock) -> None:
@@ -309,7 +309,7 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: App, clock: FakeClock) 
 
 @pytest.mark.parametrize("status", [None, 502])
 def test_lost_answer_is_reconciled_not_resent(deps: App, clock: FakeClock, status: int | None) -> None:
-    from workers.sending import reconcile_message
+    from shared.usecases.reconciling import reconcile_message
 
     fid = _setup(deps, steps=1)
     sender = deps.sender
@@ -333,7 +333,7 @@ def test_lost_answer_is_reconciled_not_resent(deps: App, clock: FakeClock, statu
 
 
 def test_uncertain_with_no_trace_is_sent_again_after_the_grace(deps: App, clock: FakeClock) -> None:
-    from workers.sending import reconcile_message
+    from shared.usecases.reconciling import reconcile_message
 
     fid = _setup(deps, steps=1)
     tick(deps.store, deps.queue, clock)

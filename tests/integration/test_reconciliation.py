@@ -29,12 +29,13 @@ from shared.ports import OutboundRequest
 from shared.settings import Settings, load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
+from shared.usecases.reconciling import reconcile_message
 from shared.usecases.scheduling import tick
+from shared.usecases.sending import send_message
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
-from workers.drafting import draft_followup
-from workers.sending import reconcile_message, send_message
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from shared.usecases.failures import EVENT_ATTEMPTS
 from shared.usecases.handover import close_hand_over
 from shared.usecases.replies import process_inbound, process_inbound_or_hand_over
 from shared.usecases.scheduling import TickReport, reconcile, tick
+from shared.usecases.sending import send_message
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 PAID_CLAIM = HandOverReason.PAID_CLAIM
@@ -391,19 +391,32 @@ def test_a_reply_after_the_last_reminder_is_still_acted_on(deps: App, clock: Fak
 
 
 def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps: App, clock: FakeClock) -> None:
-    """The opt-out flag alone (set by any path) is enough: the drafted step is cancelled, not sent."""
+    """Whatever point a STOP's processing has reached, the drafted step is not sent.
+
+    The sending actor does not read the contact for a step (its phone and timezone are on the
+    message): it reads fresh what an opt-out writes. Stored and not processed yet: the step is
+    held. An opt-out by any path (a STOP, Twilio's 21610) stops the follow-ups before it cancels
+    the contact's ready messages: in between, the stopped follow-up cancels the step.
+    """
     tick(deps.store, deps.queue, clock)
     queue = deps.queue
     assert isinstance(queue, RecordingQueue)
-    from workers.drafting import draft_followup
+    from shared.domain.reasons import StopReason
+    from shared.usecases.cadence import stop_followup
+    from shared.usecases.drafting import draft_followup
 
     draft_followup(deps, *queue.drafts.pop(0))
     message_id = queue.sends.pop(0)[0]
     assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "ready"  # type: ignore[index]
+    event_id = _store_reply(deps, "STOP", "SM" + "6" * 32)
+    assert send_message(deps, message_id) is None  # the STOP waits to be processed: held
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "ready"  # type: ignore[index]
+    deps.store.events.mark_processed(event_id, clock.now())  # (its processing is played by hand below)
     deps.store.contacts.set_opt_out("ct1", True, clock.now())
+    assert stop_followup(deps.store, "c1:ct1", reason=StopReason.OPT_OUT, now=clock.now())
     assert send_message(deps, message_id) is None
     doc = deps.store.messages.collection.find_one({"_id": message_id})
-    assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "opt_out")
+    assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "followup_stopped")
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert _followup(deps)["state"] == "stopped"
 

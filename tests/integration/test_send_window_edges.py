@@ -19,10 +19,10 @@ from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.fakes import FakeSender, RecordingQueue
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from shared.usecases.scheduling import tick
+from shared.usecases.sending import send_message
 from tests.support.drafters import EchoDrafter
-from workers.drafting import draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 

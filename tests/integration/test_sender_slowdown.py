@@ -37,11 +37,11 @@ from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
 from shared.usecases.delivery import process_status
+from shared.usecases.drafting import draft_followup
 from shared.usecases.scheduling import tick
+from shared.usecases.sending import send_message
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import WebhookRecorder, serve_asgi, serve_recorder
-from workers.drafting import draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from shared.pacing import RedisContactLocks
 from shared.ratelimit import SendRateLimiter
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from shared.usecases.scheduling import tick
+from shared.usecases.sending import send_message
 from tests.support.drafters import EchoDrafter
-from workers.drafting import draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 

@@ -27,12 +27,12 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from shared.usecases.handover import alert_owner
 from shared.usecases.reply_plan import queue_reply
 from shared.usecases.scheduling import tick
+from shared.usecases.sending import send_message
 from tests.support.drafters import EchoDrafter
-from workers.drafting import draft_followup
-from workers.sending import send_message
 
 pytestmark = pytest.mark.integration
 

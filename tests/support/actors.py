@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from shared.fakes import RecordingQueue
 from shared.usecases.context import App
-from workers.drafting import draft_followup
-from workers.sending import reconcile_message, send_message
+from shared.usecases.drafting import draft_followup
+from shared.usecases.reconciling import reconcile_message
+from shared.usecases.sending import send_message
 
 
 def drain(deps: App) -> None:

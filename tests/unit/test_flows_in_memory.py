@@ -22,10 +22,10 @@ from shared.ports import Draft, DraftRequest
 from shared.settings import load_settings
 from shared.usecases.campaigns import pause_campaign, resume_campaign
 from shared.usecases.context import App
+from shared.usecases.drafting import draft_followup
 from shared.usecases.replies import process_inbound
 from shared.usecases.scheduling import tick
 from tests.support.actors import drain
-from workers.drafting import draft_followup
 
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=time(0), end=time(23, 59))
 PHONE = "+33612345678"

@@ -88,7 +88,7 @@ def test_every_logger_and_exception_text_is_redacted(root_logging: None, capsys:
     configure_logging(load_settings(ENV))
     token = SECRETS["TWILIO_AUTH_TOKEN"]
     for name in ("relance", "uvicorn.error", "dramatiq.worker.Worker", "twilio.http_client", "pymongo",
-                 "workers.sending"):
+                 "shared.usecases.sending"):
         logging.getLogger(name).warning("to=%s token=%s", f"whatsapp:{PHONE}", token)
     try:
         try:

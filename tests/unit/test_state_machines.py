@@ -212,7 +212,8 @@ def test_every_transition_called_in_the_code_is_allowed() -> None:
     assert len(checked) >= 25, checked
     assert {w.split(":")[0] for w in checked} >= {
         "shared/usecases/cadence.py", "shared/usecases/delivery.py", "shared/usecases/scheduling.py",
-        "workers/drafting.py", "workers/sending.py", "shared/usecases/replies.py", "shared/usecases/handover.py",
+        "shared/usecases/drafting.py", "shared/usecases/sending.py", "shared/usecases/reconciling.py",
+        "shared/usecases/replies.py", "shared/usecases/handover.py",
     }
 
 

@@ -133,8 +133,9 @@ class MemoryFollowUps(MemoryRepository):
         return self._move(followup_id, FOLLOWUP_TRANSITIONS["start_drafting"], now=now, step=step)
 
     def await_send(self, followup_id: str, *, step: int, now: datetime) -> bool:
-        """``queued|drafting → awaiting_send``."""
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["await_send"], now=now, step=step)
+        """``queued|drafting → awaiting_send``; the step's message is stored (``drafted_step``)."""
+        return self._move(followup_id, FOLLOWUP_TRANSITIONS["await_send"], now=now, step=step,
+                          fields={"drafted_step": step})
 
     def draft_again(self, followup_id: str, *, step: int, now: datetime) -> bool:
         """``awaiting_send → queued``."""

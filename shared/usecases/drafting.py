@@ -1,0 +1,125 @@
+"""Drafting a step: the message for one step of one follow-up, stored and handed to sending.
+
+Inside WhatsApp's 24-hour window the message is freeform text drafted by Gemini (checked
+against the contact's facts, replaced by the offline draft when it fails); outside it, the
+step's approved Content template is filled from the contact's fields. A step without a
+template outside the window is never sent freeform: the follow-up is paused and flagged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, message_id_for
+from shared.domain.reasons import HandOverReason, PauseReason, StopReason
+from shared.domain.states import FollowUpState, MessageState
+from shared.domain.templates import render_preview, template_variables
+from shared.policy import in_service_window
+from shared.ports import DraftRequest, HistoryItem
+from shared.usecases.cadence import stop_followup, withdraw_dead_draft
+from shared.usecases.context import App
+
+log = logging.getLogger(__name__)
+
+
+def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: Contact) -> OutboundMessage | None:
+    """Build the step's message (not stored); None when WhatsApp's rules forbid any message now."""
+    step = campaign.steps[followup.step]
+    now = deps.clock.now()
+    base: dict[str, Any] = {
+        "id": message_id_for(followup.id, followup.step), "followup_id": followup.id,
+        "contact_id": contact.id, "campaign_id": campaign.id, "step": followup.step,
+        "state": MessageState.READY, "language": contact.language,
+        # What the sending actor needs of the contact, so that it does not read it again.
+        "to": contact.phone, "timezone": contact.timezone,
+    }
+    if in_service_window(contact, now):
+        history = tuple(HistoryItem(direction=entry.direction, body=entry.body, at=entry.at)
+                        for entry in deps.store.messages.conversation(contact.id, limit=10))
+        request = DraftRequest(
+            contact_name=contact.name, language=contact.language, facts=dict(contact.fields),
+            step_index=followup.step, step_count=len(campaign.steps), tone=step.tone,
+            business_name=deps.rules.business_name, campaign_name=campaign.name,
+            max_chars=deps.rules.max_message_chars, history=history,
+            campaign_description=campaign.description,
+        )
+        draft = deps.drafter.draft(request)
+        return OutboundMessage(**base, kind="freeform", body=draft.body, draft_source=draft.source,
+                               fallback_reason=draft.fallback_reason)
+    if step.template is None:
+        return None
+    variables = template_variables(step.template, contact)
+    return OutboundMessage(**base, kind="template", body=render_preview(step.template, contact, variables),
+                           content_sid=step.template.content_sid, content_variables=variables,
+                           draft_source="template")
+
+
+def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
+    """Draft step ``step`` of a follow-up; returns the message id, or None if there is nothing to do.
+
+    Idempotent: the message id is derived from (follow-up, step) and stored by a conditional
+    insert, so a redelivered or concurrent run keeps the stored message instead of a second one.
+    Reads the follow-up, its contact and campaign once each; the stored message only when this
+    step was drafted before (``drafted_step``: queued again after a pause or a lost draft).
+    """
+    store, now = deps.store, deps.clock.now()
+    followup = store.followups.get(followup_id)
+    if followup is None or followup.step != step or followup.state not in (
+        FollowUpState.QUEUED, FollowUpState.DRAFTING
+    ):
+        log.info("draft skipped followup=%s step=%s (state moved on)", followup_id, step)
+        # A run that died after storing its draft may have left it ready for a follow-up gone since.
+        withdraw_dead_draft(store, message_id_for(followup_id, step), followup_id, step=step, now=now)
+        return None
+    message_id = message_id_for(followup_id, step)
+    existing = store.messages.get(message_id) if followup.drafted_step == step else None
+    if existing is None or existing.state == MessageState.CANCELLED:
+        if not _draft(deps, followup, existing):
+            return None
+    if store.followups.await_send(followup_id, step=step, now=now):
+        deps.queue.send_message(message_id)
+        return message_id
+    # The follow-up moved on while this step was drafted. A STOP or a pause cancels the contact's
+    # ready messages, but it ran before this draft was stored: withdraw it, unless a concurrent
+    # run of this step already handed it to sending.
+    if withdraw_dead_draft(store, message_id, followup_id, step=step, now=deps.clock.now()):
+        return None
+    return message_id
+
+
+def _draft(deps: App, followup: FollowUp, existing: OutboundMessage | None) -> bool:
+    """Compose and store the step's message; False when the follow-up was stopped or paused instead.
+
+    Stored once: the insert is conditional on the message id, and a cancelled draft is replaced
+    only while cancelled. A run that finds the message stored by another (a concurrent run, one
+    that died before moving the follow-up on) keeps that one.
+    """
+    store, now, step = deps.store, deps.clock.now(), followup.step
+    contact = store.contacts.get(followup.contact_id)
+    campaign = store.campaigns.get(followup.campaign_id)  # cached in workers: a pause is on the follow-up
+    if contact is None or campaign is None or step >= len(campaign.steps):
+        stop_followup(store, followup.id, reason=StopReason.MISSING_DATA, now=now, needs_human=True,
+                      detail=HandOverReason.MISSING_DATA)
+        return False
+    if contact.opted_out:
+        stop_followup(store, followup.id, reason=StopReason.OPT_OUT, now=now)
+        return False
+    message = compose_message(deps, followup, campaign, contact)
+    if message is None:
+        store.followups.pause(
+            followup.id, reason=PauseReason.AWAITING_CUSTOMER_WINDOW, until=None, now=now, step=step,
+            expected=(FollowUpState.QUEUED, FollowUpState.DRAFTING),
+            needs_human=f"step {step + 1} has no approved template and the contact has not written in the "
+                        "last 24 h",
+        )
+        log.warning("followup=%s step=%s paused: outside 24h window and no template", followup.id, step)
+        return False
+    if existing is not None:
+        stored = store.messages.redraft(message, now)
+    else:
+        stored = store.messages.insert(message, now) or store.messages.redraft(message, now)
+    if stored:
+        log.info("drafted message=%s kind=%s source=%s fallback=%s", message.id, message.kind,
+                 message.draft_source, message.fallback_reason)
+    return True

@@ -1,0 +1,246 @@
+"""Sending a message: the rules checked once more, then one message handed to Twilio, exactly once.
+
+``ready → sending`` is a conditional update, so of two deliveries of the same dramatiq message
+only one reaches Twilio. A crash after Twilio accepted the message and before its SID is
+written leaves the message in ``sending``; the scheduler marks it ``uncertain`` for
+reconciliation instead of sending it again. So does an answer that does not say "not created"
+(no answer, or a 5xx: a gateway may answer 502 for a message Twilio took): only a 4xx is
+acted on directly (refused) or retried (429, 63018).
+
+Step messages are checked against the follow-up (which a STOP stops and a campaign's pause
+pauses), the client's unprocessed messages and the send window. Replies (answers in a
+conversation the client has just opened) go out at once; owner alerts go to
+OWNER_WHATSAPP_NUMBER (a 63016 refusal: see :mod:`shared.usecases.delivery`).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from shared.clock import utc
+from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
+from shared.domain.reasons import CancelReason, HandOverReason, PauseReason, StopReason
+from shared.domain.states import FollowUpState, MessageState
+from shared.errors import SendDeferred, SendRejected, TransientError
+from shared.pacing import contact_pacing_delay
+from shared.phones import mask_phone
+from shared.policy import is_allowed, next_allowed, window_open
+from shared.ports import OutboundRequest
+from shared.ratelimit import SLOW_DOWN_CODES
+from shared.usecases.cadence import advance_after_send, stop_contact
+from shared.usecases.context import App
+from shared.usecases.delivery import handle_alert_error, handle_permanent_error, record_sid
+
+log = logging.getLogger(__name__)
+# How long a worker waits for a slot of the sender's throughput before putting the message back.
+RATE_WAIT_SECONDS = 5.0
+# When to try again after the rate limiter or another worker's hold on the contact said "not now".
+RETRY_SOON_SECONDS = 2.0
+# An inbound message still unprocessed after this long was probably never enqueued (Redis away).
+UNREAD_REQUEUE_SECONDS = 5.0
+# Past this, a step held over an unprocessed reply is looked at every this many seconds.
+UNREAD_STUCK_SECONDS = 60.0
+
+
+def status_callback_for(deps: App, message_id: str) -> str:
+    """The StatusCallback URL, carrying our message id as a marker Twilio echoes back."""
+    return f"{deps.rules.status_callback_url}?{urlencode({'mid': message_id})}"
+
+
+def _cancel(deps: App, message_id: str, reason: CancelReason) -> None:
+    deps.store.messages.cancel(message_id, reason=reason, now=deps.clock.now())
+
+
+def _hold(deps: App, message: OutboundMessage, at: datetime, now: datetime, reason: str) -> None:
+    """Keep a ready message for later: record ``not_before`` and enqueue it again for ``at``."""
+    deps.store.messages.hold(message.id, until=at, now=now)
+    deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds())
+    log.info("message=%s held until %s (%s)", message.id, at.isoformat(), reason)
+
+
+def _step_preflight(deps: App, message: OutboundMessage, contact: Contact
+                    ) -> tuple[FollowUp, Campaign] | None:
+    """The follow-up and campaign if this step may go out now; otherwise handle it and return None."""
+    store, now = deps.store, deps.clock.now()
+    followup = store.followups.get(message.followup_id or "")
+    campaign = store.campaigns.get(message.campaign_id or "")
+    if followup is None or campaign is None:
+        _cancel(deps, message.id, CancelReason.MISSING_DATA)
+        return None
+    # Pausing a campaign pauses its follow-ups (shared.usecases.campaigns): decided from the
+    # follow-up, never from the campaign, which may come from this process's cache.
+    with_campaign = followup.state == FollowUpState.PAUSED and followup.pause_reason == PauseReason.CAMPAIGN_PAUSED
+    if message.resend_of:
+        # A template re-send of a step Twilio refused as freeform: the follow-up has moved on.
+        if with_campaign:
+            deps.queue.send_message(message.id, delay_seconds=60)  # sent once the campaign resumes
+            return None
+        if followup.state in (FollowUpState.STOPPED, FollowUpState.PAUSED):
+            _cancel(deps, message.id, CancelReason.followup_is(followup.state))
+            return None
+    elif with_campaign and followup.step == message.step:
+        return None  # kept: the campaign's resume drafts this step again, which sends this draft
+    elif followup.state != FollowUpState.AWAITING_SEND or followup.step != message.step:
+        _cancel(deps, message.id, CancelReason.followup_is(followup.state))
+        return None
+    if _reply_unread(deps, message, contact, now):
+        return None
+    rules = deps.rules
+    country, subdiv = rules.holidays_country, rules.holidays_subdiv
+    window, tz = campaign.send_window, contact.timezone
+    if not is_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv):
+        at = next_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv)
+        _hold(deps, message, at, now, "send window")
+        return None
+    paced = contact_pacing_delay(store, contact_id=contact.id, timezone=tz, now=now, min_gap=rules.min_gap,
+                                 daily_cap=rules.daily_cap_per_contact)
+    if paced is not None:
+        at = next_allowed(paced, window, tz, holidays_country=country, holidays_subdiv=subdiv)
+        _hold(deps, message, at, now, "contact pacing")
+        return None
+    return followup, campaign
+
+
+def _reply_unread(deps: App, message: OutboundMessage, contact: Contact, now: datetime) -> bool:
+    """Hold the step while the contact's last message waits to be processed; True if held.
+
+    What the client wrote may be a STOP, "I paid" or a promise: a reminder never goes out over
+    it. The webhook may have stored it while Redis was away (not enqueued): ask for it again,
+    so the hold lasts seconds rather than until the scheduler's reconciler finds it.
+    """
+    waiting = deps.store.events.unprocessed_inbound(contact.phone)
+    if not waiting:
+        return False
+    for event in waiting:
+        if ((now - utc(event.received_at or now)).total_seconds() >= UNREAD_REQUEUE_SECONDS
+                and deps.store.events.claim_requeue(event.id, now, timedelta(seconds=UNREAD_REQUEUE_SECONDS))):
+            deps.queue.process_inbound(event.id)
+    waited = (now - utc(waiting[0].received_at or now)).total_seconds()
+    if waited < UNREAD_STUCK_SECONDS:
+        deps.queue.send_message(message.id, delay_seconds=RETRY_SOON_SECONDS)
+        log.info("message=%s held: %d message(s) from the contact not processed yet", message.id, len(waiting))
+    else:  # the replies workers are down or failing on it: look again less often, and say so
+        deps.queue.send_message(message.id, delay_seconds=UNREAD_STUCK_SECONDS)
+        log.warning("message=%s held: the contact's message %s has waited %.0f s to be processed "
+                    "(are the replies workers running?)", message.id, waiting[0].id, waited)
+    return True
+
+
+def _recipient(deps: App, message: OutboundMessage) -> Contact | None:
+    """Whom the message goes to, read once; a step message drafted with its contact's phone and
+    timezone (``to``, ``timezone``) needs no read of the contact.
+
+    Such a step's STOP check is not the contact's ``opted_out`` but what a STOP also writes, read
+    fresh: the follow-up (stopped), the unprocessed inbound message (the sending hold) and the
+    message itself (cancelled, so ``ready → sending`` fails).
+    """
+    if message.purpose == "step" and message.contact_id and message.to and message.timezone:
+        return Contact(id=message.contact_id, phone=message.to, name="", language=message.language,
+                       timezone=message.timezone)
+    return deps.store.contacts.get(message.contact_id) if message.contact_id else None
+
+
+def _cadence_contact(deps: App, message: OutboundMessage, campaign: Campaign, recipient: Contact) -> Contact:
+    """The contact the next step's due date is computed from: its fields only when that step is anchored on one."""
+    following = message.step + 1
+    if following < len(campaign.steps) and campaign.steps[following].anchor not in ("enrolment", "previous"):
+        return deps.store.contacts.get(recipient.id) or recipient
+    return recipient
+
+
+def send_message(deps: App, message_id: str) -> str | None:
+    """Send a ready message; returns the Twilio SID, or None when nothing was sent.
+
+    A step message costs one read each of the message, its follow-up, campaign, the contact's
+    unprocessed messages and recent sends (pacing), then ``ready → sending``, the SID, and the
+    follow-up's next move.
+    """
+    store, now = deps.store, deps.clock.now()
+    message = store.messages.get(message_id)
+    if message is None or message.state != MessageState.READY:
+        return None
+    contact = _recipient(deps, message)
+    if message.purpose == "alert":
+        to = message.to or ""
+    elif contact is None:
+        _cancel(deps, message_id, CancelReason.MISSING_DATA)
+        return None
+    else:
+        to = contact.phone
+        if contact.opted_out:
+            stop_contact(store, contact.id, reason=StopReason.OPT_OUT, now=now)
+            _cancel(deps, message_id, CancelReason.OPT_OUT)
+            log.info("message=%s cancelled: contact opted out", message_id)
+            return None
+        if message.purpose == "reply" and not window_open(contact.last_inbound_at, now):
+            # An answer is freeform, which WhatsApp refuses 24 h after the client's last message
+            # (the workers were down that long): a person answers instead.
+            _cancel(deps, message_id, CancelReason.OUTSIDE_24H_WINDOW)
+            store.followups.flag_contact(contact.id, reason=HandOverReason.REPLY_TOO_LATE, now=now)
+            log.warning("message=%s cancelled: the reply is too late for the 24-hour window", message_id)
+            return None
+    step_context = None
+    with ExitStack() as hold:
+        if message.purpose == "step":
+            assert contact is not None
+            # One worker at a time checks a contact's pacing and moves its message to sending,
+            # so two campaigns due at the same instant cannot both see "nothing sent yet".
+            if not hold.enter_context(deps.locks.hold(contact.id)):
+                deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
+                return None
+            step_context = _step_preflight(deps, message, contact)
+            if step_context is None:
+                return None
+        # The sender's throughput, shared by every worker: wait a little, else put it back for later.
+        if not deps.limiter.acquire(timeout=RATE_WAIT_SECONDS):
+            deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
+            log.info("message=%s waits for the sender's rate limit", message_id)
+            return None
+        now = deps.clock.now()
+        if not store.messages.start_sending(message_id, now=now):
+            return None  # another delivery of this message got there first
+
+    template = message.kind == "template"
+    request = OutboundRequest(
+        to=to, status_callback=status_callback_for(deps, message_id),
+        body=None if template else message.body,
+        content_sid=message.content_sid if template else None,
+        content_variables=message.content_variables if template else None,
+    )
+    try:
+        result = deps.sender.send(request)
+    except SendRejected as exc:
+        store.messages.mark_failed(message_id, error_code=exc.code, now=deps.clock.now())
+        log.warning("message=%s to=%s rejected by Twilio code=%s", message_id, mask_phone(to), exc.code)
+        if message.purpose == "alert":
+            handle_alert_error(deps, message, exc.code)
+        elif contact is not None:
+            # The rules for a refusal may fill a template from the contact's fields: read it whole.
+            handle_permanent_error(deps, message, store.contacts.get(contact.id) or contact, exc.code)
+        return None
+    except SendDeferred as exc:
+        if exc.maybe_created:
+            # No answer, or a 5xx (which a gateway may answer for a message Twilio took): never
+            # resend blindly; the scheduler has it reconciled through Twilio's list first.
+            reason = "no answer from Twilio" if exc.status is None else f"HTTP {exc.status} from Twilio"
+            store.messages.mark_uncertain(message_id, reason=reason, error_code=exc.code, now=deps.clock.now())
+            log.warning("message=%s uncertain: %s", message_id, reason)
+            return None
+        store.messages.retry_later(message_id, error_code=exc.code, now=deps.clock.now())
+        if exc.code in SLOW_DOWN_CODES:
+            # Too fast for the channel: every worker slows this sender down, and this message retries.
+            deps.limiter.slow_down()
+        raise TransientError(f"Twilio asked to retry later (code {exc.code})") from None
+
+    sent_at = deps.clock.now()
+    record_sid(store, message_id, result.sid, sent_at)
+    if step_context is not None and contact is not None and not message.resend_of:
+        followup, campaign = step_context
+        advance_after_send(store, followup=followup, campaign=campaign,
+                           contact=_cadence_contact(deps, message, campaign, contact), step=message.step,
+                           sent_at=sent_at, now=sent_at)
+    log.info("message=%s purpose=%s sent sid=%s to=%s", message_id, message.purpose, result.sid, mask_phone(to))
+    return result.sid
