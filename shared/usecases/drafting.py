@@ -85,6 +85,7 @@ def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
     # run of this step already handed it to sending.
     if withdraw_dead_draft(store, message_id, followup_id, step=step, now=deps.clock.now()):
         return None
+    store.followups.note_draft(followup_id, step=step)  # kept over a campaign's pause: found on resume
     return message_id
 
 

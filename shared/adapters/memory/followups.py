@@ -141,6 +141,12 @@ class MemoryFollowUps(MemoryRepository):
         """``awaiting_send → queued``."""
         return self._move(followup_id, FOLLOWUP_TRANSITIONS["draft_again"], now=now, step=step)
 
+    def note_draft(self, followup_id: str, *, step: int) -> None:
+        """``drafted_step`` for a follow-up still at ``step`` (a draft kept over a pause)."""
+        doc = self.docs.get(followup_id)
+        if doc is not None and doc.get("step") == step:
+            doc["drafted_step"] = step
+
     def schedule_next(self, followup_id: str, *, step: int, due: datetime, sent_at: datetime, now: datetime) -> bool:
         """``awaiting_send → scheduled`` at the next step."""
         return self._move(followup_id, FOLLOWUP_TRANSITIONS["schedule_next"], now=now, step=step,

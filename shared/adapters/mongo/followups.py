@@ -208,6 +208,10 @@ class MongoFollowUps(MongoRepository):
         """``awaiting_send → queued``."""
         return self._move(followup_id, FOLLOWUP_TRANSITIONS["draft_again"], now=now, step=step)
 
+    def note_draft(self, followup_id: str, *, step: int) -> None:
+        """``drafted_step`` for a follow-up still at ``step`` (a draft kept over a pause)."""
+        self.collection.update_one({"_id": followup_id, "step": step}, {"$set": {"drafted_step": step}})
+
     def schedule_next(self, followup_id: str, *, step: int, due: datetime, sent_at: datetime, now: datetime) -> bool:
         """``awaiting_send → scheduled`` at the next step."""
         return self._move(followup_id, FOLLOWUP_TRANSITIONS["schedule_next"], now=now, step=step,

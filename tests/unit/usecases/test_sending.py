@@ -118,11 +118,18 @@ def test_a_step_message_needs_no_read_of_the_contact(clock: FakeClock) -> None:
     assert reads == [] and sender.sent[0].to == PHONE
 
 
-def test_a_send_for_a_paused_followup_is_cancelled(clock: FakeClock) -> None:
+def test_a_send_for_a_followup_paused_for_the_client_is_cancelled(clock: FakeClock) -> None:
+    app, sender, _ = drafted(clock)
+    assert app.store.followups.pause(FOLLOWUP_ID, reason=PauseReason.PROMISE_TO_PAY, now=clock.now())
+    assert send_message(app, MESSAGE_ID) is None
+    assert sender.sent == [] and message(app, MESSAGE_ID).state == MessageState.CANCELLED
+
+
+def test_a_send_for_a_followup_paused_with_its_campaign_keeps_the_draft(clock: FakeClock) -> None:
     app, sender, _ = drafted(clock)
     assert app.store.followups.pause(FOLLOWUP_ID, reason=PauseReason.CAMPAIGN_PAUSED, now=clock.now())
     assert send_message(app, MESSAGE_ID) is None
-    assert sender.sent == [] and message(app, MESSAGE_ID).state == MessageState.CANCELLED
+    assert sender.sent == [] and message(app, MESSAGE_ID).state == MessageState.READY
 
 
 def test_an_uncertain_send_found_in_twilios_list_is_recorded_not_resent(clock: FakeClock) -> None:
