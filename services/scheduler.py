@@ -11,7 +11,7 @@ from types import FrameType
 from shared.clock import Clock
 from shared.domain.repositories import Repositories
 from shared.ports import TaskQueue
-from shared.usecases.scheduling import tick
+from shared.usecases.scheduling import QUICK_STEPS, STEPS, sweep_period, tick
 from shared.usecases.tick_guard import Backfill, describe_problem
 
 __all__ = ["run_forever"]
@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 def run_forever(store: Repositories, queue: TaskQueue, clock: Clock, *, interval: float, batch: int,
                 stale_after: timedelta, stop: threading.Event | None = None,
                 backfill: Backfill | None = None) -> None:
-    """Tick every ``interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
+    """Tick every ``interval`` seconds until SIGTERM/SIGINT (or ``stop`` is set).
+
+    Every tick claims what is due and resumes ended pauses; the sweeps for stuck work run at the
+    first tick and then once per :func:`~shared.usecases.scheduling.sweep_period`.
+    """
     stop = stop or threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -33,9 +37,15 @@ def run_forever(store: Repositories, queue: TaskQueue, clock: Clock, *, interval
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
     log.info("scheduler started: every %.1fs, batch %d", interval, batch)
+    next_sweep = None
     while not stop.is_set():
         try:
-            report = tick(store, queue, clock, batch=batch, stale_after=stale_after, backfill=backfill)
+            now = clock.now()
+            sweep = next_sweep is None or now >= next_sweep
+            report = tick(store, queue, clock, batch=batch, stale_after=stale_after, backfill=backfill,
+                          steps=STEPS if sweep else QUICK_STEPS)
+            if sweep:
+                next_sweep = now + sweep_period(stale_after)
             if report.failed_steps or report.quarantined or report.skipped:
                 log.warning("%s", report.line())
             elif report.eventful():

@@ -29,7 +29,8 @@ from shared.ports import TaskQueue
 from shared.usecases.cadence import advance_after_send, cancel_dead_draft, keeps_draft
 from shared.usecases.tick_guard import Backfill, GuardedQueue, TickContext, TickReport, TickStep, for_each, run_steps
 
-__all__ = ["STEPS", "Backfill", "TickContext", "TickReport", "poll_statuses", "reconcile", "tick"]
+__all__ = ["QUICK_STEPS", "STEPS", "Backfill", "TickContext", "TickReport", "poll_statuses", "reconcile", "sweep_period",
+           "tick"]
 
 # How often a stale ready step message whose follow-up still wants it is looked at again.
 DEAD_DRAFT_RECHECK = timedelta(minutes=10)
@@ -281,6 +282,21 @@ STEPS: tuple[tuple[str, TickStep], ...] = (
     *RECONCILE_STEPS,
     ("backfill", backfill_inbound),
 )
+# The steps of a tick between two sweeps: what is due now (the backfill keeps its own period).
+QUICK_STEPS: tuple[tuple[str, TickStep], ...] = (
+    ("claim", claim_due),
+    ("resume", resume_pauses),
+    ("backfill", backfill_inbound),
+)
+# How often the running scheduler sweeps (RECONCILE_STEPS): they look for work stuck for a stale
+# period (minutes), so every tick (seconds) would only cost queries; never less often than a
+# quarter of the stale period, so that a short one (tests, demos) is kept.
+SWEEP_EVERY = timedelta(seconds=10)
+
+
+def sweep_period(stale_after: timedelta) -> timedelta:
+    """How long the running scheduler waits between two sweeps for a stale period of ``stale_after``."""
+    return min(SWEEP_EVERY, stale_after / 4)
 
 
 def reconcile(store: Repositories, queue: TaskQueue, clock: Clock, stale_after: timedelta, batch: int,
