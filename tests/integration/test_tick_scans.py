@@ -37,10 +37,13 @@ class Finds(monitoring.CommandListener):
 
     recording: bool = False
     commands: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # the filters of the updates sent
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if self.recording and event.command_name == "find":
             self.commands.append({k: event.command[k] for k in _COMMAND_KEYS if k in event.command})
+        if self.recording and event.command_name == "update":
+            self.updates.extend(dict(update["q"]) for update in event.command["updates"])
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -57,6 +60,7 @@ class Book:
     def run(self, scan: Callable[[MongoRepositories], Any]) -> tuple[Any, list[dict[str, Any]]]:
         """Run a scan; its result and the finds it sent."""
         self.finds.commands.clear()
+        self.finds.updates.clear()
         self.finds.recording = True
         try:
             result = scan(self.store)
@@ -138,8 +142,8 @@ def book(mongo_uri: str) -> Iterator[Book]:
     name = f"t_{secrets.token_hex(6)}"
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True, tzinfo=UTC, event_listeners=[finds])
     store = mongo_repositories(client[name])
-    store.ensure_indexes()
     _fill(store)
+    store.ensure_indexes()  # after the fill: building an index is faster than growing it 60,000 times
     yield Book(store, finds)
     client.drop_database(name)
     client.close()
@@ -254,3 +258,27 @@ def test_the_inbound_backfill_looks_up_twilios_sids_by_their_index(book: Book) -
     known, commands = book.run(lambda s: s.messages.known_sids(["SMd1", "SMd2", "SMnew"]))
     assert known == {"SMd1", "SMd2"}
     _assert_exact(book, commands, "twilio_sid_unique")
+
+
+def test_the_claims_are_updates_by_id_without_a_top_level_or(book: Book) -> None:
+    """Beside an ``_id``, a top-level $or makes SecantusDB read the whole collection for each claim."""
+    def claims(s: MongoRepositories) -> list[bool]:
+        return [s.messages.claim_requeue("stranded0", before=NOW - STALE, now=NOW),
+                s.messages.claim_requeue("stranded0", before=NOW - STALE, now=NOW),
+                s.messages.claim_reconcile("uncertain0", asked_before=NOW - STALE, now=NOW),
+                s.messages.claim_status_poll("poll0", recheck_before=NOW - STALE, now=NOW),
+                s.events.claim_requeue("inbound:SMw0", NOW, STALE)]
+
+    won, _ = book.run(claims)
+    assert won == [True, False, True, True, True]  # each once
+    filters = list(book.finds.updates)
+    book.run(lambda s: s.contacts.touch_inbound("ct1", NOW))
+    filters += book.finds.updates
+    assert filters and all("_id" in q and not any(key.startswith("$") for key in q) for q in filters), filters
+    messages = book.store.messages.collection  # as the other tests expect them
+    messages.update_one({"_id": "stranded0"},
+                        {"$unset": {"requeued_at": ""}, "$set": {"requeue_from": NOW - timedelta(hours=1)}})
+    messages.update_one({"_id": "uncertain0"}, {"$unset": {"reconcile_asked_at": ""}})
+    messages.update_one({"_id": "poll0"}, {"$unset": {"status_polled_at": ""}})
+    book.store.events.collection.update_one({"_id": "inbound:SMw0"}, {"$unset": {"requeued_at": ""}})
+

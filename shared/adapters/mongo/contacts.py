@@ -78,7 +78,9 @@ class MongoContacts(MongoRepository):
     def touch_inbound(self, contact_id: str, at: datetime) -> None:
         """Open the 24-hour window: remember the contact's latest message time."""
         self.collection.update_one(
-            {"_id": contact_id, "$or": [{"last_inbound_at": None}, {"last_inbound_at": {"$lt": at}}]},
+            # Missing, null or earlier: no top-level $or beside the _id, which SecantusDB answers by
+            # reading every contact.
+            {"_id": contact_id, "last_inbound_at": {"$not": {"$gte": at}}},
             {"$set": {"last_inbound_at": at, "updated_at": at}},
         )
 

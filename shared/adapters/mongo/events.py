@@ -124,8 +124,9 @@ class MongoEvents(MongoRepository):
     def claim_requeue(self, event_id: str, now: datetime, every: timedelta) -> bool:
         """True for one caller per ``every`` while the event waits: that caller enqueues it."""
         result = self.collection.update_one(
-            {"_id": event_id, "state": EventState.RECEIVED.value,
-             "$or": [{"requeued_at": None}, {"requeued_at": {"$lt": now - every}}]},
+            # Never requeued, or before ``now - every``: no top-level $or beside the _id (see
+            # messages._none_or_before: SecantusDB would read every event).
+            {"_id": event_id, "state": EventState.RECEIVED.value, "requeued_at": {"$not": {"$gte": now - every}}},
             {"$set": {"requeued_at": now, "updated_at": now}},
         )
         return result.modified_count == 1

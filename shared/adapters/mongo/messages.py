@@ -202,8 +202,7 @@ class MongoMessages(MongoRepository):
     def claim_requeue(self, message_id: str, *, before: datetime, now: datetime) -> bool:
         """True for one caller while the message is ready and was not enqueued again since ``before``."""
         result = self.collection.update_one(
-            {"_id": message_id, "state": _M.READY.value,
-             "$or": [{"requeued_at": None}, {"requeued_at": {"$lt": before}}]},
+            {"_id": message_id, "state": _M.READY.value, "requeued_at": _none_or_before(before)},
             {"$set": {"requeued_at": now, "updated_at": now}, "$max": {"requeue_from": now}, "$inc": {"requeues": 1}},
         )
         return result.modified_count == 1
@@ -248,8 +247,7 @@ class MongoMessages(MongoRepository):
     def claim_reconcile(self, message_id: str, *, asked_before: datetime, now: datetime) -> bool:
         """True for one caller while the message is uncertain and not asked about since ``asked_before``."""
         result = self.collection.update_one(
-            {"_id": message_id, "state": _M.UNCERTAIN.value,
-             "$or": [{"reconcile_asked_at": None}, {"reconcile_asked_at": {"$lt": asked_before}}]},
+            {"_id": message_id, "state": _M.UNCERTAIN.value, "reconcile_asked_at": _none_or_before(asked_before)},
             {"$set": {"reconcile_asked_at": now}},
         )
         return result.modified_count == 1
@@ -279,7 +277,7 @@ class MongoMessages(MongoRepository):
     def claim_status_poll(self, message_id: str, *, recheck_before: datetime, now: datetime) -> bool:
         """True for one caller while the message is sent and not polled since ``recheck_before``."""
         result = self.collection.update_one(
-            {"_id": message_id, "state": _M.SENT.value, **_poll_due(recheck_before)},
+            {"_id": message_id, "state": _M.SENT.value, "status_polled_at": _none_or_before(recheck_before)},
             {"$set": {"status_polled_at": now}, "$inc": {"status_polls": 1}},
         )
         return result.modified_count == 1
@@ -404,5 +402,10 @@ def backfill_requeue_from(collection: Any) -> int:
     return int(result.modified_count)
 
 
-def _poll_due(recheck_before: datetime) -> Doc:
-    return {"$or": [{"status_polled_at": None}, {"status_polled_at": {"$lt": recheck_before}}]}
+def _none_or_before(bound: datetime) -> Doc:
+    """A date missing, null or before ``bound``, without a top-level ``$or``.
+
+    The claims are updates by ``_id``; a top-level ``$or`` beside it makes SecantusDB read the
+    whole collection for each one (measured: 0.5 s per claim with 50,000 messages).
+    """
+    return {"$not": {"$gte": bound}}
