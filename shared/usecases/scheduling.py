@@ -29,8 +29,8 @@ from shared.ports import TaskQueue
 from shared.usecases.cadence import advance_after_send, cancel_dead_draft, keeps_draft
 from shared.usecases.tick_guard import Backfill, GuardedQueue, TickContext, TickReport, TickStep, for_each, run_steps
 
-__all__ = ["QUICK_STEPS", "STEPS", "Backfill", "TickContext", "TickReport", "poll_statuses", "reconcile", "sweep_period",
-           "tick"]
+__all__ = ["QUICK_STEPS", "STEPS", "Backfill", "TickContext", "TickReport", "poll_statuses", "reconcile",
+           "sweep_period", "tick"]
 
 # How often a stale ready step message whose follow-up still wants it is looked at again.
 DEAD_DRAFT_RECHECK = timedelta(minutes=10)

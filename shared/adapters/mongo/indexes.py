@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pymongo import ASCENDING
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from shared.adapters.mongo.connection import Doc
 from shared.adapters.mongo.messages import backfill_requeue_from
+
+# Indexes an earlier release created and a newer one replaced: each costs every write, so it goes.
+REPLACED = {"followups": ("state_next_run",)}  # by due_by_campaign (one equality more)
 
 
 def ensure_indexes(db: Database[Doc]) -> None:
@@ -51,3 +55,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     db["events"].create_index([("kind", ASCENDING), ("_id", ASCENDING)], name="pending_notes",
                               partialFilterExpression={"kind": "pending"})
     backfill_requeue_from(messages)
+    for collection, names in REPLACED.items():
+        for name in names:
+            try:
+                db[collection].drop_index(name)
+            except OperationFailure:
+                pass  # not there (a new database, or another process dropped it first)
