@@ -49,7 +49,7 @@ for folder in (REPO, REPO / "bench"):  # run as a plain script from anywhere
 from twilio.request_validator import RequestValidator  # noqa: E402
 from webhook_bench import PATH, PUBLIC_BASE_URL, TOKEN, bare_app, flood_body  # noqa: E402
 
-from services import recorder, webhook  # noqa: E402
+from services import recorder, webhook, webhook_request  # noqa: E402
 from shared.clock import SystemClock  # noqa: E402
 from shared.fakes import RecordingQueue  # noqa: E402
 
@@ -188,7 +188,7 @@ def without(*parts: str) -> Iterator[None]:
     async def record(self: Any, event_id: str, doc: dict[str, Any], *, enqueue_inbound: bool = False) -> bool:
         return True
 
-    patches: dict[str, Any] = {"signature": mock.patch.object(webhook, "_signature_ok", lambda *args: True),
+    patches: dict[str, Any] = {"signature": mock.patch.object(webhook_request, "_signature_ok", lambda *args: True),
                "group commit": mock.patch.object(recorder.EventRecorder, "record", record)}
     with ExitStack() as stack:
         for part in parts:

@@ -63,7 +63,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -351,6 +351,21 @@ class DeliveryRule:
     remaining: int | None = None  # None = until reset
 
 
+_Rule = TypeVar("_Rule", HoldRule, DeliveryRule)
+
+
+def _take_rule(rules: list[_Rule], to: str) -> _Rule | None:
+    """The first of ``rules`` for ``to`` (or for every recipient), one use spent; dropped once used up."""
+    for rule in rules:
+        if rule.to is None or rule.to == to:
+            if rule.remaining is not None:
+                rule.remaining -= 1
+                if rule.remaining <= 0:
+                    rules.remove(rule)
+            return rule
+    return None
+
+
 @dataclass
 class SimConfig:
     """The simulator's adjustable knobs."""
@@ -446,25 +461,11 @@ class Simulator:
 
     def _take_delivery_rule(self, to: str) -> DeliveryRule | None:
         with self._lock:
-            for rule in self._delivery_rules:
-                if rule.to is None or rule.to == to:
-                    if rule.remaining is not None:
-                        rule.remaining -= 1
-                        if rule.remaining <= 0:
-                            self._delivery_rules.remove(rule)
-                    return rule
-        return None
+            return _take_rule(self._delivery_rules, to)
 
     def _take_hold_rule(self, to: str) -> bool:
         """Whether a new message to ``to`` is to stay queued (call with the lock held)."""
-        for rule in self._hold_rules:
-            if rule.to is None or rule.to == to:
-                if rule.remaining is not None:
-                    rule.remaining -= 1
-                    if rule.remaining <= 0:
-                        self._hold_rules.remove(rule)
-                return True
-        return False
+        return _take_rule(self._hold_rules, to) is not None
 
     # ----------------------------------------------------------------- REST API
 

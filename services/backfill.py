@@ -5,7 +5,7 @@ down) Twilio does not post it again, so a STOP sent during an outage would be lo
 reminders would go on. Every INBOUND_BACKFILL_SECONDS one scheduler (the run is claimed in
 MongoDB, ``JobRepository.claim``) lists the inbound messages Twilio holds for our sender since the
 last one seen, minus an overlap, and stores those missing exactly as the webhook would have:
-event ``inbound:<MessageSid>``, the document ``services.webhook.inbound_event`` builds, stored
+event ``inbound:<MessageSid>``, the document ``services.webhook_events.inbound_event`` builds, stored
 with ``EventRepository.record_many`` (so a pending note is written) and enqueued for the replies actor.
 A message the webhook did store is a duplicate and is left alone. Twilio unreachable: a warning,
 and the next period tries again from the same cursor; the scheduler's tick goes on.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.webhook import inbound_event
+from services.webhook_events import inbound_event
 from shared.clock import Clock, utc
 from shared.domain.repositories import Repositories
 from shared.errors import SendDeferred, SendRejected, TransientError

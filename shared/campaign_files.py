@@ -153,7 +153,7 @@ def _prepare(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def _filter_value(key: str, value: str, problems: list[str]) -> str:
     """A filter value written as the import stores that field (``99.9`` → ``99.90``, ``15/03/2026`` → ISO)."""
-    from shared.importing import normalise_amount, normalise_date
+    from shared.contact_rows import normalise_amount, normalise_date
 
     try:
         if key == "amount":

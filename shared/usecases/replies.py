@@ -65,8 +65,8 @@ def process_inbound(app: App, event_id: str) -> ReplyResult | None:
     conditional, and a reply or an alert is stored once under an id derived from the message.
     """
     store, now = app.store, app.clock.now()
-    event = store.events.get(event_id)
-    if event is None or event.state != EventState.RECEIVED:
+    event = _received(app, event_id)
+    if event is None:
         return None
     phone = _sender(event)
     contact = store.contacts.by_phone(phone)
@@ -157,8 +157,8 @@ def hand_over_unprocessed(app: App, event_id: str, error: str) -> ReplyResult | 
     waiting (and the contact held): never a send while a reply may say STOP.
     """
     store, now = app.store, app.clock.now()
-    event = store.events.get(event_id)
-    if event is None or event.state != EventState.RECEIVED:
+    event = _received(app, event_id)
+    if event is None:
         return None
     phone = _sender(event)
     record = store.contacts.record_by_phone(phone)
@@ -179,6 +179,12 @@ def hand_over_unprocessed(app: App, event_id: str, error: str) -> ReplyResult | 
     store.messages.set_outcome(inbound_id, str(result))
     store.events.mark_failed(event_id, now)
     return result
+
+
+def _received(app: App, event_id: str) -> StoredEvent | None:
+    """The event while it waits to be processed (None: unknown, or processed already)."""
+    event = app.store.events.get(event_id)
+    return event if event is not None and event.state == EventState.RECEIVED else None
 
 
 def _sender(event: StoredEvent) -> str:

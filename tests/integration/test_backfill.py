@@ -23,8 +23,9 @@ import pytest
 from devtools.simulator import create_app
 from services.backfill import JOB, OVERLAP, InboundBackfill
 from services.bootstrap import build_inbound_backfill, register_actors
-from services.webhook import WebhookDeps, inbound_event
+from services.webhook import WebhookDeps
 from services.webhook import create_app as create_webhook
+from services.webhook_events import inbound_event
 from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step

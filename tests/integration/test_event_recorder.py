@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from services.recorder import EventRecorder
-from services.webhook import inbound_event
+from services.webhook_events import inbound_event
 from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
 from shared.domain.rules import Rules

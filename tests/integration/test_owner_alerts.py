@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from services.webhook import status_event
+from services.webhook_events import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef

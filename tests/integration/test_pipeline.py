@@ -210,7 +210,7 @@ def test_a_stop_stored_while_redis_was_away_holds_the_reminder(deps: App, clock:
                                               (30008, "Twilio error 30008")])
 def test_a_failure_reported_after_the_last_step_flags_the_finished_followup(deps: App, clock: FakeClock, code: int,
                                                                            reason: str) -> None:
-    from services.webhook import status_event
+    from services.webhook_events import status_event
     from shared.usecases.delivery import process_status
 
     fid = _setup(deps, steps=1)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from services.webhook import status_event
+from services.webhook_events import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef

@@ -24,7 +24,7 @@ import redis
 
 from devtools.simulator import create_app
 from services.bootstrap import register_actors
-from services.webhook import status_event
+from services.webhook_events import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step

@@ -26,8 +26,9 @@ from twilio.request_validator import RequestValidator
 
 from devtools.simulator import create_app, twilio_error
 from services.bootstrap import register_actors
-from services.webhook import WebhookDeps, status_event
+from services.webhook import WebhookDeps
 from services.webhook import create_app as create_webhook
+from services.webhook_events import status_event
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.events import status_event_doc

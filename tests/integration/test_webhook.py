@@ -13,7 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from services.webhook import EMPTY_TWIML, MAX_BODY_BYTES, BadRequest, WebhookDeps, _read_body, create_app
+from services.webhook import EMPTY_TWIML, WebhookDeps, create_app
+from services.webhook_request import MAX_BODY_BYTES, BadRequest, _read_body
 from shared.adapters.mongo import MongoRepositories, connect, open_repositories
 from shared.clock import FakeClock
 from shared.domain.models import Language, OutboundMessage

@@ -23,8 +23,9 @@ import redis
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from services import webhook
-from services.webhook import BUSY, MAX_BODY_BYTES, MAX_FIELDS, MAX_NAME_CHARS, MAX_VALUE_CHARS, WebhookDeps, create_app
+from services import webhook_request
+from services.webhook import BUSY, WebhookDeps, create_app
+from services.webhook_request import MAX_BODY_BYTES, MAX_FIELDS, MAX_NAME_CHARS, MAX_VALUE_CHARS
 from shared.adapters.mongo import MongoRepositories, connect
 from shared.clock import FakeClock
 from shared.errors import ConfigError
@@ -149,13 +150,13 @@ def test_a_well_formed_signature_is_read_and_checked_for_real(front: Front, sign
 # --------------------------------------------------------------------------- caps on fields
 def test_too_many_fields_are_refused_before_any_field_is_built(front: Front, monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[str] = []
-    real_parse = webhook.parse_qsl
+    real_parse = webhook_request.parse_qsl
 
     def spy(text: str, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
         parsed.append(text)
         return real_parse(text, *args, **kwargs)
 
-    monkeypatch.setattr(webhook, "parse_qsl", spy)
+    monkeypatch.setattr(webhook_request, "parse_qsl", spy)
     body = many_fields(10_000)
     assert len(body) <= MAX_BODY_BYTES
     status, text, asked = call_asgi(front.app(), {"Content-Type": FORM_TYPE, "X-Twilio-Signature": FORGED}, body)

@@ -25,16 +25,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator
 
-from services.webhook import (
-    EMPTY_TWIML,
-    MAX_BODY_BYTES,
-    BadRequest,
-    SignedForm,
-    WebhookDeps,
-    _signature_ok,
-    create_app,
-    read_signed_form,
-)
+from services.webhook import EMPTY_TWIML, WebhookDeps, create_app
+from services.webhook_request import MAX_BODY_BYTES, BadRequest, SignedForm, _signature_ok, read_signed_form
 from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from shared.clock import FakeClock
 from shared.domain.states import FAILED_STATUSES

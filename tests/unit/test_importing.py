@@ -13,15 +13,10 @@ import pytest
 
 from services.terminal import print_progress
 from shared.campaign_files import check_campaign_against_contacts, load_campaign
+from shared.contact_rows import RowResult, normalise_amount, normalise_date
 from shared.domain.models import Campaign, Contact, Language
 from shared.errors import InputError
-from shared.importing import (
-    RowResult,
-    count_rows,
-    normalise_amount,
-    normalise_date,
-    read_contacts,
-)
+from shared.importing import count_rows, read_contacts
 
 HEADER = "name,phone,language,timezone,tags,invoice_number,amount,currency,due_date,payment_link"
 

@@ -19,6 +19,11 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.memory.followups import MemoryFollowUps
+from shared.adapters.memory.messages import MemoryMessages
+from shared.adapters.mongo.followups import MongoFollowUps
+from shared.adapters.mongo.messages import MongoMessages
+from shared.adapters.transitions import FollowUpTransitions, MessageTransitions
 from shared.domain.states import (
     EVENT_MOVES,
     EVENT_TRANSITIONS,
@@ -232,7 +237,11 @@ def _enclosing_functions(tree: ast.Module) -> Iterator[tuple[ast.FunctionDef, as
 
 
 def test_each_adapter_method_moves_by_its_own_transition() -> None:
-    """``pause`` implemented with the ``pause`` transition, in every adapter: the table's target is what it writes."""
+    """``pause`` implemented with the ``pause`` transition, in every adapter: the table's target is what it writes.
+
+    The transitions written once for both adapters (shared/adapters/transitions.py) count for
+    each adapter whose repositories inherit them.
+    """
     used: dict[str, set[str]] = {}
     for _, path, tree in _modules():
         if not path.is_relative_to(ADAPTERS):
@@ -245,5 +254,9 @@ def test_each_adapter_method_moves_by_its_own_transition() -> None:
                 assert name in TABLES[TABLE_NAMES[node.value.id]], f"{where}: no transition {name!r}"
                 assert function.name == name, f"{where}: {function.name} moves by the {name!r} transition"
                 used.setdefault(path.parent.name, set()).add(f"{TABLE_NAMES[node.value.id]}.{name}")
+    shared = used.pop("adapters", set())
+    assert shared, "the shared transitions were not found"
+    for followups, messages in ((MemoryFollowUps, MemoryMessages), (MongoFollowUps, MongoMessages)):
+        assert issubclass(followups, FollowUpTransitions) and issubclass(messages, MessageTransitions)
     every = {f"{repository}.{name}" for repository, table in TABLES.items() for name in table}
-    assert used == {"mongo": every, "memory": every}
+    assert {folder: names | shared for folder, names in used.items()} == {"mongo": every, "memory": every}

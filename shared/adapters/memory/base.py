@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
+from shared.adapters import own_methods
+
 Doc = dict[str, Any]
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,9 +41,8 @@ class MemoryRepository:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name, value in list(vars(cls).items()):
-            if callable(value) and not name.startswith("_"):
-                setattr(cls, name, _locked(value))
+        for name, value in list(own_methods(cls, MemoryRepository)):
+            setattr(cls, name, _locked(value))
 
     def _insert(self, doc: Doc) -> bool:
         """Store a copy of ``doc`` unless its ``_id`` exists; True when stored."""

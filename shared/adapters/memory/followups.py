@@ -9,15 +9,15 @@ from typing import Any
 
 from shared.adapters.documents import (
     enrolment_doc,
-    flag_fields,
     followup_from_doc,
     followup_ref,
     followup_summary,
     keeper_from_doc,
 )
 from shared.adapters.memory.base import Doc, MemoryRepository, before, by, limited, push_history, set_fields
+from shared.adapters.transitions import FollowUpTransitions, move_values
 from shared.domain.models import FollowUp
-from shared.domain.reasons import PauseReason, StopReason
+from shared.domain.reasons import PauseReason
 from shared.domain.records import DraftKeeper, Enrolment, FollowUpRef, FollowUpSummary, StaleFollowUp
 from shared.domain.repositories import ExpectedFollowUp
 from shared.domain.states import FOLLOWUP_TRANSITIONS, RUNNING, FollowUpState, Transition
@@ -25,7 +25,7 @@ from shared.domain.states import FOLLOWUP_TRANSITIONS, RUNNING, FollowUpState, T
 _F = FollowUpState
 
 
-class MemoryFollowUps(MemoryRepository):
+class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
     """See :class:`shared.domain.repositories.FollowUpRepository`."""
 
     def enrol(self, *, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime) -> bool:
@@ -123,57 +123,16 @@ class MemoryFollowUps(MemoryRepository):
         doc = self.docs.get(followup_id)
         if doc is None or doc.get("state") not in states or (step is not None and doc.get("step") != step):
             return False
-        values = {"state": move.target.value, "state_changed_at": now, "updated_at": now, **(fields or {})}
+        values = move_values(move, now, fields)
         doc.update(values)
         push_history(doc, move.target.value, now, step=values.get("step", step))
         return True
-
-    def start_drafting(self, followup_id: str, *, step: int, now: datetime) -> bool:
-        """``queued → drafting``."""
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["start_drafting"], now=now, step=step)
-
-    def await_send(self, followup_id: str, *, step: int, now: datetime) -> bool:
-        """``queued|drafting → awaiting_send``; the step's message is stored (``drafted_step``)."""
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["await_send"], now=now, step=step,
-                          fields={"drafted_step": step})
-
-    def draft_again(self, followup_id: str, *, step: int, now: datetime) -> bool:
-        """``awaiting_send → queued``."""
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["draft_again"], now=now, step=step)
 
     def note_draft(self, followup_id: str, *, step: int) -> None:
         """``drafted_step`` for a follow-up still at ``step`` (a draft kept over a pause)."""
         doc = self.docs.get(followup_id)
         if doc is not None and doc.get("step") == step:
             doc["drafted_step"] = step
-
-    def schedule_next(self, followup_id: str, *, step: int, due: datetime, sent_at: datetime, now: datetime) -> bool:
-        """``awaiting_send → scheduled`` at the next step."""
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["schedule_next"], now=now, step=step,
-                          fields={"step": step + 1, "next_run_at": due, "last_sent_at": sent_at})
-
-    def complete(self, followup_id: str, *, step: int, sent_at: datetime, now: datetime) -> bool:
-        """``awaiting_send → completed``."""
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["complete"], now=now, step=step,
-                          fields={"last_sent_at": sent_at, "next_run_at": None})
-
-    def pause(self, followup_id: str, *, reason: PauseReason, now: datetime, until: datetime | None = None,
-              needs_human: str | None = None, expected: ExpectedFollowUp = None, step: int | None = None) -> bool:
-        """``→ paused`` for ``reason`` until ``until``."""
-        fields = {"paused_until": until, "pause_reason": reason.value, **flag_fields(needs_human)}
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["pause"], now=now, expected=expected, step=step,
-                          fields=fields)
-
-    def resume(self, followup_id: str, *, now: datetime) -> bool:
-        """``paused → scheduled``, due now, its pause forgotten."""
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["resume"], now=now,
-                          fields={"next_run_at": now, "paused_until": None, "pause_reason": None})
-
-    def stop(self, followup_id: str, *, reason: StopReason, now: datetime, needs_human: str | None = None,
-             expected: ExpectedFollowUp = None) -> bool:
-        """``→ stopped`` for ``reason``."""
-        fields = {"stop_reason": reason.value, "next_run_at": None, **flag_fields(needs_human)}
-        return self._move(followup_id, FOLLOWUP_TRANSITIONS["stop"], now=now, expected=expected, fields=fields)
 
     # ------------------------------------------------------------ hand-overs and promises
     def _of(self, contact_id: str) -> list[Doc]:

@@ -20,10 +20,11 @@ from shared.adapters.documents import (
     status_fields,
 )
 from shared.adapters.memory.base import Doc, MemoryRepository, before, by, limited, none_or_before, push_history
+from shared.adapters.transitions import MessageTransitions, move_values
 from shared.domain.models import OutboundMessage
 from shared.domain.reasons import CancelReason
 from shared.domain.records import ConversationEntry, InboundRecord, MessageSummary, ReadyMessage
-from shared.domain.states import MESSAGE_TRANSITIONS, STATUS_RANK, MessageState, Transition
+from shared.domain.states import MESSAGE_TRANSITIONS, MessageState, Transition
 from shared.errors import StoreError
 
 _M = MessageState
@@ -33,7 +34,7 @@ def _outbound(doc: Doc) -> bool:
     return doc.get("direction") == "outbound"
 
 
-class MemoryMessages(MemoryRepository):
+class MemoryMessages(MessageTransitions, MemoryRepository):
     """See :class:`shared.domain.repositories.MessageRepository`."""
 
     def _by_sid(self, sid: str) -> Doc | None:
@@ -69,11 +70,7 @@ class MemoryMessages(MemoryRepository):
         doc = self.docs.get(message_id)
         if doc is None or doc.get("state") not in {s.value for s in move.source}:
             return False
-        values = {"state": move.target.value, "state_changed_at": now, "updated_at": now, **(fields or {})}
-        if move.target.value in STATUS_RANK:
-            values.setdefault("status_rank", STATUS_RANK[move.target.value])
-        if move.target == _M.READY:
-            values["dead_check_at"] = None  # as in MongoDB: a new stay in ready is checked again
+        values = move_values(move, now, fields)
         sid = values.get("twilio_sid")
         if sid is not None and any(other.get("twilio_sid") == sid for key, other in self.docs.items()
                                    if key != message_id):
@@ -91,37 +88,6 @@ class MemoryMessages(MemoryRepository):
         doc.update(redraft_fields(message, now))
         push_history(doc, move.target.value, now, redraft=True)
         return True
-
-    def start_sending(self, message_id: str, *, now: datetime) -> bool:
-        """``ready → sending``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["start_sending"], now=now, fields={"sending_at": now})
-
-    def mark_sent(self, message_id: str, *, sid: str, now: datetime) -> bool:
-        """``sending|uncertain → sent`` with Twilio's SID."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["mark_sent"], now=now,
-                          fields={"twilio_sid": sid, "sent_at": now})
-
-    def mark_failed(self, message_id: str, *, error_code: int | None, now: datetime) -> bool:
-        """``sending → failed``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["mark_failed"], now=now, fields={"error_code": error_code})
-
-    def mark_uncertain(self, message_id: str, *, reason: str, now: datetime, error_code: int | None = None) -> bool:
-        """``sending → uncertain``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["mark_uncertain"], now=now,
-                          fields={"uncertain_reason": reason, "last_error_code": error_code})
-
-    def retry_later(self, message_id: str, *, error_code: int | None, now: datetime) -> bool:
-        """``sending → ready``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["retry_later"], now=now,
-                          fields={"last_error_code": error_code})
-
-    def send_again(self, message_id: str, *, now: datetime) -> bool:
-        """``uncertain → ready``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["send_again"], now=now, fields={"reconciled": "not_found"})
-
-    def cancel(self, message_id: str, *, reason: CancelReason, now: datetime) -> bool:
-        """``ready → cancelled``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["cancel"], now=now, fields={"cancel_reason": reason.value})
 
     def cancel_ready_steps(self, contact_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the contact's ready messages but owner alerts; how many."""

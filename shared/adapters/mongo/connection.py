@@ -33,6 +33,7 @@ from pymongo.errors import (
     WriteError,
 )
 
+from shared.adapters import own_methods
 from shared.errors import ConfigError, RelanceError, StoreError, TransientError
 
 Doc = dict[str, Any]
@@ -121,9 +122,8 @@ class MongoRepository:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name, value in list(vars(cls).items()):
-            if callable(value) and not name.startswith("_"):
-                setattr(cls, name, _translating(value))
+        for name, value in list(own_methods(cls, MongoRepository)):
+            setattr(cls, name, _translating(value))
 
 
 def history(state: str, now: datetime, **extra: Any) -> Doc:

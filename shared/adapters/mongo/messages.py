@@ -24,6 +24,7 @@ from shared.adapters.documents import (
     status_fields,
 )
 from shared.adapters.mongo.connection import Doc, MongoRepository, history
+from shared.adapters.transitions import MessageTransitions, move_values
 from shared.domain.models import OutboundMessage
 from shared.domain.reasons import CancelReason
 from shared.domain.records import ConversationEntry, InboundRecord, MessageSummary, ReadyMessage
@@ -46,7 +47,7 @@ def unknown_query(phone: str | None = None) -> Doc:
     return {"unknown_sender": True, **({"from": phone} if phone is not None else {})}
 
 
-class MongoMessages(MongoRepository):
+class MongoMessages(MessageTransitions, MongoRepository):
     """See :class:`shared.domain.repositories.MessageRepository`."""
 
     collection_name = "messages"
@@ -85,11 +86,7 @@ class MongoMessages(MongoRepository):
     def _move(self, message_id: str, move: Transition[MessageState], *, now: datetime, fields: Doc | None = None
               ) -> bool:
         """Conditional transition; True when this caller made it."""
-        values = {"state": move.target.value, "state_changed_at": now, "updated_at": now, **(fields or {})}
-        if move.target.value in STATUS_RANK:
-            values.setdefault("status_rank", STATUS_RANK[move.target.value])
-        if move.target == _M.READY:
-            values["dead_check_at"] = None  # a new stay in ready: its dead-draft check starts again
+        values = move_values(move, now, fields)
         result = self.collection.update_one(
             {"_id": message_id, "state": {"$in": [s.value for s in move.source]}},
             # requeue_from = max(entered ready, hold end, last requeue): see stranded_ready.
@@ -105,37 +102,6 @@ class MongoMessages(MongoRepository):
             {"$set": redraft_fields(message, now), "$push": {"history": history(move.target.value, now, redraft=True)}},
         )
         return result.modified_count == 1
-
-    def start_sending(self, message_id: str, *, now: datetime) -> bool:
-        """``ready → sending``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["start_sending"], now=now, fields={"sending_at": now})
-
-    def mark_sent(self, message_id: str, *, sid: str, now: datetime) -> bool:
-        """``sending|uncertain → sent`` with Twilio's SID."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["mark_sent"], now=now,
-                          fields={"twilio_sid": sid, "sent_at": now})
-
-    def mark_failed(self, message_id: str, *, error_code: int | None, now: datetime) -> bool:
-        """``sending → failed``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["mark_failed"], now=now, fields={"error_code": error_code})
-
-    def mark_uncertain(self, message_id: str, *, reason: str, now: datetime, error_code: int | None = None) -> bool:
-        """``sending → uncertain``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["mark_uncertain"], now=now,
-                          fields={"uncertain_reason": reason, "last_error_code": error_code})
-
-    def retry_later(self, message_id: str, *, error_code: int | None, now: datetime) -> bool:
-        """``sending → ready``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["retry_later"], now=now,
-                          fields={"last_error_code": error_code})
-
-    def send_again(self, message_id: str, *, now: datetime) -> bool:
-        """``uncertain → ready``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["send_again"], now=now, fields={"reconciled": "not_found"})
-
-    def cancel(self, message_id: str, *, reason: CancelReason, now: datetime) -> bool:
-        """``ready → cancelled``."""
-        return self._move(message_id, MESSAGE_TRANSITIONS["cancel"], now=now, fields={"cancel_reason": reason.value})
 
     def cancel_ready_steps(self, contact_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the contact's drafted messages that have not gone out yet (owner alerts aside)."""
