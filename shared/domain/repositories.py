@@ -122,7 +122,8 @@ class FollowUpRepository(Protocol):
         """Scheduled follow-ups of these campaigns due by ``now``, earliest first."""
 
     def claim(self, followup_ids: Sequence[str], now: datetime) -> list[FollowUpRef]:
-        """``scheduled → queued`` for those still scheduled and due; the ones this caller claimed."""
+        """``scheduled → queued`` for those still scheduled and due; the ones this caller claimed, each
+        with its contact, campaign and ``drafted_step`` (what drafting needs: :class:`DraftClaim`)."""
 
     def stale(self, states: Sequence[FollowUpState], before: datetime, limit: int) -> list[StaleFollowUp]:
         """Follow-ups sitting in one of ``states`` since before ``before``."""
