@@ -21,6 +21,7 @@ class RecordingQueue:
 
     drafts: list[tuple[str, int]] = field(default_factory=list)
     claims: dict[str, DraftClaim] = field(default_factory=dict)
+    send_contacts: dict[str, str] = field(default_factory=dict)
     sends: list[tuple[str, float]] = field(default_factory=list)
     inbound: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
@@ -33,9 +34,11 @@ class RecordingQueue:
         if claim is not None:
             self.claims[followup_id] = claim
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
-        """Record a send request."""
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
+        """Record a send request (``sends``), and its contact when given (``send_contacts``, by message)."""
         self.sends.append((message_id, delay_seconds))
+        if contact_id is not None:
+            self.send_contacts[message_id] = contact_id
 
     def process_inbound(self, event_id: str) -> None:
         """Record an inbound event."""

@@ -116,8 +116,9 @@ class TaskQueue(Protocol):
         drafting does not read the follow-up)."""
         ...
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
-        """Ask a sending actor to send this message (optionally later)."""
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
+        """Ask a sending actor to send this message (optionally later); ``contact_id``: a step
+        message's contact (then the actor reads the message and the contact's recent sends at once)."""
         ...
 
     def process_inbound(self, event_id: str) -> None:

@@ -88,10 +88,11 @@ class DramatiqQueue:
         kwargs: dict[str, object] | None = {"claim": claim.to_json()} if claim is not None else None
         self._enqueue(QUEUE_DRAFTING, ACTOR_DRAFT, (followup_id, step), kwargs=kwargs)
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
-        """Ask a sending actor to send this message, optionally after a delay."""
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
+        """Ask a sending actor to send this message, optionally after a delay (keyword ``contact``: its contact)."""
         delay = int(delay_seconds * 1000) if delay_seconds > 0 else None
-        self._enqueue(QUEUE_SENDING, ACTOR_SEND, (message_id,), delay)
+        kwargs: dict[str, object] | None = {"contact": contact_id} if contact_id else None
+        self._enqueue(QUEUE_SENDING, ACTOR_SEND, (message_id,), delay, kwargs=kwargs)
 
     def process_inbound(self, event_id: str) -> None:
         """Ask a replies actor to process this inbound event."""

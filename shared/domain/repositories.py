@@ -303,6 +303,11 @@ class MessageRepository(Protocol):
                    ) -> list[datetime]:
         """When the contact's step messages in ``states`` (created since ``created_since``) went out, or tried to."""
 
+    def get_with_send_times(self, message_id: str, contact_id: str, *, states: Iterable[MessageState],
+                            created_since: datetime) -> tuple[OutboundMessage | None, list[datetime]]:
+        """:meth:`get` and :meth:`send_times` in one read of the contact's messages created since
+        ``created_since`` (a message of another contact, or older, is then read by id)."""
+
     def count_replies_since(self, contact_id: str, since: datetime, *, besides: str) -> int:
         """Automated replies stored for the contact since ``since`` (cancelled ones and ``besides`` aside)."""
 

@@ -101,7 +101,7 @@ def draft_followup(deps: App, followup_id: str, step: int,
         if not _draft(deps, followup, existing):
             return None
     if store.followups.await_send(followup_id, step=step, now=now):
-        deps.queue.send_message(message_id)
+        deps.queue.send_message(message_id, contact_id=followup.contact_id)
         return message_id
     # The follow-up moved on while this step was drafted. A STOP or a pause cancels the contact's
     # ready messages, but it ran before this draft was stored: withdraw it, unless a concurrent

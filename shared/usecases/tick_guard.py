@@ -93,9 +93,9 @@ class GuardedQueue:
         """See :class:`shared.ports.TaskQueue`."""
         self._call("a draft", lambda: self.inner.draft_followup(followup_id, step, claim))
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
         """See :class:`shared.ports.TaskQueue`."""
-        self._call("a send", lambda: self.inner.send_message(message_id, delay_seconds))
+        self._call("a send", lambda: self.inner.send_message(message_id, delay_seconds, contact_id))
 
     def process_inbound(self, event_id: str) -> None:
         """See :class:`shared.ports.TaskQueue`."""
