@@ -62,6 +62,9 @@ class InboundBackfill:
     period: timedelta
     overlap: timedelta = OVERLAP
     first_lookback: timedelta = FIRST_LOOKBACK
+    # The next period's start after this process's own run: no scheduler can claim a run before it,
+    # so this one does not ask MongoDB at every tick until then.
+    _next_due: datetime | None = field(default=None, init=False, repr=False)
 
     def run_in_tick(self, store: Repositories, queue: TaskQueue, clock: Clock) -> list[str]:
         """:meth:`run` for the scheduler's tick: the event ids stored late; a failure never ends the tick.
@@ -82,9 +85,12 @@ class InboundBackfill:
     def run(self, store: Repositories, queue: TaskQueue, clock: Clock) -> BackfillReport | None:
         """One run if this period's is still unclaimed (None otherwise). Raises only TransientError (MongoDB)."""
         now = clock.now()
+        if self._next_due is not None and utc(now) < self._next_due:
+            return None
         job = store.jobs.claim(JOB, now, self.period)
         if job is None:
             return None
+        self._next_due = utc(job.next_run_at)
         cursor = utc(job.cursor) if job.cursor else None
         since = (cursor or now - self.first_lookback) - self.overlap
         report = BackfillReport()

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.clock import Clock, SystemClock
+from shared.domain.records import DraftClaim
 from shared.errors import DraftingError, SendDeferred
 from shared.ports import DeliveryStatus, Draft, DraftRequest, OutboundRequest, SendResult
 
@@ -19,19 +20,25 @@ class RecordingQueue:
     """A TaskQueue that records what was enqueued."""
 
     drafts: list[tuple[str, int]] = field(default_factory=list)
+    claims: dict[str, DraftClaim] = field(default_factory=dict)
+    send_contacts: dict[str, str] = field(default_factory=dict)
     sends: list[tuple[str, float]] = field(default_factory=list)
     inbound: list[str] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     reconciles: list[str] = field(default_factory=list)
     status_polls: list[str] = field(default_factory=list)
 
-    def draft_followup(self, followup_id: str, step: int) -> None:
-        """Record a draft request."""
+    def draft_followup(self, followup_id: str, step: int, claim: DraftClaim | None = None) -> None:
+        """Record a draft request (``drafts``), and its claim when given (``claims``, by follow-up)."""
         self.drafts.append((followup_id, step))
+        if claim is not None:
+            self.claims[followup_id] = claim
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
-        """Record a send request."""
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
+        """Record a send request (``sends``), and its contact when given (``send_contacts``, by message)."""
         self.sends.append((message_id, delay_seconds))
+        if contact_id is not None:
+            self.send_contacts[message_id] = contact_id
 
     def process_inbound(self, event_id: str) -> None:
         """Record an inbound event."""

@@ -87,6 +87,21 @@ def pacing_delay(
     return None if at <= now else at
 
 
+def pacing_on(min_gap: timedelta, daily_cap: int) -> bool:
+    """Whether either rule is on (otherwise nothing is read)."""
+    return min_gap > timedelta(0) or daily_cap > 0
+
+
+def pacing_since(now: datetime, min_gap: timedelta) -> datetime:
+    """How far back the sends that may delay the next one go."""
+    return now - max(min_gap, _DAY_LOOKBACK)
+
+
+def paced_created_since(now: datetime, min_gap: timedelta) -> datetime:
+    """The ``created_at`` bound of the read of those sends (see CREATED_LOOKBACK)."""
+    return pacing_since(now, min_gap) - CREATED_LOOKBACK
+
+
 def recent_sent_times(store: Repositories, contact_id: str, since: datetime) -> list[datetime]:
     """When the contact's step messages went out since ``since``, oldest first.
 
@@ -106,12 +121,20 @@ def contact_pacing_delay(
     now: datetime,
     min_gap: timedelta,
     daily_cap: int,
+    sent_times: list[datetime] | None = None,
 ) -> datetime | None:
-    """:func:`pacing_delay` over what the store says this contact was sent (None: may go now)."""
-    if min_gap <= timedelta(0) and daily_cap <= 0:
+    """:func:`pacing_delay` over what the store says this contact was sent (None: may go now).
+
+    ``sent_times``: those send times read already (``MessageRepository.get_with_send_times``
+    with :data:`PACED_STATES` since :func:`paced_created_since`), under the contact's lock.
+    """
+    if not pacing_on(min_gap, daily_cap):
         return None
-    since = now - max(min_gap, _DAY_LOOKBACK)
-    sent = recent_sent_times(store, contact_id, since)
+    since = pacing_since(now, min_gap)
+    if sent_times is None:
+        sent = recent_sent_times(store, contact_id, since)
+    else:
+        sent = sorted(utc(at) for at in sent_times if utc(at) >= since)
     return pacing_delay(sent_times=sent, now=now, min_gap=min_gap, daily_cap=daily_cap, timezone=timezone)
 
 

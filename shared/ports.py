@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from shared.domain.models import Language
+from shared.domain.records import DraftClaim
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,14 @@ class Drafter(Protocol):
 class TaskQueue(Protocol):
     """Where processes put work for the actors. Messages carry ids only."""
 
-    def draft_followup(self, followup_id: str, step: int) -> None:
-        """Ask a drafting actor to draft this step."""
+    def draft_followup(self, followup_id: str, step: int, claim: DraftClaim | None = None) -> None:
+        """Ask a drafting actor to draft this step; ``claim``: what the scheduler's claim read (then
+        drafting does not read the follow-up)."""
         ...
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
-        """Ask a sending actor to send this message (optionally later)."""
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
+        """Ask a sending actor to send this message (optionally later); ``contact_id``: a step
+        message's contact (then the actor reads the message and the contact's recent sends at once)."""
         ...
 
     def process_inbound(self, event_id: str) -> None:

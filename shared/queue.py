@@ -15,6 +15,8 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
+from shared.domain.records import DraftClaim
+
 QUEUE_DRAFTING = "drafting"
 QUEUE_SENDING = "sending"
 QUEUE_REPLIES = "replies"
@@ -44,8 +46,10 @@ class DramatiqQueue:
     def __init__(self, broker: RedisBroker) -> None:
         self.broker = broker
 
-    def _enqueue(self, queue: str, actor: str, args: tuple[object, ...], delay_ms: int | None = None) -> None:
-        message: Message[object] = Message(queue_name=queue, actor_name=actor, args=args, kwargs={}, options={})
+    def _enqueue(self, queue: str, actor: str, args: tuple[object, ...], delay_ms: int | None = None,
+                 kwargs: dict[str, object] | None = None) -> None:
+        message: Message[object] = Message(queue_name=queue, actor_name=actor, args=args, kwargs=kwargs or {},
+                                           options={})
         self.broker.enqueue(message, delay=delay_ms)
         log.debug("enqueued %s %s on %s", actor, args, queue)
 
@@ -79,14 +83,16 @@ class DramatiqQueue:
             broker.emit_after("enqueue", message, None)
         log.debug("enqueued %d %s on %s", len(messages), actor, queue)
 
-    def draft_followup(self, followup_id: str, step: int) -> None:
-        """Ask a drafting actor to draft this step."""
-        self._enqueue(QUEUE_DRAFTING, ACTOR_DRAFT, (followup_id, step))
+    def draft_followup(self, followup_id: str, step: int, claim: DraftClaim | None = None) -> None:
+        """Ask a drafting actor to draft this step (with the claim's reading as keyword ``claim``)."""
+        kwargs: dict[str, object] | None = {"claim": claim.to_json()} if claim is not None else None
+        self._enqueue(QUEUE_DRAFTING, ACTOR_DRAFT, (followup_id, step), kwargs=kwargs)
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
-        """Ask a sending actor to send this message, optionally after a delay."""
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
+        """Ask a sending actor to send this message, optionally after a delay (keyword ``contact``: its contact)."""
         delay = int(delay_seconds * 1000) if delay_seconds > 0 else None
-        self._enqueue(QUEUE_SENDING, ACTOR_SEND, (message_id,), delay)
+        kwargs: dict[str, object] | None = {"contact": contact_id} if contact_id else None
+        self._enqueue(QUEUE_SENDING, ACTOR_SEND, (message_id,), delay, kwargs=kwargs)
 
     def process_inbound(self, event_id: str) -> None:
         """Ask a replies actor to process this inbound event."""

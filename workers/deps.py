@@ -20,14 +20,14 @@ log = logging.getLogger(__name__)
 def declare_actor(broker: RedisBroker, deps: App, fn: Callable[..., R], *, name: str, queue: str,
                   max_retries: int = 8, min_backoff: int = 1000, max_backoff: int = 60_000,
                   time_limit: int = 120_000) -> dramatiq.Actor[..., R]:
-    """Declare ``fn(deps, *ids)`` as a dramatiq actor taking the ids only.
+    """Declare ``fn(deps, *ids, **hints)`` as a dramatiq actor taking ids (and JSON hints such as a claim).
 
     Permanent errors are never retried (``throws``); anything else is retried with exponential
     backoff, and the actor functions' conditional state moves make a retry harmless.
     """
 
-    def run(*args: Any) -> R:
-        return fn(deps, *args)
+    def run(*args: Any, **kwargs: Any) -> R:
+        return fn(deps, *args, **kwargs)
 
     run.__name__ = name
     actor: dramatiq.Actor[..., R] = dramatiq.actor(

@@ -93,8 +93,10 @@ def followup_from_doc(doc: Doc) -> FollowUp:
 
 
 def followup_ref(doc: Doc) -> FollowUpRef:
-    """A follow-up's id and step."""
-    return FollowUpRef(id=str(doc["_id"]), step=int(doc.get("step") or 0))
+    """A follow-up's id and step, with its contact, campaign and drafted step when the projection has them."""
+    drafted = doc.get("drafted_step")
+    return FollowUpRef(id=str(doc["_id"]), step=int(doc.get("step") or 0), contact_id=doc.get("contact_id"),
+                       campaign_id=doc.get("campaign_id"), drafted_step=None if drafted is None else int(drafted))
 
 
 def keeper_from_doc(doc: Doc) -> DraftKeeper:

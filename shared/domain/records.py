@@ -27,10 +27,46 @@ class Enrolment:
 
 @dataclass(frozen=True)
 class FollowUpRef:
-    """A follow-up to work on: its id and current step."""
+    """A follow-up to work on: its id and current step (a claim also reads what drafting needs)."""
 
     id: str
     step: int
+    contact_id: str | None = None
+    campaign_id: str | None = None
+    drafted_step: int | None = None
+
+
+@dataclass(frozen=True)
+class DraftClaim:
+    """What the scheduler's claim read of a follow-up, handed to drafting so that it need not read it.
+
+    The follow-up was ``queued`` at this step at ``claimed_at``; whether it still is, drafting's
+    conditional ``await_send`` decides. ``drafted_step``: the last step handed to sending (a draft
+    of this step may be stored already when it equals the step).
+    """
+
+    contact_id: str
+    campaign_id: str
+    drafted_step: int | None
+    claimed_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The claim as a JSON object (a dramatiq message's keyword argument)."""
+        return {"contact_id": self.contact_id, "campaign_id": self.campaign_id, "drafted_step": self.drafted_step,
+                "claimed_at": self.claimed_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> DraftClaim | None:
+        """The claim of :meth:`to_json`; None when absent or unreadable (then drafting reads the follow-up)."""
+        if not data:
+            return None
+        try:
+            drafted = data.get("drafted_step")
+            return cls(contact_id=str(data["contact_id"]), campaign_id=str(data["campaign_id"]),
+                       drafted_step=None if drafted is None else int(drafted),
+                       claimed_at=datetime.fromisoformat(str(data["claimed_at"])))
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 @dataclass(frozen=True)

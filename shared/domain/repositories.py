@@ -122,7 +122,8 @@ class FollowUpRepository(Protocol):
         """Scheduled follow-ups of these campaigns due by ``now``, earliest first."""
 
     def claim(self, followup_ids: Sequence[str], now: datetime) -> list[FollowUpRef]:
-        """``scheduled → queued`` for those still scheduled and due; the ones this caller claimed."""
+        """``scheduled → queued`` for those still scheduled and due; the ones this caller claimed, each
+        with its contact, campaign and ``drafted_step`` (what drafting needs: :class:`DraftClaim`)."""
 
     def stale(self, states: Sequence[FollowUpState], before: datetime, limit: int) -> list[StaleFollowUp]:
         """Follow-ups sitting in one of ``states`` since before ``before``."""
@@ -301,6 +302,11 @@ class MessageRepository(Protocol):
     def send_times(self, contact_id: str, *, states: Iterable[MessageState], created_since: datetime
                    ) -> list[datetime]:
         """When the contact's step messages in ``states`` (created since ``created_since``) went out, or tried to."""
+
+    def get_with_send_times(self, message_id: str, contact_id: str, *, states: Iterable[MessageState],
+                            created_since: datetime) -> tuple[OutboundMessage | None, list[datetime]]:
+        """:meth:`get` and :meth:`send_times` in one read of the contact's messages created since
+        ``created_since`` (a message of another contact, or older, is then read by id)."""
 
     def count_replies_since(self, contact_id: str, since: datetime, *, besides: str) -> int:
         """Automated replies stored for the contact since ``since`` (cancelled ones and ``besides`` aside)."""

@@ -9,10 +9,15 @@ template outside the window is never sent freeform: the follow-up is paused and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from shared.clock import utc
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, message_id_for
 from shared.domain.reasons import HandOverReason, PauseReason, StopReason
+from shared.domain.records import DraftClaim
 from shared.domain.states import FollowUpState, MessageState
 from shared.domain.templates import render_preview, template_variables
 from shared.policy import in_service_window
@@ -21,9 +26,25 @@ from shared.usecases.cadence import stop_followup, withdraw_dead_draft
 from shared.usecases.context import App
 
 log = logging.getLogger(__name__)
+# A scheduler's claim this recent spares drafting the follow-up's read: it was queued at this step
+# then. An older one (a backlog, a redelivery) is checked against the follow-up first, so that a
+# step that moved on long ago costs no Gemini call.
+CLAIM_FRESH_FOR = timedelta(minutes=2)
 
 
-def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: Contact) -> OutboundMessage | None:
+@dataclass(frozen=True)
+class DraftTarget:
+    """One step of one follow-up to draft: what drafting needs of the follow-up."""
+
+    id: str
+    step: int
+    contact_id: str
+    campaign_id: str
+    drafted_step: int | None
+
+
+def compose_message(deps: App, followup: FollowUp | DraftTarget, campaign: Campaign, contact: Contact
+                    ) -> OutboundMessage | None:
     """Build the step's message (not stored); None when WhatsApp's rules forbid any message now."""
     step = campaign.steps[followup.step]
     now = deps.clock.now()
@@ -55,30 +76,32 @@ def compose_message(deps: App, followup: FollowUp, campaign: Campaign, contact: 
                            draft_source="template")
 
 
-def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
+def draft_followup(deps: App, followup_id: str, step: int,
+                   claim: DraftClaim | Mapping[str, Any] | None = None) -> str | None:
     """Draft step ``step`` of a follow-up; returns the message id, or None if there is nothing to do.
 
     Idempotent: the message id is derived from (follow-up, step) and stored by a conditional
     insert, so a redelivered or concurrent run keeps the stored message instead of a second one.
-    Reads the follow-up, its contact and campaign once each; the stored message only when this
-    step was drafted before (``drafted_step``: queued again after a pause or a lost draft).
+    Reads the contact and campaign once each; the follow-up only without a fresh scheduler's
+    ``claim`` (older dramatiq messages, the reconciler's requeues): with one, whether the
+    follow-up still wants this step is decided by the conditional ``await_send`` after the draft
+    (a draft for a follow-up stopped meanwhile is withdrawn, never handed to sending). The stored
+    message is read only when this step was drafted before (``drafted_step``: queued again after
+    a pause or a lost draft).
     """
     store, now = deps.store, deps.clock.now()
-    followup = store.followups.get(followup_id)
-    if followup is None or followup.step != step or followup.state not in (
-        FollowUpState.QUEUED, FollowUpState.DRAFTING
-    ):
-        log.info("draft skipped followup=%s step=%s (state moved on)", followup_id, step)
-        # A run that died after storing its draft may have left it ready for a follow-up gone since.
-        withdraw_dead_draft(store, message_id_for(followup_id, step), followup_id, step=step, now=now)
-        return None
+    followup = _claimed(followup_id, step, claim, now)
+    if followup is None:
+        followup = _read_followup(deps, followup_id, step, now)
+        if followup is None:
+            return None
     message_id = message_id_for(followup_id, step)
     existing = store.messages.get(message_id) if followup.drafted_step == step else None
     if existing is None or existing.state == MessageState.CANCELLED:
         if not _draft(deps, followup, existing):
             return None
     if store.followups.await_send(followup_id, step=step, now=now):
-        deps.queue.send_message(message_id)
+        deps.queue.send_message(message_id, contact_id=followup.contact_id)
         return message_id
     # The follow-up moved on while this step was drafted. A STOP or a pause cancels the contact's
     # ready messages, but it ran before this draft was stored: withdraw it, unless a concurrent
@@ -89,7 +112,31 @@ def draft_followup(deps: App, followup_id: str, step: int) -> str | None:
     return message_id
 
 
-def _draft(deps: App, followup: FollowUp, existing: OutboundMessage | None) -> bool:
+def _claimed(followup_id: str, step: int, claim: DraftClaim | Mapping[str, Any] | None, now: datetime
+             ) -> DraftTarget | None:
+    """The step to draft as the scheduler's claim read it, if that claim is fresh (else None)."""
+    read = claim if isinstance(claim, DraftClaim) else DraftClaim.from_json(claim)
+    if read is None or abs(utc(now) - utc(read.claimed_at)) > CLAIM_FRESH_FOR:
+        return None
+    return DraftTarget(id=followup_id, step=step, contact_id=read.contact_id, campaign_id=read.campaign_id,
+                       drafted_step=read.drafted_step)
+
+
+def _read_followup(deps: App, followup_id: str, step: int, now: datetime) -> DraftTarget | None:
+    """The step to draft as the follow-up says, or None (handled) when it no longer wants it."""
+    followup = deps.store.followups.get(followup_id)
+    if followup is None or followup.step != step or followup.state not in (
+        FollowUpState.QUEUED, FollowUpState.DRAFTING
+    ):
+        log.info("draft skipped followup=%s step=%s (state moved on)", followup_id, step)
+        # A run that died after storing its draft may have left it ready for a follow-up gone since.
+        withdraw_dead_draft(deps.store, message_id_for(followup_id, step), followup_id, step=step, now=now)
+        return None
+    return DraftTarget(id=followup.id, step=followup.step, contact_id=followup.contact_id,
+                       campaign_id=followup.campaign_id, drafted_step=followup.drafted_step)
+
+
+def _draft(deps: App, followup: DraftTarget, existing: OutboundMessage | None) -> bool:
     """Compose and store the step's message; False when the follow-up was stopped or paused instead.
 
     Stored once: the insert is conditional on the message id, and a cancelled draft is replaced

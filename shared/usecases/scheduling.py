@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from shared.clock import Clock, utc
-from shared.domain.records import DraftKeeper, ReadyMessage, StaleFollowUp
+from shared.domain.records import DraftClaim, DraftKeeper, ReadyMessage, StaleFollowUp
 from shared.domain.repositories import Repositories
 from shared.domain.states import FollowUpState, MessageState
 from shared.ports import TaskQueue
@@ -59,14 +59,19 @@ def _followup_of_message(message: ReadyMessage) -> str | None:
 
 # ------------------------------------------------------------------ steps
 def claim_due(ctx: TickContext) -> None:
-    """Claim due follow-ups of active campaigns and enqueue their drafting."""
+    """Claim due follow-ups of active campaigns and enqueue their drafting, with what the claim read
+    of each (its contact, campaign and drafted step: drafting then does not read the follow-up)."""
     now = ctx.clock.now()
     active = ctx.store.campaigns.active_ids()
     if not active:
         return
     due = [followup.id for followup in ctx.store.followups.due(now, active, ctx.batch)]
     for followup in ctx.store.followups.claim(due, now):
-        ctx.queue.draft_followup(followup.id, followup.step)
+        claim = None
+        if followup.contact_id and followup.campaign_id:
+            claim = DraftClaim(contact_id=followup.contact_id, campaign_id=followup.campaign_id,
+                               drafted_step=followup.drafted_step, claimed_at=now)
+        ctx.queue.draft_followup(followup.id, followup.step, claim)
         ctx.report.claimed.append(followup.id)
 
 

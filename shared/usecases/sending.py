@@ -25,7 +25,7 @@ from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.reasons import CancelReason, HandOverReason, PauseReason, StopReason
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import SendDeferred, SendRejected, TransientError
-from shared.pacing import contact_pacing_delay
+from shared.pacing import PACED_STATES, contact_pacing_delay, paced_created_since, pacing_on
 from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed, window_open
 from shared.ports import OutboundRequest
@@ -57,13 +57,17 @@ def _cancel(deps: App, message_id: str, reason: CancelReason) -> None:
 def _hold(deps: App, message: OutboundMessage, at: datetime, now: datetime, reason: str) -> None:
     """Keep a ready message for later: record ``not_before`` and enqueue it again for ``at``."""
     deps.store.messages.hold(message.id, until=at, now=now)
-    deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds())
+    deps.queue.send_message(message.id, delay_seconds=(at - now).total_seconds(), contact_id=message.contact_id)
     log.info("message=%s held until %s (%s)", message.id, at.isoformat(), reason)
 
 
-def _step_preflight(deps: App, message: OutboundMessage, contact: Contact
+def _step_preflight(deps: App, message: OutboundMessage, contact: Contact, sent_times: list[datetime] | None
                     ) -> tuple[FollowUp, Campaign] | None:
-    """The follow-up and campaign if this step may go out now; otherwise handle it and return None."""
+    """The follow-up and campaign if this step may go out now; otherwise handle it and return None.
+
+    ``sent_times``: the contact's recent sends, read with the message under the contact's lock
+    (None: read here, for pacing).
+    """
     store, now = deps.store, deps.clock.now()
     followup = store.followups.get(message.followup_id or "")
     campaign = store.campaigns.get(message.campaign_id or "")
@@ -76,7 +80,8 @@ def _step_preflight(deps: App, message: OutboundMessage, contact: Contact
     if message.resend_of:
         # A template re-send of a step Twilio refused as freeform: the follow-up has moved on.
         if with_campaign:
-            deps.queue.send_message(message.id, delay_seconds=60)  # sent once the campaign resumes
+            # Sent once the campaign resumes.
+            deps.queue.send_message(message.id, delay_seconds=60, contact_id=message.contact_id)
             return None
         if followup.state in (FollowUpState.STOPPED, FollowUpState.PAUSED):
             _cancel(deps, message.id, CancelReason.followup_is(followup.state))
@@ -96,7 +101,7 @@ def _step_preflight(deps: App, message: OutboundMessage, contact: Contact
         _hold(deps, message, at, now, "send window")
         return None
     paced = contact_pacing_delay(store, contact_id=contact.id, timezone=tz, now=now, min_gap=rules.min_gap,
-                                 daily_cap=rules.daily_cap_per_contact)
+                                 daily_cap=rules.daily_cap_per_contact, sent_times=sent_times)
     if paced is not None:
         at = next_allowed(paced, window, tz, holidays_country=country, holidays_subdiv=subdiv)
         _hold(deps, message, at, now, "contact pacing")
@@ -120,10 +125,10 @@ def _reply_unread(deps: App, message: OutboundMessage, contact: Contact, now: da
             deps.queue.process_inbound(event.id)
     waited = (now - utc(waiting[0].received_at or now)).total_seconds()
     if waited < UNREAD_STUCK_SECONDS:
-        deps.queue.send_message(message.id, delay_seconds=RETRY_SOON_SECONDS)
+        deps.queue.send_message(message.id, delay_seconds=RETRY_SOON_SECONDS, contact_id=message.contact_id)
         log.info("message=%s held: %d message(s) from the contact not processed yet", message.id, len(waiting))
     else:  # the replies workers are down or failing on it: look again less often, and say so
-        deps.queue.send_message(message.id, delay_seconds=UNREAD_STUCK_SECONDS)
+        deps.queue.send_message(message.id, delay_seconds=UNREAD_STUCK_SECONDS, contact_id=message.contact_id)
         log.warning("message=%s held: the contact's message %s has waited %.0f s to be processed "
                     "(are the replies workers running?)", message.id, waiting[0].id, waited)
     return True
@@ -151,15 +156,24 @@ def _cadence_contact(deps: App, message: OutboundMessage, campaign: Campaign, re
     return recipient
 
 
-def send_message(deps: App, message_id: str) -> str | None:
-    """Send a ready message; returns the Twilio SID, or None when nothing was sent.
+Started = tuple[OutboundMessage, Contact | None, str, tuple[FollowUp, Campaign] | None]
 
-    A step message costs one read each of the message, its follow-up, campaign, the contact's
-    unprocessed messages and recent sends (pacing), then ``ready → sending``, the SID, and the
-    follow-up's next move.
-    """
-    store, now = deps.store, deps.clock.now()
-    message = store.messages.get(message_id)
+
+def _start_sending(deps: App, hold: ExitStack, message_id: str, hint: str | None) -> Started | None:
+    """Check the message once more and move it ``ready → sending``: (message, contact, to, step
+    context), or None when it is not sent now (handled). A step message's contact lock is entered
+    on ``hold`` (released by the caller before Twilio is called)."""
+    store, now, rules = deps.store, deps.clock.now(), deps.rules
+    locked, sent_times = None, None
+    if hint and pacing_on(rules.min_gap, rules.daily_cap_per_contact):
+        if not hold.enter_context(deps.locks.hold(hint)):
+            deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS, contact_id=hint)
+            return None
+        locked = hint
+        message, sent_times = store.messages.get_with_send_times(
+            message_id, hint, states=PACED_STATES, created_since=paced_created_since(now, rules.min_gap))
+    else:
+        message = store.messages.get(message_id)
     if message is None or message.state != MessageState.READY:
         return None
     contact = _recipient(deps, message)
@@ -183,25 +197,44 @@ def send_message(deps: App, message_id: str) -> str | None:
             log.warning("message=%s cancelled: the reply is too late for the 24-hour window", message_id)
             return None
     step_context = None
-    with ExitStack() as hold:
-        if message.purpose == "step":
-            assert contact is not None
-            # One worker at a time checks a contact's pacing and moves its message to sending,
-            # so two campaigns due at the same instant cannot both see "nothing sent yet".
+    step_contact = message.contact_id if message.purpose == "step" else None
+    if message.purpose == "step":
+        assert contact is not None
+        # One worker at a time checks a contact's pacing and moves its message to sending,
+        # so two campaigns due at the same instant cannot both see "nothing sent yet".
+        if contact.id != locked:
+            sent_times = None  # read under this contact's lock, not another's
             if not hold.enter_context(deps.locks.hold(contact.id)):
-                deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
+                deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS, contact_id=contact.id)
                 return None
-            step_context = _step_preflight(deps, message, contact)
-            if step_context is None:
-                return None
-        # The sender's throughput, shared by every worker: wait a little, else put it back for later.
-        if not deps.limiter.acquire(timeout=RATE_WAIT_SECONDS):
-            deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS)
-            log.info("message=%s waits for the sender's rate limit", message_id)
+        step_context = _step_preflight(deps, message, contact, sent_times)
+        if step_context is None:
             return None
-        now = deps.clock.now()
-        if not store.messages.start_sending(message_id, now=now):
-            return None  # another delivery of this message got there first
+    # The sender's throughput, shared by every worker: wait a little, else put it back for later.
+    if not deps.limiter.acquire(timeout=RATE_WAIT_SECONDS):
+        deps.queue.send_message(message_id, delay_seconds=RETRY_SOON_SECONDS, contact_id=step_contact)
+        log.info("message=%s waits for the sender's rate limit", message_id)
+        return None
+    if not store.messages.start_sending(message_id, now=deps.clock.now()):
+        return None  # another delivery of this message got there first
+    return message, contact, to, step_context
+
+
+def send_message(deps: App, message_id: str, contact: str | None = None) -> str | None:
+    """Send a ready message; returns the Twilio SID, or None when nothing was sent.
+
+    A step message costs reads of the message, its follow-up, the contact's unprocessed
+    messages and recent sends (pacing; its campaign comes from the process's cache), then
+    ``ready → sending``, the SID, and the follow-up's next move. With ``contact`` (the step
+    message's contact, as drafting and this actor's own holds enqueue it) the contact's lock is
+    taken first and the message and the contact's recent sends are one query.
+    """
+    store = deps.store
+    with ExitStack() as hold:
+        started = _start_sending(deps, hold, message_id, contact)
+    if started is None:
+        return None
+    message, recipient, to, step_context = started
 
     template = message.kind == "template"
     request = OutboundRequest(
@@ -217,9 +250,9 @@ def send_message(deps: App, message_id: str) -> str | None:
         log.warning("message=%s to=%s rejected by Twilio code=%s", message_id, mask_phone(to), exc.code)
         if message.purpose == "alert":
             handle_alert_error(deps, message, exc.code)
-        elif contact is not None:
+        elif recipient is not None:
             # The rules for a refusal may fill a template from the contact's fields: read it whole.
-            handle_permanent_error(deps, message, store.contacts.get(contact.id) or contact, exc.code)
+            handle_permanent_error(deps, message, store.contacts.get(recipient.id) or recipient, exc.code)
         return None
     except SendDeferred as exc:
         if exc.maybe_created:
@@ -237,10 +270,10 @@ def send_message(deps: App, message_id: str) -> str | None:
 
     sent_at = deps.clock.now()
     record_sid(store, message_id, result.sid, sent_at)
-    if step_context is not None and contact is not None and not message.resend_of:
+    if step_context is not None and recipient is not None and not message.resend_of:
         followup, campaign = step_context
         advance_after_send(store, followup=followup, campaign=campaign,
-                           contact=_cadence_contact(deps, message, campaign, contact), step=message.step,
+                           contact=_cadence_contact(deps, message, campaign, recipient), step=message.step,
                            sent_at=sent_at, now=sent_at)
     log.info("message=%s purpose=%s sent sid=%s to=%s", message_id, message.purpose, result.sid, mask_phone(to))
     return result.sid

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from shared.clock import Clock
 from shared.domain.reasons import HandOverReason
+from shared.domain.records import DraftClaim
 from shared.domain.repositories import Repositories
 from shared.errors import TransientError
 from shared.ports import TaskQueue
@@ -88,13 +89,13 @@ class GuardedQueue:
         except Exception as exc:
             raise TransientError(f"could not enqueue {what}: {type(exc).__name__}") from None
 
-    def draft_followup(self, followup_id: str, step: int) -> None:
+    def draft_followup(self, followup_id: str, step: int, claim: DraftClaim | None = None) -> None:
         """See :class:`shared.ports.TaskQueue`."""
-        self._call("a draft", lambda: self.inner.draft_followup(followup_id, step))
+        self._call("a draft", lambda: self.inner.draft_followup(followup_id, step, claim))
 
-    def send_message(self, message_id: str, delay_seconds: float = 0) -> None:
+    def send_message(self, message_id: str, delay_seconds: float = 0, contact_id: str | None = None) -> None:
         """See :class:`shared.ports.TaskQueue`."""
-        self._call("a send", lambda: self.inner.send_message(message_id, delay_seconds))
+        self._call("a send", lambda: self.inner.send_message(message_id, delay_seconds, contact_id))
 
     def process_inbound(self, event_id: str) -> None:
         """See :class:`shared.ports.TaskQueue`."""

@@ -319,6 +319,15 @@ def test_what_counts_for_a_contacts_pacing_and_reply_limit(repos: Repositories, 
     assert repos.messages.send_times("ct1", states=paced, created_since=now - HOUR) == [now]  # the step only
     assert len(repos.messages.send_times("ct1", states=paced, created_since=now - 50 * 24 * HOUR)) == 2
     assert repos.messages.send_times("ct2", states=paced, created_since=now - HOUR) == []
+    # The message and the contact's send times in one read; a message older than the bound, or
+    # another contact's, is still found (by id).
+    found, times = repos.messages.get_with_send_times("ready", "ct1", states=paced, created_since=now - HOUR)
+    assert found is not None and found.id == "ready" and found.state == M.READY and times == [now]
+    found, times = repos.messages.get_with_send_times("old", "ct1", states=paced, created_since=now - HOUR)
+    assert found is not None and found.id == "old" and times == [now]
+    found, times = repos.messages.get_with_send_times("ready", "ct2", states=paced, created_since=now - HOUR)
+    assert found is not None and found.id == "ready" and times == []
+    assert repos.messages.get_with_send_times("nope", "ct1", states=paced, created_since=now - HOUR) == (None, [now])
     assert repos.messages.count_replies_since("ct1", now - HOUR, besides="x") == 1
     assert repos.messages.count_replies_since("ct1", now - HOUR, besides="reply") == 0
     assert repos.messages.count_replies_since("ct1", now + HOUR, besides="x") == 0

@@ -200,6 +200,27 @@ def test_one_scheduler_of_several_runs_it_each_period(
     assert len(fake.list_calls) == 2
 
 
+def test_after_its_own_run_a_scheduler_asks_mongodb_again_only_when_the_next_period_starts(
+    store: MongoRepositories, clock: FakeClock, backfill: InboundBackfill, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims: list[object] = []
+    real = store.jobs.claim
+
+    def claim(*args: object, **kwargs: object) -> object:
+        claims.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.jobs, "claim", claim)
+    assert backfill.run(store, RecordingQueue(), clock) is not None
+    for _ in range(5):  # the ticks of this period: no read of the job
+        clock.advance(PERIOD / 10)
+        assert backfill.run(store, RecordingQueue(), clock) is None
+    assert len(claims) == 1
+    clock.advance(PERIOD / 2)
+    assert backfill.run(store, RecordingQueue(), clock) is not None
+    assert len(claims) == 2
+
+
 def test_it_lists_our_number_since_the_last_message_seen_with_an_overlap(
     store: MongoRepositories, clock: FakeClock, fake: FakeSender, backfill: InboundBackfill
 ) -> None:

@@ -206,11 +206,22 @@ class MemoryMessages(MessageTransitions, MemoryRepository):
     def send_times(self, contact_id: str, *, states: Iterable[MessageState], created_since: datetime
                    ) -> list[datetime]:
         """When the contact's step messages in ``states`` went out, or tried to."""
+        return self._send_times(contact_id, states=states, created_since=created_since)
+
+    def _send_times(self, contact_id: str, *, states: Iterable[MessageState], created_since: datetime
+                    ) -> list[datetime]:
         wanted = {s.value for s in states}
         docs = self._where(lambda doc: doc.get("contact_id") == contact_id and _outbound(doc)
                            and doc.get("state") in wanted and doc.get("purpose") in ("step", None)
                            and isinstance(doc.get("created_at"), datetime) and doc["created_at"] >= created_since)
         return [at for at in map(send_time, docs) if at is not None]
+
+    def get_with_send_times(self, message_id: str, contact_id: str, *, states: Iterable[MessageState],
+                            created_since: datetime) -> tuple[OutboundMessage | None, list[datetime]]:
+        """:meth:`get` and :meth:`send_times` (one read in MongoDB)."""
+        doc = self._get(message_id)
+        found = message_from_doc(doc) if doc and _outbound(doc) else None
+        return found, self._send_times(contact_id, states=states, created_since=created_since)
 
     def count_replies_since(self, contact_id: str, since: datetime, *, besides: str) -> int:
         """Automated replies stored for the contact since ``since`` (cancelled ones and ``besides`` aside)."""

@@ -33,6 +33,8 @@ from shared.errors import TransientError
 _F = FollowUpState
 # The fields DraftKeeper reads.
 KEEPER_FIELDS = {"state": 1, "step": 1, "pause_reason": 1}
+# The fields a claim reads back: what drafting needs (shared.domain.records.DraftClaim).
+CLAIMED_FIELDS = {"_id": 1, "step": 1, "contact_id": 1, "campaign_id": 1, "drafted_step": 1}
 
 
 class MongoFollowUps(FollowUpTransitions, MongoRepository):
@@ -127,7 +129,7 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
              "$push": {"history": history(move.target.value, now, claim=token)}},
         )
         docs = self.collection.find({"_id": {"$in": list(followup_ids)}, "claim": token,
-                                     "state": move.target.value}, {"_id": 1, "step": 1})
+                                     "state": move.target.value}, CLAIMED_FIELDS)
         return [followup_ref(doc) for doc in docs]
 
     def stale(self, states: Sequence[FollowUpState], before: datetime, limit: int) -> list[StaleFollowUp]:

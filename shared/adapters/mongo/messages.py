@@ -257,6 +257,23 @@ class MongoMessages(MessageTransitions, MongoRepository):
         projection = {"sent_at": 1, "sending_at": 1, "state_changed_at": 1, "created_at": 1}
         return [at for at in map(send_time, self.collection.find(query, projection)) if at is not None]
 
+    def get_with_send_times(self, message_id: str, contact_id: str, *, states: Iterable[MessageState],
+                            created_since: datetime) -> tuple[OutboundMessage | None, list[datetime]]:
+        """One query on the contact's outbound messages created since ``created_since`` (index
+        ``contact_time``): the message itself among them, and the send times of its paced ones."""
+        wanted = {s.value for s in states}
+        found: Doc | None = None
+        times: list[datetime] = []
+        for doc in self.collection.find({"contact_id": contact_id, "created_at": {"$gte": created_since},
+                                         "direction": "outbound"}):
+            if doc["_id"] == message_id:
+                found = doc
+            if doc.get("state") in wanted and doc.get("purpose") in ("step", None):
+                at = send_time(doc)
+                if at is not None:
+                    times.append(at)
+        return (message_from_doc(found) if found else self.get(message_id)), times
+
     def count_replies_since(self, contact_id: str, since: datetime, *, besides: str) -> int:
         """Automated replies stored for the contact since ``since`` (cancelled ones and ``besides`` aside)."""
         return self.collection.count_documents(

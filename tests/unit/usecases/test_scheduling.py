@@ -10,6 +10,7 @@ from shared.adapters.memory import MemoryRepositories, memory_repositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, Step
 from shared.domain.reasons import PauseReason
+from shared.domain.records import DraftClaim
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import TransientError
 from shared.fakes import RecordingQueue
@@ -181,7 +182,7 @@ def test_a_message_still_sent_has_its_status_polled(store: MemoryRepositories, c
 
 
 class _BrokenQueue(RecordingQueue):
-    def draft_followup(self, followup_id: str, step: int) -> None:
+    def draft_followup(self, followup_id: str, step: int, claim: DraftClaim | None = None) -> None:
         raise ConnectionError("redis away")
 
 
