@@ -1,7 +1,9 @@
 """Contacts files (CSV and JSON): reading and checking each row.
 
 Storing them is a use case (:mod:`shared.usecases.contacts`); each row is made a contact by
-:mod:`shared.contact_rows`.
+:mod:`shared.contact_rows`. An invoices file is read the same way (:func:`open_rows` with its
+:class:`FileKind`: its own required columns and JSON key; rows made invoices by
+:mod:`shared.invoice_rows`).
 
 CSV: a header row is required; UTF-8 with or without BOM; the delimiter (``,`` ``;`` or tab)
 is taken from the header line, as French Excel exports use ``;`` (an Excel ``sep=;`` first
