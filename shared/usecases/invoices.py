@@ -127,8 +127,10 @@ def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
     if (row.amount_cents, row.currency) != (existing.amount_cents, existing.currency):
         return (f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
                 "a changed amount needs a new reference (or a person)")
-    details = {"issued_on": row.issued_on, "due_date": row.due_date, "payment_link": row.payment_link}
-    changed = store.invoices.update_details(row.reference, details, source=InvoiceSource.IMPORT, now=now)
+    given = {"issued_on": row.issued_on, "due_date": row.due_date, "payment_link": row.payment_link}
+    details = {key: value for key, value in given.items() if value is not None}  # an empty cell keeps what is stored
+    changed = bool(details) and store.invoices.update_details(row.reference, details, source=InvoiceSource.IMPORT,
+                                                              now=now)
     moved, note = _apply_status(store, existing, row, now=now)
     if note:
         report.notes.append(f"{where}: {note}")

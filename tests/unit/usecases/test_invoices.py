@@ -135,6 +135,16 @@ def test_a_file_lowers_what_is_due_or_closes_but_never_reopens(store: MemoryRepo
                             "(a file never reopens an invoice)"]
 
 
+def test_an_empty_cell_keeps_what_is_stored(store: MemoryRepositories, clock: FakeClock, tmp_path: Path) -> None:
+    import_invoices(store, _csv(tmp_path, ROWS[:1]), now=clock.now())
+    bare = "06 12 34 56 78,,,,FA-1,1250.50,,,,,,"
+    report = import_invoices(store, _csv(tmp_path, [bare], "bare.csv"), now=clock.now())
+    assert (report.unchanged, report.errors) == (1, [])
+    fa1 = store.invoices.get("FA-1")
+    assert fa1 is not None and (fa1.issued_on, fa1.due_date, fa1.payment_link) == (
+        date(2026, 1, 5), date(2026, 2, 15), "https://pay.example.com/1")
+
+
 def test_a_changed_amount_or_another_client_is_refused(store: MemoryRepositories, clock: FakeClock,
                                                        tmp_path: Path) -> None:
     import_invoices(store, _csv(tmp_path, ROWS), now=clock.now())
