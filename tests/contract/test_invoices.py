@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.transitions import InvoiceTransitions
 from shared.clock import FakeClock
 from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.repositories import Repositories
@@ -121,3 +122,14 @@ def test_details_change_once_and_never_touch_the_status(repos: Repositories, clo
     assert not repos.invoices.update_details("nope", changes, source=SRC.IMPORT, now=now)
     with pytest.raises(ValueError, match="not an invoice detail: status"):
         repos.invoices.update_details("FA-1", {"status": "paid"}, source=SRC.IMPORT, now=now)
+
+
+def test_a_payment_whose_amount_due_changed_meanwhile_is_not_written(repos: Repositories, clock: FakeClock) -> None:
+    """Two payments read the same amount due: the second one's conditional write finds it changed."""
+    now = clock.now()
+    repos.invoices.add(invoice("FA-1"), source=SRC.IMPORT, now=now)
+    invoices = repos.invoices
+    assert isinstance(invoices, InvoiceTransitions)
+    assert invoices.pay_part("FA-1", due_before=125050, amount_cents=50, source=SRC.PAYMENT, now=now)
+    assert not invoices.pay_part("FA-1", due_before=125050, amount_cents=70, source=SRC.COMMAND, now=now)
+    assert repos.invoices.get("FA-1").amount_due_cents == 125000  # type: ignore[union-attr]
