@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from services.cli_invoices import add_parser as add_invoices_parser
 from services.terminal import printable
 from shared.clock import SystemClock
 from shared.errors import ConfigError, InputError, TransientError
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = csub.add_parser("import", help="import contacts from a CSV or JSON file")
     q.add_argument("file", type=Path)
     q.set_defaults(func=cmd_contacts_import)
+
+    add_invoices_parser(sub)
 
     p = sub.add_parser("campaigns", help="manage campaigns")
     csub = p.add_subparsers(dest="campaigns_command", required=True, metavar="TASK")
@@ -148,10 +151,12 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from services.bootstrap import build_broker, build_inbound_backfill, build_store, stale_after
     from services.scheduler import run_forever
     from shared.queue import DramatiqQueue
+    from shared.usecases.invoices import migrate_contact_invoices
     from shared.usecases.scheduling import tick
 
     client, store = build_store(settings)
     store.ensure_indexes()
+    migrate_contact_invoices(store, now=SystemClock().now())  # idempotent: what earlier versions kept on contacts
     broker = build_broker(settings)
     queue = DramatiqQueue(broker)
     backfill = build_inbound_backfill(settings)
@@ -210,9 +215,19 @@ def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db_init(settings: Settings, args: argparse.Namespace) -> int:
-    """Create every index."""
-    _init_indexes(settings)
+    """Create every index; make the invoices that contacts' fields name (idempotent)."""
+    from services.bootstrap import build_store
+    from shared.usecases.invoices import migrate_contact_invoices
+
+    client, store = build_store(settings)
+    store.ensure_indexes()
+    report = migrate_contact_invoices(store, now=SystemClock().now())
+    client.close()
+    for reason in report.skipped:
+        print(printable(f"invoice not migrated: {reason}"), file=sys.stderr)
     print("indexes ready")
+    if report.created:
+        print(f"invoices made from contacts' fields: {report.created}")
     return 0
 
 

@@ -163,6 +163,19 @@ def normalise_amount(raw: str) -> tuple[str, str | None]:
     return f"{number:.2f}", implied
 
 
+def normalise_currency(raw: str, implied: str | None) -> tuple[str, str | None]:
+    """``(3-letter code, problem)``: ``raw`` (``€`` or ``eur`` read as ``EUR``), else the one an amount
+    implied, else ``EUR``; a problem when it is no code or differs from the amount's."""
+    if not raw.strip():
+        return implied or "EUR", None
+    currency = _CURRENCY_SYMBOLS.get(raw.strip(), raw.strip().upper())
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        return currency, f"currency {shown(raw)} is not a 3-letter code such as EUR"
+    if implied and implied != currency:
+        return currency, f"currency {currency} does not match the amount's {implied}"
+    return currency, None
+
+
 def normalise_date(raw: str) -> str:
     """``YYYY-MM-DD`` from ``YYYY-MM-DD`` or ``DD/MM/YYYY``; InputError when it is not a date."""
     text = raw.strip()
@@ -178,7 +191,8 @@ def normalise_date(raw: str) -> str:
     raise InputError(f"{shown(raw)} is not a date (write it as YYYY-MM-DD or DD/MM/YYYY)")
 
 
-def _is_http_url(value: str) -> bool:
+def is_http_url(value: str) -> bool:
+    """True for an http(s) URL with a host and no spaces."""
     if re.search(r"\s", value):
         return False
     try:
@@ -227,22 +241,17 @@ def build_contact(values: dict[str, str], default_region: str) -> tuple[Contact 
             fields["amount"], implied_currency = normalise_amount(fields["amount"])
         except InputError as exc:
             problems.append(str(exc))
-    if "currency" in fields:
-        raw_currency = fields["currency"]
-        currency = _CURRENCY_SYMBOLS.get(raw_currency, raw_currency.upper())
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            problems.append(f"currency {shown(raw_currency)} is not a 3-letter code such as EUR")
-        elif implied_currency and implied_currency != currency:
-            problems.append(f"currency {currency} does not match the amount's {implied_currency}")
+    if "currency" in fields or "amount" in fields:
+        currency, problem = normalise_currency(fields.get("currency", ""), implied_currency)
+        if problem:
+            problems.append(problem)
         fields["currency"] = currency
-    elif "amount" in fields:
-        fields["currency"] = implied_currency or "EUR"
     if "due_date" in fields:
         try:
             fields["due_date"] = normalise_date(fields["due_date"])
         except InputError as exc:
             problems.append(f"due_date {exc}")
-    if "payment_link" in fields and not _is_http_url(fields["payment_link"]):
+    if "payment_link" in fields and not is_http_url(fields["payment_link"]):
         problems.append(f"payment_link {shown(fields['payment_link'])} is not an http(s) URL")
 
     if problems or phone is None:

@@ -1,7 +1,9 @@
 """Contacts files (CSV and JSON): reading and checking each row.
 
 Storing them is a use case (:mod:`shared.usecases.contacts`); each row is made a contact by
-:mod:`shared.contact_rows`.
+:mod:`shared.contact_rows`. An invoices file is read the same way (:func:`open_rows` with its
+:class:`FileKind`: its own required columns and JSON key; rows made invoices by
+:mod:`shared.invoice_rows`).
 
 CSV: a header row is required; UTF-8 with or without BOM; the delimiter (``,`` ``;`` or tab)
 is taken from the header line, as French Excel exports use ``;`` (an Excel ``sep=;`` first
@@ -56,7 +58,18 @@ class ContactsFile:
         return _results(self, default_region)
 
 
-def _open_source(path: Path) -> ContactsFile:
+@dataclass(frozen=True)
+class FileKind:
+    """What a file holds: its required columns and the key of its JSON list (``{"contacts": [...]}``)."""
+
+    required: tuple[str, ...] = REQUIRED_COLUMNS
+    wrapper: str = "contacts"
+
+
+CONTACTS = FileKind()
+
+
+def _open_source(path: Path, kind: FileKind = CONTACTS) -> ContactsFile:
     """Check the file and its header, count its rows; InputError when it cannot be imported."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".json"):
@@ -65,8 +78,8 @@ def _open_source(path: Path) -> ContactsFile:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if suffix == ".json":
-        return _open_json(path)
-    return _open_csv(path)
+        return _open_json(path, kind)
+    return _open_csv(path, kind)
 
 
 def _read_error(path: Path, exc: Exception) -> InputError:
@@ -90,7 +103,7 @@ def _csv_layout(path: Path) -> tuple[str, int]:
     return (best if counts[best] else ","), 0
 
 
-def _open_csv(path: Path) -> ContactsFile:
+def _open_csv(path: Path, kind: FileKind) -> ContactsFile:
     try:
         delimiter, skip = _csv_layout(path)
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -102,7 +115,7 @@ def _open_csv(path: Path) -> ContactsFile:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise _read_error(path, exc) from None
     if header is None:
-        raise InputError(f"{path.name}: the file is empty (expected a header row: name, phone, …)")
+        raise InputError(f"{path.name}: the file is empty (expected a header row: {', '.join(kind.required)}, …)")
     keys = [field_key(cell) for cell in header]
     seen: dict[str, str] = {}
     for key, cell in zip(keys, header, strict=True):
@@ -112,7 +125,7 @@ def _open_csv(path: Path) -> ContactsFile:
             raise InputError(f"{path.name}: columns {shown(seen[key])} and {shown(cell)} are "
                              f"the same field {key!r}; rename one")
         seen[key] = cell
-    _require_columns(path, set(keys), ", ".join(shown(c) for c in header[:8]))
+    _require_columns(path, kind, set(keys), ", ".join(shown(c) for c in header[:8]))
 
     def rows() -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
         try:
@@ -148,12 +161,12 @@ def _csv_row(keys: list[str], cells: list[str]) -> tuple[dict[str, str] | None, 
     return values, None
 
 
-def _require_columns(path: Path, keys: set[str], found: str) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in keys]
+def _require_columns(path: Path, kind: FileKind, keys: set[str], found: str) -> None:
+    missing = [c for c in kind.required if c not in keys]
     if missing:
         what = " and ".join(repr(c) for c in missing)
         raise InputError(f"{path.name}: missing required column {what} (the first row must be a "
-                         f"header with name and phone; found {found or 'nothing'})")
+                         f"header with {' and '.join(kind.required)}; found {found or 'nothing'})")
 
 
 def _json_scalar(value: Any) -> str | None:
@@ -167,9 +180,9 @@ def _json_scalar(value: Any) -> str | None:
     return None
 
 
-def _json_item(item: Any) -> tuple[dict[str, str] | None, str | None]:
+def _json_item(item: Any, kind: FileKind) -> tuple[dict[str, str] | None, str | None]:
     if not isinstance(item, dict):
-        return None, "is not an object with name and phone"
+        return None, f"is not an object with {' and '.join(kind.required)}"
     values: dict[str, str] = {}
     pairs: list[tuple[str, Any]] = []
     for raw_key, value in item.items():
@@ -196,7 +209,7 @@ def _json_item(item: Any) -> tuple[dict[str, str] | None, str | None]:
     return values, None
 
 
-def _open_json(path: Path) -> ContactsFile:
+def _open_json(path: Path, kind: FileKind) -> ContactsFile:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -206,19 +219,19 @@ def _open_json(path: Path) -> ContactsFile:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path.name}: invalid JSON at line {exc.lineno}, "
                          f"column {exc.colno}: {exc.msg}") from None
-    items = data.get("contacts") if isinstance(data, dict) else data
+    items = data.get(kind.wrapper) if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise InputError(f'{path.name}: expected a list of contacts, or {{"contacts": [...]}}')
+        raise InputError(f'{path.name}: expected a list of {kind.wrapper}, or {{"{kind.wrapper}": [...]}}')
     objects = [i for i in items if isinstance(i, dict)]
     if objects:
         keys: set[str] = set()
         for obj in objects:
             keys.update(field_key(k) for k in obj)
-        _require_columns(path, keys, ", ".join(repr(k) for k in sorted(keys)[:8]))
+        _require_columns(path, kind, keys, ", ".join(repr(k) for k in sorted(keys)[:8]))
 
     def rows() -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
         for index, item in enumerate(items, start=1):
-            yield (index, *_json_item(item))
+            yield (index, *_json_item(item, kind))
 
     return ContactsFile("item", len(items), rows)
 
@@ -266,3 +279,8 @@ def count_rows(path: Path) -> int:
 def open_contacts(path: Path) -> ContactsFile:
     """Check a CSV or JSON contacts file and its header, count its rows; InputError when it cannot be imported."""
     return _open_source(Path(path))
+
+
+def open_rows(path: Path, kind: FileKind) -> ContactsFile:
+    """Check a CSV or JSON file of another ``kind`` (invoices) and its header: its raw rows, read alike."""
+    return _open_source(Path(path), kind)

@@ -7,12 +7,13 @@ that their conditional updates read the same fields. No driver here: plain dicts
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from shared.domain.invoices import DETAILS, Invoice, InvoiceSource
 from shared.domain.models import MESSAGE_BOOKKEEPING, Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.records import (
     ContactRecord,
@@ -24,7 +25,7 @@ from shared.domain.records import (
     ReadyMessage,
     StoredEvent,
 )
-from shared.domain.states import STATUS_RANK, ActionState, EventState, FollowUpState, MessageState
+from shared.domain.states import STATUS_RANK, ActionState, EventState, FollowUpState, InvoiceStatus, MessageState
 
 Doc = dict[str, Any]
 NOTE_PREFIX, NOTE_END = "pending:", "pending;"  # every pending note's _id is in [NOTE_PREFIX, NOTE_END)
@@ -258,3 +259,37 @@ def event_from_doc(doc: Doc) -> StoredEvent:
         status=doc.get("status"), error_code=doc.get("error_code"),
         action_state=ActionState(action) if action else None, failures=int(doc.get("failures") or 0),
     )
+
+
+# ---------------------------------------------------------------- invoices
+# Dates are stored as ISO text (BSON has no date without a time), amounts as integer cents.
+
+
+def invoice_doc(invoice: Invoice, *, source: InvoiceSource, now: datetime) -> Doc:
+    """The document of a new invoice, its history starting with ``created``."""
+    data = invoice.model_dump(mode="json", exclude={"id", "history"})
+    return {"_id": invoice.id, **data, "created_at": now, "updated_at": now, "status_changed_at": now,
+            "history": [invoice_change("created", invoice.status, source, now, invoice.amount_due_cents)]}
+
+
+def invoice_change(what: str, status: InvoiceStatus, source: InvoiceSource, now: datetime,
+                   amount_due_cents: int | None = None) -> Doc:
+    """One entry of an invoice's history."""
+    entry: Doc = {"at": now, "source": source.value, "what": what, "status": status.value}
+    if amount_due_cents is not None:
+        entry["amount_due_cents"] = amount_due_cents
+    return entry
+
+
+def invoice_details(changes: Mapping[str, Any]) -> Doc:
+    """The :data:`~shared.domain.invoices.DETAILS` among ``changes``, as stored (ValueError for any other key)."""
+    unknown = set(changes) - set(DETAILS)
+    if unknown:
+        raise ValueError(f"not an invoice detail: {', '.join(sorted(unknown))}")
+    return {key: value.isoformat() if isinstance(value, date) else value for key, value in changes.items()}
+
+
+def invoice_from_doc(doc: Doc) -> Invoice:
+    """An invoice as stored."""
+    fields = {k: doc[k] for k in Invoice.model_fields if k != "id" and k in doc}
+    return Invoice.model_validate({"id": doc["_id"], **fields})

@@ -1,4 +1,4 @@
-"""The named transitions of follow-ups and messages, written once for every adapter.
+"""The named transitions of follow-ups, messages and invoices, written once for every adapter.
 
 Each method picks its transition in shared.domain.states and the fields it writes, then calls
 ``_move``, which each adapter implements as one conditional write (MongoDB: ``update_one`` on
@@ -13,14 +13,17 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.documents import flag_fields
+from shared.adapters.documents import flag_fields, invoice_change
+from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.repositories import ExpectedFollowUp
 from shared.domain.states import (
     FOLLOWUP_TRANSITIONS,
+    INVOICE_TRANSITIONS,
     MESSAGE_TRANSITIONS,
     STATUS_RANK,
     FollowUpState,
+    InvoiceStatus,
     MessageState,
     Transition,
 )
@@ -134,3 +137,67 @@ class MessageTransitions(ABC):
     def cancel(self, message_id: str, *, reason: CancelReason, now: datetime) -> bool:
         """``ready → cancelled``."""
         return self._move(message_id, MESSAGE_TRANSITIONS["cancel"], now=now, fields={"cancel_reason": reason.value})
+
+
+def invoice_move(move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,
+                 fields: Doc | None = None) -> tuple[Doc, Doc]:
+    """What an invoice's transition writes: ``($set values, history entry)``."""
+    values = {"status": move.target.value, "status_changed_at": now, "updated_at": now, **(fields or {})}
+    return values, invoice_change(move.name, move.target, source, now, values.get("amount_due_cents"))
+
+
+class InvoiceTransitions(ABC):
+    """The invoice repository's named transitions, over the adapter's ``_move``."""
+
+    @abstractmethod
+    def _move(self, reference: str, move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,
+              fields: Doc | None = None, condition: Doc | None = None) -> bool:
+        """Conditional transition from ``move.source`` (and stored values equal to ``condition``): one write
+        of :func:`invoice_move`; True when this caller made it."""
+
+    @abstractmethod
+    def get(self, reference: str) -> Invoice | None:
+        """An invoice by reference."""
+
+    def mark_paid(self, reference: str, *, source: InvoiceSource, now: datetime, amount_cents: int | None = None
+                  ) -> bool:
+        """Nothing left to pay: ``→ paid``; a payment below what is due: :meth:`pay_part`."""
+        if amount_cents is not None and amount_cents <= 0:
+            raise ValueError("a payment is a positive amount")
+        invoice = self.get(reference)
+        if invoice is None or not invoice.unpaid:
+            return False
+        due = invoice.amount_due_cents
+        if amount_cents is not None and amount_cents < due:
+            return self.pay_part(reference, due_before=due, amount_cents=amount_cents, source=source, now=now)
+        return self._move(reference, INVOICE_TRANSITIONS["mark_paid"], source=source, now=now,
+                          fields={"amount_due_cents": 0, "paid_at": now}, condition={"amount_due_cents": due})
+
+    def pay_part(self, reference: str, *, due_before: int, amount_cents: int, source: InvoiceSource,
+                 now: datetime) -> bool:
+        """``→ partially_paid``, the amount due lowered by ``amount_cents`` (while it is still ``due_before``)."""
+        return self._move(reference, INVOICE_TRANSITIONS["pay_part"], source=source, now=now,
+                          fields={"amount_due_cents": due_before - amount_cents},
+                          condition={"amount_due_cents": due_before})
+
+    def cancel(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
+        """``→ cancelled``."""
+        return self._move(reference, INVOICE_TRANSITIONS["cancel"], source=source, now=now)
+
+    def reopen(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
+        """``→ open``; a paid invoice owes its whole amount again."""
+        invoice = self.get(reference)
+        if invoice is None:
+            return False
+        paid = invoice.status == InvoiceStatus.PAID
+        return self._move(reference, INVOICE_TRANSITIONS["reopen"], source=source, now=now,
+                          fields={"amount_due_cents": invoice.amount_cents, "paid_at": None} if paid else None,
+                          condition={"status": invoice.status.value})
+
+    def dispute(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
+        """``→ disputed``."""
+        return self._move(reference, INVOICE_TRANSITIONS["dispute"], source=source, now=now)
+
+    def claim_paid(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
+        """``→ claimed_paid``."""
+        return self._move(reference, INVOICE_TRANSITIONS["claim_paid"], source=source, now=now)

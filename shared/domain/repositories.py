@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+# Defined beside the invoice model; one of the repository interfaces all the same.
+from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.records import (
@@ -447,6 +449,7 @@ class Repositories:
     events: EventRepository
     owner: OwnerRepository
     jobs: JobRepository
+    invoices: InvoiceRepository
     database: Database
 
     def ping(self) -> bool:

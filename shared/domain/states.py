@@ -1,4 +1,4 @@
-"""States of follow-ups, messages and webhook events, the moves each may make, and their named transitions.
+"""States of follow-ups, messages, webhook events and invoices, the moves each may make, and their named transitions.
 
 Each document has exactly one ``state`` field. The repositories change it only through the named
 transitions below (:class:`Transition`), each a conditional update on the expected states; a
@@ -49,6 +49,17 @@ class EventState(StrEnum):
     FAILED = "failed"  # could not be processed automatically: handed to a person
 
 
+class InvoiceStatus(StrEnum):
+    """Where an invoice stands (its ``status``): what the client still owes on it."""
+
+    OPEN = "open"  # due in full
+    PARTIALLY_PAID = "partially_paid"  # a part paid: ``amount_due_cents`` below the amount
+    PAID = "paid"
+    CANCELLED = "cancelled"  # nothing is owed on it any more (a credit note, an error)
+    DISPUTED = "disputed"  # the client contests it: a person decides
+    CLAIMED_PAID = "claimed_paid"  # the client says it is paid, not confirmed yet
+
+
 class ActionState(StrEnum):
     """What became of a failed delivery status's action (``action_state`` of a status event)."""
 
@@ -62,7 +73,10 @@ RUNNING = (FollowUpState.SCHEDULED, FollowUpState.QUEUED, FollowUpState.DRAFTING
 # Running or paused: what a STOP, a payment or a hand-over applies to.
 OPEN = (*RUNNING, FollowUpState.PAUSED)
 
-_F, _M, _E = FollowUpState, MessageState, EventState
+# Invoices the client still owes something on: what a reminder is about and what a sync closes.
+UNPAID = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.DISPUTED, InvoiceStatus.CLAIMED_PAID)
+
+_F, _M, _E, _I = FollowUpState, MessageState, EventState, InvoiceStatus
 
 # The follow-up state machine: every move a follow-up may make. The repositories refuse any
 # other, so a code path that would, say, reopen a stopped follow-up fails loudly instead of
@@ -106,7 +120,21 @@ EVENT_MOVES: dict[EventState, frozenset[EventState]] = {
     _E.FAILED: frozenset(),
 }
 
-_KINDS: dict[type[StrEnum], str] = {FollowUpState: "a follow-up", MessageState: "a message", EventState: "an event"}
+# An invoice closes (paid, cancelled) from any unpaid status; a closed one only reopens (a refund,
+# a cancellation undone). A claim of payment or a dispute waits for a person or a payment; another
+# partial payment keeps it partially paid.
+_STILL_OWED = frozenset({_I.PAID, _I.PARTIALLY_PAID, _I.CANCELLED})
+INVOICE_MOVES: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
+    _I.OPEN: _STILL_OWED | {_I.DISPUTED, _I.CLAIMED_PAID},
+    _I.PARTIALLY_PAID: _STILL_OWED | {_I.OPEN, _I.DISPUTED, _I.CLAIMED_PAID},
+    _I.DISPUTED: _STILL_OWED | {_I.OPEN, _I.CLAIMED_PAID},
+    _I.CLAIMED_PAID: _STILL_OWED | {_I.OPEN, _I.DISPUTED},
+    _I.PAID: frozenset({_I.OPEN}),
+    _I.CANCELLED: frozenset({_I.OPEN}),
+}
+
+_KINDS: dict[type[StrEnum], str] = {FollowUpState: "a follow-up", MessageState: "a message", EventState: "an event",
+                                    InvoiceStatus: "an invoice"}
 
 
 class IllegalMove(ValueError):
@@ -121,7 +149,7 @@ def check_move(moves: dict[Any, frozenset[Any]], expected: tuple[StrEnum, ...], 
         raise IllegalMove(f"{kind} cannot move from {', '.join(wrong)} to {new.value}")
 
 
-S = TypeVar("S", FollowUpState, MessageState, EventState)
+S = TypeVar("S", FollowUpState, MessageState, EventState, InvoiceStatus)
 
 
 @dataclass(frozen=True)
@@ -164,6 +192,10 @@ def _event(name: str, source: tuple[EventState, ...], target: EventState) -> Tra
     return Transition(name, source, target, EVENT_MOVES)
 
 
+def _invoice(name: str, source: tuple[InvoiceStatus, ...], target: InvoiceStatus) -> Transition[InvoiceStatus]:
+    return Transition(name, source, target, INVOICE_MOVES)
+
+
 # The named transitions of each repository, by method name. tests/unit/test_state_machines.py
 # checks every call written in the code (and its expected= narrowing) against these.
 FOLLOWUP_TRANSITIONS: dict[str, Transition[FollowUpState]] = {t.name: t for t in (
@@ -192,6 +224,15 @@ EVENT_TRANSITIONS: dict[str, Transition[EventState]] = {t.name: t for t in (
     _event("mark_failed", (_E.RECEIVED,), _E.FAILED),
     _event("finish_action", (_E.RECEIVED,), _E.PROCESSED),  # a failed status acted on
     _event("fail_action", (_E.RECEIVED,), _E.FAILED),  # a failed status handed to a person
+)}
+
+INVOICE_TRANSITIONS: dict[str, Transition[InvoiceStatus]] = {t.name: t for t in (
+    _invoice("mark_paid", UNPAID, _I.PAID),  # nothing left to pay
+    _invoice("pay_part", UNPAID, _I.PARTIALLY_PAID),  # a payment below what is due
+    _invoice("cancel", UNPAID, _I.CANCELLED),
+    _invoice("reopen", (_I.PAID, _I.CANCELLED, _I.DISPUTED, _I.CLAIMED_PAID), _I.OPEN),
+    _invoice("dispute", (_I.OPEN, _I.PARTIALLY_PAID, _I.CLAIMED_PAID), _I.DISPUTED),
+    _invoice("claim_paid", (_I.OPEN, _I.PARTIALLY_PAID, _I.DISPUTED), _I.CLAIMED_PAID),
 )}
 
 # Rank of each delivery status: a status callback only ever moves a message forward.

@@ -12,7 +12,7 @@ HERE = Path(__file__).parent
 PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.CampaignRepository,
              "followups": interfaces.FollowUpRepository, "messages": interfaces.MessageRepository,
              "events": interfaces.EventRepository, "owner": interfaces.OwnerRepository,
-             "jobs": interfaces.JobRepository}
+             "jobs": interfaces.JobRepository, "invoices": interfaces.InvoiceRepository}
 
 
 def _called() -> set[str]:

@@ -22,6 +22,7 @@ from pymongo.errors import AutoReconnect
 
 from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
+from shared.domain.invoices import Invoice
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step, TemplateRef
 from shared.domain.records import Enrolment, InboundRecord
 from shared.domain.repositories import Repositories
@@ -58,7 +59,9 @@ SAMPLES: dict[Any, Any] = {
                                      state=MessageState.READY, kind="freeform", body="Bonjour", language=Language.FR),
     InboundRecord: InboundRecord(id="in:SM1", twilio_sid="SM1", contact_id="ct1"),
     Enrolment: Enrolment(contact_id="ct1", campaign_id="c1", next_run_at=NOW),
+    Invoice: Invoice(id="in_1", reference="FA-1", contact_id="ct1", amount_cents=100, amount_due_cents=100),
 }
+INVOICE_DETAILS = {"due_date": NOW.date()}
 
 
 def _sample(hint: Any) -> Any:
@@ -85,13 +88,14 @@ def _sample(hint: Any) -> Any:
 
 
 def _calls(repos: Repositories) -> Iterator[tuple[str, Any, dict[str, Any]]]:
-    for name in ("contacts", "campaigns", "followups", "messages", "events", "owner", "jobs", "database"):
+    for name in ("contacts", "campaigns", "followups", "messages", "events", "owner", "jobs", "invoices", "database"):
         repository = getattr(repos, name)
         for method_name, method in inspect.getmembers(repository, inspect.ismethod):
             if method_name.startswith("_") or method_name == "ping":  # ping answers False, by design
                 continue
             hints = typing.get_type_hints(inspect.unwrap(method))
-            arguments = {param: "delivered" if param == "status" else _sample(hints[param])
+            arguments = {param: "delivered" if param == "status" else INVOICE_DETAILS if param == "changes"
+                         else _sample(hints[param])
                          for param, spec in inspect.signature(method).parameters.items()
                          if spec.default is inspect.Parameter.empty and spec.kind != spec.VAR_KEYWORD}
             yield f"{name}.{method_name}", method, arguments
@@ -121,6 +125,7 @@ def test_every_repository_method_raises_transient_error_when_mongodb_is_unreacha
     assert wrong == []
     called = [name for name, _, _ in calls]
     assert len(called) >= 70 and "messages.apply_status" in called and "database.ensure_indexes" in called
+    assert {"invoices.add", "invoices.mark_paid", "invoices.pay_part", "invoices.update_details"} <= set(called)
 
 
 # ------------------------------------------------------------ a blip while a reply is processed

@@ -1,10 +1,11 @@
-"""The follow-up, message and event state machines: their tables, and every move the code makes.
+"""The follow-up, message, event and invoice state machines: their tables, and every move the code makes.
 
 The repositories move a state only through the named transitions of shared.domain.states,
 built from moves their table allows. These tests check, without I/O, that the tables say what
 the product promises (a STOP always stops, a sent message is never sent again, final states
-stay final, an event is processed once) and that every transition called in the code, with
-the states it expects, is one the tables allow, including paths the other tests may not reach.
+stay final, an event is processed once, a closed invoice only reopens) and that every transition
+called in the code, with the states it expects, is one the tables allow, including paths the
+other tests may not reach.
 """
 
 from __future__ import annotations
@@ -20,28 +21,34 @@ from typing import Any
 import pytest
 
 from shared.adapters.memory.followups import MemoryFollowUps
+from shared.adapters.memory.invoices import MemoryInvoices
 from shared.adapters.memory.messages import MemoryMessages
 from shared.adapters.mongo.followups import MongoFollowUps
+from shared.adapters.mongo.invoices import MongoInvoices
 from shared.adapters.mongo.messages import MongoMessages
-from shared.adapters.transitions import FollowUpTransitions, MessageTransitions
+from shared.adapters.transitions import FollowUpTransitions, InvoiceTransitions, MessageTransitions
 from shared.domain.states import (
     EVENT_MOVES,
     EVENT_TRANSITIONS,
     FOLLOWUP_MOVES,
     FOLLOWUP_TRANSITIONS,
+    INVOICE_MOVES,
+    INVOICE_TRANSITIONS,
     MESSAGE_MOVES,
     MESSAGE_TRANSITIONS,
     STATUS_RANK,
     TWILIO_STATUS_TO_STATE,
+    UNPAID,
     EventState,
     FollowUpState,
     IllegalMove,
+    InvoiceStatus,
     MessageState,
     Transition,
     check_move,
 )
 
-F, M, E = FollowUpState, MessageState, EventState
+F, M, E, INV = FollowUpState, MessageState, EventState, InvoiceStatus
 ROOT = Path(__file__).resolve().parents[2]
 FINAL_FOLLOWUP = {F.COMPLETED, F.STOPPED}
 FINAL_MESSAGE = {M.FAILED, M.UNDELIVERED, M.RECEIVED}
@@ -63,6 +70,7 @@ def test_tables_cover_every_state() -> None:
     assert set(FOLLOWUP_MOVES) == set(F)
     assert set(MESSAGE_MOVES) == set(M)
     assert set(EVENT_MOVES) == set(E)
+    assert set(INVOICE_MOVES) == set(INV)
 
 
 def test_final_states_have_no_way_out() -> None:
@@ -78,6 +86,22 @@ def test_an_event_is_processed_once() -> None:
         for new in E:
             with pytest.raises(IllegalMove, match=f"an event cannot move from {state.value}"):
                 check_move(EVENT_MOVES, (state,), new)
+
+
+def test_an_unpaid_invoice_can_always_be_paid_or_cancelled_and_a_closed_one_only_reopens() -> None:
+    """A payment or a cancellation takes effect whatever the invoice's status; nothing else moves a closed one."""
+    assert set(UNPAID) == set(INV) - {INV.PAID, INV.CANCELLED}
+    assert _reachable(INVOICE_MOVES, INV.OPEN) == set(INV)
+    for state in UNPAID:
+        for closed in (INV.PAID, INV.PARTIALLY_PAID, INV.CANCELLED):
+            check_move(INVOICE_MOVES, (state,), closed)
+    for state in (INV.PAID, INV.CANCELLED):
+        assert INVOICE_MOVES[state] == {INV.OPEN}
+        with pytest.raises(IllegalMove, match=f"an invoice cannot move from {state.value} to disputed"):
+            check_move(INVOICE_MOVES, (state,), INV.DISPUTED)
+    paying = {name for name, t in INVOICE_TRANSITIONS.items() if t.target in (INV.PAID, INV.PARTIALLY_PAID)}
+    assert paying == {"mark_paid", "pay_part"}
+    assert all(INVOICE_TRANSITIONS[name].source == UNPAID for name in paying)
 
 
 def test_every_state_is_reachable_and_can_end() -> None:
@@ -155,8 +179,10 @@ def test_a_caller_may_narrow_a_transition_never_widen_it() -> None:
 # ------------------------------------------------------------ every transition written in the code
 
 TABLES: dict[str, dict[str, Transition[Any]]] = {
-    "followups": FOLLOWUP_TRANSITIONS, "messages": MESSAGE_TRANSITIONS, "events": EVENT_TRANSITIONS}
-TABLE_NAMES = {"FOLLOWUP_TRANSITIONS": "followups", "MESSAGE_TRANSITIONS": "messages", "EVENT_TRANSITIONS": "events"}
+    "followups": FOLLOWUP_TRANSITIONS, "messages": MESSAGE_TRANSITIONS, "events": EVENT_TRANSITIONS,
+    "invoices": INVOICE_TRANSITIONS}
+TABLE_NAMES = {"FOLLOWUP_TRANSITIONS": "followups", "MESSAGE_TRANSITIONS": "messages", "EVENT_TRANSITIONS": "events",
+               "INVOICE_TRANSITIONS": "invoices"}
 ADAPTERS = ROOT / "shared" / "adapters"
 
 
@@ -218,7 +244,7 @@ def test_every_transition_called_in_the_code_is_allowed() -> None:
     assert {w.split(":")[0] for w in checked} >= {
         "shared/usecases/cadence.py", "shared/usecases/delivery.py", "shared/usecases/scheduling.py",
         "shared/usecases/drafting.py", "shared/usecases/sending.py", "shared/usecases/reconciling.py",
-        "shared/usecases/replies.py", "shared/usecases/handover.py",
+        "shared/usecases/replies.py", "shared/usecases/handover.py", "shared/usecases/invoices.py",
     }
 
 
@@ -258,5 +284,6 @@ def test_each_adapter_method_moves_by_its_own_transition() -> None:
     assert shared, "the shared transitions were not found"
     for followups, messages in ((MemoryFollowUps, MemoryMessages), (MongoFollowUps, MongoMessages)):
         assert issubclass(followups, FollowUpTransitions) and issubclass(messages, MessageTransitions)
+    assert issubclass(MemoryInvoices, InvoiceTransitions) and issubclass(MongoInvoices, InvoiceTransitions)
     every = {f"{repository}.{name}" for repository, table in TABLES.items() for name in table}
     assert {folder: names | shared for folder, names in used.items()} == {"mongo": every, "memory": every}

@@ -11,6 +11,7 @@ from shared.adapters.memory.campaigns import MemoryCampaigns
 from shared.adapters.memory.contacts import MemoryContacts
 from shared.adapters.memory.events import MemoryEvents
 from shared.adapters.memory.followups import MemoryFollowUps
+from shared.adapters.memory.invoices import MemoryInvoices
 from shared.adapters.memory.jobs import MemoryJobs
 from shared.adapters.memory.messages import MemoryMessages
 from shared.adapters.memory.owner import MemoryOwner
@@ -40,6 +41,7 @@ class MemoryRepositories(Repositories):
     events: MemoryEvents
     owner: MemoryOwner
     jobs: MemoryJobs
+    invoices: MemoryInvoices
     database: MemoryDatabase
 
 
@@ -49,5 +51,5 @@ def memory_repositories() -> MemoryRepositories:
     return MemoryRepositories(
         contacts=MemoryContacts(lock), campaigns=MemoryCampaigns(lock), followups=MemoryFollowUps(lock),
         messages=MemoryMessages(lock), events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
-        database=MemoryDatabase(),
+        invoices=MemoryInvoices(lock), database=MemoryDatabase(),
     )

@@ -54,6 +54,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     # partial index of their own: it holds only them, so events cost it nothing.
     db["events"].create_index([("kind", ASCENDING), ("_id", ASCENDING)], name="pending_notes",
                               partialFilterExpression={"kind": "pending"})
+    invoices = db["invoices"]
+    invoices.create_index([("reference", ASCENDING)], unique=True, name="reference_unique")
+    invoices.create_index([("contact_id", ASCENDING), ("status", ASCENDING)], name="contact_status")
     backfill_requeue_from(messages)
     for collection, names in REPLACED.items():
         for name in names:

@@ -1,0 +1,328 @@
+"""Invoices: importing a file (``relance invoices import [--sync]``), the commands of a person
+(list, paid, cancel), and the migration of the invoice fields earlier versions kept on contacts.
+
+Reading and checking a file's rows is :mod:`shared.invoice_rows`. Every status change goes
+through the repository's named transitions, recorded with its source.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.contact_rows import build_contact, is_http_url, normalise_amount, normalise_currency, normalise_date
+from shared.domain.invoices import Invoice, InvoiceSource, cents_text, to_cents
+from shared.domain.models import new_id
+from shared.domain.repositories import Repositories
+from shared.domain.states import UNPAID, InvoiceStatus
+from shared.errors import InputError
+from shared.importing import open_rows
+from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
+from shared.phones import mask_phone, normalise_phone
+
+log = logging.getLogger(__name__)
+_ST = InvoiceStatus
+# A payment that lost a race with another (its amount due changed meanwhile) is tried again this often.
+PAYMENT_ATTEMPTS = 3
+
+
+@dataclass
+class InvoiceImportReport:
+    """What an import did: invoices created, changed or unchanged, clients created, rows skipped."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    clients_created: int = 0
+    closed_by_sync: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # rows applied in part (what was kept, and why)
+    sync_refused: str | None = None
+
+
+def import_invoices(store: Repositories, path: Path, *, now: datetime, default_region: str = "FR",
+                    sync: bool = False) -> InvoiceImportReport:
+    """Import an invoices file: each valid row creates or updates its invoice (and a new client), bad rows
+    are skipped and reported with their line.
+
+    Idempotent: the same file twice changes nothing the second time. A file never reopens an
+    invoice nor raises what is due (a person does); it may lower the amount due or close one.
+    ``sync``: the file is the complete list of unpaid invoices, so every unpaid invoice missing
+    from it is closed as paid (source ``sync``); not done when a row was rejected (its invoice
+    could be one of them) nor for a file that lists no invoice.
+    """
+    source = open_rows(Path(path), INVOICES_FILE)
+    report = InvoiceImportReport()
+    seen: dict[str, int] = {}
+    for line, values, problem in source.rows():
+        where = f"{source.unit} {line}"
+        if values is None:
+            report.errors.append(f"{where}: {problem}")
+            continue
+        row, problems = build_invoice_row(line, values, default_region)
+        if row is not None and row.reference in seen:
+            problems, row = [f"invoice {row.reference!r} is a duplicate of {source.unit} {seen[row.reference]}"], None
+        if row is None:
+            report.errors.append(f"{where}: " + "; ".join(problems))
+            continue
+        seen[row.reference] = line
+        problem = _apply_row(store, row, report, now=now, default_region=default_region, where=where)
+        if problem:
+            report.errors.append(f"{where}: {problem}")
+    if sync:
+        _sync(store, set(seen), report, now=now, rows=source.total)
+    log.info("invoices import %s: %d created, %d updated, %d unchanged, %d closed by sync, %d rejected",
+             Path(path).name, report.created, report.updated, report.unchanged, len(report.closed_by_sync),
+             len(report.errors))
+    return report
+
+
+def _client_id(store: Repositories, row: InvoiceRow, report: InvoiceImportReport, *, now: datetime,
+               default_region: str) -> tuple[str | None, str | None]:
+    """``(contact id, problem)``: the client with the row's phone, created from the row when new."""
+    known = store.contacts.record_by_phone(row.phone)
+    if known is not None:
+        return known.id, None
+    contact, problems = build_contact(row.client, default_region)
+    if contact is None:
+        what = "; ".join(problems)
+        return None, f"no client has phone {mask_phone(row.phone)!r} and the row cannot create one ({what})"
+    store.contacts.upsert(contact, now)
+    created = store.contacts.record_by_phone(row.phone)
+    if created is None:  # pragma: no cover - the upsert just stored it
+        return None, "the new client could not be stored"
+    report.clients_created += 1
+    return created.id, None
+
+
+def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport, *, now: datetime,
+               default_region: str, where: str) -> str | None:
+    """Create or update the row's invoice; the reason the row is skipped, if it is."""
+    existing = store.invoices.get(row.reference)
+    contact_id: str | None
+    if existing is not None:
+        known = store.contacts.record_by_phone(row.phone)
+        if known is None or known.id != existing.contact_id:
+            return f"invoice {row.reference!r} belongs to another client than {mask_phone(row.phone)!r}"
+        contact_id = known.id
+    else:
+        contact_id, problem = _client_id(store, row, report, now=now, default_region=default_region)
+        if contact_id is None:
+            return problem
+        invoice = Invoice(id=new_id("in"), reference=row.reference, contact_id=contact_id,
+                          amount_cents=row.amount_cents, amount_due_cents=row.amount_due_cents, currency=row.currency,
+                          issued_on=row.issued_on, due_date=row.due_date, payment_link=row.payment_link,
+                          status=row.status)
+        if store.invoices.add(invoice, source=InvoiceSource.IMPORT, now=now):
+            report.created += 1
+            return None
+        existing = store.invoices.get(row.reference)  # another import stored it meanwhile
+        if existing is None:  # pragma: no cover
+            return f"invoice {row.reference!r} could not be stored"
+    if (row.amount_cents, row.currency) != (existing.amount_cents, existing.currency):
+        return (f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
+                "a changed amount needs a new reference (or a person)")
+    given = {"issued_on": row.issued_on, "due_date": row.due_date, "payment_link": row.payment_link}
+    details = {key: value for key, value in given.items() if value is not None}  # an empty cell keeps what is stored
+    changed = bool(details) and store.invoices.update_details(row.reference, details, source=InvoiceSource.IMPORT,
+                                                              now=now)
+    moved, note = _apply_status(store, existing, row, now=now)
+    if note:
+        report.notes.append(f"{where}: {note}")
+    if changed or moved:
+        report.updated += 1
+    else:
+        report.unchanged += 1
+    return None
+
+
+def _apply_status(store: Repositories, invoice: Invoice, row: InvoiceRow, *, now: datetime
+                  ) -> tuple[bool, str | None]:
+    """Apply what the file says of a stored invoice's status: ``(moved, note)``."""
+    src, ref = InvoiceSource.IMPORT, invoice.reference
+    if row.status == invoice.status and row.amount_due_cents == invoice.amount_due_cents:
+        return False, None
+    if not invoice.unpaid:
+        return False, (f"invoice {ref!r} is {invoice.status.value} in Relance: the file's "
+                       f"{row.status.value} is not applied (a file never reopens an invoice)")
+    if row.status == _ST.CANCELLED:
+        return store.invoices.cancel(ref, source=src, now=now), None
+    if row.status in (_ST.DISPUTED, _ST.CLAIMED_PAID):
+        move = store.invoices.dispute if row.status == _ST.DISPUTED else store.invoices.claim_paid
+        if move(ref, source=src, now=now):
+            return True, None
+    if row.amount_due_cents < invoice.amount_due_cents:
+        paid = invoice.amount_due_cents - row.amount_due_cents
+        return _pay(store, ref, paid if row.amount_due_cents else None, src, now), None
+    if row.amount_due_cents > invoice.amount_due_cents:
+        return False, (f"invoice {ref!r} has {cents_text(invoice.amount_due_cents)} {invoice.currency} due in "
+                       f"Relance: the file's {cents_text(row.amount_due_cents)} is not applied (a file never "
+                       "raises what is due)")
+    return False, None
+
+
+def _sync(store: Repositories, listed: set[str], report: InvoiceImportReport, *, now: datetime, rows: int) -> None:
+    """Close as paid (source ``sync``) every unpaid invoice the file does not list."""
+    if report.errors:
+        report.sync_refused = (f"{len(report.errors)} row(s) rejected: no invoice was closed by the sync "
+                               "(a rejected row may be one of them); fix the file and import it again")
+        return
+    if rows == 0 or not listed:
+        report.sync_refused = ("the file lists no invoice: the sync would close every unpaid invoice as paid; "
+                               "nothing was closed")
+        return
+    for invoice in store.invoices.find(statuses=UNPAID):
+        if invoice.reference not in listed and _pay(store, invoice.reference, None, InvoiceSource.SYNC, now):
+            report.closed_by_sync.append(invoice.reference)
+
+
+def _pay(store: Repositories, reference: str, amount_cents: int | None, source: InvoiceSource, now: datetime) -> bool:
+    """A payment, tried again when another one changed the amount due meanwhile; True when recorded."""
+    for _ in range(PAYMENT_ATTEMPTS):
+        if store.invoices.mark_paid(reference, source=source, now=now, amount_cents=amount_cents):
+            return True
+        current = store.invoices.get(reference)
+        if current is None or not current.unpaid:
+            return False
+    return False
+
+
+# ------------------------------------------------------------------ a person's commands
+def _invoice(store: Repositories, reference: str) -> Invoice:
+    found = store.invoices.get(reference.strip())
+    if found is None:
+        raise InputError(f"no invoice {reference.strip()!r} (relance invoices list shows them)")
+    return found
+
+
+def record_payment(store: Repositories, reference: str, *, now: datetime, amount: str | None = None) -> Invoice:
+    """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now.
+
+    InputError for an unknown reference, an invoice that is not unpaid, or an amount that is none.
+    """
+    invoice = _invoice(store, reference)
+    cents: int | None = None
+    if amount is not None:
+        text, implied = normalise_amount(amount)
+        if implied and implied != invoice.currency:
+            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}")
+        cents = to_cents(text)
+        if cents <= 0:
+            raise InputError("a payment is more than 0")
+    if not invoice.unpaid:
+        raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it")
+    if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now):
+        raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
+                         "(relance invoices list)")
+    return _invoice(store, invoice.reference)
+
+
+def cancel_invoice(store: Repositories, reference: str, *, now: datetime) -> Invoice:
+    """A person cancels an unpaid invoice; the invoice as it is now (InputError when it is not unpaid)."""
+    invoice = _invoice(store, reference)
+    if not store.invoices.cancel(invoice.reference, source=InvoiceSource.COMMAND, now=now):
+        current = _invoice(store, reference)
+        raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled")
+    return _invoice(store, invoice.reference)
+
+
+def invoice_line(invoice: Invoice, client: str) -> str:
+    """One line of ``relance invoices list``."""
+    due = f"{cents_text(invoice.amount_due_cents)} {invoice.currency} due"
+    if invoice.amount_due_cents != invoice.amount_cents:
+        due += f" of {cents_text(invoice.amount_cents)}"
+    when = f"due {invoice.due_date.isoformat()}" if invoice.due_date else "no due date"
+    return f"{invoice.reference}  {invoice.status.value}  {due}  {when}  {client}"
+
+
+def list_invoices(store: Repositories, *, status: str | None = None, phone: str | None = None,
+                  default_region: str = "FR") -> list[str]:
+    """One line per invoice (of the client with ``phone``, in ``status``), by reference."""
+    statuses: list[InvoiceStatus] | None = None
+    if status is not None:
+        try:
+            statuses = [InvoiceStatus(status.strip().lower())]
+        except ValueError:
+            raise InputError(f"status {status!r} is not one of {', '.join(s.value for s in InvoiceStatus)}") from None
+    contact_id: str | None = None
+    if phone is not None:
+        e164 = normalise_phone(phone, default_region)
+        record = store.contacts.record_by_phone(e164)
+        if record is None:
+            raise InputError(f"no client has phone {mask_phone(e164)!r}")
+        contact_id = record.id
+    clients: dict[str, str] = {}
+    lines = []
+    for invoice in store.invoices.find(contact_id=contact_id, statuses=statuses):
+        if invoice.contact_id not in clients:
+            record = store.contacts.record(invoice.contact_id)
+            clients[invoice.contact_id] = f"{record.phone or '?'}  {record.name or '?'}" if record else "(no client)"
+        lines.append(invoice_line(invoice, clients[invoice.contact_id]))
+    return lines
+
+
+# ------------------------------------------------------------------ migration
+@dataclass
+class MigrationReport:
+    """What the migration of contacts' invoice fields did."""
+
+    created: int = 0
+    existing: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def migrate_contact_invoices(store: Repositories, *, now: datetime) -> MigrationReport:
+    """One invoice per contact whose fields name one (``invoice_number``, ``amount``…), as earlier versions kept.
+
+    Idempotent (the reference is unique: run twice, it creates nothing twice); run at start-up
+    (``relance db init``, the scheduler). The contact keeps its fields: the drafts still read them.
+    """
+    report = MigrationReport()
+    try:
+        contacts = store.contacts.find()
+    except ValidationError:
+        report.skipped.append("a contact record is unreadable: nothing migrated (relance conversation PHONE shows it)")
+        log.warning("invoice migration skipped: a contact record is unreadable")
+        return report
+    for contact in contacts:
+        fields = contact.fields
+        reference = " ".join(fields.get("invoice_number", "").split())
+        if not reference:
+            continue
+        if store.invoices.get(reference) is not None:
+            report.existing += 1
+            continue
+        invoice, problem = _migrated(contact.id, reference, fields)
+        if invoice is None:
+            report.skipped.append(f"contact {contact.id}: {problem}")
+        elif store.invoices.add(invoice, source=InvoiceSource.MIGRATION, now=now):
+            report.created += 1
+        else:
+            report.existing += 1
+    if report.created or report.skipped:
+        log.info("invoice migration: %d created, %d existing, %d skipped", report.created, report.existing,
+                 len(report.skipped))
+    return report
+
+
+def _migrated(contact_id: str, reference: str, fields: dict[str, str]) -> tuple[Invoice | None, str | None]:
+    try:
+        amount, implied = normalise_amount(fields.get("amount", ""))
+        currency, problem = normalise_currency(fields.get("currency", ""), implied)
+        if problem:
+            return None, problem
+        due = fields.get("due_date", "").strip()
+        link = fields.get("payment_link", "").strip()
+        values: dict[str, Any] = {
+            "id": new_id("in"), "reference": reference, "contact_id": contact_id, "amount_cents": to_cents(amount),
+            "amount_due_cents": to_cents(amount), "currency": currency,
+            "due_date": date.fromisoformat(normalise_date(due)) if due else None,
+            "payment_link": link if is_http_url(link) else None}
+        return Invoice.model_validate(values), None
+    except (InputError, ValueError) as exc:
+        return None, f"invoice {reference!r}: {exc}"
