@@ -19,9 +19,9 @@ S = FollowUpState
     ({"state": S.QUEUED, "step": 1}, 1, False, True),
     ({"state": S.DRAFTING, "step": 1}, 1, False, True),
     ({"state": S.AWAITING_SEND, "step": 1}, 1, False, True),
-    # …or paused with its whole campaign (resuming sends that same draft)…
-    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, False, True),
-    # …and dies once the contact is paused (a promise, a hand-over), stopped, done or past that step.
+    # …and dies once paused (with its whole campaign: the resume drafts the step again; for the contact:
+    # a promise, a hand-over), stopped, done or past that step.
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, False, False),
     ({"state": S.PAUSED, "step": 1, "pause_reason": "promise_to_pay"}, 1, False, False),
     ({"state": S.PAUSED, "step": 1, "pause_reason": "needs_human"}, 1, False, False),
     ({"state": S.STOPPED, "step": 1}, 1, False, False),
