@@ -203,3 +203,33 @@ def test_an_uncertain_send_twilio_never_got_is_sent_again_after_the_grace(clock:
     assert reconcile_message(app, MESSAGE_ID) == "resent"
     assert queue.sends == [(MESSAGE_ID, 0)] and message(app, MESSAGE_ID).state == MessageState.READY
 
+
+
+def test_a_template_re_send_waits_for_a_paused_campaign_and_goes_out_once_resumed(clock: FakeClock) -> None:
+    """A 63016 re-send outlives its step (the follow-up moved on): a campaign's pause keeps it, the resume sends it."""
+    app, sender, queue = drafted(clock)
+    assert send_message(app, MESSAGE_ID) is not None  # step 0 went out; the follow-up waits for step 1
+    resend = message(app, MESSAGE_ID).model_copy(update={
+        "id": f"{MESSAGE_ID}:t", "state": MessageState.READY, "resend_of": MESSAGE_ID, "twilio_sid": None})
+    assert app.store.messages.insert(resend, clock.now())
+    assert pause_campaign(app.store, "c1", now=clock.now()).paused == 1
+    assert message(app, resend.id).state == MessageState.READY  # kept over the pause
+    queue.sends.clear()
+    assert send_message(app, resend.id) is None and len(sender.sent) == 1
+    assert queue.sends == [(resend.id, 60)]  # looked at again later
+    assert resume_campaign(app.store, "c1", now=clock.now()).resumed == 1
+    assert send_message(app, resend.id) is not None
+    assert send_message(app, resend.id) is None
+    assert len(sender.sent) == 2
+
+
+def test_a_stop_processed_after_the_draft_and_before_the_send_sends_nothing(clock: FakeClock) -> None:
+    """The STOP's processing stops the follow-up, then withdraws the draft: the sending actor (which reads
+    no follow-up) finds the message cancelled."""
+    app, sender, _ = drafted(clock)
+    sid = "SM" + "7" * 32
+    app.store.events.record(f"inbound:{sid}", {"kind": "inbound", "sid": sid, "state": "received",
+                                               "from": f"whatsapp:{PHONE}", "body": "STOP"}, clock.now())
+    assert str(process_inbound(app, f"inbound:{sid}")) == "opt_out stopped=1"
+    assert send_message(app, MESSAGE_ID) is None
+    assert sender.sent == [] and message(app, MESSAGE_ID).state == MessageState.CANCELLED
