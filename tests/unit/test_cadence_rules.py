@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from shared.domain.models import Campaign, Step
 from shared.domain.records import DraftKeeper
 from shared.domain.states import FollowUpState
-from shared.usecases.cadence import keeps_draft, stop_reason_for_error
+from shared.usecases.cadence import keeps_draft, needs_enrolment, stop_reason_for_error
 
 S = FollowUpState
 
@@ -50,3 +51,10 @@ def test_which_drafts_may_still_be_sent(followup: dict[str, Any] | None, step: i
 ])
 def test_what_a_permanent_twilio_error_stops_and_who_is_told(code: int | None, outcome: tuple[str, bool]) -> None:
     assert stop_reason_for_error(code) == outcome
+
+
+def test_the_sending_actor_reads_the_enrolment_date_only_when_the_next_step_may_use_it() -> None:
+    campaign = Campaign(id="c1", name="Relance", steps=[
+        Step(delay="0s"), Step(delay="2d", anchor="previous"), Step(delay="10d", anchor="enrolment"),
+        Step(delay="1d", anchor="due_date"), Step(delay="1d", anchor="previous")])
+    assert [needs_enrolment(campaign, step) for step in range(5)] == [False, True, True, False, False]
