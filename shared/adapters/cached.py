@@ -1,8 +1,9 @@
 """A per-process cache of campaigns for the actors, which read one (steps, window, templates) per message.
 
 A campaign's steps, window and templates never change once it is created; only its status does,
-and no actor decides anything from the status: pausing a campaign pauses its follow-ups
-(:func:`shared.usecases.campaigns.pause_campaign`), which the actors read fresh. So a campaign
+and no actor decides anything from the status: pausing a campaign pauses its follow-ups and
+cancels its drafted steps (:func:`shared.usecases.campaigns.pause_campaign`), which the actors
+read fresh. So a campaign
 read a few seconds ago is as good as a new read, and :class:`CachedCampaigns` keeps each one
 for ``ttl`` seconds. What this process changes through it (create, status) is forgotten at once.
 Lists (``all``, ``active_ids``: the scheduler's claim filter) are never cached.

@@ -260,6 +260,12 @@ class MessageRepository(Protocol):
     def cancel_ready_steps(self, contact_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the contact's ready messages but owner alerts; how many."""
 
+    def cancel_ready_of_followup(self, followup_id: str, *, reason: CancelReason, now: datetime) -> int:
+        """Cancel the follow-up's ready messages (its step's draft, a re-send); how many."""
+
+    def cancel_ready_drafts_of_campaign(self, campaign_id: str, *, reason: CancelReason, now: datetime) -> int:
+        """Cancel the campaign's ready step drafts, re-sends (``resend_of``) aside; how many."""
+
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
                      source: str = "callback", message_id: str | None = None) -> bool:
         """Apply a Twilio delivery status to the message with this SID, forward only; True when it changed.

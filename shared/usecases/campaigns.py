@@ -21,7 +21,7 @@ from shared.campaign_files import (
     who,
 )
 from shared.domain.models import Campaign
-from shared.domain.reasons import PauseReason
+from shared.domain.reasons import CancelReason, PauseReason
 from shared.domain.records import Enrolment
 from shared.domain.repositories import Repositories
 from shared.domain.states import RUNNING
@@ -134,21 +134,26 @@ class StatusChange:
 def pause_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
     """Pause a campaign and, with it, each of its running follow-ups (idempotent).
 
-    The follow-ups carry the pause (``paused``, reason ``campaign_paused``, at their step):
-    the actors decide from the follow-up they read, never from a campaign they may have cached.
-    A step already drafted is kept and sent once the campaign resumes. The campaign's status
-    goes first, so that no scheduler claims its follow-ups while they are being paused.
+    The follow-ups carry the pause (``paused``, reason ``campaign_paused``, at their step), never
+    a campaign an actor may have cached. Then the campaign's ready step drafts are cancelled (the
+    sending actor reads no follow-up: a cancelled message is what it cannot send); the resume
+    drafts each step again, sent once. A template re-send (63016) is kept: the sending actor reads
+    its follow-up and waits for the resume. The campaign's status goes first, so that no
+    scheduler claims its follow-ups while they are being paused.
     """
     _campaign(store, campaign_id)
     changed = store.campaigns.set_status(campaign_id, "paused", now)
     paused = sum(1 for followup_id in store.followups.running_in_campaign(campaign_id)
                  if store.followups.pause(followup_id, reason=PauseReason.CAMPAIGN_PAUSED, now=now, expected=RUNNING))
+    store.messages.cancel_ready_drafts_of_campaign(
+        campaign_id, reason=CancelReason.after_pause(PauseReason.CAMPAIGN_PAUSED), now=now)
     log.info("campaign %s paused: %d follow-up(s) paused with it", campaign_id, paused)
     return StatusChange(campaign_id, "paused", changed, paused=paused)
 
 
 def resume_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
-    """Resume a campaign; the follow-ups paused with it go back to scheduled, due now (idempotent).
+    """Resume a campaign; the follow-ups paused with it go back to scheduled, due now (idempotent):
+    each step is drafted again (its draft was cancelled by the pause) and sent once.
 
     Only those: a follow-up paused for its contact (a promise to pay, a hand-over) stays paused.
     Run again on an active campaign, it resumes what an interrupted resume left paused.

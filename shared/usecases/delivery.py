@@ -99,8 +99,8 @@ def resend_with_template(deps: App, message: OutboundMessage, contact: Contact) 
                          content_variables=variables, draft_source="template")
     if followup.state == FollowUpState.AWAITING_SEND and followup.step == message.step:
         # Refused at send time: this step is handled by the re-send, the cadence goes on.
-        advance_after_send(store, followup=followup, campaign=campaign, contact=contact, step=message.step,
-                           sent_at=now, now=now)
+        advance_after_send(store, followup_id=followup.id, enrolled_at=followup.enrolled_at, campaign=campaign,
+                           contact=contact, step=message.step, sent_at=now, now=now)
     return variant_id
 
 

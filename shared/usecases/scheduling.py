@@ -136,8 +136,8 @@ def _reconcile_awaiting_send(ctx: TickContext, stale: StaleFollowUp) -> None:
     campaign = store.campaigns.get(message.campaign_id or "")
     if followup and contact and campaign:
         sent_at = utc(sent.sent_at or now)
-        if advance_after_send(store, followup=followup, campaign=campaign, contact=contact,
-                              step=step, sent_at=sent_at, now=now):
+        if advance_after_send(store, followup_id=followup.id, enrolled_at=followup.enrolled_at, campaign=campaign,
+                              contact=contact, step=step, sent_at=sent_at, now=now):
             report.advanced.append(followup_id)
 
 
@@ -287,10 +287,10 @@ STEPS: tuple[tuple[str, TickStep], ...] = (
     *RECONCILE_STEPS,
     ("backfill", backfill_inbound),
 )
-# The steps of a tick between two sweeps: what is due now (the backfill keeps its own period).
+# The steps of a tick between two sweeps: what is due now (the backfill keeps its own period). A
+# pause that ended is resumed by the sweep (STEPS), within SWEEP_EVERY: nobody notices 10 s there.
 QUICK_STEPS: tuple[tuple[str, TickStep], ...] = (
     ("claim", claim_due),
-    ("resume", resume_pauses),
     ("backfill", backfill_inbound),
 )
 # How often the running scheduler sweeps (RECONCILE_STEPS): they look for work stuck for a stale

@@ -7,8 +7,12 @@ reconciliation instead of sending it again. So does an answer that does not say 
 (no answer, or a 5xx: a gateway may answer 502 for a message Twilio took): only a 4xx is
 acted on directly (refused) or retried (429, 63018).
 
-Step messages are checked against the follow-up (which a STOP stops and a campaign's pause
-pauses), the client's unprocessed messages and the send window. Replies (answers in a
+A step message's own state says whether its follow-up still wants it: every path that stops
+or pauses a follow-up (a STOP, a payment, a promise, a hand-over, a campaign's pause…) moves
+the follow-up, then cancels its ready messages, so the conditional ``ready → sending`` is the
+check and the follow-up is not read here (only a template re-send's, and the enrolment date
+when the next step's due date needs it). A step is also checked against the client's
+unprocessed messages, the send window and the contact's pacing. Replies (answers in a
 conversation the client has just opened) go out at once; owner alerts go to
 OWNER_WHATSAPP_NUMBER (a 63016 refusal: see :mod:`shared.usecases.delivery`).
 """
@@ -21,7 +25,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from shared.clock import utc
-from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
+from shared.domain.models import Campaign, Contact, OutboundMessage
 from shared.domain.reasons import CancelReason, HandOverReason, PauseReason, StopReason
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import SendDeferred, SendRejected, TransientError
@@ -30,7 +34,7 @@ from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed, window_open
 from shared.ports import OutboundRequest
 from shared.ratelimit import SLOW_DOWN_CODES
-from shared.usecases.cadence import advance_after_send, stop_contact
+from shared.usecases.cadence import advance_after_send, needs_enrolment, stop_contact
 from shared.usecases.context import App
 from shared.usecases.delivery import handle_alert_error, handle_permanent_error, record_sid
 
@@ -62,34 +66,20 @@ def _hold(deps: App, message: OutboundMessage, at: datetime, now: datetime, reas
 
 
 def _step_preflight(deps: App, message: OutboundMessage, contact: Contact, sent_times: list[datetime] | None
-                    ) -> tuple[FollowUp, Campaign] | None:
-    """The follow-up and campaign if this step may go out now; otherwise handle it and return None.
+                    ) -> Campaign | None:
+    """The campaign if this step may go out now; otherwise handle it and return None.
 
-    ``sent_times``: the contact's recent sends, read with the message under the contact's lock
-    (None: read here, for pacing).
+    The follow-up is not read: a stop or a pause cancels its ready messages after moving it
+    (:mod:`shared.usecases.cadence`, :func:`shared.usecases.campaigns.pause_campaign`), so the
+    conditional ``ready → sending`` refuses them. ``sent_times``: the contact's recent sends,
+    read with the message under the contact's lock (None: read here, for pacing).
     """
     store, now = deps.store, deps.clock.now()
-    followup = store.followups.get(message.followup_id or "")
     campaign = store.campaigns.get(message.campaign_id or "")
-    if followup is None or campaign is None:
+    if campaign is None or not message.followup_id:
         _cancel(deps, message.id, CancelReason.MISSING_DATA)
         return None
-    # Pausing a campaign pauses its follow-ups (shared.usecases.campaigns): decided from the
-    # follow-up, never from the campaign, which may come from this process's cache.
-    with_campaign = followup.state == FollowUpState.PAUSED and followup.pause_reason == PauseReason.CAMPAIGN_PAUSED
-    if message.resend_of:
-        # A template re-send of a step Twilio refused as freeform: the follow-up has moved on.
-        if with_campaign:
-            # Sent once the campaign resumes.
-            deps.queue.send_message(message.id, delay_seconds=60, contact_id=message.contact_id)
-            return None
-        if followup.state in (FollowUpState.STOPPED, FollowUpState.PAUSED):
-            _cancel(deps, message.id, CancelReason.followup_is(followup.state))
-            return None
-    elif with_campaign and followup.step == message.step:
-        return None  # kept: the campaign's resume drafts this step again, which sends this draft
-    elif followup.state != FollowUpState.AWAITING_SEND or followup.step != message.step:
-        _cancel(deps, message.id, CancelReason.followup_is(followup.state))
+    if message.resend_of and not _resend_wanted(deps, message, message.followup_id):
         return None
     if _reply_unread(deps, message, contact, now):
         return None
@@ -106,7 +96,24 @@ def _step_preflight(deps: App, message: OutboundMessage, contact: Contact, sent_
         at = next_allowed(paced, window, tz, holidays_country=country, holidays_subdiv=subdiv)
         _hold(deps, message, at, now, "contact pacing")
         return None
-    return followup, campaign
+    return campaign
+
+
+def _resend_wanted(deps: App, message: OutboundMessage, followup_id: str) -> bool:
+    """Whether a re-send (63016 template, 63018) may go out: its follow-up, which has moved on
+    past the step, is read (a rare message). Stopped or paused for the contact: cancelled;
+    paused with its campaign (whose pause keeps re-sends): looked at again in a minute."""
+    followup = deps.store.followups.get(followup_id)
+    if followup is None:
+        _cancel(deps, message.id, CancelReason.MISSING_DATA)
+        return False
+    if followup.state == FollowUpState.PAUSED and followup.pause_reason == PauseReason.CAMPAIGN_PAUSED:
+        deps.queue.send_message(message.id, delay_seconds=60, contact_id=message.contact_id)
+        return False
+    if followup.state in (FollowUpState.STOPPED, FollowUpState.PAUSED):
+        _cancel(deps, message.id, CancelReason.followup_is(followup.state))
+        return False
+    return True
 
 
 def _reply_unread(deps: App, message: OutboundMessage, contact: Contact, now: datetime) -> bool:
@@ -139,8 +146,8 @@ def _recipient(deps: App, message: OutboundMessage) -> Contact | None:
     timezone (``to``, ``timezone``) needs no read of the contact.
 
     Such a step's STOP check is not the contact's ``opted_out`` but what a STOP also writes, read
-    fresh: the follow-up (stopped), the unprocessed inbound message (the sending hold) and the
-    message itself (cancelled, so ``ready → sending`` fails).
+    fresh: the unprocessed inbound message (the sending hold) and the message itself (cancelled
+    after its follow-up was stopped, so ``ready → sending`` fails).
     """
     if message.purpose == "step" and message.contact_id and message.to and message.timezone:
         return Contact(id=message.contact_id, phone=message.to, name="", language=message.language,
@@ -156,12 +163,12 @@ def _cadence_contact(deps: App, message: OutboundMessage, campaign: Campaign, re
     return recipient
 
 
-Started = tuple[OutboundMessage, Contact | None, str, tuple[FollowUp, Campaign] | None]
+Started = tuple[OutboundMessage, Contact | None, str, Campaign | None]
 
 
 def _start_sending(deps: App, hold: ExitStack, message_id: str, hint: str | None) -> Started | None:
-    """Check the message once more and move it ``ready → sending``: (message, contact, to, step
-    context), or None when it is not sent now (handled). A step message's contact lock is entered
+    """Check the message once more and move it ``ready → sending``: (message, contact, to, step's
+    campaign), or None when it is not sent now (handled). A step message's contact lock is entered
     on ``hold`` (released by the caller before Twilio is called)."""
     store, now, rules = deps.store, deps.clock.now(), deps.rules
     locked, sent_times = None, None
@@ -223,9 +230,10 @@ def _start_sending(deps: App, hold: ExitStack, message_id: str, hint: str | None
 def send_message(deps: App, message_id: str, contact: str | None = None) -> str | None:
     """Send a ready message; returns the Twilio SID, or None when nothing was sent.
 
-    A step message costs reads of the message, its follow-up, the contact's unprocessed
-    messages and recent sends (pacing; its campaign comes from the process's cache), then
-    ``ready → sending``, the SID, and the follow-up's next move. With ``contact`` (the step
+    A step message costs reads of the message, the contact's unprocessed messages and recent
+    sends (pacing; its campaign comes from the process's cache), then ``ready → sending``, the
+    SID, and the follow-up's next move (conditional: only a follow-up still awaiting this step
+    moves; read first only when the next step's due date needs its enrolment date). With ``contact`` (the step
     message's contact, as drafting and this actor's own holds enqueue it) the contact's lock is
     taken first and the message and the contact's recent sends are one query.
     """
@@ -270,9 +278,13 @@ def send_message(deps: App, message_id: str, contact: str | None = None) -> str 
 
     sent_at = deps.clock.now()
     record_sid(store, message_id, result.sid, sent_at)
-    if step_context is not None and recipient is not None and not message.resend_of:
-        followup, campaign = step_context
-        advance_after_send(store, followup=followup, campaign=campaign,
+    if step_context is not None and recipient is not None and message.followup_id and not message.resend_of:
+        campaign = step_context
+        enrolled_at = None
+        if needs_enrolment(campaign, message.step):
+            followup = store.followups.get(message.followup_id)
+            enrolled_at = followup.enrolled_at if followup is not None else None
+        advance_after_send(store, followup_id=message.followup_id, enrolled_at=enrolled_at, campaign=campaign,
                            contact=_cadence_contact(deps, message, campaign, recipient), step=message.step,
                            sent_at=sent_at, now=sent_at)
     log.info("message=%s purpose=%s sent sid=%s to=%s", message_id, message.purpose, result.sid, mask_phone(to))

@@ -130,6 +130,34 @@ def test_a_stop_cancels_the_contacts_drafts_but_owner_alerts(repos: Repositories
     assert repos.messages.cancel_ready_steps("ct1", reason=CancelReason.OPT_OUT, now=now) == 0
 
 
+def test_a_stopped_followup_withdraws_its_ready_messages_only(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.messages.insert(outbound("c1:ct1:1", step=1), now)
+    repos.messages.insert(outbound("c1:ct1:0:t", resend_of="c1:ct1:0", kind="template"), now)
+    repos.messages.insert(outbound("c2:ct1:0", followup_id="c2:ct1", campaign_id="c2"), now)
+    _sent(repos, now, "c1:ct1:0")
+    reason = CancelReason.SEND_FAILED
+    assert repos.messages.cancel_ready_of_followup("c1:ct1", reason=reason, now=now) == 2
+    assert {m: _state(repos, m) for m in ("c1:ct1:1", "c1:ct1:0:t", "c2:ct1:0", "c1:ct1:0")} == {
+        "c1:ct1:1": "cancelled", "c1:ct1:0:t": "cancelled", "c2:ct1:0": "ready", "c1:ct1:0": "sent"}
+    assert repos.messages.cancel_ready_of_followup("c1:ct1", reason=reason, now=now) == 0
+
+
+def test_a_campaign_pause_withdraws_its_step_drafts_but_re_sends(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.messages.insert(outbound("c1:ct1:0"), now)
+    repos.messages.insert(outbound("c1:ct2:0", contact_id="ct2", followup_id="c1:ct2"), now)
+    repos.messages.insert(outbound("c1:ct3:0:t", contact_id="ct3", followup_id="c1:ct3", resend_of="c1:ct3:0",
+                                   kind="template"), now)
+    repos.messages.insert(outbound("c2:ct1:0", followup_id="c2:ct1", campaign_id="c2"), now)
+    reason = CancelReason.PAUSED_CAMPAIGN_PAUSED
+    assert repos.messages.cancel_ready_drafts_of_campaign("c1", reason=reason, now=now) == 2
+    assert {m: _state(repos, m) for m in ("c1:ct1:0", "c1:ct2:0", "c1:ct3:0:t", "c2:ct1:0")} == {
+        "c1:ct1:0": "cancelled", "c1:ct2:0": "cancelled", "c1:ct3:0:t": "ready", "c2:ct1:0": "ready"}
+    assert stored(repos, "messages", "c1:ct1:0")["cancel_reason"] == "paused_campaign_paused"  # type: ignore[index]
+    assert repos.messages.cancel_ready_drafts_of_campaign("c1", reason=reason, now=now) == 0
+
+
 def test_statuses_move_a_message_forward_only(repos: Repositories, clock: FakeClock) -> None:
     now = clock.now()
     _sent(repos, now)

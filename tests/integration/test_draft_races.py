@@ -187,8 +187,9 @@ def test_reconciler_sweeps_an_orphan_ready_message(deps: App, clock: FakeClock, 
     assert deps.sender.sent == []  # type: ignore[attr-defined]
 
 
-def test_a_paused_campaign_keeps_its_ready_message(deps: App, clock: FakeClock) -> None:
-    """The sweep leaves alone a message its follow-up will still send (campaign paused, then resumed)."""
+def test_a_paused_campaign_withdraws_its_ready_message_and_drafts_it_again_once_resumed(deps: App,
+                                                                                      clock: FakeClock) -> None:
+    """A campaign's pause cancels its drafted step (nothing sent while paused); resumed, it is drafted again."""
     followup_id, step = _claim(deps)
     message_id = draft_followup(deps, followup_id, step)
     assert message_id
@@ -198,12 +199,13 @@ def test_a_paused_campaign_keeps_its_ready_message(deps: App, clock: FakeClock) 
     assert _followup(deps)["state"] == "paused"
     clock.advance(STALE * 3)
     tick(deps.store, deps.queue, clock, stale_after=STALE)
-    assert _message_state(deps, message_id) == "ready"
+    assert _message_state(deps, message_id) == "cancelled"
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert resume_campaign(deps.store, "c1", now=clock.now()).resumed == 1
     tick(deps.store, deps.queue, clock, stale_after=STALE)
     drain(deps)
-    assert [r.body for r in deps.sender.sent] == ["Bonjour Marie, brouillon 1."]  # type: ignore[attr-defined]
-    assert _drafter(deps).count == 1
+    assert [r.body for r in deps.sender.sent] == ["Bonjour Marie, brouillon 2."]  # type: ignore[attr-defined]
+    assert _drafter(deps).count == 2
 
 
 def test_awaiting_send_with_a_cancelled_message_is_drafted_again(deps: App, clock: FakeClock) -> None:

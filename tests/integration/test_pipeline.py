@@ -294,11 +294,12 @@ def test_paused_campaign_sends_nothing_and_resumes(deps: App, clock: FakeClock) 
     assert resume_campaign(deps.store, "c1", now=clock.now()).resumed == 1
     tick(deps.store, deps.queue, clock)
     message_id = draft_followup(deps, *deps.queue.drafts.pop())  # type: ignore[attr-defined]
-    # Paused between drafting and sending: the follow-up carries the pause, the draft is kept.
+    # Paused between drafting and sending: the follow-up carries the pause, the draft is withdrawn.
     assert pause_campaign(deps.store, "c1", now=clock.now()).paused == 1
     assert send_message(deps, message_id) is None  # type: ignore[arg-type]
     assert _state(deps, fid) == "paused"
-    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "ready"  # type: ignore[index]
+    assert deps.store.messages.collection.find_one({"_id": message_id})["state"] == "cancelled"  # type: ignore[index]
+    assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert resume_campaign(deps.store, "c1", now=clock.now()).resumed == 1
     deps.queue.sends.clear()  # type: ignore[attr-defined]
     tick(deps.store, deps.queue, clock)

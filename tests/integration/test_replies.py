@@ -416,7 +416,7 @@ def test_the_sending_actor_honours_an_opt_out_for_a_message_already_drafted(deps
     assert stop_followup(deps.store, "c1:ct1", reason=StopReason.OPT_OUT, now=clock.now())
     assert send_message(deps, message_id) is None
     doc = deps.store.messages.collection.find_one({"_id": message_id})
-    assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "followup_stopped")
+    assert doc is not None and (doc["state"], doc["cancel_reason"]) == ("cancelled", "opt_out")
     assert deps.sender.sent == []  # type: ignore[attr-defined]
     assert _followup(deps)["state"] == "stopped"
 

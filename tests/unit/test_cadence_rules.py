@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from shared.domain.models import Campaign, Step
 from shared.domain.records import DraftKeeper
 from shared.domain.states import FollowUpState
-from shared.usecases.cadence import keeps_draft, stop_reason_for_error
+from shared.usecases.cadence import keeps_draft, needs_enrolment, stop_reason_for_error
 
 S = FollowUpState
 
@@ -19,9 +20,9 @@ S = FollowUpState
     ({"state": S.QUEUED, "step": 1}, 1, False, True),
     ({"state": S.DRAFTING, "step": 1}, 1, False, True),
     ({"state": S.AWAITING_SEND, "step": 1}, 1, False, True),
-    # …or paused with its whole campaign (resuming sends that same draft)…
-    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, False, True),
-    # …and dies once the contact is paused (a promise, a hand-over), stopped, done or past that step.
+    # …and dies once paused (with its whole campaign: the resume drafts the step again; for the contact:
+    # a promise, a hand-over), stopped, done or past that step.
+    ({"state": S.PAUSED, "step": 1, "pause_reason": "campaign_paused"}, 1, False, False),
     ({"state": S.PAUSED, "step": 1, "pause_reason": "promise_to_pay"}, 1, False, False),
     ({"state": S.PAUSED, "step": 1, "pause_reason": "needs_human"}, 1, False, False),
     ({"state": S.STOPPED, "step": 1}, 1, False, False),
@@ -50,3 +51,10 @@ def test_which_drafts_may_still_be_sent(followup: dict[str, Any] | None, step: i
 ])
 def test_what_a_permanent_twilio_error_stops_and_who_is_told(code: int | None, outcome: tuple[str, bool]) -> None:
     assert stop_reason_for_error(code) == outcome
+
+
+def test_the_sending_actor_reads_the_enrolment_date_only_when_the_next_step_may_use_it() -> None:
+    campaign = Campaign(id="c1", name="Relance", steps=[
+        Step(delay="0s"), Step(delay="2d", anchor="previous"), Step(delay="10d", anchor="enrolment"),
+        Step(delay="1d", anchor="due_date"), Step(delay="1d", anchor="previous")])
+    assert [needs_enrolment(campaign, step) for step in range(5)] == [False, True, True, False, False]

@@ -119,9 +119,10 @@ class PauseWhileDrafting:
         return Draft(body=f"Bonjour {request.contact_name}, un rappel.", language=request.language, source="offline")
 
 
-def test_a_campaign_paused_while_a_step_is_drafted_keeps_the_draft_and_sends_it_once_resumed(
+def test_a_campaign_paused_while_a_step_is_drafted_withdraws_the_draft_and_sends_the_step_once_resumed(
         deps: App, clock: FakeClock) -> None:
-    """The workers read the campaign from their cache: the pause reaches them through the follow-up."""
+    """The workers read the campaign from their cache: the pause reaches them through the follow-up
+    (drafting's ``await_send`` fails and the draft is withdrawn); the resume drafts the step again."""
     store = deps.store
     assert isinstance(store, MemoryRepositories)
     cached = replace(store, campaigns=CachedCampaigns(store.campaigns))
@@ -137,7 +138,7 @@ def test_a_campaign_paused_while_a_step_is_drafted_keeps_the_draft_and_sends_it_
     assert followup is not None and (followup.state, followup.pause_reason) == (FollowUpState.PAUSED,
                                                                                PauseReason.CAMPAIGN_PAUSED)
     message = store.messages.get("c1:ct1:0")
-    assert message is not None and message.state == MessageState.READY  # kept for the resume
+    assert message is not None and message.state == MessageState.CANCELLED  # withdrawn: never sent
     clock.advance(timedelta(minutes=30))  # the sweeps leave it alone
     tick(deps.store, queue, clock)
     drain(deps)
@@ -145,4 +146,4 @@ def test_a_campaign_paused_while_a_step_is_drafted_keeps_the_draft_and_sends_it_
     assert resume_campaign(store, "c1", now=clock.now()).resumed == 1
     tick(deps.store, queue, clock)
     drain(deps)
-    assert [r.to for r in sender.sent] == [PHONE] and drafter.count == 1  # the kept draft, sent once
+    assert [r.to for r in sender.sent] == [PHONE] and drafter.count == 2  # drafted again, sent once

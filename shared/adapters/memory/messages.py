@@ -95,6 +95,19 @@ class MemoryMessages(MessageTransitions, MemoryRepository):
                and doc.get("purpose") != "alert" and doc.get("state") == _M.READY.value]
         return sum(1 for key in ids if self.cancel(key, reason=reason, now=now))
 
+    def cancel_ready_of_followup(self, followup_id: str, *, reason: CancelReason, now: datetime) -> int:
+        """Cancel the follow-up's ready messages (its step's draft, a re-send); how many."""
+        ids = [key for key, doc in self.docs.items()
+               if doc.get("followup_id") == followup_id and doc.get("state") == _M.READY.value]
+        return sum(1 for key in ids if self.cancel(key, reason=reason, now=now))
+
+    def cancel_ready_drafts_of_campaign(self, campaign_id: str, *, reason: CancelReason, now: datetime) -> int:
+        """Cancel the campaign's ready step drafts, re-sends (``resend_of``) aside; how many."""
+        ids = [key for key, doc in self.docs.items()
+               if doc.get("campaign_id") == campaign_id and doc.get("purpose") == "step"
+               and not doc.get("resend_of") and doc.get("state") == _M.READY.value]
+        return sum(1 for key in ids if self.cancel(key, reason=reason, now=now))
+
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
                      source: str = "callback", message_id: str | None = None) -> bool:
         """Apply a Twilio delivery status to the message with this SID (or this id, adopting the SID), forward only."""

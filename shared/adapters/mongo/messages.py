@@ -109,6 +109,20 @@ class MongoMessages(MessageTransitions, MongoRepository):
                                           "purpose": {"$ne": "alert"}, "state": _M.READY.value}, {"_id": 1}))
         return sum(1 for doc in docs if self.cancel(str(doc["_id"]), reason=reason, now=now))
 
+    # The state first: an index starting with it (state_requeue_from) makes the server examine
+    # the ready messages only, a small set, instead of every message of the follow-up or campaign.
+    def cancel_ready_of_followup(self, followup_id: str, *, reason: CancelReason, now: datetime) -> int:
+        """Cancel the follow-up's ready messages (its step's draft, a re-send); how many."""
+        docs = list(self.collection.find({"state": _M.READY.value, "followup_id": followup_id}, {"_id": 1}))
+        return sum(1 for doc in docs if self.cancel(str(doc["_id"]), reason=reason, now=now))
+
+    def cancel_ready_drafts_of_campaign(self, campaign_id: str, *, reason: CancelReason, now: datetime) -> int:
+        """Cancel the campaign's ready step drafts, re-sends (``resend_of``) aside; how many."""
+        docs = list(self.collection.find({"state": _M.READY.value, "campaign_id": campaign_id, "purpose": "step"},
+                                         {"_id": 1, "resend_of": 1}))
+        return sum(1 for doc in docs if not doc.get("resend_of") and self.cancel(str(doc["_id"]), reason=reason,
+                                                                                   now=now))
+
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
                      source: str = "callback", message_id: str | None = None) -> bool:
         """Apply a Twilio delivery status to the message with this SID, forward only.

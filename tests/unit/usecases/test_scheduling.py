@@ -142,16 +142,17 @@ def test_a_dead_draft_is_cancelled(store: MemoryRepositories, clock: FakeClock) 
     assert queue.sends == []
 
 
-def test_a_draft_paused_with_its_campaign_is_kept(store: MemoryRepositories, clock: FakeClock) -> None:
+def test_a_draft_left_ready_over_a_campaign_pause_is_cancelled(store: MemoryRepositories, clock: FakeClock) -> None:
+    """A pause that died before withdrawing the campaign's drafts: the sweep withdraws them (resume drafts again)."""
     queue = RecordingQueue()
     _to_awaiting_send(store, clock, queue)
     message = _message(store, clock)
     assert store.followups.pause(FID, reason=PauseReason.CAMPAIGN_PAUSED, now=clock.now(), step=0)
     clock.advance(STALE + timedelta(seconds=1))
     report = tick(store, queue, clock)
-    assert report.cancelled_drafts == [] and report.requeued_sends == []
+    assert report.cancelled_drafts == [message.id] and report.requeued_sends == []
     stored = store.messages.get(message.id)
-    assert stored is not None and stored.state == MessageState.READY
+    assert stored is not None and stored.state == MessageState.CANCELLED
 
 
 def test_a_send_stuck_in_sending_becomes_uncertain_and_is_reconciled(store: MemoryRepositories,

@@ -6,15 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from shared.clock import FakeClock
-from shared.domain.models import Contact, SendWindow
+from shared.domain.models import Contact, FollowUp, SendWindow
 from shared.domain.reasons import PauseReason, StopReason
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import SendDeferred
 from shared.fakes import FakeSender, RecordingQueue
+from shared.usecases.cadence import pause_contact, pause_for_a_person, stop_contact, stop_followup
+from shared.usecases.campaigns import pause_campaign, resume_campaign
 from shared.usecases.context import App
 from shared.usecases.drafting import draft_followup
 from shared.usecases.reconciling import reconcile_message
 from shared.usecases.replies import process_inbound
+from shared.usecases.scheduling import tick
 from shared.usecases.sending import RETRY_SOON_SECONDS, send_message
 from tests.unit.usecases.sending_world import (
     ALWAYS,
@@ -91,14 +94,31 @@ def test_a_send_after_stop_is_cancelled(clock: FakeClock) -> None:
     assert followup(app).state == FollowUpState.STOPPED
 
 
-def test_a_send_for_a_stopped_followup_is_cancelled_before_its_ready_messages_are(clock: FakeClock) -> None:
-    """An opt-out by any path stops the follow-ups, then cancels the ready messages: in between, no send."""
+def test_a_send_after_an_opt_out_by_any_path_is_cancelled(clock: FakeClock) -> None:
+    """An opt-out by any path stops the follow-ups, then cancels the ready messages: the send finds it cancelled."""
     app, sender, queue = drafted(clock)
     app.store.contacts.set_opt_out("ct1", True, clock.now())
-    assert app.store.followups.stop(FOLLOWUP_ID, reason=StopReason.OPT_OUT, now=clock.now())
+    assert stop_contact(app.store, "ct1", reason=StopReason.OPT_OUT, now=clock.now()) == 1
+    assert message(app, MESSAGE_ID).state == MessageState.CANCELLED
     assert send_message(app, MESSAGE_ID) is None
     assert sender.sent == [] and queue.sends == []
+
+
+def test_a_stop_of_one_followup_withdraws_its_draft(clock: FakeClock) -> None:
+    """``stop_followup`` (a send refused for good, missing data): its ready messages are cancelled after it."""
+    app, sender, _ = drafted(clock)
+    assert stop_followup(app.store, FOLLOWUP_ID, reason=StopReason.SEND_FAILED, now=clock.now(), needs_human=True)
+    assert followup(app).state == FollowUpState.STOPPED
     assert message(app, MESSAGE_ID).state == MessageState.CANCELLED
+    assert send_message(app, MESSAGE_ID) is None and sender.sent == []
+
+
+def test_a_followup_paused_for_a_person_withdraws_its_draft(clock: FakeClock) -> None:
+    """A quarantine or a delivery failure not handled automatically pauses one follow-up: its draft goes."""
+    app, sender, _ = drafted(clock)
+    assert pause_for_a_person(app.store, FOLLOWUP_ID, reason="quarantined: test", now=clock.now())
+    assert message(app, MESSAGE_ID).state == MessageState.CANCELLED
+    assert send_message(app, MESSAGE_ID) is None and sender.sent == []
 
 
 def test_a_step_message_needs_no_read_of_the_contact(clock: FakeClock) -> None:
@@ -118,18 +138,46 @@ def test_a_step_message_needs_no_read_of_the_contact(clock: FakeClock) -> None:
     assert reads == [] and sender.sent[0].to == PHONE
 
 
-def test_a_send_for_a_followup_paused_for_the_client_is_cancelled(clock: FakeClock) -> None:
+def test_a_promise_pause_withdraws_the_draft(clock: FakeClock) -> None:
+    """A promise to pay pauses the contact's follow-ups, then cancels the drafted step: nothing is sent."""
     app, sender, _ = drafted(clock)
-    assert app.store.followups.pause(FOLLOWUP_ID, reason=PauseReason.PROMISE_TO_PAY, now=clock.now())
+    assert pause_contact(app.store, "ct1", until=clock.now() + timedelta(days=3), reason=PauseReason.PROMISE_TO_PAY,
+                         now=clock.now()) == 1
+    assert message(app, MESSAGE_ID).state == MessageState.CANCELLED
     assert send_message(app, MESSAGE_ID) is None
-    assert sender.sent == [] and message(app, MESSAGE_ID).state == MessageState.CANCELLED
+    assert sender.sent == []
 
 
-def test_a_send_for_a_followup_paused_with_its_campaign_keeps_the_draft(clock: FakeClock) -> None:
-    app, sender, _ = drafted(clock)
-    assert app.store.followups.pause(FOLLOWUP_ID, reason=PauseReason.CAMPAIGN_PAUSED, now=clock.now())
+def test_a_campaign_paused_after_the_draft_sends_nothing_and_sends_the_step_once_resumed(clock: FakeClock) -> None:
+    app, sender, queue = drafted(clock)
+    assert pause_campaign(app.store, "c1", now=clock.now()).paused == 1
+    assert message(app, MESSAGE_ID).state == MessageState.CANCELLED
     assert send_message(app, MESSAGE_ID) is None
-    assert sender.sent == [] and message(app, MESSAGE_ID).state == MessageState.READY
+    assert sender.sent == []
+    clock.advance(timedelta(minutes=30))
+    assert tick(app.store, queue, clock).claimed == []  # paused: nothing claimed, nothing drafted
+    assert resume_campaign(app.store, "c1", now=clock.now()).resumed == 1
+    assert tick(app.store, queue, clock).claimed == [FOLLOWUP_ID]
+    assert draft_followup(app, FOLLOWUP_ID, 0) == MESSAGE_ID  # drafted again: the cancelled draft is replaced
+    assert send_message(app, MESSAGE_ID) is not None
+    assert send_message(app, MESSAGE_ID) is None
+    assert len(sender.sent) == 1 and sender.sent[0].to == PHONE
+    assert (followup(app).state, followup(app).step) == (FollowUpState.SCHEDULED, 1)
+
+
+def test_the_sending_actor_reads_no_followup_for_a_step_anchored_on_the_previous_send(clock: FakeClock) -> None:
+    app, sender, _ = drafted(clock)
+    reads: list[str] = []
+    followups_get = app.store.followups.get
+
+    def counting_get(followup_id: str) -> FollowUp | None:
+        reads.append(followup_id)
+        return followups_get(followup_id)
+
+    app.store.followups.get = counting_get  # type: ignore[method-assign]
+    assert send_message(app, MESSAGE_ID) is not None
+    assert reads == [] and len(sender.sent) == 1
+    assert (followup(app).state, followup(app).step) == (FollowUpState.SCHEDULED, 1)
 
 
 def test_an_uncertain_send_found_in_twilios_list_is_recorded_not_resent(clock: FakeClock) -> None:
@@ -155,3 +203,33 @@ def test_an_uncertain_send_twilio_never_got_is_sent_again_after_the_grace(clock:
     assert reconcile_message(app, MESSAGE_ID) == "resent"
     assert queue.sends == [(MESSAGE_ID, 0)] and message(app, MESSAGE_ID).state == MessageState.READY
 
+
+
+def test_a_template_re_send_waits_for_a_paused_campaign_and_goes_out_once_resumed(clock: FakeClock) -> None:
+    """A 63016 re-send outlives its step (the follow-up moved on): a campaign's pause keeps it, the resume sends it."""
+    app, sender, queue = drafted(clock)
+    assert send_message(app, MESSAGE_ID) is not None  # step 0 went out; the follow-up waits for step 1
+    resend = message(app, MESSAGE_ID).model_copy(update={
+        "id": f"{MESSAGE_ID}:t", "state": MessageState.READY, "resend_of": MESSAGE_ID, "twilio_sid": None})
+    assert app.store.messages.insert(resend, clock.now())
+    assert pause_campaign(app.store, "c1", now=clock.now()).paused == 1
+    assert message(app, resend.id).state == MessageState.READY  # kept over the pause
+    queue.sends.clear()
+    assert send_message(app, resend.id) is None and len(sender.sent) == 1
+    assert queue.sends == [(resend.id, 60)]  # looked at again later
+    assert resume_campaign(app.store, "c1", now=clock.now()).resumed == 1
+    assert send_message(app, resend.id) is not None
+    assert send_message(app, resend.id) is None
+    assert len(sender.sent) == 2
+
+
+def test_a_stop_processed_after_the_draft_and_before_the_send_sends_nothing(clock: FakeClock) -> None:
+    """The STOP's processing stops the follow-up, then withdraws the draft: the sending actor (which reads
+    no follow-up) finds the message cancelled."""
+    app, sender, _ = drafted(clock)
+    sid = "SM" + "7" * 32
+    app.store.events.record(f"inbound:{sid}", {"kind": "inbound", "sid": sid, "state": "received",
+                                               "from": f"whatsapp:{PHONE}", "body": "STOP"}, clock.now())
+    assert str(process_inbound(app, f"inbound:{sid}")) == "opt_out stopped=1"
+    assert send_message(app, MESSAGE_ID) is None
+    assert sender.sent == [] and message(app, MESSAGE_ID).state == MessageState.CANCELLED
