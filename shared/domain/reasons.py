@@ -16,7 +16,7 @@ class PauseReason(StrEnum):
     NEEDS_HUMAN = "needs_human"  # until a person resumes it
     PAID_CLAIMED = "paid_claimed"  # the client says they paid: until the owner confirms
     AWAITING_CUSTOMER_WINDOW = "awaiting_customer_window"  # no template, and the 24-hour window is closed
-    CAMPAIGN_PAUSED = "campaign_paused"  # its campaign is paused: resumed with it, its draft kept
+    CAMPAIGN_PAUSED = "campaign_paused"  # its campaign is paused: resumed with it, its step drafted again
 
 
 class StopReason(StrEnum):

@@ -153,10 +153,6 @@ class FollowUpRepository(Protocol):
     def draft_again(self, followup_id: str, *, step: int, now: datetime) -> bool:
         """``awaiting_send → queued`` at ``step``: its draft was lost."""
 
-    def note_draft(self, followup_id: str, *, step: int) -> None:
-        """Record ``drafted_step`` for a follow-up still at ``step`` whose draft is kept while it is
-        paused (with its campaign): queued again, its step will look for that stored message."""
-
     def schedule_next(self, followup_id: str, *, step: int, due: datetime, sent_at: datetime, now: datetime) -> bool:
         """``awaiting_send → scheduled`` at ``step + 1``, due at ``due``: step ``step`` went out at ``sent_at``."""
 

@@ -108,7 +108,6 @@ def draft_followup(deps: App, followup_id: str, step: int,
     # run of this step already handed it to sending.
     if withdraw_dead_draft(store, message_id, followup_id, step=step, now=deps.clock.now()):
         return None
-    store.followups.note_draft(followup_id, step=step)  # another run of this step handed it to sending
     return message_id
 
 

@@ -105,18 +105,6 @@ def test_drafting_steps_move_only_from_their_states_and_at_their_step(repos: Rep
     assert repos.followups.await_send(followup_id, step=0, now=now)  # straight from queued too
 
 
-def test_a_draft_kept_over_a_pause_is_noted_at_its_step_only(repos: Repositories, clock: FakeClock) -> None:
-    now = clock.now()
-    (followup_id,) = _enrolled(repos, now, "ct1")
-    repos.followups.note_draft(followup_id, step=1)  # another step: nothing
-    followup = repos.followups.get(followup_id)
-    assert followup is not None and followup.drafted_step is None
-    repos.followups.note_draft(followup_id, step=0)
-    followup = repos.followups.get(followup_id)
-    assert followup is not None and followup.drafted_step == 0
-    repos.followups.note_draft("nope", step=0)  # unknown: nothing, no error
-
-
 def test_after_a_send_the_next_step_is_scheduled_or_the_follow_up_completes(repos: Repositories,
                                                                               clock: FakeClock) -> None:
     now = clock.now()

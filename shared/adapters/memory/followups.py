@@ -128,12 +128,6 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
         push_history(doc, move.target.value, now, step=values.get("step", step))
         return True
 
-    def note_draft(self, followup_id: str, *, step: int) -> None:
-        """``drafted_step`` for a follow-up still at ``step`` (a draft kept over a pause)."""
-        doc = self.docs.get(followup_id)
-        if doc is not None and doc.get("step") == step:
-            doc["drafted_step"] = step
-
     # ------------------------------------------------------------ hand-overs and promises
     def _of(self, contact_id: str) -> list[Doc]:
         return [doc for doc in self.docs.values() if doc.get("contact_id") == contact_id]

@@ -197,10 +197,6 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
         update = {"$set": values, "$push": {"history": history(move.target.value, now, step=values.get("step", step))}}
         return self.collection.update_one(query, update).modified_count == 1
 
-    def note_draft(self, followup_id: str, *, step: int) -> None:
-        """``drafted_step`` for a follow-up still at ``step`` (a draft kept over a pause)."""
-        self.collection.update_one({"_id": followup_id, "step": step}, {"$set": {"drafted_step": step}})
-
     # ------------------------------------------------------------ hand-overs and promises
     def flag(self, followup_id: str, *, reason: str, now: datetime) -> None:
         """Flag a follow-up for a person, whatever its state."""
