@@ -12,6 +12,7 @@ import pytest
 import stripe
 from starlette.testclient import TestClient
 
+from services.stripe_webhook import MAX_BODY_BYTES
 from services.webhook import WebhookDeps, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
@@ -159,3 +160,9 @@ def test_a_refund_reopens_the_invoice(client: TestClient, store: MongoRepositori
 def test_without_a_secret_the_route_does_not_exist(store: MongoRepositories, clock: FakeClock) -> None:
     with TestClient(create_app(_deps(store, clock, secret="")), base_url="http://testserver") as test_client:
         assert post(test_client, event("checkout.session.completed", checkout())) == 404
+
+
+def test_a_body_too_large_is_refused(client: TestClient, store: MongoRepositories) -> None:
+    payload = event("checkout.session.completed", checkout(padding="x" * MAX_BODY_BYTES))
+    assert post(client, payload) == 413
+    assert status(store, "FA-1")[:2] == (ST.OPEN, 125050) and store.events.get("stripe:evt_1") is None
