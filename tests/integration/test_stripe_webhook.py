@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from starlette.testclient import TestClient
 
 from services.stripe_webhook import MAX_BODY_BYTES
 from services.webhook import WebhookDeps, create_app
-from shared.adapters.mongo import MongoRepositories
+from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
 from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.states import InvoiceStatus
@@ -166,3 +167,15 @@ def test_a_body_too_large_is_refused(client: TestClient, store: MongoRepositorie
     payload = event("checkout.session.completed", checkout(padding="x" * MAX_BODY_BYTES))
     assert post(client, payload) == 413
     assert status(store, "FA-1")[:2] == (ST.OPEN, 125050) and store.events.get("stripe:evt_1") is None
+
+
+def test_an_unreachable_store_answers_503_so_that_stripe_retries(clock: FakeClock) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = int(sock.getsockname()[1])
+    mongo, repos = open_repositories(f"mongodb://127.0.0.1:{dead}/relance", "relance", timeout_ms=100)
+    try:
+        with TestClient(create_app(_deps(repos, clock)), base_url="http://testserver") as test_client:
+            assert post(test_client, event("checkout.session.completed", checkout())) == 503
+    finally:
+        mongo.close()
