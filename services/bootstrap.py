@@ -47,6 +47,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.twilio_webhook_shared_key.get_secret_value(),
         settings.gemini_api_key.get_secret_value(),
         settings.ngrok_authtoken.get_secret_value(),
+        settings.stripe_webhook_secret.get_secret_value(),
         *url_secrets(settings.mongodb_uri),
         *url_secrets(settings.redis_url),
     ]
@@ -251,7 +252,11 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
                        shared_key=settings.twilio_webhook_shared_key.get_secret_value(),
                        account_sid=settings.twilio_account_sid, sender=settings.twilio_whatsapp_number,
                        max_in_flight=settings.webhook_max_in_flight,
-                       body_timeout=settings.webhook_body_timeout_seconds)
+                       body_timeout=settings.webhook_body_timeout_seconds,
+                       stripe_webhook_secret=settings.stripe_webhook_secret.get_secret_value())
+    if not deps.stripe_webhook_secret:
+        log.warning("Stripe payments off: STRIPE_WEBHOOK_SECRET is not set, POST /payments/stripe answers 404 "
+                    "(docs/invoices.md)")
     return create_app(deps, on_shutdown=close, freeze_gc=True)
 
 

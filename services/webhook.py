@@ -13,7 +13,8 @@ empty TwiML. No AI and no slow work happens here.
 
 The checks before the form is trusted are :mod:`services.webhook_request`; the event documents
 and the status update, :mod:`services.webhook_events`; this module is the application: the
-bound on requests in flight, the two routes, the answers.
+bound on requests in flight, the two routes, the answers. ``POST /payments/stripe`` (Stripe's
+payment events, when STRIPE_WEBHOOK_SECRET is set) is :mod:`services.stripe_webhook`.
 
 Answers: 200 (stored, applied, or a duplicate); 400 malformed, a field Twilio would not send,
 or the client gone before its body arrived; 403 missing, malformed or wrong signature; 408 body
@@ -36,6 +37,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from services.recorder import EventRecorder
+from services.stripe_webhook import stripe_handler
 from services.twilio_fields import FieldError, Ours, check_inbound, check_status
 from services.webhook_events import apply_status, inbound_event, status_event
 from services.webhook_request import BODY_TIMEOUT_SECONDS, BadRequest, check_headers, read_signed_form, refusal
@@ -70,6 +72,7 @@ class WebhookDeps:
     sender: str = SANDBOX_SENDER  # TWILIO_WHATSAPP_NUMBER: the To of inbound, the From of statuses
     max_in_flight: int = MAX_IN_FLIGHT  # WEBHOOK_MAX_IN_FLIGHT
     body_timeout: float = BODY_TIMEOUT_SECONDS  # WEBHOOK_BODY_TIMEOUT_SECONDS
+    stripe_webhook_secret: str = ""  # STRIPE_WEBHOOK_SECRET: POST /payments/stripe exists only when set
 
 
 def twiml() -> Response:
@@ -174,14 +177,15 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         if on_shutdown is not None:
             on_shutdown()
 
-    app = Starlette(
-        routes=[
-            Route("/whatsapp/webhook", inbound, methods=["POST"]),
-            Route("/whatsapp/status", status, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/whatsapp/webhook", inbound, methods=["POST"]),
+        Route("/whatsapp/status", status, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    if deps.stripe_webhook_secret:
+        routes.append(Route("/payments/stripe", stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret),
+                            methods=["POST"]))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.in_flight = lambda: in_flight  # read by tests and the bench
     return app

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     gemini_api_base_url: str = ""
     gemini_timeout_seconds: float = Field(default=20.0, gt=0)
 
+    # Stripe: the signing secret of the webhook endpoint POST /payments/stripe (off when empty).
+    stripe_webhook_secret: SecretStr = SecretStr("")
+
     # Processes and stores
     ngrok_authtoken: SecretStr = SecretStr("")
     backend_port: int = Field(default=3000, ge=1, le=65535)

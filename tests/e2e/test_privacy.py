@@ -44,6 +44,7 @@ SECRETS = {
     "TWILIO_WEBHOOK_SHARED_KEY": "shared-key-privacy-e2e-5551",
     "GEMINI_API_KEY": "AIzaSy-privacy-e2e-gemini-key",
     "NGROK_AUTHTOKEN": "ngrok-privacy-e2e-token-77",
+    "STRIPE_WEBHOOK_SECRET": "whsec_privacy-e2e-stripe-secret-8",
 }
 REDIS_PASSWORD = "redis-e2e-" + secrets.token_hex(8)
 MONGO_PASSWORD = "mongo-e2e-" + secrets.token_hex(8)

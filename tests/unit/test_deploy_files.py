@@ -62,8 +62,8 @@ MONGO_INIT = ROOT / "deploy" / "mongo-init"
 # MONGODB_URI and REDIS_URL. A service or a secret missing here fails the test: decide first.
 SERVICE_SECRETS: dict[str, set[str]] = {
     # build_webhook: require("twilio_auth_token") to check signatures; the shared key for the
-    # webhooks Twilio signs with it.
-    "webhook": {"TWILIO_AUTH_TOKEN", "TWILIO_WEBHOOK_SHARED_KEY"},
+    # webhooks Twilio signs with it; Stripe's signing secret for POST /payments/stripe.
+    "webhook": {"TWILIO_AUTH_TOKEN", "TWILIO_WEBHOOK_SHARED_KEY", "STRIPE_WEBHOOK_SECRET"},
     # cmd_scheduler: build_inbound_backfill lists Twilio's inbound messages (no Twilio client without it).
     "scheduler": {"TWILIO_AUTH_TOKEN"},
     # build_drafter: Gemini. build_worker_deps builds the Twilio client for the sending queue only.

@@ -22,6 +22,7 @@ SECRETS = {
     "TWILIO_WEBHOOK_SHARED_KEY": "sharedkey-9876543210",
     "GEMINI_API_KEY": "AIzaSy-gemini-secret-key",
     "NGROK_AUTHTOKEN": "ngrok-secret-2xyz",
+    "STRIPE_WEBHOOK_SECRET": "whsec_stripe-secret-31415",
 }
 MONGO_PASSWORD, REDIS_PASSWORD = "m0ngo-p@ss", "redis-pass-42"
 ENV = {**SECRETS, "MONGODB_URI": "mongodb://relance:m0ngo-p%40ss@mongo:27017/relance",
