@@ -273,11 +273,13 @@ def invoice_doc(invoice: Invoice, *, source: InvoiceSource, now: datetime) -> Do
 
 
 def invoice_change(what: str, status: InvoiceStatus, source: InvoiceSource, now: datetime,
-                   amount_due_cents: int | None = None) -> Doc:
+                   amount_due_cents: int | None = None, ref: str | None = None) -> Doc:
     """One entry of an invoice's history."""
     entry: Doc = {"at": now, "source": source.value, "what": what, "status": status.value}
     if amount_due_cents is not None:
         entry["amount_due_cents"] = amount_due_cents
+    if ref is not None:
+        entry["ref"] = ref
     return entry
 
 

@@ -140,10 +140,10 @@ class MessageTransitions(ABC):
 
 
 def invoice_move(move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,
-                 fields: Doc | None = None) -> tuple[Doc, Doc]:
+                 fields: Doc | None = None, ref: str | None = None) -> tuple[Doc, Doc]:
     """What an invoice's transition writes: ``($set values, history entry)``."""
     values = {"status": move.target.value, "status_changed_at": now, "updated_at": now, **(fields or {})}
-    return values, invoice_change(move.name, move.target, source, now, values.get("amount_due_cents"))
+    return values, invoice_change(move.name, move.target, source, now, values.get("amount_due_cents"), ref)
 
 
 class InvoiceTransitions(ABC):
@@ -151,7 +151,7 @@ class InvoiceTransitions(ABC):
 
     @abstractmethod
     def _move(self, reference: str, move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,
-              fields: Doc | None = None, condition: Doc | None = None) -> bool:
+              fields: Doc | None = None, condition: Doc | None = None, ref: str | None = None) -> bool:
         """Conditional transition from ``move.source`` (and stored values equal to ``condition``): one write
         of :func:`invoice_move`; True when this caller made it."""
 
@@ -159,8 +159,8 @@ class InvoiceTransitions(ABC):
     def get(self, reference: str) -> Invoice | None:
         """An invoice by reference."""
 
-    def mark_paid(self, reference: str, *, source: InvoiceSource, now: datetime, amount_cents: int | None = None
-                  ) -> bool:
+    def mark_paid(self, reference: str, *, source: InvoiceSource, now: datetime, amount_cents: int | None = None,
+                  ref: str | None = None) -> bool:
         """Nothing left to pay: ``→ paid``; a payment below what is due: :meth:`pay_part`."""
         if amount_cents is not None and amount_cents <= 0:
             raise ValueError("a payment is a positive amount")
@@ -169,16 +169,17 @@ class InvoiceTransitions(ABC):
             return False
         due = invoice.amount_due_cents
         if amount_cents is not None and amount_cents < due:
-            return self.pay_part(reference, due_before=due, amount_cents=amount_cents, source=source, now=now)
+            return self.pay_part(reference, due_before=due, amount_cents=amount_cents, source=source, now=now,
+                                 ref=ref)
         return self._move(reference, INVOICE_TRANSITIONS["mark_paid"], source=source, now=now,
-                          fields={"amount_due_cents": 0, "paid_at": now}, condition={"amount_due_cents": due})
+                          fields={"amount_due_cents": 0, "paid_at": now}, condition={"amount_due_cents": due}, ref=ref)
 
     def pay_part(self, reference: str, *, due_before: int, amount_cents: int, source: InvoiceSource,
-                 now: datetime) -> bool:
+                 now: datetime, ref: str | None = None) -> bool:
         """``→ partially_paid``, the amount due lowered by ``amount_cents`` (while it is still ``due_before``)."""
         return self._move(reference, INVOICE_TRANSITIONS["pay_part"], source=source, now=now,
                           fields={"amount_due_cents": due_before - amount_cents},
-                          condition={"amount_due_cents": due_before})
+                          condition={"amount_due_cents": due_before}, ref=ref)
 
     def cancel(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
         """``→ cancelled``."""

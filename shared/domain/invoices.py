@@ -43,6 +43,7 @@ class InvoiceChange(BaseModel):
     what: str  # the transition's name, "created" or "updated"
     status: InvoiceStatus  # after the change
     amount_due_cents: int | None = None  # after the change, when it changed it
+    ref: str | None = None  # what made it, when it must count once (a payment's id)
 
 
 class Invoice(BaseModel):
@@ -127,11 +128,12 @@ class InvoiceRepository(Protocol):
         """Change an invoice's :data:`DETAILS` (never its status nor amount due); True when something changed."""
 
     # ------------------------------------------------------------ named transitions
-    def mark_paid(self, reference: str, *, source: InvoiceSource, now: datetime, amount_cents: int | None = None
-                  ) -> bool:
+    def mark_paid(self, reference: str, *, source: InvoiceSource, now: datetime, amount_cents: int | None = None,
+                  ref: str | None = None) -> bool:
         """A payment of ``amount_cents`` (None: all that is due): ``→ paid`` when nothing is left to pay, else
         ``→ partially_paid`` with the amount due lowered. False when the invoice is not unpaid, or its amount
-        due changed meanwhile (the caller reads it again)."""
+        due changed meanwhile (the caller reads it again). ``ref`` (the payment's id) is kept in the
+        history entry, so that a caller can tell a payment already counted."""
 
     def cancel(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
         """An unpaid invoice ``→ cancelled``: nothing is owed on it any more."""

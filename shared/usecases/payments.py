@@ -7,9 +7,8 @@ after its effect on the invoice: a replay (the provider sends an event again unt
 finds it stored and changes nothing. A payment is also stored under its own id (Stripe's
 PaymentIntent, ``stripe:pi_…``): one payment reported by two events (``checkout.session.completed``
 and ``payment_intent.succeeded``, both selected) is counted once. Should the process stop
-between the invoice's change and the event's record, the provider's retry applies it again: a
-full payment or a refund then changes nothing (the invoice is no longer unpaid, or already
-open), only a part payment would be counted twice, in that window alone.
+between the invoice's change and the event's record, the provider's retry finds the payment's id
+in the invoice's history and does not count it again.
 """
 
 from __future__ import annotations
@@ -119,20 +118,24 @@ def _apply(store: Repositories, event: PaymentEvent, *, now: datetime) -> Paymen
         log.warning("%s event %s paid invoice %s in %s, not its %s: left to a person", event.provider,
                     event.event_id, invoice.reference, event.currency, invoice.currency)
         return PaymentOutcome.WRONG_CURRENCY
-    return _pay(store, invoice, event.amount_cents, now=now)
+    return _pay(store, invoice, event.amount_cents, ref=event.stored_payment_id or event.stored_id, now=now)
 
 
-def _pay(store: Repositories, invoice: Invoice, amount_cents: int | None, *, now: datetime) -> PaymentOutcome:
-    """A payment, tried again when another one changed the amount due meanwhile."""
+def _pay(store: Repositories, invoice: Invoice, amount_cents: int | None, *, ref: str,
+         now: datetime) -> PaymentOutcome:
+    """A payment, tried again when another one changed the amount due meanwhile; counted once per ``ref``
+    (its id in the invoice's history), even when the event that carried it was not stored."""
     if amount_cents is not None and amount_cents <= 0:
         return PaymentOutcome.UNCHANGED
     current: Invoice | None = invoice
     for _ in range(PAYMENT_ATTEMPTS):
         if current is None or not current.unpaid:
             return PaymentOutcome.UNCHANGED
+        if any(change.ref == ref for change in current.history):
+            return PaymentOutcome.UNCHANGED  # counted by a run that died before storing the event
         part = amount_cents is not None and amount_cents < current.amount_due_cents
         if store.invoices.mark_paid(current.reference, source=InvoiceSource.PAYMENT, now=now,
-                                    amount_cents=amount_cents if part else None):
+                                    amount_cents=amount_cents if part else None, ref=ref):
             return PaymentOutcome.PART_PAID if part else PaymentOutcome.PAID
         current = store.invoices.get(invoice.reference)
     raise TransientError(f"invoice {invoice.reference}: payment not recorded, its amount due kept changing")

@@ -78,6 +78,16 @@ def test_a_partial_payment_lowers_what_is_due_and_the_rest_pays_it(repos: Reposi
         repos.invoices.mark_paid("FA-1", amount_cents=0, source=SRC.COMMAND, now=now)
 
 
+def test_a_payments_id_is_kept_in_the_history_entry_it_made(repos: Repositories, clock: FakeClock) -> None:
+    repos.invoices.add(invoice("FA-1"), source=SRC.IMPORT, now=clock.now())
+    assert repos.invoices.mark_paid("FA-1", amount_cents=10000, source=SRC.PAYMENT, now=clock.now(), ref="stripe:pi_1")
+    assert repos.invoices.mark_paid("FA-1", source=SRC.PAYMENT, now=clock.now(), ref="stripe:pi_2")
+    found = repos.invoices.get("FA-1")
+    assert found is not None
+    assert [(c.what, c.ref) for c in found.history] == [("created", None), ("pay_part", "stripe:pi_1"),
+                                                          ("mark_paid", "stripe:pi_2")]
+
+
 def test_a_payment_of_more_than_is_due_pays_it(repos: Repositories, clock: FakeClock) -> None:
     repos.invoices.add(invoice("FA-1"), source=SRC.IMPORT, now=clock.now())
     assert repos.invoices.mark_paid("FA-1", amount_cents=999999, source=SRC.COMMAND, now=clock.now())

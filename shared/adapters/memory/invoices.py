@@ -61,12 +61,12 @@ class MemoryInvoices(MemoryRepository, InvoiceTransitions):
         return True
 
     def _move(self, reference: str, move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,
-              fields: Doc | None = None, condition: Doc | None = None) -> bool:
+              fields: Doc | None = None, condition: Doc | None = None, ref: str | None = None) -> bool:
         doc = self._by_reference(reference)
         if (doc is None or doc.get("status") not in {s.value for s in move.source}
                 or any(doc.get(key) != value for key, value in (condition or {}).items())):
             return False
-        values, entry = invoice_move(move, source=source, now=now, fields=fields)
+        values, entry = invoice_move(move, source=source, now=now, fields=fields, ref=ref)
         doc.update(values)
         _push(doc, entry)
         return True

@@ -63,8 +63,8 @@ class MongoInvoices(MongoRepository, InvoiceTransitions):
         return result.modified_count == 1
 
     def _move(self, reference: str, move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,
-              fields: Doc | None = None, condition: Doc | None = None) -> bool:
-        values, entry = invoice_move(move, source=source, now=now, fields=fields)
+              fields: Doc | None = None, condition: Doc | None = None, ref: str | None = None) -> bool:
+        values, entry = invoice_move(move, source=source, now=now, fields=fields, ref=ref)
         query = {"reference": reference, **(condition or {})}
         statuses = [s.value for s in move.source]
         if "status" in query:

@@ -58,6 +58,20 @@ def test_a_replayed_event_is_applied_once(store: MemoryRepositories, clock: Fake
     assert state(store, "FA-1")[:2] == (ST.PARTIALLY_PAID, 115050)
 
 
+def test_a_part_payment_is_counted_once_when_its_event_was_not_stored(store: MemoryRepositories,
+                                                                       clock: FakeClock) -> None:
+    """A crash after the invoice's change and before the event's record: Stripe's retry counts nothing."""
+    first = paid(amount=10000, payment_id="pi_1")
+    assert apply_payment_event(store, first, now=clock.now()) == OUT.PART_PAID
+    for key in (first.stored_id, first.stored_payment_id):
+        assert key is not None
+        store.events.docs.pop(key)  # the records the crash lost
+    assert store.events.get(first.stored_id) is None
+    assert apply_payment_event(store, first, now=clock.now()) == OUT.UNCHANGED
+    assert state(store, "FA-1")[:2] == (ST.PARTIALLY_PAID, 115050)
+    assert apply_payment_event(store, first, now=clock.now()) == OUT.DUPLICATE  # stored this time
+
+
 def test_a_smaller_amount_is_a_part_payment_and_the_rest_pays_it(store: MemoryRepositories, clock: FakeClock) -> None:
     assert apply_payment_event(store, paid(amount=25050), now=clock.now()) == OUT.PART_PAID
     assert state(store, "FA-1")[:2] == (ST.PARTIALLY_PAID, 100000)
