@@ -289,12 +289,15 @@ def migrate_contact_invoices(store: Repositories, *, now: datetime) -> Migration
         report.skipped.append("a contact record is unreadable: nothing migrated (relance conversation PHONE shows it)")
         log.warning("invoice migration skipped: a contact record is unreadable")
         return report
+    known: set[str] | None = None  # every stored reference, read once (not one read per contact)
     for contact in contacts:
         fields = contact.fields
         reference = " ".join(fields.get("invoice_number", "").split())
         if not reference:
             continue
-        if store.invoices.get(reference) is not None:
+        if known is None:
+            known = {invoice.reference for invoice in store.invoices.find()}
+        if reference in known:
             report.existing += 1
             continue
         invoice, problem = _migrated(contact.id, reference, fields)
