@@ -37,7 +37,17 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from shared.domain.models import Campaign, Contact, EnrolRule, SendWindow, Step, TemplateRef
+from shared.domain.models import (
+    INVOICE_VARIABLES,
+    OLDEST_DUE_DATE,
+    Campaign,
+    Contact,
+    EnrolRule,
+    InvoiceSelector,
+    SendWindow,
+    Step,
+    TemplateRef,
+)
 from shared.durations import parse_duration
 from shared.errors import InputError
 from shared.phones import mask_phone
@@ -46,9 +56,9 @@ from shared.policy import parse_field_date
 MAX_EXAMPLES = 3
 _FIELD_NAME = re.compile(r"^[a-z0-9_]+$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-_NON_FIELD_ANCHORS = ("enrolment", "previous")
+_NON_FIELD_ANCHORS = ("enrolment", "previous", OLDEST_DUE_DATE)
 _KNOWN_KEYS = sorted({
-    name for model in (Campaign, Step, TemplateRef, SendWindow, EnrolRule)
+    name for model in (Campaign, Step, TemplateRef, SendWindow, EnrolRule, InvoiceSelector)
     for name in model.model_fields
 })
 
@@ -194,7 +204,7 @@ def _semantic_problems(campaign: Campaign) -> list[str]:
         if step.anchor not in _NON_FIELD_ANCHORS and not _FIELD_NAME.match(step.anchor):
             problems.append(f"{where}.anchor: {step.anchor!r} is neither enrolment, previous nor a "
                             "contact field name (lower_case_with_underscores, e.g. due_date)")
-        if step.relation == "before" and step.anchor in _NON_FIELD_ANCHORS:
+        if step.relation == "before" and step.anchor in ("enrolment", "previous"):
             problems.append(f"{where}.relation: 'before' needs a date anchor such as due_date "
                             f"(the anchor is {step.anchor!r})")
         if step.template is None:
@@ -251,7 +261,7 @@ def field_uses(campaign: Campaign) -> dict[str, list[str]]:
             uses.setdefault(step.anchor, []).append(f"step {number} anchor")
         if step.template:
             for slot, source in step.template.variables.items():
-                if source != "name":
+                if source != "name" and not (campaign.about_invoices and source in INVOICE_VARIABLES):
                     uses.setdefault(source, []).append(f"step {number} template variable {{{{{slot}}}}}")
     for key in campaign.enrol.filter:
         uses.setdefault(key, []).append("the enrolment filter")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.domain.models import InvoiceSelector
 from shared.domain.states import UNPAID, InvoiceStatus
 
 _REFERENCE = re.compile(r"^\S(?:.{0,62}\S)?$")
@@ -146,3 +147,31 @@ class InvoiceRepository(Protocol):
 
     def claim_paid(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
         """``open|partially_paid|disputed → claimed_paid``: the client says it is paid, not confirmed yet."""
+
+
+# ------------------------------------------------------------------ what an invoice campaign covers
+# The statuses a reminder names: a disputed or claimed-paid invoice waits for a person instead.
+REMINDED = frozenset({InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID})
+
+
+def _order(invoice: Invoice) -> tuple[date, str]:
+    return invoice.due_date or invoice.issued_on or date.max, invoice.reference
+
+
+def covered_invoices(selector: InvoiceSelector, invoices: Iterable[Invoice]) -> list[Invoice]:
+    """The invoices an invoice campaign's follow-up names: open or part-paid with at least the
+    selector's ``min_amount`` due, oldest due date first."""
+    floor = max(selector.min_amount_cents, 1)
+    return sorted((i for i in invoices if i.status in REMINDED and i.amount_due_cents >= floor), key=_order)
+
+
+def overdue_invoices(selector: InvoiceSelector, invoices: Iterable[Invoice], today: date) -> list[Invoice]:
+    """The covered invoices at least ``overdue_days`` past their due date (no due date: due): what
+    enrols a client."""
+    return [i for i in covered_invoices(selector, invoices)
+            if i.due_date is None or (today - i.due_date).days >= selector.overdue_days]
+
+
+def oldest_due_date(invoices: Iterable[Invoice]) -> date | None:
+    """The earliest due date among ``invoices`` (None when none has one)."""
+    return min((i.due_date for i in invoices if i.due_date is not None), default=None)

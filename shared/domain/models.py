@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
@@ -126,13 +127,39 @@ class SendWindow(BaseModel):
         return self
 
 
+# A step of an invoice campaign may be anchored on the due date of the client's oldest unpaid invoice.
+OLDEST_DUE_DATE = "oldest_due_date"
+
+
+class InvoiceSelector(BaseModel):
+    """Which invoices an invoice campaign reminds clients of (``enrol: {invoices: {...}}``).
+
+    A client is enrolled once one of their unpaid invoices is ``overdue_days`` past its due date
+    (an invoice without a due date counts as due) with at least ``min_amount`` still due; the
+    follow-up then covers every open or part-paid invoice of the client with at least
+    ``min_amount`` due, the ones added later included, and ends when none is left.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    overdue_days: int = Field(default=0, ge=0, le=3650)
+    min_amount: Decimal = Field(default=Decimal(0), ge=0, max_digits=14, decimal_places=2)
+
+    @property
+    def min_amount_cents(self) -> int:
+        """``min_amount`` in cents."""
+        return int(self.min_amount * 100)
+
+
 class EnrolRule(BaseModel):
-    """Which contacts a campaign enrols: all of ``tags``, and fields equal to ``filter``."""
+    """Which contacts a campaign enrols: all of ``tags``, fields equal to ``filter``, and for an
+    invoice campaign (``invoices``) the clients owing invoices it selects."""
 
     model_config = ConfigDict(extra="forbid")
 
     tags: list[str] = Field(default_factory=list)
     filter: dict[str, str] = Field(default_factory=dict)
+    invoices: InvoiceSelector | None = None
 
 
 class Campaign(BaseModel):
@@ -162,16 +189,36 @@ class Campaign(BaseModel):
             raise ValueError("a campaign needs at least one step")
         return value
 
+    @property
+    def about_invoices(self) -> bool:
+        """True for an invoice campaign: one follow-up per client, covering their unpaid invoices."""
+        return self.enrol.invoices is not None
+
+    @model_validator(mode="after")
+    def _invoice_anchor(self) -> Campaign:
+        if not self.about_invoices and any(step.anchor == OLDEST_DUE_DATE for step in self.steps):
+            raise ValueError(f"anchor {OLDEST_DUE_DATE!r} needs an invoice campaign (enrol: {{invoices: {{}}}})")
+        return self
+
     def referenced_fields(self) -> set[str]:
-        """Contact fields this campaign needs: date anchors and template variables."""
+        """Contact fields this campaign needs: date anchors and template variables (an invoice
+        campaign's invoice variables and its ``oldest_due_date`` anchor come from the invoices)."""
+        from_invoices = INVOICE_VARIABLES if self.about_invoices else frozenset()
         needed: set[str] = set()
         for step in self.steps:
-            if step.anchor not in ("enrolment", "previous"):
+            if step.anchor not in ("enrolment", "previous", OLDEST_DUE_DATE):
                 needed.add(step.anchor)
             if step.template:
-                needed.update(v for v in step.template.variables.values() if v != "name")
+                needed.update(v for v in step.template.variables.values() if v != "name" and v not in from_invoices)
         needed.update(self.enrol.filter)
         return needed
+
+
+# Template variables an invoice campaign fills from the client's invoices (not the contact's fields).
+INVOICE_VARIABLES = frozenset({
+    "invoice_count", "total_due", "invoice_list", "payment_link", "invoice_number", "amount", "currency",
+    "due_date",
+})
 
 
 class FollowUp(BaseModel):
@@ -209,6 +256,8 @@ class OutboundMessage(BaseModel):
     # kept with its timezone when drafted, so that the sending actor need not read the contact.
     to: str | None = None
     timezone: str | None = None
+    # The invoices a step of an invoice campaign names (references): re-read before it is sent.
+    invoices: list[str] | None = None
     resend_of: str | None = None  # a template re-send of a step or alert refused as freeform (63016)
     state: MessageState
     kind: Literal["freeform", "template"]
