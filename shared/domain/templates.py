@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from shared.domain.models import Contact, TemplateRef
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
-def template_variables(template: TemplateRef, contact: Contact) -> dict[str, str]:
-    """The template's ContentVariables, filled from the contact."""
+def template_variables(template: TemplateRef, contact: Contact, facts: Mapping[str, str] | None = None
+                       ) -> dict[str, str]:
+    """The template's ContentVariables, filled from ``facts`` (an invoice campaign's invoice facts)
+    first, else from the contact."""
     values: dict[str, str] = {}
     for slot, source in template.variables.items():
-        values[slot] = contact.name if source == "name" else contact.fields.get(source, "")
+        if facts is not None and source in facts:
+            values[slot] = facts[source]
+        else:
+            values[slot] = contact.name if source == "name" else contact.fields.get(source, "")
     return values
 
 
