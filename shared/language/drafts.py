@@ -4,7 +4,8 @@ It is used without a Gemini key, and whenever a Gemini draft fails or does not p
 check. It is deterministic, never raises, always fits ``max_chars``, and writes facts so that
 :func:`shared.language.factcheck.check_draft` accepts them: amounts and dates it can read
 unambiguously are reformatted for the contact's language, anything else is copied as given
-(:mod:`shared.language.formatting`).
+(:mod:`shared.language.formatting`). An invoice campaign's reminder covering several invoices
+(``invoice_count`` > 1) is written by :mod:`shared.language.grouped_drafts`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from shared.domain.models import Language
 from shared.language.formatting import amount_text, atomic, date_text
+from shared.language.grouped_drafts import grouped_variants, is_grouped
 from shared.ports import Draft, DraftRequest
 
 __all__ = ["OfflineDrafter"]
@@ -260,8 +262,10 @@ class OfflineDrafter:
         return Draft(body=body, language=language, source="offline")
 
     def _body(self, request: DraftRequest) -> str:
-        facts = _facts(request)
         stage, tone = _stage(request), _tone(request)
+        if is_grouped(request):
+            return _fit(grouped_variants(request, stage, tone), request.max_chars)
+        facts = _facts(request)
         build = _en if request.language == Language.EN else _fr
         levels = [facts, replace(facts, due=""), replace(facts, due="", amount="")]
         variants = build(request, facts, stage, tone)
@@ -273,9 +277,13 @@ class OfflineDrafter:
             variants.append(build(request, level, stage, tone)[-1][:2])
         for level in levels:
             variants.append(build(request, level, stage, tone)[-1][:1])
-        limit = request.max_chars
-        for paragraphs in variants:
-            text = _join(paragraphs)
-            if len(text) <= limit:
-                return text
-        return _shorten(_join(variants[-1]), limit)
+        return _fit(variants, request.max_chars)
+
+
+def _fit(variants: list[list[str]], limit: int) -> str:
+    """The first variant that fits ``limit``, else the last one cut word by word."""
+    for paragraphs in variants:
+        text = _join(paragraphs)
+        if len(text) <= limit:
+            return text
+    return _shorten(_join(variants[-1]), limit)
