@@ -87,6 +87,10 @@ gentle reminder, later ones are firmer, the last one says that it is the last re
 or quote reference, a link, a phone number, an e-mail address, a fee, a penalty or a \
 percentage. Copy amounts, references and links exactly as given; you may write dates in the \
 usual way of the language. If a fact is not given, do not mention it.
+- When the facts cover several invoices ("invoice_count" above 1): write one message for all of \
+them. Name each invoice of "invoice_list" with its amount due (a line "and N more" stays as \
+it is), state "total_due" as the total, and include "payment_link" or each line of \
+"payment_links". Never add an invoice that is not listed, and never compute a total yourself.
 - You cannot change what is owed. Never offer or mention a discount, a rebate or a commercial \
 gesture; never say that the invoice is cancelled, waived, paid or settled, or that nothing is \
 left to pay; never offer instalments or a payment plan; never grant more time or a new \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import date
 from typing import Any
 
@@ -10,12 +11,13 @@ import pytest
 
 from shared.domain.invoices import Invoice
 from shared.domain.models import Language
+from shared.gemini import SYSTEM_INSTRUCTION, CheckedDrafter, GeminiDrafter, build_prompt
 from shared.language.drafts import OfflineDrafter
 from shared.language.factcheck import check_draft, detect_language
 from shared.language.invoice_text import invoice_facts, total_due_text
 from shared.ports import DraftRequest
-from tests.support.gemini_helpers import FACTS, draft_request
-from tests.support.invoice_sets import NO_LINK, OWN_LINKS, SETS, SHARED_LINK, invoice
+from tests.support.gemini_helpers import FACTS, StubClient, draft_request
+from tests.support.invoice_sets import NO_LINK, OTHER_CLIENT, OWN_LINKS, SETS, SHARED_LINK, invoice
 
 NBSP = "\u00a0"
 STAGES = range(3)
@@ -195,3 +197,38 @@ def test_no_link_means_no_link_sentence() -> None:
 def test_deterministic() -> None:
     req = grouped(OWN_LINKS, step_index=1, tone="firm", max_chars=300)
     assert OfflineDrafter().draft(req) == OfflineDrafter().draft(req)
+
+
+# ------------------------------------------------------------------ the Gemini draft, without HTTP
+
+
+def _gemini_draft(answer: str, req: DraftRequest) -> tuple[Any, dict[str, Any]]:
+    client = StubClient(answer)
+    checked = CheckedDrafter(primary=GeminiDrafter(api_key="k", model="m", client=client),  # type: ignore[arg-type]
+                             fallback=OfflineDrafter())
+    result = checked.draft(req)
+    (call,) = client.models.calls
+    return result, call
+
+
+def test_the_prompt_asks_for_each_invoice_the_total_and_the_links() -> None:
+    assert "invoice_list" in SYSTEM_INSTRUCTION and "total_due" in SYSTEM_INSTRUCTION
+    assert "payment_links" in SYSTEM_INSTRUCTION and "Never add an invoice" in SYSTEM_INSTRUCTION
+    req = grouped(OWN_LINKS[:3])
+    good = draft(grouped(OWN_LINKS[:3], max_chars=2000)).replace("\n", "\\n")
+    result, call = _gemini_draft(f'{{"body": "{good}", "language": "fr"}}', req)
+    assert result.source == "gemini" and result.fallback_reason is None
+    assert "invoice_list" in str(call["config"].system_instruction)
+    facts = json.loads(call["contents"].split("<facts>")[1].split("</facts>")[0])["facts"]
+    assert facts["invoice_count"] == "3" and facts["invoice_list"] == req.facts["invoice_list"]
+    assert facts["payment_links"] == req.facts["payment_links"] and facts["total_due"] == req.facts["total_due"]
+    assert build_prompt(req).count("F2026-0017") == 2  # in the list and in the links
+
+
+def test_a_gemini_draft_adding_another_clients_invoice_falls_back_to_the_grouped_text() -> None:
+    req = grouped(OWN_LINKS[:2])
+    added = (f"Bonjour Jean Dupont, 3 factures restent à régler : F2026-0017, F2026-0023 et "
+             f"{OTHER_CLIENT.reference} (730,00 €). Garage Martin")
+    result, _ = _gemini_draft(f'{{"body": "{added}", "language": "fr"}}', req)
+    assert result.source == "offline" and "F2026-0018" in (result.fallback_reason or "")
+    assert "F2026-0017" in result.body and "F2026-0023" in result.body and "F2026-0018" not in result.body
