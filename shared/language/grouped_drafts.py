@@ -172,9 +172,9 @@ def _en(request: DraftRequest, stage: str, tone: str, n: int, total: str) -> _Wo
 def grouped_variants(request: DraftRequest, stage: str, tone: str) -> list[list[str]]:
     """Paragraph lists for a reminder covering several invoices, from the fullest to the shortest.
 
-    Shortening drops the closing, then the thanks, then the list's lines from the last (an
-    "and N more" line counts the rest), then the long sentences; then the payment links beyond
-    the first, the greeting, the signature, the total. The last list holds the shortest text.
+    Shortening drops the closing, the thanks, the request to pay, then the long sentences and the
+    list's lines from the last (an "and N more" line counts the rest); then the payment links
+    beyond the first, the greeting, the signature, the total. The last list holds the shortest text.
     """
     g = _group(request)
     build = _en if request.language == Language.EN else _fr
@@ -209,9 +209,9 @@ def grouped_variants(request: DraftRequest, stage: str, tone: str) -> list[list[
         [w.greeting, body(all_lines), w.ask, links(all_links), signature],
         [w.greeting, body(all_lines), links(all_links), signature],
     ]
-    for shown in range(all_lines - 1, -1, -1):
-        variants.append([w.greeting, body(shown), links(all_links), signature])
     for shown in range(all_lines, -1, -1):
+        if shown < all_lines:
+            variants.append([w.greeting, body(shown), links(all_links), signature])
         short = f"{w.short[:-1]}{w.colon}\n{listing(shown)}" if shown and g.lines else w.short
         variants.append([w.greeting, short, links(all_links), business])
     for kept in range(all_links, 0, -1):
