@@ -47,10 +47,10 @@ def invoice_facts(invoices: Sequence[Invoice], language: Language, *, limit: int
     """The facts of a reminder covering ``invoices`` (oldest first), in the client's language.
 
     Always ``invoice_count``, ``total_due`` and ``invoice_list`` (one line per invoice, at most
-    ``limit``, then "and N more"); ``payment_link`` when the invoices share one link, else
-    ``payment_links`` (one line per invoice that has one). One invoice also gives the keys a
-    contact's fields used to: ``invoice_number``, ``amount`` (what is due), ``currency``,
-    ``due_date`` (ISO).
+    ``limit``, then "and N more"); ``payment_link`` when every invoice has the same link, else
+    ``payment_links`` (one line ``REF : url`` per listed invoice that has one). One invoice also
+    gives the keys a contact's fields used to: ``invoice_number``, ``amount`` (what is due),
+    ``currency``, ``due_date`` (ISO).
     """
     shown = list(invoices[:limit])
     lines = [_line(invoice, language) for invoice in shown]
@@ -63,11 +63,14 @@ def invoice_facts(invoices: Sequence[Invoice], language: Language, *, limit: int
         "invoice_list": "\n".join(lines),
     }
     links = list(dict.fromkeys(i.payment_link for i in invoices if i.payment_link))
-    if len(links) == 1:
+    if len(links) == 1 and all(i.payment_link for i in invoices):
         facts["payment_link"] = links[0]
     elif links:
+        # Not one link for all: each link says which invoice it pays.
         sep = " : " if language == Language.FR else ": "
-        facts["payment_links"] = "\n".join(f"{i.reference}{sep}{i.payment_link}" for i in shown if i.payment_link)
+        link_lines = [f"{i.reference}{sep}{i.payment_link}" for i in shown if i.payment_link]
+        if link_lines:
+            facts["payment_links"] = "\n".join(link_lines)
     if len(invoices) == 1:
         only = invoices[0]
         facts.update(invoice_number=only.reference, amount=cents_text(only.amount_due_cents), currency=only.currency)

@@ -35,7 +35,14 @@ NO_LINK = [
     invoice("INV1003", 123456, date(2026, 6, 1)),
     invoice("INV1004", 100, date(2026, 6, 15)),
 ]
-SETS = {"own_links": OWN_LINKS, "shared_link": SHARED_LINK, "no_link": NO_LINK}
+# Some invoices with a link (the same one), some without.
+SOME_LINKS = [
+    invoice("2026/0007", 45000, date(2026, 2, 2), "https://pay.example.com/c/9"),
+    invoice("2026/0011", 12050, date(2026, 2, 20)),
+    invoice("2026/0015", 8000, date(2026, 3, 3), "https://pay.example.com/c/9", currency="CHF"),
+    invoice("2026/0019", 60000, None),
+]
+SETS = {"own_links": OWN_LINKS, "shared_link": SHARED_LINK, "no_link": NO_LINK, "some_links": SOME_LINKS}
 
 # Another client's invoice: nothing of it may appear in a reminder to c1.
 OTHER_CLIENT = invoice("F2026-0018", 73000, date(2026, 5, 20), "https://pay.example.com/i/zz9", contact_id="c2")
