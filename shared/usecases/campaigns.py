@@ -80,7 +80,9 @@ def enrol_campaign(
     """Enrol every contact the campaign's rule (plus ``tags``) selects, at step 0.
 
     Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
-    contacts and contacts lacking a field the campaign uses are skipped, with the reason.
+    contacts and contacts lacking a field the campaign uses are skipped, with the reason. An
+    invoice campaign enrols only the clients owing an invoice it selects that is overdue by its
+    ``overdue_days`` (its first step may be anchored on their oldest due date).
     The contacts are read in one query and enrolled ENROL_BATCH at a time, in one write each.
     """
     campaign = _campaign(store, campaign_id)
@@ -115,6 +117,13 @@ def enrol_campaign(
     log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
              campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
     return report
+
+
+def enrol_invoice_campaigns(store: Repositories, *, now: datetime) -> dict[str, EnrolReport]:
+    """Enrol, in every active invoice campaign, the clients it selects now (idempotent): what an
+    invoices import runs after it, so that a nightly import keeps the campaigns up to date."""
+    return {campaign.id: enrol_campaign(store, campaign.id, now=now) for campaign in store.campaigns.all()
+            if campaign.about_invoices and campaign.status == "active"}
 
 
 def _overdue_by_client(store: Repositories, campaign: Campaign, now: datetime) -> dict[str, list[Invoice]]:
