@@ -175,7 +175,7 @@ def test_one_invoice_keeps_the_single_invoice_text(language: Language) -> None:
             assert check_draft(body, req) == []
 
 
-def test_grouped_reminders_are_read_from_the_count_only() -> None:
+def test_odd_grouped_facts_never_raise_and_always_fit() -> None:
     drafter = OfflineDrafter()
     # Odd facts never raise and always fit.
     for facts in ({"invoice_count": "3"}, {"invoice_count": "x", "total_due": "10,00 €"},
