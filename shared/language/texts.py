@@ -8,6 +8,8 @@ promise names the day reminders resume.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from shared.domain.models import Contact, Language
 from shared.domain.reasons import HandOver, HandOverReason
 from shared.language.formatting import amount_text, date_text
@@ -105,6 +107,20 @@ def promise_text(business_name: str, contact: Contact, promised: str, *, resume:
     else:
         text = (f"Thank you {contact.name}, noted: we expect your payment by {shown}." if en else
                 f"Merci {contact.name}, c'est noté : nous attendons votre règlement pour le {shown}.")
+    return _sign(business_name, text)
+
+
+def invoices_amount_text(business_name: str, contact: Contact, facts: Mapping[str, str]) -> str:
+    """The answer to "how much do I owe?" for a client with invoices: the total due, then one line
+    per invoice (reference, amount due, due date). ``facts``: :func:`shared.language.invoice_text.invoice_facts`
+    of those invoices, which the answer's facts check allows."""
+    count, total, lines = int(facts["invoice_count"]), facts["total_due"], facts["invoice_list"]
+    if contact.language == Language.EN:
+        text = (f"You have {total} left to pay:\n{lines}" if count == 1
+                else f"You have {total} left to pay on {count} invoices:\n{lines}")
+    else:
+        text = (f"Il vous reste {total} à régler :\n{lines}" if count == 1
+                else f"Il vous reste {total} à régler sur {count} factures :\n{lines}")
     return _sign(business_name, text)
 
 
