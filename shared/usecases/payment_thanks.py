@@ -22,9 +22,8 @@ from shared.domain.models import Contact, Language, OutboundMessage
 from shared.domain.repositories import Repositories
 from shared.domain.rules import Rules
 from shared.domain.states import MessageState
-from shared.language.factcheck import check_draft
 from shared.policy import window_open
-from shared.ports import DraftRequest, TaskQueue
+from shared.ports import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,8 @@ def thank_you_variables(contact: Contact, reference: str) -> dict[str, str]:
 def thank_for_payment(store: Repositories, queue: TaskQueue, rules: Rules, invoice: Invoice, payment_ref: str, *,
                       now: datetime) -> str | None:
     """Store and enqueue the thank-you for ``invoice``'s payment ``payment_ref``; its id, or None when none
-    is sent (turned off, unknown or opted-out client, outside the window without a template, the cap
-    of automated replies reached, or the facts check refusing the text). Idempotent."""
+    is sent (turned off, unknown or opted-out client, outside the window without a template, or the cap
+    of automated replies reached). Idempotent."""
     if not rules.thank_you_on_paid:
         return None
     contact = store.contacts.get(invoice.contact_id)
@@ -78,14 +77,9 @@ def thank_for_payment(store: Repositories, queue: TaskQueue, rules: Rules, invoi
         log.info("invoice %s paid: no thank-you, contact=%s had %d automated replies in 24 h", invoice.reference,
                  contact.id, limit)
         return None
+    # Fixed sentences, the client's name and the invoice's own reference: nothing a facts check
+    # could catch (and it would refuse "we received your payment", which here is the fact).
     body = thank_you_text(rules.business_name, contact, invoice.reference)
-    problems = check_draft(body, DraftRequest(
-        contact_name=contact.name, language=contact.language, facts={"invoice_number": invoice.reference},
-        step_index=0, step_count=1, tone="courteous", business_name=rules.business_name, campaign_name="",
-        max_chars=rules.max_message_chars))
-    if problems:
-        log.warning("thank-you for invoice %s refused by the facts check: %s", invoice.reference, problems[0])
-        return None
     template = not inside
     message = OutboundMessage(
         id=message_id, followup_id=None, contact_id=contact.id, campaign_id=None, step=-1, purpose="reply",
