@@ -192,8 +192,8 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         def thank(invoice: Invoice, payment_ref: str) -> None:
             thank_for_payment(deps.store, deps.queue, deps.rules, invoice, payment_ref, now=deps.clock.now())
 
-        routes.append(Route("/payments/stripe", stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret,
-                                                               on_paid=thank), methods=["POST"]))
+        handler = stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret, deps.queue, on_paid=thank)
+        routes.append(Route("/payments/stripe", handler, methods=["POST"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.in_flight = lambda: in_flight  # read by tests and the bench
     return app

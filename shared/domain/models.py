@@ -256,8 +256,10 @@ class OutboundMessage(BaseModel):
     # kept with its timezone when drafted, so that the sending actor need not read the contact.
     to: str | None = None
     timezone: str | None = None
-    # The invoices a step of an invoice campaign names (references): re-read before it is sent.
+    # The invoices a step of an invoice campaign names (references), and what was due on them when
+    # drafted (:func:`shared.domain.invoices.dues_key`): re-read before it is sent.
     invoices: list[str] | None = None
+    invoices_key: str | None = None
     resend_of: str | None = None  # a template re-send of a step or alert refused as freeform (63016)
     state: MessageState
     kind: Literal["freeform", "template"]
