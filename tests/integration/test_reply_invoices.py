@@ -5,7 +5,7 @@ invoices claimed_paid, a dispute marks the unpaid ones disputed, `relance handle
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,17 +13,30 @@ import pytest
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.invoices import Invoice, InvoiceSource
-from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
+from shared.domain.models import (
+    Campaign,
+    Contact,
+    EnrolRule,
+    InvoiceSelector,
+    Language,
+    SendWindow,
+    Step,
+    TemplateRef,
+    message_id_for,
+)
 from shared.domain.states import InvoiceStatus
 from shared.fakes import FakeSender, RecordingQueue
+from shared.language.drafts import OfflineDrafter
 from shared.language.factcheck import check_draft
 from shared.language.formatting import format_amount
 from shared.language.invoice_text import invoice_facts
 from shared.ports import Classification, ClassifyRequest, DraftRequest, Intent
 from shared.settings import load_settings
+from shared.usecases.campaigns import enrol_campaign
 from shared.usecases.context import App
 from shared.usecases.conversations import handled_lines
 from shared.usecases.handover import close_hand_over
+from shared.usecases.payments import PaymentEvent, PaymentKind, apply_payment_event
 from shared.usecases.replies import process_inbound
 from shared.usecases.scheduling import tick
 from tests.support.actors import drain
@@ -35,6 +48,7 @@ ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], star
 TEMPLATE = TemplateRef(content_sid="HX" + "ab" * 16, variables={"1": "name"})
 PHONE = "+33612345678"
 OWNER = "+33700000001"
+LEA = "+33611112222"
 # FA-1 open, FA-2 part-paid, FA-3 paid, FA-4 cancelled, FA-5 disputed already; FA-9 another client's.
 INVOICES = {"FA-1": (ST.OPEN, 125050, 125050, date(2026, 2, 15)),
             "FA-2": (ST.PARTIALLY_PAID, 30000, 10000, date(2026, 2, 20)),
@@ -84,9 +98,10 @@ def _add(store: MongoRepositories, clock: FakeClock, reference: str, contact_id:
         assert moves[status](reference, source=InvoiceSource.COMMAND, now=clock.now())
 
 
-def _reply(app: App, intent: Intent, text: str, sid: str = "SM" + "7" * 32, **reading: object) -> str:
+def _reply(app: App, intent: Intent, text: str, sid: str = "SM" + "7" * 32, phone: str = PHONE,
+           **reading: object) -> str:
     app.classifier.next = Classification(intent=intent, confidence=0.95, source="test", **reading)  # type: ignore[attr-defined,arg-type]
-    event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{PHONE}", "body": text,
+    event = {"kind": "inbound", "sid": sid, "state": "received", "from": f"whatsapp:{phone}", "body": text,
              "num_media": 0}
     app.store.events.record(f"inbound:{sid}", event, app.clock.now())
     result = process_inbound(app, f"inbound:{sid}")
@@ -225,3 +240,39 @@ def test_without_invoices_the_amount_comes_from_the_contact_fields_as_before(dep
         "invoice_number": "FA-OLD", "amount": "80.00", "currency": "EUR"}}})
     assert _reply(deps, Intent.QUESTION, "combien ?", question_topic="amount") == "question answered (amount)"
     assert _sent_to(deps, PHONE)[-1] == f"Le montant de la facture FA-OLD est de {_eur(8000)}.\nAtelier Dupont"
+
+
+# ------------------------------------------------------------------ with an invoice campaign
+def test_a_payment_while_a_claim_is_checked_leaves_the_rest_to_the_person(deps: App, clock: FakeClock) -> None:
+    """Léa owes FA-11 and FA-12 and says she paid both; Stripe reports FA-11 only. Her follow-up
+    waits for the person (not stopped as paid: FA-12 is only claimed), whose --resume reopens
+    FA-12 and sends the reminders on about it alone."""
+    store, now = deps.store, clock.now()
+    deps.drafter = OfflineDrafter()
+    store.contacts.upsert(Contact(id="ct3", phone=LEA, name="Léa", language=Language.FR, tags=["late"]), now)
+    _add(store, clock, "FA-11", "ct3", 20000, date(2026, 1, 5))
+    _add(store, clock, "FA-12", "ct3", 35000, date(2026, 1, 25))
+    store.campaigns.create(Campaign(id="inv", name="Factures", send_window=ALWAYS,
+                                    enrol=EnrolRule(tags=["late"], invoices=InvoiceSelector()),
+                                    steps=[Step(delay="0s", template=TEMPLATE), Step(delay="2d", anchor="previous")]),
+                           now)
+    assert enrol_campaign(store, "inv", now=now).enrolled == 1
+    tick(store, deps.queue, clock)
+    drain(deps)
+    first = store.messages.get(message_id_for("inv:ct3", 0))
+    assert first is not None and first.state == "sent" and first.invoices == ["FA-11", "FA-12"]
+
+    assert _reply(deps, Intent.PAID, "j'ai tout réglé", sid="SM" + "5" * 32, phone=LEA).startswith("paid_claimed")
+    apply_payment_event(store, PaymentEvent("stripe", "evt_11", "payment_intent.succeeded", PaymentKind.PAID,
+                                            "FA-11", 20000, "EUR", "pi_11"), now=clock.now(), queue=deps.queue)
+    followup = store.followups.get("inv:ct3")
+    assert followup is not None and (followup.state, followup.pause_reason) == ("paused", "paid_claimed")
+
+    closed = close_hand_over(store, LEA, action="resume", now=clock.now())
+    assert (closed.invoices, closed.moved) == (("FA-12",), 1)
+    clock.advance(timedelta(hours=2))  # past the pacing gap since the first reminder
+    tick(store, deps.queue, clock)
+    drain(deps)
+    second = store.messages.get(message_id_for("inv:ct3", 1))
+    assert second is not None and second.state == "sent" and second.invoices == ["FA-12"]
+    assert "FA-12" in second.body and "FA-11" not in second.body
