@@ -34,7 +34,7 @@ def _move_all(store: Repositories, contact_id: str, statuses: tuple[InvoiceStatu
     moved = [invoice.reference for invoice in store.invoices.find(contact_id=contact_id, statuses=statuses)
              if move(invoice.reference)]
     if moved:
-        log.info("contact=%s: %d invoice(s) %s", contact_id, len(moved), what)
+        log.debug("contact=%s: %d invoice(s) %s", contact_id, len(moved), what)
     return moved
 
 
