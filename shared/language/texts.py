@@ -124,6 +124,34 @@ def invoices_amount_text(business_name: str, contact: Contact, facts: Mapping[st
     return _sign(business_name, text)
 
 
+# The topics a client's invoices answer, and the contact fields they replace (earlier versions kept
+# one invoice on the contact, possibly out of date once invoices are kept).
+INVOICE_TOPICS = frozenset({"amount", "due_date", "invoice_number", "payment_link", "currency"})
+_INVOICE_FIELDS = ("invoice_number", "amount", "currency", "due_date", "payment_link")
+
+
+def invoice_answer_text(business_name: str, contact: Contact, topic: str, facts: Mapping[str, str]) -> str | None:
+    """The answer to a question about ``topic`` (:data:`INVOICE_TOPICS`) for a client with invoices, from
+    their ``facts`` (:func:`shared.language.invoice_text.invoice_facts`) only, or None.
+
+    The amount, and for several invoices which ones or when they are due: the total and one line
+    per invoice (:func:`invoices_amount_text`); where to pay several: their link(s); anything else,
+    for one invoice, as :func:`answer_text` answers from its facts.
+    """
+    several = int(facts["invoice_count"]) > 1
+    if topic == "amount" or (several and topic in ("due_date", "invoice_number")):
+        return invoices_amount_text(business_name, contact, facts)
+    if several and topic == "payment_link":
+        links = facts.get("payment_link") or facts.get("payment_links")
+        if not links:
+            return None
+        en = contact.language == Language.EN
+        return _sign(business_name, f"You can pay your invoices here:\n{links}" if en
+                     else f"Vous pouvez régler vos factures ici :\n{links}")
+    fields = {key: value for key, value in contact.fields.items() if key not in _INVOICE_FIELDS}
+    return answer_text(business_name, contact.model_copy(update={"fields": {**fields, **facts}}), topic)
+
+
 def answer_text(business_name: str, contact: Contact, topic: str) -> str | None:
     """A plain answer to a question about one fact of the contact's data, or None."""
     facts, en = contact.fields, contact.language == Language.EN

@@ -24,7 +24,7 @@ from shared.domain.states import MessageState
 from shared.language.factcheck import check_draft
 from shared.language.invoice_text import invoice_facts
 from shared.language.reply_rules import claims_payment
-from shared.language.texts import answer_text, invoices_amount_text, promise_text, thank_you_text
+from shared.language.texts import INVOICE_TOPICS, answer_text, invoice_answer_text, promise_text, thank_you_text
 from shared.policy import zone
 from shared.ports import Classification, DraftRequest, Intent
 from shared.usecases import invoice_replies
@@ -171,13 +171,13 @@ def _answer(app: App, contact: Contact, inbound_sid: str, reading: Classificatio
 
 def _answer_of(app: App, contact: Contact, topic: str) -> tuple[str | None, dict[str, str] | None]:
     """The answer to a question about ``topic`` and the facts it is checked against besides the
-    contact's: "the amount" of a client with invoices is their total due and each invoice's line
-    (reference, amount due, due date); any other question, the contact's field."""
-    if topic == "amount":
+    contact's: for a client with invoices reminders cover, from those invoices only (the amount: the
+    total due and each invoice's reference, amount due and due date); otherwise the contact's field."""
+    if topic in INVOICE_TOPICS:
         invoices = invoice_replies.amount_due_invoices(app.store, contact.id)
         if invoices:
             facts = invoice_facts(invoices, contact.language)
-            return invoices_amount_text(app.rules.business_name, contact, facts), facts
+            return invoice_answer_text(app.rules.business_name, contact, topic, facts), facts
     return answer_text(app.rules.business_name, contact, topic), None
 
 

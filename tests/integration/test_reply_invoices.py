@@ -276,3 +276,47 @@ def test_a_payment_while_a_claim_is_checked_leaves_the_rest_to_the_person(deps: 
     second = store.messages.get(message_id_for("inv:ct3", 1))
     assert second is not None and second.state == "sent" and second.invoices == ["FA-12"]
     assert "FA-12" in second.body and "FA-11" not in second.body
+
+
+def _link(app: App, reference: str, url: str) -> None:
+    assert app.store.invoices.update_details(reference, {"payment_link": url}, source=InvoiceSource.COMMAND,
+                                             now=app.clock.now())
+
+
+def test_where_to_pay_several_invoices_gives_each_link(deps: App) -> None:
+    _link(deps, "FA-1", "https://pay.example.com/1")
+    _link(deps, "FA-2", "https://pay.example.com/2")
+    assert _reply(deps, Intent.QUESTION, "où je peux payer ?", question_topic="payment_link") \
+        == "question answered (payment_link)"
+    assert _sent_to(deps, PHONE)[-1] == ("Vous pouvez régler vos factures ici :\nFA-1 : https://pay.example.com/1\n"
+                                         "FA-2 : https://pay.example.com/2\nAtelier Dupont")
+
+
+def test_one_invoice_answers_from_itself_not_from_the_contact_s_old_fields(deps: App) -> None:
+    deps.store.invoices.cancel("FA-2", source=InvoiceSource.COMMAND, now=deps.clock.now())
+    _link(deps, "FA-1", "https://pay.example.com/1")
+    deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"fields": {
+        "invoice_number": "FA-OLD", "payment_link": "https://old.example.com/x", "due_date": "2025-01-01"}}})
+    assert _reply(deps, Intent.QUESTION, "le lien ?", question_topic="payment_link") \
+        == "question answered (payment_link)"
+    assert _sent_to(deps, PHONE)[-1] == \
+        "Vous pouvez régler la facture FA-1 ici : https://pay.example.com/1\nAtelier Dupont"
+    assert _reply(deps, Intent.QUESTION, "pour quand ?", sid="SM" + "6" * 32, question_topic="due_date") \
+        == "question answered (due_date)"
+    assert _sent_to(deps, PHONE)[-1] == "La facture FA-1 était à régler le 15 février 2026.\nAtelier Dupont"
+
+
+def test_when_several_invoices_are_due_the_list_answers(deps: App) -> None:
+    assert _reply(deps, Intent.QUESTION, "c'est pour quand ?", question_topic="due_date") \
+        == "question answered (due_date)"
+    answer = _sent_to(deps, PHONE)[-1]
+    assert "(échéance : 15 février 2026)" in answer and "(échéance : 20 février 2026)" in answer
+
+
+def test_what_several_invoices_cannot_answer_goes_to_a_person(deps: App) -> None:
+    # The contact's old field would say EUR; several invoices give no single currency: a person answers.
+    deps.store.contacts.collection.update_one({"_id": "ct1"}, {"$set": {"fields": {"currency": "EUR"}}})
+    assert _reply(deps, Intent.QUESTION, "en quelle devise ?", question_topic="currency") \
+        == "needs_human: question the data cannot answer"
+    assert _reply(deps, Intent.QUESTION, "le lien ?", sid="SM" + "6" * 32, question_topic="payment_link") \
+        == "recorded (hand-over open)"
