@@ -4,7 +4,7 @@
   flagged (or stopped, PAID_CLAIM_ACTION=stop), + thank-you;
 - promise_to_pay: paused until the date + 1 day (at most MAX_PROMISE_DAYS ahead), acknowledged;
   a third promise on the same follow-up goes to a person;
-- question: answered from the contact's data only (the amount: from their invoices when they
+- question: answered from the contact's data only (from their invoices when they
   have some), else a person;
 - dispute / wrong_person: stopped and flagged (a dispute marks the unpaid invoices ``disputed``);
   opt_out: stopped (paused and flagged when it claims a payment: the invoices ``claimed_paid``);
