@@ -145,6 +145,12 @@ class InvoiceSelector(BaseModel):
     overdue_days: int = Field(default=0, ge=0, le=3650)
     min_amount: Decimal = Field(default=Decimal(0), ge=0, max_digits=14, decimal_places=2)
 
+    @field_validator("min_amount", mode="before")
+    @classmethod
+    def _comma(cls, value: object) -> object:
+        """``"12,50"`` (a French decimal comma) reads as 12.50."""
+        return value.strip().replace(",", ".") if isinstance(value, str) else value
+
     @property
     def min_amount_cents(self) -> int:
         """``min_amount`` in cents."""

@@ -7,11 +7,13 @@ what it was asked (the facts), so that a test sees what a reminder could say.
 from __future__ import annotations
 
 from datetime import date, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from shared.adapters.memory import memory_repositories
+from shared.campaign_files import load_campaign
 from shared.clock import FakeClock
 from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.models import (
@@ -25,6 +27,7 @@ from shared.domain.models import (
     TemplateRef,
 )
 from shared.domain.states import FollowUpState, InvoiceStatus, MessageState
+from shared.errors import InputError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.language.drafts import OfflineDrafter
 from shared.ports import Draft, DraftRequest
@@ -276,3 +279,47 @@ def test_a_send_started_before_the_payment_is_not_withdrawn(owed: App, clock: Fa
                                                  kind=PaymentKind.PAID, reference="FA-201"), now=clock.now())
     assert owed.store.messages.get("inv:ct2:0").state == MessageState.SENT  # type: ignore[union-attr]
     assert owed.store.invoices.get("FA-201").status == InvoiceStatus.PAID  # type: ignore[union-attr]
+
+
+INVOICE_CAMPAIGN = """\
+id: t1
+name: T
+steps:
+  - delay: 0s
+    template:
+      content_sid: HXabababababababababababababababab
+      variables: {"1": name, "2": invoice_list, "3": total_due}
+  - {delay: 2d, anchor: oldest_due_date, relation: before}
+enrol: {tags: [x], invoices: {overdue_days: 2, min_amount: "12,5"}}
+"""
+
+
+def test_an_invoice_campaign_file_reads_its_selector_and_needs_no_invoice_field_on_contacts(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(INVOICE_CAMPAIGN, encoding="utf-8")
+    campaign = load_campaign(path)
+    assert campaign.enrol.invoices is not None and campaign.enrol.invoices.min_amount_cents == 1250
+    assert campaign.referenced_fields() == set()  # invoice_list, total_due, the anchor: from the invoices
+    path.write_text(INVOICE_CAMPAIGN.replace(', invoices: {overdue_days: 2, min_amount: "12,5"}', ""), encoding="utf-8")
+    with pytest.raises(InputError, match="anchor 'oldest_due_date' needs an invoice campaign"):
+        load_campaign(path)
+    path.write_text(INVOICE_CAMPAIGN.replace('"12,5"', '"-3"'), encoding="utf-8")
+    with pytest.raises(InputError, match=r"enrol\.invoices\.min_amount"):
+        load_campaign(path)
+
+
+def test_the_scheduler_enrols_a_client_once_an_invoice_becomes_overdue_enough(deps: App, clock: FakeClock) -> None:
+    _invoice(deps, "FA-501", "ct3", 9_000, due=_today(clock) - timedelta(days=1))
+    tick(deps.store, deps.queue, clock)
+    assert deps.store.followups.get("inv:ct3") is None  # 1 day overdue, the campaign waits for 3
+    clock.advance(timedelta(days=2, minutes=1))
+    tick(deps.store, deps.queue, clock)
+    followup = deps.store.followups.get("inv:ct3")
+    assert followup is not None and followup.state == FollowUpState.SCHEDULED
+    _invoice(deps, "FA-502", "ct2", 9_000, due=_today(clock) - timedelta(days=30))
+    clock.advance(timedelta(minutes=10))
+    tick(deps.store, deps.queue, clock)
+    assert deps.store.followups.get("inv:ct2") is None  # looked for once an hour
+    clock.advance(timedelta(hours=1))
+    tick(deps.store, deps.queue, clock)
+    assert deps.store.followups.get("inv:ct2") is not None
