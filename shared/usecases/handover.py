@@ -111,7 +111,8 @@ def close_hand_over(store: Repositories, phone: str, *, action: HandledAction | 
     ``paid`` too, with ``paid`` as the reason: the payment a client claimed has arrived.
     Their invoices (source ``command``): ``paid`` marks the ``claimed_paid`` ones paid;
     ``resume`` reopens the ``claimed_paid`` and ``disputed`` ones (not paid after all, or the
-    dispute settled), so reminders name them again; ``stop`` and ``keep`` leave them as they are.
+    dispute settled), so resumed reminders name them again (a dispute's stopped follow-ups stay
+    stopped); ``stop`` and ``keep`` leave them as they are.
     Stopped and completed follow-ups stay so. For an unknown number, its messages are marked as
     handled and it leaves the list (until it writes again). A refusal (InputError) changes
     nothing. Idempotent: done twice, the second finds nothing to close or move.
@@ -129,7 +130,7 @@ def close_hand_over(store: Repositories, phone: str, *, action: HandledAction | 
                          "nothing was changed")
     moved, invoices = 0, []
     if decided == HandledAction.RESUME:
-        # Not paid after all (or the dispute is settled): reminders name those invoices again.
+        # Not paid after all (or the dispute is settled): resumed reminders name those invoices again.
         invoices = invoice_replies.reopen_claims(store, contact.id, now=now)
         moved = len(resume_contact(store, contact.id, now=now))
     elif decided == HandledAction.STOP:
