@@ -253,7 +253,8 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
                        account_sid=settings.twilio_account_sid, sender=settings.twilio_whatsapp_number,
                        max_in_flight=settings.webhook_max_in_flight,
                        body_timeout=settings.webhook_body_timeout_seconds,
-                       stripe_webhook_secret=settings.stripe_webhook_secret.get_secret_value())
+                       stripe_webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
+                       rules=settings.rules())
     if not deps.stripe_webhook_secret:
         log.warning("Stripe payments off: STRIPE_WEBHOOK_SECRET is not set, POST /payments/stripe answers 404 "
                     "(docs/invoices.md)")

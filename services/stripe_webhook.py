@@ -4,7 +4,8 @@ The route reads the body (at most :data:`MAX_BODY_BYTES`), verifies its ``Stripe
 header with the ``stripe`` SDK's own check (``WebhookSignature.verify_header``: HMAC-SHA256 of
 ``<timestamp>.<body>`` with STRIPE_WEBHOOK_SECRET, the timestamp within the SDK's 5 minutes),
 reads the event into a :class:`~shared.usecases.payments.PaymentEvent` and hands it to
-:func:`~shared.usecases.payments.apply_payment_event`. Answers: 200 (applied, ignored, unknown
+:func:`~shared.usecases.payments.apply_payment_event` (a payment that settles an invoice also
+queues the client's thank-you, :mod:`shared.usecases.payment_thanks`). Answers: 200 (applied, ignored, unknown
 invoice, or a replay); 400 missing or bad signature, or a body that is no Stripe event (nothing
 stored); 413 body too large; 503 the store is unreachable (Stripe retries). The route exists
 only when STRIPE_WEBHOOK_SECRET is set (services/bootstrap.py). See docs/invoices.md.
@@ -26,7 +27,7 @@ from shared.clock import Clock
 from shared.domain.repositories import Repositories
 from shared.errors import TransientError
 from shared.ports import TaskQueue
-from shared.usecases.payments import PaymentEvent, PaymentKind, apply_payment_event
+from shared.usecases.payments import OnPaid, PaymentEvent, PaymentKind, apply_payment_event
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,10 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def stripe_handler(store: Repositories, clock: Clock, secret: str, queue: TaskQueue | None = None
-                   ) -> Callable[[Request], Awaitable[Response]]:
-    """The ``POST /payments/stripe`` endpoint, verifying with ``secret`` (STRIPE_WEBHOOK_SECRET)."""
+def stripe_handler(store: Repositories, clock: Clock, secret: str, queue: TaskQueue | None = None, *,
+                   on_paid: OnPaid | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """The ``POST /payments/stripe`` endpoint, verifying with ``secret`` (STRIPE_WEBHOOK_SECRET);
+    ``on_paid``: what follows a payment that makes an invoice paid (the thank-you)."""
 
     async def payments_stripe(request: Request) -> Response:
         header = request.headers.get("stripe-signature", "")
@@ -147,7 +149,8 @@ def stripe_handler(store: Repositories, clock: Clock, secret: str, queue: TaskQu
             log.warning("refused a signed Stripe webhook: %s", exc if isinstance(exc, NotAnEvent) else "not JSON")
             return PlainTextResponse("not a Stripe event", status_code=400)
         try:
-            outcome = await run_in_threadpool(apply_payment_event, store, event, now=clock.now(), queue=queue)
+            outcome = await run_in_threadpool(apply_payment_event, store, event, now=clock.now(), queue=queue,
+                                              on_paid=on_paid)
         except TransientError:
             return PlainTextResponse("store unavailable, retry later", status_code=503)
         return JSONResponse({"received": True, "outcome": outcome.value})

@@ -28,7 +28,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -42,11 +42,14 @@ from services.twilio_fields import FieldError, Ours, check_inbound, check_status
 from services.webhook_events import apply_status, inbound_event, status_event
 from services.webhook_request import BODY_TIMEOUT_SECONDS, BadRequest, check_headers, read_signed_form, refusal
 from shared.clock import Clock
+from shared.domain.invoices import Invoice
 from shared.domain.repositories import Repositories
+from shared.domain.rules import Rules
 from shared.domain.states import FAILED_STATUSES, STATUS_RANK
 from shared.errors import TransientError
 from shared.phones import mask_phone
 from shared.ports import TaskQueue
+from shared.usecases.payment_thanks import thank_for_payment
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class WebhookDeps:
     max_in_flight: int = MAX_IN_FLIGHT  # WEBHOOK_MAX_IN_FLIGHT
     body_timeout: float = BODY_TIMEOUT_SECONDS  # WEBHOOK_BODY_TIMEOUT_SECONDS
     stripe_webhook_secret: str = ""  # STRIPE_WEBHOOK_SECRET: POST /payments/stripe exists only when set
+    # What the thank-you after a payment reads: business name, THANK_YOU_*, the replies cap.
+    rules: Rules = field(default_factory=Rules)
 
 
 def twiml() -> Response:
@@ -184,7 +189,10 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         Route("/readyz", readyz, methods=["GET"]),
     ]
     if deps.stripe_webhook_secret:
-        handler = stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret, deps.queue)
+        def thank(invoice: Invoice, payment_ref: str) -> None:
+            thank_for_payment(deps.store, deps.queue, deps.rules, invoice, payment_ref, now=deps.clock.now())
+
+        handler = stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret, deps.queue, on_paid=thank)
         routes.append(Route("/payments/stripe", handler, methods=["POST"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.in_flight = lambda: in_flight  # read by tests and the bench

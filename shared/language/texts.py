@@ -8,6 +8,8 @@ promise names the day reminders resume.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from shared.domain.models import Contact, Language
 from shared.domain.reasons import HandOver, HandOverReason
 from shared.language.formatting import amount_text, date_text
@@ -106,6 +108,48 @@ def promise_text(business_name: str, contact: Contact, promised: str, *, resume:
         text = (f"Thank you {contact.name}, noted: we expect your payment by {shown}." if en else
                 f"Merci {contact.name}, c'est noté : nous attendons votre règlement pour le {shown}.")
     return _sign(business_name, text)
+
+
+def invoices_amount_text(business_name: str, contact: Contact, facts: Mapping[str, str]) -> str:
+    """The answer to "how much do I owe?" for a client with invoices: the total due, then one line
+    per invoice (reference, amount due, due date). ``facts``: :func:`shared.language.invoice_text.invoice_facts`
+    of those invoices, which the answer's facts check allows."""
+    count, total, lines = int(facts["invoice_count"]), facts["total_due"], facts["invoice_list"]
+    if contact.language == Language.EN:
+        text = (f"You have {total} left to pay:\n{lines}" if count == 1
+                else f"You have {total} left to pay on {count} invoices:\n{lines}")
+    else:
+        text = (f"Il vous reste {total} à régler :\n{lines}" if count == 1
+                else f"Il vous reste {total} à régler sur {count} factures :\n{lines}")
+    return _sign(business_name, text)
+
+
+# The topics a client's invoices answer, and the contact fields they replace (earlier versions kept
+# one invoice on the contact, possibly out of date once invoices are kept).
+INVOICE_TOPICS = frozenset({"amount", "due_date", "invoice_number", "payment_link", "currency"})
+_INVOICE_FIELDS = ("invoice_number", "amount", "currency", "due_date", "payment_link")
+
+
+def invoice_answer_text(business_name: str, contact: Contact, topic: str, facts: Mapping[str, str]) -> str | None:
+    """The answer to a question about ``topic`` (:data:`INVOICE_TOPICS`) for a client with invoices, from
+    their ``facts`` (:func:`shared.language.invoice_text.invoice_facts`) only, or None.
+
+    The amount, and for several invoices which ones or when they are due: the total and one line
+    per invoice (:func:`invoices_amount_text`); where to pay several: their link(s); anything else,
+    for one invoice, as :func:`answer_text` answers from its facts.
+    """
+    several = int(facts["invoice_count"]) > 1
+    if topic == "amount" or (several and topic in ("due_date", "invoice_number")):
+        return invoices_amount_text(business_name, contact, facts)
+    if several and topic == "payment_link":
+        links = facts.get("payment_link") or facts.get("payment_links")
+        if not links:
+            return None
+        en = contact.language == Language.EN
+        return _sign(business_name, f"You can pay your invoices here:\n{links}" if en
+                     else f"Vous pouvez régler vos factures ici :\n{links}")
+    fields = {key: value for key, value in contact.fields.items() if key not in _INVOICE_FIELDS}
+    return answer_text(business_name, contact.model_copy(update={"fields": {**fields, **facts}}), topic)
 
 
 def answer_text(business_name: str, contact: Contact, topic: str) -> str | None:

@@ -165,5 +165,8 @@ def handled_lines(closed: HandOverClosed) -> list[str]:
                 "it is listed again if it writes again"]
     done = _DONE[closed.action].format(moved=closed.moved)
     lines = [f"{closed.name} {closed.phone}: {closed.closed} hand-over(s) closed; {done}"]
+    if closed.invoices:
+        what = "marked paid" if closed.action == HandledAction.PAID else "reopened"
+        lines.append(f"  invoice(s) {what}: {', '.join(closed.invoices)}")
     lines.extend("  " + _followup_state(followup) for followup in closed.followups)
     return lines

@@ -21,6 +21,7 @@ from shared.domain.states import FollowUpState, MessageState
 from shared.errors import InputError
 from shared.language.texts import owner_alert_text, owner_alert_variables
 from shared.policy import window_open
+from shared.usecases import invoice_replies
 from shared.usecases.cadence import pause_contact, stop_contact
 from shared.usecases.context import App
 
@@ -86,7 +87,8 @@ class HandOverClosed:
     """What closing a hand-over did.
 
     For a contact: ``closed`` hand-over flags cleared, ``moved`` follow-ups resumed or stopped,
-    and its follow-ups after that. For a number that is no contact (``contact_id`` None):
+    its follow-ups after that, and the references of the ``invoices`` marked paid (``paid``) or
+    reopened (``resume``). For a number that is no contact (``contact_id`` None):
     ``closed`` messages marked handled.
     """
 
@@ -97,6 +99,7 @@ class HandOverClosed:
     closed: int = 0
     moved: int = 0
     followups: tuple[FollowUpSummary, ...] = ()
+    invoices: tuple[str, ...] = ()
 
 
 def close_hand_over(store: Repositories, phone: str, *, action: HandledAction | str, now: datetime
@@ -106,6 +109,10 @@ def close_hand_over(store: Repositories, phone: str, *, action: HandledAction | 
     ``action``: ``keep`` leaves the follow-ups as they are, ``resume`` sends the paused ones on
     from their current step, ``stop`` ends the open ones (their unsent drafts are cancelled),
     ``paid`` too, with ``paid`` as the reason: the payment a client claimed has arrived.
+    Their invoices (source ``command``): ``paid`` marks the ``claimed_paid`` ones paid;
+    ``resume`` reopens the ``claimed_paid`` and ``disputed`` ones (not paid after all, or the
+    dispute settled), so resumed reminders name them again (a dispute's stopped follow-ups stay
+    stopped); ``stop`` and ``keep`` leave them as they are.
     Stopped and completed follow-ups stay so. For an unknown number, its messages are marked as
     handled and it leaves the list (until it writes again). A refusal (InputError) changes
     nothing. Idempotent: done twice, the second finds nothing to close or move.
@@ -121,16 +128,20 @@ def close_hand_over(store: Repositories, phone: str, *, action: HandledAction | 
     if decided == HandledAction.RESUME and contact.opted_out:
         raise InputError(f"{name} {phone} opted out: nothing is sent to them until they write START; "
                          "nothing was changed")
-    moved = 0
+    moved, invoices = 0, []
     if decided == HandledAction.RESUME:
+        # Not paid after all (or the dispute is settled): resumed reminders name those invoices again.
+        invoices = invoice_replies.reopen_claims(store, contact.id, now=now)
         moved = len(resume_contact(store, contact.id, now=now))
     elif decided == HandledAction.STOP:
         moved = stop_contact(store, contact.id, reason=StopReason.STOPPED_BY_OWNER, now=now)
     elif decided == HandledAction.PAID:
+        invoices = invoice_replies.confirm_claimed(store, contact.id, now=now)
         moved = stop_contact(store, contact.id, reason=StopReason.PAID, now=now)
     closed = store.followups.clear_hand_over(contact.id, action=decided, now=now)
     return HandOverClosed(phone=phone, action=decided, contact_id=contact.id, name=name, closed=closed, moved=moved,
-                          followups=tuple(store.followups.summaries_of_contact(contact.id)))
+                          followups=tuple(store.followups.summaries_of_contact(contact.id)),
+                          invoices=tuple(invoices))
 
 
 def resume_contact(store: Repositories, contact_id: str, *, now: datetime) -> list[str]:

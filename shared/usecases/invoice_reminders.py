@@ -28,7 +28,7 @@ from shared.domain.invoices import Invoice, covered_invoices, dues_key, oldest_d
 from shared.domain.models import OLDEST_DUE_DATE, Campaign, Contact, OutboundMessage, message_id_for
 from shared.domain.reasons import CancelReason, StopReason
 from shared.domain.repositories import Repositories
-from shared.domain.states import OPEN, FollowUpState, MessageState
+from shared.domain.states import OPEN, FollowUpState, InvoiceStatus, MessageState
 from shared.ports import TaskQueue
 from shared.usecases.cadence import stop_followup
 
@@ -77,6 +77,10 @@ def with_oldest_due_date(contact: Contact, invoices: list[Invoice]) -> Contact:
     return contact.model_copy(update={"fields": {**contact.fields, OLDEST_DUE_DATE: oldest.isoformat()}})
 
 
+# Invoices the client's reply put aside until a person decides (relance handled --paid / --resume).
+AWAITING_A_PERSON = frozenset({InvoiceStatus.CLAIMED_PAID, InvoiceStatus.DISPUTED})
+
+
 def settle_client(store: Repositories, contact_id: str, *, now: datetime, queue: TaskQueue | None = None,
                   closed: Collection[str] = ()) -> int:
     """Bring the client's running follow-ups in line with their invoices after a change; returns how
@@ -107,6 +111,8 @@ def settle_client(store: Repositories, contact_id: str, *, now: datetime, queue:
         invoices = invoices if invoices is not None else store.invoices.find(contact_id=contact_id)
         covered = ReminderInvoices(covered_invoices(campaign.enrol.invoices, invoices))
         if not covered.invoices:
+            if followup.state == FollowUpState.PAUSED and any(i.status in AWAITING_A_PERSON for i in invoices):
+                continue  # paused for a person who checks a claimed payment or a dispute: theirs to decide
             if stop_followup(store, followup.id, reason=StopReason.PAID, now=now):
                 log.info("followup=%s stopped: no unpaid invoice left", followup.id)
                 changed += 1

@@ -14,13 +14,14 @@ in the invoice's history and does not count it again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.repositories import EventDoc, Repositories
-from shared.domain.states import EventState
+from shared.domain.states import EventState, InvoiceStatus
 from shared.errors import TransientError
 from shared.ports import TaskQueue
 from shared.usecases.invoice_reminders import settle_client
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # A payment that lost a race with another (its amount due changed meanwhile) is tried again this often.
 PAYMENT_ATTEMPTS = 3
 EVENT_KIND = "payment"
+# Told of an invoice a payment made paid, with the payment's id in its history (``stripe:pi_…``).
+OnPaid = Callable[[Invoice, str], None]
 
 
 class PaymentKind(StrEnum):
@@ -78,7 +81,7 @@ class PaymentEvent:
 
 
 def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: datetime,
-                        queue: TaskQueue | None = None) -> PaymentOutcome:
+                        queue: TaskQueue | None = None, on_paid: OnPaid | None = None) -> PaymentOutcome:
     """Apply a provider's event to its invoice, once per event id (source ``payment``).
 
     A payment marks the invoice paid, or part-paid when it is less than what is due; a refund
@@ -87,6 +90,11 @@ def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: dateti
     name what changed. An unknown invoice is logged (its reference only) and the event stored all the
     same: the provider's retries would not make it known. Raises TransientError when the store
     cannot be reached (the webhook answers 503 and the provider retries).
+
+    ``on_paid(invoice, payment_ref)`` (the thank-you, :mod:`shared.usecases.payment_thanks`) is
+    called when this payment is the one that made the invoice paid, before the event is stored:
+    also on the retry of an event whose run stopped in between (the payment found in the
+    invoice's history), so it must be idempotent; never for a part payment nor a replay.
     """
     if store.events.get(event.stored_id) is not None:
         log.info("%s event %s already handled", event.provider, event.event_id)
@@ -100,6 +108,8 @@ def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: dateti
         if outcome in _SETTLE and event.reference:
             # Also when unchanged: a retry of an event whose run died before the reminders were settled.
             _settle(store, event.reference, now=now, queue=queue)
+        if on_paid is not None and outcome in (PaymentOutcome.PAID, PaymentOutcome.UNCHANGED):
+            _settled(store, event, on_paid)
     done = {"kind": EVENT_KIND, "state": EventState.PROCESSED.value, "processed_at": now, "invoice": event.reference}
     records: list[tuple[str, EventDoc]] = [(event.stored_id, {**done, "type": event.type, "outcome": outcome.value})]
     if payment_id is not None and outcome in (PaymentOutcome.PAID, PaymentOutcome.PART_PAID):
@@ -119,6 +129,15 @@ def _settle(store: Repositories, reference: str, *, now: datetime, queue: TaskQu
 
 
 _SETTLE = frozenset({PaymentOutcome.PAID, PaymentOutcome.PART_PAID, PaymentOutcome.REOPENED, PaymentOutcome.UNCHANGED})
+
+
+def _settled(store: Repositories, event: PaymentEvent, on_paid: OnPaid) -> None:
+    """Call ``on_paid`` when this event's payment is the one that made its invoice paid."""
+    ref = event.stored_payment_id or event.stored_id
+    invoice = store.invoices.get(event.reference) if event.kind == PaymentKind.PAID and event.reference else None
+    if invoice is not None and invoice.status == InvoiceStatus.PAID and any(
+            change.ref == ref and change.status == InvoiceStatus.PAID for change in invoice.history):
+        on_paid(invoice, ref)
 
 
 def _apply(store: Repositories, event: PaymentEvent, *, now: datetime) -> PaymentOutcome:

@@ -1,11 +1,13 @@
 """The plan of a client's reply, once read: what each intent does, each step a conditional move.
 
-- paid: paused while the owner checks, flagged (or stopped, PAID_CLAIM_ACTION=stop), + thank-you;
+- paid: the invoices reminders name marked ``claimed_paid``; paused while the owner checks,
+  flagged (or stopped, PAID_CLAIM_ACTION=stop), + thank-you;
 - promise_to_pay: paused until the date + 1 day (at most MAX_PROMISE_DAYS ahead), acknowledged;
   a third promise on the same follow-up goes to a person;
-- question: answered from the contact's data only, else a person;
-- dispute / wrong_person: stopped and flagged; opt_out: stopped (paused and flagged when it
-  claims a payment);
+- question: answered from the contact's data only (from their invoices when they
+  have some), else a person;
+- dispute / wrong_person: stopped and flagged (a dispute marks the unpaid invoices ``disputed``);
+  opt_out: stopped (paused and flagged when it claims a payment: the invoices ``claimed_paid``);
 - low confidence, an unclear reply, a failure: paused and flagged, never a guess.
 Past MAX_AUTO_REPLIES_PER_DAY automated replies, a person answers instead.
 """
@@ -20,10 +22,12 @@ from shared.domain.reasons import HandOver, HandOverReason, PauseReason, ReplyOu
 from shared.domain.repositories import Repositories
 from shared.domain.states import MessageState
 from shared.language.factcheck import check_draft
+from shared.language.invoice_text import invoice_facts
 from shared.language.reply_rules import claims_payment
-from shared.language.texts import answer_text, promise_text, thank_you_text
+from shared.language.texts import INVOICE_TOPICS, answer_text, invoice_answer_text, promise_text, thank_you_text
 from shared.policy import zone
 from shared.ports import Classification, DraftRequest, Intent
+from shared.usecases import invoice_replies
 from shared.usecases.cadence import pause_contact, stop_contact
 from shared.usecases.context import App
 from shared.usecases.handover import hand_over
@@ -54,6 +58,7 @@ def apply_plan(app: App, contact: Contact, inbound_sid: str, reading: Classifica
     if intent == Intent.QUESTION:
         return _answer(app, contact, inbound_sid, reading)
     if intent == Intent.DISPUTE:
+        invoice_replies.dispute(app.store, contact.id, now=app.clock.now())
         return _to_a_person(app, contact, inbound_sid, HandOver(HandOverReason.DISPUTE), stop=StopReason.DISPUTE)
     if intent == Intent.WRONG_PERSON:
         return _to_a_person(app, contact, inbound_sid, HandOver(HandOverReason.WRONG_PERSON),
@@ -83,6 +88,7 @@ def _opt_out(app: App, contact: Contact, inbound_sid: str, text: str) -> ReplyRe
                                                                      now=now))
     # "I've already paid, stop harassing me": nothing is sent to them any more, and the owner
     # checks the payment, or the invoice would go unchased on the client's word alone.
+    invoice_replies.claim_paid(store, contact.id, now=now)
     why = HandOver(HandOverReason.PAID_OPT_OUT)
     if app.rules.paid_claim_action == "stop":
         stopped = hand_over(app, contact, inbound_sid, why, stop=StopReason.OPT_OUT)
@@ -95,6 +101,8 @@ def _opt_out(app: App, contact: Contact, inbound_sid: str, text: str) -> ReplyRe
 def _paid(app: App, contact: Contact, inbound_sid: str) -> ReplyResult:
     """ "I paid": stopped on the client's word (PAID_CLAIM_ACTION=stop), or paused while the owner checks."""
     rules, store, now = app.rules, app.store, app.clock.now()
+    # Whatever follows, the invoices reminders name wait for a person (or a payment) as claimed paid.
+    invoice_replies.claim_paid(store, contact.id, now=now)
     thanks = rules.thank_you_on_paid and may_reply(app, contact, inbound_sid)
     if rules.paid_claim_action == "stop":
         if rules.thank_you_on_paid and not thanks:
@@ -153,12 +161,24 @@ def _answer(app: App, contact: Contact, inbound_sid: str, reading: Classificatio
     catches a wrong amount or link, not "the invoice is cancelled" or "you may pay by card".
     """
     if reading.question_topic:
-        text = answer_text(app.rules.business_name, contact, reading.question_topic)
+        text, facts = _answer_of(app, contact, reading.question_topic)
         if text and not may_reply(app, contact, inbound_sid):
             return _to_a_person(app, contact, inbound_sid, _reply_limit(app))
-        if text and queue_reply(app, contact, inbound_sid, text, source="data"):
+        if text and queue_reply(app, contact, inbound_sid, text, source="data", extra_facts=facts):
             return ReplyResult(ReplyOutcome.ANSWERED, topic=reading.question_topic)
     return _to_a_person(app, contact, inbound_sid, HandOver(HandOverReason.UNANSWERABLE_QUESTION))
+
+
+def _answer_of(app: App, contact: Contact, topic: str) -> tuple[str | None, dict[str, str] | None]:
+    """The answer to a question about ``topic`` and the facts it is checked against besides the
+    contact's: for a client with invoices reminders cover, from those invoices only (the amount: the
+    total due and each invoice's reference, amount due and due date); otherwise the contact's field."""
+    if topic in INVOICE_TOPICS:
+        invoices = invoice_replies.amount_due_invoices(app.store, contact.id)
+        if invoices:
+            facts = invoice_facts(invoices, contact.language)
+            return invoice_answer_text(app.rules.business_name, contact, topic, facts), facts
+    return answer_text(app.rules.business_name, contact, topic), None
 
 
 # ------------------------------------------------------------------ automated replies

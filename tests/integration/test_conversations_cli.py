@@ -18,6 +18,7 @@ from services.cli import main
 from shared.adapters.mongo import MongoRepositories
 from shared.adapters.mongo.messages import unknown_query as _unknown_query
 from shared.clock import FakeClock
+from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.domain.reasons import HandOverReason
 from shared.fakes import FakeSender, RecordingQueue
@@ -320,3 +321,37 @@ def test_handled_paid_is_refused_for_an_unknown_number(
     assert relance("handled", STRANGER, "--paid") == (1, "", (
         f"error: {STRANGER} is no contact: there is no follow-up to mark paid; "
         "run `relance handled PHONE` alone to take it off the list\n"))
+
+
+def _marie_owes(deps: App, *references: str) -> None:
+    for n, reference in enumerate(references):
+        assert deps.store.invoices.add(Invoice(id=f"in_{reference}", reference=reference, contact_id="ct1",
+                                               amount_cents=10000 * (n + 1), amount_due_cents=10000 * (n + 1)),
+                                       source=InvoiceSource.IMPORT, now=deps.clock.now())
+
+
+def _invoice_status(deps: App, reference: str) -> str:
+    invoice = deps.store.invoices.get(reference)
+    assert invoice is not None
+    return invoice.status.value
+
+
+def test_handled_paid_marks_the_invoices_she_claimed_paid_and_says_so(
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _marie_owes(deps, "FA-2026-001", "FA-2026-002")
+    _marie_says_she_paid(deps, clock)
+    assert [_invoice_status(deps, r) for r in ("FA-2026-001", "FA-2026-002")] == ["claimed_paid"] * 2
+    assert relance("handled", PHONE, "--paid") == (0, (
+        f"Marie {PHONE}: 1 hand-over(s) closed; 1 follow-up(s) stopped as paid\n"
+        "  invoice(s) marked paid: FA-2026-001, FA-2026-002\n"
+        "  follow-up c1: stopped (next step 1) paid\n"), "")
+    assert [_invoice_status(deps, r) for r in ("FA-2026-001", "FA-2026-002")] == ["paid"] * 2
+
+
+def test_handled_resume_reopens_the_invoices_she_claimed_and_says_so(
+        deps: App, clock: FakeClock, relance: Callable[..., tuple[int, str, str]]) -> None:
+    _marie_owes(deps, "FA-2026-001")
+    _marie_says_she_paid(deps, clock)
+    code, out, _ = relance("handled", PHONE, "--resume")
+    assert code == 0 and out.splitlines()[1] == "  invoice(s) reopened: FA-2026-001"
+    assert _invoice_status(deps, "FA-2026-001") == "open"

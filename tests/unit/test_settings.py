@@ -23,6 +23,8 @@ def test_defaults_and_derived_urls() -> None:
     ({"MONGODB_URI": "http://localhost"}, "MONGODB_URI"),
     ({"PUBLIC_BASE_URL": "ftp://x"}, "PUBLIC_BASE_URL"),
     ({"OWNER_ALERT_TEMPLATE_SID": "HX123"}, "OWNER_ALERT_TEMPLATE_SID"),
+    ({"THANK_YOU_TEMPLATE_SID": "HX123"}, "THANK_YOU_TEMPLATE_SID"),
+    ({"THANK_YOU_TEMPLATE_SID": "MG" + "0" * 32}, "THANK_YOU_TEMPLATE_SID"),
     ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
     ({"DEFAULT_COUNTRY": "France"}, "DEFAULT_COUNTRY"),
     ({"GEMINI_MODEL": " "}, "GEMINI_MODEL"),
@@ -33,6 +35,12 @@ def test_malformed_setting_names_the_variable(env: dict[str, str], name: str) ->
         load_settings(env)
     message = str(info.value)
     assert message.startswith(name) and "\n" not in message
+
+
+def test_thank_you_template_sid_is_optional_trimmed_and_reaches_the_rules() -> None:
+    assert load_settings({}).rules().thank_you_template_sid == ""
+    sid = "HX" + "0123456789abcdef" * 2
+    assert load_settings({"THANK_YOU_TEMPLATE_SID": f" {sid} "}).rules().thank_you_template_sid == sid
 
 
 def test_owner_alert_template_sid_is_optional_and_trimmed() -> None:
