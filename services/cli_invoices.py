@@ -13,6 +13,7 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.domain.repositories import Repositories
+    from shared.ports import TaskQueue
 
 
 def add_parser(sub: Any) -> None:
@@ -49,6 +50,15 @@ def _store(settings: Settings) -> Repositories:
     return store
 
 
+def _queue(settings: Settings) -> TaskQueue:
+    """Where a reminder withdrawn because its invoices changed is asked to be drafted again (Redis).
+    Redis away: the enqueue fails, is logged, and the scheduler's stale sweep asks for it instead."""
+    from services.bootstrap import build_broker
+    from shared.queue import DramatiqQueue
+
+    return DramatiqQueue(build_broker(settings))
+
+
 def cmd_invoices_import(settings: Settings, args: argparse.Namespace) -> int:
     """Import invoices; bad rows are listed with their line and skipped (exit 1 when any was)."""
     from shared.usecases.campaigns import enrol_invoice_campaigns
@@ -56,7 +66,7 @@ def cmd_invoices_import(settings: Settings, args: argparse.Namespace) -> int:
 
     store = _store(settings)
     report = import_invoices(store, args.file, now=SystemClock().now(), default_region=settings.default_country,
-                             sync=args.sync)
+                             sync=args.sync, queue=_queue(settings))
     for error in report.errors:
         print(printable(f"skipped {error}"), file=sys.stderr)
     for note in report.notes:
@@ -93,7 +103,8 @@ def cmd_invoices_paid(settings: Settings, args: argparse.Namespace) -> int:
     """Record a payment (whole, or a part with --amount)."""
     from shared.usecases.invoices import invoice_line, record_payment
 
-    invoice = record_payment(_store(settings), args.reference, now=SystemClock().now(), amount=args.amount)
+    invoice = record_payment(_store(settings), args.reference, now=SystemClock().now(), amount=args.amount,
+                             queue=_queue(settings))
     print(printable(invoice_line(invoice, "recorded")))
     return 0
 
@@ -102,6 +113,6 @@ def cmd_invoices_cancel(settings: Settings, args: argparse.Namespace) -> int:
     """Cancel an unpaid invoice."""
     from shared.usecases.invoices import cancel_invoice, invoice_line
 
-    invoice = cancel_invoice(_store(settings), args.reference, now=SystemClock().now())
+    invoice = cancel_invoice(_store(settings), args.reference, now=SystemClock().now(), queue=_queue(settings))
     print(printable(invoice_line(invoice, "recorded")))
     return 0
