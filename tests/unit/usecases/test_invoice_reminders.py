@@ -201,7 +201,7 @@ def test_an_invoice_added_while_it_runs_joins_the_next_step(owed: App, clock: Fa
     owed.store.contacts.touch_inbound("ct2", clock.now())  # they wrote: freeform again
     tick(owed.store, owed.queue, clock)
     drain(owed)
-    first, second = _sent_bodies(owed)["+33698765432"]
+    first, _second = _sent_bodies(owed)["+33698765432"]
     assert "FA-203" not in first
     drafter = owed.drafter
     assert isinstance(drafter, RecordingDrafter)

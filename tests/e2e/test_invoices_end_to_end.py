@@ -1,0 +1,473 @@
+"""Invoice campaigns end to end, with the real processes: payments land while the reminders run.
+
+The webhook (with STRIPE_WEBHOOK_SECRET), the scheduler, the drafting and sending workers and
+the Twilio simulator run as separate processes. Clients owe one to four invoices each; an
+invoice campaign reminds them in one grouped message per step (a template whose variables are
+the invoice list and the total due: the simulator shows a template as its variables' values).
+Stripe events signed by the stripe SDK's code, and a ``relance invoices import --sync``, pay
+invoices before the first step, between steps, while a step goes out, and after the last.
+What the simulator received is checked against each invoice's history (when it was paid, what
+was due then) and the states left in MongoDB.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devtools.devstack import DEV_ACCOUNT_SID, Stack
+from devtools.embedded import ServerProcess, free_port, wait_for_port
+from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
+from shared.domain.invoices import REMINDED, Invoice, InvoiceSource
+from shared.domain.models import Language
+from shared.domain.states import InvoiceStatus
+from shared.language.invoice_text import invoice_facts
+from tests.e2e.test_end_to_end import relance
+from tests.support.servers import wait_until
+from tests.support.stripe_events import checkout_completed, payment_intent_succeeded, post_event
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e0123456789abcdef0123456789inv"
+SECRET = "whsec_" + "e2einvoices0123456789" * 2
+TEMPLATE_SID = "HX" + "facade00" * 4
+ALL_DAY = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"}
+TEMPLATE = {"content_sid": TEMPLATE_SID, "variables": {"1": "name", "2": "invoice_list", "3": "total_due"}}
+# A payment and a send this close together may legitimately cross (the send had started).
+GRACE = timedelta(seconds=1)
+SENT_STATES = {"sent", "delivered", "read"}
+FINAL_MESSAGE_STATES = SENT_STATES | {"cancelled", "failed", "undelivered"}
+
+
+@dataclass
+class InvoiceStack:
+    """The processes of one test (simulator and webhook started; the rest started by the test)."""
+
+    procs: Stack
+    env: dict[str, str]
+    store: MongoRepositories
+    sim: str
+    webhook: str
+    workdir: Path
+    events: int = 0
+
+    def start(self, *names: str) -> None:
+        """Start ``scheduler`` or a worker (``drafting``, ``sending``) as its own process."""
+        for name in names:
+            args = ["scheduler"] if name == "scheduler" else ["worker", name, "--threads", "4"]
+            self.procs.spawn(name, args, self.env)
+
+    def wait(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
+        wait_until(predicate, timeout, what, self.procs.check_alive)
+
+    def received(self) -> list[dict[str, Any]]:
+        """What the simulator received through the API, oldest first."""
+        answer: list[dict[str, Any]] = httpx.get(f"{self.sim}/_sim/messages", timeout=10).json()
+        return answer
+
+    def pay(self, reference: str, cents: int, *, intent: bool = False) -> str:
+        """A Stripe payment of ``cents`` for ``reference``: checkout.session.completed, or
+        payment_intent.succeeded (``intent``); the outcome the webhook answered."""
+        self.events += 1
+        event_id, payment = f"evt_e2e_{self.events:04d}", f"pi_e2e_{self.events:04d}"
+        payload = (payment_intent_succeeded(event_id, reference, cents, payment_intent=payment) if intent
+                   else checkout_completed(event_id, reference, cents, payment_intent=payment))
+        return str(post_event(self.webhook, payload, SECRET)["outcome"])
+
+
+@pytest.fixture
+def invoice_stack(tmp_path: Path, redis_server: ServerProcess, mongo_uri: str) -> Iterator[InvoiceStack]:
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    db_name = f"e2e_inv_{time.time_ns()}"
+    base_uri = mongo_uri.rsplit("/", 1)[0] if mongo_uri.count("/") >= 3 else mongo_uri
+    uri = f"{base_uri}/{db_name}" + (f"?{mongo_uri.split('?', 1)[1]}" if "?" in mongo_uri else "")
+    webhook_port, sim_port = free_port(), free_port()
+    env = {key: value for key, value in __import__("os").environ.items() if not key.startswith("GEMINI_")}
+    env.update({"MONGODB_URI": uri, "REDIS_URL": redis_server.url, "BACKEND_PORT": str(webhook_port),
+                "PUBLIC_BASE_URL": f"http://127.0.0.1:{webhook_port}", "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE_URL": f"http://127.0.0.1:{sim_port}",
+                "STRIPE_WEBHOOK_SECRET": SECRET, "SCHEDULER_INTERVAL_SECONDS": "0.5", "STALE_AFTER_SECONDS": "60",
+                "BUSINESS_NAME": "Atelier Dupont", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+                "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""})
+    procs = Stack(tmp_path)
+    client = connect(uri)
+    try:
+        procs.spawn("simulator", ["simulator", "--port", str(sim_port)], env)
+        procs.spawn("webhook", ["webhook", "--host", "127.0.0.1"], env)
+        for port in (sim_port, webhook_port):
+            wait_for_port(port, timeout=60)
+        yield InvoiceStack(procs=procs, env=env, store=mongo_repositories(client[db_name]),
+                           sim=f"http://127.0.0.1:{sim_port}", webhook=f"http://127.0.0.1:{webhook_port}",
+                           workdir=tmp_path)
+    finally:
+        procs.stop()
+        client.drop_database(db_name)
+        client.close()
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _phone(i: int) -> str:
+    return f"+336550{i:05d}"
+
+
+def _reference(i: int, j: int) -> str:
+    return f"FA-2026-{i:02d}{j}"
+
+
+@dataclass
+class Client:
+    """A client of the test and what it owes (references → amount in cents)."""
+
+    i: int
+    invoices: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def phone(self) -> str:
+        return _phone(self.i)
+
+    @property
+    def language(self) -> Language:
+        return Language.EN if self.i % 3 == 0 else Language.FR
+
+
+def _import_clients(stack: InvoiceStack, counts: dict[int, int], tag: str) -> dict[int, Client]:
+    """Import clients ``i`` with ``counts[i]`` invoices each through ``relance invoices import``."""
+    clients: dict[int, Client] = {}
+    rows = []
+    for i, count in counts.items():
+        client = clients[i] = Client(i)
+        for j in range(count):
+            reference, cents = _reference(i, j), 10_000 + i * 137 + j * 2_550
+            client.invoices[reference] = cents
+            rows.append({"phone": client.phone, "name": f"Client {i}", "language": client.language.value,
+                         "timezone": "Europe/Paris", "tags": tag, "invoice": reference,
+                         "amount": f"{cents // 100}.{cents % 100:02d}",
+                         "due_date": (date.today() - timedelta(days=5 + 7 * j)).isoformat(),
+                         "payment_link": f"https://pay.example.com/{reference}"})
+    path = stack.workdir / f"{tag}-invoices.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    imported = relance(stack.env, "invoices", "import", str(path))
+    assert imported.returncode == 0, imported.stderr
+    assert f"{len(rows)} new" in imported.stdout and f"{len(counts)} new client(s)" in imported.stdout
+    return clients
+
+
+def _create_campaign(stack: InvoiceStack, campaign: dict[str, Any]) -> int:
+    """Create and enrol ``campaign``; how many clients were enrolled."""
+    path = stack.workdir / f"{campaign['id']}.json"
+    path.write_text(json.dumps(campaign))
+    created = relance(stack.env, "campaigns", "create", str(path))
+    assert created.returncode == 0, created.stderr
+    enrolled = relance(stack.env, "campaigns", "enrol", campaign["id"])
+    assert enrolled.returncode == 0, enrolled.stderr
+    return stack.store.followups.collection.count_documents({"campaign_id": campaign["id"]})
+
+
+def _as_of(invoice: Invoice, at: datetime) -> tuple[InvoiceStatus, int] | None:
+    """The invoice's status and amount due at ``at``, from its history (None: not created yet)."""
+    state: tuple[InvoiceStatus, int] | None = None
+    for change in invoice.history:
+        if change.at > at:
+            break
+        due = change.amount_due_cents if change.amount_due_cents is not None else (
+            state[1] if state is not None else invoice.amount_cents)
+        state = (change.status, due)
+    return state
+
+
+def _closed_at(invoice: Invoice) -> datetime | None:
+    """When the invoice stopped being reminded of (paid or cancelled), if it did."""
+    for change in invoice.history:
+        if change.status not in REMINDED:
+            return change.at
+    return None
+
+
+def _steps_settled(store: MongoRepositories, campaign_id: str, step: int) -> Callable[[], bool]:
+    """Whether every follow-up of the campaign is stopped or has its message of ``step`` sent (or final)."""
+
+    def settled() -> bool:
+        followups = list(store.followups.collection.find({"campaign_id": campaign_id}, {"state": 1}))
+        stopped = {f["_id"] for f in followups if f["state"] == "stopped"}
+        done = {m["followup_id"] for m in store.messages.collection.find(
+            {"campaign_id": campaign_id, "step": step, "state": {"$in": sorted(SENT_STATES)}}, {"followup_id": 1})}
+        return all(f["_id"] in stopped or f["_id"] in done for f in followups)
+
+    return settled
+
+
+def _all_final(store: MongoRepositories, campaign_id: str) -> Callable[[], bool]:
+    def final() -> bool:
+        if store.followups.collection.count_documents(
+                {"campaign_id": campaign_id, "state": {"$nin": ["completed", "stopped"]}}):
+            return False
+        return store.messages.collection.count_documents(
+            {"campaign_id": campaign_id, "state": {"$nin": ["delivered", "read", "cancelled"]}}) == 0
+
+    return final
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message the simulator received, with what MongoDB says of it."""
+
+    phone: str
+    body: str
+    step: int
+    sending_at: datetime
+    invoices: list[str]
+    contact_id: str
+
+
+def _received(stack: InvoiceStack) -> list[Received]:
+    """Every message the simulator received, each found in MongoDB by its SID."""
+    out = []
+    for message in stack.received():
+        doc = stack.store.messages.collection.find_one({"twilio_sid": message["sid"]})
+        assert doc is not None, f"the simulator received a message MongoDB does not know: {message['sid']}"
+        assert message["content_sid"] == TEMPLATE_SID
+        out.append(Received(phone=message["to"].removeprefix("whatsapp:"), body=message["rendered_body"],
+                            step=doc["step"], sending_at=doc["sending_at"], invoices=doc["invoices"] or [],
+                            contact_id=doc["contact_id"]))
+    return out
+
+
+def _check_true_to_the_invoices(message: Received, invoices: dict[str, Invoice], language: Language) -> None:
+    """The message names no invoice closed before it went out, and every invoice still open then,
+    each with what was due on it then."""
+    named = {reference for reference in invoices if reference in message.body}
+    assert named == set(message.invoices), (message.body, message.invoices)
+    before, after = message.sending_at - GRACE, message.sending_at + GRACE
+    for reference, invoice in invoices.items():
+        then, later = _as_of(invoice, before), _as_of(invoice, after)
+        assert then is not None and later is not None
+        if then[0] not in REMINDED:
+            assert reference not in named, f"{reference} closed at {_closed_at(invoice)} but named in step " \
+                                           f"{message.step} sent at {message.sending_at}"
+        if later[0] in REMINDED:
+            assert reference in named, f"{reference} open but missing from step {message.step}: {message.body!r}"
+            if then == later:  # what was due on it did not change around the send: the message states it
+                line = invoice_facts([invoice.model_copy(update={"amount_due_cents": later[1]})],
+                                     language)["invoice_list"]
+                assert line in message.body, (line, message.body)
+
+
+# ----------------------------------------------------------------------------------------- tests
+
+CAMPAIGN = "factures"
+STEPS = 3
+
+
+def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) -> None:
+    """50 clients, 1–4 invoices each, three steps; payments before, between, during and after them."""
+    stack, store = invoice_stack, invoice_stack.store
+    stack.start("scheduler", "drafting", "sending")
+    clients = _import_clients(stack, {i: 1 + i % 4 for i in range(50)}, "e2e-inv")
+    groups = {"before": range(0, 6), "part_before": range(6, 8), "between_full": range(8, 14),
+              "between_some": range(14, 20), "between_part": range(20, 24), "race": range(24, 32),
+              "sync_full": range(32, 36), "sync_some": range(36, 40), "after": range(40, 44)}
+    # What each invoice should end as: (status, amount due).
+    expected = {ref: (InvoiceStatus.OPEN, cents) for c in clients.values() for ref, cents in c.invoices.items()}
+
+    def pay_all(i: int) -> None:
+        for n, (reference, _) in enumerate(clients[i].invoices.items()):
+            due = expected[reference][1]
+            assert stack.pay(reference, due, intent=(i + n) % 2 == 1) == "paid"
+            expected[reference] = (InvoiceStatus.PAID, 0)
+
+    def pay_part(i: int, reference: str) -> None:
+        part = expected[reference][1] // 2
+        assert stack.pay(reference, part, intent=i % 2 == 1) == "part_paid"
+        expected[reference] = (InvoiceStatus.PARTIALLY_PAID, expected[reference][1] - part)
+
+    campaign = {"id": CAMPAIGN, "name": "Relance factures", "send_window": ALL_DAY,
+                "enrol": {"tags": ["e2e-inv"], "invoices": {"overdue_days": 0}},
+                "steps": [{"delay": "10s", "template": TEMPLATE},
+                          {"delay": "10s", "anchor": "previous", "tone": "firm", "template": TEMPLATE},
+                          {"delay": "10s", "anchor": "previous", "tone": "firm", "template": TEMPLATE}]}
+    assert _create_campaign(stack, campaign) == 50
+
+    # Before the first step (10 s away): some clients pay everything, some a part.
+    for i in groups["before"]:
+        pay_all(i)
+    for i in groups["part_before"]:
+        pay_part(i, _reference(i, 0))
+    stack.wait(_steps_settled(store, CAMPAIGN, 0), 60, "the first step sent")
+
+    # Between the first and the second step.
+    for i in groups["between_full"]:
+        pay_all(i)
+    for i in groups["between_some"]:
+        reference = _reference(i, 0)
+        assert stack.pay(reference, expected[reference][1]) == "paid"
+        expected[reference] = (InvoiceStatus.PAID, 0)
+    for i in groups["between_part"]:
+        pay_part(i, _reference(i, len(clients[i].invoices) - 1))
+    # A replay of a payment already counted changes nothing (Stripe retries until it got a 2xx).
+    replay = checkout_completed("evt_e2e_0001", _reference(0, 0), 1, payment_intent="pi_other")
+    assert post_event(stack.webhook, replay, SECRET)["outcome"] == "duplicate"
+
+    # While the second step goes out: payments race the drafts and the sends.
+    stack.wait(lambda: store.messages.collection.count_documents({"campaign_id": CAMPAIGN, "step": 1}) > 0, 60,
+               "the second step started")
+    for i in groups["race"]:
+        pay_all(i)
+    stack.wait(_steps_settled(store, CAMPAIGN, 1), 60, "the second step sent")
+
+    # Between the second and the last step: the nightly export closes what was paid by transfer.
+    closed_by_sync = {ref for i in groups["sync_full"] for ref in clients[i].invoices}
+    closed_by_sync |= {_reference(i, 0) for i in groups["sync_some"]}
+    owner = {ref: client.phone for client in clients.values() for ref in client.invoices}
+    rows = [{"phone": owner[inv.reference], "invoice": inv.reference,
+             "amount": f"{inv.amount_cents / 100:.2f}", "amount_due": f"{inv.amount_due_cents / 100:.2f}"}
+            for inv in store.invoices.find(statuses=REMINDED) if inv.reference not in closed_by_sync]
+    export = stack.workdir / "export.csv"
+    with export.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    synced = relance(stack.env, "invoices", "import", str(export), "--sync")
+    assert synced.returncode == 0, synced.stderr
+    assert f"sync: {len(closed_by_sync)} invoice(s) closed as paid" in synced.stdout, synced.stdout
+    expected.update({ref: (InvoiceStatus.PAID, 0) for ref in closed_by_sync})
+    stack.wait(_steps_settled(store, CAMPAIGN, 2), 60, "the last step sent")
+
+    # After the last step: paid, nothing more to send.
+    for i in groups["after"]:
+        pay_all(i)
+    stack.wait(_all_final(store, CAMPAIGN), 60, "every follow-up finished and every message delivered")
+
+    invoices = {inv.reference: inv for inv in store.invoices.find()}
+    assert {ref: (inv.status, inv.amount_due_cents) for ref, inv in invoices.items()} == expected
+    received = _received(stack)
+    by_client: dict[int, list[Received]] = {}
+    for message in received:
+        by_client.setdefault(int(message.phone[-5:]), []).append(message)
+
+    # Nobody received two messages for one step.
+    per_step = Counter((m.phone, m.step) for m in received)
+    assert max(per_step.values()) == 1, [key for key, n in per_step.items() if n > 1]
+
+    for i, client in clients.items():
+        mine = {ref: invoices[ref] for ref in client.invoices}
+        messages = by_client.get(i, [])
+        # Each message true to the invoices when it went out (none paid named, every open one named).
+        for message in messages:
+            _check_true_to_the_invoices(message, mine, client.language)
+        contact = store.contacts.by_phone(client.phone)
+        assert contact is not None
+        followup = store.followups.collection.find_one({"_id": f"{CAMPAIGN}:{contact.id}"})
+        assert followup is not None
+        closed = [_closed_at(inv) for inv in mine.values()]
+        if all(closed):
+            paid_at = max(at for at in closed if at is not None)
+            # Everything paid: nothing sent after that, and stopped as paid unless the last step was out.
+            late = [m.step for m in messages if m.sending_at > paid_at + GRACE]
+            assert not late, f"client {i} paid everything at {paid_at}, then received steps {late}"
+            if any(m.step == STEPS - 1 for m in messages):
+                assert followup["state"] == "completed", (i, followup)
+            else:
+                assert (followup["state"], followup.get("stop_reason")) == ("stopped", "paid"), (i, followup)
+        else:
+            assert followup["state"] == "completed", (i, followup)
+
+    def steps(members: range | list[int]) -> dict[int, list[int]]:
+        return {i: sorted(m.step for m in by_client.get(i, [])) for i in members}
+
+    # What each group received, as planned (the race group: whatever the clock gave, checked above).
+    assert steps(groups["before"]) == {i: [] for i in groups["before"]}
+    assert steps(groups["between_full"]) == {i: [0] for i in groups["between_full"]}
+    assert steps(groups["sync_full"]) == {i: [0, 1] for i in groups["sync_full"]}
+    for group in ("part_before", "between_part", "after"):
+        assert steps(groups[group]) == {i: [0, 1, 2] for i in groups[group]}, group
+    # One invoice paid of several: the reminders go on for the others; of one, they stop.
+    assert steps(groups["between_some"]) == {i: [0, 1, 2] if len(clients[i].invoices) > 1 else [0]
+                                             for i in groups["between_some"]}
+    assert steps(groups["sync_some"]) == {i: [0, 1, 2] if len(clients[i].invoices) > 1 else [0, 1]
+                                          for i in groups["sync_some"]}
+    untouched = [i for i in clients if not any(i in members for members in groups.values())]
+    assert steps(untouched) == {i: [0, 1, 2] for i in untouched}
+    for i in untouched:  # a client who paid nothing: every step names every invoice
+        assert all(set(m.invoices) == set(clients[i].invoices) for m in by_client[i])
+    assert len(received) == sum(len(v) for v in by_client.values())
+
+
+def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> None:
+    """The reminders are drafted (``ready``) while no sending worker runs; payments land; then sending starts.
+
+    Client 0 pays its only invoice: its reminder is cancelled and never sent, its follow-up
+    stopped as paid. Client 1 pays one of its two invoices and client 2 a part of its own: their
+    reminders are withdrawn and drafted again, and what goes out states what they owe now.
+    Client 3's invoice is marked paid behind the webhook's back (no settling): the sending
+    worker's own re-read catches it. Client 4 pays nothing and gets its reminder.
+    """
+    stack, store = invoice_stack, invoice_stack.store
+    stack.start("scheduler", "drafting")
+    clients = _import_clients(stack, {0: 1, 1: 2, 2: 1, 3: 1, 4: 1}, "e2e-race")
+    campaign = {"id": "race", "name": "Relance", "send_window": ALL_DAY,
+                "enrol": {"tags": ["e2e-race"], "invoices": {"overdue_days": 0}},
+                "steps": [{"delay": "1s", "template": TEMPLATE}]}
+    assert _create_campaign(stack, campaign) == 5
+    ids = {i: f"race:{store.contacts.by_phone(_phone(i)).id}:0" for i in clients}  # type: ignore[union-attr]
+
+    def state(i: int) -> str | None:
+        doc = store.messages.collection.find_one({"_id": ids[i]}, {"state": 1})
+        return doc["state"] if doc else None
+
+    stack.wait(lambda: all(state(i) == "ready" for i in clients), 60, "the reminders drafted")
+    first_draft = store.messages.collection.find_one({"_id": ids[1]})
+    assert first_draft is not None and sorted(first_draft["invoices"]) == sorted(clients[1].invoices)
+
+    assert stack.pay(_reference(0, 0), clients[0].invoices[_reference(0, 0)]) == "paid"
+    assert stack.pay(_reference(1, 0), clients[1].invoices[_reference(1, 0)], intent=True) == "paid"
+    part = clients[2].invoices[_reference(2, 0)] - 4_000
+    assert stack.pay(_reference(2, 0), part) == "part_paid"
+    # The webhook settled client 0 at once: cancelled and stopped before any sender runs.
+    assert state(0) == "cancelled"
+    followup_0 = store.followups.collection.find_one({"_id": ids[0].removesuffix(":0")})
+    assert followup_0 is not None and (followup_0["state"], followup_0["stop_reason"]) == ("stopped", "paid")
+    # Client 1 and 2: drafted again (the drafting worker runs), ready with what they owe now.
+    stack.wait(lambda: all(state(i) == "ready" for i in (1, 2)), 30, "the reminders drafted again")
+    redrafted = store.messages.collection.find_one({"_id": ids[1]})
+    assert redrafted is not None and redrafted["invoices"] == [_reference(1, 1)]
+    # Client 3: paid where no settle runs (another program writing the store).
+    assert store.invoices.mark_paid(_reference(3, 0), source=InvoiceSource.SYNC, now=datetime.now(UTC))
+    assert state(3) == "ready"
+
+    stack.start("sending")
+    stack.wait(lambda: all(state(i) in ("delivered", "read") for i in (1, 2, 4)), 60, "the reminders delivered")
+    stack.wait(lambda: state(3) == "cancelled", 30, "the sender's re-read to cancel client 3's reminder")
+    time.sleep(1.0)  # anything else in the sending queue has had its chance
+
+    received = stack.received()
+    by_phone = {m["to"].removeprefix("whatsapp:"): m for m in received}
+    assert _phone(0) not in by_phone, "a reminder reached a client who had paid between drafting and sending"
+    assert _phone(3) not in by_phone, "a reminder reached a client whose invoice was paid before it was sent"
+    assert sorted(by_phone) == sorted([_phone(1), _phone(2), _phone(4)]) and len(received) == 3
+    body_1 = by_phone[_phone(1)]["rendered_body"]
+    assert _reference(1, 1) in body_1 and _reference(1, 0) not in body_1
+    invoice_2 = store.invoices.get(_reference(2, 0))
+    assert invoice_2 is not None and invoice_2.amount_due_cents == 4_000
+    line_2 = invoice_facts([invoice_2], clients[2].language)["invoice_list"]  # what is due now: 40,00 €
+    assert line_2 in by_phone[_phone(2)]["rendered_body"]
+    assert state(0) == "cancelled"
+    for i in (0, 3):
+        doc = store.followups.collection.find_one({"_id": ids[i].removesuffix(":0")})
+        assert doc is not None and (doc["state"], doc["stop_reason"]) == ("stopped", "paid"), (i, doc)
