@@ -327,8 +327,13 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
     # While the second step goes out: payments race the drafts and the sends.
     stack.wait(lambda: store.messages.collection.count_documents({"campaign_id": CAMPAIGN, "step": 1}) > 0, 60,
                "the second step started")
-    for i in groups["race"]:
-        pay_all(i)
+    for i in groups["race"]:  # everything, or one invoice of several (the reminder is then drafted again)
+        if i % 2 == 0:
+            pay_all(i)
+        else:
+            reference = _reference(i, 0)
+            assert stack.pay(reference, expected[reference][1], intent=True) == "paid"
+            expected[reference] = (InvoiceStatus.PAID, 0)
     stack.wait(_steps_settled(store, CAMPAIGN, 1), 60, "the second step sent")
 
     # Between the second and the last step: the nightly export closes what was paid by transfer.
