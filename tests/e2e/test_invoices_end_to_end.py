@@ -62,11 +62,11 @@ class InvoiceStack:
     # time is in between, and once it returned the client's reminders were settled.
     windows: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
 
-    def start(self, *names: str) -> None:
-        """Start ``scheduler`` or a worker (``drafting``, ``sending``) as its own process."""
+    def start(self, *names: str, **env: str) -> None:
+        """Start ``scheduler`` or a worker (``drafting``, ``sending``) as its own process (``env``: more settings)."""
         for name in names:
             args = ["scheduler"] if name == "scheduler" else ["worker", name, "--threads", "4"]
-            self.procs.spawn(name, args, self.env)
+            self.procs.spawn(name, args, {**self.env, **env})
 
     def wait(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
         wait_until(predicate, timeout, what, self.procs.check_alive)
@@ -461,15 +461,17 @@ def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> 
     stopped as paid. Client 1 pays one of its two invoices and client 2 a part of its own: their
     reminders are withdrawn and drafted again, and what goes out states what they owe now.
     Client 3's invoice is marked paid behind the webhook's back (no settling): the sending
-    worker's own re-read catches it. Client 4 pays nothing and gets its reminder.
+    worker's own re-read catches it. Client 4 pays nothing and gets its reminder. Client 5 pays
+    one of its two invoices by command (``relance invoices paid``, which has no queue): its
+    reminder is withdrawn at once and drafted again by the scheduler's sweep.
     """
     stack, store = invoice_stack, invoice_stack.store
-    stack.start("scheduler", "drafting")
-    clients = _import_clients(stack, {0: 1, 1: 2, 2: 1, 3: 1, 4: 1}, "e2e-race")
+    stack.start("scheduler", "drafting", STALE_AFTER_SECONDS="3")  # the sweep redrafts client 5 soon
+    clients = _import_clients(stack, {0: 1, 1: 2, 2: 1, 3: 1, 4: 1, 5: 2}, "e2e-race")
     campaign = {"id": "race", "name": "Relance", "send_window": ALL_DAY,
                 "enrol": {"tags": ["e2e-race"], "invoices": {"overdue_days": 0}},
                 "steps": [{"delay": "1s", "template": TEMPLATE}]}
-    assert _create_campaign(stack, campaign) == 5
+    assert _create_campaign(stack, campaign) == 6
     ids = {i: f"race:{store.contacts.by_phone(_phone(i)).id}:0" for i in clients}  # type: ignore[union-attr]
 
     def state(i: int) -> str | None:
@@ -494,9 +496,15 @@ def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> 
 
     def redrafted() -> bool:
         doc_1, doc_2 = (store.messages.collection.find_one({"_id": ids[i]}) for i in (1, 2))
-        return (doc_1 is not None and doc_2 is not None and doc_1["state"] == doc_2["state"] == "ready"
-                and doc_1["invoices"] == [_reference(1, 1)] and doc_2["invoices_key"] != first_key_2)
+        doc_5 = store.messages.collection.find_one({"_id": ids[5]})
+        return (doc_1 is not None and doc_2 is not None and doc_5 is not None
+                and doc_1["state"] == doc_2["state"] == doc_5["state"] == "ready"
+                and doc_1["invoices"] == [_reference(1, 1)] and doc_2["invoices_key"] != first_key_2
+                and doc_5["invoices"] == [_reference(5, 1)])
 
+    paid_by_command = relance(stack.env, "invoices", "paid", _reference(5, 0))
+    assert paid_by_command.returncode == 0, paid_by_command.stderr
+    withdrawn_5 = store.messages.collection.find_one({"_id": ids[5]}, {"state": 1, "cancel_reason": 1})
     drafted_again = _eventually(redrafted, 20)
     # Client 3: paid where no settle runs (another program writing the store).
     assert store.invoices.mark_paid(_reference(3, 0), source=InvoiceSource.SYNC, now=datetime.now(UTC))
@@ -511,16 +519,19 @@ def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> 
     by_phone = {m["to"].removeprefix("whatsapp:"): m for m in received}
     assert _phone(0) not in by_phone, "a reminder reached a client who had paid between drafting and sending"
     assert _phone(3) not in by_phone, "a reminder reached a client whose invoice was paid before it was sent"
-    assert sorted(by_phone) == sorted([_phone(1), _phone(2), _phone(4)]) and len(received) == 3
-    body_1 = by_phone[_phone(1)]["rendered_body"]
-    assert _reference(1, 1) in body_1 and _reference(1, 0) not in body_1, body_1
+    assert sorted(by_phone) == sorted([_phone(1), _phone(2), _phone(4), _phone(5)]) and len(received) == 4
+    for i in (1, 5):  # one invoice of two paid: the other alone
+        body = by_phone[_phone(i)]["rendered_body"]
+        assert _reference(i, 1) in body and _reference(i, 0) not in body, body
     invoice_2 = store.invoices.get(_reference(2, 0))
     assert invoice_2 is not None and invoice_2.amount_due_cents == 4_000
     line_2 = invoice_facts([invoice_2], clients[2].language)["invoice_list"]  # what is due now: 40,00 €
     assert line_2 in by_phone[_phone(2)]["rendered_body"]
     # The payment itself settled the reminders (before any sender ran), not only the sender's re-read.
     assert settled_0 == ("cancelled", "stopped", "paid"), settled_0
-    assert drafted_again, "the reminders of clients 1 and 2 were not drafted again after their payments"
+    assert withdrawn_5 is not None and (withdrawn_5["state"], withdrawn_5.get("cancel_reason")) == (
+        "cancelled", "invoices_changed"), withdrawn_5
+    assert drafted_again, "the reminders of clients 1, 2 and 5 were not drafted again after their payments"
     assert (state(0), state(3)) == ("cancelled", "cancelled")
     for i in (0, 3):
         doc = store.followups.collection.find_one({"_id": ids[i].removesuffix(":0")})
