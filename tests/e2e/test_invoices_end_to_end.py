@@ -319,7 +319,7 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
                 "enrol": {"tags": ["e2e-inv"], "invoices": {"overdue_days": 0}},
                 "steps": [{"delay": "10s", "template": TEMPLATE},
                           {"delay": "10s", "anchor": "previous", "tone": "firm", "template": TEMPLATE},
-                          {"delay": "10s", "anchor": "previous", "tone": "firm", "template": TEMPLATE}]}
+                          {"delay": "14s", "anchor": "previous", "tone": "firm", "template": TEMPLATE}]}
     assert _create_campaign(stack, campaign) == 50
 
     # Before the first step (10 s away): some clients pay everything, some a part.
@@ -357,7 +357,7 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
     stack.wait(lambda: store.messages.collection.count_documents({"campaign_id": CAMPAIGN, "step": 1}) > 0, 60,
                "the second step started")
     caught: list[int] = []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 4
     while len(caught) < len(race_ids) and time.monotonic() < deadline:
         for doc in store.messages.collection.find({"_id": {"$in": list(race_ids)}, "state": "ready"}, {"_id": 1}):
             if race_ids[doc["_id"]] not in caught:
