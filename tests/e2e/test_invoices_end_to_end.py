@@ -13,205 +13,50 @@ was due then) and the states left in MongoDB.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from devtools.devstack import DEV_ACCOUNT_SID, Stack
-from devtools.embedded import ServerProcess, free_port, wait_for_port
-from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
+from devtools.embedded import ServerProcess
+from shared.adapters.mongo import MongoRepositories
 from shared.domain.invoices import REMINDED, Invoice, InvoiceSource
 from shared.domain.models import Language
 from shared.domain.states import InvoiceStatus
 from shared.language.invoice_text import invoice_facts
 from tests.e2e.test_end_to_end import relance
-from tests.support.servers import wait_until
-from tests.support.stripe_events import checkout_completed, payment_intent_succeeded, post_event
+from tests.support.invoice_e2e import (
+    ALL_DAY,
+    SECRET,
+    TEMPLATE,
+    TEMPLATE_SID,
+    InvoiceStack,
+    as_of,
+    closed_at,
+    create_campaign,
+    eventually,
+    import_clients,
+    invoice_stack_running,
+    phone_of,
+    reference_of,
+)
+from tests.support.stripe_events import checkout_completed, post_event
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "e2e0123456789abcdef0123456789inv"
-SECRET = "whsec_" + "e2einvoices0123456789" * 2
-TEMPLATE_SID = "HX" + "facade00" * 4
-ALL_DAY = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59"}
-TEMPLATE = {"content_sid": TEMPLATE_SID, "variables": {"1": "name", "2": "invoice_list", "3": "total_due"}}
 SENT_STATES = {"sent", "delivered", "read"}
 MS = timedelta(milliseconds=1)  # MongoDB keeps times to the millisecond
 
 
-@dataclass
-class InvoiceStack:
-    """The processes of one test (simulator and webhook started; the rest started by the test)."""
-
-    procs: Stack
-    env: dict[str, str]
-    store: MongoRepositories
-    sim: str
-    webhook: str
-    workdir: Path
-    events: int = 0
-    # Each invoice's changes, as (when the request started, when it returned): its history entry's
-    # time is in between, and once it returned the client's reminders were settled.
-    windows: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
-
-    def start(self, *names: str, **env: str) -> None:
-        """Start ``scheduler`` or a worker (``drafting``, ``sending``) as its own process (``env``: more settings)."""
-        for name in names:
-            args = ["scheduler"] if name == "scheduler" else ["worker", name, "--threads", "4"]
-            self.procs.spawn(name, args, {**self.env, **env})
-
-    def wait(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
-        wait_until(predicate, timeout, what, self.procs.check_alive)
-
-    def received(self) -> list[dict[str, Any]]:
-        """What the simulator received through the API, oldest first."""
-        answer: list[dict[str, Any]] = httpx.get(f"{self.sim}/_sim/messages", timeout=10).json()
-        return answer
-
-    def pay(self, reference: str, cents: int, *, intent: bool = False) -> str:
-        """A Stripe payment of ``cents`` for ``reference``: checkout.session.completed, or
-        payment_intent.succeeded (``intent``); the outcome the webhook answered."""
-        self.events += 1
-        event_id, payment = f"evt_e2e_{self.events:04d}", f"pi_e2e_{self.events:04d}"
-        payload = (payment_intent_succeeded(event_id, reference, cents, payment_intent=payment) if intent
-                   else checkout_completed(event_id, reference, cents, payment_intent=payment))
-        started = datetime.now(UTC)
-        outcome = str(post_event(self.webhook, payload, SECRET)["outcome"])
-        self.windows.setdefault(reference, []).append((started, datetime.now(UTC)))
-        return outcome
-
-
 @pytest.fixture
 def invoice_stack(tmp_path: Path, redis_server: ServerProcess, mongo_uri: str) -> Iterator[InvoiceStack]:
-    import redis
-
-    redis.Redis.from_url(redis_server.url).flushall()
-    db_name = f"e2e_inv_{time.time_ns()}"
-    base_uri = mongo_uri.rsplit("/", 1)[0] if mongo_uri.count("/") >= 3 else mongo_uri
-    uri = f"{base_uri}/{db_name}" + (f"?{mongo_uri.split('?', 1)[1]}" if "?" in mongo_uri else "")
-    webhook_port, sim_port = free_port(), free_port()
-    env = {key: value for key, value in __import__("os").environ.items() if not key.startswith("GEMINI_")}
-    env.update({"MONGODB_URI": uri, "REDIS_URL": redis_server.url, "BACKEND_PORT": str(webhook_port),
-                "PUBLIC_BASE_URL": f"http://127.0.0.1:{webhook_port}", "TWILIO_ACCOUNT_SID": DEV_ACCOUNT_SID,
-                "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE_URL": f"http://127.0.0.1:{sim_port}",
-                "STRIPE_WEBHOOK_SECRET": SECRET, "SCHEDULER_INTERVAL_SECONDS": "0.5", "STALE_AFTER_SECONDS": "60",
-                "BUSINESS_NAME": "Atelier Dupont", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
-                "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": ""})
-    procs = Stack(tmp_path)
-    client = connect(uri)
-    try:
-        procs.spawn("simulator", ["simulator", "--port", str(sim_port)], env)
-        procs.spawn("webhook", ["webhook", "--host", "127.0.0.1"], env)
-        for port in (sim_port, webhook_port):
-            wait_for_port(port, timeout=60)
-        yield InvoiceStack(procs=procs, env=env, store=mongo_repositories(client[db_name]),
-                           sim=f"http://127.0.0.1:{sim_port}", webhook=f"http://127.0.0.1:{webhook_port}",
-                           workdir=tmp_path)
-    finally:
-        procs.stop()
-        client.drop_database(db_name)
-        client.close()
-
-
-# --------------------------------------------------------------------------------------- helpers
-
-
-def _phone(i: int) -> str:
-    return f"+336550{i:05d}"
-
-
-def _reference(i: int, j: int) -> str:
-    return f"FA-2026-{i:02d}{j}"
-
-
-@dataclass
-class Client:
-    """A client of the test and what it owes (references → amount in cents)."""
-
-    i: int
-    invoices: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def phone(self) -> str:
-        return _phone(self.i)
-
-    @property
-    def language(self) -> Language:
-        return Language.EN if self.i % 3 == 0 else Language.FR
-
-
-def _import_clients(stack: InvoiceStack, counts: dict[int, int], tag: str) -> dict[int, Client]:
-    """Import clients ``i`` with ``counts[i]`` invoices each through ``relance invoices import``."""
-    clients: dict[int, Client] = {}
-    rows = []
-    for i, count in counts.items():
-        client = clients[i] = Client(i)
-        for j in range(count):
-            reference, cents = _reference(i, j), 10_000 + i * 137 + j * 2_550
-            client.invoices[reference] = cents
-            rows.append({"phone": client.phone, "name": f"Client {i}", "language": client.language.value,
-                         "timezone": "Europe/Paris", "tags": tag, "invoice": reference,
-                         "amount": f"{cents // 100}.{cents % 100:02d}",
-                         "due_date": (date.today() - timedelta(days=5 + 7 * j)).isoformat(),
-                         "payment_link": f"https://pay.example.com/{reference}"})
-    path = stack.workdir / f"{tag}-invoices.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    imported = relance(stack.env, "invoices", "import", str(path))
-    assert imported.returncode == 0, imported.stderr
-    assert f"{len(rows)} new" in imported.stdout and f"{len(counts)} new client(s)" in imported.stdout
-    return clients
-
-
-def _create_campaign(stack: InvoiceStack, campaign: dict[str, Any]) -> int:
-    """Create and enrol ``campaign``; how many clients were enrolled."""
-    path = stack.workdir / f"{campaign['id']}.json"
-    path.write_text(json.dumps(campaign))
-    created = relance(stack.env, "campaigns", "create", str(path))
-    assert created.returncode == 0, created.stderr
-    enrolled = relance(stack.env, "campaigns", "enrol", campaign["id"])
-    assert enrolled.returncode == 0, enrolled.stderr
-    return stack.store.followups.collection.count_documents({"campaign_id": campaign["id"]})
-
-
-def _as_of(invoice: Invoice, at: datetime) -> tuple[InvoiceStatus, int] | None:
-    """The invoice's status and amount due at ``at``, from its history (None: not created yet)."""
-    state: tuple[InvoiceStatus, int] | None = None
-    for change in invoice.history:
-        if change.at > at:
-            break
-        due = change.amount_due_cents if change.amount_due_cents is not None else (
-            state[1] if state is not None else invoice.amount_cents)
-        state = (change.status, due)
-    return state
-
-
-def _closed_at(invoice: Invoice) -> datetime | None:
-    """When the invoice stopped being reminded of (paid or cancelled), if it did."""
-    for change in invoice.history:
-        if change.status not in REMINDED:
-            return change.at
-    return None
-
-
-def _eventually(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Whether ``predicate`` became true within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+    with invoice_stack_running(tmp_path, redis_server.url, mongo_uri) as stack:
+        yield stack
 
 
 def _steps_settled(store: MongoRepositories, campaign_id: str, step: int) -> Callable[[], bool]:
@@ -273,10 +118,10 @@ def _check_true_to_the_invoices(message: Received, invoices: dict[str, Invoice],
     for reference, invoice in invoices.items():
         if any(started <= at <= done for started, done in windows.get(reference, [])):
             continue  # the send and the change crossed: the send had started before the change was settled
-        status, due = _as_of(invoice, at) or (None, 0)
+        status, due = as_of(invoice, at) or (None, 0)
         assert status is not None
         if status not in REMINDED:
-            assert reference not in named, f"{reference} closed at {_closed_at(invoice)} but named in step " \
+            assert reference not in named, f"{reference} closed at {closed_at(invoice)} but named in step " \
                                            f"{message.step} sent at {at}: {message.body!r}"
             continue
         assert reference in named, f"{reference} open but missing from step {message.step}: {message.body!r}"
@@ -297,7 +142,7 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
     stack.start("scheduler", "drafting", "sending")
     # Twilio answers in 200 ms: a step's 50 sends take a few seconds, its drafts wait ready meanwhile.
     httpx.post(f"{stack.sim}/_sim/config", json={"response_delay_ms": 200}, timeout=10).raise_for_status()
-    clients = _import_clients(stack, {i: 1 + i % 4 for i in range(50)}, "e2e-inv")
+    clients = import_clients(stack, {i: 1 + i % 4 for i in range(50)}, "e2e-inv")
     groups = {"before": range(0, 6), "part_before": range(6, 8), "between_full": range(8, 14),
               "between_some": range(14, 20), "between_part": range(20, 24), "race": range(24, 32),
               "sync_full": range(32, 36), "sync_some": range(36, 40), "after": range(40, 44)}
@@ -320,26 +165,26 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
                 "steps": [{"delay": "10s", "template": TEMPLATE},
                           {"delay": "10s", "anchor": "previous", "tone": "firm", "template": TEMPLATE},
                           {"delay": "14s", "anchor": "previous", "tone": "firm", "template": TEMPLATE}]}
-    assert _create_campaign(stack, campaign) == 50
+    assert create_campaign(stack, campaign) == 50
 
     # Before the first step (10 s away): some clients pay everything, some a part.
     for i in groups["before"]:
         pay_all(i)
     for i in groups["part_before"]:
-        pay_part(i, _reference(i, 0))
+        pay_part(i, reference_of(i, 0))
     stack.wait(_steps_settled(store, CAMPAIGN, 0), 60, "the first step sent")
 
     # Between the first and the second step.
     for i in groups["between_full"]:
         pay_all(i)
     for i in groups["between_some"]:
-        reference = _reference(i, 0)
+        reference = reference_of(i, 0)
         assert stack.pay(reference, expected[reference][1]) == "paid"
         expected[reference] = (InvoiceStatus.PAID, 0)
     for i in groups["between_part"]:
-        pay_part(i, _reference(i, len(clients[i].invoices) - 1))
+        pay_part(i, reference_of(i, len(clients[i].invoices) - 1))
     # A replay of a payment already counted changes nothing (Stripe retries until it got a 2xx).
-    replay = checkout_completed("evt_e2e_0001", _reference(0, 0), 1, payment_intent="pi_other")
+    replay = checkout_completed("evt_e2e_0001", reference_of(0, 0), 1, payment_intent="pi_other")
     assert post_event(stack.webhook, replay, SECRET)["outcome"] == "duplicate"
 
     # While the second step goes out: payments race the drafts and the sends. A client of the race
@@ -348,11 +193,11 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
         if i % 2 == 0:
             pay_all(i)
         else:
-            reference = _reference(i, 0)
+            reference = reference_of(i, 0)
             assert stack.pay(reference, expected[reference][1], intent=True) == "paid"
             expected[reference] = (InvoiceStatus.PAID, 0)
 
-    race_ids = {f"{CAMPAIGN}:{store.contacts.by_phone(_phone(i)).id}:1": i  # type: ignore[union-attr]
+    race_ids = {f"{CAMPAIGN}:{store.contacts.by_phone(phone_of(i)).id}:1": i  # type: ignore[union-attr]
                 for i in groups["race"]}
     stack.wait(lambda: store.messages.collection.count_documents({"campaign_id": CAMPAIGN, "step": 1}) > 0, 60,
                "the second step started")
@@ -364,6 +209,7 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
                 caught.append(race_ids[doc["_id"]])
                 race_pay(race_ids[doc["_id"]])
         time.sleep(0.02)
+    assert caught, "no reminder of the race group was seen drafted and not sent yet: no race was run"
     for i in groups["race"]:
         if i not in caught:
             race_pay(i)
@@ -371,7 +217,7 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
 
     # Between the second and the last step: the nightly export closes what was paid by transfer.
     closed_by_sync = {ref for i in groups["sync_full"] for ref in clients[i].invoices}
-    closed_by_sync |= {_reference(i, 0) for i in groups["sync_some"]}
+    closed_by_sync |= {reference_of(i, 0) for i in groups["sync_some"]}
     owner = {ref: client.phone for client in clients.values() for ref in client.invoices}
     rows = [{"phone": owner[inv.reference], "invoice": inv.reference,
              "amount": f"{inv.amount_cents / 100:.2f}", "amount_due": f"{inv.amount_due_cents / 100:.2f}"}
@@ -417,10 +263,10 @@ def test_payments_while_an_invoice_campaign_runs(invoice_stack: InvoiceStack) ->
         followup = store.followups.collection.find_one({"_id": f"{CAMPAIGN}:{contact.id}"})
         assert followup is not None
         for reference, invoice in mine.items():  # each closing happened within the request that made it
-            closed_at = _closed_at(invoice)
-            assert closed_at is None or any(started - MS <= closed_at <= done
-                                            for started, done in stack.windows[reference]), reference
-        if all(_closed_at(inv) for inv in mine.values()):
+            closed = closed_at(invoice)
+            assert closed is None or any(started - MS <= closed <= done
+                                         for started, done in stack.windows[reference]), reference
+        if all(closed_at(inv) for inv in mine.values()):
             # Everything paid: nothing sent once the last payment was settled, and the follow-up
             # stopped as paid unless its last step had gone out.
             paid_at = max(done for ref in mine for _, done in stack.windows[ref])
@@ -467,12 +313,12 @@ def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> 
     """
     stack, store = invoice_stack, invoice_stack.store
     stack.start("scheduler", "drafting", STALE_AFTER_SECONDS="3")  # the sweep redrafts client 5 soon
-    clients = _import_clients(stack, {0: 1, 1: 2, 2: 1, 3: 1, 4: 1, 5: 2}, "e2e-race")
+    clients = import_clients(stack, {0: 1, 1: 2, 2: 1, 3: 1, 4: 1, 5: 2}, "e2e-race")
     campaign = {"id": "race", "name": "Relance", "send_window": ALL_DAY,
                 "enrol": {"tags": ["e2e-race"], "invoices": {"overdue_days": 0}},
                 "steps": [{"delay": "1s", "template": TEMPLATE}]}
-    assert _create_campaign(stack, campaign) == 6
-    ids = {i: f"race:{store.contacts.by_phone(_phone(i)).id}:0" for i in clients}  # type: ignore[union-attr]
+    assert create_campaign(stack, campaign) == 6
+    ids = {i: f"race:{store.contacts.by_phone(phone_of(i)).id}:0" for i in clients}  # type: ignore[union-attr]
 
     def state(i: int) -> str | None:
         doc = store.messages.collection.find_one({"_id": ids[i]}, {"state": 1})
@@ -483,10 +329,10 @@ def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> 
     assert first_draft is not None and sorted(first_draft["invoices"]) == sorted(clients[1].invoices)
     first_key_2 = store.messages.collection.find_one({"_id": ids[2]})["invoices_key"]  # type: ignore[index]
 
-    assert stack.pay(_reference(0, 0), clients[0].invoices[_reference(0, 0)]) == "paid"
-    assert stack.pay(_reference(1, 0), clients[1].invoices[_reference(1, 0)], intent=True) == "paid"
-    part = clients[2].invoices[_reference(2, 0)] - 4_000
-    assert stack.pay(_reference(2, 0), part) == "part_paid"
+    assert stack.pay(reference_of(0, 0), clients[0].invoices[reference_of(0, 0)]) == "paid"
+    assert stack.pay(reference_of(1, 0), clients[1].invoices[reference_of(1, 0)], intent=True) == "paid"
+    part = clients[2].invoices[reference_of(2, 0)] - 4_000
+    assert stack.pay(reference_of(2, 0), part) == "part_paid"
     # The webhook settles client 0 at once: cancelled and stopped before any sender runs (checked below,
     # after what the simulator received).
     followup_0 = store.followups.collection.find_one({"_id": ids[0].removesuffix(":0")})
@@ -499,15 +345,15 @@ def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> 
         doc_5 = store.messages.collection.find_one({"_id": ids[5]})
         return (doc_1 is not None and doc_2 is not None and doc_5 is not None
                 and doc_1["state"] == doc_2["state"] == doc_5["state"] == "ready"
-                and doc_1["invoices"] == [_reference(1, 1)] and doc_2["invoices_key"] != first_key_2
-                and doc_5["invoices"] == [_reference(5, 1)])
+                and doc_1["invoices"] == [reference_of(1, 1)] and doc_2["invoices_key"] != first_key_2
+                and doc_5["invoices"] == [reference_of(5, 1)])
 
-    paid_by_command = relance(stack.env, "invoices", "paid", _reference(5, 0))
+    paid_by_command = relance(stack.env, "invoices", "paid", reference_of(5, 0))
     assert paid_by_command.returncode == 0, paid_by_command.stderr
     withdrawn_5 = store.messages.collection.find_one({"_id": ids[5]}, {"state": 1, "cancel_reason": 1})
-    drafted_again = _eventually(redrafted, 20)
+    drafted_again = eventually(redrafted, 20)
     # Client 3: paid where no settle runs (another program writing the store).
-    assert store.invoices.mark_paid(_reference(3, 0), source=InvoiceSource.SYNC, now=datetime.now(UTC))
+    assert store.invoices.mark_paid(reference_of(3, 0), source=InvoiceSource.SYNC, now=datetime.now(UTC))
     assert state(3) == "ready"
 
     stack.start("sending")
@@ -517,16 +363,16 @@ def test_a_payment_between_drafting_and_sending(invoice_stack: InvoiceStack) -> 
 
     received = stack.received()
     by_phone = {m["to"].removeprefix("whatsapp:"): m for m in received}
-    assert _phone(0) not in by_phone, "a reminder reached a client who had paid between drafting and sending"
-    assert _phone(3) not in by_phone, "a reminder reached a client whose invoice was paid before it was sent"
-    assert sorted(by_phone) == sorted([_phone(1), _phone(2), _phone(4), _phone(5)]) and len(received) == 4
+    assert phone_of(0) not in by_phone, "a reminder reached a client who had paid between drafting and sending"
+    assert phone_of(3) not in by_phone, "a reminder reached a client whose invoice was paid before it was sent"
+    assert sorted(by_phone) == sorted([phone_of(1), phone_of(2), phone_of(4), phone_of(5)]) and len(received) == 4
     for i in (1, 5):  # one invoice of two paid: the other alone
-        body = by_phone[_phone(i)]["rendered_body"]
-        assert _reference(i, 1) in body and _reference(i, 0) not in body, body
-    invoice_2 = store.invoices.get(_reference(2, 0))
+        body = by_phone[phone_of(i)]["rendered_body"]
+        assert reference_of(i, 1) in body and reference_of(i, 0) not in body, body
+    invoice_2 = store.invoices.get(reference_of(2, 0))
     assert invoice_2 is not None and invoice_2.amount_due_cents == 4_000
     line_2 = invoice_facts([invoice_2], clients[2].language)["invoice_list"]  # what is due now: 40,00 €
-    assert line_2 in by_phone[_phone(2)]["rendered_body"]
+    assert line_2 in by_phone[phone_of(2)]["rendered_body"]
     # The payment itself settled the reminders (before any sender ran), not only the sender's re-read.
     assert settled_0 == ("cancelled", "stopped", "paid"), settled_0
     assert withdrawn_5 is not None and (withdrawn_5["state"], withdrawn_5.get("cancel_reason")) == (
