@@ -28,6 +28,10 @@ def test_with_real_twilio_the_demo_is_one_client_at_the_target_phone(store: Mong
     followups = list(store.followups.collection.find({}, {"contact_id": 1}))
     assert [f["contact_id"] for f in followups] == [contacts[0]["_id"]]
     assert said[0] == "demo: imported 1 contacts"
+    # Its invoices only, moved to the target phone: no other demo client is created from the invoices file.
+    invoices = list(store.invoices.collection.find({}, {"reference": 1, "contact_id": 1}))
+    assert [(i["reference"], i["contact_id"]) for i in invoices] == [("FA-2026-001", contacts[0]["_id"])]
+    assert said[1] == "demo: imported 1 invoices"
     # Loaded once: a database with contacts is shown as it is.
     assert load_demo(store, None, said.append, target_phone="+33798765432", workdir=tmp_path) is False
     assert said[-1] == "database not empty: showing its progress (no demo loaded)"
