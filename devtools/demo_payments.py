@@ -101,7 +101,7 @@ def payment_outcome(store: Repositories, contact: Contact, received: Sequence[di
     ``received``: the simulator's messages (``/_sim/messages``), of which those to the payer are
     counted; empty on a later run, when the database alone tells.
     """
-    invoices = store.invoices.find(contact_id=contact.id)
+    invoices = sorted(store.invoices.find(contact_id=contact.id), key=lambda i: i.reference)
     references = [i.reference for i in invoices]
     shown = ", ".join(f"{i.reference} {i.status.value}"
                       + (f" ({i.history[-1].source.value})" if i.history else "") for i in invoices)
@@ -115,8 +115,9 @@ def payment_outcome(store: Repositories, contact: Contact, received: Sequence[di
             lines.append(f"    ↳ reminder: step {(message.step or 0) + 1}{_named(message.body, references)}")
         else:
             lines.append(f"    ↳ {message.purpose or 'message'}: {' '.join(message.body.split())}")
-    to_payer = [m for m in received if isinstance(m.get("to"), str)
-                and str(m["to"]).removeprefix("whatsapp:") == contact.phone]
+    to_payer = [m for m in received if str(m.get("to", "")).removeprefix("whatsapp:") == contact.phone]
     if received:
-        lines.append(f"    ↳ the Twilio simulator received {len(to_payer)} message(s) for {mask_phone(contact.phone)}")
+        naming = sum(1 for m in to_payer if all(ref in str(m.get("rendered_body", "")) for ref in references))
+        lines.append(f"    ↳ the Twilio simulator received {len(to_payer)} message(s) for {mask_phone(contact.phone)}, "
+                     f"{naming} of them naming {' and '.join(references)}")
     return lines
