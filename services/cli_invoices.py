@@ -51,6 +51,7 @@ def _store(settings: Settings) -> Repositories:
 
 def cmd_invoices_import(settings: Settings, args: argparse.Namespace) -> int:
     """Import invoices; bad rows are listed with their line and skipped (exit 1 when any was)."""
+    from shared.usecases.campaigns import enrol_invoice_campaigns
     from shared.usecases.invoices import import_invoices
 
     store = _store(settings)
@@ -69,6 +70,9 @@ def cmd_invoices_import(settings: Settings, args: argparse.Namespace) -> int:
             closed = report.closed_by_sync
             print(printable(f"sync: {len(closed)} invoice(s) closed as paid" + (f": {', '.join(closed)}" if closed
                                                                                  else "")))
+    for campaign_id, enrolment in enrol_invoice_campaigns(store, now=SystemClock().now()).items():
+        if enrolment.enrolled:
+            print(f"campaign {campaign_id}: {enrolment.enrolled} client(s) enrolled")
     return 0 if not report.errors and not report.sync_refused else 1
 
 

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from shared.clock import Clock
 from shared.domain.repositories import Repositories
 from shared.errors import TransientError
+from shared.ports import TaskQueue
 from shared.usecases.payments import PaymentEvent, PaymentKind, apply_payment_event
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def stripe_handler(store: Repositories, clock: Clock, secret: str) -> Callable[[Request], Awaitable[Response]]:
+def stripe_handler(store: Repositories, clock: Clock, secret: str, queue: TaskQueue | None = None
+                   ) -> Callable[[Request], Awaitable[Response]]:
     """The ``POST /payments/stripe`` endpoint, verifying with ``secret`` (STRIPE_WEBHOOK_SECRET)."""
 
     async def payments_stripe(request: Request) -> Response:
@@ -145,7 +147,7 @@ def stripe_handler(store: Repositories, clock: Clock, secret: str) -> Callable[[
             log.warning("refused a signed Stripe webhook: %s", exc if isinstance(exc, NotAnEvent) else "not JSON")
             return PlainTextResponse("not a Stripe event", status_code=400)
         try:
-            outcome = await run_in_threadpool(apply_payment_event, store, event, now=clock.now())
+            outcome = await run_in_threadpool(apply_payment_event, store, event, now=clock.now(), queue=queue)
         except TransientError:
             return PlainTextResponse("store unavailable, retry later", status_code=503)
         return JSONResponse({"received": True, "outcome": outcome.value})

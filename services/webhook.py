@@ -184,8 +184,8 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         Route("/readyz", readyz, methods=["GET"]),
     ]
     if deps.stripe_webhook_secret:
-        routes.append(Route("/payments/stripe", stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret),
-                            methods=["POST"]))
+        handler = stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret, deps.queue)
+        routes.append(Route("/payments/stripe", handler, methods=["POST"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.in_flight = lambda: in_flight  # read by tests and the bench
     return app

@@ -175,3 +175,9 @@ def overdue_invoices(selector: InvoiceSelector, invoices: Iterable[Invoice], tod
 def oldest_due_date(invoices: Iterable[Invoice]) -> date | None:
     """The earliest due date among ``invoices`` (None when none has one)."""
     return min((i.due_date for i in invoices if i.due_date is not None), default=None)
+
+
+def dues_key(invoices: Iterable[Invoice]) -> str:
+    """What a reminder states about ``invoices``: each reference with its amount due and currency.
+    A draft whose key no longer matches the client's invoices is out of date."""
+    return ";".join(sorted(f"{i.reference}={i.amount_due_cents}{i.currency}" for i in invoices))

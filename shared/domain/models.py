@@ -145,6 +145,12 @@ class InvoiceSelector(BaseModel):
     overdue_days: int = Field(default=0, ge=0, le=3650)
     min_amount: Decimal = Field(default=Decimal(0), ge=0, max_digits=14, decimal_places=2)
 
+    @field_validator("min_amount", mode="before")
+    @classmethod
+    def _comma(cls, value: object) -> object:
+        """``"12,50"`` (a French decimal comma) reads as 12.50."""
+        return value.strip().replace(",", ".") if isinstance(value, str) else value
+
     @property
     def min_amount_cents(self) -> int:
         """``min_amount`` in cents."""
@@ -256,8 +262,10 @@ class OutboundMessage(BaseModel):
     # kept with its timezone when drafted, so that the sending actor need not read the contact.
     to: str | None = None
     timezone: str | None = None
-    # The invoices a step of an invoice campaign names (references): re-read before it is sent.
+    # The invoices a step of an invoice campaign names (references), and what was due on them when
+    # drafted (:func:`shared.domain.invoices.dues_key`): re-read before it is sent.
     invoices: list[str] | None = None
+    invoices_key: str | None = None
     resend_of: str | None = None  # a template re-send of a step or alert refused as freeform (63016)
     state: MessageState
     kind: Literal["freeform", "template"]

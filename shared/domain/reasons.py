@@ -61,6 +61,8 @@ class CancelReason(StrEnum):
     FOLLOWUP_MISSING = "followup_missing"
     # A reply the 24-hour window closed on before it could go out.
     OUTSIDE_24H_WINDOW = "outside_24h_window"
+    # A reminder about invoices one of which was paid, part-paid, cancelled or added since: drafted again.
+    INVOICES_CHANGED = "invoices_changed"
 
     @classmethod
     def after_stop(cls, reason: StopReason) -> CancelReason:

@@ -20,6 +20,7 @@ from shared.campaign_files import (
     selects,
     who,
 )
+from shared.domain.invoices import REMINDED, Invoice, covered_invoices, overdue_invoices
 from shared.domain.models import Campaign
 from shared.domain.reasons import CancelReason, PauseReason
 from shared.domain.records import Enrolment
@@ -27,6 +28,7 @@ from shared.domain.repositories import Repositories
 from shared.domain.states import RUNNING
 from shared.errors import InputError
 from shared.policy import step_due_at
+from shared.usecases.invoice_reminders import with_oldest_due_date
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +80,25 @@ def enrol_campaign(
     """Enrol every contact the campaign's rule (plus ``tags``) selects, at step 0.
 
     Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
-    contacts and contacts lacking a field the campaign uses are skipped, with the reason.
+    contacts and contacts lacking a field the campaign uses are skipped, with the reason. An
+    invoice campaign enrols only the clients owing an invoice it selects that is overdue by its
+    ``overdue_days`` (its first step may be anchored on their oldest due date).
     The contacts are read in one query and enrolled ENROL_BATCH at a time, in one write each.
     """
     campaign = _campaign(store, campaign_id)
     wanted = list(dict.fromkeys([*campaign.enrol.tags, *(tags or [])]))
     contacts = store.contacts.find(tags=wanted or None, equals=campaign.enrol.filter or None)
+    owed = _overdue_by_client(store, campaign, now) if campaign.about_invoices else None
     uses = field_uses(campaign)
     report = EnrolReport()
     batch: list[Enrolment] = []
     for contact in contacts:
         if not selects(campaign, contact, wanted):
             continue
+        if owed is not None:
+            if contact.id not in owed:
+                continue  # owes nothing this campaign reminds of (yet)
+            contact = with_oldest_due_date(contact, owed[contact.id])
         if contact.opted_out:
             report.skipped.append(f"contact {who(contact)} opted out")
             continue
@@ -108,6 +117,25 @@ def enrol_campaign(
     log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
              campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
     return report
+
+
+def enrol_invoice_campaigns(store: Repositories, *, now: datetime) -> dict[str, EnrolReport]:
+    """Enrol, in every active invoice campaign, the clients it selects now (idempotent): what an
+    invoices import runs after it, so that a nightly import keeps the campaigns up to date."""
+    return {campaign.id: enrol_campaign(store, campaign.id, now=now) for campaign in store.campaigns.all()
+            if campaign.about_invoices and campaign.status == "active"}
+
+
+def _overdue_by_client(store: Repositories, campaign: Campaign, now: datetime) -> dict[str, list[Invoice]]:
+    """Each client owing an invoice the campaign reminds of now → its covered invoices (one query)."""
+    selector = campaign.enrol.invoices
+    assert selector is not None
+    unpaid: dict[str, list[Invoice]] = {}
+    for invoice in store.invoices.find(statuses=REMINDED):
+        unpaid.setdefault(invoice.contact_id, []).append(invoice)
+    today = now.date()
+    return {client: covered_invoices(selector, invoices) for client, invoices in unpaid.items()
+            if overdue_invoices(selector, invoices, today)}
 
 
 def _enrol(store: Repositories, batch: list[Enrolment], report: EnrolReport, *, now: datetime) -> None:

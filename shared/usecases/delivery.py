@@ -33,6 +33,7 @@ from shared.domain.repositories import Repositories
 from shared.domain.states import FAILED_STATUSES, STATUS_RANK, ActionState, FollowUpState, MessageState
 from shared.domain.templates import render_preview, template_variables
 from shared.errors import SendDeferred, SendRejected, TransientError
+from shared.language.invoice_text import invoice_facts
 from shared.phones import mask_phone
 from shared.ratelimit import SLOW_DOWN_CODES
 from shared.usecases.cadence import (
@@ -47,6 +48,7 @@ from shared.usecases.cadence import (
 )
 from shared.usecases.context import App
 from shared.usecases.failures import give_up_after_failures
+from shared.usecases.invoice_reminders import reminder_invoices
 
 
 def record_sid(store: Repositories, message_id: str, sid: str, now: datetime) -> bool:
@@ -93,10 +95,18 @@ def resend_with_template(deps: App, message: OutboundMessage, contact: Contact) 
                       needs_human=True,
                       detail=f"step {message.step + 1} was refused outside the 24 h window and has no template")
         return None
-    variables = template_variables(template, contact)
+    facts, refs, key = None, message.invoices, message.invoices_key
+    if campaign.about_invoices:
+        about = reminder_invoices(store, campaign, contact.id)
+        if not about.invoices:
+            return None  # nothing left to remind of (a payment since): settled by settle_client
+        facts = invoice_facts(about.invoices, contact.language)
+        refs, key = about.references, about.key
+    variables = template_variables(template, contact, facts)
     variant_id = _resend(deps, message, ":t", "twilio_63016_outside_window", kind="template",
                          body=render_preview(template, contact, variables), content_sid=template.content_sid,
-                         content_variables=variables, draft_source="template")
+                         content_variables=variables, draft_source="template", invoices=refs,
+                         invoices_key=key)
     if followup.state == FollowUpState.AWAITING_SEND and followup.step == message.step:
         # Refused at send time: this step is handled by the re-send, the cadence goes on.
         advance_after_send(store, followup_id=followup.id, enrolled_at=followup.enrolled_at, campaign=campaign,

@@ -20,10 +20,12 @@ from shared.domain.reasons import HandOverReason, PauseReason, StopReason
 from shared.domain.records import DraftClaim
 from shared.domain.states import FollowUpState, MessageState
 from shared.domain.templates import render_preview, template_variables
+from shared.language.invoice_text import invoice_facts
 from shared.policy import in_service_window
 from shared.ports import DraftRequest, HistoryItem
 from shared.usecases.cadence import stop_followup, withdraw_dead_draft
 from shared.usecases.context import App
+from shared.usecases.invoice_reminders import ReminderInvoices, contact_facts, reminder_invoices
 
 log = logging.getLogger(__name__)
 # A scheduler's claim this recent spares drafting the follow-up's read: it was queued at this step
@@ -43,9 +45,13 @@ class DraftTarget:
     drafted_step: int | None
 
 
-def compose_message(deps: App, followup: FollowUp | DraftTarget, campaign: Campaign, contact: Contact
-                    ) -> OutboundMessage | None:
-    """Build the step's message (not stored); None when WhatsApp's rules forbid any message now."""
+def compose_message(deps: App, followup: FollowUp | DraftTarget, campaign: Campaign, contact: Contact,
+                    about: ReminderInvoices | None = None) -> OutboundMessage | None:
+    """Build the step's message (not stored); None when WhatsApp's rules forbid any message now.
+
+    ``about``: an invoice campaign's covered invoices; the message is drafted from them (and the
+    contact's other fields), and records what it states so that sending can check it again.
+    """
     step = campaign.steps[followup.step]
     now = deps.clock.now()
     base: dict[str, Any] = {
@@ -55,11 +61,17 @@ def compose_message(deps: App, followup: FollowUp | DraftTarget, campaign: Campa
         # What the sending actor needs of the contact, so that it does not read it again.
         "to": contact.phone, "timezone": contact.timezone,
     }
+    facts = dict(contact.fields)
+    invoice_facts_: dict[str, str] | None = None
+    if about is not None:
+        invoice_facts_ = invoice_facts(about.invoices, contact.language)
+        facts = {**contact_facts(contact), **invoice_facts_}
+        base.update(invoices=about.references, invoices_key=about.key)
     if in_service_window(contact, now):
         history = tuple(HistoryItem(direction=entry.direction, body=entry.body, at=entry.at)
                         for entry in deps.store.messages.conversation(contact.id, limit=10))
         request = DraftRequest(
-            contact_name=contact.name, language=contact.language, facts=dict(contact.fields),
+            contact_name=contact.name, language=contact.language, facts=facts,
             step_index=followup.step, step_count=len(campaign.steps), tone=step.tone,
             business_name=deps.rules.business_name, campaign_name=campaign.name,
             max_chars=deps.rules.max_message_chars, history=history,
@@ -70,7 +82,7 @@ def compose_message(deps: App, followup: FollowUp | DraftTarget, campaign: Campa
                                fallback_reason=draft.fallback_reason)
     if step.template is None:
         return None
-    variables = template_variables(step.template, contact)
+    variables = template_variables(step.template, contact, invoice_facts_)
     return OutboundMessage(**base, kind="template", body=render_preview(step.template, contact, variables),
                            content_sid=step.template.content_sid, content_variables=variables,
                            draft_source="template")
@@ -152,7 +164,14 @@ def _draft(deps: App, followup: DraftTarget, existing: OutboundMessage | None) -
     if contact.opted_out:
         stop_followup(store, followup.id, reason=StopReason.OPT_OUT, now=now)
         return False
-    message = compose_message(deps, followup, campaign, contact)
+    about = None
+    if campaign.about_invoices:
+        about = reminder_invoices(store, campaign, contact.id)
+        if not about.invoices:
+            stop_followup(store, followup.id, reason=StopReason.PAID, now=now)
+            log.info("followup=%s stopped at step %s: no unpaid invoice left", followup.id, step)
+            return False
+    message = compose_message(deps, followup, campaign, contact, about)
     if message is None:
         store.followups.pause(
             followup.id, reason=PauseReason.AWAITING_CUSTOMER_WINDOW, until=None, now=now, step=step,

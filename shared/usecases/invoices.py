@@ -24,6 +24,8 @@ from shared.errors import InputError
 from shared.importing import open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
+from shared.ports import TaskQueue
+from shared.usecases.invoice_reminders import settle_client
 
 log = logging.getLogger(__name__)
 _ST = InvoiceStatus
@@ -43,10 +45,19 @@ class InvoiceImportReport:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # rows applied in part (what was kept, and why)
     sync_refused: str | None = None
+    # Clients whose invoices this import created, changed or closed (their reminders are settled after),
+    # with the references it closed.
+    touched: dict[str, set[str]] = field(default_factory=dict)
+
+    def touch(self, contact_id: str, closed: str | None = None) -> None:
+        """Note a client whose invoices changed (``closed``: a reference now paid or cancelled)."""
+        refs = self.touched.setdefault(contact_id, set())
+        if closed:
+            refs.add(closed)
 
 
 def import_invoices(store: Repositories, path: Path, *, now: datetime, default_region: str = "FR",
-                    sync: bool = False) -> InvoiceImportReport:
+                    sync: bool = False, queue: TaskQueue | None = None) -> InvoiceImportReport:
     """Import an invoices file: each valid row creates or updates its invoice (and a new client), bad rows
     are skipped and reported with their line.
 
@@ -54,7 +65,8 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
     invoice nor raises what is due (a person does); it may lower the amount due or close one.
     ``sync``: the file is the complete list of unpaid invoices, so every unpaid invoice missing
     from it is closed as paid (source ``sync``); not done when a row was rejected (its invoice
-    could be one of them) nor for a file that lists no invoice.
+    could be one of them) nor for a file that lists no invoice. Then the reminders of each client
+    whose invoices changed are settled (:func:`shared.usecases.invoice_reminders.settle_client`).
     """
     source = open_rows(Path(path), INVOICES_FILE)
     report = InvoiceImportReport()
@@ -76,6 +88,8 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
             report.errors.append(f"{where}: {problem}")
     if sync:
         _sync(store, set(seen), report, now=now, rows=source.total)
+    for contact_id, closed in report.touched.items():
+        settle_client(store, contact_id, now=now, queue=queue, closed=closed)
     log.info("invoices import %s: %d created, %d updated, %d unchanged, %d closed by sync, %d rejected",
              Path(path).name, report.created, report.updated, report.unchanged, len(report.closed_by_sync),
              len(report.errors))
@@ -120,6 +134,7 @@ def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
                           status=row.status)
         if store.invoices.add(invoice, source=InvoiceSource.IMPORT, now=now):
             report.created += 1
+            report.touch(contact_id)
             return None
         existing = store.invoices.get(row.reference)  # another import stored it meanwhile
         if existing is None:  # pragma: no cover
@@ -136,6 +151,9 @@ def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
         report.notes.append(f"{where}: {note}")
     if changed or moved:
         report.updated += 1
+        if moved:
+            current = store.invoices.get(row.reference)
+            report.touch(contact_id, row.reference if current is not None and not current.unpaid else None)
     else:
         report.unchanged += 1
     return None
@@ -179,6 +197,7 @@ def _sync(store: Repositories, listed: set[str], report: InvoiceImportReport, *,
     for invoice in store.invoices.find(statuses=UNPAID):
         if invoice.reference not in listed and _pay(store, invoice.reference, None, InvoiceSource.SYNC, now):
             report.closed_by_sync.append(invoice.reference)
+            report.touch(invoice.contact_id, invoice.reference)
 
 
 def _pay(store: Repositories, reference: str, amount_cents: int | None, source: InvoiceSource, now: datetime) -> bool:
@@ -200,7 +219,8 @@ def _invoice(store: Repositories, reference: str) -> Invoice:
     return found
 
 
-def record_payment(store: Repositories, reference: str, *, now: datetime, amount: str | None = None) -> Invoice:
+def record_payment(store: Repositories, reference: str, *, now: datetime, amount: str | None = None,
+                   queue: TaskQueue | None = None) -> Invoice:
     """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now.
 
     InputError for an unknown reference, an invoice that is not unpaid, or an amount that is none.
@@ -219,16 +239,23 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
     if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
                          "(relance invoices list)")
-    return _invoice(store, invoice.reference)
+    return _settled(store, invoice.reference, now=now, queue=queue)
 
 
-def cancel_invoice(store: Repositories, reference: str, *, now: datetime) -> Invoice:
+def _settled(store: Repositories, reference: str, *, now: datetime, queue: TaskQueue | None) -> Invoice:
+    """The invoice as it is now, after its client's reminders were settled."""
+    current = _invoice(store, reference)
+    settle_client(store, current.contact_id, now=now, queue=queue, closed=() if current.unpaid else (reference,))
+    return current
+
+
+def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue: TaskQueue | None = None) -> Invoice:
     """A person cancels an unpaid invoice; the invoice as it is now (InputError when it is not unpaid)."""
     invoice = _invoice(store, reference)
     if not store.invoices.cancel(invoice.reference, source=InvoiceSource.COMMAND, now=now):
         current = _invoice(store, reference)
         raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled")
-    return _invoice(store, invoice.reference)
+    return _settled(store, invoice.reference, now=now, queue=queue)
 
 
 def invoice_line(invoice: Invoice, client: str) -> str:

@@ -22,6 +22,8 @@ from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.repositories import EventDoc, Repositories
 from shared.domain.states import EventState
 from shared.errors import TransientError
+from shared.ports import TaskQueue
+from shared.usecases.invoice_reminders import settle_client
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +77,14 @@ class PaymentEvent:
         return f"{self.provider}:{self.event_id}"
 
 
-def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: datetime) -> PaymentOutcome:
+def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: datetime,
+                        queue: TaskQueue | None = None) -> PaymentOutcome:
     """Apply a provider's event to its invoice, once per event id (source ``payment``).
 
     A payment marks the invoice paid, or part-paid when it is less than what is due; a refund
-    reopens it. An unknown invoice is logged (its reference only) and the event stored all the
+    reopens it. Then the client's reminders follow (:func:`shared.usecases.invoice_reminders.settle_client`):
+    stopped when nothing is left to pay, drafted again (through ``queue`` when given) when they
+    name what changed. An unknown invoice is logged (its reference only) and the event stored all the
     same: the provider's retries would not make it known. Raises TransientError when the store
     cannot be reached (the webhook answers 503 and the provider retries).
     """
@@ -92,6 +97,9 @@ def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: dateti
         log.info("%s event %s: payment %s already counted", event.provider, event.event_id, event.payment_id)
     else:
         outcome = _apply(store, event, now=now)
+        if outcome in _SETTLE and event.reference:
+            # Also when unchanged: a retry of an event whose run died before the reminders were settled.
+            _settle(store, event.reference, now=now, queue=queue)
     done = {"kind": EVENT_KIND, "state": EventState.PROCESSED.value, "processed_at": now, "invoice": event.reference}
     records: list[tuple[str, EventDoc]] = [(event.stored_id, {**done, "type": event.type, "outcome": outcome.value})]
     if payment_id is not None and outcome in (PaymentOutcome.PAID, PaymentOutcome.PART_PAID):
@@ -101,6 +109,16 @@ def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: dateti
     log.info("%s event %s (%s): invoice %s %s", event.provider, event.event_id, event.type,
              event.reference or "-", outcome.value)
     return outcome
+
+
+def _settle(store: Repositories, reference: str, *, now: datetime, queue: TaskQueue | None) -> None:
+    invoice = store.invoices.get(reference)
+    if invoice is not None:
+        closed = () if invoice.unpaid else (reference,)
+        settle_client(store, invoice.contact_id, now=now, queue=queue, closed=closed)
+
+
+_SETTLE = frozenset({PaymentOutcome.PAID, PaymentOutcome.PART_PAID, PaymentOutcome.REOPENED, PaymentOutcome.UNCHANGED})
 
 
 def _apply(store: Repositories, event: PaymentEvent, *, now: datetime) -> PaymentOutcome:

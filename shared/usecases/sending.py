@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from shared.clock import utc
-from shared.domain.models import Campaign, Contact, OutboundMessage
+from shared.domain.models import OLDEST_DUE_DATE, Campaign, Contact, OutboundMessage
 from shared.domain.reasons import CancelReason, HandOverReason, PauseReason, StopReason
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import SendDeferred, SendRejected, TransientError
@@ -37,6 +37,7 @@ from shared.ratelimit import SLOW_DOWN_CODES
 from shared.usecases.cadence import advance_after_send, needs_enrolment, stop_contact
 from shared.usecases.context import App
 from shared.usecases.delivery import handle_alert_error, handle_permanent_error, record_sid
+from shared.usecases.invoice_reminders import reminder_invoices, still_true, with_oldest_due_date
 
 log = logging.getLogger(__name__)
 # How long a worker waits for a slot of the sender's throughput before putting the message back.
@@ -95,6 +96,9 @@ def _step_preflight(deps: App, message: OutboundMessage, contact: Contact, sent_
     if paced is not None:
         at = next_allowed(paced, window, tz, holidays_country=country, holidays_subdiv=subdiv)
         _hold(deps, message, at, now, "contact pacing")
+        return None
+    # Last: the invoices it names, read fresh (a payment between drafting and now cancels or redrafts it).
+    if not still_true(store, message, campaign, now=now, queue=deps.queue):
         return None
     return campaign
 
@@ -159,7 +163,10 @@ def _cadence_contact(deps: App, message: OutboundMessage, campaign: Campaign, re
     """The contact the next step's due date is computed from: its fields only when that step is anchored on one."""
     following = message.step + 1
     if following < len(campaign.steps) and campaign.steps[following].anchor not in ("enrolment", "previous"):
-        return deps.store.contacts.get(recipient.id) or recipient
+        contact = deps.store.contacts.get(recipient.id) or recipient
+        if campaign.steps[following].anchor == OLDEST_DUE_DATE and campaign.about_invoices:
+            contact = with_oldest_due_date(contact, reminder_invoices(deps.store, campaign, contact.id).invoices)
+        return contact
     return recipient
 
 

@@ -15,6 +15,7 @@ from services.cli import main
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Contact
+from shared.domain.states import FollowUpState
 from shared.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -156,3 +157,39 @@ def test_db_init_makes_one_invoice_per_contact_from_its_fields_once(relance: Rel
     assert doc["due_date"] == "2026-10-15" and doc["history"][0]["source"] == "migration"
     index_names = {index["name"] for index in store.invoices.collection.list_indexes()}
     assert {"reference_unique", "contact_status"} <= index_names
+
+
+CAMPAIGN = """\
+id: factures
+name: Factures en retard
+steps:
+  - {delay: 0s}
+  - {delay: 3d, anchor: previous}
+send_window: {days: [mon, tue, wed, thu, fri, sat, sun], start: "00:00", end: "23:59"}
+enrol: {tags: [clients], invoices: {overdue_days: 10, min_amount: 100}}
+"""
+
+
+def test_an_import_enrols_the_clients_an_invoice_campaign_selects_and_a_sync_stops_them(
+        relance: Relance, store: MongoRepositories, tmp_path: Path) -> None:
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(CAMPAIGN, encoding="utf-8")
+    assert relance("campaigns", "create", str(campaign))[0] == 0
+    rows = [  # Marie: two overdue invoices; John: one overdue but under 100; Inès: not 10 days overdue
+        "06 12 34 56 78,Marie Dupont,fr,clients,FA-1,250,,EUR,,2026-01-10,,",
+        "06 12 34 56 78,Marie Dupont,fr,clients,FA-2,300,,EUR,,2026-02-01,,",
+        "+44 7911 123456,John Smith,en,clients,FA-3,99.90,,EUR,,2026-01-01,,",
+        "06 11 11 22 22,Inès Martin,fr,clients,FA-4,500,,EUR,,2099-01-01,,",
+    ]
+    code, out, _ = relance("invoices", "import", _csv(tmp_path, rows))
+    assert code == 0 and out.splitlines()[-1] == "campaign factures: 1 client(s) enrolled"
+    marie = store.contacts.by_phone("+33612345678")
+    assert marie is not None
+    assert [f.state for f in store.followups.of_contact(marie.id, [FollowUpState.SCHEDULED])] == ["scheduled"]
+    assert store.followups.collection.count_documents({}) == 1
+    # Again: nothing new. Then the nightly sync no longer lists Marie's invoices: her reminders stop.
+    assert relance("invoices", "import", _csv(tmp_path, rows))[1].count("enrolled") == 0
+    code, out, _ = relance("invoices", "import", _csv(tmp_path, rows[2:], "nightly.csv"), "--sync")
+    assert code == 0 and "sync: 2 invoice(s) closed as paid: FA-1, FA-2" in out
+    (followup,) = store.followups.summaries_of_contact(marie.id)
+    assert (followup.state, followup.stop_reason) == ("stopped", "paid")
