@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -95,9 +95,9 @@ def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webho
     return env
 
 
-def demo_contacts_for(target_phone: str, workdir: Path) -> tuple[Path, Path]:
-    """The demo's first contact alone, at ``target_phone``, and its invoices: what a real Twilio
-    account may message. Returns the contacts file and the invoices file written in ``workdir``."""
+def demo_contacts_for(target_phone: str, workdir: Path) -> tuple[Path, str]:
+    """The demo's first contact alone, at ``target_phone``: what a real Twilio account may message.
+    Returns the contacts file written in ``workdir`` and the contact's name."""
     with (DEMO_DIR / "contacts.csv").open(encoding="utf-8", newline="") as source:
         reader = csv.DictReader(source)
         first = next(reader)
@@ -107,16 +107,30 @@ def demo_contacts_for(target_phone: str, workdir: Path) -> tuple[Path, Path]:
         writer = csv.DictWriter(target, fieldnames=fields)
         writer.writeheader()
         writer.writerow({**first, "phone": target_phone})
+    return path, first["name"]
+
+
+def demo_invoices(workdir: Path, today: date, *, client: str | None = None, phone: str = "") -> Path:
+    """The demo's invoices (``client``'s alone, at ``phone``, when given), written in ``workdir``.
+
+    The invoice campaign enrols the clients with an overdue invoice: on a clock earlier than the
+    file's due dates, every date is moved back by whole weeks until the last due date is past.
+    """
     with (DEMO_DIR / "invoices.csv").open(encoding="utf-8", newline="") as source:
         reader = csv.DictReader(source)
-        rows = [row for row in reader if row["name"] == first["name"]]
-        invoice_fields = reader.fieldnames or []
-    invoices = workdir / "demo-invoices.csv"
-    with invoices.open("w", encoding="utf-8", newline="") as target:
-        writer = csv.DictWriter(target, fieldnames=invoice_fields)
+        rows = [row for row in reader if client is None or row["name"] == client]
+        fields = reader.fieldnames or []
+    last = max((date.fromisoformat(row["due_date"]) for row in rows if row.get("due_date")), default=None)
+    back = timedelta(weeks=(last - today).days // 7 + 1) if last is not None and last >= today else timedelta(0)
+    path = workdir / "demo-invoices.csv"
+    with path.open("w", encoding="utf-8", newline="") as target:
+        writer = csv.DictWriter(target, fieldnames=fields)
         writer.writeheader()
-        writer.writerows({**row, "phone": target_phone} for row in rows)
-    return path, invoices
+        for row in rows:
+            moved = {key: (date.fromisoformat(row[key]) - back).isoformat()
+                     for key in ("issued_on", "due_date") if row.get(key)}
+            writer.writerow({**row, **moved, **({"phone": phone} if phone else {})})
+    return path
 
 
 def load_demo(store: Repositories, simulator_url: str | None, out: Callable[[str], None], *, workdir: Path,
@@ -135,15 +149,16 @@ def load_demo(store: Repositories, simulator_url: str | None, out: Callable[[str
         out("database not empty: showing its progress (no demo loaded)")
         return False
     now = SystemClock().now()
-    contacts_file, invoices_file = DEMO_DIR / "contacts.csv", DEMO_DIR / "invoices.csv"
+    contacts_file, client = DEMO_DIR / "contacts.csv", None
     if not simulator_url:
         if not target_phone:
             out("real Twilio account and no TARGET_PHONE_NUMBER: no demo loaded (it would message the demo's "
                 "made-up numbers); set TARGET_PHONE_NUMBER to your own WhatsApp number to receive it")
             return False
-        contacts_file, invoices_file = demo_contacts_for(target_phone, workdir)
+        contacts_file, client = demo_contacts_for(target_phone, workdir)
     report = import_contacts(store, contacts_file, now=now)
     out(f"demo: imported {report.inserted} contacts")
+    invoices_file = demo_invoices(workdir, now.date(), client=client, phone=target_phone if client else "")
     invoices = import_invoices(store, invoices_file, now=SystemClock().now())
     if invoices.errors:
         raise RuntimeError("the demo invoices were not all imported: " + "; ".join(invoices.errors))
