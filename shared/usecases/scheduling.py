@@ -18,6 +18,7 @@ refuse, a date out of range) pauses its follow-up for a person instead of stoppi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -27,10 +28,13 @@ from shared.domain.repositories import Repositories
 from shared.domain.states import FollowUpState, MessageState
 from shared.ports import TaskQueue
 from shared.usecases.cadence import advance_after_send, cancel_dead_draft, keeps_draft
+from shared.usecases.campaigns import enrol_invoice_campaigns
 from shared.usecases.tick_guard import Backfill, GuardedQueue, TickContext, TickReport, TickStep, for_each, run_steps
 
 __all__ = ["QUICK_STEPS", "STEPS", "Backfill", "TickContext", "TickReport", "poll_statuses", "reconcile",
            "sweep_period", "tick"]
+
+log = logging.getLogger(__name__)
 
 # How often a stale ready step message whose follow-up still wants it is looked at again.
 DEAD_DRAFT_RECHECK = timedelta(minutes=10)
@@ -44,6 +48,9 @@ STATUS_POLL_AFTER = timedelta(minutes=10)
 STATUS_POLL_EVERY = timedelta(minutes=15)
 # …until this old: by then Twilio's status is final, and no longer asked for.
 STATUS_POLL_GIVE_UP = timedelta(hours=48)
+# How often the clients of invoice campaigns are looked for (an invoice crossing overdue_days).
+INVOICE_ENROLMENT_EVERY = timedelta(hours=1)
+INVOICE_ENROLMENT_JOB = "invoice_enrolment"
 # Pending notes (shared.adapters.mongo.events) whose events were all processed are deleted this long
 # after their batch.
 FINISHED_NOTES_AFTER = timedelta(seconds=30)
@@ -280,12 +287,24 @@ def backfill_inbound(ctx: TickContext) -> None:
         ctx.report.backfilled.extend(ctx.backfill.run_in_tick(ctx.store, ctx.queue, ctx.clock))
 
 
+def enrol_invoice_clients(ctx: TickContext) -> None:
+    """Once per INVOICE_ENROLMENT_EVERY (one scheduler of several): enrol, in each active invoice
+    campaign, the clients whose invoices became overdue enough since (idempotent)."""
+    now = ctx.clock.now()
+    if ctx.store.jobs.claim(INVOICE_ENROLMENT_JOB, now, INVOICE_ENROLMENT_EVERY) is None:
+        return
+    for campaign_id, report in enrol_invoice_campaigns(ctx.store, now=now).items():
+        if report.enrolled:
+            log.info("campaign %s: %d client(s) enrolled, their invoices now overdue", campaign_id, report.enrolled)
+
+
 # Every step of a tick, by name (the names appear in the tick line's failed_steps).
 STEPS: tuple[tuple[str, TickStep], ...] = (
     ("claim", claim_due),
     ("resume", resume_pauses),
     *RECONCILE_STEPS,
     ("backfill", backfill_inbound),
+    ("invoice_enrolment", enrol_invoice_clients),
 )
 # The steps of a tick between two sweeps: what is due now (the backfill keeps its own period). A
 # pause that ended is resumed by the sweep (STEPS), within SWEEP_EVERY: nobody notices 10 s there.

@@ -306,3 +306,20 @@ def test_an_invoice_campaign_file_reads_its_selector_and_needs_no_invoice_field_
     path.write_text(INVOICE_CAMPAIGN.replace('"12,5"', '"-3"'), encoding="utf-8")
     with pytest.raises(InputError, match=r"enrol\.invoices\.min_amount"):
         load_campaign(path)
+
+
+def test_the_scheduler_enrols_a_client_once_an_invoice_becomes_overdue_enough(deps: App, clock: FakeClock) -> None:
+    _invoice(deps, "FA-501", "ct3", 9_000, due=_today(clock) - timedelta(days=1))
+    tick(deps.store, deps.queue, clock)
+    assert deps.store.followups.get("inv:ct3") is None  # 1 day overdue, the campaign waits for 3
+    clock.advance(timedelta(days=2, minutes=1))
+    tick(deps.store, deps.queue, clock)
+    followup = deps.store.followups.get("inv:ct3")
+    assert followup is not None and followup.state == FollowUpState.SCHEDULED
+    _invoice(deps, "FA-502", "ct2", 9_000, due=_today(clock) - timedelta(days=30))
+    clock.advance(timedelta(minutes=10))
+    tick(deps.store, deps.queue, clock)
+    assert deps.store.followups.get("inv:ct2") is None  # looked for once an hour
+    clock.advance(timedelta(hours=1))
+    tick(deps.store, deps.queue, clock)
+    assert deps.store.followups.get("inv:ct2") is not None
