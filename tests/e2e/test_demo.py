@@ -7,8 +7,12 @@ Twilio, Gemini, MongoDB or Redis, no ``.env``: it is read from the working direc
 command runs in the test's own empty folder). It checks what a new user would look at: the
 stack starts on its embedded defaults (Twilio simulator, offline drafter), the demo campaign's
 messages all reach the simulator and turn delivered or read, the five scripted replies are
-acted on, the command exits 0 by itself and leaves no process behind. A second run against the
-same folder finds the database not empty, loads nothing, sends nothing and exits 0 again.
+acted on, the command exits 0 by itself and leaves no process behind. The demo client owing two
+invoices gets one reminder naming both, then pays them through Stripe events the command signs
+and posts to its own webhook: both invoices turn paid (source ``payment``), its follow-up stops
+and no later step reaches the simulator (the output says so, and the database, opened after the
+run, agrees). A second run against the same folder finds the database not empty, loads nothing,
+sends nothing and exits 0 again.
 
 About 30 s for the first run and a few seconds for the second on an idle 2-core machine; the
 timeouts are generous so that a loaded machine only makes it slower.
@@ -32,7 +36,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools.demo_payments import DEMO_PAYER
 from devtools.devstack import DEMO_DIR, DEMO_REPLIES
+from devtools.embedded import start_mongo
+from shared.adapters.mongo import open_repositories
+from shared.phones import mask_phone, normalise_phone
 from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +63,7 @@ PORTS = {  # the header lines, each with the port of something the command start
     "webhook": re.compile(r"^  webhook +http://127\.0\.0\.1:(\d+)/"),
 }
 DONE = "demo done: every follow-up is finished and every message final. Stopping."
+PAYMENT = "  € Stripe: payment received for {to} ({count} invoices) — its next reminder will not be sent"
 NOT_EMPTY = "database not empty: showing its progress (no demo loaded)"
 
 
@@ -103,23 +112,37 @@ class Demo:
 
     contacts: list[str]
     steps: int
+    invoices: dict[str, list[str]]  # each client's invoice references, as in invoices.csv
+    payer_phone: str  # the paying client's phone (E.164)
 
     @property
     def expected_messages(self) -> int:
         """What the simulator must receive: every step for every client, except the steps after
-        the first for those whose reply ends their cadence, plus one message back per reply
-        Relance answers."""
+        the first for those whose reply ends their cadence and for the client who pays, plus one
+        message back per reply Relance answers (what the payment may send back is added by the
+        test, from the output)."""
         ended = sum(1 for name, reply in REPLIES.items() if reply.ends_cadence and name in self.contacts)
         answered = sum(1 for name, reply in REPLIES.items() if reply.answered and name in self.contacts)
-        return len(self.contacts) * self.steps - ended * (self.steps - 1) + answered
+        return len(self.contacts) * self.steps - (ended + 1) * (self.steps - 1) + answered
+
+    @property
+    def paid(self) -> list[str]:
+        """The references the payer pays, sorted."""
+        return sorted(self.invoices[DEMO_PAYER])
 
 
 def _demo() -> Demo:
     campaign = yaml.safe_load((DEMO_DIR / "campaign.yaml").read_text(encoding="utf-8"))
     tags = set(campaign["enrol"]["tags"])
     with (DEMO_DIR / "contacts.csv").open(newline="", encoding="utf-8") as fh:
-        names = [row["name"] for row in csv.DictReader(fh) if tags & set(row["tags"].split("|"))]
-    return Demo(contacts=names, steps=len(campaign["steps"]))
+        rows = [row for row in csv.DictReader(fh) if tags & set(row["tags"].split("|"))]
+    invoices: dict[str, list[str]] = {}
+    with (DEMO_DIR / "invoices.csv").open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            invoices.setdefault(row["name"], []).append(row["invoice"])
+    payer = next(row for row in rows if row["name"] == DEMO_PAYER)
+    return Demo(contacts=[row["name"] for row in rows], steps=len(campaign["steps"]), invoices=invoices,
+                payer_phone=normalise_phone(payer["phone"], "FR"))
 
 
 def _new_user_env() -> dict[str, str]:
@@ -246,10 +269,61 @@ def _check_outcomes(lines: list[str], output: str) -> None:
         assert following == expected, f"{name}: sent after the reply {following}, expected {expected}\n{output}"
 
 
+def _check_payment(lines: list[str], demo: Demo, output: str, *, simulator: bool) -> int:
+    """The payer's outcome after "demo done": both invoices paid by the payment, the follow-up stopped as
+    paid, one reminder (step 1) naming every invoice and nothing for a later step; with ``simulator``,
+    the simulator's count for the payer agrees. Returns how many messages other than reminders the
+    payer was sent (what a payment may send back)."""
+    found = [n for n, line in enumerate(lines) if line.startswith(f"  {DEMO_PAYER}: ")]
+    assert len(found) == 1, f"{DEMO_PAYER}: expected one outcome line, got {found}\n{output}"
+    paid = ", ".join(f"{ref} paid (payment)" for ref in demo.paid)
+    assert lines[found[0]] == f"  {DEMO_PAYER}: paid through Stripe → {paid}; follow-up stopped (paid)", output
+    following = [line.removeprefix("    ↳ ") for line in
+                 itertools.takewhile(lambda text: text.startswith("    ↳ "), lines[found[0] + 1:])]
+    reminders = [line for line in following if line.startswith("reminder: ")]
+    assert reminders == [f"reminder: step 1 naming {', '.join(demo.paid)}"], (
+        f"{DEMO_PAYER}: one grouped reminder at step 1, and none after the payment: {following}\n{output}")
+    counted = [line for line in following if line.startswith("the Twilio simulator received ")]
+    others = len(following) - len(reminders) - len(counted)
+    if simulator:
+        to, named = mask_phone(demo.payer_phone), " and ".join(demo.paid)
+        assert counted == [f"the Twilio simulator received {1 + others} message(s) for {to}, 1 of them naming {named}"
+                           ], f"{DEMO_PAYER}: {following}\n{output}"
+    else:
+        assert not counted, output
+    return others
+
+
+def _payer_in_database(workdir: Path, demo: Demo) -> None:
+    """The run's database, opened after it: the payment was applied, and no later step was ever drafted."""
+    mongo = start_mongo(workdir / "mongo")
+    client, store = open_repositories(mongo.url, "relance")
+    try:
+        contact = store.contacts.record_by_phone(demo.payer_phone)
+        assert contact is not None
+        for reference in demo.paid:
+            invoice = store.invoices.get(reference)
+            assert invoice is not None and invoice.contact_id == contact.id, reference
+            assert (invoice.status.value, invoice.amount_due_cents) == ("paid", 0), invoice
+            assert [(c.what, c.source.value) for c in invoice.history][-1] == ("mark_paid", "payment"), invoice.history
+        steps = list(store.messages.collection.find({"contact_id": contact.id, "direction": "outbound",
+                                                     "purpose": "step"}))
+        assert [(m["step"], m["state"] in DELIVERED, sorted(m.get("invoices") or [])) for m in steps] == [
+            (0, True, demo.paid)], f"{DEMO_PAYER}: one delivered reminder naming both invoices, nothing after: {steps}"
+        assert all(ref in steps[0]["body"] for ref in demo.paid), "the grouped reminder's text names both invoices"
+        followups = [(f.state, f.stop_reason) for f in store.followups.summaries_of_contact(contact.id)]
+        assert followups == [("stopped", "paid")], followups
+    finally:
+        client.close()
+        mongo.stop()
+
+
 def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:
     demo = _demo()
     assert set(REPLIES) == set(DEMO_REPLIES), "the demo's scripted replies changed: update REPLIES"
     assert set(REPLIES) <= set(demo.contacts), "a scripted reply comes from no demo client"
+    assert DEMO_PAYER in demo.contacts and DEMO_PAYER not in REPLIES and len(demo.paid) == 2, demo
+    assert all(len(refs) == 1 for name, refs in demo.invoices.items() if name != DEMO_PAYER), demo.invoices
     expected = demo.expected_messages
     assert not (tmp_path / ".env").exists()
 
@@ -261,12 +335,15 @@ def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:
                for line in lines), output
     assert any(re.match(r"^  drafter +offline templates \(no GEMINI_API_KEY set\)$", line) for line in lines), output
     assert f"demo: imported {len(demo.contacts)} contacts" in lines, output
+    assert f"demo: imported {sum(len(refs) for refs in demo.invoices.values())} invoices" in lines, output
     assert any(re.match(rf"^demo: campaign '[\w-]+' \({demo.steps} steps\), {len(demo.contacts)} contacts enrolled$",
                         line) for line in lines), output
     assert NOT_EMPTY not in lines, output
     # The five clients answered, once each.
     for name, text in DEMO_REPLIES.items():
         assert lines.count(f"  ← {name}: {text}") == 1, f"{name}'s reply was not played once\n{output}"
+    # The two-invoice client paid them through Stripe, once.
+    assert lines.count(PAYMENT.format(to=mask_phone(demo.payer_phone), count=len(demo.paid))) == 1, output
 
     assert lines.count(DONE) == 1, output
     done = lines.index(DONE)
@@ -274,14 +351,15 @@ def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:
     last = _last_progress(lines, done)
     followups, messages = _states(last["followups"]), _states(last["messages"])
     assert set(messages) <= DELIVERED, f"messages not all delivered: {last.group(0)}\n{output}"
-    assert sum(messages.values()) == expected, f"expected {expected} messages: {last.group(0)}\n{output}"
     assert sum(followups.values()) == len(demo.contacts), output
     assert followups.get("paused", 0) == sum(1 for r in REPLIES.values() if "paused=1" in r.outcome), output
 
     after = lines[done + 1:]
     _check_outcomes(after, output)
+    expected += _check_payment(after, demo, output, simulator=True)
     received = [int(m.group(1)) for line in after if (m := RECEIVED.match(line))]
     assert received == [expected], f"the simulator should have received {expected} messages\n{output}"
+    assert sum(messages.values()) == expected, f"expected {expected} messages: {last.group(0)}\n{output}"
     listed = [m for line in after if (m := LISTED.match(line))]
     assert listed, f"no message listed after the simulator's count\n{output}"
     for m in listed:
@@ -289,17 +367,21 @@ def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:
         assert m["kind"] in {"template", "freeform"}, m.group(0)
         assert "*" in m["to"], f"recipient not masked: {m.group(0)}"
 
+    _payer_in_database(tmp_path, demo)
+
     # Again, on the same folder: the database is not empty, nothing is loaded or sent twice.
     again, second_time = run_demo(tmp_path)
     again_lines = again.splitlines()
     assert NOT_EMPTY in again_lines, again
     assert not any(line.startswith("demo: ") for line in again_lines), f"the demo was loaded again\n{again}"
     assert not any(line.startswith("  ← ") for line in again_lines), f"the replies were played again\n{again}"
+    assert not any(line.startswith("  € Stripe") for line in again_lines), f"the payment was made again\n{again}"
     assert again_lines.count(DONE) == 1, again
     again_done = again_lines.index(DONE)
     assert _last_progress(again_lines, again_done).group(0).split("] ", 1)[1] == last.group(0).split("] ", 1)[1], (
         f"the second run changed the follow-ups or messages\nfirst: {last.group(0)}\n{again}")
     _check_outcomes(again_lines[again_done + 1:], again)
+    _check_payment(again_lines[again_done + 1:], demo, again, simulator=False)
     # A fresh simulator: it received nothing this time, and says so.
     assert not any(RECEIVED.match(line) for line in again_lines), again
     assert "the Twilio simulator received no message this run; a few of the database's messages:" in again_lines

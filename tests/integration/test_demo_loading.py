@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from devtools.devstack import load_demo
+from devtools.devstack import DEMO_DIR, demo_invoices, load_demo
 from shared.adapters.mongo import MongoRepositories
 
 pytestmark = pytest.mark.integration
@@ -28,6 +30,29 @@ def test_with_real_twilio_the_demo_is_one_client_at_the_target_phone(store: Mong
     followups = list(store.followups.collection.find({}, {"contact_id": 1}))
     assert [f["contact_id"] for f in followups] == [contacts[0]["_id"]]
     assert said[0] == "demo: imported 1 contacts"
+    # Its invoices only, moved to the target phone: no other demo client is created from the invoices file.
+    invoices = list(store.invoices.collection.find({}, {"reference": 1, "contact_id": 1}))
+    assert [(i["reference"], i["contact_id"]) for i in invoices] == [("FA-2026-001", contacts[0]["_id"])]
+    assert said[1] == "demo: imported 1 invoices"
     # Loaded once: a database with contacts is shown as it is.
     assert load_demo(store, None, said.append, target_phone="+33798765432", workdir=tmp_path) is False
     assert said[-1] == "database not empty: showing its progress (no demo loaded)"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_the_demo_invoices_are_overdue_whatever_the_clock(tmp_path: Path) -> None:
+    original = _rows(DEMO_DIR / "invoices.csv")
+    last = max(date.fromisoformat(row["due_date"]) for row in original)
+    # A clock past every due date: the file as it is.
+    assert _rows(demo_invoices(tmp_path, date(2027, 6, 1))) == original
+    # An earlier clock: every date moved back by the same whole weeks, the last due date now past.
+    moved = _rows(demo_invoices(tmp_path, date(2026, 1, 15)))
+    shifts = {date.fromisoformat(a[key]) - date.fromisoformat(b[key]) for a, b in zip(original, moved, strict=True)
+              for key in ("issued_on", "due_date")}
+    assert len(shifts) == 1 and shifts.pop().days % 7 == 0
+    assert max(date.fromisoformat(row["due_date"]) for row in moved) < date(2026, 1, 15) <= last
+    assert [row["invoice"] for row in moved] == [row["invoice"] for row in original]

@@ -161,3 +161,35 @@ def test_detected_language_matches(language: Language) -> None:
         for tone in ("courteous", "friendly", "firm"):
             text = OfflineDrafter().draft(request(language, step_index=step, tone=tone)).body
             assert detect_language(text) == language
+
+
+def _two_invoices(language: Language) -> dict[str, str]:
+    from shared.domain.invoices import Invoice
+    from shared.language.invoice_text import invoice_facts
+
+    invoices = [Invoice(id=f"in{n}", reference=f"FA-2026-01{n}", contact_id="ct1", amount_cents=cents,
+                        amount_due_cents=cents, currency="EUR", due_date=date(2026, 11, 10 + n),
+                        payment_link=f"https://pay.example.com/inv/{n}") for n, cents in ((2, 76000), (3, 114000))]
+    return invoice_facts(invoices, language)
+
+
+@pytest.mark.parametrize("language", [Language.FR, Language.EN])
+@pytest.mark.parametrize(("step_index", "tone"), [(0, "courteous"), (1, "firm"), (2, "courteous")])
+def test_a_reminder_about_several_invoices_lists_each_and_the_total(language: Language, step_index: int,
+                                                                     tone: str) -> None:
+    facts = _two_invoices(language)
+    req = request(language, facts=facts, step_index=step_index, tone=tone)
+    text = body(req)
+    assert "FA-2026-012" in text and "FA-2026-013" in text, text
+    assert ("1 900,00 €" if language == Language.FR else "€1,900.00") in text, text
+    assert "https://pay.example.com/inv/2" in text and "https://pay.example.com/inv/3" in text, text
+    assert ("2 factures" if language == Language.FR else "2 invoices") in text, text
+    assert "votre facture" not in text and "your invoice" not in text, text
+    assert check_draft(OfflineDrafter().draft(req).body, req) == []
+
+
+def test_a_short_limit_on_several_invoices_keeps_the_count_and_total() -> None:
+    req = request(facts=_two_invoices(Language.FR), max_chars=120)
+    text = body(req)
+    assert len(OfflineDrafter().draft(req).body) <= 120
+    assert "2 factures" in text and "1 900,00 €" in text, text
