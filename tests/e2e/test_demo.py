@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -37,7 +38,7 @@ import pytest
 import yaml
 
 from devtools.demo_payments import DEMO_PAYER
-from devtools.devstack import DEMO_DIR, DEMO_REPLIES
+from devtools.devstack import DEMO_DIR, DEMO_REPLIES, demo_invoices
 from devtools.embedded import start_mongo
 from shared.adapters.mongo import open_repositories
 from shared.phones import mask_phone, normalise_phone
@@ -101,7 +102,8 @@ REPLIES = {
                                "reply: Merci Julien Moreau, c'est noté : nous attendons votre règlement pour le "
                                "{until}. Relance",)),
     "Sophie Lefèvre": Reply(r"question \([\d.]+, offline\) → question answered \(amount\)", ends_cadence=False,
-                            sent_after=("reply: Le montant de la facture FA-2026-007 est de 2 990,00 €. Relance",
+                            sent_after=("reply: Il vous reste 2 990,00 € à régler : FA-2026-007 : 2 990,00 € "
+                                        "(échéance : {due_007}) Relance",
                                         "reminder: step 2")),
 }
 
@@ -255,6 +257,14 @@ def _french_date(iso: str) -> str:
     return f"{'1er' if day.day == 1 else day.day} {FR_MONTHS[day.month - 1]} {day.year}"
 
 
+def _demo_due(reference: str) -> str:
+    """An invoice's due date as the demo imported it today (moved back on a clock before the file's dates)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        with demo_invoices(Path(scratch), date.today()).open(encoding="utf-8", newline="") as rows:
+            due = next(row["due_date"] for row in csv.DictReader(rows) if row["invoice"] == reference)
+    return _french_date(due)
+
+
 def _check_outcomes(lines: list[str], output: str) -> None:
     """Each client's outcome line, then exactly what they were sent after their reply (the "    ↳ " lines)."""
     for name, reply in REPLIES.items():
@@ -265,7 +275,7 @@ def _check_outcomes(lines: list[str], output: str) -> None:
         assert match, f"{name}: {line!r}\n{output}"
         until = _french_date(match["until"]) if "until" in match.groupdict() else ""
         following = list(itertools.takewhile(lambda text: text.startswith("    ↳ "), lines[found[0] + 1:]))
-        expected = [f"    ↳ {text.format(until=until)}" for text in reply.sent_after]
+        expected = [f"    ↳ {text.format(until=until, due_007=_demo_due('FA-2026-007'))}" for text in reply.sent_after]
         assert following == expected, f"{name}: sent after the reply {following}, expected {expected}\n{output}"
 
 

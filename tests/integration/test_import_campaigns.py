@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from devtools.devstack import demo_invoices
 from shared.adapters.mongo import MongoRepositories
 from shared.campaign_files import load_campaign
 from shared.clock import FakeClock, utc
 from shared.errors import InputError
 from shared.usecases.campaigns import create_campaign, enrol_campaign
 from shared.usecases.contacts import import_contacts
+from shared.usecases.invoices import import_invoices
 
 pytestmark = pytest.mark.integration
 
@@ -250,14 +252,17 @@ def test_enrolment_by_filter_selects_on_the_contacts_fields_in_mongodb(store: Mo
     assert store.campaigns.collection.count_documents({}) == 1
 
 
-def test_demo_files_load_import_and_enrol_cleanly(store: MongoRepositories, clock: FakeClock) -> None:
+def test_demo_files_load_import_and_enrol_cleanly(store: MongoRepositories, clock: FakeClock, tmp_path: Path) -> None:
     report = import_contacts(store, DEMO / "contacts.csv", now=clock.now())
     assert (report.inserted, report.errors) == (8, [])
     contacts = store.contacts.find(tags=["demo"])
     assert len(contacts) == 8
     assert {c.language.value for c in contacts} == {"fr", "en"}
-    assert all(c.fields["payment_link"].startswith("https://pay.example.com/") for c in contacts)
-    assert all(c.fields["invoice_number"].startswith("FA-2026-0") for c in contacts)
+    invoices = import_invoices(store, demo_invoices(tmp_path, clock.now().date()), now=clock.now())
+    assert (invoices.created, invoices.errors) == (9, [])
+    owing = {invoice.contact_id for invoice in store.invoices.find()}
+    assert owing == {c.id for c in contacts}  # every demo client owes something; one of them two invoices
+    assert all(i.payment_link and i.payment_link.startswith("https://pay.example.com/") for i in store.invoices.find())
     campaign = load_campaign(DEMO / "campaign.yaml")
     assert campaign.id == "demo-relance" and [s.delay for s in campaign.steps] == ["5s", "20s"]
     assert all(s.template is not None and set(s.template.preview) == {"fr", "en"} for s in campaign.steps)
