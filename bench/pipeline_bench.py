@@ -30,6 +30,7 @@ Usage (from the repository root, in the venv)::
 
     python bench/pipeline_bench.py --contacts 500
     python bench/pipeline_bench.py --contacts 200 --workers 2 --threads 4 --template
+    python bench/pipeline_bench.py --contacts 300 --invoices   # an invoice campaign's reminders
 
 Every process it starts is stopped at the end, on timeout (``--timeout``, partial results are
 reported), on Ctrl-C and on errors.
@@ -387,8 +388,9 @@ def with_database(base: str, db_name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + db_name, parts.query, ""))
 
 
-def write_inputs(workdir: Path, n: int) -> tuple[Path, Path]:
-    """The contacts CSV and the one-step campaign JSON."""
+def write_inputs(workdir: Path, n: int, *, invoices: bool = False) -> tuple[Path, Path]:
+    """The contacts CSV and the one-step campaign JSON (``invoices``: an invoice campaign, its
+    reminders drafted from each contact's invoice and re-read before sending)."""
     contacts = workdir / "contacts.csv"
     with contacts.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -403,7 +405,7 @@ def write_inputs(workdir: Path, n: int) -> tuple[Path, Path]:
         "id": CAMPAIGN_ID, "name": "Pipeline benchmark",
         "send_window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
                         "start": "00:00", "end": "23:59:59.999999"},
-        "enrol": {"tags": [TAG]},
+        "enrol": {"tags": [TAG], **({"invoices": {}} if invoices else {})},
         "steps": [{"delay": "0s", "anchor": "enrolment", "tone": "courteous", "template": {
             "content_sid": TEMPLATE_SID, "variables": {"1": "name", "2": "invoice_number", "3": "amount"},
             "preview": {"fr": "Bonjour {{1}}, la facture {{2}} de {{3}} EUR reste à régler.",
@@ -590,9 +592,12 @@ def run_pipeline(args: argparse.Namespace, procs: Processes, clock: Clock, resul
 
         httpx.post(f"http://127.0.0.1:{ports['simulator']}/_sim/config", json={"send_read": False}, timeout=10)
 
-    contacts_file, campaign_file = write_inputs(procs.workdir, n)
+    contacts_file, campaign_file = write_inputs(procs.workdir, n, invoices=args.invoices)
     started = time.monotonic()
     out(relance(procs, "contacts", "import", str(contacts_file), timeout=clock.left()).stdout.strip().splitlines()[-1])
+    if args.invoices:  # an invoices command first migrates each contact's invoice fields into an invoice
+        relance(procs, "invoices", "list", "--status", "paid", timeout=clock.left())
+        out(f"  {db.invoices.count_documents({})} invoices (one per contact, from its fields)")
     out(relance(procs, "campaigns", "create", str(campaign_file), timeout=clock.left()).stdout.strip())
     out(f"  (import + create took {time.monotonic() - started:.1f}s)")
     if not args.template:
@@ -1025,6 +1030,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="processes for drafting and for sending (default 1)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process (default 8)")
     parser.add_argument("--template", action="store_true", help="template path (24-hour window closed)")
+    parser.add_argument("--invoices", action="store_true",
+                        help="an invoice campaign (one invoice per contact): drafted from it, re-read before sending")
     parser.add_argument("--timeout", type=float, default=300, help="stop everything after this many seconds")
     parser.add_argument("--callback-delay", type=float, default=0.05, help="simulator delay between callbacks")
     parser.add_argument("--no-read", dest="read", action="store_false", help="simulator stops at delivered")

@@ -27,12 +27,6 @@ class _Facts:
     amount: str
     due: str
     link: str
-    # An invoice campaign's reminder covering several invoices (shared.language.invoice_text):
-    # how many, their lines, the total due and, when they have different links, one line each.
-    count: int = 0
-    listing: str = ""
-    total: str = ""
-    links: str = ""
 
 
 def _facts(request: DraftRequest) -> _Facts:
@@ -51,39 +45,7 @@ def _facts(request: DraftRequest) -> _Facts:
         amount=amount_text(amount, currency, request.language) if amount else "",
         due=date_text(due, request.language) if due else "",
         link=get("payment_link").split()[0] if get("payment_link") else "",
-        count=int(get("invoice_count")) if get("invoice_count").isdigit() else 0,
-        listing=get("invoice_list"), total=get("total_due"), links=get("payment_links"),
     )
-
-
-def _grouped(f: _Facts, language: Language, stage: str, tone: str) -> tuple[str, str, str] | None:
-    """``(core, short, link)`` of a reminder about several invoices, None for one invoice or none."""
-    if f.count < 2 or not f.listing:
-        return None
-    n, fr = f.count, language != Language.EN
-    if fr:
-        core = {
-            "first": f"Nous nous permettons de vous rappeler que {n} factures sont en attente de règlement :",
-            "middle": f"Sauf erreur de notre part, nous n'avons pas encore reçu le règlement de {n} factures :",
-            "last": f"Ceci est notre dernière relance concernant {n} factures toujours en attente de règlement :",
-        }[stage]
-        if tone == "firm" and stage != "last":
-            core = f"Malgré nos précédents messages, {n} factures ne sont toujours pas réglées :"
-        total = f"Total dû : {f.total}." if f.total else ""
-        short = f"Rappel : {n} factures en attente de règlement" + (f" (total : {f.total})." if f.total else ".")
-        link = f"Vous pouvez régler ici : {f.link}" if f.link else (f"Pour régler :\n{f.links}" if f.links else "")
-    else:
-        core = {
-            "first": f"This is a reminder that {n} invoices are awaiting payment:",
-            "middle": f"Unless we are mistaken, we have not yet received payment for {n} invoices:",
-            "last": f"This is our last reminder about {n} invoices still awaiting payment:",
-        }[stage]
-        if tone == "firm" and stage != "last":
-            core = f"Despite our previous messages, {n} invoices are still unpaid:"
-        total = f"Total due: {f.total}." if f.total else ""
-        short = f"Reminder: {n} invoices awaiting payment" + (f" (total: {f.total})." if f.total else ".")
-        link = f"You can pay here: {f.link}" if f.link else (f"To pay:\n{f.links}" if f.links else "")
-    return "\n".join(part for part in (core, f.listing, total) if part), short, link
 
 
 def _stage(request: DraftRequest) -> str:
@@ -163,7 +125,6 @@ def _fr(request: DraftRequest, f: _Facts, stage: str, tone: str) -> list[list[st
         closing = (
             "Si le règlement a déjà été effectué, merci de ne pas tenir compte de ce message."
         )
-        core, short, link = _grouped(f, Language.FR, stage, tone) or (core, short, link)
     thanks = {
         "courteous": "Nous vous remercions par avance.",
         "friendly": "Merci beaucoup et bonne journée !",
@@ -242,7 +203,6 @@ def _en(request: DraftRequest, f: _Facts, stage: str, tone: str) -> list[list[st
         }[stage]
         link = f"You can pay here: {f.link}" if f.link else ""
         closing = "If you have already paid, please disregard this message."
-        core, short, link = _grouped(f, Language.EN, stage, tone) or (core, short, link)
     thanks = {
         "courteous": "Thank you in advance.",
         "friendly": "Thanks a lot and have a nice day!",
