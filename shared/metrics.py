@@ -3,7 +3,7 @@
 Counters live in the process that does the work (Prometheus adds them up across processes):
 sends and Twilio errors by code (:class:`MeteredSender`, the sending workers), reply intents
 (:class:`MeteredClassifier`, the replies workers), actor messages and their durations
-(:class:`ActorMetrics`, every worker). The webhook measures its own latency
+(:class:`ActorMetrics`, every worker), scheduler ticks (:func:`observe_tick`). The webhook measures its own latency
 (:func:`observe_request`). The gauges that describe the whole installation (messages and
 follow-ups by state, hand-overs waiting, queue depths) are read by one process only, the
 webhook, when Prometheus scrapes it (:class:`StoreCollector`): one aggregation per collection,
@@ -39,7 +39,7 @@ from shared.ports import (
 )
 
 __all__ = ["CONTENT_TYPE_LATEST", "ActorMetrics", "MeteredClassifier", "MeteredSender", "StoreCollector",
-           "exposition", "observe_request"]
+           "exposition", "observe_request", "observe_tick"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,19 @@ ACTOR_MESSAGES = Counter("relance_actor_messages_total", "Actor messages process
                          ["queue", "actor", "outcome"])
 ACTOR_SECONDS = Histogram("relance_actor_duration_seconds", "Time spent processing one actor message.",
                           ["queue", "actor"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+SCHEDULER_TICKS = Counter("relance_scheduler_ticks_total", "Scheduler ticks, by outcome (ok, warning, failed).",
+                          ["outcome"])
+SCHEDULER_CLAIMED = Counter("relance_scheduler_claimed_total", "Follow-ups the scheduler claimed for drafting.")
 WEBHOOK_SECONDS = Histogram("relance_webhook_request_duration_seconds",
                             "Webhook requests: time from the request to the answer, by route, method and status.",
                             ["route", "method", "status"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15))
+
+
+def observe_tick(outcome: str, claimed: int) -> None:
+    """Record one scheduler tick (``outcome``: ok, warning or failed) and how many follow-ups it claimed."""
+    SCHEDULER_TICKS.labels(outcome).inc()
+    SCHEDULER_CLAIMED.inc(claimed)
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:

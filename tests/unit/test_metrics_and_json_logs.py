@@ -111,3 +111,49 @@ def test_a_wrong_log_format_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="LOG_FORMAT"):
         load_settings({"LOG_FORMAT": "xml"})
+
+
+# ------------------------------------------------------------------ workers
+def test_worker_actor_messages_are_counted_and_served_on_metrics_port() -> None:
+    import socket
+
+    import dramatiq
+    import httpx
+    from dramatiq.brokers.stub import StubBroker
+
+    from services.bootstrap import serve_metrics
+    from shared.metrics import ActorMetrics
+
+    broker = StubBroker()
+    broker.add_middleware(ActorMetrics())
+
+    @dramatiq.actor(broker=broker, queue_name="drafting", actor_name="metrics_probe", max_retries=0)
+    def probe(fail: bool) -> None:
+        if fail:
+            raise ValueError("no")
+
+    labels = {"queue": "drafting", "actor": "metrics_probe"}
+    ok, failed = sample("relance_actor_messages_total", outcome="ok", **labels), \
+        sample("relance_actor_messages_total", outcome="failed", **labels)
+    worker = dramatiq.Worker(broker, worker_timeout=50)
+    worker.start()
+    try:
+        probe.send(False)
+        probe.send(False)
+        probe.send(True)
+        broker.join("drafting", fail_fast=False)
+        worker.join()
+    finally:
+        worker.stop()
+    assert sample("relance_actor_messages_total", outcome="ok", **labels) == ok + 2
+    assert sample("relance_actor_messages_total", outcome="failed", **labels) == failed + 1
+    assert sample("relance_actor_duration_seconds_count", **labels) >= 3
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    serve_metrics(load_settings({"METRICS_PORT": str(port)}))
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'relance_actor_messages_total{actor="metrics_probe",outcome="ok",queue="drafting"}' in text
+    # A port already taken: the process goes on without metrics.
+    serve_metrics(load_settings({"METRICS_PORT": str(port)}))
