@@ -43,9 +43,6 @@ __all__ = ["CONTENT_TYPE_LATEST", "ActorMetrics", "MeteredClassifier", "MeteredS
 
 log = logging.getLogger(__name__)
 
-# How many flagged follow-ups the hand-over gauge reads at most: past it, it reports this cap.
-HANDOVER_SCAN_LIMIT = 1000
-
 SENDS = Counter("relance_sends_total", "Messages Twilio accepted (a SID came back).")
 TWILIO_ERRORS = Counter("relance_twilio_errors_total", "Sends Twilio refused or deferred, by error code.",
                         ["code", "kind"])
@@ -185,10 +182,8 @@ class StoreCollector(Collector):
         followups = GaugeMetricFamily("relance_followups", "Follow-ups, by state.", labels=["state"])
         for state, n in sorted(self.store.followups.count_by_state().items()):
             followups.add_metric([str(state)], n)
-        flagged = self.store.followups.recent_summaries(needs_human=True, limit=HANDOVER_SCAN_LIMIT)
-        handovers = GaugeMetricFamily(
-            "relance_handovers_waiting", f"Clients handed to a person, not handled (at most {HANDOVER_SCAN_LIMIT}).")
-        handovers.add_metric([], len({summary.contact_id for summary in flagged}))
+        handovers = GaugeMetricFamily("relance_handovers_waiting", "Clients handed to a person, not handled yet.")
+        handovers.add_metric([], self.store.followups.count_handovers_waiting())
         yield from (messages, followups, handovers)
 
 

@@ -13,6 +13,7 @@ from services.webhook import WebhookDeps, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Language, OutboundMessage
+from shared.domain.reasons import PauseReason
 from shared.domain.states import MessageState
 from shared.metrics import redis_queue_depths
 from shared.queue import QUEUES, DramatiqQueue, make_broker
@@ -52,6 +53,10 @@ def test_a_signed_inbound_moves_the_latency_histogram_and_the_queue_gauge(
     store.messages.insert(OutboundMessage(id="c1:ct:0", followup_id="c1:ct", contact_id="ct", campaign_id="c1",
                                           step=0, state=MessageState.READY, kind="freeform", body="Bonjour",
                                           language=Language.FR), clock.now())
+    now = clock.now()
+    for contact in ("ct1", "ct2"):
+        assert store.followups.enrol(contact_id=contact, campaign_id="c1", next_run_at=now, now=now)
+    store.followups.pause("c1:ct2", reason=PauseReason.NEEDS_HUMAN, now=now, needs_human="unclear reply")
     before = samples(webhook.get("/metrics").text)
     assert post(webhook, "/whatsapp/webhook", inbound_form(sid(1), body="Je paie demain"))[0] == 200
     answer = webhook.get("/metrics")
@@ -64,7 +69,9 @@ def test_a_signed_inbound_moves_the_latency_histogram_and_the_queue_gauge(
     assert value(after, "relance_messages", state="ready") == 1
     assert value(after, "relance_queue_depth", queue="replies", kind="ready") == 1
     assert value(after, "relance_queue_depth", queue="sending", kind="dead") == 0
-    assert value(after, "relance_handovers_waiting") == 0
+    assert value(after, "relance_handovers_waiting") == 1
+    assert (value(after, "relance_followups", state="scheduled"), value(after, "relance_followups", state="paused")) \
+        == (1, 1)
     assert value(after, "relance_store_up") == 1
     # No phone number, no body, in any label.
     assert "612345678" not in answer.text and "demain" not in answer.text
