@@ -4,8 +4,8 @@ Counters live in the process that does the work (Prometheus adds them up across 
 sends and Twilio errors by code (:class:`MeteredSender`, the sending workers), reply intents
 (:class:`MeteredClassifier`, the replies workers), actor messages and their durations
 (:class:`ActorMetrics`, every worker), scheduler ticks (:func:`observe_tick`). The webhook measures its own latency
-(:func:`observe_request`). The gauges that describe the whole installation (messages and
-follow-ups by state, hand-overs waiting, queue depths) are read by one process only, the
+(:func:`observe_request`). The gauges that describe the whole installation (messages by state
+and step, follow-ups by state, hand-overs waiting, queue depths) are read by one process only, the
 webhook, when Prometheus scrapes it (:class:`StoreCollector`): one aggregation per collection,
 no count kept by hand that could drift.
 
@@ -179,12 +179,16 @@ class StoreCollector(Collector):
         messages = GaugeMetricFamily("relance_messages", "Outbound messages, by state.", labels=["state"])
         for state, n in sorted(self.store.messages.count_by_state().items()):
             messages.add_metric([str(state)], n)
+        steps = GaugeMetricFamily("relance_step_messages", "Follow-up step messages, by state and step.",
+                                  labels=["state", "step"])
+        for (state, step), n in sorted(self.store.messages.count_steps_by_state().items()):
+            steps.add_metric([str(state), str(step)], n)
         followups = GaugeMetricFamily("relance_followups", "Follow-ups, by state.", labels=["state"])
         for state, n in sorted(self.store.followups.count_by_state().items()):
             followups.add_metric([str(state)], n)
         handovers = GaugeMetricFamily("relance_handovers_waiting", "Clients handed to a person, not handled yet.")
         handovers.add_metric([], self.store.followups.count_handovers_waiting())
-        yield from (messages, followups, handovers)
+        yield from (messages, steps, followups, handovers)
 
 
 def redis_queue_depths(client: Any, namespace: str, queues: Iterable[str]) -> dict[tuple[str, str], int]:

@@ -369,6 +369,9 @@ class MessageRepository(Protocol):
     def count_by_state(self) -> dict[str, int]:
         """Outbound messages counted by state."""
 
+    def count_steps_by_state(self) -> dict[tuple[str, int], int]:
+        """Follow-up step messages counted by (state, step)."""
+
 
 class EventRepository(Protocol):
     """Webhook events (``inbound:<sid>``, ``status:<sid>:<status>``), each stored once, and pending notes."""

@@ -67,6 +67,7 @@ def test_a_signed_inbound_moves_the_latency_histogram_and_the_queue_gauge(
     assert value(after, f"{LATENCY}_sum", **route) > value(before, f"{LATENCY}_sum", **route)
     # The gauges are read from the stores at the scrape: the stored message, the inbound on its queue.
     assert value(after, "relance_messages", state="ready") == 1
+    assert value(after, "relance_step_messages", state="ready", step="0") == 1
     assert value(after, "relance_queue_depth", queue="replies", kind="ready") == 1
     assert value(after, "relance_queue_depth", queue="sending", kind="dead") == 0
     assert value(after, "relance_handovers_waiting") == 1
