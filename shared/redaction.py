@@ -86,7 +86,9 @@ class RedactingFilter(logging.Filter):
 
 _FORMATTER = logging.Formatter()
 # What every LogRecord has: anything else on a record came from ``extra=`` and is written as a field.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+# uvicorn's ``color_message`` repeats the message with terminal colours: left out.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -79,7 +79,8 @@ def test_json_lines_are_parseable_and_masked(root_logging: None, capsys: pytest.
     token = "tok_0123456789abcdef0123456789ab"
     configure_logging(load_settings({"LOG_FORMAT": "json", "TWILIO_AUTH_TOKEN": token}))
     log = logging.getLogger("shared.usecases.sending")
-    log.warning("message=%s to=%s rejected", "c1:ct1:0", PHONE, extra={"phone": PHONE, "code": 63024})
+    log.warning("message=%s to=%s rejected", "c1:ct1:0", PHONE,
+                extra={"phone": PHONE, "code": 63024, "color_message": f"\x1b[1m{PHONE}"})
     try:
         raise ValueError(f"no such number {PHONE} ({token})")
     except ValueError:
@@ -91,7 +92,7 @@ def test_json_lines_are_parseable_and_masked(root_logging: None, capsys: pytest.
     assert {"time", "level", "logger", "message"} <= set(first)
     assert (first["level"], first["logger"]) == ("WARNING", "shared.usecases.sending")
     assert first["message"] == "message=c1:ct1:0 to=+33*******78 rejected"
-    assert (first["phone"], first["code"]) == ("+33*******78", 63024)
+    assert (first["phone"], first["code"]) == ("+33*******78", 63024) and "color_message" not in first
     assert second["message"] == "failed for whatsapp:+33*******78"
     assert "ValueError: no such number +33*******78 (***)" in second["exception"]
     assert PHONE not in err and PHONE[1:] not in err and token not in err
