@@ -26,10 +26,11 @@ from shared.domain.repositories import Repositories
 from shared.errors import ConfigError
 from shared.gemini import CheckedDrafter, GeminiDrafter
 from shared.language.drafts import OfflineDrafter
+from shared.metrics import ActorMetrics, MeteredClassifier, MeteredSender, redis_queue_depths
 from shared.pacing import RedisContactLocks
 from shared.ports import Classifier, DeliveryStatus, Drafter, OutboundRequest, Sender, SendResult
 from shared.queue import QUEUE_SENDING, QUEUES, DramatiqQueue, make_broker
-from shared.redaction import RedactingFilter, Redactor, url_secrets
+from shared.redaction import JsonFormatter, RedactingFilter, Redactor, url_secrets
 from shared.settings import Settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
@@ -48,6 +49,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.gemini_api_key.get_secret_value(),
         settings.ngrok_authtoken.get_secret_value(),
         settings.stripe_webhook_secret.get_secret_value(),
+        settings.metrics_token.get_secret_value(),
         *url_secrets(settings.mongodb_uri),
         *url_secrets(settings.redis_url),
     ]
@@ -63,7 +65,10 @@ def configure_logging(settings: Settings) -> None:
     """
     redacting = RedactingFilter(Redactor(settings_secrets(settings)))
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter(redacting.redactor))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(redacting)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -199,9 +204,10 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
                       queues: Collection[str] = QUEUES) -> tuple[App, RedisBroker, Client]:
     """Everything an actor process consuming ``queues`` needs (Twilio only for the sending queue)."""
     # First, so that missing credentials stop the process before it connects to anything.
-    sender = build_sender(settings) if QUEUE_SENDING in queues else NoSender()
+    sender: Sender = MeteredSender(build_sender(settings)) if QUEUE_SENDING in queues else NoSender()
     client, store = build_store(settings)
     broker = build_broker(settings)
+    broker.add_middleware(ActorMetrics())
     from shared.ratelimit import SendRateLimiter
 
     limiter = SendRateLimiter(client=broker.client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate,
@@ -210,7 +216,8 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
     store = replace(store, campaigns=CachedCampaigns(store.campaigns))
     deps = App(rules=settings.rules(), store=store, clock=clock or SystemClock(),
                queue=DramatiqQueue(broker), drafter=build_drafter(settings), sender=sender,
-               classifier=build_classifier(settings), limiter=limiter, locks=RedisContactLocks(broker.client))
+               classifier=MeteredClassifier(build_classifier(settings)), limiter=limiter,
+               locks=RedisContactLocks(broker.client))
     return deps, broker, client
 
 
@@ -254,11 +261,27 @@ def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlett
                        max_in_flight=settings.webhook_max_in_flight,
                        body_timeout=settings.webhook_body_timeout_seconds,
                        stripe_webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
-                       rules=settings.rules())
+                       rules=settings.rules(),
+                       queue_depths=lambda: redis_queue_depths(redis_client, broker.namespace, QUEUES),
+                       metrics_token=settings.metrics_token.get_secret_value())
     if not deps.stripe_webhook_secret:
         log.warning("Stripe payments off: STRIPE_WEBHOOK_SECRET is not set, POST /payments/stripe answers 404 "
                     "(docs/invoices.md)")
     return create_app(deps, on_shutdown=close, freeze_gc=True)
+
+
+def serve_metrics(settings: Settings) -> None:
+    """Serve this process's metrics on METRICS_PORT (scheduler, workers); nothing when it is 0."""
+    if not settings.metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(settings.metrics_port)
+    except OSError as exc:  # taken (several processes on one host with one .env): run without metrics
+        log.warning("metrics off: port %d cannot be served (%s)", settings.metrics_port, exc.strerror or exc)
+        return
+    log.info("metrics on :%d/metrics", settings.metrics_port)
 
 
 def stale_after(settings: Settings) -> timedelta:

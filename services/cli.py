@@ -148,7 +148,7 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     """Run the scheduler loop (or one pass)."""
-    from services.bootstrap import build_broker, build_inbound_backfill, build_store, stale_after
+    from services.bootstrap import build_broker, build_inbound_backfill, build_store, serve_metrics, stale_after
     from services.scheduler import run_forever
     from shared.queue import DramatiqQueue
     from shared.usecases.invoices import migrate_contact_invoices
@@ -166,6 +166,7 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
                           stale_after=stale_after(settings), backfill=backfill)
             print(json.dumps({k: len(v) for k, v in report.__dict__.items()}))
         else:
+            serve_metrics(settings)
             run_forever(store, queue, SystemClock(), interval=settings.scheduler_interval_seconds,
                         batch=settings.scheduler_batch_size, stale_after=stale_after(settings), backfill=backfill)
     finally:
@@ -178,7 +179,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run dramatiq workers consuming the given queues until SIGTERM/SIGINT."""
     import dramatiq
 
-    from services.bootstrap import build_worker_deps, register_actors
+    from services.bootstrap import build_worker_deps, register_actors, serve_metrics
 
     deps, broker, client = build_worker_deps(settings, queues=args.queues)
     deps.store.ensure_indexes()
@@ -191,6 +192,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    serve_metrics(settings)
     worker.start()
     log.info("worker started: queues=%s threads=%d", ",".join(args.queues), args.threads)
     stop.wait()

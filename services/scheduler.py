@@ -10,6 +10,7 @@ from types import FrameType
 
 from shared.clock import Clock
 from shared.domain.repositories import Repositories
+from shared.metrics import observe_tick
 from shared.ports import TaskQueue
 from shared.usecases.scheduling import QUICK_STEPS, STEPS, sweep_period, tick
 from shared.usecases.tick_guard import Backfill, describe_problem
@@ -48,12 +49,16 @@ def run_forever(store: Repositories, queue: TaskQueue, clock: Clock, *, interval
                 next_sweep = now + sweep_period(stale_after)
             if report.failed_steps or report.quarantined or report.skipped:
                 log.warning("%s", report.line())
-            elif report.eventful():
-                log.info("%s", report.line())
+                observe_tick("warning", len(report.claimed))
+            else:
+                observe_tick("ok", len(report.claimed))
+                if report.eventful():
+                    log.info("%s", report.line())
             # A full batch means more is due: go again at once.
             if len(report.claimed) >= batch:
                 continue
         except Exception as exc:  # the steps are guarded: only a bug in tick itself lands here
             log.error("scheduler tick failed unexpectedly: %s", describe_problem(exc))
+            observe_tick("failed", 0)
             log.debug("scheduler tick failed", exc_info=exc)
         stop.wait(interval)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -40,6 +41,7 @@ from services.recorder import EventRecorder
 from services.stripe_webhook import stripe_handler
 from services.twilio_fields import FieldError, Ours, check_inbound, check_status
 from services.webhook_events import apply_status, inbound_event, status_event
+from services.webhook_metrics import RequestTimer, metrics_endpoint
 from services.webhook_request import BODY_TIMEOUT_SECONDS, BadRequest, check_headers, read_signed_form, refusal
 from shared.clock import Clock
 from shared.domain.invoices import Invoice
@@ -78,6 +80,9 @@ class WebhookDeps:
     stripe_webhook_secret: str = ""  # STRIPE_WEBHOOK_SECRET: POST /payments/stripe exists only when set
     # What the thank-you after a payment reads: business name, THANK_YOU_*, the replies cap.
     rules: Rules = field(default_factory=Rules)
+    # GET /metrics: the queue depths read from Redis (none without), and METRICS_TOKEN.
+    queue_depths: Callable[[], dict[tuple[str, str], int]] = dict
+    metrics_token: str = ""
 
 
 def twiml() -> Response:
@@ -187,6 +192,7 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
         Route("/whatsapp/status", status, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(deps.store, deps.queue_depths, deps.metrics_token), methods=["GET"]),
     ]
     if deps.stripe_webhook_secret:
         def thank(invoice: Invoice, payment_ref: str) -> None:
@@ -194,6 +200,7 @@ def create_app(deps: WebhookDeps, *, on_shutdown: Callable[[], None] | None = No
 
         handler = stripe_handler(deps.store, deps.clock, deps.stripe_webhook_secret, deps.queue, on_paid=thank)
         routes.append(Route("/payments/stripe", handler, methods=["POST"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    timer = Middleware(RequestTimer, routes=[route.path for route in routes])
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[timer])
     app.state.in_flight = lambda: in_flight  # read by tests and the bench
     return app

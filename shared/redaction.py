@@ -9,9 +9,11 @@ covers every logger that reaches it (ours, uvicorn, dramatiq, pymongo, twilio, h
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 from shared.phones import redact_phones
@@ -83,3 +85,46 @@ class RedactingFilter(logging.Filter):
 
 
 _FORMATTER = logging.Formatter()
+# What every LogRecord has: anything else on a record came from ``extra=`` and is written as a field.
+# uvicorn's ``color_message`` repeats the message with terminal colours: left out.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (LOG_FORMAT=json): time, level, logger, message, then the extra fields.
+
+    Runs after :class:`RedactingFilter` (message, exception and stack already redacted); the
+    extra fields are redacted here, as text. Their names are kept, their values rendered with
+    ``str`` when JSON has no type for them.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redactor(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = _field(value, self.redactor)
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = self.redactor(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.redactor(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def _field(value: object, redactor: Redactor) -> object:
+    """An extra field's value, fit for JSON and redacted."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redactor(value if isinstance(value, str) else str(value))

@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     # Automated replies (thank-you, acknowledgement, answer) one client may get in 24 hours; 0: no limit.
     max_auto_replies_per_day: int = Field(default=3, ge=0)
     log_level: str = "INFO"
+    # text: one plain line per record; json: one JSON object per line (docs/operations.md).
+    log_format: Literal["text", "json"] = "text"
+
+    # Metrics (docs/operations.md): the port the scheduler and the workers serve /metrics on
+    # (0: off; the webhook serves GET /metrics on its own port), and a bearer token that
+    # protects the webhook's /metrics when set.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_token: SecretStr = SecretStr("")
 
     # Sending pace
     send_rate: str = "80/1s"

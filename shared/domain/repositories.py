@@ -209,6 +209,9 @@ class FollowUpRepository(Protocol):
     def count_by_state(self) -> dict[str, int]:
         """Follow-ups counted by state."""
 
+    def count_handovers_waiting(self) -> int:
+        """How many contacts have a follow-up flagged for a person (a hand-over not handled yet)."""
+
 
 class MessageRepository(Protocol):
     """Messages out (follow-up steps, replies, owner alerts) and in (``in:<MessageSid>``)."""
@@ -365,6 +368,9 @@ class MessageRepository(Protocol):
 
     def count_by_state(self) -> dict[str, int]:
         """Outbound messages counted by state."""
+
+    def count_steps_by_state(self) -> dict[tuple[str, int], int]:
+        """Follow-up step messages counted by (state, step)."""
 
 
 class EventRepository(Protocol):

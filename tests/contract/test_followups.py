@@ -339,3 +339,6 @@ def test_what_a_person_is_shown(repos: Repositories, clock: FakeClock) -> None:
     assert [s.id for s in repos.followups.recent_summaries(needs_human=False, limit=2)] == [other, b]
     assert len(repos.followups.recent_summaries(needs_human=False, limit=10)) == 3 and a
     assert repos.followups.count_by_state() == {"scheduled": 1, "stopped": 1, "paused": 1}
+    assert repos.followups.count_handovers_waiting() == 2  # ct1 (b) and ct2 (other)
+    assert repos.followups.clear_hand_over("ct2", action="resume", now=now + 3 * HOUR) >= 1
+    assert repos.followups.count_handovers_waiting() == 1

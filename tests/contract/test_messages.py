@@ -424,3 +424,4 @@ def test_what_the_demo_and_the_status_command_show(repos: Repositories, clock: F
     assert repos.messages.count(purpose="step", step=0, states=[M.DELIVERED, M.READ]) == 1
     assert repos.messages.count(purpose="step") == 2 and repos.messages.count() == 4
     assert repos.messages.count_by_state() == {"delivered": 1, "sent": 1, "ready": 1}
+    assert repos.messages.count_steps_by_state() == {("delivered", 0): 1, ("ready", 0): 1}  # not the reply

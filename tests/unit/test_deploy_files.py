@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from services.bootstrap import build_worker_deps
 from services.cli import build_parser
@@ -63,7 +64,8 @@ MONGO_INIT = ROOT / "deploy" / "mongo-init"
 SERVICE_SECRETS: dict[str, set[str]] = {
     # build_webhook: require("twilio_auth_token") to check signatures; the shared key for the
     # webhooks Twilio signs with it; Stripe's signing secret for POST /payments/stripe.
-    "webhook": {"TWILIO_AUTH_TOKEN", "TWILIO_WEBHOOK_SHARED_KEY", "STRIPE_WEBHOOK_SECRET"},
+    # METRICS_TOKEN: asked of whoever reads its GET /metrics.
+    "webhook": {"TWILIO_AUTH_TOKEN", "TWILIO_WEBHOOK_SHARED_KEY", "STRIPE_WEBHOOK_SECRET", "METRICS_TOKEN"},
     # cmd_scheduler: build_inbound_backfill lists Twilio's inbound messages (no Twilio client without it).
     "scheduler": {"TWILIO_AUTH_TOKEN"},
     # build_drafter: Gemini. build_worker_deps builds the Twilio client for the sending queue only.
@@ -74,6 +76,7 @@ SERVICE_SECRETS: dict[str, set[str]] = {
     "worker-replies": {"GEMINI_API_KEY"},
     "ngrok": {"NGROK_AUTHTOKEN"},
     "caddy": set(),
+    "prometheus": set(),
     "mongo": {"MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD"},
     "redis": {"REDIS_PASSWORD"},
 }
@@ -887,3 +890,33 @@ def test_only_the_sending_worker_builds_a_twilio_client(queue: str) -> None:
     finally:
         broker.close()
         client.close()
+
+
+# --- compose: the monitoring profile ------------------------------------------------------------
+
+
+def test_monitoring_profile_scrapes_every_relance_process() -> None:
+    """Prometheus is optional (its own profile) and its configuration names every Relance process."""
+    found = services()
+    prometheus = found["prometheus"]
+    assert (prometheus.get("profiles") or []) == ["monitoring"]
+    assert PINNED_IMAGE.fullmatch(str(prometheus["image"]))
+    assert [str(port) for port in prometheus.get("ports") or []] == ["127.0.0.1:9090:9090"]
+    # Reaches each Relance process on a network they share, never the stores' network.
+    for name in built_services():
+        assert service_networks(prometheus) & service_networks(found[name]), f"prometheus cannot reach {name}"
+    assert not service_networks(prometheus) & service_networks(found["mongo"])
+    # The other services do not depend on the profile.
+    for name, svc in found.items():
+        if name != "prometheus":
+            assert "monitoring" not in (svc.get("profiles") or []), name
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    targets: set[str] = set()
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs") or []:
+            targets |= {target.split(":")[0] for target in static["targets"]}
+        for dns in job.get("dns_sd_configs") or []:
+            targets |= set(dns["names"])
+            assert dns["port"] == 9100
+    assert targets == set(built_services()), targets
+    assert "./deploy/prometheus:/etc/prometheus:ro" in [str(m) for m in prometheus.get("volumes") or []]

@@ -49,3 +49,25 @@ def test_a_short_stale_period_sweeps_at_least_four_times_per_period(monkeypatch:
 def test_the_quick_steps_are_what_is_due_now() -> None:
     assert [name for name, _ in QUICK_STEPS] == ["claim", "backfill"]  # resume: the sweep's
     assert {name for name, _ in QUICK_STEPS} < {name for name, _ in STEPS}
+
+
+def test_each_tick_is_counted_with_what_it_claimed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ok, claimed = count("relance_scheduler_ticks_total", outcome="ok"), count("relance_scheduler_claimed_total")
+    clock, stop, calls = FakeClock(), threading.Event(), []
+
+    def fake_tick(*args: Any, **kwargs: Any) -> TickReport:
+        calls.append(1)
+        if len(calls) >= 2:
+            stop.set()
+        return TickReport(claimed=["c1:a", "c1:b"] if len(calls) == 1 else [])
+
+    monkeypatch.setattr(loop, "tick", fake_tick)
+    loop.run_forever(memory_repositories(), RecordingQueue(), clock, interval=0, batch=10,
+                     stale_after=timedelta(minutes=5), stop=stop)
+    assert count("relance_scheduler_ticks_total", outcome="ok") == ok + 2
+    assert count("relance_scheduler_claimed_total") == claimed + 2

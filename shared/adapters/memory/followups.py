@@ -201,6 +201,10 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
         docs = [doc for doc in self.docs.values() if not needs_human or doc.get("needs_human") is True]
         return [followup_summary(doc) for doc in limited(by("updated_at", reverse=True)(docs), limit)]
 
+    def count_handovers_waiting(self) -> int:
+        """How many contacts have a follow-up flagged for a person."""
+        return len({doc["contact_id"] for doc in self.docs.values() if doc.get("needs_human") is True})
+
     def count(self, campaign_id: str | None = None) -> int:
         """How many follow-ups (of one campaign)."""
         return sum(1 for doc in self.docs.values() if campaign_id is None or doc.get("campaign_id") == campaign_id)

@@ -336,3 +336,12 @@ class MemoryMessages(MessageTransitions, MemoryRepository):
             if _outbound(doc):
                 counts[doc["state"]] = counts.get(doc["state"], 0) + 1
         return counts
+
+    def count_steps_by_state(self) -> dict[tuple[str, int], int]:
+        """Follow-up step messages counted by (state, step)."""
+        counts: dict[tuple[str, int], int] = {}
+        for doc in self.docs.values():
+            if _outbound(doc) and doc.get("purpose") in ("step", None) and doc.get("step") is not None:
+                key = (doc["state"], int(doc["step"]))
+                counts[key] = counts.get(key, 0) + 1
+        return counts

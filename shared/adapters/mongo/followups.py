@@ -280,3 +280,9 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
         """Follow-ups counted by state."""
         rows = self.collection.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
         return {row["_id"]: row["n"] for row in rows}
+
+    def count_handovers_waiting(self) -> int:
+        """How many contacts have a follow-up flagged for a person (the partial index ``needs_human``)."""
+        rows = self.collection.aggregate([{"$match": {"needs_human": True}}, {"$group": {"_id": "$contact_id"}},
+                                          {"$count": "n"}])
+        return next((int(row["n"]) for row in rows), 0)

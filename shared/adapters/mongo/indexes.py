@@ -32,6 +32,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     followups.create_index([("state", ASCENDING), ("state_changed_at", ASCENDING)], name="state_changed")
     followups.create_index([("state", ASCENDING), ("paused_until", ASCENDING)], name="state_paused_until")
     followups.create_index([("campaign_id", ASCENDING)], name="campaign")
+    # The hand-overs waiting (GET /metrics): partial, so the follow-ups nobody flagged cost it nothing.
+    followups.create_index([("contact_id", ASCENDING)], name="needs_human",
+                           partialFilterExpression={"needs_human": True})
     messages.create_index([("twilio_sid", ASCENDING)], unique=True, sparse=True, name="twilio_sid_unique")
     messages.create_index([("state", ASCENDING), ("state_changed_at", ASCENDING)], name="state_changed")
     messages.create_index([("state", ASCENDING), ("requeue_from", ASCENDING)], name="state_requeue_from")

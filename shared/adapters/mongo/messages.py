@@ -385,6 +385,14 @@ class MongoMessages(MessageTransitions, MongoRepository):
                                           {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
         return {row["_id"]: row["n"] for row in rows}
 
+    def count_steps_by_state(self) -> dict[tuple[str, int], int]:
+        """Follow-up step messages counted by (state, step)."""
+        rows = self.collection.aggregate([
+            {"$match": {"direction": "outbound", "purpose": {"$in": ["step", None]}}},
+            {"$group": {"_id": {"state": "$state", "step": "$step"}, "n": {"$sum": 1}}}])
+        return {(row["_id"]["state"], int(row["_id"]["step"])): row["n"] for row in rows
+                if row["_id"].get("step") is not None}
+
 
 def _requeue_from(until: datetime) -> Doc:
     """The pipeline expression of ``requeue_from`` once a hold until ``until`` is set."""
