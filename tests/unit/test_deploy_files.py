@@ -102,7 +102,7 @@ KNOWN_COMMANDS = {
     ("campaigns", "create"),
     ("campaigns", "enrol"),
 }
-WORKER_QUEUES = ("drafting", "sending", "replies")
+WORKER_QUEUES = ("drafting", "sending", "replies", "outbound")
 PLACEHOLDER = re.compile(r"(your-[a-z0-9-]+-here|changeme|<[a-z0-9 _-]+>)", re.IGNORECASE)
 # A full version (major.minor.patch), an optional variant, an optional digest.
 PINNED_IMAGE = re.compile(r"[\w./-]+:v?\d+\.\d+\.\d+(?:[-.][\w.]+)?(?:@sha256:[0-9a-f]{64})?")
