@@ -8,13 +8,16 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import dramatiq
 import pytest
 
+from services.bootstrap import register_actors
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.hooks import DeliveryState
@@ -24,6 +27,7 @@ from shared.domain.rules import Rules
 from shared.errors import InputError
 from shared.fakes import FakeSender, RecordingQueue
 from shared.hook_poster import HttpxPoster
+from shared.queue import DramatiqQueue, make_broker
 from shared.usecases import outbound
 from shared.usecases.context import App
 from shared.usecases.invoices import record_payment
@@ -227,3 +231,28 @@ def test_a_removed_subscription_receives_nothing_more(stack: Stack, receiver: Re
         outbound.remove_subscription(stack.store, sub.id)
     assert stack.run_actor() == ["failed"] and receiver.requests == []
     assert outbound.subscription_lines(stack.store) == []
+
+
+def test_the_outbound_worker_on_redis_posts_what_a_payment_emitted(stack: Stack, receiver: Receiver,
+                                                                    redis_url: str) -> None:
+    """The actor registered by the composition root, consuming the ``outbound`` queue of a real worker."""
+    broker = make_broker(redis_url)
+    queue = DramatiqQueue(broker)
+    app = replace(stack.app, queue=queue)
+    register_actors(broker, app)
+    worker = dramatiq.Worker(broker, queues={"outbound"}, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        sub = outbound.add_subscription(stack.store, receiver.url, ["invoice.paid"], now=stack.clock.now())
+        record_payment(stack.store, "FA-1", now=stack.clock.now(), queue=queue)
+        deadline = time.monotonic() + 20
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ((headers, body),) = receiver.requests
+        assert verify(sub.secret, headers["relance-signature"], body)
+        broker.join("outbound", timeout=10_000)
+        delivery = stack.store.hooks.last_delivery(sub.id)
+        assert delivery is not None and delivery.state == DeliveryState.DELIVERED
+    finally:
+        worker.stop()
+        broker.close()
