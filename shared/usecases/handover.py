@@ -138,6 +138,8 @@ def close_hand_over(store: Repositories, phone: str, *, action: HandledAction | 
         moved = stop_contact(store, contact.id, reason=StopReason.STOPPED_BY_OWNER, now=now)
     elif decided == HandledAction.PAID:
         invoices = invoice_replies.confirm_claimed(store, contact.id, now=now)
+        for reference in invoices:  # no queue here: the scheduler's sweep delivers them
+            outbound.invoice_paid(store, None, reference, now=now)
         moved = stop_contact(store, contact.id, reason=StopReason.PAID, now=now)
     closed = store.followups.clear_hand_over(contact.id, action=decided, now=now)
     return HandOverClosed(phone=phone, action=decided, contact_id=contact.id, name=name, closed=closed, moved=moved,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.clock import FakeClock
 from shared.domain.events import status_event_doc
+from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.models import Language, OutboundMessage
 from shared.domain.states import MessageState
 from shared.fakes import RecordingQueue
@@ -11,6 +12,7 @@ from shared.ports import Intent
 from shared.usecases import outbound
 from shared.usecases.context import App
 from shared.usecases.delivery import process_status, record_sid
+from shared.usecases.handover import close_hand_over
 from tests.unit.usecases.replies_world import FOLLOWUP_ID, PHONE, reads, reply, sid, world
 
 MID = f"{FOLLOWUP_ID}:0"
@@ -79,3 +81,18 @@ def test_nothing_is_stored_or_enqueued_without_a_subscription_to_the_event(clock
     assert _emitted(app) == []
     assert app.store.hooks.get_event(f"reply.received:{sid(1)}") is None
     assert app.store.hooks.get_event(f"handover.needed:{sid(1)}") is None
+
+
+def test_a_person_confirming_a_claimed_payment_emits_the_invoice_paid(clock: FakeClock) -> None:
+    app = world(clock)
+    _subscribe(app, "invoice.paid")
+    now = clock.now()
+    assert app.store.invoices.add(Invoice(id="in_FA-9", reference="FA-9", contact_id="ct1", amount_cents=5000,
+                                          amount_due_cents=5000), source=InvoiceSource.IMPORT, now=now)
+    assert app.store.invoices.claim_paid("FA-9", source=InvoiceSource.REPLY, now=now)
+    close_hand_over(app.store, PHONE, action="paid", now=now)
+    close_hand_over(app.store, PHONE, action="paid", now=now)  # done twice: nothing more
+    assert outbound.requeue_due(app.store, app.queue, now) == [
+        "invoice.paid:FA-9:1>" + app.store.hooks.subscriptions()[0].id]
+    ((_, data),) = _emitted(app)
+    assert data["source"] == "command" and data["invoice"]["reference"] == "FA-9"  # type: ignore[index]
