@@ -30,6 +30,20 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
 
 
+# Where a delivery may go from each state: a failed attempt keeps it pending; delivered and failed are final.
+DELIVERY_MOVES: dict[DeliveryState, frozenset[DeliveryState]] = {
+    DeliveryState.PENDING: frozenset({DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.FAILED}),
+    DeliveryState.DELIVERED: frozenset(),
+    DeliveryState.FAILED: frozenset(),
+}
+# The repository methods that move a delivery: name → (from, to), each a move the table allows.
+DELIVERY_TRANSITIONS: dict[str, tuple[DeliveryState, DeliveryState]] = {
+    "retry": (DeliveryState.PENDING, DeliveryState.PENDING),
+    "deliver": (DeliveryState.PENDING, DeliveryState.DELIVERED),
+    "give_up": (DeliveryState.PENDING, DeliveryState.FAILED),
+}
+
+
 @dataclass(frozen=True)
 class Subscription:
     """A URL that receives the events named in ``events``, signed with ``secret``."""

@@ -18,7 +18,7 @@ from shared.adapters.hook_docs import (
     subscription_from_doc,
 )
 from shared.adapters.memory.base import MemoryRepository
-from shared.domain.hooks import Delivery, DeliveryState, HookEvent, Subscription
+from shared.domain.hooks import DELIVERY_TRANSITIONS, Delivery, DeliveryState, HookEvent, Subscription
 
 _PENDING = DeliveryState.PENDING.value
 
@@ -78,11 +78,12 @@ class MemoryHooks(MemoryRepository):
         doc = self.deliveries.get(delivery_id)
         return delivery_from_doc(doc) if doc else None
 
-    def _attempt(self, delivery_id: str, fields: Doc) -> bool:
+    def _attempt(self, delivery_id: str, move: str, fields: Doc) -> bool:
+        source, target = DELIVERY_TRANSITIONS[move]
         doc = self.deliveries.get(delivery_id)
-        if doc is None or doc["state"] != _PENDING:
+        if doc is None or doc["state"] != source.value:
             return False
-        doc.update(fields)
+        doc.update({**fields, "state": target.value})
         doc["attempts"] = int(doc.get("attempts") or 0) + 1
         return True
 
@@ -97,18 +98,16 @@ class MemoryHooks(MemoryRepository):
 
     def deliver(self, delivery_id: str, *, status: int, now: datetime) -> bool:
         """``pending → delivered``."""
-        return self._attempt(delivery_id, {**attempt_fields(status, None, now), "next_attempt_at": None,
-                                           "state": DeliveryState.DELIVERED.value})
+        return self._attempt(delivery_id, "deliver", {**attempt_fields(status, None, now), "next_attempt_at": None})
 
     def retry(self, delivery_id: str, *, status: int | None, error: str | None, at: datetime,
               now: datetime) -> bool:
         """A failed attempt, the next one due ``at``."""
-        return self._attempt(delivery_id, {**attempt_fields(status, error, now), "next_attempt_at": at})
+        return self._attempt(delivery_id, "retry", {**attempt_fields(status, error, now), "next_attempt_at": at})
 
     def give_up(self, delivery_id: str, *, status: int | None, error: str | None, now: datetime) -> bool:
         """``pending → failed``."""
-        return self._attempt(delivery_id, {**attempt_fields(status, error, now), "next_attempt_at": None,
-                                           "state": DeliveryState.FAILED.value})
+        return self._attempt(delivery_id, "give_up", {**attempt_fields(status, error, now), "next_attempt_at": None})
 
     def due_deliveries(self, now: datetime, limit: int = 100) -> list[str]:
         """Pending deliveries due by ``now``, oldest due first."""

@@ -25,7 +25,7 @@ from shared.adapters.hook_docs import (
     subscription_from_doc,
 )
 from shared.adapters.mongo.connection import DUPLICATE_KEY, Doc, MongoRepository
-from shared.domain.hooks import Delivery, DeliveryState, HookEvent, Subscription
+from shared.domain.hooks import DELIVERY_TRANSITIONS, Delivery, DeliveryState, HookEvent, Subscription
 from shared.errors import TransientError
 
 _PENDING = DeliveryState.PENDING.value
@@ -102,9 +102,10 @@ class MongoHooks(MongoRepository):
         doc = self.deliveries.find_one({"_id": delivery_id})
         return delivery_from_doc(doc) if doc else None
 
-    def _attempt(self, delivery_id: str, fields: Doc) -> bool:
-        result = self.deliveries.update_one({"_id": delivery_id, "state": _PENDING},
-                                            {"$set": fields, "$inc": {"attempts": 1}})
+    def _attempt(self, delivery_id: str, move: str, fields: Doc) -> bool:
+        source, target = DELIVERY_TRANSITIONS[move]
+        result = self.deliveries.update_one({"_id": delivery_id, "state": source.value},
+                                            {"$set": {**fields, "state": target.value}, "$inc": {"attempts": 1}})
         return result.modified_count == 1
 
     def claim_attempt(self, delivery_id: str, *, now: datetime, until: datetime) -> Delivery | None:
@@ -118,18 +119,16 @@ class MongoHooks(MongoRepository):
 
     def deliver(self, delivery_id: str, *, status: int, now: datetime) -> bool:
         """``pending → delivered``."""
-        return self._attempt(delivery_id, {**attempt_fields(status, None, now), "next_attempt_at": None,
-                                           "state": DeliveryState.DELIVERED.value})
+        return self._attempt(delivery_id, "deliver", {**attempt_fields(status, None, now), "next_attempt_at": None})
 
     def retry(self, delivery_id: str, *, status: int | None, error: str | None, at: datetime,
               now: datetime) -> bool:
         """A failed attempt, the next one due ``at``."""
-        return self._attempt(delivery_id, {**attempt_fields(status, error, now), "next_attempt_at": at})
+        return self._attempt(delivery_id, "retry", {**attempt_fields(status, error, now), "next_attempt_at": at})
 
     def give_up(self, delivery_id: str, *, status: int | None, error: str | None, now: datetime) -> bool:
         """``pending → failed``."""
-        return self._attempt(delivery_id, {**attempt_fields(status, error, now), "next_attempt_at": None,
-                                           "state": DeliveryState.FAILED.value})
+        return self._attempt(delivery_id, "give_up", {**attempt_fields(status, error, now), "next_attempt_at": None})
 
     def due_deliveries(self, now: datetime, limit: int = 100) -> list[str]:
         """Pending deliveries due by ``now``, oldest due first (the ``due`` index)."""
