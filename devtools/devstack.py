@@ -224,7 +224,7 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         else:
             out("  twilio   real Twilio account from your settings")
         stack.spawn("webhook", ["webhook", "--host", "127.0.0.1", "--port", str(webhook_port)], env)
-        stack.spawn("workers", ["worker", "drafting", "sending", "replies", "--threads", "4"], env)
+        stack.spawn("workers", ["worker", "drafting", "sending", "replies", "outbound", "--threads", "4"], env)
         stack.spawn("scheduler", ["scheduler"], env)
         wait_for_port(webhook_port, timeout=60)
         out(f"  webhook  http://127.0.0.1:{webhook_port}/whatsapp/webhook")

@@ -223,11 +223,12 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
 
 def register_actors(broker: RedisBroker, deps: App) -> None:
     """Declare every actor on the broker (each process consumes only its own queues)."""
-    from workers import drafting, replies, sending
+    from workers import drafting, outbound, replies, sending
 
     drafting.register(broker, deps)
     sending.register(broker, deps)
     replies.register(broker, deps)
+    outbound.register(broker, deps)
 
 
 def build_webhook(settings: Settings, *, clock: Clock | None = None) -> Starlette:

@@ -27,6 +27,7 @@ class RecordingQueue:
     statuses: list[str] = field(default_factory=list)
     reconciles: list[str] = field(default_factory=list)
     status_polls: list[str] = field(default_factory=list)
+    hooks: list[tuple[str, float]] = field(default_factory=list)
 
     def draft_followup(self, followup_id: str, step: int, claim: DraftClaim | None = None) -> None:
         """Record a draft request (``drafts``), and its claim when given (``claims``, by follow-up)."""
@@ -63,6 +64,10 @@ class RecordingQueue:
     def poll_status(self, message_id: str) -> None:
         """Record a status poll request."""
         self.status_polls.append(message_id)
+
+    def deliver_hook(self, delivery_id: str, delay_seconds: float = 0) -> None:
+        """Record an outbound webhook delivery request."""
+        self.hooks.append((delivery_id, delay_seconds))
 
 
 class FakeSender:

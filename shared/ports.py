@@ -145,6 +145,10 @@ class TaskQueue(Protocol):
         """Ask a sending actor to fetch the status of a message whose callbacks never came."""
         ...
 
+    def deliver_hook(self, delivery_id: str, delay_seconds: float = 0) -> None:
+        """Ask an outbound actor to POST this webhook delivery, optionally after a delay."""
+        ...
+
 
 class Intent(StrEnum):
     """What a client's reply means for the follow-up."""

@@ -20,7 +20,8 @@ from shared.domain.records import DraftClaim
 QUEUE_DRAFTING = "drafting"
 QUEUE_SENDING = "sending"
 QUEUE_REPLIES = "replies"
-QUEUES = (QUEUE_DRAFTING, QUEUE_SENDING, QUEUE_REPLIES)
+QUEUE_OUTBOUND = "outbound"
+QUEUES = (QUEUE_DRAFTING, QUEUE_SENDING, QUEUE_REPLIES, QUEUE_OUTBOUND)
 
 ACTOR_DRAFT = "draft_followup"
 ACTOR_SEND = "send_message"
@@ -29,6 +30,7 @@ ACTOR_DISPATCH_INBOUND = "dispatch_inbound"
 ACTOR_STATUS = "process_status"
 ACTOR_RECONCILE = "reconcile_message"
 ACTOR_POLL_STATUS = "poll_status"
+ACTOR_DELIVER_HOOK = "deliver_hook"
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,11 @@ class DramatiqQueue:
     def poll_status(self, message_id: str) -> None:
         """Ask a sending actor to fetch the status of a message whose callbacks never came."""
         self._enqueue(QUEUE_SENDING, ACTOR_POLL_STATUS, (message_id,))
+
+    def deliver_hook(self, delivery_id: str, delay_seconds: float = 0) -> None:
+        """Ask an outbound actor to POST this webhook delivery, optionally after a delay."""
+        delay = int(delay_seconds * 1000) if delay_seconds > 0 else None
+        self._enqueue(QUEUE_OUTBOUND, ACTOR_DELIVER_HOOK, (delivery_id,), delay)
 
 
 def _can_pipeline(broker: RedisBroker) -> bool:

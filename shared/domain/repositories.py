@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 # Defined beside the invoice model; one of the repository interfaces all the same.
+from shared.domain.hooks import HookRepository as HookRepository
 from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
@@ -459,6 +460,7 @@ class Repositories:
     jobs: JobRepository
     invoices: InvoiceRepository
     database: Database
+    hooks: HookRepository
 
     def ping(self) -> bool:
         """True when the store answers."""

@@ -36,6 +36,7 @@ from shared.errors import SendDeferred, SendRejected, TransientError
 from shared.language.invoice_text import invoice_facts
 from shared.phones import mask_phone
 from shared.ratelimit import SLOW_DOWN_CODES
+from shared.usecases import outbound
 from shared.usecases.cadence import (
     INVALID_RECIPIENT_CODES,
     OPT_OUT_CODES,
@@ -213,6 +214,9 @@ def process_status(deps: App, event_id: str) -> str | None:
         if contact is not None:
             outcome = handle_permanent_error(deps, message, contact, event.error_code)
     store.events.finish_action(event_id, action=outcome, now=now)
+    outbound.message_failed(store, deps.queue, event_id, message_id=message.id if message else None,
+                            contact_id=message.contact_id if message else None, status=event.status,
+                            error_code=event.error_code, action=outcome, now=now)
     log.info("status event=%s code=%s action=%s", event_id, event.error_code, outcome)
     return outcome
 

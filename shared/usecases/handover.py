@@ -21,7 +21,7 @@ from shared.domain.states import FollowUpState, MessageState
 from shared.errors import InputError
 from shared.language.texts import owner_alert_text, owner_alert_variables
 from shared.policy import window_open
-from shared.usecases import invoice_replies
+from shared.usecases import invoice_replies, outbound
 from shared.usecases.cadence import pause_contact, stop_contact
 from shared.usecases.context import App
 
@@ -46,6 +46,7 @@ def hand_over(app: App, contact: Contact, inbound_sid: str, why: HandOver, *, st
         store.followups.flag_contact(contact.id, reason=reason, now=now, finished=True)
     if store.followups.claim_hand_over(contact.id, inbound_sid=inbound_sid, now=now):
         alert_owner(app, contact, inbound_sid, why)
+    outbound.handover_needed(store, app.queue, contact.id, inbound_sid, reason, now=now)  # once per inbound_sid
     return moved
 
 
@@ -137,6 +138,8 @@ def close_hand_over(store: Repositories, phone: str, *, action: HandledAction | 
         moved = stop_contact(store, contact.id, reason=StopReason.STOPPED_BY_OWNER, now=now)
     elif decided == HandledAction.PAID:
         invoices = invoice_replies.confirm_claimed(store, contact.id, now=now)
+        for reference in invoices:  # no queue here: the scheduler's sweep delivers them
+            outbound.invoice_paid(store, None, reference, now=now)
         moved = stop_contact(store, contact.id, reason=StopReason.PAID, now=now)
     closed = store.followups.clear_hand_over(contact.id, action=decided, now=now)
     return HandOverClosed(phone=phone, action=decided, contact_id=contact.id, name=name, closed=closed, moved=moved,

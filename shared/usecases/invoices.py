@@ -25,6 +25,7 @@ from shared.importing import open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
 from shared.ports import TaskQueue
+from shared.usecases import outbound
 from shared.usecases.invoice_reminders import settle_client
 
 log = logging.getLogger(__name__)
@@ -200,10 +201,12 @@ def _sync(store: Repositories, listed: set[str], report: InvoiceImportReport, *,
             report.touch(invoice.contact_id, invoice.reference)
 
 
-def _pay(store: Repositories, reference: str, amount_cents: int | None, source: InvoiceSource, now: datetime) -> bool:
+def _pay(store: Repositories, reference: str, amount_cents: int | None, source: InvoiceSource, now: datetime,
+         queue: TaskQueue | None = None) -> bool:
     """A payment, tried again when another one changed the amount due meanwhile; True when recorded."""
     for _ in range(PAYMENT_ATTEMPTS):
         if store.invoices.mark_paid(reference, source=source, now=now, amount_cents=amount_cents):
+            outbound.invoice_paid(store, queue, reference, now=now)
             return True
         current = store.invoices.get(reference)
         if current is None or not current.unpaid:
@@ -236,7 +239,7 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
             raise InputError("a payment is more than 0")
     if not invoice.unpaid:
         raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it")
-    if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now):
+    if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
                          "(relance invoices list)")
     return _settled(store, invoice.reference, now=now, queue=queue)

@@ -24,6 +24,7 @@ from shared.domain.repositories import EventDoc, Repositories
 from shared.domain.states import EventState, InvoiceStatus
 from shared.errors import TransientError
 from shared.ports import TaskQueue
+from shared.usecases import outbound
 from shared.usecases.invoice_reminders import settle_client
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def apply_payment_event(store: Repositories, event: PaymentEvent, *, now: dateti
         if outcome in _SETTLE and event.reference:
             # Also when unchanged: a retry of an event whose run died before the reminders were settled.
             _settle(store, event.reference, now=now, queue=queue)
+            outbound.invoice_paid(store, queue, event.reference, now=now)  # once: its id counts the paid changes
         if on_paid is not None and outcome in (PaymentOutcome.PAID, PaymentOutcome.UNCHANGED):
             _settled(store, event, on_paid)
     done = {"kind": EVENT_KIND, "state": EventState.PROCESSED.value, "processed_at": now, "invoice": event.reference}

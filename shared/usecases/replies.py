@@ -26,6 +26,7 @@ from shared.language.reply_rules import is_opt_in, is_opt_out
 from shared.phones import mask_phone
 from shared.policy import zone
 from shared.ports import Classification, ClassifyRequest, HistoryItem
+from shared.usecases import outbound
 from shared.usecases.cadence import stop_contact
 from shared.usecases.context import App
 from shared.usecases.failures import give_up_after_failures
@@ -119,6 +120,7 @@ def _from_contact(app: App, contact: Contact, event: StoredEvent, inbound_id: st
         "question_topic": reading.question_topic, "reason": reading.reason,
         "needs_human": str(needs_human) if needs_human else None,
     })
+    outbound.reply_received(store, app.queue, contact.id, event.sid, reading, now=now)
     held = store.followups.open_hand_over(contact.id)
     if held is not None and held != event.sid:  # another message's hand-over: a person has it
         return _while_handed_over(app, contact, reading)

@@ -27,6 +27,7 @@ from shared.domain.records import DraftClaim, DraftKeeper, ReadyMessage, StaleFo
 from shared.domain.repositories import Repositories
 from shared.domain.states import FollowUpState, MessageState
 from shared.ports import TaskQueue
+from shared.usecases import outbound
 from shared.usecases.cadence import advance_after_send, cancel_dead_draft, keeps_draft
 from shared.usecases.campaigns import enrol_invoice_campaigns
 from shared.usecases.tick_guard import Backfill, GuardedQueue, TickContext, TickReport, TickStep, for_each, run_steps
@@ -287,6 +288,12 @@ def backfill_inbound(ctx: TickContext) -> None:
         ctx.report.backfilled.extend(ctx.backfill.run_in_tick(ctx.store, ctx.queue, ctx.clock))
 
 
+def requeue_webhooks(ctx: TickContext) -> None:
+    """Enqueue the outbound webhook deliveries that are due and held by no attempt (emitted without a
+    queue, or their message lost)."""
+    outbound.requeue_due(ctx.store, ctx.queue, ctx.clock.now(), limit=ctx.batch)
+
+
 def enrol_invoice_clients(ctx: TickContext) -> None:
     """Once per INVOICE_ENROLMENT_EVERY (one scheduler of several): enrol, in each active invoice
     campaign, the clients whose invoices became overdue enough since (idempotent)."""
@@ -305,6 +312,7 @@ STEPS: tuple[tuple[str, TickStep], ...] = (
     *RECONCILE_STEPS,
     ("backfill", backfill_inbound),
     ("invoice_enrolment", enrol_invoice_clients),
+    ("webhooks", requeue_webhooks),
 )
 # The steps of a tick between two sweeps: what is due now (the backfill keeps its own period). A
 # pause that ended is resumed by the sweep (STEPS), within SWEEP_EVERY: nobody notices 10 s there.

@@ -121,6 +121,10 @@ class GuardedQueue:
         """See :class:`shared.ports.TaskQueue`."""
         self._call("a status poll", lambda: self.inner.poll_status(message_id))
 
+    def deliver_hook(self, delivery_id: str, delay_seconds: float = 0) -> None:
+        """See :class:`shared.ports.TaskQueue`."""
+        self._call("a webhook delivery", lambda: self.inner.deliver_hook(delivery_id, delay_seconds))
+
 
 class Backfill(Protocol):
     """The inbound backfill as the tick sees it (:class:`services.backfill.InboundBackfill`)."""

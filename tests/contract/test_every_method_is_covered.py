@@ -12,7 +12,8 @@ HERE = Path(__file__).parent
 PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.CampaignRepository,
              "followups": interfaces.FollowUpRepository, "messages": interfaces.MessageRepository,
              "events": interfaces.EventRepository, "owner": interfaces.OwnerRepository,
-             "jobs": interfaces.JobRepository, "invoices": interfaces.InvoiceRepository}
+             "jobs": interfaces.JobRepository, "invoices": interfaces.InvoiceRepository,
+             "hooks": interfaces.HookRepository}
 
 
 def _called() -> set[str]:

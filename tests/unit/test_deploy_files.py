@@ -74,6 +74,8 @@ SERVICE_SECRETS: dict[str, set[str]] = {
     "worker-sending": {"TWILIO_AUTH_TOKEN"},
     # build_classifier and the answers' drafts: Gemini; its messages are sent by worker-sending.
     "worker-replies": {"GEMINI_API_KEY"},
+    # POSTs to the business's own webhooks, signed with each subscription's secret (from MongoDB).
+    "worker-outbound": set(),
     "ngrok": {"NGROK_AUTHTOKEN"},
     "caddy": set(),
     "prometheus": set(),
@@ -98,6 +100,7 @@ KNOWN_COMMANDS = {
     ("worker", "drafting"),
     ("worker", "sending"),
     ("worker", "replies"),
+    ("worker", "outbound"),
     # Not `simulator` nor `dev`: the development tools are not in the images.
     ("db", "init"),
     ("healthcheck", "worker"),
@@ -105,7 +108,7 @@ KNOWN_COMMANDS = {
     ("campaigns", "create"),
     ("campaigns", "enrol"),
 }
-WORKER_QUEUES = ("drafting", "sending", "replies")
+WORKER_QUEUES = ("drafting", "sending", "replies", "outbound")
 PLACEHOLDER = re.compile(r"(your-[a-z0-9-]+-here|changeme|<[a-z0-9 _-]+>)", re.IGNORECASE)
 # A full version (major.minor.patch), an optional variant, an optional digest.
 PINNED_IMAGE = re.compile(r"[\w./-]+:v?\d+\.\d+\.\d+(?:[-.][\w.]+)?(?:@sha256:[0-9a-f]{64})?")
@@ -266,7 +269,7 @@ def test_every_build_uses_an_existing_dockerfile() -> None:
         assert dockerfile.is_file(), f"service {name} builds {dockerfile}, which does not exist"
     assert dockerfile_of(built["webhook"]).resolve() == DOCKERFILES["webhook"].resolve()
     assert set(worker_services()) == {
-        "scheduler", "worker-drafting", "worker-sending", "worker-replies",
+        "scheduler", "worker-drafting", "worker-sending", "worker-replies", "worker-outbound",
     }
 
 

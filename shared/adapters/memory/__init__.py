@@ -11,6 +11,7 @@ from shared.adapters.memory.campaigns import MemoryCampaigns
 from shared.adapters.memory.contacts import MemoryContacts
 from shared.adapters.memory.events import MemoryEvents
 from shared.adapters.memory.followups import MemoryFollowUps
+from shared.adapters.memory.hooks import MemoryHooks
 from shared.adapters.memory.invoices import MemoryInvoices
 from shared.adapters.memory.jobs import MemoryJobs
 from shared.adapters.memory.messages import MemoryMessages
@@ -43,6 +44,7 @@ class MemoryRepositories(Repositories):
     jobs: MemoryJobs
     invoices: MemoryInvoices
     database: MemoryDatabase
+    hooks: MemoryHooks
 
 
 def memory_repositories() -> MemoryRepositories:
@@ -51,5 +53,5 @@ def memory_repositories() -> MemoryRepositories:
     return MemoryRepositories(
         contacts=MemoryContacts(lock), campaigns=MemoryCampaigns(lock), followups=MemoryFollowUps(lock),
         messages=MemoryMessages(lock), events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
-        invoices=MemoryInvoices(lock), database=MemoryDatabase(),
+        invoices=MemoryInvoices(lock), database=MemoryDatabase(), hooks=MemoryHooks(lock),
     )

@@ -12,6 +12,7 @@ from shared.adapters.mongo.connection import Client, Doc, MongoDatabase, connect
 from shared.adapters.mongo.contacts import MongoContacts
 from shared.adapters.mongo.events import MongoEvents
 from shared.adapters.mongo.followups import MongoFollowUps
+from shared.adapters.mongo.hooks import MongoHooks
 from shared.adapters.mongo.invoices import MongoInvoices
 from shared.adapters.mongo.jobs import MongoJobs
 from shared.adapters.mongo.messages import MongoMessages
@@ -33,13 +34,15 @@ class MongoRepositories(Repositories):
     jobs: MongoJobs
     invoices: MongoInvoices
     database: MongoDatabase
+    hooks: MongoHooks
 
 
 def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
     """Every repository over ``db``."""
     return MongoRepositories(contacts=MongoContacts(db), campaigns=MongoCampaigns(db), followups=MongoFollowUps(db),
                              messages=MongoMessages(db), events=MongoEvents(db), owner=MongoOwner(db),
-                             jobs=MongoJobs(db), invoices=MongoInvoices(db), database=MongoDatabase(db))
+                             jobs=MongoJobs(db), invoices=MongoInvoices(db), database=MongoDatabase(db),
+                             hooks=MongoHooks(db))
 
 
 def open_repositories(uri: str, database: str, *, timeout_ms: int = 5000,

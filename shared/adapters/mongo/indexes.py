@@ -7,6 +7,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from shared.adapters.mongo.connection import Doc
+from shared.adapters.mongo.hooks import ensure_hook_indexes
 from shared.adapters.mongo.messages import backfill_requeue_from
 
 # Indexes an earlier release created and a newer one replaced: each costs every write, so it goes.
@@ -60,6 +61,7 @@ def ensure_indexes(db: Database[Doc]) -> None:
     invoices = db["invoices"]
     invoices.create_index([("reference", ASCENDING)], unique=True, name="reference_unique")
     invoices.create_index([("contact_id", ASCENDING), ("status", ASCENDING)], name="contact_status")
+    ensure_hook_indexes(db)
     backfill_requeue_from(messages)
     for collection, names in REPLACED.items():
         for name in names:
