@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 # Defined beside the invoice model; one of the repository interfaces all the same.
+from shared.domain.api_keys import ApiKeyRepository, IdempotencyRepository
 from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
@@ -452,6 +453,8 @@ class Repositories:
     owner: OwnerRepository
     jobs: JobRepository
     invoices: InvoiceRepository
+    api_keys: ApiKeyRepository
+    idempotency: IdempotencyRepository
     database: Database
 
     def ping(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
+from shared.adapters.mongo.api_keys import MongoApiKeys, MongoIdempotency
 from shared.adapters.mongo.campaigns import MongoCampaigns
 from shared.adapters.mongo.connection import Client, Doc, MongoDatabase, connect
 from shared.adapters.mongo.contacts import MongoContacts
@@ -32,6 +33,8 @@ class MongoRepositories(Repositories):
     owner: MongoOwner
     jobs: MongoJobs
     invoices: MongoInvoices
+    api_keys: MongoApiKeys
+    idempotency: MongoIdempotency
     database: MongoDatabase
 
 
@@ -39,7 +42,8 @@ def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
     """Every repository over ``db``."""
     return MongoRepositories(contacts=MongoContacts(db), campaigns=MongoCampaigns(db), followups=MongoFollowUps(db),
                              messages=MongoMessages(db), events=MongoEvents(db), owner=MongoOwner(db),
-                             jobs=MongoJobs(db), invoices=MongoInvoices(db), database=MongoDatabase(db))
+                             jobs=MongoJobs(db), invoices=MongoInvoices(db), api_keys=MongoApiKeys(db),
+                             idempotency=MongoIdempotency(db), database=MongoDatabase(db))
 
 
 def open_repositories(uri: str, database: str, *, timeout_ms: int = 5000,

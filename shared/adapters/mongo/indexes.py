@@ -22,6 +22,7 @@ def ensure_indexes(db: Database[Doc]) -> None:
     """
     contacts, followups, messages = db["contacts"], db["followups"], db["messages"]
     contacts.create_index([("phone", ASCENDING)], unique=True, name="phone_unique")
+    db["api_keys"].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
     contacts.create_index([("tags", ASCENDING)], name="tags")
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
     followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING)], unique=True,
