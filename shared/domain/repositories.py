@@ -111,6 +111,10 @@ class FollowUpRepository(Protocol):
     def get(self, followup_id: str) -> FollowUp | None:
         """A follow-up by id."""
 
+    def page(self, *, campaign_id: str | None = None, state: FollowUpState | None = None, after: str | None = None,
+             limit: int = 50) -> list[FollowUp]:
+        """Up to ``limit`` follow-ups (of a campaign, in a state) whose id sorts after ``after``, by id."""
+
     def of_contact(self, contact_id: str, states: Iterable[FollowUpState]) -> list[FollowUp]:
         """A contact's follow-ups in the given states."""
 
