@@ -116,7 +116,8 @@ def test_user_mistakes_are_problems_with_the_clis_messages(api: TestClient, key:
     assert _problem(api.post("/api/v1/campaigns/nope/pause", headers=key), 404)["detail"] == (
         "no campaign 'nope': see `relance campaigns list`")
     assert _problem(api.get("/api/v1/contacts/ct-unknown", headers=key), 404)
-    assert "status 'owed' is not one of" in _problem(api.get("/api/v1/invoices?status=owed", headers=key), 400)["detail"]
+    owed = _problem(api.get("/api/v1/invoices?status=owed", headers=key), 400)
+    assert "status 'owed' is not one of" in owed["detail"]
     assert "amount" in _problem(api.post("/api/v1/invoices/FA-1/paid", headers=key, json={"amount": "lots"}),
                                 400)["detail"]
     problem = _problem(api.get("/api/v1/invoices?limit=0", headers=key), 422)
