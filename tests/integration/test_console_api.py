@@ -4,10 +4,12 @@ problem documents, cursor pages, Idempotency-Key replays, and each endpoint over
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,6 +21,7 @@ from shared.fakes import RecordingQueue
 from shared.usecases.api_keys import create_key, revoke_key
 from shared.usecases.campaigns import create_campaign, enrol_campaign
 from shared.usecases.invoices import import_invoices
+from tests.support.servers import serve_asgi
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
@@ -225,3 +228,23 @@ def test_campaigns_pause_and_resume_with_their_follow_ups(api: TestClient, key: 
 
 def test_stats_count_as_relance_status(api: TestClient, key: dict[str, str]) -> None:
     assert api.get("/api/v1/stats", headers=key).json() == {"followups": {"scheduled": 4}, "messages": {}}
+
+
+# ------------------------------------------------------------------ a real server, retries at once
+
+def test_retries_sent_at_once_to_a_real_server_record_one_payment(books: MongoRepositories, clock: FakeClock,
+                                                                  key: dict[str, str]) -> None:
+    app = create_app(Console(books, clock, queue=RecordingQueue()))
+    headers = {**key, "Idempotency-Key": "burst"}
+    with serve_asgi(app) as base, ThreadPoolExecutor(max_workers=8) as pool:
+        def post(_: int) -> httpx.Response:
+            return httpx.post(f"{base}/api/v1/invoices/FA-2/paid", headers=headers, json={"amount": "10"}, timeout=20)
+
+        answers = list(pool.map(post, range(8)))
+        settled = httpx.post(f"{base}/api/v1/invoices/FA-2/paid", headers=headers, json={"amount": "10"}, timeout=20)
+    # Each answer is the payment's (first or replayed) or "still running" (409): never a second payment.
+    assert {a.status_code for a in answers} <= {200, 409} and 200 in {a.status_code for a in answers}
+    assert {a.json()["amount_due_cents"] for a in answers if a.status_code == 200} == {29000}
+    assert settled.status_code == 200 and settled.json()["amount_due_cents"] == 29000
+    invoice = books.invoices.get("FA-2")
+    assert invoice is not None and invoice.amount_due_cents == 29000
