@@ -54,8 +54,10 @@ class ContactRepository(Protocol):
     def by_phone(self, phone: str) -> Contact | None:
         """A contact by E.164 phone."""
 
-    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
-        """Contacts having all ``tags`` and whose fields equal ``equals``, by id."""
+    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None,
+             after: str | None = None, limit: int = 0) -> list[Contact]:
+        """Contacts having all ``tags`` and whose fields equal ``equals``, by id (after ``after``, at most
+        ``limit`` of them; 0: all)."""
 
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""

@@ -45,9 +45,14 @@ def _page(items: Sequence[T], key: Callable[[T], str], *, after: str | None, lim
     return Page(chosen, key(chosen[-1]) if len(rest) > limit else None)
 
 
+def _cut(found: list[T], key: Callable[[T], str], limit: int) -> Page[T]:
+    """A page from up to ``limit + 1`` items read (one more than asked tells whether a next page exists)."""
+    return Page(found[:limit], key(found[limit - 1]) if len(found) > limit else None)
+
+
 def contacts_page(store: Repositories, *, after: str | None = None, limit: int = 50) -> Page[Contact]:
     """Contacts by id."""
-    return _page(sorted(store.contacts.find(), key=lambda c: c.id), lambda c: c.id, after=after, limit=limit)
+    return _cut(store.contacts.find(after=after, limit=check_limit(limit) + 1), lambda c: c.id, limit)
 
 
 def get_contact(store: Repositories, contact_id: str) -> Contact:
@@ -61,8 +66,9 @@ def get_contact(store: Repositories, contact_id: str) -> Contact:
 def invoices_page(store: Repositories, *, status: str | None = None, phone: str | None = None,
                   default_region: str = "FR", after: str | None = None, limit: int = 50) -> Page[Invoice]:
     """Invoices by reference, filtered as ``relance invoices list`` filters them."""
-    found = find_invoices(store, status=status, phone=phone, default_region=default_region)
-    return _page(found, lambda i: i.reference, after=after, limit=limit)
+    found = find_invoices(store, status=status, phone=phone, default_region=default_region, after=after,
+                          limit=check_limit(limit) + 1)
+    return _cut(found, lambda i: i.reference, limit)
 
 
 def campaigns_page(store: Repositories, *, after: str | None = None, limit: int = 50) -> Page[CampaignLine]:
@@ -91,4 +97,4 @@ def followups_page(store: Repositories, *, campaign_id: str | None = None, state
     if campaign_id is not None:
         get_campaign(store, campaign_id)
     found = store.followups.page(campaign_id=campaign_id, state=wanted, after=after, limit=check_limit(limit) + 1)
-    return Page(found[:limit], found[limit - 1].id if len(found) > limit else None)
+    return _cut(found, lambda f: f.id, limit)

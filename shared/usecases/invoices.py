@@ -281,8 +281,9 @@ def list_invoices(store: Repositories, *, status: str | None = None, phone: str 
 
 
 def find_invoices(store: Repositories, *, status: str | None = None, phone: str | None = None,
-                  default_region: str = "FR") -> list[Invoice]:
-    """The invoices (of the client with ``phone``, in ``status``), by reference; InputError for a bad filter."""
+                  default_region: str = "FR", after: str | None = None, limit: int = 0) -> list[Invoice]:
+    """The invoices (of the client with ``phone``, in ``status``), by reference (after ``after``, at most
+    ``limit``; 0: all); InputError for a bad filter."""
     statuses: list[InvoiceStatus] | None = None
     if status is not None:
         try:
@@ -296,7 +297,7 @@ def find_invoices(store: Repositories, *, status: str | None = None, phone: str 
         if record is None:
             raise InputError(f"no client has phone {mask_phone(e164)!r}")
         contact_id = record.id
-    return store.invoices.find(contact_id=contact_id, statuses=statuses)
+    return store.invoices.find(contact_id=contact_id, statuses=statuses, after=after, limit=limit)
 
 
 def get_invoice(store: Repositories, reference: str) -> Invoice:
