@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +23,8 @@ from shared.ports import TaskQueue
 from shared.usecases.api_keys import authenticate
 
 MAX_IDEMPOTENCY_KEY = 200
+# An unfinished claim this old belongs to a request whose process died: a retry may run it.
+ABANDONED_AFTER = timedelta(minutes=2)
 BEARER = {"WWW-Authenticate": 'Bearer realm="relance"'}
 
 
@@ -102,10 +105,14 @@ def idempotent(console: Console, request: Request, key: ApiKey, body: BaseModel 
         kept = store.idempotency.get(claim.id)
         if kept is not None and (kept.method_path, kept.body_hash) != (claim.method_path, claim.body_hash):
             raise Problem(422, f"Idempotency-Key {given!r} was used for another request: use a new key")
-        if kept is None or kept.status is None or kept.body is None:
+        if kept is not None and kept.status is not None and kept.body is not None:
+            media = MEDIA_TYPE if kept.status >= 400 else "application/json"
+            return Response(kept.body, status_code=kept.status, media_type=media,
+                            headers={"Idempotent-Replayed": "true"})
+        now = console.clock.now()
+        if kept is None or not store.idempotency.take_over(claim.id, started_before=now - ABANDONED_AFTER, now=now):
             raise Problem(409, f"a request with Idempotency-Key {given!r} is still running: retry shortly")
-        media = MEDIA_TYPE if kept.status >= 400 else "application/json"
-        return Response(kept.body, status_code=kept.status, media_type=media, headers={"Idempotent-Replayed": "true"})
+        # Taken over: the first request's process died before it answered, so this retry runs it.
     try:
         response = answer(run)
     except BaseException:

@@ -69,5 +69,8 @@ class IdempotencyRepository(Protocol):
     def finish(self, kept_id: str, *, status: int, body: str, now: datetime) -> None:
         """Keep the first request's response."""
 
+    def take_over(self, kept_id: str, *, started_before: datetime, now: datetime) -> bool:
+        """Claim again an unfinished request begun before ``started_before`` (its process died); True once."""
+
     def forget(self, kept_id: str) -> None:
         """Drop a claim whose request failed before it answered (a retry may run it again)."""

@@ -45,7 +45,18 @@ def test_a_kept_response_is_claimed_once_finished_once_and_forgotten_only_unfini
     repos.idempotency.forget("ci:1")
     assert repos.idempotency.get("ci:1") == KeptResponse(id="ci:1", method_path="POST /api/v1/x", body_hash="b",
                                                          status=200, body='{"a": 1}')
+    assert not repos.idempotency.take_over("ci:1", started_before=NOW + timedelta(hours=1), now=NOW)  # finished
     other = KeptResponse(id="ci:2", method_path="POST /api/v1/x", body_hash="b", status=None, body=None)
     repos.idempotency.begin(other, NOW)
     repos.idempotency.forget("ci:2")
     assert repos.idempotency.get("ci:2") is None
+
+
+def test_an_abandoned_claim_is_taken_over_once_and_only_once_old_enough(repos: Repositories) -> None:
+    claim = KeptResponse(id="ci:1", method_path="POST /api/v1/x", body_hash="b", status=None, body=None)
+    repos.idempotency.begin(claim, NOW)
+    assert not repos.idempotency.take_over("ci:1", started_before=NOW, now=NOW + timedelta(minutes=1))
+    later = NOW + timedelta(minutes=5)
+    assert repos.idempotency.take_over("ci:1", started_before=NOW + timedelta(seconds=1), now=later)
+    assert not repos.idempotency.take_over("ci:1", started_before=NOW + timedelta(seconds=1), now=later)
+    assert not repos.idempotency.take_over("ci:9", started_before=later, now=later)

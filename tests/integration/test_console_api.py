@@ -3,6 +3,8 @@ problem documents, cursor pages, Idempotency-Key replays, and each endpoint over
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -14,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.console import Console, create_app
+from services.console.schemas import PaymentIn
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.domain.api_keys import KeptResponse
 from shared.domain.models import Campaign, EnrolRule, Step
 from shared.fakes import RecordingQueue
 from shared.usecases.api_keys import create_key, revoke_key
@@ -248,3 +252,21 @@ def test_retries_sent_at_once_to_a_real_server_record_one_payment(books: MongoRe
     assert settled.status_code == 200 and settled.json()["amount_due_cents"] == 29000
     invoice = books.invoices.get("FA-2")
     assert invoice is not None and invoice.amount_due_cents == 29000
+
+
+def test_a_request_whose_process_died_is_run_by_a_retry_after_a_while(api: TestClient, books: MongoRepositories,
+                                                                      clock: FakeClock, key: dict[str, str]) -> None:
+    body = PaymentIn(amount="100").model_dump(mode="json")
+    claim = KeptResponse(id="admin:died", method_path="POST /api/v1/invoices/FA-1/paid",
+                         body_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
+                         status=None, body=None)
+    assert books.idempotency.begin(claim, clock.now())  # claimed, then the process was killed
+    headers = {**key, "Idempotency-Key": "died"}
+    assert "still running" in _problem(api.post("/api/v1/invoices/FA-1/paid", headers=headers, json=body),
+                                       409)["detail"]
+    clock.advance(timedelta(minutes=3))
+    assert api.post("/api/v1/invoices/FA-1/paid", headers=headers, json=body).json()["amount_due_cents"] == 15000
+    replay = api.post("/api/v1/invoices/FA-1/paid", headers=headers, json=body)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json()["amount_due_cents"] == 15000
+    invoice = books.invoices.get("FA-1")
+    assert invoice is not None and invoice.amount_due_cents == 15000

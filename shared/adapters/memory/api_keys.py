@@ -71,6 +71,14 @@ class MemoryIdempotency(MemoryRepository):
         if doc is not None and doc["status"] is None:
             doc.update({"status": status, "body": body, "finished_at": now})
 
+    def take_over(self, kept_id: str, *, started_before: datetime, now: datetime) -> bool:
+        """Conditional on the claim being unfinished and older than ``started_before``."""
+        doc = self.docs.get(kept_id)
+        if doc is None or doc["status"] is not None or not doc["created_at"] < started_before:
+            return False
+        doc["created_at"] = now
+        return True
+
     def forget(self, kept_id: str) -> None:
         """Drop an unfinished claim."""
         doc = self.docs.get(kept_id)

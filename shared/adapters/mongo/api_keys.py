@@ -80,6 +80,12 @@ class MongoIdempotency(MongoRepository):
         self.collection.update_one({"_id": kept_id, "status": None},
                                    {"$set": {"status": status, "body": body, "finished_at": now}})
 
+    def take_over(self, kept_id: str, *, started_before: datetime, now: datetime) -> bool:
+        """Conditional on the claim being unfinished and older than ``started_before``."""
+        result = self.collection.update_one({"_id": kept_id, "status": None, "created_at": {"$lt": started_before}},
+                                            {"$set": {"created_at": now}})
+        return result.modified_count == 1
+
     def forget(self, kept_id: str) -> None:
         """Drop an unfinished claim."""
         self.collection.delete_one({"_id": kept_id, "status": None})
