@@ -39,6 +39,10 @@ class InputError(RelanceError):
     """A user mistake (file, row, command argument); the message says what to fix."""
 
 
+class NotFound(InputError):
+    """A user mistake naming what does not exist (an invoice, a campaign…): the console's 404."""
+
+
 class PermanentError(RelanceError):
     """Retrying will not help; the work item is recorded as failed."""
 

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # Processes and stores
     ngrok_authtoken: SecretStr = SecretStr("")
     backend_port: int = Field(default=3000, ge=1, le=65535)
+    console_port: int = Field(default=8080, ge=1, le=65535)
     mongodb_uri: str = "mongodb://127.0.0.1:27017/relance"
     redis_url: str = "redis://127.0.0.1:6379/0"
     public_base_url: str = ""

@@ -120,9 +120,10 @@ class InvoiceRepository(Protocol):
     def get(self, reference: str) -> Invoice | None:
         """An invoice by reference."""
 
-    def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None
-             ) -> list[Invoice]:
-        """Invoices of one contact and/or in these statuses (all when neither is given), by reference."""
+    def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None,
+             after: str | None = None, limit: int = 0) -> list[Invoice]:
+        """Invoices of one contact and/or in these statuses (all when neither is given), by reference (after
+        ``after``, at most ``limit`` of them; 0: all)."""
 
     def update_details(self, reference: str, changes: Mapping[str, Any], *, source: InvoiceSource,
                        now: datetime) -> bool:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 # Defined beside the invoice model; one of the repository interfaces all the same.
+from shared.domain.api_keys import ApiKeyRepository, IdempotencyRepository
 from shared.domain.hooks import HookRepository as HookRepository
 from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
@@ -54,8 +55,10 @@ class ContactRepository(Protocol):
     def by_phone(self, phone: str) -> Contact | None:
         """A contact by E.164 phone."""
 
-    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
-        """Contacts having all ``tags`` and whose fields equal ``equals``, by id."""
+    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None,
+             after: str | None = None, limit: int = 0) -> list[Contact]:
+        """Contacts having all ``tags`` and whose fields equal ``equals``, by id (after ``after``, at most
+        ``limit`` of them; 0: all)."""
 
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""
@@ -110,6 +113,10 @@ class FollowUpRepository(Protocol):
 
     def get(self, followup_id: str) -> FollowUp | None:
         """A follow-up by id."""
+
+    def page(self, *, campaign_id: str | None = None, state: FollowUpState | None = None, after: str | None = None,
+             limit: int = 50) -> list[FollowUp]:
+        """Up to ``limit`` follow-ups (of a campaign, in a state) whose id sorts after ``after``, by id."""
 
     def of_contact(self, contact_id: str, states: Iterable[FollowUpState]) -> list[FollowUp]:
         """A contact's follow-ups in the given states."""
@@ -459,6 +466,8 @@ class Repositories:
     owner: OwnerRepository
     jobs: JobRepository
     invoices: InvoiceRepository
+    api_keys: ApiKeyRepository
+    idempotency: IdempotencyRepository
     database: Database
     hooks: HookRepository
 

@@ -26,7 +26,7 @@ from shared.domain.reasons import CancelReason, PauseReason
 from shared.domain.records import Enrolment
 from shared.domain.repositories import Repositories
 from shared.domain.states import RUNNING
-from shared.errors import InputError
+from shared.errors import InputError, NotFound
 from shared.policy import step_due_at
 from shared.usecases.invoice_reminders import with_oldest_due_date
 
@@ -235,5 +235,5 @@ def counts_by_state(store: Repositories) -> dict[str, dict[str, int]]:
 def _campaign(store: Repositories, campaign_id: str) -> Campaign:
     campaign = store.campaigns.get(campaign_id)
     if campaign is None:
-        raise InputError(f"no campaign {campaign_id!r}: see `relance campaigns list`")
+        raise NotFound(f"no campaign {campaign_id!r}: see `relance campaigns list`")
     return campaign

@@ -20,7 +20,7 @@ from shared.domain.invoices import Invoice, InvoiceSource, cents_text, to_cents
 from shared.domain.models import new_id
 from shared.domain.repositories import Repositories
 from shared.domain.states import UNPAID, InvoiceStatus
-from shared.errors import InputError
+from shared.errors import InputError, NotFound
 from shared.importing import open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
@@ -218,7 +218,7 @@ def _pay(store: Repositories, reference: str, amount_cents: int | None, source: 
 def _invoice(store: Repositories, reference: str) -> Invoice:
     found = store.invoices.get(reference.strip())
     if found is None:
-        raise InputError(f"no invoice {reference.strip()!r} (relance invoices list shows them)")
+        raise NotFound(f"no invoice {reference.strip()!r} (relance invoices list shows them)")
     return found
 
 
@@ -273,6 +273,20 @@ def invoice_line(invoice: Invoice, client: str) -> str:
 def list_invoices(store: Repositories, *, status: str | None = None, phone: str | None = None,
                   default_region: str = "FR") -> list[str]:
     """One line per invoice (of the client with ``phone``, in ``status``), by reference."""
+    clients: dict[str, str] = {}
+    lines = []
+    for invoice in find_invoices(store, status=status, phone=phone, default_region=default_region):
+        if invoice.contact_id not in clients:
+            record = store.contacts.record(invoice.contact_id)
+            clients[invoice.contact_id] = f"{record.phone or '?'}  {record.name or '?'}" if record else "(no client)"
+        lines.append(invoice_line(invoice, clients[invoice.contact_id]))
+    return lines
+
+
+def find_invoices(store: Repositories, *, status: str | None = None, phone: str | None = None,
+                  default_region: str = "FR", after: str | None = None, limit: int = 0) -> list[Invoice]:
+    """The invoices (of the client with ``phone``, in ``status``), by reference (after ``after``, at most
+    ``limit``; 0: all); InputError for a bad filter."""
     statuses: list[InvoiceStatus] | None = None
     if status is not None:
         try:
@@ -286,14 +300,12 @@ def list_invoices(store: Repositories, *, status: str | None = None, phone: str 
         if record is None:
             raise InputError(f"no client has phone {mask_phone(e164)!r}")
         contact_id = record.id
-    clients: dict[str, str] = {}
-    lines = []
-    for invoice in store.invoices.find(contact_id=contact_id, statuses=statuses):
-        if invoice.contact_id not in clients:
-            record = store.contacts.record(invoice.contact_id)
-            clients[invoice.contact_id] = f"{record.phone or '?'}  {record.name or '?'}" if record else "(no client)"
-        lines.append(invoice_line(invoice, clients[invoice.contact_id]))
-    return lines
+    return store.invoices.find(contact_id=contact_id, statuses=statuses, after=after, limit=limit)
+
+
+def get_invoice(store: Repositories, reference: str) -> Invoice:
+    """The invoice with ``reference`` (NotFound when there is none)."""
+    return _invoice(store, reference)
 
 
 # ------------------------------------------------------------------ migration

@@ -37,6 +37,11 @@ def test_find_selects_by_every_tag_and_field_in_id_order(repos: Repositories, cl
     assert [c.id for c in repos.contacts.find(equals={"city": "Lyon"})] == ["ct1", "ct3"]
     assert [c.id for c in repos.contacts.find(tags=["vip"], equals={"city": "Lyon"})] == ["ct3"]
     assert repos.contacts.find(equals={"city": "Nice"}) == []
+    # In pages: after an id, at most a limit.
+    assert [c.id for c in repos.contacts.find(limit=2)] == ["ct1", "ct2"]
+    assert [c.id for c in repos.contacts.find(after="ct1", limit=1)] == ["ct2"]
+    assert [c.id for c in repos.contacts.find(after="ct2")] == ["ct3"]
+    assert [c.id for c in repos.contacts.find(equals={"city": "Lyon"}, after="ct1", limit=5)] == ["ct3"]
 
 
 def test_opting_out_changes_once_and_the_window_only_moves_forward(repos: Repositories, clock: FakeClock) -> None:

@@ -6,6 +6,7 @@ import ast
 import inspect
 from pathlib import Path
 
+from shared.domain import api_keys as api_key_interfaces
 from shared.domain import repositories as interfaces
 
 HERE = Path(__file__).parent
@@ -13,7 +14,9 @@ PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.C
              "followups": interfaces.FollowUpRepository, "messages": interfaces.MessageRepository,
              "events": interfaces.EventRepository, "owner": interfaces.OwnerRepository,
              "jobs": interfaces.JobRepository, "invoices": interfaces.InvoiceRepository,
-             "hooks": interfaces.HookRepository}
+             "hooks": interfaces.HookRepository,
+             "api_keys": api_key_interfaces.ApiKeyRepository,
+             "idempotency": api_key_interfaces.IdempotencyRepository}
 
 
 def _called() -> set[str]:

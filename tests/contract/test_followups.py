@@ -64,6 +64,20 @@ def test_many_contacts_are_enrolled_in_one_write_idempotently(repos: Repositorie
     assert repos.followups.count_by_state() == {"scheduled": 3}
 
 
+def test_follow_ups_come_in_pages_by_id_filtered_by_campaign_and_state(repos: Repositories,
+                                                                       clock: FakeClock) -> None:
+    now = clock.now()
+    _enrolled(repos, now, "ct3", "ct1", "ct2")
+    _enrolled(repos, now, "ct1", campaign_id="c2")
+    assert repos.followups.pause("c1:ct2", reason=PauseReason.CAMPAIGN_PAUSED, now=now)
+    first = repos.followups.page(limit=2)
+    assert [f.id for f in first] == ["c1:ct1", "c1:ct2"]
+    assert [f.id for f in repos.followups.page(after=first[-1].id, limit=2)] == ["c1:ct3", "c2:ct1"]
+    assert repos.followups.page(after="c2:ct1") == []
+    assert [f.id for f in repos.followups.page(campaign_id="c1", state=F.SCHEDULED)] == ["c1:ct1", "c1:ct3"]
+    assert [f.id for f in repos.followups.page(state=F.PAUSED)] == ["c1:ct2"]
+
+
 def test_due_follow_ups_come_earliest_first_within_the_limit(repos: Repositories, clock: FakeClock) -> None:
     now = clock.now()
     _enrolled(repos, now, "late", due=now - timedelta(minutes=1))

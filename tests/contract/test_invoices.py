@@ -57,6 +57,11 @@ def test_find_by_contact_and_status_in_reference_order(repos: Repositories, cloc
     assert [i.reference for i in repos.invoices.find(statuses=[ST.OPEN])] == ["FA-1", "FA-3"]
     assert [i.reference for i in repos.invoices.find(contact_id="ct1", statuses=[ST.PAID])] == ["FA-2"]
     assert repos.invoices.find(contact_id="nobody") == [] and repos.invoices.find(statuses=[]) == []
+    # In pages: after a reference, at most a limit.
+    assert [i.reference for i in repos.invoices.find(limit=2)] == ["FA-1", "FA-2"]
+    assert [i.reference for i in repos.invoices.find(after="FA-1", limit=1)] == ["FA-2"]
+    assert [i.reference for i in repos.invoices.find(contact_id="ct1", after="FA-2")] == ["FA-3"]
+    assert repos.invoices.find(after="FA-3") == []
 
 
 def test_a_partial_payment_lowers_what_is_due_and_the_rest_pays_it(repos: Repositories, clock: FakeClock) -> None:

@@ -52,7 +52,8 @@ def test_service_starts_with_its_compose_environment_alone(
     dotenv = operator_env()
     # Nothing outside this machine: Twilio and Gemini calls (none expected at start) fail fast.
     closed = f"http://127.0.0.1:{free_port()}"
-    dotenv.update({"BACKEND_PORT": str(free_port()), "TWILIO_API_BASE_URL": closed, "GEMINI_API_BASE_URL": closed})
+    dotenv.update({"BACKEND_PORT": str(free_port()), "CONSOLE_PORT": str(free_port()),
+                   "TWILIO_API_BASE_URL": closed, "GEMINI_API_BASE_URL": closed})
     env = container_environment(service, dotenv)
     assert env["MONGODB_URI"].startswith("mongodb://") and env["REDIS_URL"].startswith("redis://")
     env.update({"MONGODB_URI": database, "REDIS_URL": redis_server.url})
@@ -71,8 +72,9 @@ def test_service_starts_with_its_compose_environment_alone(
                 raise AssertionError(f"{name} exited with code {proc.returncode} using the environment compose "
                                      f"gives it:\n{_output(log)}")
 
-        if argv[1] == "webhook":
-            url = f"http://127.0.0.1:{dotenv['BACKEND_PORT']}/readyz"
+        if argv[1] in ("webhook", "console"):
+            url = (f"http://127.0.0.1:{dotenv['BACKEND_PORT']}/readyz" if argv[1] == "webhook"
+                   else f"http://127.0.0.1:{dotenv['CONSOLE_PORT']}/healthz")
 
             def ready() -> bool:
                 try:

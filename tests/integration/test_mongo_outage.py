@@ -22,6 +22,7 @@ from pymongo.errors import AutoReconnect
 
 from shared.adapters.mongo import MongoRepositories, open_repositories
 from shared.clock import FakeClock
+from shared.domain.api_keys import ApiKey, KeptResponse
 from shared.domain.invoices import Invoice
 from shared.domain.models import Campaign, Contact, Language, OutboundMessage, SendWindow, Step, TemplateRef
 from shared.domain.records import Enrolment, InboundRecord
@@ -60,6 +61,8 @@ SAMPLES: dict[Any, Any] = {
     InboundRecord: InboundRecord(id="in:SM1", twilio_sid="SM1", contact_id="ct1"),
     Enrolment: Enrolment(contact_id="ct1", campaign_id="c1", next_run_at=NOW),
     Invoice: Invoice(id="in_1", reference="FA-1", contact_id="ct1", amount_cents=100, amount_due_cents=100),
+    ApiKey: ApiKey(name="k", key_hash="h", created_at=NOW),
+    KeptResponse: KeptResponse(id="k:1", method_path="POST /x", body_hash="h", status=None, body=None),
 }
 INVOICE_DETAILS = {"due_date": NOW.date()}
 
@@ -88,7 +91,8 @@ def _sample(hint: Any) -> Any:
 
 
 def _calls(repos: Repositories) -> Iterator[tuple[str, Any, dict[str, Any]]]:
-    for name in ("contacts", "campaigns", "followups", "messages", "events", "owner", "jobs", "invoices", "database"):
+    for name in ("contacts", "campaigns", "followups", "messages", "events", "owner", "jobs", "invoices", "api_keys",
+                 "idempotency", "database"):
         repository = getattr(repos, name)
         for method_name, method in inspect.getmembers(repository, inspect.ismethod):
             if method_name.startswith("_") or method_name == "ping":  # ping answers False, by design

@@ -68,6 +68,8 @@ SERVICE_SECRETS: dict[str, set[str]] = {
     "webhook": {"TWILIO_AUTH_TOKEN", "TWILIO_WEBHOOK_SHARED_KEY", "STRIPE_WEBHOOK_SECRET", "METRICS_TOKEN"},
     # cmd_scheduler: build_inbound_backfill lists Twilio's inbound messages (no Twilio client without it).
     "scheduler": {"TWILIO_AUTH_TOKEN"},
+    # relance console: API keys are checked against their hashes in MongoDB; no vendor is called.
+    "console": set(),
     # build_drafter: Gemini. build_worker_deps builds the Twilio client for the sending queue only.
     "worker-drafting": {"GEMINI_API_KEY"},
     # build_sender: require("twilio_account_sid", "twilio_auth_token"); no drafting there.
@@ -96,6 +98,7 @@ OUTBOUND_SECRETS = {"TWILIO_AUTH_TOKEN", "GEMINI_API_KEY"}
 # The subcommands the CLI promises, checked with its parser too.
 KNOWN_COMMANDS = {
     ("webhook",),
+    ("console",),
     ("scheduler",),
     ("worker", "drafting"),
     ("worker", "sending"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+from shared.adapters.memory.api_keys import MemoryApiKeys, MemoryIdempotency
 from shared.adapters.memory.campaigns import MemoryCampaigns
 from shared.adapters.memory.contacts import MemoryContacts
 from shared.adapters.memory.events import MemoryEvents
@@ -43,6 +44,8 @@ class MemoryRepositories(Repositories):
     owner: MemoryOwner
     jobs: MemoryJobs
     invoices: MemoryInvoices
+    api_keys: MemoryApiKeys
+    idempotency: MemoryIdempotency
     database: MemoryDatabase
     hooks: MemoryHooks
 
@@ -54,4 +57,5 @@ def memory_repositories() -> MemoryRepositories:
         contacts=MemoryContacts(lock), campaigns=MemoryCampaigns(lock), followups=MemoryFollowUps(lock),
         messages=MemoryMessages(lock), events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
         invoices=MemoryInvoices(lock), database=MemoryDatabase(), hooks=MemoryHooks(lock),
+        api_keys=MemoryApiKeys(lock), idempotency=MemoryIdempotency(lock),
     )

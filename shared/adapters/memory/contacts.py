@@ -43,13 +43,15 @@ class MemoryContacts(MemoryRepository):
         doc = self._by_phone(phone)
         return contact_from_doc(doc) if doc else None
 
-    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
+    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None,
+             after: str | None = None, limit: int = 0) -> list[Contact]:
         """Contacts having all ``tags`` and whose fields equal ``equals``, by id."""
         def match(doc: Doc) -> bool:
             fields = doc.get("fields") or {}
-            return (set(tags or []) <= set(doc.get("tags") or [])
+            return (set(tags or []) <= set(doc.get("tags") or []) and (after is None or doc["_id"] > after)
                     and all(fields.get(key) == value for key, value in (equals or {}).items()))
-        return [contact_from_doc(doc) for doc in sorted(self._where(match), key=lambda doc: doc["_id"])]
+        found = sorted(self._where(match), key=lambda doc: doc["_id"])
+        return [contact_from_doc(doc) for doc in (found[:limit] if limit else found)]
 
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""

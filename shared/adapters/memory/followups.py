@@ -43,6 +43,15 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
         doc = self._get(followup_id)
         return followup_from_doc(doc) if doc else None
 
+    def page(self, *, campaign_id: str | None = None, state: FollowUpState | None = None, after: str | None = None,
+             limit: int = 50) -> list[FollowUp]:
+        """One page of follow-ups by id."""
+        found = sorted((doc for key, doc in self.docs.items()
+                        if (campaign_id is None or doc["campaign_id"] == campaign_id)
+                        and (state is None or doc["state"] == state.value) and (after is None or key > after)),
+                       key=lambda doc: doc["_id"])
+        return [followup_from_doc(doc) for doc in found[:limit]]
+
     def of_contact(self, contact_id: str, states: Iterable[FollowUpState]) -> list[FollowUp]:
         """A contact's follow-ups in the given states."""
         wanted = {s.value for s in states}

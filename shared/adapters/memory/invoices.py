@@ -34,15 +34,16 @@ class MemoryInvoices(MemoryRepository, InvoiceTransitions):
         doc = self._by_reference(reference)
         return invoice_from_doc(doc) if doc else None
 
-    def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None
-             ) -> list[Invoice]:
+    def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None,
+             after: str | None = None, limit: int = 0) -> list[Invoice]:
         """Invoices of one contact and/or in these statuses, by reference."""
         wanted = None if statuses is None else {InvoiceStatus(s).value for s in statuses}
 
         def match(doc: Doc) -> bool:
             return ((contact_id is None or doc.get("contact_id") == contact_id)
-                    and (wanted is None or doc.get("status") in wanted))
-        return [invoice_from_doc(doc) for doc in sorted(self._where(match), key=lambda doc: doc["reference"])]
+                    and (wanted is None or doc.get("status") in wanted) and (after is None or doc["reference"] > after))
+        found = sorted(self._where(match), key=lambda doc: doc["reference"])
+        return [invoice_from_doc(doc) for doc in (found[:limit] if limit else found)]
 
     def update_details(self, reference: str, changes: Mapping[str, Any], *, source: InvoiceSource,
                        now: datetime) -> bool:

@@ -48,14 +48,17 @@ class MongoContacts(MongoRepository):
         doc = self.collection.find_one({"phone": phone})
         return contact_from_doc(doc) if doc else None
 
-    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None) -> list[Contact]:
+    def find(self, *, tags: list[str] | None = None, equals: dict[str, str] | None = None,
+             after: str | None = None, limit: int = 0) -> list[Contact]:
         """Contacts having all ``tags`` and whose fields equal ``equals``."""
         query: Doc = {}
         if tags:
             query["tags"] = {"$all": tags}
         for key, value in (equals or {}).items():
             query[f"fields.{key}"] = value
-        return [contact_from_doc(d) for d in self.collection.find(query).sort("_id", ASCENDING)]
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        return [contact_from_doc(d) for d in self.collection.find(query).sort("_id", ASCENDING).limit(limit)]
 
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""

@@ -76,6 +76,18 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
         doc = self.collection.find_one({"_id": followup_id})
         return followup_from_doc(doc) if doc else None
 
+    def page(self, *, campaign_id: str | None = None, state: FollowUpState | None = None, after: str | None = None,
+             limit: int = 50) -> list[FollowUp]:
+        """One page of follow-ups by id (the ``_id`` index serves the range)."""
+        query: Doc = {}
+        if campaign_id is not None:
+            query["campaign_id"] = campaign_id
+        if state is not None:
+            query["state"] = state.value
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        return [followup_from_doc(doc) for doc in self.collection.find(query).sort("_id", 1).limit(limit)]
+
     def of_contact(self, contact_id: str, states: Iterable[FollowUpState]) -> list[FollowUp]:
         """A contact's follow-ups in the given states."""
         docs = self.collection.find({"contact_id": contact_id, "state": {"$in": [s.value for s in states]}})

@@ -14,6 +14,8 @@ from shared.adapters.mongo.messages import backfill_requeue_from
 REPLACED = {"followups": ("state_next_run",)}  # by due_by_campaign (one equality more)
 
 
+IDEMPOTENCY_KEPT_SECONDS = 24 * 3600  # how long the console keeps a POST's response for its retries
+
 def ensure_indexes(db: Database[Doc]) -> None:
     """Create every index (safe to run again, and from several processes at once).
 
@@ -23,6 +25,10 @@ def ensure_indexes(db: Database[Doc]) -> None:
     """
     contacts, followups, messages = db["contacts"], db["followups"], db["messages"]
     contacts.create_index([("phone", ASCENDING)], unique=True, name="phone_unique")
+    db["api_keys"].create_index([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")
+    # The console's kept POST responses: a retry comes within minutes; a day later the key is free again.
+    db["idempotency"].create_index([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_KEPT_SECONDS,
+                                   name="created_ttl")
     contacts.create_index([("tags", ASCENDING)], name="tags")
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
     followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING)], unique=True,

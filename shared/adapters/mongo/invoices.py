@@ -34,15 +34,18 @@ class MongoInvoices(MongoRepository, InvoiceTransitions):
         doc = self.collection.find_one({"reference": reference})
         return invoice_from_doc(doc) if doc else None
 
-    def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None
-             ) -> list[Invoice]:
+    def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None,
+             after: str | None = None, limit: int = 0) -> list[Invoice]:
         """Invoices of one contact and/or in these statuses, by reference."""
         query: Doc = {}
         if contact_id is not None:
             query["contact_id"] = contact_id
         if statuses is not None:
             query["status"] = {"$in": [InvoiceStatus(s).value for s in statuses]}
-        return [invoice_from_doc(doc) for doc in self.collection.find(query).sort("reference", ASCENDING)]
+        if after is not None:
+            query["reference"] = {"$gt": after}
+        found = self.collection.find(query).sort("reference", ASCENDING).limit(limit)
+        return [invoice_from_doc(doc) for doc in found]
 
     def update_details(self, reference: str, changes: Mapping[str, Any], *, source: InvoiceSource,
                        now: datetime) -> bool:
