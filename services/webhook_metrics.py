@@ -10,8 +10,9 @@ target on a private network; with METRICS_TOKEN set it wants ``Authorization: Be
 from __future__ import annotations
 
 import hmac
+import re
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
@@ -28,9 +29,13 @@ OTHER_ROUTE = "other"  # any path the application does not serve: never the raw 
 class RequestTimer:
     """ASGI middleware: every HTTP request's duration, by route, method and answer status."""
 
-    def __init__(self, app: ASGIApp, *, routes: Collection[str]) -> None:
+    def __init__(self, app: ASGIApp, *, routes: Collection[str],
+                 observe: Callable[[str, str, int, float], None] = observe_request,
+                 templates: Sequence[tuple[re.Pattern[str], str]] = ()) -> None:
         self.app = app
         self.routes = frozenset(routes)
+        self.observe = observe
+        self.templates = tuple(templates)  # (path regex, template) of routes with parameters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,16 +54,23 @@ class RequestTimer:
             await self.app(scope, receive, send_and_note)
         finally:
             path = scope.get("path", "")
-            route = path if path in self.routes else OTHER_ROUTE
+            route = path if path in self.routes else self._template(path)
             method = scope.get("method", "GET") if route != OTHER_ROUTE else "other"
-            observe_request(route, method, status, time.perf_counter() - started)
+            self.observe(route, method, status, time.perf_counter() - started)
 
 
-def metrics_endpoint(store: Repositories, queue_depths: Callable[[], dict[tuple[str, str], int]],
+    def _template(self, path: str) -> str:
+        """The template of the route serving ``path`` (``/api/v1/invoices/{reference}``), else OTHER_ROUTE."""
+        return next((template for regex, template in self.templates if regex.match(path)), OTHER_ROUTE)
+
+
+def metrics_endpoint(store: Repositories | None, queue_depths: Callable[[], dict[tuple[str, str], int]],
                      token: str) -> Callable[[Request], Awaitable[Response]]:
-    """The ``GET /metrics`` handler (bearer ``token`` required when not empty)."""
+    """The ``GET /metrics`` handler (bearer ``token`` required when not empty); with ``store``, the
+    installation's gauges too (the webhook serves them; the console only its own requests)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, queue_depths))
+    if store is not None:
+        registry.register(StoreCollector(store, queue_depths))
     expected = f"Bearer {token}".encode()
 
     async def metrics(request: Request) -> Response:

@@ -61,6 +61,12 @@ WEBHOOK_SECONDS = Histogram("relance_webhook_request_duration_seconds",
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15))
 
 
+CONSOLE_SECONDS = Histogram("relance_console_request_duration_seconds",
+                            "Console API requests: time from the request to the answer, by route, method and status.",
+                            ["route", "method", "status"],
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15))
+
+
 def observe_tick(outcome: str, claimed: int) -> None:
     """Record one scheduler tick (``outcome``: ok, warning or failed) and how many follow-ups it claimed."""
     SCHEDULER_TICKS.labels(outcome).inc()
@@ -70,6 +76,11 @@ def observe_tick(outcome: str, claimed: int) -> None:
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
     """Record one webhook request (``route``: the route's path template, never the raw URL)."""
     WEBHOOK_SECONDS.labels(route, method, str(status)).observe(seconds)
+
+
+def observe_console_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Record one console request (``route``: the route's path template, never the raw URL)."""
+    CONSOLE_SECONDS.labels(route, method, str(status)).observe(seconds)
 
 
 class MeteredSender:

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.routing import Route
 
 from services.console import problems
 from services.console.guard import Console, check_key, decode_cursor, encode_cursor, idempotent
@@ -24,7 +26,9 @@ from services.console.schemas import (
     StatsOut,
     StatusChangeOut,
 )
+from services.webhook_metrics import RequestTimer, metrics_endpoint
 from shared.domain.api_keys import ApiKey
+from shared.metrics import observe_console_request
 from shared.usecases import browsing
 from shared.usecases.campaigns import counts_by_state, pause_campaign, resume_campaign
 from shared.usecases.invoices import cancel_invoice, get_invoice, record_payment
@@ -134,4 +138,13 @@ def create_app(console: Console) -> FastAPI:
     def unknown(rest: str, key: Reader) -> Response:
         raise Problem(404, f"no endpoint /api/v1/{rest}: /api/docs lists them")
 
+    # GET /metrics: this process's request latencies (the webhook serves the installation's gauges).
+    app.add_route("/metrics", metrics_endpoint(None, dict, console.metrics_token), methods=["GET"],
+                  include_in_schema=False)
+    served = [*app.routes, *api.routes]  # the API's own routes: FastAPI wraps an included router
+    app.add_middleware(RequestTimer, routes=[path for route in served if (path := getattr(route, "path", ""))],
+                       observe=observe_console_request,
+                       templates=[(route.path_regex, route.path) for route in served
+                                  if isinstance(route, Route | APIRoute) and "{" in route.path
+                                  and ":path}" not in route.path])  # not the catch-all that answers 401
     return app

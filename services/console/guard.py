@@ -36,6 +36,7 @@ class Console:
     clock: Clock
     queue: TaskQueue | None = None
     default_region: str = "FR"
+    metrics_token: str = ""  # GET /metrics asks for it as a bearer token when set (METRICS_TOKEN)
 
 
 def check_key(console: Console, authorization: str | None, *, write: bool) -> ApiKey:

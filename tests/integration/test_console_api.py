@@ -270,3 +270,25 @@ def test_a_request_whose_process_died_is_run_by_a_retry_after_a_while(api: TestC
     assert replay.headers["idempotent-replayed"] == "true" and replay.json()["amount_due_cents"] == 15000
     invoice = books.invoices.get("FA-1")
     assert invoice is not None and invoice.amount_due_cents == 15000
+
+
+def _console_count(text: str, route: str, status: str) -> float:
+    """The request count of ``route`` answered ``status`` in a /metrics exposition."""
+    prefix = f'relance_console_request_duration_seconds_count{{method="GET",route="{route}",status="{status}"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_metrics_count_each_request_by_route_template_and_ask_for_the_metrics_token(
+        books: MongoRepositories, clock: FakeClock, key: dict[str, str]) -> None:
+    console = Console(books, clock, queue=RecordingQueue(), metrics_token="s3cret-metrics")
+    with TestClient(create_app(console), raise_server_exceptions=False) as client:
+        assert client.get("/metrics").status_code == 401
+        auth = {"Authorization": "Bearer s3cret-metrics"}
+        before = client.get("/metrics", headers=auth).text
+        assert client.get("/api/v1/invoices/FA-1", headers=key).status_code == 200
+        assert client.get("/api/v1/invoices/FA-404", headers=key).status_code == 404
+        after = client.get("/metrics", headers=auth).text
+    route = "/api/v1/invoices/{reference}"  # the template: never the raw URL with the reference in it
+    assert _console_count(after, route, "200") == _console_count(before, route, "200") + 1
+    assert _console_count(after, route, "404") == _console_count(before, route, "404") + 1
+    assert "FA-1" not in after and "relance_messages" not in after  # the installation's gauges: the webhook's

@@ -69,7 +69,7 @@ SERVICE_SECRETS: dict[str, set[str]] = {
     # cmd_scheduler: build_inbound_backfill lists Twilio's inbound messages (no Twilio client without it).
     "scheduler": {"TWILIO_AUTH_TOKEN"},
     # relance console: API keys are checked against their hashes in MongoDB; no vendor is called.
-    "console": set(),
+    "console": {"METRICS_TOKEN"},  # asked of whoever reads its GET /metrics
     # build_drafter: Gemini. build_worker_deps builds the Twilio client for the sending queue only.
     "worker-drafting": {"GEMINI_API_KEY"},
     # build_sender: require("twilio_account_sid", "twilio_auth_token"); no drafting there.
