@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 
 from shared.domain import api_keys as api_key_interfaces
+from shared.domain import audit as audit_interfaces
 from shared.domain import repositories as interfaces
 
 HERE = Path(__file__).parent
@@ -16,7 +17,8 @@ PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.C
              "jobs": interfaces.JobRepository, "invoices": interfaces.InvoiceRepository,
              "hooks": interfaces.HookRepository,
              "api_keys": api_key_interfaces.ApiKeyRepository,
-             "idempotency": api_key_interfaces.IdempotencyRepository}
+             "idempotency": api_key_interfaces.IdempotencyRepository,
+             "audit": audit_interfaces.AuditRepository}
 
 
 def _called() -> set[str]:

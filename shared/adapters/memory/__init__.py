@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 from shared.adapters.memory.api_keys import MemoryApiKeys, MemoryIdempotency
+from shared.adapters.memory.audit import MemoryAudit
 from shared.adapters.memory.campaigns import MemoryCampaigns
 from shared.adapters.memory.contacts import MemoryContacts
 from shared.adapters.memory.events import MemoryEvents
@@ -48,6 +49,7 @@ class MemoryRepositories(Repositories):
     idempotency: MemoryIdempotency
     database: MemoryDatabase
     hooks: MemoryHooks
+    audit: MemoryAudit
 
 
 def memory_repositories() -> MemoryRepositories:
@@ -57,5 +59,5 @@ def memory_repositories() -> MemoryRepositories:
         contacts=MemoryContacts(lock), campaigns=MemoryCampaigns(lock), followups=MemoryFollowUps(lock),
         messages=MemoryMessages(lock), events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
         invoices=MemoryInvoices(lock), database=MemoryDatabase(), hooks=MemoryHooks(lock),
-        api_keys=MemoryApiKeys(lock), idempotency=MemoryIdempotency(lock),
+        api_keys=MemoryApiKeys(lock), idempotency=MemoryIdempotency(lock), audit=MemoryAudit(lock),
     )

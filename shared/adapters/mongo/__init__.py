@@ -8,6 +8,7 @@ from __future__ import annotations
 from pymongo.database import Database
 
 from shared.adapters.mongo.api_keys import MongoApiKeys, MongoIdempotency
+from shared.adapters.mongo.audit import MongoAudit
 from shared.adapters.mongo.campaigns import MongoCampaigns
 from shared.adapters.mongo.connection import Client, Doc, MongoDatabase, connect
 from shared.adapters.mongo.contacts import MongoContacts
@@ -38,6 +39,7 @@ class MongoRepositories(Repositories):
     idempotency: MongoIdempotency
     database: MongoDatabase
     hooks: MongoHooks
+    audit: MongoAudit
 
 
 def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
@@ -45,7 +47,8 @@ def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
     return MongoRepositories(contacts=MongoContacts(db), campaigns=MongoCampaigns(db), followups=MongoFollowUps(db),
                              messages=MongoMessages(db), events=MongoEvents(db), owner=MongoOwner(db),
                              jobs=MongoJobs(db), invoices=MongoInvoices(db), database=MongoDatabase(db),
-                             hooks=MongoHooks(db), api_keys=MongoApiKeys(db), idempotency=MongoIdempotency(db))
+                             hooks=MongoHooks(db), api_keys=MongoApiKeys(db), idempotency=MongoIdempotency(db),
+                             audit=MongoAudit(db))
 
 
 def open_repositories(uri: str, database: str, *, timeout_ms: int = 5000,
