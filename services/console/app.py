@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import Route
 
-from services.console import problems
+from services.console import api_handovers, problems
 from services.console.guard import Console, check_key, decode_cursor, encode_cursor, idempotent
 from services.console.problems import Problem
 from services.console.schemas import (
@@ -133,6 +133,7 @@ def create_app(console: Console) -> FastAPI:
         return StatsOut(followups=counts["followups"], messages=counts["messages"])
 
     app.include_router(api)
+    app.include_router(api_handovers.router(console))
 
     @app.api_route("/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     def unknown(rest: str, key: Reader) -> Response:
