@@ -111,7 +111,7 @@ def facts_request(store: Repositories, rules: Rules, contact: Contact) -> DraftR
                         max_chars=rules.max_message_chars, campaign_description="\n".join(descriptions))
 
 
-def reply_by_hand(store: Repositories, queue: TaskQueue, rules: Rules, phone: str, *, body: str, by: str,
+def reply_by_hand(store: Repositories, queue: TaskQueue | None, rules: Rules, phone: str, *, body: str, by: str,
                   now: datetime, request_key: str | None = None) -> ManualReply:
     """Store a person's message to the client with ``phone`` (E.164) and ask the sending actor to send it.
 
@@ -167,8 +167,9 @@ def reply_by_hand(store: Repositories, queue: TaskQueue, rules: Rules, phone: st
     return ManualReply(kept.id, contact.id, kept.kind, kept.state.value, created=created)
 
 
-def _enqueue(queue: TaskQueue, message: OutboundMessage) -> None:
-    if message.state != MessageState.READY:
+def _enqueue(queue: TaskQueue | None, message: OutboundMessage) -> None:
+    """Ask the sending actor for it; without a queue (or Redis away) the scheduler's sweep of ready messages does."""
+    if message.state != MessageState.READY or queue is None:
         return
     try:
         queue.send_message(message.id)
