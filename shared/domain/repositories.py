@@ -38,6 +38,7 @@ from shared.domain.records import (
     WaitingEvent,
 )
 from shared.domain.states import FollowUpState, MessageState
+from shared.domain.users import LoginThrottleRepository, SessionRepository, UserRepository
 
 Upserted = Literal["inserted", "updated", "unchanged"]
 EventDoc = dict[str, Any]
@@ -470,6 +471,9 @@ class Repositories:
     idempotency: IdempotencyRepository
     database: Database
     hooks: HookRepository
+    users: UserRepository
+    sessions: SessionRepository
+    login_throttle: LoginThrottleRepository
 
     def ping(self) -> bool:
         """True when the store answers."""

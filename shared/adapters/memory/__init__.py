@@ -17,6 +17,7 @@ from shared.adapters.memory.invoices import MemoryInvoices
 from shared.adapters.memory.jobs import MemoryJobs
 from shared.adapters.memory.messages import MemoryMessages
 from shared.adapters.memory.owner import MemoryOwner
+from shared.adapters.memory.users import MemoryLoginThrottle, MemorySessions, MemoryUsers
 from shared.domain.repositories import Repositories
 
 __all__ = ["MemoryDatabase", "MemoryRepositories", "memory_repositories"]
@@ -48,6 +49,9 @@ class MemoryRepositories(Repositories):
     idempotency: MemoryIdempotency
     database: MemoryDatabase
     hooks: MemoryHooks
+    users: MemoryUsers
+    sessions: MemorySessions
+    login_throttle: MemoryLoginThrottle
 
 
 def memory_repositories() -> MemoryRepositories:
@@ -58,4 +62,5 @@ def memory_repositories() -> MemoryRepositories:
         messages=MemoryMessages(lock), events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
         invoices=MemoryInvoices(lock), database=MemoryDatabase(), hooks=MemoryHooks(lock),
         api_keys=MemoryApiKeys(lock), idempotency=MemoryIdempotency(lock),
+        users=MemoryUsers(lock), sessions=MemorySessions(lock), login_throttle=MemoryLoginThrottle(lock),
     )

@@ -29,6 +29,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     # The console's kept POST responses: a retry comes within minutes; a day later the key is free again.
     db["idempotency"].create_index([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_KEPT_SECONDS,
                                    name="created_ttl")
+    # The console's log-in sessions: gone once expired (the repository checks the expiry at once).
+    db["web_sessions"].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl")
+    db["web_sessions"].create_index([("email", ASCENDING)], name="email")
     contacts.create_index([("tags", ASCENDING)], name="tags")
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
     followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING)], unique=True,
