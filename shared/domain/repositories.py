@@ -37,6 +37,7 @@ from shared.domain.records import (
     StoredEvent,
     WaitingEvent,
 )
+from shared.domain.reports import ReportRepository
 from shared.domain.states import FollowUpState, MessageState
 from shared.domain.users import LoginThrottleRepository, SessionRepository, UserRepository
 
@@ -474,6 +475,7 @@ class Repositories:
     users: UserRepository
     sessions: SessionRepository
     login_throttle: LoginThrottleRepository
+    reports: ReportRepository
 
     def ping(self) -> bool:
         """True when the store answers."""

@@ -54,6 +54,8 @@ def ensure_indexes(db: Database[Doc]) -> None:
     messages.create_index([("state", ASCENDING), ("status_polled_at", ASCENDING), ("sent_at", ASCENDING)],
                           name="state_status_polled")
     messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)], name="contact_time")
+    # The console's overview: messages sent in the last 30 days (only sent ones have sent_at).
+    messages.create_index([("sent_at", ASCENDING)], name="sent_at", sparse=True)
     # Messages from numbers that are no contact (services.conversations): partial, so the
     # messages of contacts cost these indexes nothing.
     unknown_only = {"unknown_sender": True}
