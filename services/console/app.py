@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import Route
 
-from services.console import api_handovers, problems
+from services.console import api_handovers, problems, web
 from services.console.guard import Console, check_key, decode_cursor, encode_cursor, idempotent
 from services.console.problems import Problem
 from services.console.schemas import (
@@ -60,6 +60,7 @@ def create_app(console: Console) -> FastAPI:
                   redoc_url=None)
     app.state.console = console
     problems.install(app)
+    web.install(app, console)  # the pages (services/console/web/)
 
     api = APIRouter(prefix="/api/v1", responses=ERRORS)
     store = console.store

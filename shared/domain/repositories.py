@@ -38,7 +38,9 @@ from shared.domain.records import (
     StoredEvent,
     WaitingEvent,
 )
+from shared.domain.reports import ReportRepository
 from shared.domain.states import FollowUpState, MessageState
+from shared.domain.users import LoginThrottleRepository, SessionRepository, UserRepository
 
 Upserted = Literal["inserted", "updated", "unchanged"]
 EventDoc = dict[str, Any]
@@ -472,6 +474,10 @@ class Repositories:
     database: Database
     hooks: HookRepository
     audit: AuditRepository
+    users: UserRepository
+    sessions: SessionRepository
+    login_throttle: LoginThrottleRepository
+    reports: ReportRepository
 
     def ping(self) -> bool:
         """True when the store answers."""

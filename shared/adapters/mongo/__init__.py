@@ -19,6 +19,8 @@ from shared.adapters.mongo.invoices import MongoInvoices
 from shared.adapters.mongo.jobs import MongoJobs
 from shared.adapters.mongo.messages import MongoMessages
 from shared.adapters.mongo.owner import MongoOwner
+from shared.adapters.mongo.reports import MongoReports
+from shared.adapters.mongo.users import MongoLoginThrottle, MongoSessions, MongoUsers
 from shared.domain.repositories import Repositories
 
 __all__ = ["Client", "MongoRepositories", "connect", "mongo_repositories", "open_repositories"]
@@ -40,6 +42,10 @@ class MongoRepositories(Repositories):
     database: MongoDatabase
     hooks: MongoHooks
     audit: MongoAudit
+    users: MongoUsers
+    sessions: MongoSessions
+    login_throttle: MongoLoginThrottle
+    reports: MongoReports
 
 
 def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
@@ -48,7 +54,9 @@ def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
                              messages=MongoMessages(db), events=MongoEvents(db), owner=MongoOwner(db),
                              jobs=MongoJobs(db), invoices=MongoInvoices(db), database=MongoDatabase(db),
                              hooks=MongoHooks(db), api_keys=MongoApiKeys(db), idempotency=MongoIdempotency(db),
-                             audit=MongoAudit(db))
+                             audit=MongoAudit(db),
+                             users=MongoUsers(db), sessions=MongoSessions(db), login_throttle=MongoLoginThrottle(db),
+                             reports=MongoReports(db))
 
 
 def open_repositories(uri: str, database: str, *, timeout_ms: int = 5000,
