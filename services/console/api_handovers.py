@@ -5,42 +5,21 @@ as ``key:<name>``."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from services.console import problems
-from services.console.guard import Console, check_key, decode_cursor, encode_cursor, idempotent
+from services.console.auth_deps import Cursor, Limit, Reader, Writer, api_router, by_key
+from services.console.guard import Console, decode_cursor, encode_cursor, idempotent
 from services.console.problems import Problem
 from services.console.schemas import PageOut
-from shared.domain.api_keys import ApiKey
 from shared.domain.reasons import HandledAction
 from shared.phones import normalise_phone
-from shared.usecases import browsing, inbox
+from shared.usecases import inbox
 from shared.usecases.handover import HandOverClosed
 from shared.usecases.manual_reply import Refusal, ReplyRefused, reply_by_hand
 
-# The same key checks as app.py's Reader and Writer (defined here: app.py includes this module).
-_bearer = HTTPBearer(auto_error=False, description="an API key from `relance keys create NAME`")
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def _reader(request: Request, _: Bearer) -> ApiKey:
-    return check_key(request.app.state.console, request.headers.get("Authorization"), write=False)
-
-
-def _writer(request: Request, _: Bearer) -> ApiKey:
-    return check_key(request.app.state.console, request.headers.get("Authorization"), write=True)
-
-
-Reader = Annotated[ApiKey, Depends(_reader)]
-Writer = Annotated[ApiKey, Depends(_writer)]
-Limit = Annotated[int, Query(ge=1, le=browsing.MAX_LIMIT, description="items per page")]
-Cursor = Annotated[str | None, Query(max_length=1000, description="the next_cursor of the previous page")]
-PROBLEM = {"content": {problems.MEDIA_TYPE: {}}, "description": "a problem document (RFC 9457)"}
 # A refusal's status: the request is fine, the client's state forbids it (409), or the text does (422).
 REFUSAL_STATUS = {Refusal.EMPTY: 422, Refusal.TOO_LONG: 422, Refusal.FACTS: 422, Refusal.OPTED_OUT: 409,
                   Refusal.OUTSIDE_WINDOW: 409}
@@ -113,7 +92,7 @@ class ReplyOut(BaseModel):
 
 def router(console: Console) -> APIRouter:
     """The hand-over and reply-by-hand routes."""
-    api = APIRouter(prefix="/api/v1", responses={status: PROBLEM for status in (400, 401, 403, 404, 409, 422)})
+    api = api_router()
     store = console.store
 
     def phone_of(raw: str) -> str:
@@ -129,7 +108,7 @@ def router(console: Console) -> APIRouter:
         def route(phone: str, request: Request, key: Writer) -> Response:
             number = phone_of(phone)
             return idempotent(console, request, key, None, lambda: HandOverClosedOut.of(inbox.close(
-                store, number, action=action, by=f"key:{key.name}", now=console.clock.now())))
+                store, number, action=action, by=by_key(key), now=console.clock.now())))
         return route
 
     for path, action, summary in (("close", HandledAction.KEEP, "Close the hand-over (follow-ups left as they are)"),
@@ -145,7 +124,7 @@ def router(console: Console) -> APIRouter:
         queue = console.queue  # None: the scheduler's sweep of ready messages enqueues it
         def run() -> ReplyOut:
             try:
-                done = reply_by_hand(store, queue, console.rules, number, body=body.body, by=f"key:{key.name}",
+                done = reply_by_hand(store, queue, console.rules, number, body=body.body, by=by_key(key),
                                      now=console.clock.now(), request_key=request.headers.get("Idempotency-Key"))
             except ReplyRefused as exc:
                 raise Problem(REFUSAL_STATUS[exc.reason], str(exc)) from None
