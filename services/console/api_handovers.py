@@ -7,13 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from services.console.auth_deps import Cursor, Limit, Reader, Writer, api_router, by_key
 from services.console.guard import Console, decode_cursor, encode_cursor, idempotent
 from services.console.problems import Problem
 from services.console.schemas import PageOut
+from shared.domain.api_keys import ApiKey
 from shared.domain.reasons import HandledAction
 from shared.phones import normalise_phone
 from shared.usecases import inbox
@@ -90,6 +93,16 @@ class ReplyOut(BaseModel):
     duplicate: bool = Field(description="true: the same request had stored it already; nothing more is sent")
 
 
+async def _reply_in(request: Request) -> ReplyIn:
+    """The request's body as a :class:`ReplyIn` (a 422 problem otherwise)."""
+    raw = await request.body()
+    try:
+        return ReplyIn.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("body", *error.get("loc", ()))}
+                                      for error in exc.errors(include_url=False)]) from None
+
+
 def router(console: Console) -> APIRouter:
     """The hand-over and reply-by-hand routes."""
     api = api_router()
@@ -118,10 +131,19 @@ def router(console: Console) -> APIRouter:
                           response_model=HandOverClosedOut, tags=["hand-overs"], summary=summary,
                           name=f"handover_{path}")
 
-    @api.post("/conversations/{phone}/reply", response_model=ReplyOut, tags=["conversations"])
-    def reply(phone: str, body: ReplyIn, request: Request, key: Writer) -> Response:
+    # The body is read after the key is checked (a declared body would be parsed first: a request without a
+    # key must get 401 whatever it carries).
+    @api.post("/conversations/{phone}/reply", response_model=ReplyOut, tags=["conversations"],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": ReplyIn.model_json_schema()}}}})
+    async def reply(phone: str, request: Request, key: Writer) -> Response:
+        body = await _reply_in(request)
+        return await run_in_threadpool(_reply, phone, request, key, body)
+
+    def _reply(phone: str, request: Request, key: ApiKey, body: ReplyIn) -> Response:
         number = phone_of(phone)
         queue = console.queue  # None: the scheduler's sweep of ready messages enqueues it
+
         def run() -> ReplyOut:
             try:
                 done = reply_by_hand(store, queue, console.rules, number, body=body.body, by=by_key(key),
