@@ -1,4 +1,4 @@
-"""The pages' helpers: the language a browser gets, the local paths ``next`` may take, amounts and dates per language."""
+"""The pages' helpers: the language a browser gets, the paths ``next`` may take, amounts and dates per language."""
 
 from __future__ import annotations
 
