@@ -123,3 +123,25 @@ def test_stop_from_the_page_stops_the_follow_ups_and_is_audited(web: TestClient,
     assert "Intervention close, relances arrêtées." in after and f"user:{EMAIL}" in after
     bogus = web.post(f"{MARIE_PAGE}/handover", data={"csrf_token": _token(page), "action": "explode"})
     assert bogus.status_code == 400 and 'role="alert"' in bogus.text
+
+
+def test_a_number_that_is_no_contact_can_only_be_closed(web: TestClient, store: MongoRepositories,
+                                                        clock: FakeClock, queue: RecordingQueue) -> None:
+    from shared.fakes import FakeSender
+    from shared.language.drafts import OfflineDrafter
+    from shared.usecases.context import App
+    from shared.usecases.replies import process_inbound
+
+    app = App.build(Rules(), store=store, clock=clock, queue=queue, drafter=OfflineDrafter(), sender=FakeSender())
+    event = {"kind": "inbound", "sid": "SM" + "4" * 32, "state": "received", "from": f"whatsapp:{STRANGER}",
+             "body": "Bonjour, qui êtes-vous ?", "num_media": 0}
+    store.events.record("inbound:stranger", event, clock.now())
+    process_inbound(app, "inbound:stranger")
+    assert STRANGER in web.get("/inbox").text.split('id="recent"')[0]
+    page = web.get("/conversations/%2B33699999999").text
+    assert "Bonjour, qui êtes-vous ?" in page and 'value="resume"' not in page and 'name="body"' not in page
+    closed = web.post("/conversations/%2B33699999999/handover", data={"csrf_token": _token(page), "action": "close"})
+    assert closed.status_code == 303
+    assert STRANGER not in web.get("/inbox").text.split('id="recent"')[0]
+    refused = web.post("/conversations/%2B33699999999/handover", data={"csrf_token": _token(page), "action": "stop"})
+    assert refused.status_code == 400 and "no contact" in refused.text
