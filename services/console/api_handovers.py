@@ -1,6 +1,6 @@
 """``/api/v1/handovers`` (the conversations waiting for a person; close, resume, stop) and
 ``/api/v1/conversations/{phone}/reply`` (a person writes to a client by hand). Every write is audited
-as ``key:<name>``."""
+as ``key:<name>``; ``/api/v1/audit`` lists the audit log, newest first."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from services.console.guard import Console, decode_cursor, encode_cursor, idempo
 from services.console.problems import Problem
 from services.console.schemas import PageOut
 from shared.domain.api_keys import ApiKey
+from shared.domain.audit import AuditEntry
 from shared.domain.reasons import HandledAction
 from shared.phones import normalise_phone
-from shared.usecases import inbox
+from shared.usecases import audit, inbox
 from shared.usecases.handover import HandOverClosed
 from shared.usecases.manual_reply import Refusal, ReplyRefused, reply_by_hand
 
@@ -76,6 +77,23 @@ class HandOverClosedOut(BaseModel):
                               for f in closed.followups])
 
 
+class AuditOut(BaseModel):
+    """An audit entry: who did what, when, to which client."""
+
+    id: str
+    by: str = Field(description="key:<name>, user:<email> or cli:<login>")
+    action: str
+    contact_id: str | None
+    target: str | None
+    detail: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditOut:
+        """From the domain model."""
+        return cls(**entry.model_dump())
+
+
 class ReplyIn(BaseModel):
     """A message a person writes to a client."""
 
@@ -116,6 +134,12 @@ def router(console: Console) -> APIRouter:
         page = inbox.waiting_page(store, after=decode_cursor("handovers", cursor), limit=limit)
         return PageOut(items=[HandOverOut.of(item) for item in page.items],
                        next_cursor=encode_cursor("handovers", page.next_after))
+
+    @api.get("/audit", response_model=PageOut[AuditOut], tags=["audit"])
+    def audit_log(key: Reader, limit: Limit = 50, cursor: Cursor = None) -> PageOut[AuditOut]:
+        found = audit.recent(store, limit=limit + 1, before=decode_cursor("audit", cursor))
+        items = [AuditOut.of(entry) for entry in found[:limit]]
+        return PageOut(items=items, next_cursor=encode_cursor("audit", items[-1].id) if len(found) > limit else None)
 
     def closing(action: HandledAction) -> object:
         def route(phone: str, request: Request, key: Writer) -> Response:

@@ -327,3 +327,19 @@ def test_a_reply_whose_answer_is_lost_is_reconciled_not_sent_twice(store: MongoR
     (at_twilio,) = _at_simulator(sim, MARIE)
     doc = store.messages.collection.find_one({"_id": done.message_id})
     assert doc is not None and doc["state"] == "sent" and doc["twilio_sid"] == at_twilio["sid"]
+
+
+def test_the_audit_log_is_paged_newest_first(store: MongoRepositories, clock: FakeClock) -> None:
+    from fastapi.testclient import TestClient
+
+    for n in range(3):
+        audit.record(store, by="user:ana@example.com", action=f"a{n}", target="+33612345678", now=clock.now())
+        clock.advance(timedelta(seconds=1))
+    key = {"Authorization": f"Bearer {create_key(store, 'viewer', read_only=True, now=clock.now())}"}
+    with TestClient(create_app(Console(store, clock))) as api:
+        first = api.get("/api/v1/audit", params={"limit": 2}, headers=key).json()
+        assert [e["action"] for e in first["items"]] == ["a2", "a1"] and first["next_cursor"]
+        second = api.get("/api/v1/audit", params={"limit": 2, "cursor": first["next_cursor"]}, headers=key).json()
+        assert [e["action"] for e in second["items"]] == ["a0"] and second["next_cursor"] is None
+        assert first["items"][0]["target"] != "+33612345678"  # masked
+        assert api.get("/api/v1/audit").status_code == 401
