@@ -364,14 +364,15 @@ def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_handled(settings: Settings, args: argparse.Namespace) -> int:
-    """Close a hand-over, and resume or stop the contact's follow-ups."""
+    """Close a hand-over, and resume or stop the contact's follow-ups (audited as ``cli:<login>``)."""
+    from services.cli_manual import author
     from shared.phones import normalise_phone
     from shared.usecases.conversations import handled_lines
-    from shared.usecases.handover import close_hand_over
+    from shared.usecases.inbox import close
 
     _, store = _store(settings)
     phone = normalise_phone(args.phone, settings.default_country)
-    for line in handled_lines(close_hand_over(store, phone, action=args.action, now=SystemClock().now())):
+    for line in handled_lines(close(store, phone, action=args.action, by=author(), now=SystemClock().now())):
         print(printable(line))
     return 0
 

@@ -22,7 +22,8 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_reply)
 
 
-def _author() -> str:
+def author() -> str:
+    """Who acts from the command line, as the audit log records it: ``cli:<login>``."""
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no login name (a container without a user entry)
@@ -38,7 +39,7 @@ def cmd_reply(settings: Settings, args: argparse.Namespace) -> int:
 
     text = sys.stdin.read() if args.text == "-" else args.text
     phone = normalise_phone(args.phone, settings.default_country)
-    done = reply_by_hand(_store(settings), _queue(settings), settings.rules(), phone, body=text, by=_author(),
+    done = reply_by_hand(_store(settings), _queue(settings), settings.rules(), phone, body=text, by=author(),
                          now=SystemClock().now())
     what = "text" if done.kind == "freeform" else "approved template (outside the 24-hour window)"
     if done.created:

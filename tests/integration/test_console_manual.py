@@ -343,3 +343,20 @@ def test_the_audit_log_is_paged_newest_first(store: MongoRepositories, clock: Fa
         assert [e["action"] for e in second["items"]] == ["a0"] and second["next_cursor"] is None
         assert first["items"][0]["target"] != "+33612345678"  # masked
         assert api.get("/api/v1/audit").status_code == 401
+
+
+def test_relance_handled_is_audited_as_the_login(store: MongoRepositories, clock: FakeClock, mongo_uri: str,
+                                                 db_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from urllib.parse import urlsplit
+
+    from services.cli import main
+
+    store.contacts.upsert(Contact(id="ct1", phone=MARIE, name="Marie", language=Language.FR), clock.now())
+    store.campaigns.create(Campaign(id="c1", name="Relance", steps=[Step()]), clock.now())
+    store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=clock.now(), now=clock.now())
+    store.followups.flag_contact("ct1", reason="dispute: the client disputes the invoice", now=clock.now())
+    settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
+    assert main(["handled", MARIE, "--stop"], load=lambda: settings) == 0
+    assert "1 hand-over(s) closed" in capsys.readouterr().out
+    (entry,) = audit.for_contact(store, "ct1")
+    assert entry.by.startswith("cli:") and entry.action == "handover.stop"
