@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from services.cli_console import add_parser as add_console_parser
 from services.cli_hooks import add_parser as add_hooks_parser
 from services.cli_invoices import add_parser as add_invoices_parser
+from services.cli_manual import add_parser as add_manual_parser
 from services.cli_users import add_parser as add_users_parser
 from services.terminal import printable
 from shared.clock import SystemClock
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_invoices_parser(sub)
     add_hooks_parser(sub)
     add_console_parser(sub)
+    add_manual_parser(sub)
     add_users_parser(sub)
 
     p = sub.add_parser("campaigns", help="manage campaigns")

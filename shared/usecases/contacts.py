@@ -35,6 +35,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+    applied: bool = True  # False: an all-or-nothing import found bad rows and wrote nothing
 
     @property
     def imported(self) -> int:
@@ -49,15 +50,24 @@ def import_contacts(
     now: datetime,
     default_region: str = "FR",
     progress: ProgressCallback | None = None,
+    all_or_nothing: bool = False,
 ) -> ImportReport:
     """Import a contacts file: valid rows are upserted by phone, bad rows skipped and reported.
 
     Idempotent: importing the same file again leaves every contact unchanged. The file is
     fully checked (readable, header, required columns) before anything is written.
+    ``all_or_nothing`` (the console's upload): a file with a bad row is reported and nothing is
+    written (``applied`` False).
     """
     source = open_contacts(Path(path))
     total = source.total
     report = ImportReport()
+    if all_or_nothing:
+        report.errors = [r.error or f"{source.unit} {r.line}: invalid" for r in source.results(default_region)
+                         if r.contact is None]
+        if report.errors:
+            report.applied = False
+            return report
     every = max(1, min(500, total // 100))
     if progress:
         progress(0, total)
