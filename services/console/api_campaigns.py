@@ -54,7 +54,7 @@ def router(console: Console) -> APIRouter:
         tags = body.tags if body is not None else []
 
         def run() -> EnrolOut:
-            report = enrol_campaign(store, campaign_id, now=console.clock.now(), tags=tags or None)
+            report = enrol_campaign(store, campaign_id, now=console.clock.now(), tags=tags or None, by=by_key(key))
             return EnrolOut(campaign_id=campaign_id, enrolled=report.enrolled,
                             already_enrolled=report.already_enrolled, skipped=report.skipped)
         return idempotent(console, request, key, body, run)
@@ -62,12 +62,12 @@ def router(console: Console) -> APIRouter:
     @api.post("/campaigns/{campaign_id}/pause", response_model=StatusChangeOut, tags=["campaigns"])
     def pause(campaign_id: str, request: Request, key: Writer) -> Response:
         return idempotent(console, request, key, None, lambda: StatusChangeOut.of(pause_campaign(
-            store, campaign_id, now=console.clock.now())))
+            store, campaign_id, now=console.clock.now(), by=by_key(key))))
 
     @api.post("/campaigns/{campaign_id}/resume", response_model=StatusChangeOut, tags=["campaigns"])
     def resume(campaign_id: str, request: Request, key: Writer) -> Response:
         return idempotent(console, request, key, None, lambda: StatusChangeOut.of(resume_campaign(
-            store, campaign_id, now=console.clock.now())))
+            store, campaign_id, now=console.clock.now(), by=by_key(key))))
 
     @api.get("/followups", response_model=PageOut[FollowUpOut], tags=["follow-ups"])
     def followups(key: Reader, campaign: str | None = None, state: str | None = None, limit: Limit = 50,

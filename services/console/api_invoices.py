@@ -45,11 +45,11 @@ def router(console: Console) -> APIRouter:
     def paid(reference: str, request: Request, key: Writer, body: PaymentIn | None = None) -> Response:
         amount = body.amount if body is not None else None
         return idempotent(console, request, key, body, lambda: InvoiceOut.of(record_payment(
-            store, reference, now=console.clock.now(), amount=amount, queue=console.queue)))
+            store, reference, now=console.clock.now(), amount=amount, queue=console.queue, by=by_key(key))))
 
     @api.post("/invoices/{reference}/cancel", response_model=InvoiceOut, tags=["invoices"])
     def cancel(reference: str, request: Request, key: Writer) -> Response:
         return idempotent(console, request, key, None, lambda: InvoiceOut.of(cancel_invoice(
-            store, reference, now=console.clock.now(), queue=console.queue)))
+            store, reference, now=console.clock.now(), queue=console.queue, by=by_key(key))))
 
     return api

@@ -19,6 +19,7 @@ from shared.domain.repositories import Repositories
 from shared.errors import Conflict, InputError, NotFound
 from shared.importing import item_values, open_contacts
 from shared.phones import mask_phone
+from shared.usecases import audit
 from shared.usecases.cadence import stop_contact
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def create_contact(store: Repositories, values: Mapping[str, Any], *, now: datet
     created = store.contacts.by_phone(contact.phone)
     assert created is not None  # just stored
     log.info("contact %s created by %s", created.id, by)
+    audit.record(store, by=by, action="contact.create", contact_id=created.id, target=created.id, now=now)
     return created
 
 
@@ -152,9 +154,14 @@ def update_contact(store: Repositories, contact_id: str, changes: Mapping[str, A
     updated = _checked(merged, default_region)
     store.contacts.upsert(updated, now)
     if opt_out and store.contacts.set_opt_out(contact_id, True, now):
-        stop_contact(store, contact_id, reason=StopReason.OPT_OUT, now=now)
+        stopped = stop_contact(store, contact_id, reason=StopReason.OPT_OUT, now=now)
         log.info("contact %s opted out by %s", contact_id, by)
+        audit.record(store, by=by, action="contact.opt_out", contact_id=contact_id, target=contact_id,
+                     detail=f"{stopped} follow-up(s) stopped", now=now)
     found = store.contacts.get(contact_id)
     assert found is not None
     log.info("contact %s updated by %s", contact_id, by)
+    if changes or fields != current.fields:
+        audit.record(store, by=by, action="contact.update", contact_id=contact_id, target=contact_id,
+                     detail=", ".join(sorted({*changes, *(["fields"] if fields != current.fields else [])})), now=now)
     return found

@@ -26,7 +26,7 @@ from shared.importing import item_values, open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
 from shared.ports import TaskQueue
-from shared.usecases import outbound
+from shared.usecases import audit, outbound
 from shared.usecases.campaigns import enrol_invoice_campaigns
 from shared.usecases.invoice_reminders import settle_client
 
@@ -301,8 +301,9 @@ def _invoice(store: Repositories, reference: str) -> Invoice:
 
 
 def record_payment(store: Repositories, reference: str, *, now: datetime, amount: str | None = None,
-                   queue: TaskQueue | None = None) -> Invoice:
-    """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now.
+                   queue: TaskQueue | None = None, by: str | None = None) -> Invoice:
+    """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now (``by``: who,
+    written to the audit log).
 
     InputError for an unknown reference, an invoice that is not unpaid, or an amount that is none.
     """
@@ -320,6 +321,10 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
     if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
                          "(relance invoices list)")
+    if by:
+        paid = cents_text(cents if cents is not None else invoice.amount_due_cents)
+        audit.record(store, by=by, action="invoice.paid", contact_id=invoice.contact_id, target=invoice.reference,
+                     detail=f"{paid} {invoice.currency}", now=now)
     return _settled(store, invoice.reference, now=now, queue=queue)
 
 
@@ -330,12 +335,17 @@ def _settled(store: Repositories, reference: str, *, now: datetime, queue: TaskQ
     return current
 
 
-def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue: TaskQueue | None = None) -> Invoice:
-    """A person cancels an unpaid invoice; the invoice as it is now (InputError when it is not unpaid)."""
+def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue: TaskQueue | None = None,
+                   by: str | None = None) -> Invoice:
+    """A person cancels an unpaid invoice; the invoice as it is now (InputError when it is not unpaid).
+    ``by``: who, written to the audit log."""
     invoice = _invoice(store, reference)
     if not store.invoices.cancel(invoice.reference, source=InvoiceSource.COMMAND, now=now):
         current = _invoice(store, reference)
         raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled")
+    if by:
+        audit.record(store, by=by, action="invoice.cancel", contact_id=invoice.contact_id, target=invoice.reference,
+                     now=now)
     return _settled(store, invoice.reference, now=now, queue=queue)
 
 
@@ -364,7 +374,10 @@ def create_invoice(store: Repositories, values: Mapping[str, Any], *, now: datet
     for contact_id, closed in report.touched.items():
         settle_client(store, contact_id, now=now, queue=queue, closed=closed)
     log.info("invoice %s created by %s", row.reference, by)
-    return _invoice(store, row.reference)
+    created = _invoice(store, row.reference)
+    audit.record(store, by=by, action="invoice.create", contact_id=created.contact_id, target=created.reference,
+                 detail=f"{cents_text(created.amount_cents)} {created.currency}", now=now)
+    return created
 
 
 def update_invoice(store: Repositories, reference: str, changes: Mapping[str, str | None], *, now: datetime,
@@ -409,6 +422,8 @@ def update_invoice(store: Repositories, reference: str, changes: Mapping[str, st
         changed = True
     if changed:
         log.info("invoice %s changed by %s", invoice.reference, by)
+        audit.record(store, by=by, action="invoice.update", contact_id=invoice.contact_id, target=invoice.reference,
+                     detail=", ".join(sorted(k for k in changes if k in ("amount", *details))), now=now)
     return _settled(store, invoice.reference, now=now, queue=queue)
 
 
