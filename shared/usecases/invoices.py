@@ -170,8 +170,9 @@ def import_invoice_file(store: Repositories, path: Path, *, now: datetime, by: s
     if report.applied:
         result.enrolled = {campaign_id: enrolment.enrolled
                            for campaign_id, enrolment in enrol_invoice_campaigns(store, now=now).items()}
-    log.info("invoices file imported by %s: %d created, %d updated, %d rejected%s", by, report.created,
-             report.updated, len(report.errors), "" if report.applied else " (nothing written)")
+    if report.applied:
+        audit.record(store, by=by, action="invoices.import", target=Path(path).name,
+                     detail=f"{report.created} new, {report.updated} updated, {len(report.errors)} skipped", now=now)
     return result
 
 
