@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 # Defined beside the invoice model; one of the repository interfaces all the same.
 from shared.domain.api_keys import ApiKeyRepository, IdempotencyRepository
+from shared.domain.audit import AuditRepository
 from shared.domain.hooks import HookRepository as HookRepository
 from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
@@ -234,6 +235,11 @@ class MessageRepository(Protocol):
 
     def by_sid(self, sid: str) -> OutboundMessage | None:
         """The outbound message Twilio knows as ``sid``."""
+
+    def page(self, *, state: MessageState | None = None, campaign_id: str | None = None,
+             contact_id: str | None = None, after: str | None = None, limit: int = 50) -> list[OutboundMessage]:
+        """Up to ``limit`` outbound messages (in a state, of a campaign, to a contact) whose id sorts after
+        ``after``, by id."""
 
     def followup_id_by_sid(self, sid: str) -> str | None:
         """The follow-up of the message Twilio knows as ``sid`` (read raw, whatever the message holds)."""
@@ -472,6 +478,7 @@ class Repositories:
     idempotency: IdempotencyRepository
     database: Database
     hooks: HookRepository
+    audit: AuditRepository
     users: UserRepository
     sessions: SessionRepository
     login_throttle: LoginThrottleRepository
