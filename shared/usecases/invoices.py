@@ -323,9 +323,8 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
                          "(relance invoices list)")
     if by:
-        paid = cents_text(cents if cents is not None else invoice.amount_due_cents)
         audit.record(store, by=by, action="invoice.paid", contact_id=invoice.contact_id, target=invoice.reference,
-                     detail=f"{paid} {invoice.currency}", now=now)
+                     detail=f"amount {amount}" if amount is not None else "in full", now=now)
     return _settled(store, invoice.reference, now=now, queue=queue)
 
 

@@ -60,6 +60,7 @@ def router(console: Console) -> APIRouter:
             return render(request, "login.html", {"next": target, "email": email,
                                                   "error": i18n.translate("login.bad", lang), "bye": False},
                           status=401)
+        log_out(store, request.cookies.get(SESSION_COOKIE))  # a session open before is not kept beside the new one
         response = redirect(target)
         lifetime = int((done.session.expires_at - done.session.created_at).total_seconds())
         set_cookie(response, request, SESSION_COOKIE, done.token, max_age=lifetime)
