@@ -140,8 +140,7 @@ def update_contact(store: Repositories, contact_id: str, changes: Mapping[str, A
     opt_out = changes.pop("opted_out", None)
     if opt_out is False and current.opted_out:
         raise InputError(f"contact {contact_id} opted out: only the client can undo it (by writing START)")
-    phone = changes.pop("phone", None)
-    if phone is not None and _checked({"name": current.name, "phone": phone}, default_region).phone != current.phone:
+    if "phone" in changes:
         raise InputError("a contact's phone cannot be changed (replies find the client by it): create another contact")
     fields: dict[str, Any] = dict(current.fields)
     for key, value in (changes.pop("fields", None) or {}).items():
