@@ -30,6 +30,9 @@ def author() -> str:
         return "cli:?"
 
 
+_author = author  # the name services/cli_users.py imports
+
+
 def cmd_reply(settings: Settings, args: argparse.Namespace) -> int:
     """Store the message and hand it to the sending workers (exit 1 with the reason when refused)."""
     from services.cli_console import _store

@@ -85,8 +85,9 @@ class ReportRepository(Protocol):
     def sent_per_day(self, since: datetime) -> dict[str, dict[date, int]]:
         """Step messages that went out at ``since`` or later: campaign id → day (UTC) → how many."""
 
-    def dues(self, campaign_id: str) -> dict[str, int]:
-        """What the campaign's clients still owe on their unpaid invoices: currency → cents."""
+    def dues(self) -> dict[str, dict[str, int]]:
+        """What each campaign's clients still owe on their unpaid invoices: campaign id → currency → cents."""
 
-    def payments(self, campaign_id: str, since: datetime) -> list[Payment]:
-        """The payments (and refunds) on the campaign's clients' invoices at ``since`` or later, by time."""
+    def payments(self, since: datetime) -> dict[str, list[Payment]]:
+        """The payments (and refunds) at ``since`` or later on each campaign's clients' invoices: campaign id →
+        payments by time."""

@@ -79,6 +79,7 @@ def test_a_bad_password_or_unknown_email_is_refused_alike(web: TestClient, store
     assert "relance_session" not in web.cookies
     assert store.sessions.collection.count_documents({}) == 0
     assert web.get("/").status_code == 303
+    assert store.audit.recent(10) == []  # no log-in: nothing audited
 
 
 def test_five_failures_lock_the_email_out_for_15_minutes(web: TestClient, clock: FakeClock) -> None:
@@ -130,6 +131,9 @@ def test_log_out_ends_the_session_everywhere(web: TestClient, store: MongoReposi
     answer = web.post("/logout", data={"csrf_token": csrf(web, "/")})
     assert answer.status_code == 303 and answer.headers["location"] == "/login?bye=1"
     assert store.sessions.collection.count_documents({}) == 0
+    # Both are in the audit log, under the user's name.
+    assert [(e.by, e.action) for e in reversed(store.audit.recent(10))] == [
+        (f"user:{EMAIL}", "user.login"), (f"user:{EMAIL}", "user.logout")]
     web.cookies.set("relance_session", token)  # a copy of the old cookie opens nothing
     assert web.get("/").status_code == 303
 

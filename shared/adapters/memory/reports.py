@@ -65,22 +65,30 @@ class MemoryReports(MemoryRepository):
                 per_day[day] = per_day.get(day, 0) + 1
         return dict(found)
 
-    def _clients(self, campaign_id: str) -> set[str]:
-        return {f["contact_id"] for f in self._followups.docs.values() if f.get("campaign_id") == campaign_id}
-
-    def dues(self, campaign_id: str) -> dict[str, int]:
-        """What the clients owe on unpaid invoices, by currency."""
-        clients, unpaid = self._clients(campaign_id), {s.value for s in UNPAID}
-        found: dict[str, int] = {}
-        for doc in self._invoices.docs.values():
-            if doc.get("contact_id") in clients and doc.get("status") in unpaid and doc.get("amount_due_cents"):
-                found[doc["currency"]] = found.get(doc["currency"], 0) + int(doc["amount_due_cents"])
+    def _campaigns_of_clients(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = defaultdict(list)
+        for doc in self._followups.docs.values():
+            found[doc["contact_id"]].append(doc["campaign_id"])
         return found
 
-    def payments(self, campaign_id: str, since: datetime) -> list[Payment]:
-        """The payments and refunds on the clients' invoices since ``since``, by time."""
-        clients = self._clients(campaign_id)
-        found = [payment for doc in self._invoices.docs.values() if doc.get("contact_id") in clients
-                 for payment in payments_in_history(int(doc.get("amount_cents") or 0), str(doc.get("currency") or ""),
-                                                    doc.get("history") or [], since)]
-        return sorted(found, key=lambda p: p.at)
+    def dues(self) -> dict[str, dict[str, int]]:
+        """What each campaign's clients owe on unpaid invoices, by currency."""
+        campaigns, unpaid = self._campaigns_of_clients(), {s.value for s in UNPAID}
+        found: dict[str, dict[str, int]] = defaultdict(dict)
+        for doc in self._invoices.docs.values():
+            if doc.get("status") in unpaid and doc.get("amount_due_cents"):
+                for campaign_id in campaigns.get(doc["contact_id"], ()):
+                    dues = found[campaign_id]
+                    dues[doc["currency"]] = dues.get(doc["currency"], 0) + int(doc["amount_due_cents"])
+        return dict(found)
+
+    def payments(self, since: datetime) -> dict[str, list[Payment]]:
+        """The payments and refunds since ``since`` on each campaign's clients' invoices, by time."""
+        campaigns = self._campaigns_of_clients()
+        found: dict[str, list[Payment]] = defaultdict(list)
+        for doc in self._invoices.docs.values():
+            paid = payments_in_history(int(doc.get("amount_cents") or 0), str(doc.get("currency") or ""),
+                                       doc.get("history") or [], since)
+            for campaign_id in campaigns.get(doc["contact_id"], ()) if paid else ():
+                found[campaign_id].extend(paid)
+        return {cid: sorted(payments, key=lambda p: p.at) for cid, payments in found.items()}

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date, datetime
 
 from shared.adapters.mongo.connection import Doc, MongoRepository
 from shared.domain.reports import CampaignFunnel, Funnel, Payment, payments_in_history
@@ -14,34 +13,32 @@ _STEP = {"direction": "outbound", "purpose": {"$in": ["step", None]}, "followup_
 _INBOUND_LINKED = {"direction": "inbound", "followup_ids.0": {"$exists": True}}
 
 
-def _flag(condition: Any) -> Doc:
-    return {"$max": {"$cond": [condition, 1, 0]}}
-
-
 class MongoReports(MongoRepository):
     """See :class:`shared.domain.reports.ReportRepository`."""
 
     collection_name = "followups"
 
     def campaign_funnels(self) -> list[CampaignFunnel]:
-        """Four aggregations, each one pass: follow-ups, step messages, replies, by campaign."""
+        """Three aggregations, each one pass: follow-ups, step messages, replies (then a sum per campaign here)."""
         enrolled: dict[str, Doc] = {row["_id"]: row for row in self.collection.aggregate([
             {"$group": {"_id": "$campaign_id", "enrolled": {"$sum": 1},
                         "paid": {"$sum": {"$cond": [{"$eq": ["$stop_reason", "paid"]}, 1, 0]}}}}])}
-        reached: dict[str, Doc] = {row["_id"]: row for row in self.db["messages"].aggregate([
-            {"$match": _STEP},
-            {"$group": {"_id": {"c": "$campaign_id", "f": "$followup_id"},
-                        "sent": _flag({"$gt": ["$sent_at", None]}),
-                        "delivered": _flag({"$in": ["$state", ["delivered", "read"]]}),
-                        "read": _flag({"$eq": ["$state", "read"]})}},
-            {"$group": {"_id": "$_id.c", "sent": {"$sum": "$sent"}, "delivered": {"$sum": "$delivered"},
-                        "read": {"$sum": "$read"}}}])}
+        # One row per follow-up: the states its step messages are in, and whether one went out.
+        reached: dict[str, Counter[str]] = defaultdict(Counter)
+        for row in self.db["messages"].aggregate([
+                {"$match": _STEP},
+                {"$group": {"_id": {"c": "$campaign_id", "f": "$followup_id"}, "states": {"$addToSet": "$state"},
+                            "sent": {"$max": "$sent_at"}}}]):
+            stages, states = reached[row["_id"]["c"]], set(row["states"])
+            stages["sent"] += row["sent"] is not None
+            stages["delivered"] += bool(states & {"delivered", "read"})
+            stages["read"] += "read" in states
         replied = Counter(str(row["_id"]).split(":", 1)[0] for row in self.db["messages"].aggregate([
             {"$match": _INBOUND_LINKED}, {"$unwind": "$followup_ids"}, {"$group": {"_id": "$followup_ids"}}]))
         found = []
         for doc in self.db["campaigns"].find({}, {"name": 1, "status": 1, "created_at": 1}).sort("_id", 1):
             cid = doc["_id"]
-            counts, steps = enrolled.get(cid, {}), reached.get(cid, {})
+            counts, steps = enrolled.get(cid, {}), reached.get(cid, Counter())
             found.append(CampaignFunnel(
                 id=cid, name=str(doc.get("name") or cid), status=str(doc.get("status") or "active"),
                 started_at=doc.get("created_at"),
@@ -61,22 +58,34 @@ class MongoReports(MongoRepository):
             found[row["_id"]["c"]][date.fromisoformat(row["_id"]["d"])] = int(row["n"])
         return dict(found)
 
-    def _clients(self, campaign_id: str) -> list[str]:
-        return [str(c) for c in self.collection.distinct("contact_id", {"campaign_id": campaign_id})]
+    def _campaigns_of_clients(self) -> dict[str, list[str]]:
+        """Contact id → the campaigns it is enrolled in (one pass over the follow-ups, two fields each)."""
+        found: dict[str, list[str]] = defaultdict(list)
+        for doc in self.collection.find({}, {"_id": 0, "contact_id": 1, "campaign_id": 1}):
+            found[str(doc["contact_id"])].append(str(doc["campaign_id"]))
+        return found
 
-    def dues(self, campaign_id: str) -> dict[str, int]:
-        """One aggregation over the clients' unpaid invoices (index ``contact_status``)."""
-        unpaid = [status.value for status in UNPAID]
-        rows = self.db["invoices"].aggregate([
-            {"$match": {"contact_id": {"$in": self._clients(campaign_id)}, "status": {"$in": unpaid}}},
-            {"$group": {"_id": "$currency", "due": {"$sum": "$amount_due_cents"}}}])
-        return {str(row["_id"]): int(row["due"]) for row in rows if row["due"]}
+    def dues(self) -> dict[str, dict[str, int]]:
+        """One aggregation of the unpaid invoices by client and currency, added up per campaign here."""
+        campaigns = self._campaigns_of_clients()
+        found: dict[str, Counter[str]] = defaultdict(Counter)
+        for row in self.db["invoices"].aggregate([
+                {"$match": {"status": {"$in": [status.value for status in UNPAID]}}},
+                {"$group": {"_id": {"c": "$contact_id", "cur": "$currency"}, "due": {"$sum": "$amount_due_cents"}}}]):
+            for campaign_id in campaigns.get(str(row["_id"]["c"]), ()):
+                found[campaign_id][str(row["_id"]["cur"])] += int(row["due"])
+        return {cid: {cur: cents for cur, cents in dues.items() if cents} for cid, dues in found.items()}
 
-    def payments(self, campaign_id: str, since: datetime) -> list[Payment]:
-        """The clients' invoices changed since ``since``, their histories read here."""
-        docs = self.db["invoices"].find(
-            {"contact_id": {"$in": self._clients(campaign_id)}, "history.at": {"$gte": since}},
-            {"amount_cents": 1, "currency": 1, "history.at": 1, "history.what": 1, "history.amount_due_cents": 1})
-        found = [payment for doc in docs for payment in payments_in_history(
-            int(doc.get("amount_cents") or 0), str(doc.get("currency") or ""), doc.get("history") or [], since)]
-        return sorted(found, key=lambda p: p.at.astimezone(UTC) if p.at.tzinfo else p.at)
+    def payments(self, since: datetime) -> dict[str, list[Payment]]:
+        """The invoices whose history changed since ``since`` (their histories read here), per campaign."""
+        campaigns = self._campaigns_of_clients()
+        found: dict[str, list[Payment]] = defaultdict(list)
+        for doc in self.db["invoices"].find(
+                {"history.at": {"$gte": since}},
+                {"contact_id": 1, "amount_cents": 1, "currency": 1, "history.at": 1, "history.what": 1,
+                 "history.amount_due_cents": 1}):
+            paid = payments_in_history(int(doc.get("amount_cents") or 0), str(doc.get("currency") or ""),
+                                       doc.get("history") or [], since)
+            for campaign_id in campaigns.get(str(doc.get("contact_id")), ()) if paid else ():
+                found[campaign_id].extend(paid)
+        return {cid: sorted(payments, key=lambda p: p.at) for cid, payments in found.items()}
