@@ -60,3 +60,21 @@ def test_amounts_dates_and_times_per_language() -> None:
     assert i18n.moment(moment, FR) == "2 mars 2026 à 10:05\u00a0UTC"
     assert i18n.moment(moment, EN, "Europe/Paris") == "2 March 2026 at 11:05\u00a0CET"
     assert i18n.moment(None, EN) == "—"
+
+
+def test_every_template_ships_in_the_wheel() -> None:
+    """pyproject's package-data covers each template (a deeper folder would be left out of the images)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"]["services.console"]
+    package = root / "services" / "console"
+    templates = sorted(path.relative_to(package).as_posix() for path in (package / "templates").rglob("*")
+                       if path.is_file())
+    assert "templates/base.html" in templates
+    left_out = [name for name in templates if not any(fnmatch.fnmatch(name, p) and name.count("/") == p.count("/")
+                                                      for p in patterns)]
+    assert left_out == []
