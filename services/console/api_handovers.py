@@ -4,6 +4,7 @@ as ``key:<name>``; ``/api/v1/audit`` lists the audit log, newest first."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -141,7 +142,7 @@ def router(console: Console) -> APIRouter:
         items = [AuditOut.of(entry) for entry in found[:limit]]
         return PageOut(items=items, next_cursor=encode_cursor("audit", items[-1].id) if len(found) > limit else None)
 
-    def closing(action: HandledAction) -> object:
+    def closing(action: HandledAction) -> Callable[..., Response]:
         def route(phone: str, request: Request, key: Writer) -> Response:
             number = phone_of(phone)
             return idempotent(console, request, key, None, lambda: HandOverClosedOut.of(inbox.close(
@@ -151,7 +152,7 @@ def router(console: Console) -> APIRouter:
     for path, action, summary in (("close", HandledAction.KEEP, "Close the hand-over (follow-ups left as they are)"),
                                   ("resume", HandledAction.RESUME, "Close it and resume the paused follow-ups"),
                                   ("stop", HandledAction.STOP, "Close it and stop the open follow-ups")):
-        api.add_api_route(f"/handovers/{{phone}}/{path}", closing(action), methods=["POST"],  # type: ignore[arg-type]
+        api.add_api_route(f"/handovers/{{phone}}/{path}", closing(action), methods=["POST"],
                           response_model=HandOverClosedOut, tags=["hand-overs"], summary=summary,
                           name=f"handover_{path}")
 
