@@ -297,3 +297,33 @@ def test_invoice_and_campaign_writes_are_audited_once_with_the_keys_name(store: 
         ("key:erp", "invoice.paid", "FA-1", contact.id), ("key:erp", "invoice.cancel", "FA-2", contact.id),
         ("key:erp", "campaign.pause", "c1", None), ("key:erp", "campaign.resume", "c1", None)]
     assert entries[0].detail == "amount 50"
+
+
+def test_a_reply_whose_answer_is_lost_is_reconciled_not_sent_twice(store: MongoRepositories, clock: FakeClock,
+                                                                  rules: Rules, sim: httpx.Client,
+                                                                  sim_url: str) -> None:
+    from shared.fakes import RecordingQueue
+    from shared.usecases.manual_reply import reply_by_hand
+    from shared.usecases.scheduling import tick
+    from shared.usecases.sending import send_message
+    from tests.support.actors import drain
+
+    queue = RecordingQueue()
+    sender = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER, api_base_url=sim_url,
+                          timeout=5)
+    deps = App.build(rules, store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=sender)
+    store.contacts.upsert(Contact(id="ct1", phone=MARIE, name="Marie", language=Language.FR), clock.now())
+    store.contacts.touch_inbound("ct1", clock.now() - timedelta(hours=1))
+    done = reply_by_hand(store, queue, rules, MARIE, body="Bien reçu, merci Marie.", by="key:crm", now=clock.now())
+    queue.sends.clear()
+    sim.post("/_sim/fail", json={"status": 502, "gateway": True, "created": True, "to": MARIE}).raise_for_status()
+    send_message(deps, done.message_id)  # Twilio took it; the answer was a gateway's 502
+    doc = store.messages.collection.find_one({"_id": done.message_id})
+    assert doc is not None and doc["state"] == "uncertain" and queue.sends == []
+    for _ in range(15):  # the scheduler and the workers, minute after minute, past the reconcile grace
+        clock.advance(timedelta(minutes=1))
+        tick(store, queue, clock)
+        drain(deps)
+    (at_twilio,) = _at_simulator(sim, MARIE)
+    doc = store.messages.collection.find_one({"_id": done.message_id})
+    assert doc is not None and doc["state"] == "sent" and doc["twilio_sid"] == at_twilio["sid"]
