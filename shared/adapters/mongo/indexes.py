@@ -51,6 +51,8 @@ def ensure_indexes(db: Database[Doc]) -> None:
     messages.create_index([("state", ASCENDING), ("status_polled_at", ASCENDING), ("sent_at", ASCENDING)],
                           name="state_status_polled")
     messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)], name="contact_time")
+    # Drafts waiting for approval whose 24-hour window closed (the scheduler's approval_windows step).
+    messages.create_index([("state", ASCENDING), ("window_closes_at", ASCENDING)], name="state_window_closes")
     # Messages from numbers that are no contact (services.conversations): partial, so the
     # messages of contacts cost these indexes nothing.
     unknown_only = {"unknown_sender": True}
