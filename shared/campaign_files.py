@@ -228,8 +228,12 @@ def _semantic_problems(campaign: Campaign) -> list[str]:
 def load_campaign(path: Path) -> Campaign:
     """Read and validate a campaign file (.yaml, .yml or .json); InputError listing every problem."""
     path = Path(path)
-    label = path.name
-    data = _parse(path)
+    return campaign_from_data(_parse(path), path.name)
+
+
+def campaign_from_data(data: Any, label: str) -> Campaign:
+    """Validate a campaign file's parsed content (what the console receives as JSON); InputError listing
+    every problem, each prefixed with ``label``."""
     if not isinstance(data, dict):
         raise InputError(f"{label}: expected a mapping with id, name and steps at the top level")
     data, problems = _prepare(data)

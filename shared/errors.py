@@ -43,6 +43,10 @@ class NotFound(InputError):
     """A user mistake naming what does not exist (an invoice, a campaign…): the console's 404."""
 
 
+class Conflict(InputError):
+    """A user mistake clashing with what exists (a reference or phone already taken): the console's 409."""
+
+
 class PermanentError(RelanceError):
     """Retrying will not help; the work item is recorded as failed."""
 

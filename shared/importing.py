@@ -180,7 +180,8 @@ def _json_scalar(value: Any) -> str | None:
     return None
 
 
-def _json_item(item: Any, kind: FileKind) -> tuple[dict[str, str] | None, str | None]:
+def item_values(item: Any, kind: FileKind = CONTACTS) -> tuple[dict[str, str] | None, str | None]:
+    """A JSON object's values as a CSV row of ``kind`` would hold them (keys normalised); or the problem."""
     if not isinstance(item, dict):
         return None, f"is not an object with {' and '.join(kind.required)}"
     values: dict[str, str] = {}
@@ -231,7 +232,7 @@ def _open_json(path: Path, kind: FileKind) -> ContactsFile:
 
     def rows() -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
         for index, item in enumerate(items, start=1):
-            yield (index, *_json_item(item, kind))
+            yield (index, *item_values(item, kind))
 
     return ContactsFile("item", len(items), rows)
 

@@ -18,7 +18,7 @@ from services.console.problems import MEDIA_TYPE, Problem, problem_response
 from shared.clock import Clock
 from shared.domain.api_keys import ApiKey, KeptResponse
 from shared.domain.repositories import Repositories
-from shared.errors import InputError, NotFound
+from shared.errors import Conflict, InputError, NotFound
 from shared.ports import TaskQueue
 from shared.usecases.api_keys import authenticate
 
@@ -74,19 +74,22 @@ def decode_cursor(kind: str, cursor: str | None) -> str | None:
     return after
 
 
-def answer(run: Callable[[], BaseModel]) -> Response:
-    """The use case's result as JSON, or its InputError as a problem (404 for what does not exist)."""
+def answer(run: Callable[[], BaseModel], status: int = 200) -> Response:
+    """The use case's result as JSON (``status``), or its InputError as a problem (404 for what does not exist,
+    409 for a conflict)."""
     try:
         result = run()
     except NotFound as exc:
         return problem_response(404, str(exc))
+    except Conflict as exc:
+        return problem_response(409, str(exc))
     except InputError as exc:
         return problem_response(400, str(exc))
-    return JSONResponse(result.model_dump(mode="json"))
+    return JSONResponse(result.model_dump(mode="json"), status_code=status)
 
 
 def idempotent(console: Console, request: Request, key: ApiKey, body: BaseModel | None,
-               run: Callable[[], BaseModel]) -> Response:
+               run: Callable[[], BaseModel], *, status: int = 200) -> Response:
     """Run a POST once per ``Idempotency-Key``: a retry gets the first response again, and changes nothing.
 
     The key is claimed in MongoDB before the use case runs, so two concurrent retries cannot both
@@ -94,7 +97,7 @@ def idempotent(console: Console, request: Request, key: ApiKey, body: BaseModel 
     """
     given = request.headers.get("Idempotency-Key")
     if given is None:
-        return answer(run)
+        return answer(run, status)
     if not 1 <= len(given) <= MAX_IDEMPOTENCY_KEY or not given.isprintable():
         raise Problem(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters")
     method_path = f"{request.method} {request.url.path}"
@@ -115,7 +118,7 @@ def idempotent(console: Console, request: Request, key: ApiKey, body: BaseModel 
             raise Problem(409, f"a request with Idempotency-Key {given!r} is still running: retry shortly")
         # Taken over: the first request's process died before it answered, so this retry runs it.
     try:
-        response = answer(run)
+        response = answer(run, status)
     except BaseException:
         store.idempotency.forget(claim.id)  # nothing answered: a retry may run it
         raise

@@ -92,6 +92,8 @@ class Invoice(BaseModel):
 
 # The data of an invoice a file or a person may change, besides its status and amount due.
 DETAILS = ("contact_id", "amount_cents", "currency", "issued_on", "due_date", "payment_link")
+# The statuses in which a person may correct an invoice's amount (what is due moves with it).
+CORRECTABLE = frozenset({InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID})
 
 
 def to_cents(amount: str) -> int:
@@ -128,6 +130,13 @@ class InvoiceRepository(Protocol):
     def update_details(self, reference: str, changes: Mapping[str, Any], *, source: InvoiceSource,
                        now: datetime) -> bool:
         """Change an invoice's :data:`DETAILS` (never its status nor amount due); True when something changed."""
+
+    def change_amount(self, reference: str, *, amount_cents: int, was_cents: int, due_was_cents: int,
+                      source: InvoiceSource, now: datetime) -> bool:
+        """A person corrects the amount of an open or partly paid invoice: ``amount_cents``, and what is due
+        moved by as much (what was paid stays paid, so the status stays). False when the invoice is no
+        longer open or partly paid, or its amount or amount due is not ``was_cents``/``due_was_cents``
+        any more (the caller reads it again)."""
 
     # ------------------------------------------------------------ named transitions
     def mark_paid(self, reference: str, *, source: InvoiceSource, now: datetime, amount_cents: int | None = None,

@@ -233,6 +233,11 @@ class MessageRepository(Protocol):
     def by_sid(self, sid: str) -> OutboundMessage | None:
         """The outbound message Twilio knows as ``sid``."""
 
+    def page(self, *, state: MessageState | None = None, campaign_id: str | None = None,
+             contact_id: str | None = None, after: str | None = None, limit: int = 50) -> list[OutboundMessage]:
+        """Up to ``limit`` outbound messages (in a state, of a campaign, to a contact) whose id sorts after
+        ``after``, by id."""
+
     def followup_id_by_sid(self, sid: str) -> str | None:
         """The follow-up of the message Twilio knows as ``sid`` (read raw, whatever the message holds)."""
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from shared.domain.invoices import Invoice
-from shared.domain.models import Campaign, Contact, FollowUp
+from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.repositories import Repositories
-from shared.domain.states import FollowUpState
+from shared.domain.states import FollowUpState, MessageState
 from shared.errors import InputError, NotFound
 from shared.usecases.campaigns import CampaignLine, list_campaigns
 from shared.usecases.invoices import find_invoices
@@ -98,3 +98,29 @@ def followups_page(store: Repositories, *, campaign_id: str | None = None, state
         get_campaign(store, campaign_id)
     found = store.followups.page(campaign_id=campaign_id, state=wanted, after=after, limit=check_limit(limit) + 1)
     return _cut(found, lambda f: f.id, limit)
+
+
+def messages_page(store: Repositories, *, state: str | None = None, campaign_id: str | None = None,
+                  contact_id: str | None = None, after: str | None = None, limit: int = 50) -> Page[OutboundMessage]:
+    """Outbound messages by id, in one state, of one campaign and/or to one contact."""
+    wanted: MessageState | None = None
+    if state is not None:
+        try:
+            wanted = MessageState(state.strip().lower())
+        except ValueError:
+            raise InputError(f"state {state!r} is not one of {', '.join(s.value for s in MessageState)}") from None
+    if campaign_id is not None:
+        get_campaign(store, campaign_id)
+    if contact_id is not None:
+        get_contact(store, contact_id)
+    found = store.messages.page(state=wanted, campaign_id=campaign_id, contact_id=contact_id, after=after,
+                                limit=check_limit(limit) + 1)
+    return _cut(found, lambda m: m.id, limit)
+
+
+def get_message(store: Repositories, message_id: str) -> OutboundMessage:
+    """The outbound message with ``message_id`` (NotFound when there is none)."""
+    message = store.messages.get(message_id)
+    if message is None:
+        raise NotFound(f"no message {message_id!r}")
+    return message

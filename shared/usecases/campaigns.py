@@ -10,8 +10,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from shared.campaign_files import (
+    campaign_from_data,
     check_campaign_against_contacts,
     field_issues,
     field_uses,
@@ -26,7 +28,7 @@ from shared.domain.reasons import CancelReason, PauseReason
 from shared.domain.records import Enrolment
 from shared.domain.repositories import Repositories
 from shared.domain.states import RUNNING
-from shared.errors import InputError, NotFound
+from shared.errors import Conflict, InputError, NotFound
 from shared.policy import step_due_at
 from shared.usecases.invoice_reminders import with_oldest_due_date
 
@@ -36,9 +38,10 @@ log = logging.getLogger(__name__)
 ENROL_BATCH = 1000
 
 
-def create_campaign(store: Repositories, source: Path | Campaign, *, now: datetime, label: str | None = None
-                    ) -> Campaign:
-    """Store a campaign (a file's path, or a validated Campaign) after checking it against the contacts it selects.
+def create_campaign(store: Repositories, source: Path | Campaign | dict[str, Any], *, now: datetime,
+                    label: str | None = None, by: str = "cli") -> Campaign:
+    """Store a campaign (a file's path, a validated Campaign, or a file's content as parsed JSON) after checking
+    it against the contacts it selects; ``by`` says who (logged).
 
     InputError (and nothing stored) when the file is invalid, the id exists already, or a
     selected contact lacks a field the campaign uses. ``label`` names the source in errors
@@ -46,11 +49,14 @@ def create_campaign(store: Repositories, source: Path | Campaign, *, now: dateti
     """
     if isinstance(source, Campaign):
         campaign, label = source, label or source.id
+    elif isinstance(source, dict):
+        label = label or "campaign"
+        campaign = campaign_from_data(source, label)
     else:
         path = Path(source)
         campaign, label = load_campaign(path), label or path.name
     if store.campaigns.get(campaign.id) is not None:
-        raise InputError(f"{label}: campaign {campaign.id!r} already exists "
+        raise Conflict(f"{label}: campaign {campaign.id!r} already exists "
                          "(choose another id, see `relance campaigns list`)")
     contacts = store.contacts.find(tags=campaign.enrol.tags or None, equals=campaign.enrol.filter or None)
     problems = check_campaign_against_contacts(campaign, contacts)
@@ -59,9 +65,9 @@ def create_campaign(store: Repositories, source: Path | Campaign, *, now: dateti
                          f"enrols ({len(contacts)} selected); nothing was created:\n  "
                          + "\n  ".join(problems))
     if not store.campaigns.create(campaign, now):
-        raise InputError(f"{label}: campaign {campaign.id!r} already exists")
-    log.info("campaign %s created: %d step(s), %d contact(s) selected",
-             campaign.id, len(campaign.steps), len(contacts))
+        raise Conflict(f"{label}: campaign {campaign.id!r} already exists")
+    log.info("campaign %s created by %s: %d step(s), %d contact(s) selected",
+             campaign.id, by, len(campaign.steps), len(contacts))
     return campaign
 
 
@@ -225,6 +231,33 @@ class CampaignLine:
 def list_campaigns(store: Repositories) -> list[CampaignLine]:
     """Every campaign, by id, with its follow-up count."""
     return [CampaignLine(campaign, store.followups.count(campaign.id)) for campaign in store.campaigns.all()]
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """A campaign and where its follow-ups stand: counted by state, and how many wait for a person."""
+
+    campaign: Campaign
+    enrolled: int
+    by_state: dict[str, int]
+    needs_human: int
+
+
+def campaign_progress(store: Repositories, campaign_id: str) -> CampaignProgress:
+    """A campaign's follow-ups counted by state (NotFound for an unknown campaign)."""
+    campaign = _campaign(store, campaign_id)
+    by_state: dict[str, int] = {}
+    needs_human = 0
+    after: str | None = None
+    while True:
+        page = store.followups.page(campaign_id=campaign_id, after=after, limit=1000)
+        for followup in page:
+            by_state[followup.state.value] = by_state.get(followup.state.value, 0) + 1
+            needs_human += followup.needs_human
+        if len(page) < 1000:
+            break
+        after = page[-1].id
+    return CampaignProgress(campaign, sum(by_state.values()), dict(sorted(by_state.items())), needs_human)
 
 
 def counts_by_state(store: Repositories) -> dict[str, dict[str, int]]:

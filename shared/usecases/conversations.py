@@ -12,13 +12,15 @@ messages join the contact's timeline and it is no longer listed as unknown.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.invoices import Invoice
 from shared.domain.reasons import HandledAction
-from shared.domain.records import FollowUpSummary, MessageSummary
+from shared.domain.records import ContactRecord, FollowUpSummary, MessageSummary
 from shared.domain.repositories import Repositories
-from shared.errors import InputError
+from shared.errors import NotFound
 from shared.usecases.handover import HandOverClosed
 
 UNKNOWN_REASON = "message from an unknown number"
@@ -39,18 +41,58 @@ def _moment(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class ConversationRow:
+    """A contact with follow-ups, or an unknown number that wrote, as the conversations list shows it."""
+
+    phone: str | None
+    last_activity: datetime
+    contact_id: str | None = None  # None: an unknown number
+    name: str | None = None
+    states: list[str] = field(default_factory=list)  # "campaign: state"
+    needs_human_reasons: list[str] = field(default_factory=list)
+    last_inbound_at: datetime | None = None
+    unknown_messages: int = 0
+
+    @property
+    def needs_human(self) -> bool:
+        """Whether a person should look at it (an unknown number always)."""
+        return bool(self.needs_human_reasons)
+
+
+def conversations(store: Repositories, *, needs_human: bool = False, limit: int = 50) -> list[ConversationRow]:
+    """Contacts with follow-ups and unknown numbers that wrote, newest activity first (at most ``limit``).
+
+    With ``needs_human``: the contacts with a hand-over (and the unknown numbers, which always need a person).
+    """
+    rows = _contact_rows(store, needs_human=needs_human, limit=limit) + _unknown_rows(store, limit=limit)
+    rows.sort(key=lambda row: row.last_activity, reverse=True)  # stable: contacts keep their order
+    return rows[:max(limit, 0)]
+
+
+def conversation_line(row: ConversationRow) -> str:
+    """One line of ``relance conversations``."""
+    if row.contact_id is None:
+        count = row.unknown_messages
+        return (f"{row.phone}  unknown number  [{count} message{'s' if count != 1 else ''}]  "
+                f"last message {_when(row.last_activity)}  needs a person: {UNKNOWN_REASON}")
+    line = (f"{row.phone or '?'}  {row.name or '?'}  [{', '.join(row.states)}]  "
+            f"last reply {_when(row.last_inbound_at)}")
+    if row.needs_human_reasons:
+        line += "  needs a person: " + "; ".join(row.needs_human_reasons)
+    return line
+
+
 def list_conversations(store: Repositories, *, needs_human: bool = False, limit: int = 50) -> list[str]:
     """One line per contact with follow-ups and per unknown number that wrote, newest activity first.
 
     Contact lines: phone, name, follow-up states, and the hand-over reason if any. Unknown numbers
     always need a person: phone, message count and the last one's time. At most ``limit`` lines.
     """
-    rows = _contact_rows(store, needs_human=needs_human, limit=limit) + _unknown_rows(store, limit=limit)
-    rows.sort(key=lambda row: row[0], reverse=True)  # stable: contacts keep their order
-    return [line for _, line in rows[:max(limit, 0)]]
+    return [conversation_line(row) for row in conversations(store, needs_human=needs_human, limit=limit)]
 
 
-def _contact_rows(store: Repositories, *, needs_human: bool, limit: int) -> list[tuple[datetime, str]]:
+def _contact_rows(store: Repositories, *, needs_human: bool, limit: int) -> list[ConversationRow]:
     by_contact: dict[str, list[FollowUpSummary]] = {}
     for followup in store.followups.recent_summaries(needs_human=needs_human, limit=limit * 5):
         by_contact.setdefault(followup.contact_id, []).append(followup)
@@ -60,17 +102,15 @@ def _contact_rows(store: Repositories, *, needs_human: bool, limit: int) -> list
         contact = store.contacts.record(contact_id)
         if contact is None:
             continue
-        states = ", ".join(sorted({f"{f.campaign_id}: {f.state}" for f in followups}))
-        reasons = sorted({str(f.needs_human_reason) for f in followups if f.needs_human})
-        last = _when(contact.last_inbound_at)
-        line = f"{contact.phone or '?'}  {contact.name or '?'}  [{states}]  last reply {last}"
-        if reasons:
-            line += "  needs a person: " + "; ".join(reasons)
-        rows.append((_moment(followups[0].updated_at), line))  # sorted newest first
+        rows.append(ConversationRow(
+            phone=contact.phone, last_activity=_moment(followups[0].updated_at), contact_id=contact.id,
+            name=contact.name, states=sorted({f"{f.campaign_id}: {f.state}" for f in followups}),
+            needs_human_reasons=sorted({str(f.needs_human_reason) for f in followups if f.needs_human}),
+            last_inbound_at=contact.last_inbound_at if isinstance(contact.last_inbound_at, datetime) else None))
     return rows
 
 
-def _unknown_rows(store: Repositories, *, limit: int) -> list[tuple[datetime, str]]:
+def _unknown_rows(store: Repositories, *, limit: int) -> list[ConversationRow]:
     """The unknown numbers that wrote, newest first (numbers imported as contacts since are left out)."""
     last_of: dict[str, datetime] = {}
     passed: set[str] = set()
@@ -84,12 +124,46 @@ def _unknown_rows(store: Repositories, *, limit: int) -> list[tuple[datetime, st
             passed.add(phone)  # a contact now: its messages are in its timeline
             continue
         last_of[phone] = _moment(message.created_at)
-    rows = []
-    for phone, last in last_of.items():
-        count = len(store.messages.open_unknown_ids(phone))
-        rows.append((last, f"{phone}  unknown number  [{count} message{'s' if count != 1 else ''}]  "
-                           f"last message {_when(last)}  needs a person: {UNKNOWN_REASON}"))
-    return rows
+    return [ConversationRow(phone=phone, last_activity=last, needs_human_reasons=[UNKNOWN_REASON],
+                            unknown_messages=len(store.messages.open_unknown_ids(phone)))
+            for phone, last in last_of.items()]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One phone number's conversation: the contact (None for an unknown number), its follow-ups,
+    every message in and out (oldest first) and its invoices."""
+
+    phone: str
+    contact: ContactRecord | None
+    followups: list[FollowUpSummary]
+    messages: list[MessageSummary]
+    invoices: list[Invoice]
+
+
+def client_timeline(store: Repositories, phone: str) -> Timeline:
+    """The timeline of ``phone`` (E.164): a contact's, or what an unknown number sent (NotFound for neither)."""
+    contact = store.contacts.record_by_phone(phone)  # shown even when the model refuses it
+    if contact is None:
+        messages = store.messages.from_unknown(phone)
+        if not messages:
+            raise NotFound(f"no contact with phone {phone}, and no message from it as an unknown number: "
+                           "see `relance conversations`")
+        return Timeline(phone, None, [], messages, [])
+    messages = store.messages.summaries_of_contact(contact.id)
+    before = store.messages.from_unknown(phone)
+    if before:  # written before the number was imported as a contact
+        messages = sorted(before + messages, key=lambda message: _moment(message.created_at))
+    return Timeline(phone, contact, store.followups.summaries_of_contact(contact.id), messages,
+                    store.invoices.find(contact_id=contact.id))
+
+
+def contact_timeline(store: Repositories, contact_id: str) -> Timeline:
+    """The timeline of the contact with ``contact_id`` (NotFound when there is none)."""
+    contact = store.contacts.record(contact_id)
+    if contact is None or not contact.phone:
+        raise NotFound(f"no contact {contact_id!r}")
+    return client_timeline(store, contact.phone)
 
 
 def timeline(store: Repositories, phone: str) -> list[str]:
@@ -97,26 +171,23 @@ def timeline(store: Repositories, phone: str) -> list[str]:
 
     For a number that is no contact but wrote: what it sent, under a header saying so.
     """
-    contact = store.contacts.record_by_phone(phone)  # shown even when the model refuses it
+    found = client_timeline(store, phone)
+    contact = found.contact
     if contact is None:
-        return _unknown_timeline(store, phone)
+        return _unknown_timeline(found)
     lines = [f"{contact.name or '?'} {contact.phone or phone} ({contact.language or 'fr'}, "
              f"{contact.timezone or 'Europe/Paris'})" + ("  OPTED OUT" if contact.opted_out else "")]
     if contact.problem:
         lines.append(f"  RECORD UNREADABLE: {contact.problem} (import the contact again with a valid value)")
     for key, value in sorted(contact.fields.items()):
         lines.append(f"  {key}: {value}")
-    for followup in store.followups.summaries_of_contact(contact.id):
+    for followup in found.followups:
         flag = f"  needs a person: {followup.needs_human_reason}" if followup.needs_human else ""
         if not flag and followup.handled_at:
             flag = (f"  handled {_when(followup.handled_at)} ({followup.handled_action or 'keep'}): "
                     f"{followup.needs_human_reason}")
         lines.append(_followup_state(followup) + flag)
-    messages = store.messages.summaries_of_contact(contact.id)
-    before = store.messages.from_unknown(phone)
-    if before:  # written before the number was imported as a contact
-        messages = sorted(before + messages, key=lambda message: _moment(message.created_at))
-    lines.extend(_message_line(message) for message in messages)
+    lines.extend(_message_line(message) for message in found.messages)
     return lines
 
 
@@ -126,16 +197,12 @@ def _followup_state(followup: FollowUpSummary) -> str:
             f"{' ' + detail if detail else ''}")
 
 
-def _unknown_timeline(store: Repositories, phone: str) -> list[str]:
-    messages = store.messages.from_unknown(phone)
-    if not messages:
-        raise InputError(f"no contact with phone {phone}, and no message from it as an unknown number: "
-                         "see `relance conversations`")
-    count = len(messages)
-    return [f"{phone}: unknown number, not a contact ({count} message{'s' if count != 1 else ''}); "
+def _unknown_timeline(found: Timeline) -> list[str]:
+    count = len(found.messages)
+    return [f"{found.phone}: unknown number, not a contact ({count} message{'s' if count != 1 else ''}); "
             "to follow it up, add it to a contacts file and run `relance contacts import FILE`",
             f"needs a person: {UNKNOWN_REASON}",
-            *(_message_line(message) for message in messages)]
+            *(_message_line(message) for message in found.messages)]
 
 
 def _message_line(message: MessageSummary) -> str:

@@ -8,6 +8,7 @@ through the repository's named transitions, recorded with its source.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -16,12 +17,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.contact_rows import build_contact, is_http_url, normalise_amount, normalise_currency, normalise_date
-from shared.domain.invoices import Invoice, InvoiceSource, cents_text, to_cents
+from shared.domain.invoices import CORRECTABLE, Invoice, InvoiceSource, cents_text, to_cents
 from shared.domain.models import new_id
 from shared.domain.repositories import Repositories
 from shared.domain.states import UNPAID, InvoiceStatus
-from shared.errors import InputError, NotFound
-from shared.importing import open_rows
+from shared.errors import Conflict, InputError, NotFound
+from shared.importing import item_values, open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
 from shared.ports import TaskQueue
@@ -259,6 +260,86 @@ def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue:
         current = _invoice(store, reference)
         raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled")
     return _settled(store, invoice.reference, now=now, queue=queue)
+
+
+def create_invoice(store: Repositories, values: Mapping[str, Any], *, now: datetime, by: str,
+                   default_region: str = "FR", queue: TaskQueue | None = None) -> Invoice:
+    """A new invoice from one row's ``values`` (as an invoices file's columns: phone, invoice, amount…),
+    checked and applied as an import applies a row (a new client is created from name, language…);
+    the client's reminders are then settled. Conflict when the reference exists; InputError listing
+    the problems otherwise (nothing stored). The scheduler's hourly enrolment enrols the client in
+    the invoice campaigns that select it.
+    """
+    row_values, problem = item_values(dict(values), INVOICES_FILE)
+    if row_values is None:
+        raise InputError(f"the invoice {problem}")
+    row, problems = build_invoice_row(1, row_values, default_region)
+    if row is None:
+        raise InputError("; ".join(problems))
+    if store.invoices.get(row.reference) is not None:
+        raise Conflict(f"invoice {row.reference!r} exists already: change it, or choose another reference")
+    report = InvoiceImportReport()
+    problem = _apply_row(store, row, report, now=now, default_region=default_region, where="invoice")
+    if problem:
+        raise InputError(problem)
+    if not report.created:
+        raise Conflict(f"invoice {row.reference!r} was stored meanwhile")
+    for contact_id, closed in report.touched.items():
+        settle_client(store, contact_id, now=now, queue=queue, closed=closed)
+    log.info("invoice %s created by %s", row.reference, by)
+    return _invoice(store, row.reference)
+
+
+def update_invoice(store: Repositories, reference: str, changes: Mapping[str, str | None], *, now: datetime,
+                   by: str, queue: TaskQueue | None = None) -> Invoice:
+    """A person changes an invoice: ``amount`` (open or partly paid: what is due moves by as much),
+    ``due_date``, ``issued_on``, ``payment_link`` (null clears these three); then the client's
+    reminders are settled as after an import (a ready draft naming old figures is drafted again).
+
+    InputError (nothing changed) for a value an invoices file would refuse.
+    """
+    invoice = _invoice(store, reference)
+    details: dict[str, Any] = {}
+    for key in ("due_date", "issued_on"):
+        if key in changes:
+            raw = changes[key]
+            details[key] = date.fromisoformat(_field(key, normalise_date, raw)) if raw and raw.strip() else None
+    if "payment_link" in changes:
+        link = (changes["payment_link"] or "").strip() or None
+        if link is not None and not is_http_url(link):
+            raise InputError(f"payment_link {link[:40]!r} is not an http(s) URL")
+        details["payment_link"] = link
+    cents: int | None = None
+    if changes.get("amount") is not None:
+        text, implied = normalise_amount(str(changes["amount"]))
+        if implied and implied != invoice.currency:
+            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}")
+        cents = to_cents(text)
+        if cents != invoice.amount_cents:
+            if invoice.status not in CORRECTABLE:
+                raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: its amount cannot change")
+            paid = invoice.amount_cents - invoice.amount_due_cents
+            if cents <= paid:
+                raise InputError(f"invoice {invoice.reference!r}: {cents_text(paid)} {invoice.currency} is paid "
+                                 "already; an amount must leave something due (else record the payment)")
+    changed = bool(details) and store.invoices.update_details(invoice.reference, details,
+                                                              source=InvoiceSource.COMMAND, now=now)
+    if cents is not None and cents != invoice.amount_cents:
+        if not store.invoices.change_amount(invoice.reference, amount_cents=cents, was_cents=invoice.amount_cents,
+                                            due_was_cents=invoice.amount_due_cents, source=InvoiceSource.COMMAND,
+                                            now=now):
+            raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again")
+        changed = True
+    if changed:
+        log.info("invoice %s changed by %s", invoice.reference, by)
+    return _settled(store, invoice.reference, now=now, queue=queue)
+
+
+def _field(key: str, normalise: Any, raw: str) -> str:
+    try:
+        return str(normalise(raw))
+    except InputError as exc:
+        raise InputError(f"{key} {exc}") from None
 
 
 def invoice_line(invoice: Invoice, client: str) -> str:

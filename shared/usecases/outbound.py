@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from shared.domain.hooks import Delivery, HookEvent, HookEventType, Subscription
 from shared.domain.invoices import InvoiceStatus
 from shared.domain.repositories import Repositories
-from shared.errors import InputError
+from shared.errors import InputError, NotFound
 from shared.ports import Classification, TaskQueue
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,11 @@ class DeliveryRun:
 # ------------------------------------------------------------------ subscriptions (the CLI, later the API)
 def check_url(url: str) -> str:
     """The URL as given when it can receive events: https, or http to this machine only; else InputError."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+    except ValueError:  # "http://[" and the like
+        parts, host = urlsplit(""), ""
     if parts.scheme not in ("https", "http") or not host:
         raise InputError(f"{url!r} is not a URL events can be sent to: give https://your.host/path")
     if parts.scheme == "http" and not _is_local(host):
@@ -104,28 +107,32 @@ def check_events(events: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def add_subscription(store: Repositories, url: str, events: Iterable[str], *, now: datetime) -> Subscription:
-    """Subscribe ``url`` to ``events`` with a new random signing secret (shown once by the caller)."""
+def add_subscription(store: Repositories, url: str, events: Iterable[str], *, now: datetime, by: str = "cli"
+                     ) -> Subscription:
+    """Subscribe ``url`` to ``events`` with a new random signing secret (shown once by the caller); ``by``: who."""
     subscription = Subscription(id=f"wh_{secrets.token_hex(6)}", url=check_url(url), events=check_events(events),
                                 secret=f"whsec_{secrets.token_urlsafe(32)}", created_at=now)
     store.hooks.add_subscription(subscription)
-    log.info("webhook subscription=%s added for %s", subscription.id, ",".join(subscription.events))
+    log.info("webhook subscription=%s added by %s for %s", subscription.id, by, ",".join(subscription.events))
     return subscription
 
 
-def remove_subscription(store: Repositories, subscription_id: str) -> None:
-    """Stop sending to a subscription (InputError when there is no active one by that id)."""
+def remove_subscription(store: Repositories, subscription_id: str, *, by: str = "cli") -> None:
+    """Stop sending to a subscription (NotFound when there is no active one by that id); ``by``: who."""
     if not store.hooks.remove_subscription(subscription_id.strip()):
-        raise InputError(f"no webhook subscription {subscription_id!r} (relance hooks list shows them)")
+        raise NotFound(f"no webhook subscription {subscription_id!r} (relance hooks list shows them)")
+    log.info("webhook subscription=%s removed by %s", subscription_id.strip(), by)
+
+
+def subscriptions(store: Repositories) -> list[tuple[Subscription, Delivery | None]]:
+    """The active subscriptions, oldest first, each with its last delivery (None before the first)."""
+    return [(sub, store.hooks.last_delivery(sub.id)) for sub in store.hooks.subscriptions()]
 
 
 def subscription_lines(store: Repositories) -> list[str]:
     """``relance hooks list``: id, URL, events and the last delivery's state (never the secret)."""
-    lines = []
-    for sub in store.hooks.subscriptions():
-        last = store.hooks.last_delivery(sub.id)
-        lines.append(f"{sub.id}  {sub.url}  {','.join(sub.events)}  last: {_delivery_text(last)}")
-    return lines
+    return [f"{sub.id}  {sub.url}  {','.join(sub.events)}  last: {_delivery_text(last)}"
+            for sub, last in subscriptions(store)]
 
 
 def _delivery_text(delivery: Delivery | None) -> str:

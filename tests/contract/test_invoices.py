@@ -139,6 +139,31 @@ def test_details_change_once_and_never_touch_the_status(repos: Repositories, clo
         repos.invoices.update_details("FA-1", {"status": "paid"}, source=SRC.IMPORT, now=now)
 
 
+def test_a_corrected_amount_moves_what_is_due_by_as_much_once(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.invoices.add(invoice("FA-1"), source=SRC.IMPORT, now=now)  # 1250.50, all due
+    assert repos.invoices.mark_paid("FA-1", source=SRC.COMMAND, now=now, amount_cents=50)
+    assert repos.invoices.change_amount("FA-1", amount_cents=100000, was_cents=125050, due_was_cents=125000,
+                                        source=SRC.COMMAND, now=now + HOUR)
+    found = repos.invoices.get("FA-1")
+    assert found is not None and (found.amount_cents, found.amount_due_cents, found.status) == (
+        100000, 99950, ST.PARTIALLY_PAID)
+    assert _history(repos, "FA-1")[-1] == ("amount_changed", "command", "partially_paid", 99950)
+    # Read before the first correction: refused, nothing written.
+    assert not repos.invoices.change_amount("FA-1", amount_cents=90000, was_cents=125050, due_was_cents=125000,
+                                            source=SRC.COMMAND, now=now + HOUR)
+    # Nothing left due, or not open: refused.
+    assert not repos.invoices.change_amount("FA-1", amount_cents=50, was_cents=100000, due_was_cents=99950,
+                                            source=SRC.COMMAND, now=now + HOUR)
+    assert repos.invoices.cancel("FA-1", source=SRC.COMMAND, now=now)
+    assert not repos.invoices.change_amount("FA-1", amount_cents=2000, was_cents=100000, due_was_cents=99950,
+                                            source=SRC.COMMAND, now=now + HOUR)
+    assert not repos.invoices.change_amount("nope", amount_cents=2000, was_cents=1, due_was_cents=1,
+                                            source=SRC.COMMAND, now=now)
+    found = repos.invoices.get("FA-1")
+    assert found is not None and (found.amount_cents, found.amount_due_cents) == (100000, 99950)
+
+
 def test_a_payment_whose_amount_due_changed_meanwhile_is_not_written(repos: Repositories, clock: FakeClock) -> None:
     """Two payments read the same amount due: the second one's conditional write finds it changed."""
     now = clock.now()

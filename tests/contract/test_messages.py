@@ -425,3 +425,18 @@ def test_what_the_demo_and_the_status_command_show(repos: Repositories, clock: F
     assert repos.messages.count(purpose="step") == 2 and repos.messages.count() == 4
     assert repos.messages.count_by_state() == {"delivered": 1, "sent": 1, "ready": 1}
     assert repos.messages.count_steps_by_state() == {("delivered", 0): 1, ("ready", 0): 1}  # not the reply
+
+
+def test_outbound_messages_come_in_pages_by_id_filtered(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    for message_id, campaign, contact in (("c1:ct1:0", "c1", "ct1"), ("c1:ct2:0", "c1", "ct2"),
+                                          ("c2:ct1:0", "c2", "ct1")):
+        assert repos.messages.insert(outbound(message_id, campaign_id=campaign, contact_id=contact), now)
+    _sent(repos, now, "c2:ct2:0", campaign_id="c2", contact_id="ct2")
+    assert repos.messages.insert_inbound(_inbound("in:SMx"), now)  # never listed: not outbound
+    assert [m.id for m in repos.messages.page(limit=10)] == ["c1:ct1:0", "c1:ct2:0", "c2:ct1:0", "c2:ct2:0"]
+    assert [m.id for m in repos.messages.page(after="c1:ct2:0", limit=1)] == ["c2:ct1:0"]
+    assert [m.id for m in repos.messages.page(campaign_id="c1", contact_id="ct2")] == ["c1:ct2:0"]
+    assert [m.id for m in repos.messages.page(state=M.SENT)] == ["c2:ct2:0"]
+    assert [m.id for m in repos.messages.page(contact_id="ct1", state=M.READY)] == ["c1:ct1:0", "c2:ct1:0"]
+    assert repos.messages.page(campaign_id="nope") == []

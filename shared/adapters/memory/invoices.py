@@ -9,7 +9,7 @@ from typing import Any
 from shared.adapters.documents import invoice_change, invoice_details, invoice_doc, invoice_from_doc
 from shared.adapters.memory.base import HISTORY_CAP, Doc, MemoryRepository
 from shared.adapters.transitions import InvoiceTransitions, invoice_move
-from shared.domain.invoices import Invoice, InvoiceSource
+from shared.domain.invoices import CORRECTABLE, Invoice, InvoiceSource
 from shared.domain.states import InvoiceStatus, Transition
 
 
@@ -59,6 +59,18 @@ class MemoryInvoices(MemoryRepository, InvoiceTransitions):
         entry["changed"] = sorted(changed)
         doc.update({**changed, "updated_at": now})
         _push(doc, entry)
+        return True
+
+    def change_amount(self, reference: str, *, amount_cents: int, was_cents: int, due_was_cents: int,
+                      source: InvoiceSource, now: datetime) -> bool:
+        """Correct an open or partly paid invoice's amount (conditional on what was read)."""
+        due = due_was_cents + amount_cents - was_cents
+        doc = self._by_reference(reference)
+        if (doc is None or amount_cents < 0 or due <= 0 or doc.get("status") not in {s.value for s in CORRECTABLE}
+                or (doc.get("amount_cents"), doc.get("amount_due_cents")) != (was_cents, due_was_cents)):
+            return False
+        doc.update({"amount_cents": amount_cents, "amount_due_cents": due, "updated_at": now})
+        _push(doc, invoice_change("amount_changed", InvoiceStatus(doc["status"]), source, now, amount_due_cents=due))
         return True
 
     def _move(self, reference: str, move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,

@@ -52,6 +52,17 @@ class MemoryMessages(MessageTransitions, MemoryRepository):
         doc = self._get(message_id)
         return message_from_doc(doc) if doc and _outbound(doc) else None
 
+    def page(self, *, state: MessageState | None = None, campaign_id: str | None = None,
+             contact_id: str | None = None, after: str | None = None, limit: int = 50) -> list[OutboundMessage]:
+        """Outbound messages by id, filtered."""
+        def match(doc: Doc) -> bool:
+            return (_outbound(doc) and (state is None or doc.get("state") == MessageState(state).value)
+                    and (campaign_id is None or doc.get("campaign_id") == campaign_id)
+                    and (contact_id is None or doc.get("contact_id") == contact_id)
+                    and (after is None or str(doc["_id"]) > after))
+        found = sorted(self._where(match), key=lambda doc: str(doc["_id"]))
+        return [message_from_doc(doc) for doc in found[:limit]]
+
     def by_sid(self, sid: str) -> OutboundMessage | None:
         """The outbound message Twilio knows as ``sid``."""
         doc = self._by_sid(sid)

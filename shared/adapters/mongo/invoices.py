@@ -12,7 +12,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.adapters.documents import invoice_change, invoice_details, invoice_doc, invoice_from_doc
 from shared.adapters.mongo.connection import HISTORY_CAP, Doc, MongoRepository
 from shared.adapters.transitions import InvoiceTransitions, invoice_move
-from shared.domain.invoices import Invoice, InvoiceSource
+from shared.domain.invoices import CORRECTABLE, Invoice, InvoiceSource
 from shared.domain.states import InvoiceStatus, Transition
 
 
@@ -63,6 +63,23 @@ class MongoInvoices(MongoRepository, InvoiceTransitions):
             {"_id": doc["_id"], **{key: doc.get(key) for key in changed}},  # unchanged since read
             {"$set": {**changed, "updated_at": now}, "$push": {"history": {"$each": [entry], "$slice": -HISTORY_CAP}}},
         )
+        return result.modified_count == 1
+
+    def change_amount(self, reference: str, *, amount_cents: int, was_cents: int, due_was_cents: int,
+                      source: InvoiceSource, now: datetime) -> bool:
+        """Correct an open or partly paid invoice's amount (conditional on what was read)."""
+        due = due_was_cents + amount_cents - was_cents
+        if amount_cents < 0 or due <= 0:
+            return False
+        doc = {"reference": reference, "status": {"$in": [s.value for s in CORRECTABLE]},
+               "amount_cents": was_cents, "amount_due_cents": due_was_cents}
+        found = self.collection.find_one(doc, {"status": 1})
+        if found is None:
+            return False
+        entry = invoice_change("amount_changed", InvoiceStatus(found["status"]), source, now, amount_due_cents=due)
+        result = self.collection.update_one(
+            doc, {"$set": {"amount_cents": amount_cents, "amount_due_cents": due, "updated_at": now},
+                  "$push": {"history": {"$each": [entry], "$slice": -HISTORY_CAP}}})
         return result.modified_count == 1
 
     def _move(self, reference: str, move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,

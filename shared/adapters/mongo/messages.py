@@ -69,6 +69,20 @@ class MongoMessages(MessageTransitions, MongoRepository):
         doc = self.collection.find_one({"_id": message_id, "direction": "outbound"})
         return message_from_doc(doc) if doc else None
 
+    def page(self, *, state: MessageState | None = None, campaign_id: str | None = None,
+             contact_id: str | None = None, after: str | None = None, limit: int = 50) -> list[OutboundMessage]:
+        """Outbound messages by id, filtered."""
+        query: Doc = {"direction": "outbound"}
+        if state is not None:
+            query["state"] = MessageState(state).value
+        if campaign_id is not None:
+            query["campaign_id"] = campaign_id
+        if contact_id is not None:
+            query["contact_id"] = contact_id
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        return [message_from_doc(doc) for doc in self.collection.find(query).sort("_id", ASCENDING).limit(limit)]
+
     def by_sid(self, sid: str) -> OutboundMessage | None:
         """The outbound message Twilio knows as ``sid``."""
         doc = self.collection.find_one({"twilio_sid": sid, "direction": "outbound"})

@@ -1,0 +1,35 @@
+"""/api/v1/hooks: the business's outbound webhooks (as ``relance hooks``; docs/webhooks-out.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from services.console.auth_deps import Reader, Writer, api_router, by_key
+from services.console.guard import Console, idempotent
+from services.console.schemas import HookCreatedOut, HookIn, HookOut, ListOut
+from shared.usecases.outbound import add_subscription, remove_subscription, subscriptions
+
+
+def router(console: Console) -> APIRouter:
+    """The webhooks routes over ``console``'s store."""
+    api = api_router()
+    store = console.store
+
+    @api.get("/hooks", response_model=ListOut[HookOut], tags=["webhooks"])
+    def hooks(key: Reader) -> ListOut[HookOut]:
+        return ListOut(items=[HookOut.of(sub, last) for sub, last in subscriptions(store)])
+
+    @api.post("/hooks", response_model=HookCreatedOut, status_code=201, tags=["webhooks"])
+    def add(body: HookIn, request: Request, key: Writer) -> Response:
+        def run() -> HookCreatedOut:
+            sub = add_subscription(store, body.url, body.events, now=console.clock.now(), by=by_key(key))
+            return HookCreatedOut(**HookOut.of(sub, None).model_dump(), secret=sub.secret)
+        return idempotent(console, request, key, body, run, status=201)
+
+    @api.delete("/hooks/{hook_id}", status_code=204, tags=["webhooks"])
+    def remove(hook_id: str, key: Writer) -> Response:
+        remove_subscription(store, hook_id, by=by_key(key))
+        return Response(status_code=204)
+
+    return api
