@@ -49,7 +49,7 @@ def cmd_console(settings: Settings, args: argparse.Namespace) -> int:
 
     app = create_app(Console(_store(settings), SystemClock(), queue=_queue(settings),
                              default_region=settings.default_country,
-                             metrics_token=settings.metrics_token.get_secret_value()))
+                             metrics_token=settings.metrics_token.get_secret_value(), rules=settings.rules()))
     # log_config=None: uvicorn's loggers reach our redacting root handler instead of its own.
     uvicorn.run(app, host=args.host, port=args.port or settings.console_port, log_level="warning",
                 access_log=False, proxy_headers=True, log_config=None)

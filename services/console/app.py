@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from services.console import api_campaigns, api_contacts, api_hooks, api_invoices, api_messages, problems
+from services.console import api_approvals, api_campaigns, api_contacts, api_hooks, api_invoices, api_messages, problems
 from services.console.auth_deps import Reader, api_router
 from services.console.guard import Console
 from services.console.problems import Problem
@@ -47,6 +47,7 @@ def create_app(console: Console) -> FastAPI:
     routers.append(api_campaigns.router(console))
     routers.append(api_messages.router(console))
     routers.append(api_hooks.router(console))
+    routers.append(api_approvals.router(console))
     for router in routers:
         app.include_router(router)
 

@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fastapi import Request
@@ -18,6 +18,7 @@ from services.console.problems import MEDIA_TYPE, Problem, problem_response
 from shared.clock import Clock
 from shared.domain.api_keys import ApiKey, KeptResponse
 from shared.domain.repositories import Repositories
+from shared.domain.rules import Rules
 from shared.errors import Conflict, InputError, NotFound
 from shared.ports import TaskQueue
 from shared.usecases.api_keys import authenticate
@@ -37,6 +38,7 @@ class Console:
     queue: TaskQueue | None = None
     default_region: str = "FR"
     metrics_token: str = ""  # GET /metrics asks for it as a bearer token when set (METRICS_TOKEN)
+    rules: Rules = field(default_factory=Rules)  # what an edited draft is checked against (business name, length)
 
 
 def check_key(console: Console, authorization: str | None, *, write: bool) -> ApiKey:

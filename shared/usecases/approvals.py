@@ -33,7 +33,7 @@ from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.repositories import Repositories
 from shared.domain.rules import Rules
 from shared.domain.states import FollowUpState, MessageState
-from shared.errors import InputError, NotFound
+from shared.errors import Conflict, InputError, NotFound
 from shared.language.factcheck import check_draft
 from shared.language.invoice_text import invoice_facts
 from shared.policy import SERVICE_WINDOW, window_open
@@ -50,11 +50,11 @@ MAX_BULK = 200
 BulkOutcome = Literal["done", "not_waiting", "unknown", "refused"]
 
 
-class NotWaiting(InputError):
+class NotWaiting(Conflict):
     """The message exists but is not (any more) waiting for approval: approved, rejected, cancelled, sent."""
 
 
-class WindowClosed(InputError):
+class WindowClosed(Conflict):
     """A freeform draft whose client's 24-hour window closed: drafted again as the template (or withdrawn)."""
 
 

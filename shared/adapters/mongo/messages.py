@@ -209,14 +209,14 @@ class MongoMessages(MessageTransitions, MongoRepository):
         result = self.collection.update_one(
             {"_id": message_id, "state": _M.AWAITING_APPROVAL.value, "kind": "freeform"},
             {"$set": {"body": body, "edited_by": by, "edited_at": now, "updated_at": now}})
-        return result.modified_count == 1
+        return result.matched_count == 1  # the same text again is an edit all the same
 
     def replace_draft(self, message: OutboundMessage, *, body_was: str, now: datetime) -> bool:
         """Rewrite a freeform draft waiting for approval (still that text, ``body_was``) with ``message``'s draft."""
         result = self.collection.update_one(
             {"_id": message.id, "state": _M.AWAITING_APPROVAL.value, "kind": "freeform", "body": body_was},
             {"$set": replaced_draft_fields(message, now)})
-        return result.modified_count == 1
+        return result.matched_count == 1
 
     # ------------------------------------------------------------ the scheduler's scans
     # Each scan is equalities plus ONE range on a "when to look" date, on an index that starts
