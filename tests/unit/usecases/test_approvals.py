@@ -13,8 +13,20 @@ import pytest
 from shared.adapters.memory import memory_repositories
 from shared.campaign_files import load_campaign
 from shared.clock import FakeClock
-from shared.domain.models import Campaign, Contact, FollowUp, Language, OutboundMessage, SendWindow, Step, TemplateRef
-from shared.domain.reasons import CancelReason, PauseReason
+from shared.domain.invoices import Invoice, InvoiceSource
+from shared.domain.models import (
+    Campaign,
+    Contact,
+    EnrolRule,
+    FollowUp,
+    InvoiceSelector,
+    Language,
+    OutboundMessage,
+    SendWindow,
+    Step,
+    TemplateRef,
+)
+from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.rules import Rules
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import InputError, NotFound
@@ -22,9 +34,10 @@ from shared.fakes import FakeSender, RecordingQueue
 from shared.language.drafts import OfflineDrafter
 from shared.usecases import approvals
 from shared.usecases.approvals import NotWaiting, WindowClosed
-from shared.usecases.campaigns import pause_campaign, resume_campaign
+from shared.usecases.campaigns import enrol_campaign, pause_campaign, resume_campaign
 from shared.usecases.context import App
 from shared.usecases.drafting import draft_followup
+from shared.usecases.invoices import record_payment
 from shared.usecases.replies import process_inbound
 from shared.usecases.scheduling import tick
 from tests.support.actors import drain
@@ -364,3 +377,47 @@ def test_a_campaign_file_says_approval_required_or_gets_a_clear_error(tmp_path: 
     clear = "c.yaml: approval: Input should be 'auto' or 'required' (got 'maybe')"
     with pytest.raises(InputError, match=re.escape(clear)):
         load_campaign(path)
+
+
+def _says(app: App, text: str, n: int) -> None:
+    """Marie writes ``text``; the replies actor processes it."""
+    sid = f"SMfeed{n:028d}"
+    app.store.events.record(f"inbound:{sid}", {"kind": "inbound", "sid": sid, "state": "received",
+                                               "from": f"whatsapp:{PHONE}", "body": text, "num_media": 0},
+                            app.clock.now())
+    process_inbound(app, f"inbound:{sid}")
+
+
+@pytest.mark.parametrize("text", ["Je conteste cette facture, je ne vous dois rien", "J'ai payé hier"])
+def test_a_dispute_or_a_claimed_payment_while_it_waits_cancels_it(clock: FakeClock, text: str) -> None:
+    """A hand-over (a dispute) or a claim of payment pauses or stops the follow-up, and the waiting draft goes."""
+    app = world(clock)
+    draft = drafted(app)
+    _says(app, text, 1)
+    assert message(app).state == MessageState.CANCELLED
+    assert followup(app).state in (FollowUpState.PAUSED, FollowUpState.STOPPED)
+    with pytest.raises(NotWaiting):
+        approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now())
+    drain(app)
+    assert [request for request in twilio(app).sent if request.body == draft.body] == []
+
+
+def test_a_payment_while_it_waits_cancels_the_invoice_reminder(clock: FakeClock) -> None:
+    app = world(clock)
+    now = clock.now()
+    app.store.campaigns.create(Campaign(id="inv", name="Factures", send_window=ALWAYS, approval="required",
+                                        enrol=EnrolRule(invoices=InvoiceSelector()), steps=[Step(), Step()]), now)
+    assert app.store.invoices.add(Invoice(id="in_FA-1", reference="FA-1", contact_id="ct1", amount_cents=12_000,
+                                          amount_due_cents=12_000, due_date=now.date() - timedelta(days=5)),
+                                  source=InvoiceSource.IMPORT, now=now)
+    app.store.followups.stop(FOLLOWUP_ID, reason=StopReason.STOPPED_BY_OWNER, now=now)  # only the invoice campaign
+    assert enrol_campaign(app.store, "inv", now=now).enrolled == 1
+    tick(app.store, app.queue, clock)
+    drain(app)
+    assert message(app, "inv:ct1:0").state == MessageState.AWAITING_APPROVAL
+    record_payment(app.store, "FA-1", now=clock.now(), queue=app.queue)
+    assert message(app, "inv:ct1:0").state == MessageState.CANCELLED
+    inv = app.store.followups.get("inv:ct1")
+    assert inv is not None and (inv.state, inv.stop_reason) == (FollowUpState.STOPPED, "paid")
+    drain(app)
+    assert twilio(app).sent == []
