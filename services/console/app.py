@@ -10,7 +10,16 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from services.console import api_approvals, api_campaigns, api_contacts, api_hooks, api_invoices, api_messages, problems
+from services.console import (
+    api_approvals,
+    api_campaigns,
+    api_contacts,
+    api_hooks,
+    api_invoices,
+    api_messages,
+    problems,
+    web,
+)
 from services.console.auth_deps import Reader, api_router
 from services.console.guard import Console
 from services.console.problems import Problem
@@ -26,6 +35,7 @@ def create_app(console: Console) -> FastAPI:
                   redoc_url=None)
     app.state.console = console
     problems.install(app)
+    web.install(app, console)  # the pages (services/console/web/)
 
     api = api_router()
     store = console.store

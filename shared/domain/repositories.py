@@ -37,7 +37,9 @@ from shared.domain.records import (
     StoredEvent,
     WaitingEvent,
 )
+from shared.domain.reports import ReportRepository
 from shared.domain.states import FollowUpState, MessageState
+from shared.domain.users import LoginThrottleRepository, SessionRepository, UserRepository
 
 Upserted = Literal["inserted", "updated", "unchanged"]
 EventDoc = dict[str, Any]
@@ -495,6 +497,10 @@ class Repositories:
     idempotency: IdempotencyRepository
     database: Database
     hooks: HookRepository
+    users: UserRepository
+    sessions: SessionRepository
+    login_throttle: LoginThrottleRepository
+    reports: ReportRepository
 
     def ping(self) -> bool:
         """True when the store answers."""

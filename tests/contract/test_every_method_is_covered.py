@@ -7,7 +7,9 @@ import inspect
 from pathlib import Path
 
 from shared.domain import api_keys as api_key_interfaces
+from shared.domain import reports as report_interfaces
 from shared.domain import repositories as interfaces
+from shared.domain import users as user_interfaces
 
 HERE = Path(__file__).parent
 PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.CampaignRepository,
@@ -16,7 +18,10 @@ PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.C
              "jobs": interfaces.JobRepository, "invoices": interfaces.InvoiceRepository,
              "hooks": interfaces.HookRepository,
              "api_keys": api_key_interfaces.ApiKeyRepository,
-             "idempotency": api_key_interfaces.IdempotencyRepository}
+             "idempotency": api_key_interfaces.IdempotencyRepository,
+             "users": user_interfaces.UserRepository, "sessions": user_interfaces.SessionRepository,
+             "login_throttle": user_interfaces.LoginThrottleRepository,
+             "reports": report_interfaces.ReportRepository}
 
 
 def _called() -> set[str]:

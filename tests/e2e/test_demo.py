@@ -62,7 +62,10 @@ PORTS = {  # the header lines, each with the port of something the command start
     "mongodb": re.compile(r"^  mongodb +mongodb://127\.0\.0\.1:(\d+)/"),
     "simulator": re.compile(r"^  twilio +simulator at http://127\.0\.0\.1:(\d+)"),
     "webhook": re.compile(r"^  webhook +http://127\.0\.0\.1:(\d+)/"),
+    "console": re.compile(r"^  console +http://127\.0\.0\.1:(\d+)/ \(log in as demo@relance\.local, password \S+\)$"),
 }
+CONSOLE_LOGIN = re.compile(r"^  console +(?P<url>http://127\.0\.0\.1:\d+/) \(log in as (?P<email>\S+), "
+                           r"password (?P<password>\S+)\)$")
 DONE = "demo done: every follow-up is finished and every message final. Stopping."
 PAYMENT = "  € Stripe: payment received for {to} ({count} invoices) — its next reminder will not be sent"
 NOT_EMPTY = "database not empty: showing its progress (no demo loaded)"
@@ -328,6 +331,36 @@ def _payer_in_database(workdir: Path, demo: Demo) -> None:
         mongo.stop()
 
 
+def _console_login(output: str) -> tuple[str, str]:
+    """The demo's console log-in, as the header prints it."""
+    found = [m for line in output.splitlines() if (m := CONSOLE_LOGIN.match(line))]
+    assert len(found) == 1, f"the header does not show the console and its log-in once\n{output}"
+    return found[0]["email"], found[0]["password"]
+
+
+def _console_logs_in(workdir: Path, email: str, password: str) -> None:
+    """The run's database, opened after it, with the console's pages over it: the printed log-in works."""
+    from fastapi.testclient import TestClient
+
+    from services.console import Console, create_app
+    from shared.clock import SystemClock
+
+    mongo = start_mongo(workdir / "mongo")
+    client, store = open_repositories(mongo.url, "relance")
+    try:
+        with TestClient(create_app(Console(store, SystemClock())), follow_redirects=False) as web:
+            form = web.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert form.status_code == 200 and token, form.text
+            answer = web.post("/login", data={"email": email, "password": password, "csrf_token": token[1]})
+            assert answer.status_code == 303 and "relance_session" in web.cookies, answer.text
+            overview = web.get("/")
+            assert overview.status_code == 200 and 'id="campaign-' in overview.text, overview.text
+    finally:
+        client.close()
+        mongo.stop()
+
+
 def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:
     demo = _demo()
     assert set(REPLIES) == set(DEMO_REPLIES), "the demo's scripted replies changed: update REPLIES"
@@ -378,11 +411,16 @@ def test_quickstart_demo_runs_to_the_end(tmp_path: Path) -> None:
         assert "*" in m["to"], f"recipient not masked: {m.group(0)}"
 
     _payer_in_database(tmp_path, demo)
+    # The console ran beside the stack (it answered before its line was printed; nothing listens
+    # after the run, as run_demo checks), and its demo log-in opens the overview.
+    login = _console_login(output)
+    _console_logs_in(tmp_path, *login)
 
     # Again, on the same folder: the database is not empty, nothing is loaded or sent twice.
     again, second_time = run_demo(tmp_path)
     again_lines = again.splitlines()
     assert NOT_EMPTY in again_lines, again
+    assert _console_login(again) == login, "the second run's console log-in is the first one's"
     assert not any(line.startswith("demo: ") for line in again_lines), f"the demo was loaded again\n{again}"
     assert not any(line.startswith("  ← ") for line in again_lines), f"the replies were played again\n{again}"
     assert not any(line.startswith("  € Stripe") for line in again_lines), f"the payment was made again\n{again}"

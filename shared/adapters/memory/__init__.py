@@ -17,6 +17,8 @@ from shared.adapters.memory.invoices import MemoryInvoices
 from shared.adapters.memory.jobs import MemoryJobs
 from shared.adapters.memory.messages import MemoryMessages
 from shared.adapters.memory.owner import MemoryOwner
+from shared.adapters.memory.reports import MemoryReports
+from shared.adapters.memory.users import MemoryLoginThrottle, MemorySessions, MemoryUsers
 from shared.domain.repositories import Repositories
 
 __all__ = ["MemoryDatabase", "MemoryRepositories", "memory_repositories"]
@@ -48,14 +50,22 @@ class MemoryRepositories(Repositories):
     idempotency: MemoryIdempotency
     database: MemoryDatabase
     hooks: MemoryHooks
+    users: MemoryUsers
+    sessions: MemorySessions
+    login_throttle: MemoryLoginThrottle
+    reports: MemoryReports
 
 
 def memory_repositories() -> MemoryRepositories:
     """A fresh, empty set of in-memory repositories."""
     lock = threading.RLock()
+    campaigns, followups, messages, invoices = (MemoryCampaigns(lock), MemoryFollowUps(lock), MemoryMessages(lock),
+                                                MemoryInvoices(lock))
     return MemoryRepositories(
-        contacts=MemoryContacts(lock), campaigns=MemoryCampaigns(lock), followups=MemoryFollowUps(lock),
-        messages=MemoryMessages(lock), events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
-        invoices=MemoryInvoices(lock), database=MemoryDatabase(), hooks=MemoryHooks(lock),
+        contacts=MemoryContacts(lock), campaigns=campaigns, followups=followups,
+        messages=messages, events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
+        invoices=invoices, database=MemoryDatabase(), hooks=MemoryHooks(lock),
         api_keys=MemoryApiKeys(lock), idempotency=MemoryIdempotency(lock),
+        users=MemoryUsers(lock), sessions=MemorySessions(lock), login_throttle=MemoryLoginThrottle(lock),
+        reports=MemoryReports(lock, campaigns=campaigns, followups=followups, messages=messages, invoices=invoices),
     )

@@ -18,6 +18,8 @@ from shared.adapters.mongo.invoices import MongoInvoices
 from shared.adapters.mongo.jobs import MongoJobs
 from shared.adapters.mongo.messages import MongoMessages
 from shared.adapters.mongo.owner import MongoOwner
+from shared.adapters.mongo.reports import MongoReports
+from shared.adapters.mongo.users import MongoLoginThrottle, MongoSessions, MongoUsers
 from shared.domain.repositories import Repositories
 
 __all__ = ["Client", "MongoRepositories", "connect", "mongo_repositories", "open_repositories"]
@@ -38,6 +40,10 @@ class MongoRepositories(Repositories):
     idempotency: MongoIdempotency
     database: MongoDatabase
     hooks: MongoHooks
+    users: MongoUsers
+    sessions: MongoSessions
+    login_throttle: MongoLoginThrottle
+    reports: MongoReports
 
 
 def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
@@ -45,7 +51,9 @@ def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
     return MongoRepositories(contacts=MongoContacts(db), campaigns=MongoCampaigns(db), followups=MongoFollowUps(db),
                              messages=MongoMessages(db), events=MongoEvents(db), owner=MongoOwner(db),
                              jobs=MongoJobs(db), invoices=MongoInvoices(db), database=MongoDatabase(db),
-                             hooks=MongoHooks(db), api_keys=MongoApiKeys(db), idempotency=MongoIdempotency(db))
+                             hooks=MongoHooks(db), api_keys=MongoApiKeys(db), idempotency=MongoIdempotency(db),
+                             users=MongoUsers(db), sessions=MongoSessions(db), login_throttle=MongoLoginThrottle(db),
+                             reports=MongoReports(db))
 
 
 def open_repositories(uri: str, database: str, *, timeout_ms: int = 5000,

@@ -29,6 +29,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     # The console's kept POST responses: a retry comes within minutes; a day later the key is free again.
     db["idempotency"].create_index([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_KEPT_SECONDS,
                                    name="created_ttl")
+    # The console's log-in sessions: gone once expired (the repository checks the expiry at once).
+    db["web_sessions"].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl")
+    db["web_sessions"].create_index([("email", ASCENDING)], name="email")
     contacts.create_index([("tags", ASCENDING)], name="tags")
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
     followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING)], unique=True,
@@ -53,6 +56,8 @@ def ensure_indexes(db: Database[Doc]) -> None:
     messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)], name="contact_time")
     # Drafts waiting for approval whose 24-hour window closed (the scheduler's approval_windows step).
     messages.create_index([("state", ASCENDING), ("window_closes_at", ASCENDING)], name="state_window_closes")
+    # The console's overview: messages sent in the last 30 days (only sent ones have sent_at).
+    messages.create_index([("sent_at", ASCENDING)], name="sent_at", sparse=True)
     # Messages from numbers that are no contact (services.conversations): partial, so the
     # messages of contacts cost these indexes nothing.
     unknown_only = {"unknown_sender": True}
