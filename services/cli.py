@@ -22,6 +22,7 @@ from services.cli_approvals import add_parser as add_approvals_parser
 from services.cli_console import add_parser as add_console_parser
 from services.cli_hooks import add_parser as add_hooks_parser
 from services.cli_invoices import add_parser as add_invoices_parser
+from services.cli_manual import add_parser as add_manual_parser
 from services.cli_users import add_parser as add_users_parser
 from services.terminal import printable
 from shared.clock import SystemClock
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_hooks_parser(sub)
     add_console_parser(sub)
     add_approvals_parser(sub)
+    add_manual_parser(sub)
     add_users_parser(sub)
 
     p = sub.add_parser("campaigns", help="manage campaigns")
@@ -338,25 +340,27 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_conversations(settings: Settings, args: argparse.Namespace) -> int:
     """List contacts with follow-ups and unknown numbers that wrote, newest first; --needs-human: hand-overs."""
-    from shared.usecases.conversations import list_conversations
+    from services.cli_conversations import conversation_line
+    from shared.usecases.conversations import conversations
 
     _, store = _store(settings)
-    rows = list_conversations(store, needs_human=args.needs_human, limit=args.limit)
+    rows = conversations(store, needs_human=args.needs_human, limit=args.limit)
     if not rows:
         print("no conversation needs a person" if args.needs_human else "no conversations")
     for row in rows:
-        print(printable(row))
+        print(printable(conversation_line(row)))
     return 0
 
 
 def cmd_conversation(settings: Settings, args: argparse.Namespace) -> int:
     """Print one contact's timeline (or an unknown number's messages)."""
+    from services.cli_conversations import timeline_lines
     from shared.phones import normalise_phone
-    from shared.usecases.conversations import timeline
+    from shared.usecases.conversations import client_timeline
 
     _, store = _store(settings)
     phone = normalise_phone(args.phone, settings.default_country)
-    for line in timeline(store, phone):
+    for line in timeline_lines(client_timeline(store, phone)):
         print(printable(line))
     return 0
 

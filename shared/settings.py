@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Approved Content template of the thank-you after a payment, outside the client's 24-hour
     # window; variables {"1": client name, "2": invoice reference}. Unset: no thank-you outside it.
     thank_you_template_sid: str = ""
+    # Approved Content template of a reply a person writes by hand (the console, `relance reply`) outside the
+    # client's 24-hour window; variables {"1": client name, "2": the text}. Unset: no such reply there.
+    manual_reply_template_sid: str = ""
     # A client's "I paid": pause and ask the owner to confirm (pause_and_verify), or stop at once (stop).
     paid_claim_action: Literal["pause_and_verify", "stop"] = "pause_and_verify"
     # The longest pause a promise to pay buys, in days; a later promised date is capped.
@@ -186,7 +189,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an E.164 number such as +33612345678")
         return value.removeprefix("whatsapp:")
 
-    @field_validator("owner_alert_template_sid", "thank_you_template_sid")
+    @field_validator("owner_alert_template_sid", "thank_you_template_sid", "manual_reply_template_sid")
     @classmethod
     def _check_owner_template(cls, value: str) -> str:
         value = value.strip()
@@ -297,6 +300,7 @@ class Settings(BaseSettings):
             owner_number=self.owner_whatsapp_number,
             owner_alert_template_sid=self.owner_alert_template_sid,
             thank_you_template_sid=self.thank_you_template_sid,
+            manual_reply_template_sid=self.manual_reply_template_sid,
             min_gap=self.min_gap,
             daily_cap_per_contact=self.daily_cap_per_contact,
             holidays_country=self.holidays_country or None,

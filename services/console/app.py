@@ -14,6 +14,7 @@ from services.console import (
     api_approvals,
     api_campaigns,
     api_contacts,
+    api_handovers,
     api_hooks,
     api_invoices,
     api_messages,
@@ -58,6 +59,7 @@ def create_app(console: Console) -> FastAPI:
     routers.append(api_messages.router(console))
     routers.append(api_hooks.router(console))
     routers.append(api_approvals.router(console))
+    routers.append(api_handovers.router(console))
     for router in routers:
         app.include_router(router)
 

@@ -38,7 +38,7 @@ class Console:
     queue: TaskQueue | None = None
     default_region: str = "FR"
     metrics_token: str = ""  # GET /metrics asks for it as a bearer token when set (METRICS_TOKEN)
-    rules: Rules = field(default_factory=Rules)  # what an edited draft is checked against (business name, length)
+    rules: Rules = field(default_factory=Rules)  # what a message written by hand must follow (Settings.rules())
 
 
 def check_key(console: Console, authorization: str | None, *, write: bool) -> ApiKey:

@@ -263,8 +263,9 @@ class OutboundMessage(BaseModel):
     campaign_id: str | None
     step: int
     # "step": one step of a campaign; "reply": an answer in a conversation the client opened;
-    # "alert": a hand-over notice to the business owner.
-    purpose: Literal["step", "reply", "alert"] = "step"
+    # "alert": a hand-over notice to the business owner; "manual": a person wrote it by hand
+    # (:mod:`shared.usecases.manual_reply`), ``written_by`` says who.
+    purpose: Literal["step", "reply", "alert", "manual"] = "step"
     # The recipient (E.164): the owner's number for an alert; the contact's phone for a step,
     # kept with its timezone when drafted, so that the sending actor need not read the contact.
     to: str | None = None
@@ -285,6 +286,7 @@ class OutboundMessage(BaseModel):
     draft_source: str = "offline"
     fallback_reason: str | None = None
     not_before: datetime | None = None
+    written_by: str | None = None  # a manual message's author: "key:<name>", "user:<email>"
     twilio_sid: str | None = None
     error_code: int | None = None
     # A freeform step drafted in the client's 24-hour window: when that window closes (awaiting

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 # Defined beside the invoice model; one of the repository interfaces all the same.
 from shared.domain.api_keys import ApiKeyRepository, IdempotencyRepository
+from shared.domain.audit import AuditRepository
 from shared.domain.hooks import HookRepository as HookRepository
 from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
@@ -497,6 +498,7 @@ class Repositories:
     idempotency: IdempotencyRepository
     database: Database
     hooks: HookRepository
+    audit: AuditRepository
     users: UserRepository
     sessions: SessionRepository
     login_throttle: LoginThrottleRepository

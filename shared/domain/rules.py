@@ -31,6 +31,8 @@ class Rules:
     max_auto_replies_per_day: int = 3
     # The thank-you after a payment outside the client's 24-hour window ("" : none is sent there).
     thank_you_template_sid: str = ""
+    # The template of a reply written by hand outside the client's 24-hour window ("" : none can be sent there).
+    manual_reply_template_sid: str = ""
     # The owner's number (E.164, "" when not set) and the template of alerts outside their window.
     owner_number: str = ""
     owner_alert_template_sid: str = ""

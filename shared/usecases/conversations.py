@@ -1,7 +1,9 @@
 """What an operator sees of conversations: the hand-over list, one phone number's timeline, and
 what closing a hand-over did (``relance handled PHONE``, :mod:`shared.usecases.handover`).
 
-Lines of text, as stored: whoever shows them on a terminal makes them harmless first
+Structured results (rows, a :class:`Timeline`): the console's API returns them as JSON, the CLI
+prints them (:mod:`services.cli_conversations`). ``handled_lines`` is what ``relance handled``
+prints, as stored: whoever shows text on a terminal makes it harmless first
 (``services.terminal.printable``: a client chooses its name and messages).
 
 A message from a number that is no contact (``unknown_sender``, see :mod:`shared.usecases.replies`) is
@@ -30,7 +32,8 @@ UNKNOWN_SCAN = 5000
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def _when(moment: Any) -> str:
+def when_text(moment: Any) -> str:
+    """A stored time as a person reads it (``-`` when there is none)."""
     return moment.strftime("%Y-%m-%d %H:%M") if isinstance(moment, datetime) else "-"
 
 
@@ -68,28 +71,6 @@ def conversations(store: Repositories, *, needs_human: bool = False, limit: int 
     rows = _contact_rows(store, needs_human=needs_human, limit=limit) + _unknown_rows(store, limit=limit)
     rows.sort(key=lambda row: row.last_activity, reverse=True)  # stable: contacts keep their order
     return rows[:max(limit, 0)]
-
-
-def conversation_line(row: ConversationRow) -> str:
-    """One line of ``relance conversations``."""
-    if row.contact_id is None:
-        count = row.unknown_messages
-        return (f"{row.phone}  unknown number  [{count} message{'s' if count != 1 else ''}]  "
-                f"last message {_when(row.last_activity)}  needs a person: {UNKNOWN_REASON}")
-    line = (f"{row.phone or '?'}  {row.name or '?'}  [{', '.join(row.states)}]  "
-            f"last reply {_when(row.last_inbound_at)}")
-    if row.needs_human_reasons:
-        line += "  needs a person: " + "; ".join(row.needs_human_reasons)
-    return line
-
-
-def list_conversations(store: Repositories, *, needs_human: bool = False, limit: int = 50) -> list[str]:
-    """One line per contact with follow-ups and per unknown number that wrote, newest activity first.
-
-    Contact lines: phone, name, follow-up states, and the hand-over reason if any. Unknown numbers
-    always need a person: phone, message count and the last one's time. At most ``limit`` lines.
-    """
-    return [conversation_line(row) for row in conversations(store, needs_human=needs_human, limit=limit)]
 
 
 def _contact_rows(store: Repositories, *, needs_human: bool, limit: int) -> list[ConversationRow]:
@@ -166,55 +147,11 @@ def contact_timeline(store: Repositories, contact_id: str) -> Timeline:
     return client_timeline(store, contact.phone)
 
 
-def timeline(store: Repositories, phone: str) -> list[str]:
-    """A contact's details, follow-ups and every message in and out, oldest first.
-
-    For a number that is no contact but wrote: what it sent, under a header saying so.
-    """
-    found = client_timeline(store, phone)
-    contact = found.contact
-    if contact is None:
-        return _unknown_timeline(found)
-    lines = [f"{contact.name or '?'} {contact.phone or phone} ({contact.language or 'fr'}, "
-             f"{contact.timezone or 'Europe/Paris'})" + ("  OPTED OUT" if contact.opted_out else "")]
-    if contact.problem:
-        lines.append(f"  RECORD UNREADABLE: {contact.problem} (import the contact again with a valid value)")
-    for key, value in sorted(contact.fields.items()):
-        lines.append(f"  {key}: {value}")
-    for followup in found.followups:
-        flag = f"  needs a person: {followup.needs_human_reason}" if followup.needs_human else ""
-        if not flag and followup.handled_at:
-            flag = (f"  handled {_when(followup.handled_at)} ({followup.handled_action or 'keep'}): "
-                    f"{followup.needs_human_reason}")
-        lines.append(_followup_state(followup) + flag)
-    lines.extend(_message_line(message) for message in found.messages)
-    return lines
-
-
-def _followup_state(followup: FollowUpSummary) -> str:
+def followup_state_text(followup: FollowUpSummary) -> str:
+    """A follow-up's state as a line tells it: campaign, state, next step, why it stopped or waits."""
     detail = followup.stop_reason or followup.pause_reason or ""
     return (f"follow-up {followup.campaign_id}: {followup.state} (next step {followup.step + 1})"
             f"{' ' + detail if detail else ''}")
-
-
-def _unknown_timeline(found: Timeline) -> list[str]:
-    count = len(found.messages)
-    return [f"{found.phone}: unknown number, not a contact ({count} message{'s' if count != 1 else ''}); "
-            "to follow it up, add it to a contacts file and run `relance contacts import FILE`",
-            f"needs a person: {UNKNOWN_REASON}",
-            *(_message_line(message) for message in found.messages)]
-
-
-def _message_line(message: MessageSummary) -> str:
-    arrow = "←" if message.direction == "inbound" else "→"
-    body = " ".join(message.body.split()) or ("[media]" if message.num_media else "")
-    extra = ""
-    if message.classification:
-        c = message.classification
-        extra = f"  [{c['intent']} {c['confidence']:.2f}{' → person' if c.get('needs_human') else ''}]"
-    if message.error_code:
-        extra += f"  [error {message.error_code}]"
-    return f"{_when(message.created_at)} {arrow} {message.state}: {body}{extra}"
 
 
 _DONE = {
@@ -235,5 +172,5 @@ def handled_lines(closed: HandOverClosed) -> list[str]:
     if closed.invoices:
         what = "marked paid" if closed.action == HandledAction.PAID else "reopened"
         lines.append(f"  invoice(s) {what}: {', '.join(closed.invoices)}")
-    lines.extend("  " + _followup_state(followup) for followup in closed.followups)
+    lines.extend("  " + followup_state_text(followup) for followup in closed.followups)
     return lines

@@ -203,7 +203,8 @@ def _start_sending(deps: App, hold: ExitStack, message_id: str, hint: str | None
             _cancel(deps, message_id, CancelReason.OPT_OUT)
             log.info("message=%s cancelled: contact opted out", message_id)
             return None
-        if message.purpose == "reply" and message.kind == "freeform" and not window_open(contact.last_inbound_at, now):
+        if (message.purpose in ("reply", "manual") and message.kind == "freeform"
+                and not window_open(contact.last_inbound_at, now)):
             # A freeform answer WhatsApp refuses 24 h after the client's last message (the workers
             # were down that long): a person answers instead. A template reply (a thank-you for a
             # payment outside the window) may go.

@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 
 from shared.domain import api_keys as api_key_interfaces
+from shared.domain import audit as audit_interfaces
 from shared.domain import reports as report_interfaces
 from shared.domain import repositories as interfaces
 from shared.domain import users as user_interfaces
@@ -19,6 +20,7 @@ PROTOCOLS = {"contacts": interfaces.ContactRepository, "campaigns": interfaces.C
              "hooks": interfaces.HookRepository,
              "api_keys": api_key_interfaces.ApiKeyRepository,
              "idempotency": api_key_interfaces.IdempotencyRepository,
+             "audit": audit_interfaces.AuditRepository,
              "users": user_interfaces.UserRepository, "sessions": user_interfaces.SessionRepository,
              "login_throttle": user_interfaces.LoginThrottleRepository,
              "reports": report_interfaces.ReportRepository}

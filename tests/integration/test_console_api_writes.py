@@ -331,3 +331,19 @@ def test_hooks_are_added_with_their_secret_once_listed_without_it_and_removed(
     assert api.get("/api/v1/hooks", headers=key).json() == {"items": []}
     assert _problem(api.delete(f"/api/v1/hooks/{body['id']}", headers=key), 404)["detail"].startswith(
         f"no webhook subscription '{body['id']}'")
+
+
+def test_every_write_refuses_a_read_only_key_and_changes_nothing(api: TestClient, books: MongoRepositories,
+                                                                 reader: dict[str, str]) -> None:
+    document = api.get("/api/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    writes = [(method, path) for path, item in document["paths"].items() for method in item
+              if method in ("post", "patch", "put", "delete")]
+    assert len(writes) >= 12
+    for method, path in writes:
+        url = path.replace("{reference}", "FA-1").replace("{campaign_id}", "relance").replace(
+            "{contact_id}", _marie(books)).replace("{hook_id}", "wh_x")
+        answer = api.request(method.upper(), url, headers=reader, json={})
+        assert "read-only" in _problem(answer, 403)["detail"], (method, path)
+    invoice = books.invoices.get("FA-1")
+    assert invoice is not None and invoice.status.value == "open" and books.contacts.count() == 4

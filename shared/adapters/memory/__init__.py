@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 from shared.adapters.memory.api_keys import MemoryApiKeys, MemoryIdempotency
+from shared.adapters.memory.audit import MemoryAudit
 from shared.adapters.memory.campaigns import MemoryCampaigns
 from shared.adapters.memory.contacts import MemoryContacts
 from shared.adapters.memory.events import MemoryEvents
@@ -50,6 +51,7 @@ class MemoryRepositories(Repositories):
     idempotency: MemoryIdempotency
     database: MemoryDatabase
     hooks: MemoryHooks
+    audit: MemoryAudit
     users: MemoryUsers
     sessions: MemorySessions
     login_throttle: MemoryLoginThrottle
@@ -65,7 +67,7 @@ def memory_repositories() -> MemoryRepositories:
         contacts=MemoryContacts(lock), campaigns=campaigns, followups=followups,
         messages=messages, events=MemoryEvents(lock), owner=MemoryOwner(lock), jobs=MemoryJobs(lock),
         invoices=invoices, database=MemoryDatabase(), hooks=MemoryHooks(lock),
-        api_keys=MemoryApiKeys(lock), idempotency=MemoryIdempotency(lock),
+        api_keys=MemoryApiKeys(lock), idempotency=MemoryIdempotency(lock), audit=MemoryAudit(lock),
         users=MemoryUsers(lock), sessions=MemorySessions(lock), login_throttle=MemoryLoginThrottle(lock),
         reports=MemoryReports(lock, campaigns=campaigns, followups=followups, messages=messages, invoices=invoices),
     )

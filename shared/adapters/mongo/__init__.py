@@ -8,6 +8,7 @@ from __future__ import annotations
 from pymongo.database import Database
 
 from shared.adapters.mongo.api_keys import MongoApiKeys, MongoIdempotency
+from shared.adapters.mongo.audit import MongoAudit
 from shared.adapters.mongo.campaigns import MongoCampaigns
 from shared.adapters.mongo.connection import Client, Doc, MongoDatabase, connect
 from shared.adapters.mongo.contacts import MongoContacts
@@ -40,6 +41,7 @@ class MongoRepositories(Repositories):
     idempotency: MongoIdempotency
     database: MongoDatabase
     hooks: MongoHooks
+    audit: MongoAudit
     users: MongoUsers
     sessions: MongoSessions
     login_throttle: MongoLoginThrottle
@@ -52,6 +54,7 @@ def mongo_repositories(db: Database[Doc]) -> MongoRepositories:
                              messages=MongoMessages(db), events=MongoEvents(db), owner=MongoOwner(db),
                              jobs=MongoJobs(db), invoices=MongoInvoices(db), database=MongoDatabase(db),
                              hooks=MongoHooks(db), api_keys=MongoApiKeys(db), idempotency=MongoIdempotency(db),
+                             audit=MongoAudit(db),
                              users=MongoUsers(db), sessions=MongoSessions(db), login_throttle=MongoLoginThrottle(db),
                              reports=MongoReports(db))
 

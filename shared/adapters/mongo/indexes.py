@@ -74,6 +74,8 @@ def ensure_indexes(db: Database[Doc]) -> None:
     invoices = db["invoices"]
     invoices.create_index([("reference", ASCENDING)], unique=True, name="reference_unique")
     invoices.create_index([("contact_id", ASCENDING), ("status", ASCENDING)], name="contact_status")
+    # The audit log of a client (the conversation page); the recent entries read the _id index.
+    db["audit"].create_index([("contact_id", ASCENDING), ("_id", ASCENDING)], name="contact_time")
     ensure_hook_indexes(db)
     backfill_requeue_from(messages)
     for collection, names in REPLACED.items():

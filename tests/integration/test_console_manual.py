@@ -1,0 +1,269 @@
+"""Hand-overs and replies by hand through the console's API, on the real servers: MongoDB, Redis, a
+dramatiq worker running the real actors, and the Twilio simulator reached through the real SDK.
+
+What a person would check: the reply reaches the simulator once (retried with the same
+Idempotency-Key, or raced by identical requests), never after STOP, and outside the 24-hour
+window only as the approved template (or a clear refusal naming the setting); closing a
+hand-over takes the client off the list and is in the audit log with the key's name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dramatiq
+import httpx
+import pytest
+
+from devtools.simulator import create_app as create_simulator
+from services.bootstrap import register_actors
+from services.console import Console, create_app
+from shared.adapters.mongo import MongoRepositories
+from shared.clock import FakeClock
+from shared.domain.models import Campaign, Contact, Language, Step
+from shared.domain.rules import Rules
+from shared.queue import DramatiqQueue, make_broker
+from shared.settings import load_settings
+from shared.twilio_sender import TwilioSender
+from shared.usecases import audit
+from shared.usecases.api_keys import create_key
+from shared.usecases.context import App
+from shared.usecases.replies import process_inbound
+from tests.support.drafters import EchoDrafter
+from tests.support.servers import serve_asgi
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT_SID = "AC" + "7" * 32
+AUTH_TOKEN = "manual-reply-test-token"
+SENDER = "whatsapp:+14155238886"
+MARIE = "+33612345678"
+PAUL = "+33612345679"
+TEMPLATE = "HX" + "e" * 32
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    app = create_simulator(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, callback_delay=0.01, callback_attempts=1)
+    with serve_asgi(app) as url:
+        yield url
+
+
+@pytest.fixture
+def sim(sim_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sim_url, timeout=5) as client:
+        client.post("/_sim/reset").raise_for_status()
+        yield client
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def rules() -> Rules:
+    settings = load_settings({"PUBLIC_BASE_URL": "http://127.0.0.1:9", "TWILIO_WHATSAPP_NUMBER": SENDER,
+                              "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0",
+                              "HOLIDAYS_COUNTRY": ""})
+    return replace(settings.rules(), business_name="Atelier Dupont")
+
+
+@pytest.fixture
+def world(store: MongoRepositories, clock: FakeClock, rules: Rules, redis_url: str, sim_url: str,
+          sim: httpx.Client) -> Iterator[tuple[App, DramatiqQueue]]:
+    """Marie (she wrote an hour ago) and Paul (silent for days), enrolled; the sending workers running."""
+    now = clock.now()
+    store.contacts.upsert(Contact(id="ct1", phone=MARIE, name="Marie", language=Language.FR,
+                                  fields={"invoice_number": "FA-1"}), now)
+    store.contacts.touch_inbound("ct1", now - timedelta(hours=1))
+    store.contacts.upsert(Contact(id="ct2", phone=PAUL, name="Paul", language=Language.FR), now)
+    store.contacts.touch_inbound("ct2", now - timedelta(days=3))
+    store.campaigns.create(Campaign(id="c1", name="Relance", steps=[Step(delay="2d")]), now)
+    for contact_id in ("ct1", "ct2"):
+        store.followups.enrol(contact_id=contact_id, campaign_id="c1", next_run_at=now + timedelta(days=2), now=now)
+    broker = make_broker(redis_url)
+    queue = DramatiqQueue(broker)
+    sender = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER, api_base_url=sim_url,
+                          timeout=5)
+    deps = App.build(rules, store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=sender)
+    register_actors(broker, deps)
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    yield deps, queue
+    worker.stop()
+    broker.close()
+
+
+Console_ = Callable[..., httpx.Client]
+
+
+@pytest.fixture
+def console(world: tuple[App, DramatiqQueue], clock: FakeClock) -> Iterator[Console_]:
+    """An HTTP client on a running console (``template``: MANUAL_REPLY_TEMPLATE_SID set) with a key 'crm'."""
+    deps, queue = world
+    key = create_key(deps.store, "crm", now=clock.now())
+    opened: list[Any] = []
+
+    def open_console(template: str = "") -> httpx.Client:
+        app = create_app(Console(deps.store, clock, queue=queue,
+                                 rules=replace(deps.rules, manual_reply_template_sid=template)))
+        served = serve_asgi(app)
+        url = served.__enter__()
+        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        opened.append((served, client))
+        return client
+
+    yield open_console
+    for served, client in opened:
+        client.close()
+        served.__exit__(None, None, None)
+
+
+def _at_simulator(sim: httpx.Client, to: str) -> list[dict[str, Any]]:
+    return list(sim.get("/_sim/messages", params={"to": to}).json())
+
+
+def _wait_for(what: str, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _settled(sim: httpx.Client, to: str, count: int) -> list[dict[str, Any]]:
+    """The simulator's messages to ``to`` once ``count`` arrived, after a pause that would let a second one in."""
+    _wait_for(f"{count} message(s) at the simulator", lambda: len(_at_simulator(sim, to)) >= count)
+    time.sleep(1.0)
+    return _at_simulator(sim, to)
+
+
+def _problem(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM and "Traceback" not in response.text
+    return str(response.json()["detail"])
+
+
+def test_a_reply_posted_twice_with_one_idempotency_key_reaches_the_client_once(
+        console: Console_, sim: httpx.Client, world: tuple[App, DramatiqQueue]) -> None:
+    api = console()
+    text = "Bonjour Marie, je regarde votre facture FA-1 et je reviens vers vous."
+    first = api.post(f"/api/v1/conversations/{MARIE}/reply", json={"body": text}, headers={"Idempotency-Key": "r-1"})
+    again = api.post(f"/api/v1/conversations/{MARIE}/reply", json={"body": text}, headers={"Idempotency-Key": "r-1"})
+    assert first.status_code == 200, first.text
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json() and first.json()["kind"] == "freeform"
+    (sent,) = _settled(sim, MARIE, 1)
+    assert sent["body"] == text and sent["from"] == SENDER
+    deps, _ = world
+    stored = deps.store.messages.get(first.json()["message_id"])
+    assert stored is not None and stored.twilio_sid == sent["sid"] and stored.written_by == "key:crm"
+    (entry,) = audit.for_contact(deps.store, "ct1")
+    assert (entry.by, entry.action, entry.target) == ("key:crm", "reply.manual", stored.id)
+
+
+def test_racing_identical_requests_reach_the_client_once(console: Console_, sim: httpx.Client) -> None:
+    api = console()
+    text = "Bien reçu Marie, merci."
+
+    def post(key: str | None) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return api.post(f"/api/v1/conversations/{MARIE}/reply", json={"body": text}, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(post, [None, None, None, "race", "race", "race"]))
+    assert all(answer.status_code in (200, 409) for answer in answers), [a.text for a in answers]
+    ids = {answer.json()["message_id"] for answer in answers if answer.status_code == 200}
+    assert len(ids) == 2  # the text without a key, and the key "race": one message each
+    sent = _settled(sim, MARIE, 2)
+    assert [message["body"] for message in sent] == [text, text]
+    keyless = [answer.json() for answer in answers[:3]]
+    assert sorted(answer["duplicate"] for answer in keyless) == [False, True, True]
+
+
+def test_after_stop_a_reply_is_refused_and_nothing_is_sent(console: Console_, sim: httpx.Client,
+                                                         world: tuple[App, DramatiqQueue], clock: FakeClock) -> None:
+    deps, _ = world
+    event = {"kind": "inbound", "sid": "SM" + "5" * 32, "state": "received", "from": f"whatsapp:{MARIE}",
+             "body": "STOP", "num_media": 0}
+    deps.store.events.record("inbound:stop", event, clock.now())
+    process_inbound(deps, "inbound:stop")
+    detail = _problem(console().post(f"/api/v1/conversations/{MARIE}/reply", json={"body": "Bonjour Marie"}), 409)
+    assert "STOP" in detail and "Marie" in detail
+    time.sleep(0.5)
+    assert _at_simulator(sim, MARIE) == []
+    assert audit.for_contact(deps.store, "ct1") == []
+
+
+def test_outside_the_window_only_the_approved_template_goes(console: Console_, sim: httpx.Client) -> None:
+    detail = _problem(console().post(f"/api/v1/conversations/{PAUL}/reply", json={"body": "Bonjour Paul"}), 409)
+    assert "MANUAL_REPLY_TEMPLATE_SID" in detail and "24 hours" in detail
+    answer = console(TEMPLATE).post(f"/api/v1/conversations/{PAUL}/reply", json={"body": "Pouvez-vous me rappeler ?"})
+    assert answer.status_code == 200 and answer.json()["kind"] == "template", answer.text
+    (sent,) = _settled(sim, PAUL, 1)
+    assert sent["content_sid"] == TEMPLATE and "Pouvez-vous me rappeler ?" in str(sent["content_variables"])
+
+
+def test_refusals_are_clear_problems_and_store_nothing(console: Console_, world: tuple[App, DramatiqQueue]) -> None:
+    api = console()
+    facts = _problem(api.post(f"/api/v1/conversations/{MARIE}/reply", json={"body": "Vous devez 990 € au total."}),
+                     422)
+    assert "facts check" in facts and "990" in facts
+    _problem(api.post("/api/v1/conversations/+33699999999/reply", json={"body": "Bonjour"}), 404)
+    _problem(api.post("/api/v1/conversations/not-a-phone/reply", json={"body": "Bonjour"}), 400)
+    _problem(api.post(f"/api/v1/conversations/{MARIE}/reply", json={}), 422)
+    deps, _ = world
+    assert deps.store.messages.count() == 0
+
+
+def test_hand_overs_are_listed_closed_and_audited(console: Console_, world: tuple[App, DramatiqQueue],
+                                                  clock: FakeClock) -> None:
+    deps, _ = world
+    deps.store.followups.flag_contact("ct1", reason="dispute: the client disputes the invoice", now=clock.now())
+    api = console()
+    listed = api.get("/api/v1/handovers").json()
+    (item,) = listed["items"]
+    assert (item["phone"], item["name"], item["reasons"]) == (MARIE, "Marie",
+                                                              ["dispute: the client disputes the invoice"])
+    assert item["since"] is not None and listed["next_cursor"] is None
+    closed = api.post(f"/api/v1/handovers/{MARIE}/stop", headers={"Idempotency-Key": "h-1"})
+    assert closed.status_code == 200, closed.text
+    done = closed.json()
+    assert (done["closed"], done["moved"], done["followups"][0]["state"]) == (1, 1, "stopped")
+    assert api.get("/api/v1/handovers").json()["items"] == []
+    (entry,) = audit.for_contact(deps.store, "ct1")
+    assert (entry.by, entry.action) == ("key:crm", "handover.stop")
+    _problem(api.post("/api/v1/handovers/+33699999999/close"), 400)
+
+
+def test_relance_reply_stores_the_message_for_the_workers_and_refuses_after_stop(
+        world: tuple[App, DramatiqQueue], sim: httpx.Client, mongo_uri: str, db_name: str, redis_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from urllib.parse import urlsplit
+
+    from services.cli import main
+
+    settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl(),
+                              "REDIS_URL": redis_url})
+    deps, _ = world
+    deps.store.contacts.touch_inbound("ct1", datetime.now(UTC))  # the CLI runs on the real clock
+    assert main(["reply", MARIE, "Bonjour Marie, c'est noté."], load=lambda: settings) == 0
+    assert "stored as text" in capsys.readouterr().out
+    (sent,) = _settled(sim, MARIE, 1)
+    assert sent["body"] == "Bonjour Marie, c'est noté."
+    assert main(["reply", MARIE, "Bonjour Marie, c'est noté."], load=lambda: settings) == 0
+    assert "stored already" in capsys.readouterr().out
+    deps.store.contacts.set_opt_out("ct1", True, datetime.now(UTC))
+    assert main(["reply", MARIE, "Encore moi"], load=lambda: settings) == 1
+    assert "STOP" in capsys.readouterr().err
+    assert len(_settled(sim, MARIE, 1)) == 1
+    (entry,) = audit.for_contact(deps.store, "ct1")
+    assert entry.by.startswith("cli:") and entry.action == "reply.manual"
