@@ -16,7 +16,8 @@ is drafted again, in place, as the step's template (:func:`redraft_closed_window
 scheduler's sweep, and checked again when it is approved); a step without a template is
 withdrawn and its follow-up paused for a person, as drafting does. A STOP, a payment, a pause or a
 hand-over cancels a waiting draft as it cancels a ready one. Every write takes ``by``, who acted
-(``key:<name>``, ``user:<email>``), kept on the message (``approved_by``, ``edited_by``, ``rejected_by``).
+(``key:<name>``, ``user:<email>``), kept on the message (``approved_by``, ``edited_by``, ``rejected_by``)
+and in the audit log (``approval.approve``, ``approval.edit``, ``approval.reject``; never the text).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from shared.language.factcheck import check_draft
 from shared.language.invoice_text import invoice_facts
 from shared.policy import SERVICE_WINDOW, window_open
 from shared.ports import DraftRequest, TaskQueue
+from shared.usecases import audit
 from shared.usecases.browsing import Page, check_limit
 from shared.usecases.cadence import advance_after_send, stop_followup
 from shared.usecases.drafting import template_message
@@ -154,6 +156,8 @@ def approve(store: Repositories, queue: TaskQueue | None, message_id: str, *, by
     if not store.messages.approve(message_id, by=who, now=now):
         raise NotWaiting(f"draft {message_id!r} is not waiting for approval any more")
     log.info("message=%s approved by %s", message_id, who)
+    audit.record(store, by=who, action="approval.approve", contact_id=message.contact_id, target=message_id,
+                 detail=f"step {message.step + 1}, {message.kind}", now=now)
     if queue is not None:
         try:
             queue.send_message(message_id, contact_id=message.contact_id)
@@ -209,6 +213,8 @@ def edit(store: Repositories, rules: Rules, message_id: str, body: str, *, by: s
     if not store.messages.edit_draft(message_id, body=text, by=who, now=now):
         raise NotWaiting(f"draft {message_id!r} is not waiting for approval any more")
     log.info("message=%s edited by %s", message_id, who)
+    audit.record(store, by=who, action="approval.edit", contact_id=message.contact_id, target=message_id,
+                 detail=f"step {message.step + 1}, {len(text)} characters", now=now)
     if then_approve:
         return approve(store, queue, message_id, by=who, now=now)
     return Decision(_reread(store, message_id))
@@ -244,7 +250,10 @@ def reject(store: Repositories, message_id: str, *, reason: str, by: str, now: d
     if not store.messages.reject(message_id, by=who, reason=why, now=now):
         raise NotWaiting(f"draft {message_id!r} is not waiting for approval any more")
     log.info("message=%s rejected by %s", message_id, who)
-    return Decision(_reread(store, message_id), move_past_rejected(store, message, now=now))
+    moved = move_past_rejected(store, message, now=now)
+    audit.record(store, by=who, action="approval.reject", contact_id=message.contact_id, target=message_id,
+                 detail=f"step {message.step + 1}: {why}", now=now)
+    return Decision(_reread(store, message_id), moved)
 
 
 def move_past_rejected(store: Repositories, message: OutboundMessage, *, now: datetime) -> FollowUpState | None:

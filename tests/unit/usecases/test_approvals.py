@@ -421,3 +421,17 @@ def test_a_payment_while_it_waits_cancels_the_invoice_reminder(clock: FakeClock)
     assert inv is not None and (inv.state, inv.stop_reason) == (FollowUpState.STOPPED, "paid")
     drain(app)
     assert twilio(app).sent == []
+
+
+def test_each_decision_is_in_the_audit_log_without_the_text(clock: FakeClock) -> None:
+    app = world(clock)
+    draft = drafted(app)
+    text = "Bonjour Marie, la facture FA-2026-001 reste à régler."
+    approvals.edit(app.store, app.rules, DRAFT, text, by="user:a@example.com", now=clock.now())
+    clock.advance(timedelta(seconds=1))
+    approvals.reject(app.store, DRAFT, reason="appeler plutôt le +33612345678", by="key:ops", now=clock.now())
+    entries = app.store.audit.for_contact("ct1", 10)
+    assert [(e.by, e.action, e.target) for e in entries] == [
+        ("key:ops", "approval.reject", DRAFT), ("user:a@example.com", "approval.edit", DRAFT)]
+    assert entries[0].detail is not None and "+33612345678" not in entries[0].detail
+    assert all(text not in (e.detail or "") and draft.body not in (e.detail or "") for e in entries)
