@@ -52,6 +52,15 @@ MAX_BULK = 200
 BulkOutcome = Literal["done", "not_waiting", "unknown", "refused"]
 
 
+class Refused(InputError):
+    """A request the rules refuse (a 400): ``code`` and ``params`` let a page say it in the reader's language."""
+
+    def __init__(self, code: str, message: str, **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+
 class NotWaiting(Conflict):
     """The message exists but is not (any more) waiting for approval: approved, rejected, cancelled, sent."""
 
@@ -133,7 +142,7 @@ def _waiting(store: Repositories, message_id: str) -> OutboundMessage:
 def _by(by: str) -> str:
     who = by.strip()
     if not who:
-        raise InputError("who acts (by) is required")
+        raise Refused("by", "who acts (by) is required")
     return who
 
 
@@ -195,21 +204,23 @@ def edit(store: Repositories, rules: Rules, message_id: str, body: str, *, by: s
     who = _by(by)
     text = body.strip()
     if not text:
-        raise InputError("the text is empty")
+        raise Refused("empty", "the text is empty")
     if len(text) > rules.max_message_chars:
-        raise InputError(f"the text is {len(text)} characters long; at most {rules.max_message_chars}")
+        raise Refused("too_long", f"the text is {len(text)} characters long; at most {rules.max_message_chars}",
+                      length=len(text), limit=rules.max_message_chars)
     message = _waiting(store, message_id)
     if message.kind != "freeform":
-        raise InputError(f"draft {message_id!r} is the step's approved template, whose text cannot change: "
+        raise Refused("template", f"draft {message_id!r} is the step's approved template, whose text cannot change: "
                          "approve or reject it")
     contact = store.contacts.get(message.contact_id or "")
     campaign = store.campaigns.get(message.campaign_id or "")
     if contact is None or campaign is None:
-        raise InputError(f"draft {message_id!r}: its contact or campaign no longer exists")
+        raise Refused("gone", f"draft {message_id!r}: its contact or campaign no longer exists")
     problems = check_draft(text, _facts_request(store, rules, contact, campaign, message.step))
     if problems:
-        raise InputError("the text fails the facts check (every amount, date, reference and link must come "
-                         f"from the client's data; nothing only the business may grant): {'; '.join(problems)}")
+        raise Refused("facts", "the text fails the facts check (every amount, date, reference and link must come "
+                      f"from the client's data; nothing only the business may grant): {'; '.join(problems)}",
+                      problems="; ".join(problems))
     if not store.messages.edit_draft(message_id, body=text, by=who, now=now):
         raise NotWaiting(f"draft {message_id!r} is not waiting for approval any more")
     log.info("message=%s edited by %s", message_id, who)
@@ -243,9 +254,10 @@ def reject(store: Repositories, message_id: str, *, reason: str, by: str, now: d
     who = _by(by)
     why = " ".join(reason.split())
     if not why:
-        raise InputError("a rejection needs a reason")
+        raise Refused("no_reason", "a rejection needs a reason")
     if len(why) > MAX_REASON_CHARS:
-        raise InputError(f"the reason is {len(why)} characters long; at most {MAX_REASON_CHARS}")
+        raise Refused("reason_too_long", f"the reason is {len(why)} characters long; at most {MAX_REASON_CHARS}",
+                      length=len(why), limit=MAX_REASON_CHARS)
     message = _waiting(store, message_id)
     if not store.messages.reject(message_id, by=who, reason=why, now=now):
         raise NotWaiting(f"draft {message_id!r} is not waiting for approval any more")
@@ -278,14 +290,14 @@ def bulk(store: Repositories, queue: TaskQueue | None, action: Literal["approve"
     ``unknown`` or ``refused`` (a freeform draft whose window closed: redrafted, with why)."""
     wanted = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
     if not wanted:
-        raise InputError("no draft ids given")
+        raise Refused("no_ids", "no draft ids given")
     if len(wanted) > MAX_BULK:
-        raise InputError(f"{len(wanted)} ids: at most {MAX_BULK} at once")
+        raise Refused("too_many", f"{len(wanted)} ids: at most {MAX_BULK} at once", count=len(wanted), limit=MAX_BULK)
     if action not in ("approve", "reject"):
-        raise InputError(f"action must be approve or reject (got {action!r})")
+        raise Refused("action", f"action must be approve or reject (got {action!r})")
     _by(by)
     if action == "reject" and not " ".join((reason or "").split()):
-        raise InputError("a rejection needs a reason")
+        raise Refused("no_reason", "a rejection needs a reason")
     done: list[BulkItem] = []
     for message_id in wanted:
         try:

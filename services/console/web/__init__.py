@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.console.guard import Console
-from services.console.web import auth, core, overview
+from services.console.web import approvals, auth, core, overview
 
 
 def install(app: FastAPI, console: Console) -> None:
@@ -17,3 +17,4 @@ def install(app: FastAPI, console: Console) -> None:
     core.install_handlers(app)
     app.include_router(auth.router(console))
     app.include_router(overview.router(console))
+    app.include_router(approvals.router(console))
