@@ -308,3 +308,15 @@ def test_bulk_approves_and_rejects_reporting_each_id(world: World) -> None:
     world.settle()
     assert sorted(m["to"] for m in world.twilio_got()) == ["whatsapp:+33612345602", "whatsapp:+33612345603"]
     assert world.store.messages.get(drafts[0]).rejection_reason == "doublon"  # type: ignore[union-attr]
+
+
+def test_a_campaign_posted_as_json_takes_the_approval_option(world: World) -> None:
+    campaign = {"id": "c2", "name": "Validée", "approval": "required", "steps": [{"delay": "0s"}]}
+    created = world.api.post("/api/v1/campaigns", headers=world.admin, json=campaign)
+    assert created.status_code == 201, created.text
+    stored = world.store.campaigns.get("c2")
+    assert stored is not None and stored.needs_approval
+    body = _problem(world.api.post("/api/v1/campaigns", headers=world.admin,
+                                   json={**campaign, "id": "c3", "approval": "maybe"}), 400)
+    assert body["detail"] == "campaign: approval: Input should be 'auto' or 'required' (got 'maybe')"
+    assert world.store.campaigns.get("c3") is None
