@@ -65,7 +65,7 @@ def cmd_approvals_decide(settings: Settings, args: argparse.Namespace) -> int:
 
     store, now = _store(settings), SystemClock().now()
     if args.action == "approve":
-        decision = approvals.approve(store, _queue(settings), args.id, by=_by(args), now=now)
+        decision = approvals.approve(store, _queue(settings), args.id, by=_by(args), now=now, rules=settings.rules())
     elif args.action == "reject":
         decision = approvals.reject(store, args.id, reason=args.reason, by=_by(args), now=now)
     else:

@@ -150,14 +150,14 @@ def router(console: Console) -> APIRouter:
         return idempotent(console, request, key, body, lambda: BulkOut(items=[
             BulkItemOut(id=item.id, outcome=item.outcome, detail=item.detail) for item in approvals.bulk(
                 store, console.queue, body.action, body.ids, by=by_key(key), now=console.clock.now(),
-                reason=body.reason)]))
+                reason=body.reason, rules=console.rules)]))
 
     @api.post("/approvals/{message_id}/approve", response_model=DecisionOut, tags=["approvals"])
     def approve(message_id: str, request: Request, key: Writer) -> Response:
         """Approve a draft: it is sent as any draft (send window, opt-out, pacing). 409 when it is not
         waiting any more, or when its 24-hour window closed (it was drafted again as the template)."""
         return idempotent(console, request, key, None, lambda: DecisionOut.decided(approvals.approve(
-            store, console.queue, message_id, by=by_key(key), now=console.clock.now())))
+            store, console.queue, message_id, by=by_key(key), now=console.clock.now(), rules=console.rules)))
 
     @api.post("/approvals/{message_id}/edit", response_model=DecisionOut, tags=["approvals"],
               openapi_extra=_documented(EditIn))

@@ -37,7 +37,7 @@ from shared.domain.states import FollowUpState, MessageState
 from shared.errors import Conflict, InputError, NotFound
 from shared.language.factcheck import check_draft
 from shared.language.invoice_text import invoice_facts
-from shared.policy import SERVICE_WINDOW, window_open
+from shared.policy import SERVICE_WINDOW, is_allowed, next_allowed, window_open
 from shared.ports import DraftRequest, TaskQueue
 from shared.usecases import audit
 from shared.usecases.browsing import Page, check_limit
@@ -147,20 +147,23 @@ def _by(by: str) -> str:
 
 
 # ------------------------------------------------------------------ approving
-def approve(store: Repositories, queue: TaskQueue | None, message_id: str, *, by: str, now: datetime) -> Decision:
+def approve(store: Repositories, queue: TaskQueue | None, message_id: str, *, by: str, now: datetime,
+            rules: Rules | None = None) -> Decision:
     """Approve a waiting draft: ``awaiting_approval → ready``, then its send is enqueued.
 
     Conditional: of two concurrent approvals one moves it (the other gets NotWaiting), and the
     send itself is ``ready → sending``, so the message goes out once. A freeform draft whose
-    24-hour window has closed is not approved: it is drafted again as the template (WindowClosed).
+    24-hour window has closed, or closes before the campaign's send window next opens (``rules``:
+    its holidays), is not approved: it is drafted again as the template (WindowClosed).
     ``queue`` None: the scheduler's ready sweep enqueues it after its stale delay.
     """
     who = _by(by)
     message = _waiting(store, message_id)
     if message.kind == "freeform":
         contact = store.contacts.get(message.contact_id or "")
-        if contact is None or not window_open(contact.last_inbound_at, now):
-            outcome = redraft_if_window_closed(store, message, now=now, contact=contact)
+        at = _first_send_at(store, rules or Rules(), message, contact, now)
+        if contact is None or not window_open(contact.last_inbound_at, at):
+            outcome = redraft_if_window_closed(store, message, now=now, contact=contact, at=at)
             raise WindowClosed(_closed_text(message_id, outcome))
     if not store.messages.approve(message_id, by=who, now=now):
         raise NotWaiting(f"draft {message_id!r} is not waiting for approval any more")
@@ -176,13 +179,28 @@ def approve(store: Repositories, queue: TaskQueue | None, message_id: str, *, by
     return Decision(_reread(store, message_id))
 
 
+def _first_send_at(store: Repositories, rules: Rules, message: OutboundMessage, contact: Contact | None,
+                   now: datetime) -> datetime:
+    """When the sending actor would first let this step out: now, or the campaign's send window's next opening."""
+    campaign = store.campaigns.get(message.campaign_id or "")
+    if campaign is None or contact is None:
+        return now
+    country, subdiv = rules.holidays_country, rules.holidays_subdiv
+    window, timezone = campaign.send_window, contact.timezone
+    if is_allowed(now, window, timezone, holidays_country=country, holidays_subdiv=subdiv):
+        return now
+    return next_allowed(now, window, timezone, holidays_country=country, holidays_subdiv=subdiv)
+
+
 def _closed_text(message_id: str, outcome: str) -> str:
     if outcome == "template":
-        return (f"draft {message_id!r} was written inside the client's 24-hour window, which has closed: it was "
-                "drafted again as the step's approved template; read it and approve it again")
+        return (f"draft {message_id!r} was written inside the client's 24-hour window, which has closed (or "
+                "closes before the campaign's send window opens): it was drafted again as the step's approved "
+                "template; read it and approve it again")
     if outcome == "withdrawn":
-        return (f"draft {message_id!r} was written inside the client's 24-hour window, which has closed, and "
-                "its step has no approved template: it was withdrawn and the follow-up paused for a person")
+        return (f"draft {message_id!r} was written inside the client's 24-hour window, which has closed (or "
+                "closes before the campaign's send window opens), and its step has no approved template: it was "
+                "withdrawn and the follow-up paused for a person")
     return f"draft {message_id!r} could not be approved: the client's 24-hour window has closed"
 
 
@@ -227,7 +245,7 @@ def edit(store: Repositories, rules: Rules, message_id: str, body: str, *, by: s
     audit.record(store, by=who, action="approval.edit", contact_id=message.contact_id, target=message_id,
                  detail=f"step {message.step + 1}, {len(text)} characters", now=now)
     if then_approve:
-        return approve(store, queue, message_id, by=who, now=now)
+        return approve(store, queue, message_id, by=who, now=now, rules=rules)
     return Decision(_reread(store, message_id))
 
 
@@ -285,7 +303,7 @@ def move_past_rejected(store: Repositories, message: OutboundMessage, *, now: da
 
 # ------------------------------------------------------------------ in bulk
 def bulk(store: Repositories, queue: TaskQueue | None, action: Literal["approve", "reject"], ids: Iterable[str], *,
-         by: str, now: datetime, reason: str | None = None) -> list[BulkItem]:
+         by: str, now: datetime, reason: str | None = None, rules: Rules | None = None) -> list[BulkItem]:
     """Approve or reject each of ``ids`` (at most MAX_BULK); each reported ``done``, ``not_waiting``,
     ``unknown`` or ``refused`` (a freeform draft whose window closed: redrafted, with why)."""
     wanted = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
@@ -302,7 +320,7 @@ def bulk(store: Repositories, queue: TaskQueue | None, action: Literal["approve"
     for message_id in wanted:
         try:
             if action == "approve":
-                approve(store, queue, message_id, by=by, now=now)
+                approve(store, queue, message_id, by=by, now=now, rules=rules)
             else:
                 reject(store, message_id, reason=reason or "", by=by, now=now)
         except NotFound:
@@ -330,13 +348,14 @@ def redraft_closed_windows(store: Repositories, *, now: datetime, limit: int) ->
 
 
 def redraft_if_window_closed(store: Repositories, message: OutboundMessage, *, now: datetime,
-                             contact: Contact | None = None) -> str:
+                             contact: Contact | None = None, at: datetime | None = None) -> str:
     """A waiting freeform draft whose client's window closed, drafted again in place as the step's template.
 
     Returns ``open`` (the client wrote again: the window's end moved, the text kept), ``template``
     (redrafted, still waiting for approval, same id), ``withdrawn`` (no template: cancelled and the
     follow-up paused for a person, as drafting does), ``stopped`` (no invoice left to remind of, or
-    its records are gone) or ``changed`` (someone acted on it meanwhile).
+    its records are gone) or ``changed`` (someone acted on it meanwhile). ``at``: when the window
+    must still be open (the first moment it could be sent; default now).
     """
     contact = contact or store.contacts.get(message.contact_id or "")
     campaign = store.campaigns.get(message.campaign_id or "")
@@ -344,7 +363,7 @@ def redraft_if_window_closed(store: Repositories, message: OutboundMessage, *, n
         stop_followup(store, message.followup_id or "", reason=StopReason.MISSING_DATA, now=now, needs_human=True)
         store.messages.cancel(message.id, reason=CancelReason.MISSING_DATA, now=now)
         return "stopped"
-    if contact.last_inbound_at is not None and window_open(contact.last_inbound_at, now):
+    if contact.last_inbound_at is not None and window_open(contact.last_inbound_at, at or now):
         closes = utc(contact.last_inbound_at) + SERVICE_WINDOW
         moved = store.messages.replace_draft(message.model_copy(update={"window_closes_at": closes}),
                                              body_was=message.body, now=now)

@@ -169,7 +169,7 @@ def router(console: Console) -> APIRouter:
         ids = [str(value) for value in form.getlist("ids")]
         try:
             results = approvals.bulk(store, console.queue, "reject" if action == "reject" else "approve", ids,
-                                     by=_by(session), now=console.clock.now(), reason=reason)
+                                     by=_by(session), now=console.clock.now(), reason=reason, rules=console.rules)
         except InputError as exc:
             return listing(request, error=_error(request, exc), reason=reason, status=_status(exc))
         return listing(request, results=results)
@@ -181,7 +181,8 @@ def router(console: Console) -> APIRouter:
     @pages.post("/approvals/{message_id}/approve")
     def approve(request: Request, message_id: str, session: CurrentUser, form: CheckedForm) -> Response:
         try:
-            approvals.approve(store, console.queue, message_id, by=_by(session), now=console.clock.now())
+            approvals.approve(store, console.queue, message_id, by=_by(session), now=console.clock.now(),
+                              rules=console.rules)
         except InputError as exc:
             return detail(request, message_id, error=_error(request, exc), status=_status(exc))
         return redirect("/approvals?done=approved")

@@ -5,7 +5,7 @@ facts check; a window closing while it waits redrafts it as the template; a STOP
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,7 +54,7 @@ BY = "key:ops"
 
 
 def world(clock: FakeClock, *, approval: str = "required", steps: list[Step] | None = None,
-          wrote: timedelta = timedelta(hours=1)) -> App:
+          wrote: timedelta = timedelta(hours=1), window: SendWindow = ALWAYS) -> App:
     """Marie (she wrote an hour ago: freeform drafts), enrolled in a two-step campaign that wants approval;
     step 0 has a template, step 1 none."""
     rules = Rules(business_name="Atelier Dupont", min_gap=timedelta(0), daily_cap_per_contact=0,
@@ -65,7 +65,7 @@ def world(clock: FakeClock, *, approval: str = "required", steps: list[Step] | N
     now = clock.now()
     store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR, fields=FACTS), now)
     store.contacts.touch_inbound("ct1", now - wrote)
-    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, approval=approval,  # type: ignore[arg-type]
+    store.campaigns.create(Campaign(id="c1", name="Relance", send_window=window, approval=approval,  # type: ignore[arg-type]
                                     steps=steps or [Step(delay="0s", template=TEMPLATE),
                                                     Step(delay="2d", anchor="previous")]), now)
     store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)
@@ -435,3 +435,21 @@ def test_each_decision_is_in_the_audit_log_without_the_text(clock: FakeClock) ->
         ("key:ops", "approval.reject", DRAFT), ("user:a@example.com", "approval.edit", DRAFT)]
     assert entries[0].detail is not None and "+33612345678" not in entries[0].detail
     assert all(text not in (e.detail or "") and draft.body not in (e.detail or "") for e in entries)
+
+
+@pytest.mark.parametrize(("wrote_hours_ago", "approved"), [(11.5, False), (10, True)])
+def test_a_window_closing_before_the_send_window_opens_redrafts_at_approval(wrote_hours_ago: float,
+                                                                            approved: bool) -> None:
+    """Approved at 20:00 in Paris, sent at 9:00 the next morning: the client's window must still be open then."""
+    clock = FakeClock(datetime(2026, 3, 2, 19, 0, tzinfo=UTC))  # Monday 20:00 in Paris
+    office = SendWindow(days=["mon", "tue", "wed", "thu", "fri"], start=time(9), end=time(18))
+    app = world(clock, wrote=timedelta(hours=wrote_hours_ago), window=office)
+    assert drafted(app).kind == "freeform"
+    if approved:  # she wrote at 09:00 UTC: her window is open until Tuesday 10:00 in Paris
+        assert approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now(),
+                                 rules=app.rules).message.state == MessageState.READY
+        return
+    with pytest.raises(WindowClosed, match="send window"):  # it closes at 08:30 in Paris, before 09:00
+        approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now(), rules=app.rules)
+    assert (message(app).kind, message(app).state) == ("template", MessageState.AWAITING_APPROVAL)
+    assert queue(app).sends == []
