@@ -12,7 +12,7 @@ as for any draft, and the scheduler's sweeps leave it there: no re-draft, no sen
   next step is scheduled (due its delay after the rejection), or it completes after its last step.
 
 A freeform draft (written inside the client's 24-hour window) whose window closes while it waits
-is drafted again, in place, as the step's template (:func:`redraft_closed_windows`, a step of the
+is drafted again, in place, as the step's template (:func:`redraft_closed_window`, a step of the
 scheduler's sweep, and checked again when it is approved); a step without a template is
 withdrawn and its follow-up paused for a person, as drafting does. A STOP, a payment, a pause or a
 hand-over cancels a waiting draft as it cancels a ready one. Every write takes ``by``, who acted
@@ -335,16 +335,13 @@ def bulk(store: Repositories, queue: TaskQueue | None, action: Literal["approve"
 
 
 # ------------------------------------------------------------------ a window closing while it waits
-def redraft_closed_windows(store: Repositories, *, now: datetime, limit: int) -> list[str]:
-    """Draft again as the template each waiting freeform draft whose 24-hour window has closed (a scheduler step)."""
-    changed = []
-    for message_id in store.messages.window_closed_drafts(now, limit):
-        message = store.messages.get(message_id)
-        if message is None or message.state != MessageState.AWAITING_APPROVAL or message.kind != "freeform":
-            continue
-        if redraft_if_window_closed(store, message, now=now) in ("template", "withdrawn"):
-            changed.append(message_id)
-    return changed
+def redraft_closed_window(store: Repositories, message_id: str, *, now: datetime) -> bool:
+    """Draft again as the template a waiting freeform draft whose 24-hour window has closed (the scheduler's
+    ``approval_windows`` step, for each :meth:`window_closed_drafts`); True when it was redrafted or withdrawn."""
+    message = store.messages.get(message_id)
+    if message is None or message.state != MessageState.AWAITING_APPROVAL or message.kind != "freeform":
+        return False
+    return redraft_if_window_closed(store, message, now=now) in ("template", "withdrawn")
 
 
 def redraft_if_window_closed(store: Repositories, message: OutboundMessage, *, now: datetime,

@@ -162,8 +162,19 @@ def _reconcile_awaiting_send(ctx: TickContext, stale: StaleFollowUp) -> None:
 def redraft_closed_windows(ctx: TickContext) -> None:
     """Drafts waiting for approval whose client's 24-hour window closed are drafted again as their
     template (still waiting, same message), or withdrawn when the step has none (approvals.py)."""
-    ctx.report.redrafted_approvals.extend(approvals.redraft_closed_windows(ctx.store, now=ctx.clock.now(),
-                                                                           limit=ctx.batch))
+    now = ctx.clock.now()
+
+    def redraft(message_id: str) -> None:
+        if approvals.redraft_closed_window(ctx.store, message_id, now=now):
+            ctx.report.redrafted_approvals.append(message_id)
+
+    for_each(ctx, ctx.store.messages.window_closed_drafts(now, ctx.batch), redraft, item_id=str,
+             followup_id=_followup_of_draft)
+
+
+def _followup_of_draft(message_id: str) -> str:
+    """The follow-up of a step's message (its id is ``<follow-up>:<step>``)."""
+    return message_id.rsplit(":", 1)[0]
 
 
 def cancel_dead_drafts(ctx: TickContext) -> None:

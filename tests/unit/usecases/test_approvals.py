@@ -453,3 +453,16 @@ def test_a_window_closing_before_the_send_window_opens_redrafts_at_approval(wrot
         approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now(), rules=app.rules)
     assert (message(app).kind, message(app).state) == ("template", MessageState.AWAITING_APPROVAL)
     assert queue(app).sends == []
+
+
+def test_a_record_the_window_sweep_cannot_read_is_quarantined_and_the_others_redrafted(clock: FakeClock) -> None:
+    app = world(clock)
+    drafted(app)
+    docs = app.store.messages.docs  # type: ignore[attr-defined]
+    broken = {**docs[DRAFT], "_id": "c1:ct9:0", "followup_id": "c1:ct9", "language": "xx"}  # a record gone bad
+    docs["c1:ct9:0"] = broken
+    clock.advance(timedelta(hours=24))
+    report = tick(app.store, app.queue, clock, stale_after=timedelta(minutes=5))
+    assert report.redrafted_approvals == [DRAFT] and "approval_windows" not in report.failed_steps
+    assert report.quarantined == ["c1:ct9"] or report.skipped == ["c1:ct9:0"]
+    assert message(app).kind == "template"
