@@ -52,7 +52,8 @@ def cmd_console(settings: Settings, args: argparse.Namespace) -> int:
                              metrics_token=settings.metrics_token.get_secret_value(), rules=settings.rules()))
     # log_config=None: uvicorn's loggers reach our redacting root handler instead of its own.
     uvicorn.run(app, host=args.host, port=args.port or settings.console_port, log_level="warning",
-                access_log=False, proxy_headers=True, log_config=None)
+                access_log=False, proxy_headers=True, log_config=None,
+                forwarded_allow_ips=settings.console_trusted_proxies)
     return 0
 
 

@@ -8,10 +8,12 @@ import sys
 from typing import Any
 
 from services.cli_console import _store
+from services.cli_manual import _author
 from services.terminal import printable
 from shared.clock import SystemClock
 from shared.errors import InputError
 from shared.settings import Settings
+from shared.usecases.audit import record
 
 
 def add_parser(sub: Any) -> None:
@@ -44,7 +46,9 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
     from shared.usecases.users import add_user
 
     password = _password(args)
-    user = add_user(_store(settings), args.email, password, now=SystemClock().now())
+    store, now = _store(settings), SystemClock().now()
+    user = add_user(store, args.email, password, now=now)
+    record(store, by=_author(), action="user.add", target=user.email, now=now)
     print(printable(f"user {user.email!r} added: they log in at the console's /login"))
     return 0
 
@@ -66,6 +70,9 @@ def cmd_users_remove(settings: Settings, args: argparse.Namespace) -> int:
     """Remove a user and end their sessions."""
     from shared.usecases.users import remove_user
 
-    ended = remove_user(_store(settings), args.email)
+    store = _store(settings)
+    ended = remove_user(store, args.email)
+    record(store, by=_author(), action="user.remove", target=args.email.strip().lower(),
+           detail=f"{ended} session(s) ended", now=SystemClock().now())
     print(printable(f"user {args.email.strip().lower()!r} removed ({ended} session(s) ended)"))
     return 0

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     ngrok_authtoken: SecretStr = SecretStr("")
     backend_port: int = Field(default=3000, ge=1, le=65535)
     console_port: int = Field(default=8080, ge=1, le=65535)
+    # Proxies whose X-Forwarded-Proto/-For the console believes (uvicorn's forwarded_allow_ips; "*": any).
+    console_trusted_proxies: str = "127.0.0.1"
     mongodb_uri: str = "mongodb://127.0.0.1:27017/relance"
     redis_url: str = "redis://127.0.0.1:6379/0"
     public_base_url: str = ""

@@ -132,13 +132,10 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 def current_session(store: Repositories, token: str | None, *, now: datetime) -> WebSession | None:
-    """The unexpired session of this cookie's token whose user still exists, or None."""
+    """The unexpired session of this cookie's token, or None (removing a user ends their sessions)."""
     if not token or len(token) > 200:
         return None
-    session = store.sessions.get(hash_token(token), now)
-    if session is None:
-        return None
-    return session
+    return store.sessions.get(hash_token(token), now)
 
 
 def log_out(store: Repositories, token: str | None) -> None:

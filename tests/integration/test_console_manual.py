@@ -267,3 +267,33 @@ def test_relance_reply_stores_the_message_for_the_workers_and_refuses_after_stop
     assert len(_settled(sim, MARIE, 1)) == 1
     (entry,) = audit.for_contact(deps.store, "ct1")
     assert entry.by.startswith("cli:") and entry.action == "reply.manual"
+
+
+def test_invoice_and_campaign_writes_are_audited_once_with_the_keys_name(store: MongoRepositories, clock: FakeClock,
+                                                                        tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from shared.fakes import RecordingQueue
+    from shared.usecases.invoices import import_invoices
+
+    path = tmp_path / "invoices.csv"
+    path.write_text("phone,name,language,tags,invoice,amount,currency,due_date\n"
+                    f"{MARIE},Marie,fr,clients,FA-1,250.00,EUR,2026-02-15\n"
+                    f"{MARIE},Marie,fr,clients,FA-2,100.00,EUR,2026-02-16\n", encoding="utf-8")
+    assert not import_invoices(store, path, now=clock.now()).errors
+    store.campaigns.create(Campaign(id="c1", name="Relance", steps=[Step()]), clock.now())
+    key = {"Authorization": f"Bearer {create_key(store, 'erp', now=clock.now())}", "Idempotency-Key": "once"}
+    with TestClient(create_app(Console(store, clock, queue=RecordingQueue()))) as api:
+        for _ in range(2):  # the retry replays the answer and records nothing more
+            assert api.post("/api/v1/invoices/FA-1/paid", json={"amount": "50"}, headers=key).status_code == 200
+        for path, again in (("invoices/FA-2/cancel", "c"), ("campaigns/c1/pause", "p"), ("campaigns/c1/resume", "r")):
+            clock.advance(timedelta(seconds=1))
+            assert api.post(f"/api/v1/{path}", headers={**key, "Idempotency-Key": again}).status_code == 200
+        assert api.post("/api/v1/invoices/FA-9/cancel", headers={**key, "Idempotency-Key": "x"}).status_code == 404
+    entries = list(reversed(audit.recent(store)))
+    contact = store.contacts.by_phone(MARIE)
+    assert contact is not None
+    assert [(e.by, e.action, e.target, e.contact_id) for e in entries] == [
+        ("key:erp", "invoice.paid", "FA-1", contact.id), ("key:erp", "invoice.cancel", "FA-2", contact.id),
+        ("key:erp", "campaign.pause", "c1", None), ("key:erp", "campaign.resume", "c1", None)]
+    assert entries[0].detail == "amount 50"

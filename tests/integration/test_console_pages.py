@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
+from shared.errors import TransientError
 from shared.usecases.users import add_user, hash_token
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,7 @@ def test_a_bad_password_or_unknown_email_is_refused_alike(web: TestClient, store
     assert "relance_session" not in web.cookies
     assert store.sessions.collection.count_documents({}) == 0
     assert web.get("/").status_code == 303
+    assert store.audit.recent(10) == []  # no log-in: nothing audited
 
 
 def test_five_failures_lock_the_email_out_for_15_minutes(web: TestClient, clock: FakeClock) -> None:
@@ -129,6 +131,9 @@ def test_log_out_ends_the_session_everywhere(web: TestClient, store: MongoReposi
     answer = web.post("/logout", data={"csrf_token": csrf(web, "/")})
     assert answer.status_code == 303 and answer.headers["location"] == "/login?bye=1"
     assert store.sessions.collection.count_documents({}) == 0
+    # Both are in the audit log, under the user's name.
+    assert [(e.by, e.action) for e in reversed(store.audit.recent(10))] == [
+        (f"user:{EMAIL}", "user.login"), (f"user:{EMAIL}", "user.logout")]
     web.cookies.set("relance_session", token)  # a copy of the old cookie opens nothing
     assert web.get("/").status_code == 303
 
@@ -181,3 +186,31 @@ def test_the_api_still_wants_its_bearer_key(web: TestClient) -> None:
     log_in(web)
     answer = web.get("/api/v1/stats")
     assert answer.status_code == 401 and answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_browser_gets_error_pages_and_the_api_its_problem_documents(web: TestClient, store: MongoRepositories,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml", "Accept-Language": "en"}
+    log_in(web)
+    missing = web.get("/no-such-page", headers=browser)
+    assert missing.status_code == 404 and "Page not found" in missing.text and "Log out" in missing.text
+    api = web.get("/api/v1/no-such-thing", headers=browser)
+    assert api.status_code == 401 and api.headers["content-type"] == "application/problem+json"
+    assert web.get("/no-such-page").headers["content-type"] == "application/problem+json"  # not a browser
+
+    def unreachable() -> None:
+        raise TransientError("mongo down")
+
+    monkeypatch.setattr(store.reports, "campaign_funnels", unreachable)
+    down = web.get("/", headers=browser)
+    assert down.status_code == 503 and "Database unreachable" in down.text and down.headers["Retry-After"] == "5"
+    assert "Traceback" not in down.text and "mongo down" not in down.text
+
+
+def test_a_new_log_in_ends_the_session_open_before(web: TestClient, store: MongoRepositories) -> None:
+    log_in(web)
+    first = web.cookies["relance_session"]
+    assert web.post("/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": csrf(web, "/")}
+                    ).status_code == 303
+    assert web.cookies["relance_session"] != first
+    assert store.sessions.collection.count_documents({}) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import re
 from collections.abc import Callable
@@ -60,6 +61,9 @@ def test_a_user_is_added_with_an_argon2_hash_listed_and_removed(relance: Relance
         log_in(store, "owner@example.com", "long enough pw", now=clock.now())
     assert relance("users", "remove", "owner@example.com") == (
         1, "", "error: no user 'owner@example.com' (relance users list shows them)\n")
+    assert [(e.by, e.action, e.target) for e in reversed(store.audit.recent(10))] == [
+        (f"cli:{getpass.getuser()}", "user.add", "owner@example.com"),
+        (f"cli:{getpass.getuser()}", "user.remove", "owner@example.com")]
 
 
 def test_password_stdin_and_the_mistakes_refused(relance: Relance, store: MongoRepositories) -> None:

@@ -17,7 +17,8 @@ from services.console.web.core import (
     session_of,
     set_cookie,
 )
-from shared.usecases.users import BadCredentials, LockedOut, log_in, log_out
+from shared.usecases import audit
+from shared.usecases.users import BadCredentials, LockedOut, current_session, log_in, log_out
 
 i18n.register({
     "login.title": ("Connexion", "Log in"),
@@ -60,6 +61,8 @@ def router(console: Console) -> APIRouter:
             return render(request, "login.html", {"next": target, "email": email,
                                                   "error": i18n.translate("login.bad", lang), "bye": False},
                           status=401)
+        log_out(store, request.cookies.get(SESSION_COOKIE))  # a session open before is not kept beside the new one
+        audit.record(store, by=f"user:{done.session.email}", action="user.login", now=done.session.created_at)
         response = redirect(target)
         lifetime = int((done.session.expires_at - done.session.created_at).total_seconds())
         set_cookie(response, request, SESSION_COOKIE, done.token, max_age=lifetime)
@@ -67,7 +70,11 @@ def router(console: Console) -> APIRouter:
 
     @pages.post("/logout")
     def logout(request: Request, form: CheckedForm) -> Response:
-        log_out(store, request.cookies.get(SESSION_COOKIE))
+        token = request.cookies.get(SESSION_COOKIE)
+        ending = current_session(store, token, now=console.clock.now())
+        log_out(store, token)
+        if ending is not None:
+            audit.record(store, by=f"user:{ending.email}", action="user.logout", now=console.clock.now())
         response = redirect("/login?bye=1")
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
         return response

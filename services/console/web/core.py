@@ -15,6 +15,7 @@ value): a POST without it gets the 403 page and changes nothing.
 from __future__ import annotations
 
 import hmac
+import inspect
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,11 +27,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from services.console.guard import Console
 from services.console.web import i18n
 from shared.domain.models import Language
 from shared.domain.users import WebSession
+from shared.errors import TransientError
 from shared.usecases.users import current_session
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -55,6 +58,15 @@ i18n.register({
                   "This form has expired or did not come from this console: nothing was changed. "
                   "Reload the page and try again."),
     "back": ("Retour", "Back"),
+    "error.404": ("Page introuvable", "Page not found"),
+    "error.404.body": ("Cette page n'existe pas (ou pas encore).", "This page does not exist (or not yet)."),
+    "error.503": ("Base de données injoignable", "Database unreachable"),
+    "error.503.body": ("La console ne joint pas la base de données : réessayez dans un instant.",
+                       "The console cannot reach the database: try again in a moment."),
+    "error.500": ("Erreur", "Error"),
+    "error.500.body": ("La page n'a pas pu être affichée ; le journal de la console dit pourquoi.",
+                       "The page could not be shown; the console's log says why."),
+    "error.home": ("Vue d'ensemble", "Overview"),
 })
 
 
@@ -186,8 +198,59 @@ def redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, nor /metrics or /healthz): errors are answered in HTML."""
+    path = request.url.path
+    return (not path.startswith(("/api/", "/metrics", "/healthz"))
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def error_page(request: Request, status: int) -> HTMLResponse:
+    """The error page for ``status`` (404, 503, else 500's)."""
+    key = f"error.{status if status in (404, 503) else 500}"
+    try:
+        return render(request, "error.html", {"title_key": key, "body_key": key + ".body"}, status=status)
+    except TransientError:  # the session could not be read either: the page without it
+        request.state.web_session = None
+        return render(request, "error.html", {"title_key": key, "body_key": key + ".body"}, status=status)
+
+
+async def _answer(handler: Any, request: Request, exc: Exception) -> Response:
+    result = handler(request, exc)
+    found: Response = await result if inspect.isawaitable(result) else result
+    return found
+
+
 def install_handlers(app: FastAPI) -> None:
-    """The pages' own answers: log-in redirects and the CSRF 403 page (before the API's problem documents)."""
+    """The pages' own answers: log-in redirects, the CSRF 403 page, and errors in HTML for a browser's page.
+
+    Call it after :func:`services.console.problems.install`: the API's problem documents stay as they are.
+    """
+    problem_http = app.exception_handlers[HTTPException]
+    problem_transient = app.exception_handlers[TransientError]
+    problem_unexpected = app.exception_handlers[Exception]
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if wants_page(request) and exc.status_code in (404, 405):
+            return await run_in_threadpool(error_page, request, 404)
+        return await _answer(problem_http, request, exc)
+
+    @app.exception_handler(TransientError)
+    async def _transient(request: Request, exc: TransientError) -> Response:
+        response = await _answer(problem_transient, request, exc)
+        if wants_page(request):
+            page = await run_in_threadpool(error_page, request, 503)
+            page.headers["Retry-After"] = "5"
+            return page
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        response = await _answer(problem_unexpected, request, exc)  # logs it, without a stack trace
+        if wants_page(request):
+            return await run_in_threadpool(error_page, request, 500)
+        return response
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
