@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from shared.domain.audit import AuditEntry
 from shared.domain.reasons import HandledAction
 from shared.domain.records import FollowUpSummary
 from shared.domain.repositories import Repositories
+from shared.policy import SERVICE_WINDOW, window_open
 from shared.usecases import audit
 from shared.usecases.browsing import Page, check_limit
-from shared.usecases.conversations import UNKNOWN_REASON
+from shared.usecases.conversations import UNKNOWN_REASON, Timeline, client_timeline
 from shared.usecases.handover import HandOverClosed, close_hand_over
 
 # Flagged follow-ups and unknown-sender messages read to build the list: a bound on the work done.
@@ -115,3 +117,41 @@ def close(store: Repositories, phone: str, *, action: HandledAction | str, by: s
     audit.record(store, by=by, action=AUDIT_ACTIONS[closed.action], contact_id=closed.contact_id,
                  target=closed.contact_id or "unknown number", detail=detail, now=now)
     return closed
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """What the conversation page shows of one phone number: its timeline, whether it waits for a
+    person (why, since when), its 24-hour window, and the audit entries of the client."""
+
+    timeline: Timeline
+    waiting: Waiting | None
+    window_open: bool
+    window_closes_at: datetime | None
+    audit: list[AuditEntry]
+
+    @property
+    def is_contact(self) -> bool:
+        """Whether the number is a client's (else: a number that is no contact, which wrote)."""
+        return self.timeline.contact is not None
+
+
+def conversation(store: Repositories, phone: str, *, now: datetime, audit_limit: int = 50) -> ConversationView:
+    """The conversation of ``phone`` (E.164) for the page (NotFound: neither a contact nor a number that wrote)."""
+    timeline = client_timeline(store, phone)
+    contact = timeline.contact
+    waits = None
+    if contact is None:
+        waits = next((item for item in _unknown(store) if item.phone == phone), None)
+    else:
+        flagged = [f for f in timeline.followups if f.needs_human]
+        if flagged:
+            waits = Waiting(phone=phone, contact_id=contact.id, name=contact.name,
+                            reasons=tuple(sorted({str(f.needs_human_reason) for f in flagged if f.needs_human_reason})),
+                            since=_since(store, contact.id, flagged),
+                            campaigns=tuple(sorted({f.campaign_id for f in flagged})),
+                            last_inbound_at=_utc(contact.last_inbound_at))
+    last = _utc(contact.last_inbound_at) if contact is not None else None
+    return ConversationView(timeline=timeline, waiting=waits, window_open=window_open(last, now),
+                            window_closes_at=last + SERVICE_WINDOW if last is not None else None,
+                            audit=audit.for_contact(store, contact.id, limit=audit_limit) if contact else [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.console.guard import Console
-from services.console.web import approvals, auth, core, overview
+from services.console.web import approvals, auth, core, inbox, overview
 
 
 def install(app: FastAPI, console: Console) -> None:
@@ -18,3 +18,4 @@ def install(app: FastAPI, console: Console) -> None:
     app.include_router(auth.router(console))
     app.include_router(overview.router(console))
     app.include_router(approvals.router(console))
+    app.include_router(inbox.router(console))
