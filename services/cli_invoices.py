@@ -61,12 +61,12 @@ def _queue(settings: Settings) -> TaskQueue:
 
 def cmd_invoices_import(settings: Settings, args: argparse.Namespace) -> int:
     """Import invoices; bad rows are listed with their line and skipped (exit 1 when any was)."""
-    from shared.usecases.campaigns import enrol_invoice_campaigns
-    from shared.usecases.invoices import import_invoices
+    from shared.usecases.invoices import import_invoice_file
 
     store = _store(settings)
-    report = import_invoices(store, args.file, now=SystemClock().now(), default_region=settings.default_country,
-                             sync=args.sync, queue=_queue(settings))
+    done = import_invoice_file(store, args.file, now=SystemClock().now(), by="cli",
+                               default_region=settings.default_country, sync=args.sync, queue=_queue(settings))
+    report = done.report
     for error in report.errors:
         print(printable(f"skipped {error}"), file=sys.stderr)
     for note in report.notes:
@@ -80,9 +80,9 @@ def cmd_invoices_import(settings: Settings, args: argparse.Namespace) -> int:
             closed = report.closed_by_sync
             print(printable(f"sync: {len(closed)} invoice(s) closed as paid" + (f": {', '.join(closed)}" if closed
                                                                                  else "")))
-    for campaign_id, enrolment in enrol_invoice_campaigns(store, now=SystemClock().now()).items():
-        if enrolment.enrolled:
-            print(f"campaign {campaign_id}: {enrolment.enrolled} client(s) enrolled")
+    for campaign_id, enrolled in done.enrolled.items():
+        if enrolled:
+            print(f"campaign {campaign_id}: {enrolled} client(s) enrolled")
     return 0 if not report.errors and not report.sync_refused else 1
 
 

@@ -17,7 +17,7 @@ from services.console.schemas import (
     PageOut,
     StatusChangeOut,
 )
-from shared.usecases import audit, browsing
+from shared.usecases import browsing
 from shared.usecases.campaigns import (
     campaign_progress,
     create_campaign,
@@ -54,30 +54,20 @@ def router(console: Console) -> APIRouter:
         tags = body.tags if body is not None else []
 
         def run() -> EnrolOut:
-            report = enrol_campaign(store, campaign_id, now=console.clock.now(), tags=tags or None)
-            audit.record(store, by=by_key(key), action="campaign.enrol", target=campaign_id,
-                         detail=f"{report.enrolled} enrolled", now=console.clock.now())
+            report = enrol_campaign(store, campaign_id, now=console.clock.now(), tags=tags or None, by=by_key(key))
             return EnrolOut(campaign_id=campaign_id, enrolled=report.enrolled,
                             already_enrolled=report.already_enrolled, skipped=report.skipped)
         return idempotent(console, request, key, body, run)
 
     @api.post("/campaigns/{campaign_id}/pause", response_model=StatusChangeOut, tags=["campaigns"])
     def pause(campaign_id: str, request: Request, key: Writer) -> Response:
-        def run() -> StatusChangeOut:
-            change = pause_campaign(store, campaign_id, now=console.clock.now())
-            audit.record(store, by=by_key(key), action="campaign.pause", target=campaign_id, now=console.clock.now())
-            return StatusChangeOut.of(change)
-
-        return idempotent(console, request, key, None, run)
+        return idempotent(console, request, key, None, lambda: StatusChangeOut.of(pause_campaign(
+            store, campaign_id, now=console.clock.now(), by=by_key(key))))
 
     @api.post("/campaigns/{campaign_id}/resume", response_model=StatusChangeOut, tags=["campaigns"])
     def resume(campaign_id: str, request: Request, key: Writer) -> Response:
-        def run() -> StatusChangeOut:
-            change = resume_campaign(store, campaign_id, now=console.clock.now())
-            audit.record(store, by=by_key(key), action="campaign.resume", target=campaign_id, now=console.clock.now())
-            return StatusChangeOut.of(change)
-
-        return idempotent(console, request, key, None, run)
+        return idempotent(console, request, key, None, lambda: StatusChangeOut.of(resume_campaign(
+            store, campaign_id, now=console.clock.now(), by=by_key(key))))
 
     @api.get("/followups", response_model=PageOut[FollowUpOut], tags=["follow-ups"])
     def followups(key: Reader, campaign: str | None = None, state: str | None = None, limit: Limit = 50,

@@ -29,7 +29,7 @@ def router(console: Console) -> APIRouter:
 
     @api.delete("/hooks/{hook_id}", status_code=204, tags=["webhooks"])
     def remove(hook_id: str, key: Writer) -> Response:
-        remove_subscription(store, hook_id, by=by_key(key))
+        remove_subscription(store, hook_id, by=by_key(key), now=console.clock.now())
         return Response(status_code=204)
 
     return api

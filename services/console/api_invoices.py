@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from services.console.auth_deps import Cursor, Limit, Reader, Writer, api_router, by_key
 from services.console.guard import Console, answer, decode_cursor, encode_cursor, idempotent
 from services.console.schemas import InvoiceIn, InvoiceOut, InvoicePatch, PageOut, PaymentIn
-from shared.usecases import audit, browsing
+from shared.usecases import browsing
 from shared.usecases.invoices import cancel_invoice, create_invoice, get_invoice, record_payment, update_invoice
 
 
@@ -44,23 +44,12 @@ def router(console: Console) -> APIRouter:
     @api.post("/invoices/{reference}/paid", response_model=InvoiceOut, tags=["invoices"])
     def paid(reference: str, request: Request, key: Writer, body: PaymentIn | None = None) -> Response:
         amount = body.amount if body is not None else None
-
-        def run() -> InvoiceOut:
-            invoice = record_payment(store, reference, now=console.clock.now(), amount=amount, queue=console.queue)
-            audit.record(store, by=by_key(key), action="invoice.paid", contact_id=invoice.contact_id, target=reference,
-                         detail=f"amount {amount}" if amount is not None else "in full", now=console.clock.now())
-            return InvoiceOut.of(invoice)
-
-        return idempotent(console, request, key, body, run)
+        return idempotent(console, request, key, body, lambda: InvoiceOut.of(record_payment(
+            store, reference, now=console.clock.now(), amount=amount, queue=console.queue, by=by_key(key))))
 
     @api.post("/invoices/{reference}/cancel", response_model=InvoiceOut, tags=["invoices"])
     def cancel(reference: str, request: Request, key: Writer) -> Response:
-        def run() -> InvoiceOut:
-            invoice = cancel_invoice(store, reference, now=console.clock.now(), queue=console.queue)
-            audit.record(store, by=by_key(key), action="invoice.cancel", contact_id=invoice.contact_id,
-                         target=reference, now=console.clock.now())
-            return InvoiceOut.of(invoice)
-
-        return idempotent(console, request, key, None, run)
+        return idempotent(console, request, key, None, lambda: InvoiceOut.of(cancel_invoice(
+            store, reference, now=console.clock.now(), queue=console.queue, by=by_key(key))))
 
     return api

@@ -30,6 +30,7 @@ from shared.domain.repositories import Repositories
 from shared.domain.states import RUNNING
 from shared.errors import Conflict, InputError, NotFound
 from shared.policy import step_due_at
+from shared.usecases import audit
 from shared.usecases.invoice_reminders import with_oldest_due_date
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,9 @@ ENROL_BATCH = 1000
 
 
 def create_campaign(store: Repositories, source: Path | Campaign | dict[str, Any], *, now: datetime,
-                    label: str | None = None, by: str = "cli") -> Campaign:
+                    label: str | None = None, by: str | None = None) -> Campaign:
     """Store a campaign (a file's path, a validated Campaign, or a file's content as parsed JSON) after checking
-    it against the contacts it selects; ``by`` says who (logged).
+    it against the contacts it selects; ``by``: who, written to the audit log.
 
     InputError (and nothing stored) when the file is invalid, the id exists already, or a
     selected contact lacks a field the campaign uses. ``label`` names the source in errors
@@ -66,8 +67,11 @@ def create_campaign(store: Repositories, source: Path | Campaign | dict[str, Any
                          + "\n  ".join(problems))
     if not store.campaigns.create(campaign, now):
         raise Conflict(f"{label}: campaign {campaign.id!r} already exists")
-    log.info("campaign %s created by %s: %d step(s), %d contact(s) selected",
-             campaign.id, by, len(campaign.steps), len(contacts))
+    log.info("campaign %s created: %d step(s), %d contact(s) selected",
+             campaign.id, len(campaign.steps), len(contacts))
+    if by:
+        audit.record(store, by=by, action="campaign.create", target=campaign.id,
+                     detail=f"{len(campaign.steps)} step(s)", now=now)
     return campaign
 
 
@@ -81,7 +85,7 @@ class EnrolReport:
 
 
 def enrol_campaign(
-    store: Repositories, campaign_id: str, *, now: datetime, tags: list[str] | None = None
+    store: Repositories, campaign_id: str, *, now: datetime, tags: list[str] | None = None, by: str | None = None
 ) -> EnrolReport:
     """Enrol every contact the campaign's rule (plus ``tags``) selects, at step 0.
 
@@ -122,6 +126,9 @@ def enrol_campaign(
     _enrol(store, batch, report, now=now)
     log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
              campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
+    if by:  # ``by``: who asked, written to the audit log
+        audit.record(store, by=by, action="campaign.enrol", target=campaign.id,
+                     detail=f"{report.enrolled} enrolled, {len(report.skipped)} skipped", now=now)
     return report
 
 
@@ -180,7 +187,7 @@ class StatusChange:
     paused: int = 0  # follow-ups paused by a pause
 
 
-def pause_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
+def pause_campaign(store: Repositories, campaign_id: str, *, now: datetime, by: str | None = None) -> StatusChange:
     """Pause a campaign and, with it, each of its running follow-ups (idempotent).
 
     The follow-ups carry the pause (``paused``, reason ``campaign_paused``, at their step), never
@@ -197,10 +204,12 @@ def pause_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> S
     store.messages.cancel_ready_drafts_of_campaign(
         campaign_id, reason=CancelReason.after_pause(PauseReason.CAMPAIGN_PAUSED), now=now)
     log.info("campaign %s paused: %d follow-up(s) paused with it", campaign_id, paused)
+    if by and changed:  # ``by``: who, written to the audit log
+        audit.record(store, by=by, action="campaign.pause", target=campaign_id, detail=f"{paused} paused", now=now)
     return StatusChange(campaign_id, "paused", changed, paused=paused)
 
 
-def resume_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> StatusChange:
+def resume_campaign(store: Repositories, campaign_id: str, *, now: datetime, by: str | None = None) -> StatusChange:
     """Resume a campaign; the follow-ups paused with it go back to scheduled, due now (idempotent):
     each step is drafted again (its draft was cancelled by the pause) and sent once.
 
@@ -211,6 +220,9 @@ def resume_campaign(store: Repositories, campaign_id: str, *, now: datetime) -> 
     changed = store.campaigns.set_status(campaign_id, "active", now)
     resumed = resume_followups(store, campaign_id, now=now)
     log.info("campaign %s resumed: %d follow-up(s) rescheduled", campaign_id, resumed)
+    if by and changed:  # ``by``: who, written to the audit log
+        audit.record(store, by=by, action="campaign.resume", target=campaign_id, detail=f"{resumed} resumed",
+                     now=now)
     return StatusChange(campaign_id, "active", changed, resumed)
 
 

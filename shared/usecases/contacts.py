@@ -19,6 +19,7 @@ from shared.domain.repositories import Repositories
 from shared.errors import Conflict, InputError, NotFound
 from shared.importing import item_values, open_contacts
 from shared.phones import mask_phone
+from shared.usecases import audit
 from shared.usecases.cadence import stop_contact
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+    applied: bool = True  # False: an all-or-nothing import found bad rows and wrote nothing
 
     @property
     def imported(self) -> int:
@@ -49,15 +51,24 @@ def import_contacts(
     now: datetime,
     default_region: str = "FR",
     progress: ProgressCallback | None = None,
+    all_or_nothing: bool = False,
 ) -> ImportReport:
     """Import a contacts file: valid rows are upserted by phone, bad rows skipped and reported.
 
     Idempotent: importing the same file again leaves every contact unchanged. The file is
     fully checked (readable, header, required columns) before anything is written.
+    ``all_or_nothing`` (the console's upload): a file with a bad row is reported and nothing is
+    written (``applied`` False).
     """
     source = open_contacts(Path(path))
     total = source.total
     report = ImportReport()
+    if all_or_nothing:
+        report.errors = [r.error or f"{source.unit} {r.line}: invalid" for r in source.results(default_region)
+                         if r.contact is None]
+        if report.errors:
+            report.applied = False
+            return report
     every = max(1, min(500, total // 100))
     if progress:
         progress(0, total)
@@ -110,6 +121,7 @@ def create_contact(store: Repositories, values: Mapping[str, Any], *, now: datet
     created = store.contacts.by_phone(contact.phone)
     assert created is not None  # just stored
     log.info("contact %s created by %s", created.id, by)
+    audit.record(store, by=by, action="contact.create", contact_id=created.id, target=created.id, now=now)
     return created
 
 
@@ -142,9 +154,14 @@ def update_contact(store: Repositories, contact_id: str, changes: Mapping[str, A
     updated = _checked(merged, default_region)
     store.contacts.upsert(updated, now)
     if opt_out and store.contacts.set_opt_out(contact_id, True, now):
-        stop_contact(store, contact_id, reason=StopReason.OPT_OUT, now=now)
+        stopped = stop_contact(store, contact_id, reason=StopReason.OPT_OUT, now=now)
         log.info("contact %s opted out by %s", contact_id, by)
+        audit.record(store, by=by, action="contact.opt_out", contact_id=contact_id, target=contact_id,
+                     detail=f"{stopped} follow-up(s) stopped", now=now)
     found = store.contacts.get(contact_id)
     assert found is not None
     log.info("contact %s updated by %s", contact_id, by)
+    if changes or fields != current.fields:
+        audit.record(store, by=by, action="contact.update", contact_id=contact_id, target=contact_id,
+                     detail=", ".join(sorted({*changes, *(["fields"] if fields != current.fields else [])})), now=now)
     return found

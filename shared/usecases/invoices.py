@@ -26,7 +26,8 @@ from shared.importing import item_values, open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
 from shared.ports import TaskQueue
-from shared.usecases import outbound
+from shared.usecases import audit, outbound
+from shared.usecases.campaigns import enrol_invoice_campaigns
 from shared.usecases.invoice_reminders import settle_client
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class InvoiceImportReport:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # rows applied in part (what was kept, and why)
     sync_refused: str | None = None
+    applied: bool = True  # False: an all-or-nothing import found bad rows and wrote nothing
     # Clients whose invoices this import created, changed or closed (their reminders are settled after),
     # with the references it closed.
     touched: dict[str, set[str]] = field(default_factory=dict)
@@ -59,7 +61,8 @@ class InvoiceImportReport:
 
 
 def import_invoices(store: Repositories, path: Path, *, now: datetime, default_region: str = "FR",
-                    sync: bool = False, queue: TaskQueue | None = None) -> InvoiceImportReport:
+                    sync: bool = False, queue: TaskQueue | None = None, all_or_nothing: bool = False
+                    ) -> InvoiceImportReport:
     """Import an invoices file: each valid row creates or updates its invoice (and a new client), bad rows
     are skipped and reported with their line.
 
@@ -69,9 +72,16 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
     from it is closed as paid (source ``sync``); not done when a row was rejected (its invoice
     could be one of them) nor for a file that lists no invoice. Then the reminders of each client
     whose invoices changed are settled (:func:`shared.usecases.invoice_reminders.settle_client`).
+    ``all_or_nothing`` (the console's upload): every row is checked first, against what is stored
+    too; a file with a bad row is reported and nothing is written (``applied`` False).
     """
     source = open_rows(Path(path), INVOICES_FILE)
     report = InvoiceImportReport()
+    if all_or_nothing:
+        report.errors = check_invoice_rows(store, Path(path), default_region=default_region)
+        if report.errors:
+            report.applied = False
+            return report
     seen: dict[str, int] = {}
     for line, values, problem in source.rows():
         where = f"{source.unit} {line}"
@@ -96,6 +106,74 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
              Path(path).name, report.created, report.updated, report.unchanged, len(report.closed_by_sync),
              len(report.errors))
     return report
+
+
+def check_invoice_rows(store: Repositories, path: Path, *, default_region: str = "FR") -> list[str]:
+    """Every reason an invoices file's row would be skipped, with its line; nothing is written."""
+    source = open_rows(Path(path), INVOICES_FILE)
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    for line, values, problem in source.rows():
+        where = f"{source.unit} {line}"
+        if values is None:
+            errors.append(f"{where}: {problem}")
+            continue
+        row, problems = build_invoice_row(line, values, default_region)
+        if row is not None and row.reference in seen:
+            problems, row = [f"invoice {row.reference!r} is a duplicate of {source.unit} {seen[row.reference]}"], None
+        if row is None:
+            errors.append(f"{where}: " + "; ".join(problems))
+            continue
+        seen[row.reference] = line
+        problem = _row_problem(store, row, default_region)
+        if problem:
+            errors.append(f"{where}: {problem}")
+    return errors
+
+
+def _row_problem(store: Repositories, row: InvoiceRow, default_region: str) -> str | None:
+    """Why :func:`_apply_row` would skip a valid row, read without writing (None: it would apply)."""
+    existing = store.invoices.get(row.reference)
+    known = store.contacts.record_by_phone(row.phone)
+    if existing is None:
+        if known is not None:
+            return None
+        contact, problems = build_contact(row.client, default_region)
+        if contact is None:
+            return (f"no client has phone {mask_phone(row.phone)!r} and the row cannot create one "
+                    f"({'; '.join(problems)})")
+        return None
+    if known is None or known.id != existing.contact_id:
+        return f"invoice {row.reference!r} belongs to another client than {mask_phone(row.phone)!r}"
+    if (row.amount_cents, row.currency) != (existing.amount_cents, existing.currency):
+        return (f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
+                "a changed amount needs a new reference (or a person)")
+    return None
+
+
+@dataclass
+class InvoiceFileImport:
+    """An invoices file imported, then the invoice campaigns' enrolment it triggers (campaign → enrolled)."""
+
+    report: InvoiceImportReport
+    enrolled: dict[str, int] = field(default_factory=dict)
+
+
+def import_invoice_file(store: Repositories, path: Path, *, now: datetime, by: str, default_region: str = "FR",
+                        sync: bool = False, queue: TaskQueue | None = None, all_or_nothing: bool = False
+                        ) -> InvoiceFileImport:
+    """``relance invoices import`` and the console's upload: :func:`import_invoices`, then (when it wrote)
+    every active invoice campaign enrols the clients it now selects."""
+    report = import_invoices(store, path, now=now, default_region=default_region, sync=sync, queue=queue,
+                             all_or_nothing=all_or_nothing)
+    result = InvoiceFileImport(report)
+    if report.applied:
+        result.enrolled = {campaign_id: enrolment.enrolled
+                           for campaign_id, enrolment in enrol_invoice_campaigns(store, now=now).items()}
+    if report.applied:
+        audit.record(store, by=by, action="invoices.import", target=Path(path).name,
+                     detail=f"{report.created} new, {report.updated} updated, {len(report.errors)} skipped", now=now)
+    return result
 
 
 def _client_id(store: Repositories, row: InvoiceRow, report: InvoiceImportReport, *, now: datetime,
@@ -224,8 +302,9 @@ def _invoice(store: Repositories, reference: str) -> Invoice:
 
 
 def record_payment(store: Repositories, reference: str, *, now: datetime, amount: str | None = None,
-                   queue: TaskQueue | None = None) -> Invoice:
-    """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now.
+                   queue: TaskQueue | None = None, by: str | None = None) -> Invoice:
+    """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now (``by``: who,
+    written to the audit log).
 
     InputError for an unknown reference, an invoice that is not unpaid, or an amount that is none.
     """
@@ -243,6 +322,9 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
     if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
                          "(relance invoices list)")
+    if by:
+        audit.record(store, by=by, action="invoice.paid", contact_id=invoice.contact_id, target=invoice.reference,
+                     detail=f"amount {amount}" if amount is not None else "in full", now=now)
     return _settled(store, invoice.reference, now=now, queue=queue)
 
 
@@ -253,12 +335,17 @@ def _settled(store: Repositories, reference: str, *, now: datetime, queue: TaskQ
     return current
 
 
-def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue: TaskQueue | None = None) -> Invoice:
-    """A person cancels an unpaid invoice; the invoice as it is now (InputError when it is not unpaid)."""
+def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue: TaskQueue | None = None,
+                   by: str | None = None) -> Invoice:
+    """A person cancels an unpaid invoice; the invoice as it is now (InputError when it is not unpaid).
+    ``by``: who, written to the audit log."""
     invoice = _invoice(store, reference)
     if not store.invoices.cancel(invoice.reference, source=InvoiceSource.COMMAND, now=now):
         current = _invoice(store, reference)
         raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled")
+    if by:
+        audit.record(store, by=by, action="invoice.cancel", contact_id=invoice.contact_id, target=invoice.reference,
+                     now=now)
     return _settled(store, invoice.reference, now=now, queue=queue)
 
 
@@ -287,7 +374,10 @@ def create_invoice(store: Repositories, values: Mapping[str, Any], *, now: datet
     for contact_id, closed in report.touched.items():
         settle_client(store, contact_id, now=now, queue=queue, closed=closed)
     log.info("invoice %s created by %s", row.reference, by)
-    return _invoice(store, row.reference)
+    created = _invoice(store, row.reference)
+    audit.record(store, by=by, action="invoice.create", contact_id=created.contact_id, target=created.reference,
+                 detail=f"{cents_text(created.amount_cents)} {created.currency}", now=now)
+    return created
 
 
 def update_invoice(store: Repositories, reference: str, changes: Mapping[str, str | None], *, now: datetime,
@@ -332,6 +422,8 @@ def update_invoice(store: Repositories, reference: str, changes: Mapping[str, st
         changed = True
     if changed:
         log.info("invoice %s changed by %s", invoice.reference, by)
+        audit.record(store, by=by, action="invoice.update", contact_id=invoice.contact_id, target=invoice.reference,
+                     detail=", ".join(sorted(k for k in changes if k in ("amount", *details))), now=now)
     return _settled(store, invoice.reference, now=now, queue=queue)
 
 

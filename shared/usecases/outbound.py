@@ -28,6 +28,7 @@ from shared.domain.invoices import InvoiceStatus
 from shared.domain.repositories import Repositories
 from shared.errors import InputError, NotFound
 from shared.ports import Classification, TaskQueue
+from shared.usecases import audit
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +108,28 @@ def check_events(events: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def add_subscription(store: Repositories, url: str, events: Iterable[str], *, now: datetime, by: str = "cli"
+def add_subscription(store: Repositories, url: str, events: Iterable[str], *, now: datetime, by: str | None = None
                      ) -> Subscription:
-    """Subscribe ``url`` to ``events`` with a new random signing secret (shown once by the caller); ``by``: who."""
+    """Subscribe ``url`` to ``events`` with a new random signing secret (shown once by the caller); ``by``: who,
+    written to the audit log."""
     subscription = Subscription(id=f"wh_{secrets.token_hex(6)}", url=check_url(url), events=check_events(events),
                                 secret=f"whsec_{secrets.token_urlsafe(32)}", created_at=now)
     store.hooks.add_subscription(subscription)
-    log.info("webhook subscription=%s added by %s for %s", subscription.id, by, ",".join(subscription.events))
+    log.info("webhook subscription=%s added for %s", subscription.id, ",".join(subscription.events))
+    if by:
+        audit.record(store, by=by, action="hook.add", target=subscription.id, detail=",".join(subscription.events),
+                     now=now)
     return subscription
 
 
-def remove_subscription(store: Repositories, subscription_id: str, *, by: str = "cli") -> None:
-    """Stop sending to a subscription (NotFound when there is no active one by that id); ``by``: who."""
+def remove_subscription(store: Repositories, subscription_id: str, *, by: str | None = None,
+                        now: datetime | None = None) -> None:
+    """Stop sending to a subscription (NotFound when there is no active one by that id); ``by``: who, written
+    to the audit log at ``now``."""
     if not store.hooks.remove_subscription(subscription_id.strip()):
         raise NotFound(f"no webhook subscription {subscription_id!r} (relance hooks list shows them)")
-    log.info("webhook subscription=%s removed by %s", subscription_id.strip(), by)
+    if by and now is not None:
+        audit.record(store, by=by, action="hook.remove", target=subscription_id.strip(), now=now)
 
 
 def subscriptions(store: Repositories) -> list[tuple[Subscription, Delivery | None]]:

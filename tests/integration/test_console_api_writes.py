@@ -347,3 +347,32 @@ def test_every_write_refuses_a_read_only_key_and_changes_nothing(api: TestClient
         assert "read-only" in _problem(answer, 403)["detail"], (method, path)
     invoice = books.invoices.get("FA-1")
     assert invoice is not None and invoice.status.value == "open" and books.contacts.count() == 4
+
+
+def test_each_write_is_in_the_audit_log_under_its_key(api: TestClient, books: MongoRepositories,
+                                                      key: dict[str, str]) -> None:
+    from shared.usecases.audit import recent
+
+    made = api.post("/api/v1/contacts", headers=key, json={"name": "Zoé", "phone": "+33612345699"}).json()
+    api.patch(f"/api/v1/contacts/{made['id']}", headers=key, json={"name": "Zoé Blanc"})
+    api.post("/api/v1/invoices", headers=key, json={"phone": "+33612345699", "invoice": "FA-20", "amount": "12"})
+    api.patch("/api/v1/invoices/FA-20", headers=key, json={"due_date": "2026-05-01"})
+    api.post("/api/v1/invoices/FA-20/paid", headers=key, json={"amount": "2"})
+    api.post("/api/v1/invoices/FA-20/cancel", headers=key)
+    api.post("/api/v1/campaigns", headers=key, json=CAMPAIGN)
+    api.post("/api/v1/campaigns/vip/enrol", headers=key)
+    api.post("/api/v1/campaigns/vip/pause", headers=key)
+    api.post("/api/v1/campaigns/vip/resume", headers=key)
+    hook = api.post("/api/v1/hooks", headers=key, json={"url": "https://erp.example.com/in",
+                                                        "events": ["invoice.paid"]}).json()
+    api.delete(f"/api/v1/hooks/{hook['id']}", headers=key)
+    entries = recent(books, limit=50)  # one instant (the clock stands still): compared in any order
+    assert sorted((e.by, e.action, e.target) for e in entries) == sorted([
+        ("key:admin", "contact.create", made["id"]), ("key:admin", "contact.update", made["id"]),
+        ("key:admin", "invoice.create", "FA-20"), ("key:admin", "invoice.update", "FA-20"),
+        ("key:admin", "invoice.paid", "FA-20"), ("key:admin", "invoice.cancel", "FA-20"),
+        ("key:admin", "campaign.create", "vip"), ("key:admin", "campaign.enrol", "vip"),
+        ("key:admin", "campaign.pause", "vip"), ("key:admin", "campaign.resume", "vip"),
+        ("key:admin", "hook.add", hook["id"]), ("key:admin", "hook.remove", hook["id"])])
+    details = {e.action: (e.detail, e.contact_id) for e in entries}
+    assert details["invoice.paid"] == ("amount 2", made["id"]) and details["contact.create"][1] == made["id"]

@@ -1,0 +1,96 @@
+"""The console's clients list: search by name or phone, and filter by where each client stands.
+
+A client's status: it has follow-ups running or paused (``followups``), one of them waits for a
+person (``needs_human``), it opted out (``opted_out``), it owes an invoice (``invoices_due``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from shared.domain.models import Contact
+from shared.domain.records import FollowUpSummary
+from shared.domain.repositories import Repositories
+from shared.domain.states import OPEN, UNPAID
+from shared.errors import InputError
+from shared.language.text import strip_accents
+
+STATUSES = ("followups", "needs_human", "opted_out", "invoices_due")
+MAX_CLIENTS = 100
+_SCAN = 1000
+
+
+@dataclass(frozen=True)
+class ClientLine:
+    """One client as the list shows it: its follow-ups, whether a person is needed, what it owes."""
+
+    contact: Contact
+    followups: list[FollowUpSummary]
+    needs_human: bool
+    invoices_due: int
+    due: dict[str, int] = field(default_factory=dict)  # currency → cents
+
+
+@dataclass(frozen=True)
+class ClientSearch:
+    """The clients found (at most the limit; ``more``: others matched too, refine the search)."""
+
+    lines: list[ClientLine]
+    more: bool
+
+
+def _folded(text: str) -> str:
+    return strip_accents(text).casefold()
+
+
+def _matches(contact: Contact, query: str) -> bool:
+    if not query:
+        return True
+    digits = re.sub(r"\D", "", query)
+    if len(digits) >= 3 and (digits in contact.phone or digits.lstrip("0") in contact.phone):
+        return True
+    return _folded(query.strip()) in _folded(contact.name)
+
+
+def _open_followup_contacts(store: Repositories) -> set[str]:
+    found: set[str] = set()
+    for state in OPEN:
+        after: str | None = None
+        while True:
+            page = store.followups.page(state=state, after=after, limit=_SCAN)
+            found.update(f.contact_id for f in page)
+            if len(page) < _SCAN:
+                break
+            after = page[-1].id
+    return found
+
+
+def find_clients(store: Repositories, *, query: str = "", status: str | None = None,
+                 limit: int = MAX_CLIENTS) -> ClientSearch:
+    """Clients whose name contains ``query`` (accents and case aside) or whose phone contains its digits,
+    in ``status`` (one of :data:`STATUSES`), by name; InputError for an unknown status."""
+    if status and status not in STATUSES:
+        raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    owed: dict[str, dict[str, int]] = {}
+    owed_count: dict[str, int] = {}
+    for invoice in store.invoices.find(statuses=UNPAID):
+        by_currency = owed.setdefault(invoice.contact_id, {})
+        by_currency[invoice.currency] = by_currency.get(invoice.currency, 0) + invoice.amount_due_cents
+        owed_count[invoice.contact_id] = owed_count.get(invoice.contact_id, 0) + 1
+    wanted: set[str] | None = None
+    if status == "followups":
+        wanted = _open_followup_contacts(store)
+    elif status == "needs_human":
+        wanted = {f.contact_id for f in store.followups.recent_summaries(needs_human=True, limit=10 * _SCAN)}
+    elif status == "invoices_due":
+        wanted = set(owed)
+    chosen = [c for c in store.contacts.find()
+              if (wanted is None or c.id in wanted) and (status != "opted_out" or c.opted_out) and _matches(c, query)]
+    chosen.sort(key=lambda c: (_folded(c.name), c.id))
+    lines = []
+    for contact in chosen[:limit]:
+        followups = store.followups.summaries_of_contact(contact.id)
+        lines.append(ClientLine(contact, followups, any(f.needs_human for f in followups),
+                                owed_count.get(contact.id, 0), owed.get(contact.id, {})))
+    return ClientSearch(lines, len(chosen) > limit)
