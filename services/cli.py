@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from services.cli_approvals import add_parser as add_approvals_parser
 from services.cli_console import add_parser as add_console_parser
 from services.cli_hooks import add_parser as add_hooks_parser
 from services.cli_invoices import add_parser as add_invoices_parser
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_invoices_parser(sub)
     add_hooks_parser(sub)
     add_console_parser(sub)
+    add_approvals_parser(sub)
     add_manual_parser(sub)
     add_users_parser(sub)
 

@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from services.console import (
+    api_approvals,
     api_campaigns,
     api_contacts,
     api_handovers,
@@ -57,6 +58,7 @@ def create_app(console: Console) -> FastAPI:
     routers.append(api_campaigns.router(console))
     routers.append(api_messages.router(console))
     routers.append(api_hooks.router(console))
+    routers.append(api_approvals.router(console))
     routers.append(api_handovers.router(console))
     for router in routers:
         app.include_router(router)

@@ -140,10 +140,11 @@ def message_doc(message: OutboundMessage, now: datetime) -> Doc:
 
 
 def redraft_fields(message: OutboundMessage, now: datetime) -> Doc:
-    """What a new draft of a cancelled message rewrites."""
+    """What a new draft of a cancelled message rewrites (its state: the new draft's, ready or awaiting approval)."""
     fields = message.model_dump(mode="python", exclude={"id", "twilio_sid", "state", *MESSAGE_BOOKKEEPING})
     fields["language"] = message.language.value
-    fields.update({"state": MessageState.READY.value, "status_rank": STATUS_RANK["ready"], "updated_at": now,
+    # ready, or awaiting_approval for a campaign a person approves
+    fields.update({"state": message.state.value, "status_rank": STATUS_RANK["ready"], "updated_at": now,
                    "state_changed_at": now, "cancel_reason": None, "dead_check_at": None,
                    "requeue_from": requeue_from(now, message.not_before)})
     return fields
@@ -204,6 +205,15 @@ def message_summary(doc: Doc) -> MessageSummary:
         classification=classification if isinstance(classification, dict) else None, outcome=doc.get("outcome"),
         sent_at=doc.get("sent_at"), handled_at=doc.get("handled_at"),
     )
+
+
+def replaced_draft_fields(message: OutboundMessage, now: datetime) -> Doc:
+    """What a draft waiting for approval rewrites when it is drafted again in place (its window closed)."""
+    fields = message.model_dump(mode="python", include={
+        "kind", "body", "content_sid", "content_variables", "draft_source", "fallback_reason", "window_closes_at",
+        "invoices", "invoices_key"})
+    fields["updated_at"] = now
+    return fields
 
 
 def ready_message(doc: Doc) -> ReadyMessage:

@@ -135,8 +135,19 @@ class MessageTransitions(ABC):
         return self._move(message_id, MESSAGE_TRANSITIONS["send_again"], now=now, fields={"reconciled": "not_found"})
 
     def cancel(self, message_id: str, *, reason: CancelReason, now: datetime) -> bool:
-        """``ready → cancelled``."""
+        """``ready|awaiting_approval → cancelled``."""
         return self._move(message_id, MESSAGE_TRANSITIONS["cancel"], now=now, fields={"cancel_reason": reason.value})
+
+    def approve(self, message_id: str, *, by: str, now: datetime) -> bool:
+        """``awaiting_approval → ready``, approved by ``by``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["approve"], now=now,
+                          fields={"approved_by": by, "approved_at": now})
+
+    def reject(self, message_id: str, *, by: str, reason: str, now: datetime) -> bool:
+        """``awaiting_approval → cancelled`` (``rejected``), by ``by`` for ``reason``."""
+        return self._move(message_id, MESSAGE_TRANSITIONS["reject"], now=now,
+                          fields={"cancel_reason": CancelReason.REJECTED.value, "rejected_by": by,
+                                  "rejection_reason": reason})
 
 
 def invoice_move(move: Transition[InvoiceStatus], *, source: InvoiceSource, now: datetime,

@@ -180,6 +180,8 @@ class Campaign(BaseModel):
     send_window: SendWindow = Field(default_factory=SendWindow)
     enrol: EnrolRule = Field(default_factory=EnrolRule)
     status: Literal["active", "paused"] = "active"
+    # "required": each step's draft waits in awaiting_approval until a person approves it (docs/console.md).
+    approval: Literal["auto", "required"] = "auto"
 
     @field_validator("id")
     @classmethod
@@ -194,6 +196,11 @@ class Campaign(BaseModel):
         if not value:
             raise ValueError("a campaign needs at least one step")
         return value
+
+    @property
+    def needs_approval(self) -> bool:
+        """True when a person approves each draft before it is sent (``approval: required``)."""
+        return self.approval == "required"
 
     @property
     def about_invoices(self) -> bool:
@@ -282,6 +289,16 @@ class OutboundMessage(BaseModel):
     written_by: str | None = None  # a manual message's author: "key:<name>", "user:<email>"
     twilio_sid: str | None = None
     error_code: int | None = None
+    # A freeform step drafted in the client's 24-hour window: when that window closes (awaiting
+    # approval past it, the step is drafted again as its template).
+    window_closes_at: datetime | None = None
+    # Who approved, edited or rejected a draft waiting for approval (``key:<name>``, ``user:<email>``).
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    edited_by: str | None = None
+    edited_at: datetime | None = None
+    rejected_by: str | None = None
+    rejection_reason: str | None = None
     # Set by the repository as the message moves (never written from here).
     created_at: datetime | None = None
     state_changed_at: datetime | None = None

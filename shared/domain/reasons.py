@@ -63,6 +63,8 @@ class CancelReason(StrEnum):
     OUTSIDE_24H_WINDOW = "outside_24h_window"
     # A reminder about invoices one of which was paid, part-paid, cancelled or added since: drafted again.
     INVOICES_CHANGED = "invoices_changed"
+    # A person rejected the draft (campaigns with ``approval: required``); their reason is kept apart.
+    REJECTED = "rejected"
 
     @classmethod
     def after_stop(cls, reason: StopReason) -> CancelReason:

@@ -249,7 +249,8 @@ class MessageRepository(Protocol):
 
     # ------------------------------------------------------------ named transitions
     def redraft(self, message: OutboundMessage, now: datetime) -> bool:
-        """``cancelled → ready`` with a new draft (never for a message Twilio has)."""
+        """``cancelled → ready`` with a new draft (never for a message Twilio has); ``cancelled →
+        awaiting_approval`` when the new draft is in that state (its campaign wants a person's approval)."""
 
     def start_sending(self, message_id: str, *, now: datetime) -> bool:
         """``ready → sending``: only the caller that wins may call Twilio."""
@@ -270,16 +271,35 @@ class MessageRepository(Protocol):
         """``uncertain → ready``: no trace of it at Twilio."""
 
     def cancel(self, message_id: str, *, reason: CancelReason, now: datetime) -> bool:
-        """``ready → cancelled``."""
+        """``ready|awaiting_approval → cancelled``."""
+
+    def approve(self, message_id: str, *, by: str, now: datetime) -> bool:
+        """``awaiting_approval → ready``, approved by ``by`` (``approved_by``, ``approved_at``)."""
+
+    def reject(self, message_id: str, *, by: str, reason: str, now: datetime) -> bool:
+        """``awaiting_approval → cancelled`` (rejected), with ``rejected_by`` and ``rejection_reason``."""
+
+    def awaiting_approval(self, *, after: str | None, limit: int) -> list[OutboundMessage]:
+        """Drafts waiting for a person's approval, by id, after ``after``."""
+
+    def window_closed_drafts(self, now: datetime, limit: int) -> list[str]:
+        """Freeform drafts waiting for approval whose client's window (``window_closes_at``) closed before ``now``."""
+
+    def edit_draft(self, message_id: str, *, body: str, by: str, now: datetime) -> bool:
+        """A new text for a freeform draft waiting for approval (``edited_by``); False when it is not one."""
+
+    def replace_draft(self, message: OutboundMessage, *, body_was: str, now: datetime) -> bool:
+        """Rewrite a freeform draft still waiting for approval with the text ``body_was`` by ``message``'s
+        draft (kind, text, template, window), in place; False when it changed meanwhile."""
 
     def cancel_ready_steps(self, contact_id: str, *, reason: CancelReason, now: datetime) -> int:
-        """Cancel the contact's ready messages but owner alerts; how many."""
+        """Cancel the contact's ready messages (and drafts awaiting approval) but owner alerts; how many."""
 
     def cancel_ready_of_followup(self, followup_id: str, *, reason: CancelReason, now: datetime) -> int:
-        """Cancel the follow-up's ready messages (its step's draft, a re-send); how many."""
+        """Cancel the follow-up's ready messages (its step's draft, a re-send) and its draft awaiting approval."""
 
     def cancel_ready_drafts_of_campaign(self, campaign_id: str, *, reason: CancelReason, now: datetime) -> int:
-        """Cancel the campaign's ready step drafts, re-sends (``resend_of``) aside; how many."""
+        """Cancel the campaign's ready (or awaiting approval) step drafts, re-sends (``resend_of``) aside; how many."""
 
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
                      source: str = "callback", message_id: str | None = None) -> bool:

@@ -30,6 +30,8 @@ class MessageState(StrEnum):
     """States of a message. Outbound: ready → sending → sent → delivered → read."""
 
     READY = "ready"
+    # A step drafted for a campaign with ``approval: required``: sent only once a person approves it.
+    AWAITING_APPROVAL = "awaiting_approval"
     SENDING = "sending"
     SENT = "sent"
     DELIVERED = "delivered"
@@ -99,12 +101,15 @@ FOLLOWUP_MOVES: dict[FollowUpState, frozenset[FollowUpState]] = {
 _REPORTED = (_M.SENT, _M.DELIVERED, _M.READ, _M.FAILED, _M.UNDELIVERED)
 MESSAGE_MOVES: dict[MessageState, frozenset[MessageState]] = {
     _M.READY: frozenset({_M.SENDING, _M.CANCELLED}),
+    # approved (then sent as any ready message), or rejected, or withdrawn as any draft
+    _M.AWAITING_APPROVAL: frozenset({_M.READY, _M.CANCELLED}),
     # Twilio answered (sent), or a status callback carrying our message id came before the worker
     # stored the SID and adopted it with its status; refused it; no answer (network); a retryable
     # error: ready again
     _M.SENDING: frozenset({*_REPORTED, _M.UNCERTAIN, _M.READY}),
     _M.UNCERTAIN: frozenset({*_REPORTED, _M.READY}),  # found at Twilio after all (or adopted); not found: sent again
-    _M.CANCELLED: frozenset({_M.READY}),  # drafted again (never sent: it has no Twilio SID)
+    # drafted again (never sent: it has no Twilio SID), waiting for approval again when its campaign wants it
+    _M.CANCELLED: frozenset({_M.READY, _M.AWAITING_APPROVAL}),
     _M.SENT: frozenset({_M.DELIVERED, _M.READ, _M.FAILED, _M.UNDELIVERED}),
     _M.DELIVERED: frozenset({_M.READ, _M.FAILED, _M.UNDELIVERED}),
     _M.READ: frozenset({_M.FAILED, _M.UNDELIVERED}),
@@ -216,8 +221,11 @@ MESSAGE_TRANSITIONS: dict[str, Transition[MessageState]] = {t.name: t for t in (
     _message("mark_uncertain", (_M.SENDING,), _M.UNCERTAIN),
     _message("retry_later", (_M.SENDING,), _M.READY),  # a retryable refusal
     _message("send_again", (_M.UNCERTAIN,), _M.READY),  # no trace at Twilio
-    _message("cancel", (_M.READY,), _M.CANCELLED),
+    _message("cancel", (_M.READY, _M.AWAITING_APPROVAL), _M.CANCELLED),
     _message("redraft", (_M.CANCELLED,), _M.READY),
+    _message("redraft_for_approval", (_M.CANCELLED,), _M.AWAITING_APPROVAL),
+    _message("approve", (_M.AWAITING_APPROVAL,), _M.READY),  # by a person: then sent as any draft
+    _message("reject", (_M.AWAITING_APPROVAL,), _M.CANCELLED),  # by a person, with a reason
 )}
 EVENT_TRANSITIONS: dict[str, Transition[EventState]] = {t.name: t for t in (
     _event("mark_processed", (_E.RECEIVED,), _E.PROCESSED),
@@ -238,6 +246,7 @@ INVOICE_TRANSITIONS: dict[str, Transition[InvoiceStatus]] = {t.name: t for t in 
 # Rank of each delivery status: a status callback only ever moves a message forward.
 STATUS_RANK: dict[str, int] = {
     "ready": 0,
+    "awaiting_approval": 0,
     "sending": 1,
     "uncertain": 1,
     "queued": 2,

@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clock import utc
-from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, message_id_for
+from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage, Step, message_id_for
 from shared.domain.reasons import HandOverReason, PauseReason, StopReason
 from shared.domain.records import DraftClaim
 from shared.domain.states import FollowUpState, MessageState
 from shared.domain.templates import render_preview, template_variables
 from shared.language.invoice_text import invoice_facts
-from shared.policy import in_service_window
+from shared.policy import SERVICE_WINDOW, in_service_window
 from shared.ports import DraftRequest, HistoryItem
 from shared.usecases.cadence import stop_followup, withdraw_dead_draft
 from shared.usecases.context import App
@@ -57,7 +57,8 @@ def compose_message(deps: App, followup: FollowUp | DraftTarget, campaign: Campa
     base: dict[str, Any] = {
         "id": message_id_for(followup.id, followup.step), "followup_id": followup.id,
         "contact_id": contact.id, "campaign_id": campaign.id, "step": followup.step,
-        "state": MessageState.READY, "language": contact.language,
+        "state": MessageState.AWAITING_APPROVAL if campaign.needs_approval else MessageState.READY,
+        "language": contact.language,
         # What the sending actor needs of the contact, so that it does not read it again.
         "to": contact.phone, "timezone": contact.timezone,
     }
@@ -78,8 +79,15 @@ def compose_message(deps: App, followup: FollowUp | DraftTarget, campaign: Campa
             campaign_description=campaign.description,
         )
         draft = deps.drafter.draft(request)
+        closes = utc(contact.last_inbound_at) + SERVICE_WINDOW if contact.last_inbound_at else None
         return OutboundMessage(**base, kind="freeform", body=draft.body, draft_source=draft.source,
-                               fallback_reason=draft.fallback_reason)
+                               fallback_reason=draft.fallback_reason, window_closes_at=closes)
+    return template_message(base, step, contact, invoice_facts_)
+
+
+def template_message(base: dict[str, Any], step: Step, contact: Contact, invoice_facts_: dict[str, str] | None
+                     ) -> OutboundMessage | None:
+    """The step's approved Content template filled for ``contact`` (None: the step has none)."""
     if step.template is None:
         return None
     variables = template_variables(step.template, contact, invoice_facts_)
@@ -109,11 +117,16 @@ def draft_followup(deps: App, followup_id: str, step: int,
             return None
     message_id = message_id_for(followup_id, step)
     existing = store.messages.get(message_id) if followup.drafted_step == step else None
-    if existing is None or existing.state == MessageState.CANCELLED:
-        if not _draft(deps, followup, existing):
+    stored = existing.state if existing is not None else None
+    # A draft a person rejected is never drafted again: its follow-up moves past that step (approvals.py).
+    if existing is None or (existing.state == MessageState.CANCELLED and not existing.rejected_by):
+        stored = _draft(deps, followup, existing)
+        if stored is None:
             return None
     if store.followups.await_send(followup_id, step=step, now=now):
-        deps.queue.send_message(message_id, contact_id=followup.contact_id)
+        # A draft waiting for a person's approval is handed to sending by the approval (approvals.py).
+        if stored != MessageState.AWAITING_APPROVAL:
+            deps.queue.send_message(message_id, contact_id=followup.contact_id)
         return message_id
     # The follow-up moved on while this step was drafted. A STOP or a pause cancels the contact's
     # ready messages, but it ran before this draft was stored: withdraw it, unless a concurrent
@@ -147,8 +160,9 @@ def _read_followup(deps: App, followup_id: str, step: int, now: datetime) -> Dra
                        campaign_id=followup.campaign_id, drafted_step=followup.drafted_step)
 
 
-def _draft(deps: App, followup: DraftTarget, existing: OutboundMessage | None) -> bool:
-    """Compose and store the step's message; False when the follow-up was stopped or paused instead.
+def _draft(deps: App, followup: DraftTarget, existing: OutboundMessage | None) -> MessageState | None:
+    """Compose and store the step's message: its state (ready, or awaiting approval); None when the
+    follow-up was stopped or paused instead.
 
     Stored once: the insert is conditional on the message id, and a cancelled draft is replaced
     only while cancelled. A run that finds the message stored by another (a concurrent run, one
@@ -160,17 +174,17 @@ def _draft(deps: App, followup: DraftTarget, existing: OutboundMessage | None) -
     if contact is None or campaign is None or step >= len(campaign.steps):
         stop_followup(store, followup.id, reason=StopReason.MISSING_DATA, now=now, needs_human=True,
                       detail=HandOverReason.MISSING_DATA)
-        return False
+        return None
     if contact.opted_out:
         stop_followup(store, followup.id, reason=StopReason.OPT_OUT, now=now)
-        return False
+        return None
     about = None
     if campaign.about_invoices:
         about = reminder_invoices(store, campaign, contact.id)
         if not about.invoices:
             stop_followup(store, followup.id, reason=StopReason.PAID, now=now)
             log.info("followup=%s stopped at step %s: no unpaid invoice left", followup.id, step)
-            return False
+            return None
     message = compose_message(deps, followup, campaign, contact, about)
     if message is None:
         store.followups.pause(
@@ -180,12 +194,12 @@ def _draft(deps: App, followup: DraftTarget, existing: OutboundMessage | None) -
                         "last 24 h",
         )
         log.warning("followup=%s step=%s paused: outside 24h window and no template", followup.id, step)
-        return False
+        return None
     if existing is not None:
         stored = store.messages.redraft(message, now)
     else:
         stored = store.messages.insert(message, now) or store.messages.redraft(message, now)
     if stored:
-        log.info("drafted message=%s kind=%s source=%s fallback=%s", message.id, message.kind,
-                 message.draft_source, message.fallback_reason)
-    return True
+        log.info("drafted message=%s kind=%s source=%s fallback=%s state=%s", message.id, message.kind,
+                 message.draft_source, message.fallback_reason, message.state.value)
+    return message.state

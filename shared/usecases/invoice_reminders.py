@@ -119,7 +119,8 @@ def settle_client(store: Repositories, contact_id: str, *, now: datetime, queue:
             continue
         if followup.state == FollowUpState.AWAITING_SEND:
             message = store.messages.get(message_id_for(followup.id, followup.step))
-            if message is not None and message.state == MessageState.READY and message.invoices is not None \
+            if message is not None and message.state in (MessageState.READY, MessageState.AWAITING_APPROVAL) \
+                    and message.invoices is not None \
                     and message.invoices_key != covered.key:
                 changed += redraft(store, message, now=now, queue=queue)
     return changed

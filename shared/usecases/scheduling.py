@@ -27,7 +27,7 @@ from shared.domain.records import DraftClaim, DraftKeeper, ReadyMessage, StaleFo
 from shared.domain.repositories import Repositories
 from shared.domain.states import FollowUpState, MessageState
 from shared.ports import TaskQueue
-from shared.usecases import outbound
+from shared.usecases import approvals, outbound
 from shared.usecases.cadence import advance_after_send, cancel_dead_draft, keeps_draft
 from shared.usecases.campaigns import enrol_invoice_campaigns
 from shared.usecases.tick_guard import Backfill, GuardedQueue, TickContext, TickReport, TickStep, for_each, run_steps
@@ -113,12 +113,22 @@ def _reconcile_awaiting_send(ctx: TickContext, stale: StaleFollowUp) -> None:
     store, queue, report, now = ctx.store, ctx.queue, ctx.report, ctx.clock.now()
     followup_id, step = stale.id, stale.step
     message = store.messages.get(f"{followup_id}:{step}")
+    if message is not None and message.state == MessageState.CANCELLED and message.rejected_by:
+        # Rejected by a person, and the follow-up not moved on (the console died in between): move it on.
+        if approvals.move_past_rejected(store, message, now=now):
+            report.advanced.append(followup_id)
+        return
     if message is None or message.state == MessageState.CANCELLED:
         # No draft (drafting crashed after moving the follow-up), or one withdrawn by a run that saw
         # the follow-up elsewhere after a concurrent run had moved it on with it (a race): draft again.
         if store.followups.draft_again(followup_id, step=step, now=now):
             queue.draft_followup(followup_id, step)
             report.requeued_drafts.append(followup_id)
+        return
+    if message.state == MessageState.AWAITING_APPROVAL:
+        # A person decides (approvals.py); looked at again after another stale period.
+        store.followups.touch_stale(followup_id, state=FollowUpState.AWAITING_SEND, changed_at=stale.changed_at,
+                                    now=now, requeued=False)
         return
     if message.state == MessageState.READY:
         # Its send is the ready-message sweep's (requeue_ready_messages), once per period; looked
@@ -147,6 +157,24 @@ def _reconcile_awaiting_send(ctx: TickContext, stale: StaleFollowUp) -> None:
         if advance_after_send(store, followup_id=followup.id, enrolled_at=followup.enrolled_at, campaign=campaign,
                               contact=contact, step=step, sent_at=sent_at, now=now):
             report.advanced.append(followup_id)
+
+
+def redraft_closed_windows(ctx: TickContext) -> None:
+    """Drafts waiting for approval whose client's 24-hour window closed are drafted again as their
+    template (still waiting, same message), or withdrawn when the step has none (approvals.py)."""
+    now = ctx.clock.now()
+
+    def redraft(message_id: str) -> None:
+        if approvals.redraft_closed_window(ctx.store, message_id, now=now):
+            ctx.report.redrafted_approvals.append(message_id)
+
+    for_each(ctx, ctx.store.messages.window_closed_drafts(now, ctx.batch), redraft, item_id=str,
+             followup_id=_followup_of_draft)
+
+
+def _followup_of_draft(message_id: str) -> str:
+    """The follow-up of a step's message (its id is ``<follow-up>:<step>``)."""
+    return message_id.rsplit(":", 1)[0]
 
 
 def cancel_dead_drafts(ctx: TickContext) -> None:
@@ -273,6 +301,7 @@ def _poll_statuses(ctx: TickContext) -> None:
 RECONCILE_STEPS: tuple[tuple[str, TickStep], ...] = (
     ("stale_drafts", requeue_stale_drafts),
     ("awaiting_send", reconcile_awaiting_send),
+    ("approval_windows", redraft_closed_windows),
     ("dead_drafts", cancel_dead_drafts),
     ("ready_sends", requeue_ready_messages),
     ("stuck_sending", mark_stuck_sending),

@@ -45,6 +45,8 @@ class TickReport:
     requeued_inbound: list[str] = field(default_factory=list)
     reconciling: list[str] = field(default_factory=list)
     cancelled_drafts: list[str] = field(default_factory=list)
+    # Drafts waiting for approval drafted again as their template (their 24-hour window closed), or withdrawn.
+    redrafted_approvals: list[str] = field(default_factory=list)
     status_polls: list[str] = field(default_factory=list)
     # Inbound events stored late from Twilio's Messages list (the webhook missed them).
     backfilled: list[str] = field(default_factory=list)

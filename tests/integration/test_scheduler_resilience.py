@@ -218,7 +218,8 @@ def test_the_running_scheduler_logs_the_quarantine_in_its_tick_line(
 def test_the_tick_line_counts_everything(store: MongoRepositories, clock: FakeClock) -> None:
     report = TickReport(claimed=["a", "b"], quarantined=["c"], failed_steps=["notes"])
     assert report.line() == ("tick claimed=2 resumed=0 requeued_drafts=0 requeued_sends=0 advanced=0 uncertain=0 "
-                             "requeued_inbound=0 reconciling=0 cancelled_drafts=0 status_polls=0 backfilled=0 "
+                             "requeued_inbound=0 reconciling=0 cancelled_drafts=0 redrafted_approvals=0 status_polls=0 "
+                             "backfilled=0 "
                              "quarantined=1 skipped=0 failed_steps=notes")
     assert report.total() == 2 and report.eventful()
     assert not TickReport().eventful()

@@ -134,8 +134,16 @@ def test_a_message_twilio_accepted_is_never_sent_again(state: MessageState) -> N
 
 
 def test_only_a_send_with_no_answer_or_a_retryable_error_is_sent_again() -> None:
+    """And a draft approved by a person (awaiting_approval → ready): it was never sent."""
     back_to_ready = {s for s, nxt in MESSAGE_MOVES.items() if M.READY in nxt}
-    assert back_to_ready == {M.SENDING, M.UNCERTAIN, M.CANCELLED}
+    assert back_to_ready == {M.SENDING, M.UNCERTAIN, M.CANCELLED, M.AWAITING_APPROVAL}
+
+
+def test_a_draft_waiting_for_approval_is_sent_only_through_its_approval() -> None:
+    """Nothing moves awaiting_approval to sending: only the approval (to ready) or a cancellation."""
+    assert MESSAGE_MOVES[M.AWAITING_APPROVAL] == {M.READY, M.CANCELLED}
+    into = {s for s, nxt in MESSAGE_MOVES.items() if M.AWAITING_APPROVAL in nxt}
+    assert into == {M.CANCELLED}  # drafted again: never from a state Twilio knows
 
 
 @pytest.mark.parametrize("status", sorted(TWILIO_STATUS_TO_STATE))

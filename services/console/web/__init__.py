@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.console.guard import Console
-from services.console.web import auth, campaigns, clients, core, inbox, invoices, overview
+from services.console.web import approvals, auth, campaigns, clients, core, inbox, invoices, overview
 
 
 def install(app: FastAPI, console: Console) -> None:
@@ -17,6 +17,7 @@ def install(app: FastAPI, console: Console) -> None:
     core.install_handlers(app)
     app.include_router(auth.router(console))
     app.include_router(overview.router(console))
+    app.include_router(approvals.router(console))
     app.include_router(inbox.router(console))
     app.include_router(clients.router(console))
     app.include_router(invoices.router(console))

@@ -16,6 +16,7 @@ from shared.adapters.documents import (
     message_summary,
     ready_message,
     redraft_fields,
+    replaced_draft_fields,
     send_time,
     status_fields,
 )
@@ -28,6 +29,8 @@ from shared.domain.states import MESSAGE_TRANSITIONS, MessageState, Transition
 from shared.errors import StoreError
 
 _M = MessageState
+# Drafts not sent yet, which a stop or a pause cancels: ready, or waiting for a person's approval.
+_UNSENT = (_M.READY.value, _M.AWAITING_APPROVAL.value)
 
 
 def _outbound(doc: Doc) -> bool:
@@ -91,8 +94,17 @@ class MemoryMessages(MessageTransitions, MemoryRepository):
         return True
 
     def redraft(self, message: OutboundMessage, now: datetime) -> bool:
-        """``cancelled → ready`` with a new draft (never for a message Twilio has)."""
-        move = MESSAGE_TRANSITIONS["redraft"]
+        """``cancelled → ready`` with a new draft (never for a message Twilio has); one waiting for
+        approval: :meth:`redraft_for_approval`."""
+        if message.state == _M.AWAITING_APPROVAL:
+            return self.redraft_for_approval(message, now)
+        return self._redraft(message, MESSAGE_TRANSITIONS["redraft"], now)
+
+    def redraft_for_approval(self, message: OutboundMessage, now: datetime) -> bool:
+        """``cancelled → awaiting_approval`` with a new draft (its campaign wants a person's approval)."""
+        return self._redraft(message, MESSAGE_TRANSITIONS["redraft_for_approval"], now)
+
+    def _redraft(self, message: OutboundMessage, move: Transition[MessageState], now: datetime) -> bool:
         doc = self.docs.get(message.id)
         if doc is None or doc.get("state") != move.source[0].value or "twilio_sid" in doc:
             return False
@@ -103,20 +115,20 @@ class MemoryMessages(MessageTransitions, MemoryRepository):
     def cancel_ready_steps(self, contact_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the contact's ready messages but owner alerts; how many."""
         ids = [key for key, doc in self.docs.items() if doc.get("contact_id") == contact_id and _outbound(doc)
-               and doc.get("purpose") != "alert" and doc.get("state") == _M.READY.value]
+               and doc.get("purpose") != "alert" and doc.get("state") in _UNSENT]
         return sum(1 for key in ids if self.cancel(key, reason=reason, now=now))
 
     def cancel_ready_of_followup(self, followup_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the follow-up's ready messages (its step's draft, a re-send); how many."""
         ids = [key for key, doc in self.docs.items()
-               if doc.get("followup_id") == followup_id and doc.get("state") == _M.READY.value]
+               if doc.get("followup_id") == followup_id and doc.get("state") in _UNSENT]
         return sum(1 for key in ids if self.cancel(key, reason=reason, now=now))
 
     def cancel_ready_drafts_of_campaign(self, campaign_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the campaign's ready step drafts, re-sends (``resend_of``) aside; how many."""
         ids = [key for key, doc in self.docs.items()
                if doc.get("campaign_id") == campaign_id and doc.get("purpose") == "step"
-               and not doc.get("resend_of") and doc.get("state") == _M.READY.value]
+               and not doc.get("resend_of") and doc.get("state") in _UNSENT]
         return sum(1 for key in ids if self.cancel(key, reason=reason, now=now))
 
     def apply_status(self, sid: str, status: str, error_code: int | None, now: datetime, *,
@@ -150,6 +162,36 @@ class MemoryMessages(MessageTransitions, MemoryRepository):
         if doc is None or doc.get("state") != _M.READY.value:
             return False
         doc.update({"not_before": until, "updated_at": now})
+        return True
+
+    # ------------------------------------------------------------ approvals
+    def awaiting_approval(self, *, after: str | None, limit: int) -> list[OutboundMessage]:
+        """Drafts waiting for a person's approval, by id, after ``after``."""
+        docs = by("_id")(self._where(lambda doc: doc.get("state") == _M.AWAITING_APPROVAL.value and _outbound(doc)
+                                     and (after is None or str(doc["_id"]) > after)))
+        return [message_from_doc(doc) for doc in limited(docs, limit)]
+
+    def window_closed_drafts(self, now: datetime, limit: int) -> list[str]:
+        """Freeform drafts waiting for approval whose client's 24-hour window closed before ``now``."""
+        docs = self._where(lambda doc: doc.get("state") == _M.AWAITING_APPROVAL.value
+                           and before(doc.get("window_closes_at"), now))
+        return [str(doc["_id"]) for doc in limited(docs, limit)]
+
+    def edit_draft(self, message_id: str, *, body: str, by: str, now: datetime) -> bool:
+        """A new text for a freeform draft waiting for approval; False when it is not one (any more)."""
+        doc = self.docs.get(message_id)
+        if doc is None or doc.get("state") != _M.AWAITING_APPROVAL.value or doc.get("kind") != "freeform":
+            return False
+        doc.update({"body": body, "edited_by": by, "edited_at": now, "updated_at": now})
+        return True
+
+    def replace_draft(self, message: OutboundMessage, *, body_was: str, now: datetime) -> bool:
+        """Rewrite a freeform draft waiting for approval (still that text, ``body_was``) with ``message``'s draft."""
+        doc = self.docs.get(message.id)
+        if (doc is None or doc.get("state") != _M.AWAITING_APPROVAL.value or doc.get("kind") != "freeform"
+                or doc.get("body") != body_was):
+            return False
+        doc.update(replaced_draft_fields(message, now))
         return True
 
     # ------------------------------------------------------------ the scheduler's scans

@@ -54,6 +54,8 @@ def ensure_indexes(db: Database[Doc]) -> None:
     messages.create_index([("state", ASCENDING), ("status_polled_at", ASCENDING), ("sent_at", ASCENDING)],
                           name="state_status_polled")
     messages.create_index([("contact_id", ASCENDING), ("created_at", ASCENDING)], name="contact_time")
+    # Drafts waiting for approval whose 24-hour window closed (the scheduler's approval_windows step).
+    messages.create_index([("state", ASCENDING), ("window_closes_at", ASCENDING)], name="state_window_closes")
     # The console's overview: messages sent in the last 30 days (only sent ones have sent_at).
     messages.create_index([("sent_at", ASCENDING)], name="sent_at", sparse=True)
     # Messages from numbers that are no contact (services.conversations): partial, so the

@@ -20,6 +20,7 @@ from shared.adapters.documents import (
     message_summary,
     ready_message,
     redraft_fields,
+    replaced_draft_fields,
     send_time,
     status_fields,
 )
@@ -36,6 +37,9 @@ from shared.domain.states import (
 )
 
 _M = MessageState
+# Drafts not sent yet, which a stop or a pause cancels: ready, or waiting for a person's approval
+# (one query per state: SecantusDB scans the collection for an $in on the state).
+_UNSENT = (_M.READY.value, _M.AWAITING_APPROVAL.value)
 
 
 def unknown_query(phone: str | None = None) -> Doc:
@@ -109,8 +113,17 @@ class MongoMessages(MessageTransitions, MongoRepository):
         return result.modified_count == 1
 
     def redraft(self, message: OutboundMessage, now: datetime) -> bool:
-        """Replace a cancelled step message by a new draft (``cancelled → ready``, conditional)."""
-        move = MESSAGE_TRANSITIONS["redraft"]
+        """Replace a cancelled step message by a new draft (``cancelled → ready``, conditional); one
+        waiting for approval: :meth:`redraft_for_approval`."""
+        if message.state == _M.AWAITING_APPROVAL:
+            return self.redraft_for_approval(message, now)
+        return self._redraft(message, MESSAGE_TRANSITIONS["redraft"], now)
+
+    def redraft_for_approval(self, message: OutboundMessage, now: datetime) -> bool:
+        """``cancelled → awaiting_approval`` with a new draft (its campaign wants a person's approval)."""
+        return self._redraft(message, MESSAGE_TRANSITIONS["redraft_for_approval"], now)
+
+    def _redraft(self, message: OutboundMessage, move: Transition[MessageState], now: datetime) -> bool:
         result = self.collection.update_one(
             {"_id": message.id, "state": move.source[0].value, "twilio_sid": {"$exists": False}},
             {"$set": redraft_fields(message, now), "$push": {"history": history(move.target.value, now, redraft=True)}},
@@ -119,21 +132,23 @@ class MongoMessages(MessageTransitions, MongoRepository):
 
     def cancel_ready_steps(self, contact_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the contact's drafted messages that have not gone out yet (owner alerts aside)."""
-        docs = list(self.collection.find({"contact_id": contact_id, "direction": "outbound",
-                                          "purpose": {"$ne": "alert"}, "state": _M.READY.value}, {"_id": 1}))
+        docs = [doc for state in _UNSENT for doc in self.collection.find(
+            {"contact_id": contact_id, "direction": "outbound", "purpose": {"$ne": "alert"}, "state": state},
+            {"_id": 1})]
         return sum(1 for doc in docs if self.cancel(str(doc["_id"]), reason=reason, now=now))
 
     # The state first: an index starting with it (state_requeue_from) makes the server examine
     # the ready messages only, a small set, instead of every message of the follow-up or campaign.
     def cancel_ready_of_followup(self, followup_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the follow-up's ready messages (its step's draft, a re-send); how many."""
-        docs = list(self.collection.find({"state": _M.READY.value, "followup_id": followup_id}, {"_id": 1}))
+        docs = [doc for state in _UNSENT for doc in self.collection.find({"state": state, "followup_id": followup_id},
+                                                                          {"_id": 1})]
         return sum(1 for doc in docs if self.cancel(str(doc["_id"]), reason=reason, now=now))
 
     def cancel_ready_drafts_of_campaign(self, campaign_id: str, *, reason: CancelReason, now: datetime) -> int:
         """Cancel the campaign's ready step drafts, re-sends (``resend_of``) aside; how many."""
-        docs = list(self.collection.find({"state": _M.READY.value, "campaign_id": campaign_id, "purpose": "step"},
-                                         {"_id": 1, "resend_of": 1}))
+        docs = [doc for state in _UNSENT for doc in self.collection.find(
+            {"state": state, "campaign_id": campaign_id, "purpose": "step"}, {"_id": 1, "resend_of": 1})]
         return sum(1 for doc in docs if not doc.get("resend_of") and self.cancel(str(doc["_id"]), reason=reason,
                                                                                    now=now))
 
@@ -171,6 +186,37 @@ class MongoMessages(MessageTransitions, MongoRepository):
             {"_id": message_id, "state": _M.READY.value},
             [{"$set": {"not_before": until, "updated_at": now, "requeue_from": _requeue_from(until)}}])
         return result.modified_count == 1
+
+    # ------------------------------------------------------------ approvals
+    def awaiting_approval(self, *, after: str | None, limit: int) -> list[OutboundMessage]:
+        """Drafts waiting for a person's approval, by id, after ``after`` (index ``state_changed``: a
+        small set, sorted by the server)."""
+        query: Doc = {"state": _M.AWAITING_APPROVAL.value}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        docs = self.collection.find(query).sort("_id", ASCENDING).limit(limit)
+        return [message_from_doc(doc) for doc in docs]
+
+    def window_closed_drafts(self, now: datetime, limit: int) -> list[str]:
+        """Freeform drafts waiting for approval whose client's 24-hour window closed before ``now``
+        (index ``state_window_closes``)."""
+        docs = self.collection.find({"state": _M.AWAITING_APPROVAL.value, "window_closes_at": {"$lt": now}},
+                                    {"_id": 1}).limit(limit)
+        return [str(doc["_id"]) for doc in docs]
+
+    def edit_draft(self, message_id: str, *, body: str, by: str, now: datetime) -> bool:
+        """A new text for a freeform draft waiting for approval; False when it is not one (any more)."""
+        result = self.collection.update_one(
+            {"_id": message_id, "state": _M.AWAITING_APPROVAL.value, "kind": "freeform"},
+            {"$set": {"body": body, "edited_by": by, "edited_at": now, "updated_at": now}})
+        return result.matched_count == 1  # the same text again is an edit all the same
+
+    def replace_draft(self, message: OutboundMessage, *, body_was: str, now: datetime) -> bool:
+        """Rewrite a freeform draft waiting for approval (still that text, ``body_was``) with ``message``'s draft."""
+        result = self.collection.update_one(
+            {"_id": message.id, "state": _M.AWAITING_APPROVAL.value, "kind": "freeform", "body": body_was},
+            {"$set": replaced_draft_fields(message, now)})
+        return result.matched_count == 1
 
     # ------------------------------------------------------------ the scheduler's scans
     # Each scan is equalities plus ONE range on a "when to look" date, on an index that starts
