@@ -48,9 +48,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Headless Debian chromium (one per session)."""
+    """Headless Debian chromium, one for tests/browser/.
+
+    Package-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop marked running in
+    the main thread while it is open, and tests after this folder call ``asyncio.run()``.
+    """
     if not CHROMIUM.exists():
         reason = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does) "
                   "or point RELANCE_CHROMIUM at a chromium binary")

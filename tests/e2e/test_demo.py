@@ -39,7 +39,7 @@ import yaml
 
 from devtools.demo_payments import DEMO_PAYER
 from devtools.devstack import DEMO_DIR, DEMO_REPLIES, demo_invoices
-from devtools.embedded import start_mongo
+from devtools.embedded import free_port, start_mongo
 from shared.adapters.mongo import open_repositories
 from shared.phones import mask_phone, normalise_phone
 from shared.settings import Settings
@@ -210,7 +210,10 @@ def run_demo(workdir: Path) -> tuple[str, float]:
                "--timeout", str(DEV_TIMEOUT)]
     started = time.monotonic()
     # Its own session, so that the command and everything it starts form one process group.
-    proc = subprocess.Popen(command, cwd=workdir, env=_new_user_env(), stdout=subprocess.PIPE,
+    # A free console port of its own: 8080 (the default) may be another demo's on a shared machine,
+    # which would look like this run's console still listening after it exited.
+    env = {**_new_user_env(), "CONSOLE_PORT": str(free_port())}
+    proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
                             start_new_session=True)
     pgid = proc.pid
