@@ -36,7 +36,8 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
     def enrol_many(self, enrolments: Sequence[Enrolment], *, now: datetime) -> list[bool]:
         """Enrol each at step 0; for each, whether this call enrolled it."""
         return [self._insert(enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id,
-                                           next_run_at=e.next_run_at, now=now)) for e in enrolments]
+                                           next_run_at=e.next_run_at, now=now, generation=e.generation))
+                for e in enrolments]
 
     def get(self, followup_id: str) -> FollowUp | None:
         """A follow-up by id."""

@@ -59,8 +59,8 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
         """
         if not enrolments:
             return []
-        docs = [enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id, next_run_at=e.next_run_at, now=now)
-                for e in enrolments]
+        docs = [enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id, next_run_at=e.next_run_at, now=now,
+                              generation=e.generation) for e in enrolments]
         try:
             self.collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
