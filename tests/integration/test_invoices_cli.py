@@ -172,3 +172,10 @@ def test_an_import_enrols_the_clients_an_invoice_campaign_selects_and_a_sync_sto
     assert code == 0 and "sync: 2 invoice(s) closed as paid: FA-1, FA-2" in out
     (followup,) = store.followups.summaries_of_contact(marie.id)
     assert (followup.state, followup.stop_reason) == ("stopped", "paid")
+    # The next night Marie owes a new overdue invoice: she is enrolled again, once.
+    later = [*rows[2:], "06 12 34 56 78,Marie Dupont,fr,clients,FA-5,400,,EUR,,2026-02-10,,"]
+    code, out, _ = relance("invoices", "import", _csv(tmp_path, later, "nightly2.csv"), "--sync")
+    assert code == 0 and out.splitlines()[-1] == "campaign factures: 1 client(s) enrolled"
+    assert relance("invoices", "import", _csv(tmp_path, later, "nightly2.csv"), "--sync")[1].count("enrolled") == 0
+    assert sorted((f.state, f.stop_reason) for f in store.followups.summaries_of_contact(marie.id)) == [
+        ("scheduled", None), ("stopped", "paid")]
