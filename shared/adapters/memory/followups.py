@@ -29,7 +29,7 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
     """See :class:`shared.domain.repositories.FollowUpRepository`."""
 
     def enrol(self, *, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime) -> bool:
-        """Enrol at step 0; False if already enrolled (one follow-up per contact and campaign)."""
+        """Enrol at step 0; False if already enrolled (the first follow-up of the contact in the campaign)."""
         return self._insert(enrolment_doc(contact_id=contact_id, campaign_id=campaign_id, next_run_at=next_run_at,
                                           now=now))
 

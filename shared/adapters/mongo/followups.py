@@ -1,4 +1,4 @@
-"""Follow-ups in MongoDB (``followups``: one document per contact and campaign).
+"""Follow-ups in MongoDB (``followups``: one document per contact, campaign and enrolment generation).
 
 Every state change is a conditional ``update_one`` on (id, expected states[, step]) whose
 ``modified_count`` says whether this caller made it, recorded in the document's ``history``.
