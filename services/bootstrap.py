@@ -200,6 +200,12 @@ def build_broker(settings: Settings) -> RedisBroker:
     return make_broker(settings.redis_url)
 
 
+def build_task_queue(settings: Settings) -> DramatiqQueue:
+    """The queue the CLI's commands and the console hand work to (drafts asked again, messages to send,
+    hooks): Redis. Redis away: an enqueue fails, is logged, and the scheduler's sweeps pick the work up."""
+    return DramatiqQueue(build_broker(settings))
+
+
 def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
                       queues: Collection[str] = QUEUES) -> tuple[App, RedisBroker, Client]:
     """Everything an actor process consuming ``queues`` needs (Twilio only for the sending queue)."""

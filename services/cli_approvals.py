@@ -59,18 +59,19 @@ def cmd_approvals_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_approvals_decide(settings: Settings, args: argparse.Namespace) -> int:
     """Approve, reject or edit one draft; a clear error (exit 1) when it is not waiting or the text fails."""
+    from services.bootstrap import build_task_queue
     from services.cli_console import _store
-    from services.cli_invoices import _queue
     from shared.usecases import approvals
 
     store, now = _store(settings), SystemClock().now()
     if args.action == "approve":
-        decision = approvals.approve(store, _queue(settings), args.id, by=_by(args), now=now, rules=settings.rules())
+        decision = approvals.approve(store, build_task_queue(settings), args.id, by=_by(args), now=now,
+                                     rules=settings.rules())
     elif args.action == "reject":
         decision = approvals.reject(store, args.id, reason=args.reason, by=_by(args), now=now)
     else:
         decision = approvals.edit(store, settings.rules(), args.id, args.body, by=_by(args), now=now,
-                                  then_approve=args.approve, queue=_queue(settings))
+                                  then_approve=args.approve, queue=build_task_queue(settings))
     message = decision.message
     after = f"; follow-up {decision.followup_state.value}" if decision.followup_state else ""
     print(printable(f"{message.id}: {message.state.value}{after}"))

@@ -44,10 +44,10 @@ def cmd_console(settings: Settings, args: argparse.Namespace) -> int:
     """Serve the console with uvicorn."""
     import uvicorn
 
-    from services.cli_invoices import _queue
+    from services.bootstrap import build_task_queue
     from services.console import Console, create_app
 
-    app = create_app(Console(_store(settings), SystemClock(), queue=_queue(settings),
+    app = create_app(Console(_store(settings), SystemClock(), queue=build_task_queue(settings),
                              default_region=settings.default_country,
                              metrics_token=settings.metrics_token.get_secret_value(), rules=settings.rules()))
     # log_config=None: uvicorn's loggers reach our redacting root handler instead of its own.

@@ -51,12 +51,10 @@ def _store(settings: Settings) -> Repositories:
 
 
 def _queue(settings: Settings) -> TaskQueue:
-    """Where a reminder withdrawn because its invoices changed is asked to be drafted again (Redis).
-    Redis away: the enqueue fails, is logged, and the scheduler's stale sweep asks for it instead."""
-    from services.bootstrap import build_broker
-    from shared.queue import DramatiqQueue
+    """Where a reminder withdrawn because its invoices changed is asked to be drafted again (Redis)."""
+    from services.bootstrap import build_task_queue
 
-    return DramatiqQueue(build_broker(settings))
+    return build_task_queue(settings)
 
 
 def cmd_invoices_import(settings: Settings, args: argparse.Namespace) -> int:

@@ -35,14 +35,14 @@ _author = author  # the name services/cli_users.py imports
 
 def cmd_reply(settings: Settings, args: argparse.Namespace) -> int:
     """Store the message and hand it to the sending workers (exit 1 with the reason when refused)."""
+    from services.bootstrap import build_task_queue
     from services.cli_console import _store
-    from services.cli_invoices import _queue
     from shared.phones import normalise_phone
     from shared.usecases.manual_reply import reply_by_hand
 
     text = sys.stdin.read() if args.text == "-" else args.text
     phone = normalise_phone(args.phone, settings.default_country)
-    done = reply_by_hand(_store(settings), _queue(settings), settings.rules(), phone, body=text, by=author(),
+    done = reply_by_hand(_store(settings), build_task_queue(settings), settings.rules(), phone, body=text, by=author(),
                          now=SystemClock().now())
     what = "text" if done.kind == "freeform" else "approved template (outside the 24-hour window)"
     if done.created:

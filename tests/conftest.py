@@ -17,6 +17,7 @@ import redis
 from devtools.embedded import ServerProcess, start_mongo, start_redis
 from shared.adapters.mongo import MongoRepositories, connect, mongo_repositories
 from shared.clock import FakeClock
+from tests.support.cli import Relance, relance_runner
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +77,11 @@ def store(mongo_uri: str, db_name: str) -> Iterator[MongoRepositories]:
 def clock() -> FakeClock:
     """A clock the test moves by hand (starts on a Monday, 11:00 in Paris)."""
     return FakeClock()
+
+
+@pytest.fixture
+def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> Relance:
+    """Run the real `relance` entry point on the test database: (exit code, stdout, stderr without the
+    log lines); tests/support/cli.py."""
+    return relance_runner(mongo_uri, db_name, capsys, monkeypatch)

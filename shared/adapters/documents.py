@@ -76,15 +76,25 @@ def campaign_doc(campaign: Campaign, now: datetime) -> Doc:
 # ---------------------------------------------------------------- follow-ups
 
 
-def enrolment_doc(*, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime) -> Doc:
-    """The document of a new follow-up: step 0, scheduled."""
+def followup_id_for(campaign_id: str, contact_id: str, generation: int = 0) -> str:
+    """A follow-up's deterministic id: ``<campaign>:<contact>``, then ``:<generation>`` for a later one."""
+    return f"{campaign_id}:{contact_id}" + (f":{generation}" if generation else "")
+
+
+def enrolment_doc(*, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime,
+                  generation: int = 0) -> Doc:
+    """The document of a new follow-up: step 0, scheduled (``generation``: see ``Enrolment``; stored
+    only when not 0, so that the first follow-ups of every release share the unique index's null)."""
     scheduled = FollowUpState.SCHEDULED.value
-    return {
-        "_id": f"{campaign_id}:{contact_id}", "contact_id": contact_id, "campaign_id": campaign_id,
-        "state": scheduled, "step": 0, "next_run_at": next_run_at, "enrolled_at": now, "state_changed_at": now,
-        "needs_human": False, "history": [{"state": scheduled, "at": now, "step": 0}], "created_at": now,
-        "updated_at": now,
+    doc: Doc = {
+        "_id": followup_id_for(campaign_id, contact_id, generation), "contact_id": contact_id,
+        "campaign_id": campaign_id, "state": scheduled, "step": 0, "next_run_at": next_run_at, "enrolled_at": now,
+        "state_changed_at": now, "needs_human": False, "history": [{"state": scheduled, "at": now, "step": 0}],
+        "created_at": now, "updated_at": now,
     }
+    if generation:
+        doc["generation"] = generation
+    return doc
 
 
 def followup_from_doc(doc: Doc) -> FollowUp:

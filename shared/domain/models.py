@@ -252,6 +252,9 @@ class FollowUp(BaseModel):
     # The last step whose message was stored and handed to sending: a step queued again after
     # that (a pause, a lost draft) may find its message stored already.
     drafted_step: int | None = None
+    # 0: the contact's first follow-up in the campaign; n: enrolled again n times after one ended
+    # (shared.domain.records.Enrolment).
+    generation: int = 0
 
 
 class OutboundMessage(BaseModel):

@@ -22,6 +22,9 @@ class Enrolment:
     contact_id: str
     campaign_id: str
     next_run_at: datetime
+    # 0: the first follow-up of this contact in this campaign; n: the n-th one after it ended (an invoice
+    # campaign enrols a client again whose follow-up stopped as paid once they owe again).
+    generation: int = 0
 
 
 

@@ -111,7 +111,8 @@ class FollowUpRepository(Protocol):
         """:meth:`enrol` many contacts in one write; for each, whether this call enrolled it.
 
         Idempotent: a contact already enrolled (or twice in ``enrolments``) is False, the
-        others are enrolled all the same.
+        others are enrolled all the same. An enrolment's ``generation`` (0: the first) is part of
+        the follow-up's id: each generation is stored once.
         """
 
     def get(self, followup_id: str) -> FollowUp | None:

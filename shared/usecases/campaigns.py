@@ -23,11 +23,11 @@ from shared.campaign_files import (
     who,
 )
 from shared.domain.invoices import REMINDED, Invoice, covered_invoices, overdue_invoices
-from shared.domain.models import Campaign
-from shared.domain.reasons import CancelReason, PauseReason
+from shared.domain.models import Campaign, FollowUp
+from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.records import Enrolment
 from shared.domain.repositories import Repositories
-from shared.domain.states import RUNNING
+from shared.domain.states import RUNNING, FollowUpState
 from shared.errors import Conflict, InputError, NotFound
 from shared.policy import step_due_at
 from shared.usecases import audit
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Follow-ups written per insert when enrolling.
 ENROL_BATCH = 1000
+# Ended follow-ups read per query when looking for clients to enrol again.
+ENDED_PAGE = 1000
 
 
 def create_campaign(store: Repositories, source: Path | Campaign | dict[str, Any], *, now: datetime,
@@ -79,9 +81,10 @@ def create_campaign(store: Repositories, source: Path | Campaign | dict[str, Any
 class EnrolReport:
     """What an enrolment did: new enrolments, ones that existed, and skipped contacts with why."""
 
-    enrolled: int = 0
+    enrolled: int = 0  # re-enrolled ones included
     already_enrolled: int = 0
     skipped: list[str] = field(default_factory=list)
+    reenrolled: int = 0  # invoice campaigns: clients enrolled again after their follow-up stopped as paid
 
 
 def enrol_campaign(
@@ -92,7 +95,8 @@ def enrol_campaign(
     Idempotent: a contact already enrolled is counted, never enrolled twice. Opted-out
     contacts and contacts lacking a field the campaign uses are skipped, with the reason. An
     invoice campaign enrols only the clients owing an invoice it selects that is overdue by its
-    ``overdue_days`` (its first step may be anchored on their oldest due date).
+    ``overdue_days`` (its first step may be anchored on their oldest due date), and enrols again
+    a client whose follow-up there ended stopped as paid (:func:`_enrol_again`).
     The contacts are read in one query and enrolled ENROL_BATCH at a time, in one write each.
     """
     campaign = _campaign(store, campaign_id)
@@ -102,6 +106,7 @@ def enrol_campaign(
     uses = field_uses(campaign)
     report = EnrolReport()
     batch: list[Enrolment] = []
+    refused: list[Enrolment] = []  # enrolled already (an invoice campaign may enrol them again)
     for contact in contacts:
         if not selects(campaign, contact, wanted):
             continue
@@ -122,10 +127,12 @@ def enrol_campaign(
                                   previous_sent_at=None, now=now)
         batch.append(Enrolment(contact.id, campaign.id, next_run_at))
         if len(batch) >= ENROL_BATCH:
-            _enrol(store, batch, report, now=now)
-    _enrol(store, batch, report, now=now)
-    log.info("campaign %s enrolment: %d enrolled, %d already, %d skipped",
-             campaign.id, report.enrolled, report.already_enrolled, len(report.skipped))
+            refused += _enrol(store, batch, report, now=now)
+    refused += _enrol(store, batch, report, now=now)
+    if campaign.about_invoices and refused:
+        _enrol_again(store, campaign, refused, report, now=now)
+    log.info("campaign %s enrolment: %d enrolled (%d again), %d already, %d skipped",
+             campaign.id, report.enrolled, report.reenrolled, report.already_enrolled, len(report.skipped))
     if by:  # ``by``: who asked, written to the audit log
         audit.record(store, by=by, action="campaign.enrol", target=campaign.id,
                      detail=f"{report.enrolled} enrolled, {len(report.skipped)} skipped", now=now)
@@ -166,14 +173,60 @@ def _overdue_by_client(store: Repositories, campaign: Campaign, now: datetime) -
             if overdue_invoices(selector, invoices, today)}
 
 
-def _enrol(store: Repositories, batch: list[Enrolment], report: EnrolReport, *, now: datetime) -> None:
-    """Enrol the batch in one write, count what it did, and empty it."""
+def _enrol(store: Repositories, batch: list[Enrolment], report: EnrolReport, *, now: datetime) -> list[Enrolment]:
+    """Enrol the batch in one write, count what it did, and empty it; the enrolments refused (there already)."""
     if not batch:
-        return
-    enrolled = sum(store.followups.enrol_many(batch, now=now))
-    report.enrolled += enrolled
-    report.already_enrolled += len(batch) - enrolled
+        return []
+    done = store.followups.enrol_many(batch, now=now)
+    refused = [enrolment for enrolment, stored in zip(batch, done, strict=True) if not stored]
+    report.enrolled += len(batch) - len(refused)
+    report.already_enrolled += len(refused)
     batch.clear()
+    return refused
+
+
+def _latest_ended(store: Repositories, campaign_id: str) -> dict[str, FollowUp]:
+    """The campaign's latest stopped follow-up of each contact (the highest generation), read by pages."""
+    latest: dict[str, FollowUp] = {}
+    after: str | None = None
+    while True:
+        page = store.followups.page(campaign_id=campaign_id, state=FollowUpState.STOPPED, after=after,
+                                    limit=ENDED_PAGE)
+        for followup in page:
+            known = latest.get(followup.contact_id)
+            if known is None or followup.generation > known.generation:
+                latest[followup.contact_id] = followup
+        if len(page) < ENDED_PAGE:
+            return latest
+        after = page[-1].id
+
+
+def _enrol_again(store: Repositories, campaign: Campaign, refused: list[Enrolment], report: EnrolReport, *,
+                 now: datetime) -> None:
+    """Enrol again, in an invoice campaign, the clients it selects whose latest follow-up there stopped as
+    paid: they owe again (a new overdue invoice, a refund reopening one).
+
+    The new follow-up's id has the next generation (``<campaign>:<contact>:<n>``), so two enrolments at
+    once store one, and one whose next generation exists (running, or ended otherwise) stores none:
+    never two running for a client in a campaign. A follow-up stopped for another reason (a dispute, a
+    person's stop, a wrong number…), or a client with a hand-over still open, is left to a person.
+    """
+    ended = _latest_ended(store, campaign.id)
+    again: list[Enrolment] = []
+    for enrolment in refused:
+        latest = ended.get(enrolment.contact_id)
+        if latest is None or latest.stop_reason != StopReason.PAID.value or latest.needs_human:
+            continue
+        if any(other.needs_human for other in store.followups.summaries_of_contact(enrolment.contact_id)):
+            continue  # a hand-over still open (in any campaign): a person decides
+        again.append(Enrolment(enrolment.contact_id, campaign.id, enrolment.next_run_at,
+                               generation=latest.generation + 1))
+    if not again:
+        return
+    enrolled = sum(store.followups.enrol_many(again, now=now))
+    report.enrolled += enrolled
+    report.reenrolled += enrolled
+    report.already_enrolled -= enrolled
 
 
 @dataclass(frozen=True)

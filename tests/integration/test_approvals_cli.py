@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from datetime import time, timedelta
-from urllib.parse import urlsplit
 
 import pytest
 
-from services.cli import main
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock, SystemClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step
 from shared.fakes import FakeSender, RecordingQueue
-from shared.settings import Settings, load_settings
+from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.scheduling import tick
 from tests.support.actors import drain
+from tests.support.cli import Relance, relance_runner
 from tests.support.drafters import EchoDrafter
 
 pytestmark = pytest.mark.integration
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
-Relance = Callable[..., tuple[int, str, str]]
 ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=time(0), end=time(23, 59))
 
 
 @pytest.fixture
-def relance(mongo_uri: str, db_name: str, redis_url: str, capsys: pytest.CaptureFixture[str]) -> Relance:
-    settings: Settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl(),
-                                        "REDIS_URL": redis_url})
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv), load=lambda: settings)
-        out, err = capsys.readouterr()
-        return code, out, "".join(line for line in err.splitlines(keepends=True) if not LOG_LINE.match(line))
-
-    return run
+def relance(mongo_uri: str, db_name: str, redis_url: str, capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> Relance:
+    """``relance`` with Redis: an approved draft is handed to the sending queue."""
+    return relance_runner(mongo_uri, db_name, capsys, monkeypatch, env={"REDIS_URL": redis_url})
 
 
 def _waiting(store: MongoRepositories) -> str:

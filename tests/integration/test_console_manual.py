@@ -34,6 +34,7 @@ from shared.usecases import audit
 from shared.usecases.api_keys import create_key
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
+from tests.support.cli import Relance, relance_runner
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
 
@@ -246,24 +247,19 @@ def test_hand_overs_are_listed_closed_and_audited(console: Console_, world: tupl
 
 def test_relance_reply_stores_the_message_for_the_workers_and_refuses_after_stop(
         world: tuple[App, DramatiqQueue], sim: httpx.Client, mongo_uri: str, db_name: str, redis_url: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    from urllib.parse import urlsplit
-
-    from services.cli import main
-
-    settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl(),
-                              "REDIS_URL": redis_url})
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    relance = relance_runner(mongo_uri, db_name, capsys, monkeypatch, env={"REDIS_URL": redis_url})
     deps, _ = world
     deps.store.contacts.touch_inbound("ct1", datetime.now(UTC))  # the CLI runs on the real clock
-    assert main(["reply", MARIE, "Bonjour Marie, c'est noté."], load=lambda: settings) == 0
-    assert "stored as text" in capsys.readouterr().out
+    code, out, _ = relance("reply", MARIE, "Bonjour Marie, c'est noté.")
+    assert code == 0 and "stored as text" in out
     (sent,) = _settled(sim, MARIE, 1)
     assert sent["body"] == "Bonjour Marie, c'est noté."
-    assert main(["reply", MARIE, "Bonjour Marie, c'est noté."], load=lambda: settings) == 0
-    assert "stored already" in capsys.readouterr().out
+    code, out, _ = relance("reply", MARIE, "Bonjour Marie, c'est noté.")
+    assert code == 0 and "stored already" in out
     deps.store.contacts.set_opt_out("ct1", True, datetime.now(UTC))
-    assert main(["reply", MARIE, "Encore moi"], load=lambda: settings) == 1
-    assert "STOP" in capsys.readouterr().err
+    code, _, err = relance("reply", MARIE, "Encore moi")
+    assert code == 1 and "STOP" in err
     assert len(_settled(sim, MARIE, 1)) == 1
     (entry,) = audit.for_contact(deps.store, "ct1")
     assert entry.by.startswith("cli:") and entry.action == "reply.manual"
@@ -345,18 +341,13 @@ def test_the_audit_log_is_paged_newest_first(store: MongoRepositories, clock: Fa
         assert api.get("/api/v1/audit").status_code == 401
 
 
-def test_relance_handled_is_audited_as_the_login(store: MongoRepositories, clock: FakeClock, mongo_uri: str,
-                                                 db_name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from urllib.parse import urlsplit
-
-    from services.cli import main
-
+def test_relance_handled_is_audited_as_the_login(store: MongoRepositories, clock: FakeClock,
+                                                 relance: Relance) -> None:
     store.contacts.upsert(Contact(id="ct1", phone=MARIE, name="Marie", language=Language.FR), clock.now())
     store.campaigns.create(Campaign(id="c1", name="Relance", steps=[Step()]), clock.now())
     store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=clock.now(), now=clock.now())
     store.followups.flag_contact("ct1", reason="dispute: the client disputes the invoice", now=clock.now())
-    settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
-    assert main(["handled", MARIE, "--stop"], load=lambda: settings) == 0
-    assert "1 hand-over(s) closed" in capsys.readouterr().out
+    code, out, _ = relance("handled", MARIE, "--stop")
+    assert code == 0 and "1 hand-over(s) closed" in out
     (entry,) = audit.for_contact(store, "ct1")
     assert entry.by.startswith("cli:") and entry.action == "handover.stop"

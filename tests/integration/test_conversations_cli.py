@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import pytest
 
-from services.cli import main
 from shared.adapters.mongo import MongoRepositories
 from shared.adapters.mongo.messages import unknown_query as _unknown_query
 from shared.clock import FakeClock
@@ -22,9 +20,10 @@ from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
 from shared.domain.reasons import HandOverReason
 from shared.fakes import FakeSender, RecordingQueue
-from shared.settings import Settings, load_settings
+from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
+from tests.support.cli import Relance, relance_runner
 from tests.support.drafters import EchoDrafter
 
 pytestmark = pytest.mark.integration
@@ -57,17 +56,10 @@ def deps(store: MongoRepositories, clock: FakeClock) -> App:
 
 
 @pytest.fixture
-def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run the real `relance` entry point on the test database; returns (exit code, stdout, stderr)."""
-    settings: Settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv), load=lambda: settings)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> Relance:
+    """``relance`` with its log lines kept: these commands must print nothing else on stderr."""
+    return relance_runner(mongo_uri, db_name, capsys, monkeypatch, keep_logs=True)
 
 
 def _inbound(deps: App, phone: str, body: str, sid: str) -> str | None:

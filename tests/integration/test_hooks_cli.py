@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import pytest
 
-from services.cli import main
 from shared.adapters.mongo import MongoRepositories
-from shared.settings import Settings, load_settings
+from tests.support.cli import Relance
 
 pytestmark = pytest.mark.integration
-Relance = Callable[..., tuple[int, str, str]]
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
-
-
-@pytest.fixture
-def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) -> Relance:
-    """Run `relance` on the test database; returns (exit code, stdout, stderr without log lines)."""
-    settings: Settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv), load=lambda: settings)
-        out, err = capsys.readouterr()
-        return code, out, "".join(line for line in err.splitlines(keepends=True) if not LOG_LINE.match(line))
-
-    return run
 
 
 def test_add_shows_the_secret_once_list_never_and_remove_stops_it(relance: Relance,

@@ -4,23 +4,17 @@ migration of contacts' invoice fields by `relance db init`, through the real ent
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from services.cli import main
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Contact
 from shared.domain.states import FollowUpState
-from shared.settings import Settings, load_settings
+from tests.support.cli import Relance
 
 pytestmark = pytest.mark.integration
-Relance = Callable[..., tuple[int, str, str]]
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 DEMO = Path(__file__).resolve().parents[2] / "devtools" / "demo"
 HEADER = "phone,name,language,tags,invoice,amount,amount_due,currency,issued_on,due_date,payment_link,status"
 ROWS = [
@@ -28,21 +22,6 @@ ROWS = [
     "06 12 34 56 78,Marie Dupont,fr,clients,FA-2,300,,EUR,2026-01-10,2026-02-20,,",
     "+44 7911 123456,John Smith,en,clients|uk,FA-3,99.90,,GBP,,2026-03-01,,",
 ]
-
-
-@pytest.fixture
-def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str]) -> Relance:
-    """Run the real `relance` entry point on the test database; returns (exit code, stdout, stderr)."""
-    settings: Settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv), load=lambda: settings)
-        out, err = capsys.readouterr()
-        said = [line for line in err.splitlines(keepends=True) if not LOG_LINE.match(line)]  # the logs aside
-        return code, out, "".join(said)
-
-    return run
 
 
 def _csv(tmp_path: Path, rows: list[str], name: str = "invoices.csv") -> str:
@@ -193,3 +172,10 @@ def test_an_import_enrols_the_clients_an_invoice_campaign_selects_and_a_sync_sto
     assert code == 0 and "sync: 2 invoice(s) closed as paid: FA-1, FA-2" in out
     (followup,) = store.followups.summaries_of_contact(marie.id)
     assert (followup.state, followup.stop_reason) == ("stopped", "paid")
+    # The next night Marie owes a new overdue invoice: she is enrolled again, once.
+    later = [*rows[2:], "06 12 34 56 78,Marie Dupont,fr,clients,FA-5,400,,EUR,,2026-02-10,,"]
+    code, out, _ = relance("invoices", "import", _csv(tmp_path, later, "nightly2.csv"), "--sync")
+    assert code == 0 and out.splitlines()[-1] == "campaign factures: 1 client(s) enrolled"
+    assert relance("invoices", "import", _csv(tmp_path, later, "nightly2.csv"), "--sync")[1].count("enrolled") == 0
+    assert sorted((f.state, f.stop_reason) for f in store.followups.summaries_of_contact(marie.id)) == [
+        ("scheduled", None), ("stopped", "paid")]

@@ -31,10 +31,14 @@ def _contact(phone: str = "+33612345678", **kw: object) -> Contact:
 def test_indexes_are_idempotent_and_unique_phone(store: MongoRepositories, clock: FakeClock) -> None:
     # The index an earlier release used for the claim, replaced by due_by_campaign: dropped.
     store.followups.collection.create_index([("state", 1), ("next_run_at", 1)], name="state_next_run")
+    # One follow-up per contact and campaign, ever (earlier releases): replaced by one per generation.
+    store.followups.collection.create_index([("contact_id", 1), ("campaign_id", 1)], unique=True,
+                                            name="enrolment_unique")
     store.ensure_indexes()
     store.ensure_indexes()
     names = {ix["name"] for ix in store.followups.collection.list_indexes()}
-    assert {"enrolment_unique", "due_by_campaign", "state_paused_until"} <= names
+    assert {"enrolment_generation_unique", "due_by_campaign", "state_paused_until"} <= names
+    assert "enrolment_unique" not in names  # replaced: a client may be enrolled again (a new generation)
     assert "state_next_run" not in names
     assert store.contacts.upsert(_contact(), clock.now()) == "inserted"
     assert store.contacts.upsert(_contact(), clock.now()) == "unchanged"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -98,6 +99,11 @@ def _inside_window(payments: Payments) -> None:
     payments.store.contacts.touch_inbound("ct1", payments.clock.now() - timedelta(hours=2))
 
 
+def _thanks_id(at: datetime) -> str:
+    """Marie's thank-you of the day ``at`` falls on in Paris (her timezone)."""
+    return thank_you_id("ct1", at.astimezone(ZoneInfo("Europe/Paris")).date())
+
+
 def _bodies(payments: Payments) -> list[str]:
     return [(m.body or "").replace("\u202f", " ").replace("\u00a0", " ") for m in payments.sent()]
 
@@ -108,7 +114,7 @@ def test_a_paid_invoice_thanks_the_client_once_inside_the_window(payments: Payme
     assert _bodies(payments) == [THANKS_FR]
     (sent,) = payments.sent()
     assert sent.to == PHONE and sent.content_sid is None
-    message = payments.store.messages.get(thank_you_id("FA-1", "stripe:pi_1"))
+    message = payments.store.messages.get(_thanks_id(payments.clock.now()))
     assert message is not None and (message.purpose, message.kind, message.state) == ("reply", "freeform", "sent")
     # Stripe replays the event, and reports the same payment by another event: one thank-you.
     assert payments.post("checkout.session.completed", checkout()) == 200
@@ -148,7 +154,7 @@ def test_outside_the_window_the_template_is_sent_when_set(store: MongoRepositori
 def test_outside_the_window_without_a_template_nothing_is_sent(payments: Payments) -> None:
     assert payments.post("checkout.session.completed", checkout()) == 200  # never wrote: no window
     assert payments.sent() == [] and payments.queue.sends == []
-    assert payments.store.messages.get(thank_you_id("FA-1", "stripe:pi_1")) is None
+    assert payments.store.messages.get(_thanks_id(payments.clock.now())) is None
     invoice = payments.store.invoices.get("FA-1")
     assert invoice is not None and invoice.status == InvoiceStatus.PAID  # the payment counts all the same
 
@@ -169,8 +175,39 @@ def test_no_thank_you_past_the_automated_replies_cap(store: MongoRepositories, c
     _inside_window(payments)
     capped = Payments(store, clock, replace(RULES, max_auto_replies_per_day=1))
     assert capped.post("checkout.session.completed", checkout()) == 200
+    clock.advance(timedelta(hours=13))  # 00:00 in Paris: another day, within 24 h of the first
     assert capped.post("checkout.session.completed", checkout("FA-2", 30000, "pi_2"), "evt_2") == 200
     assert _bodies(capped) == [THANKS_FR]  # the second would be one too many in 24 h
+
+
+def test_two_invoices_paid_at_once_are_thanked_once(payments: Payments) -> None:
+    """Two Stripe events, one per invoice, a few seconds apart: one thank-you, never two."""
+    _inside_window(payments)
+    assert payments.post("payment_intent.succeeded", payment_intent("FA-1", 125050, "pi_1"), "evt_1") == 200
+    payments.clock.advance(timedelta(seconds=5))
+    assert payments.post("payment_intent.succeeded", payment_intent("FA-2", 30000, "pi_2"), "evt_2") == 200
+    assert [invoice.status for invoice in payments.store.invoices.find(contact_id="ct1")] == [InvoiceStatus.PAID] * 2
+    assert _bodies(payments) == [THANKS_FR]
+    assert len(payments.store.messages.conversation("ct1")) == 1
+
+
+def test_the_thank_you_names_what_was_paid_that_day_and_the_next_day_thanks_again(payments: Payments) -> None:
+    # FA-1 paid while Marie had not written (no template): no thank-you then.
+    assert payments.post("payment_intent.succeeded", payment_intent("FA-1", 125050, "pi_1"), "evt_1") == 200
+    assert payments.sent() == []
+    _inside_window(payments)  # she writes; then pays FA-2 the same day
+    assert payments.post("payment_intent.succeeded", payment_intent("FA-2", 30000, "pi_2"), "evt_2") == 200
+    assert _bodies(payments) == [
+        "Merci Marie, nous avons bien reçu votre paiement pour les factures FA-1 et FA-2.\nAtelier Dupont"]
+    # The next day, a new invoice paid: thanked again (another day's id).
+    payments.clock.advance(timedelta(days=1))
+    now = payments.clock.now()
+    assert payments.store.invoices.add(Invoice(id="in_FA-3", reference="FA-3", contact_id="ct1", amount_cents=5000,
+                                               amount_due_cents=5000), source=InvoiceSource.IMPORT, now=now)
+    payments.store.contacts.touch_inbound("ct1", now - timedelta(hours=1))
+    assert payments.post("payment_intent.succeeded", payment_intent("FA-3", 5000, "pi_3"), "evt_3") == 200
+    assert _bodies(payments)[1:] == [THANKS_FR.replace("FA-1", "FA-3")]
+    assert payments.store.messages.get(_thanks_id(now)) is not None
 
 
 def test_a_retry_after_a_crash_before_the_event_was_stored_thanks_once(payments: Payments) -> None:
@@ -200,6 +237,6 @@ def test_the_template_thank_you_reaches_the_twilio_simulator(store: MongoReposit
             messages = http.get("/_sim/messages").json()
     assert [(m["to"], m["content_sid"], m["content_variables"]) for m in messages] == [
         (f"whatsapp:{PHONE}", TEMPLATE_SID, {"1": "Marie", "2": "FA-1"})]
-    message = store.messages.get(thank_you_id("FA-1", "stripe:pi_1"))
+    message = store.messages.get(_thanks_id(clock.now()))
     assert message is not None and message.state == "sent" and message.twilio_sid == messages[0]["sid"]
 

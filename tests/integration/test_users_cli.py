@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import getpass
-import io
-import re
-from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import pytest
 from argon2 import PasswordHasher
 
-from services.cli import main
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
-from shared.settings import Settings, load_settings
 from shared.usecases.users import BadCredentials, log_in
+from tests.support.cli import Relance
 
 pytestmark = pytest.mark.integration
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
-Relance = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def relance(mongo_uri: str, db_name: str, capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> Relance:
-    settings: Settings = load_settings({"MONGODB_URI": urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()})
-
-    def run(*argv: str, stdin: str = "", typed: tuple[str, ...] = ()) -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        answers = iter(typed)
-        monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
-        capsys.readouterr()
-        code = main(list(argv), load=lambda: settings)
-        out, err = capsys.readouterr()
-        return code, out, "".join(line for line in err.splitlines(keepends=True) if not LOG_LINE.match(line))
-
-    return run
 
 
 def test_a_user_is_added_with_an_argon2_hash_listed_and_removed(relance: Relance, store: MongoRepositories,

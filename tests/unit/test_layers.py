@@ -72,3 +72,38 @@ def test_use_cases_import_no_entry_point() -> None:
              for path in _sources("shared/usecases") for name, line in _imports(path)
              if name.split(".")[0] in {"services", "workers", "devtools"}]
     assert found == []
+
+
+def test_the_cli_queue_is_built_in_one_public_place() -> None:
+    """The commands and the console get their queue from services.bootstrap, not from another command's
+    private helper (a rename there would break them only at run time)."""
+    found = []
+    for path in _sources("services", "workers", "shared"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "services.cli_invoices":
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name}"
+                          for alias in node.names if alias.name.startswith("_")]
+    assert found == []
+    from services.bootstrap import build_task_queue
+    from shared.queue import DramatiqQueue
+    from shared.settings import Settings
+
+    assert isinstance(build_task_queue(Settings(redis_url="redis://127.0.0.1:1/0")), DramatiqQueue)
+
+
+def test_the_relance_cli_test_runner_is_written_once() -> None:
+    """Tests run the ``relance`` entry point through tests/support/cli.py (the ``relance`` fixture): a
+    module may ask for more (Redis, the logs kept) but never writes its own copy of the runner."""
+    support = ROOT / "tests" / "support" / "cli.py"
+    copies = []
+    for path in _sources("tests"):
+        if path == support:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name == "relance" and node.decorator_list:  # a fixture
+                calls = {sub.func.id for sub in ast.walk(node) if isinstance(sub, ast.Call)
+                         and isinstance(sub.func, ast.Name)}
+                if "relance_runner" not in calls:
+                    copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert copies == []
+    assert "main(list(argv)" in support.read_text(encoding="utf-8")

@@ -29,14 +29,15 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
     """See :class:`shared.domain.repositories.FollowUpRepository`."""
 
     def enrol(self, *, contact_id: str, campaign_id: str, next_run_at: datetime, now: datetime) -> bool:
-        """Enrol at step 0; False if already enrolled (one follow-up per contact and campaign)."""
+        """Enrol at step 0; False if already enrolled (the first follow-up of the contact in the campaign)."""
         return self._insert(enrolment_doc(contact_id=contact_id, campaign_id=campaign_id, next_run_at=next_run_at,
                                           now=now))
 
     def enrol_many(self, enrolments: Sequence[Enrolment], *, now: datetime) -> list[bool]:
         """Enrol each at step 0; for each, whether this call enrolled it."""
         return [self._insert(enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id,
-                                           next_run_at=e.next_run_at, now=now)) for e in enrolments]
+                                           next_run_at=e.next_run_at, now=now, generation=e.generation))
+                for e in enrolments]
 
     def get(self, followup_id: str) -> FollowUp | None:
         """A follow-up by id."""

@@ -1,4 +1,4 @@
-"""Follow-ups in MongoDB (``followups``: one document per contact and campaign).
+"""Follow-ups in MongoDB (``followups``: one document per contact, campaign and enrolment generation).
 
 Every state change is a conditional ``update_one`` on (id, expected states[, step]) whose
 ``modified_count`` says whether this caller made it, recorded in the document's ``history``.
@@ -59,8 +59,8 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
         """
         if not enrolments:
             return []
-        docs = [enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id, next_run_at=e.next_run_at, now=now)
-                for e in enrolments]
+        docs = [enrolment_doc(contact_id=e.contact_id, campaign_id=e.campaign_id, next_run_at=e.next_run_at, now=now,
+                              generation=e.generation) for e in enrolments]
         try:
             self.collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:

@@ -11,7 +11,9 @@ from shared.adapters.mongo.hooks import ensure_hook_indexes
 from shared.adapters.mongo.messages import backfill_requeue_from
 
 # Indexes an earlier release created and a newer one replaced: each costs every write, so it goes.
-REPLACED = {"followups": ("state_next_run",)}  # by due_by_campaign (one equality more)
+# state_next_run: by due_by_campaign (one equality more); enrolment_unique: by enrolment_generation_unique
+# (a client enrolled again in an invoice campaign after their follow-up there stopped as paid).
+REPLACED = {"followups": ("state_next_run", "enrolment_unique")}
 
 
 IDEMPOTENCY_KEPT_SECONDS = 24 * 3600  # how long the console keeps a POST's response for its retries
@@ -34,8 +36,8 @@ def ensure_indexes(db: Database[Doc]) -> None:
     db["web_sessions"].create_index([("email", ASCENDING)], name="email")
     contacts.create_index([("tags", ASCENDING)], name="tags")
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
-    followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING)], unique=True,
-                           name="enrolment_unique")
+    followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING), ("generation", ASCENDING)],
+                           unique=True, name="enrolment_generation_unique")
     # The claim: one query per active campaign, (state, campaign_id) equal, next_run_at ≤ now.
     followups.create_index([("state", ASCENDING), ("campaign_id", ASCENDING), ("next_run_at", ASCENDING)],
                            name="due_by_campaign")

@@ -147,3 +147,29 @@ def test_enrol_writes_in_batches(store: MemoryRepositories, clock: FakeClock, mo
     assert (report.enrolled, report.already_enrolled) == (7, 0)
     assert writes == [2, 2, 2, 1]
     assert store.followups.count("c1") == 7
+
+
+def test_an_invoice_campaign_enrols_again_a_client_who_paid_and_owes_again_in_memory(clock: FakeClock) -> None:
+    """The in-memory repositories behave as MongoDB's (tests/integration/test_reenrolment.py)."""
+    from shared.domain.invoices import Invoice, InvoiceSource
+    from shared.usecases.invoices import record_payment
+
+    store = memory_repositories()
+    store.contacts.upsert(Contact(id="ct1", phone="+33612345671", name="Marie", language=Language.FR), clock.now())
+    create_campaign(store, {"id": "factures", "name": "Factures", "steps": [{"delay": "1d"}],
+                            "enrol": {"invoices": {"overdue_days": 0}}}, now=clock.now())
+
+    def owes(reference: str) -> None:
+        assert store.invoices.add(Invoice(id=f"in_{reference}", reference=reference, contact_id="ct1",
+                                          amount_cents=5000, amount_due_cents=5000), source=InvoiceSource.IMPORT,
+                                  now=clock.now())
+
+    owes("FA-1")
+    assert enrol_campaign(store, "factures", now=clock.now()).enrolled == 1
+    record_payment(store, "FA-1", now=clock.now())
+    owes("FA-2")
+    report = enrol_campaign(store, "factures", now=clock.now())
+    assert (report.enrolled, report.reenrolled) == (1, 1)
+    assert enrol_campaign(store, "factures", now=clock.now()).enrolled == 0
+    assert sorted((f.id, f.state) for f in store.followups.summaries_of_contact("ct1")) == [
+        ("factures:ct1", "stopped"), ("factures:ct1:1", "scheduled")]
