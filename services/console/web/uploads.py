@@ -37,7 +37,7 @@ i18n.register({
 
 async def _checked_upload(request: Request) -> FormData:
     form = await request.form(max_files=1, max_fields=20)
-    if not await run_in_threadpool(core._csrf_ok, request, form.get(core.CSRF_FIELD)):
+    if not await run_in_threadpool(core.csrf_ok, request, form.get(core.CSRF_FIELD)):
         raise core.CsrfRefused()
     return form
 
