@@ -302,11 +302,13 @@ def _invoice(store: Repositories, reference: str) -> Invoice:
 
 
 def record_payment(store: Repositories, reference: str, *, now: datetime, amount: str | None = None,
-                   queue: TaskQueue | None = None, by: str | None = None) -> Invoice:
+                   queue: TaskQueue | None = None, by: str | None = None, due_was: int | None = None) -> Invoice:
     """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now (``by``: who,
     written to the audit log).
 
-    InputError for an unknown reference, an invoice that is not unpaid, or an amount that is none.
+    ``due_was``: the amount due (cents) the person saw (a page's form): recorded only while it still is
+    (a conditional update), so a form sent twice records one payment. InputError for an unknown
+    reference, an invoice that is not unpaid, an amount that is none, or an amount due changed since.
     """
     invoice = _invoice(store, reference)
     cents: int | None = None
@@ -319,7 +321,16 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
             raise InputError("a payment is more than 0")
     if not invoice.unpaid:
         raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it")
-    if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue):
+    changed = InputError(f"invoice {invoice.reference!r} changed since it was shown (this payment may be recorded "
+                         "already): nothing was recorded; look at it again")
+    if due_was is not None and invoice.amount_due_cents != due_was:
+        raise changed
+    if due_was is not None and cents is not None and cents < due_was:
+        if not store.invoices.pay_part(invoice.reference, due_before=due_was, amount_cents=cents,
+                                       source=InvoiceSource.COMMAND, now=now):
+            raise changed
+        outbound.invoice_paid(store, queue, invoice.reference, now=now)
+    elif not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
                          "(relance invoices list)")
     if by:

@@ -161,6 +161,23 @@ def test_invoices_are_filtered_paid_and_cancelled_from_the_page(web: TestClient,
         (f"user:{EMAIL}", "invoice.paid", "FA-1"), (f"user:{EMAIL}", "invoice.cancel", "FA-2")}
 
 
+def test_a_part_payment_form_sent_twice_records_one_payment(web: TestClient, books: MongoRepositories) -> None:
+    # A double click, or the form sent again from the browser's history: the person paid 50 once.
+    page = web.get("/invoices").text
+    form_html = re.search(r'<form method="post" action="/invoices/FA-1/paid">(.*?)</form>', page, flags=re.S)
+    assert form_html
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form_html.group(1)))
+    form["amount"] = "50"
+    before = books.invoices.get("FA-1")
+    assert before is not None
+    first, second = web.post("/invoices/FA-1/paid", data=form), web.post("/invoices/FA-1/paid", data=form)
+    assert first.status_code == 303
+    assert second.status_code == 400 and "nothing was recorded" in _text(second.text)
+    after = books.invoices.get("FA-1")
+    assert after is not None and after.amount_due_cents == before.amount_due_cents - 5000
+    assert [e.action for e in _audited(books)] == ["invoice.paid"]
+
+
 def test_an_invoices_file_with_a_bad_line_changes_nothing_then_a_good_one_imports(
         web: TestClient, books: MongoRepositories) -> None:
     token = _csrf(web, "/invoices")
