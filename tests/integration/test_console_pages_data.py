@@ -9,9 +9,11 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
@@ -127,6 +129,26 @@ def test_a_contacts_file_with_a_bad_line_changes_nothing_and_says_which(web: Tes
                           files={"file": ("x.xlsx", b"PK\x03\x04", "application/octet-stream")})
     assert unreadable.status_code == 400
     assert "x.xlsx: unsupported file type '.xlsx': use .csv or .json" in _text(unreadable.text)
+
+
+def test_a_file_over_the_limit_gets_a_clear_error_without_being_read(web: TestClient, books: MongoRepositories,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    token = _csrf(web, "/clients")
+    rows = "name,phone,language\n" + "".join(f"Client {n},+336{n:08d},fr\n" for n in range(200_000))
+    assert len(rows.encode()) > 5 * 1024 * 1024
+    read: list[int] = []
+    real_form = Request.form
+
+    def form(self: Request, **kwargs: Any) -> Any:
+        read.append(1)
+        return real_form(self, **kwargs)
+
+    monkeypatch.setattr(Request, "form", form)
+    answer = web.post("/clients/import", data={"csrf_token": token},
+                      files={"file": ("tous.csv", rows.encode(), "text/csv")})
+    assert answer.status_code == 400 and "Ce fichier dépasse 5 Mo" in _text(answer.text)
+    assert read == []  # refused by its Content-Length: not spooled to disk first
+    assert books.contacts.by_phone("+33600000001") is None and _audited(books) == []
 
 
 def test_the_pages_ask_for_a_log_in(books: MongoRepositories, clock: FakeClock) -> None:
