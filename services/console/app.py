@@ -22,6 +22,7 @@ from services.console import (
     web,
 )
 from services.console.auth_deps import Reader, api_router
+from services.console.body_limit import BodyLimit
 from services.console.guard import Console
 from services.console.problems import Problem
 from services.console.schemas import StatsOut
@@ -77,4 +78,5 @@ def create_app(console: Console) -> FastAPI:
                        templates=[(route.path_regex, route.path) for route in served
                                   if isinstance(route, Route | APIRoute) and "{" in route.path
                                   and ":path}" not in route.path])  # not the catch-all that answers 401
+    app.add_middleware(BodyLimit)  # outermost: a body too large is refused before anything reads it
     return app

@@ -146,6 +146,11 @@ class InvoiceRepository(Protocol):
         due changed meanwhile (the caller reads it again). ``ref`` (the payment's id) is kept in the
         history entry, so that a caller can tell a payment already counted."""
 
+    def pay_part(self, reference: str, *, due_before: int, amount_cents: int, source: InvoiceSource,
+                 now: datetime, ref: str | None = None) -> bool:
+        """A payment below what is due: ``→ partially_paid``, the amount due lowered by ``amount_cents``, only
+        while it is still ``due_before`` (False otherwise: a form sent twice records one payment)."""
+
     def cancel(self, reference: str, *, source: InvoiceSource, now: datetime) -> bool:
         """An unpaid invoice ``→ cancelled``: nothing is owed on it any more."""
 

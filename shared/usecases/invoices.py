@@ -281,10 +281,10 @@ def _sync(store: Repositories, listed: set[str], report: InvoiceImportReport, *,
 
 
 def _pay(store: Repositories, reference: str, amount_cents: int | None, source: InvoiceSource, now: datetime,
-         queue: TaskQueue | None = None) -> bool:
+         queue: TaskQueue | None = None, ref: str | None = None) -> bool:
     """A payment, tried again when another one changed the amount due meanwhile; True when recorded."""
     for _ in range(PAYMENT_ATTEMPTS):
-        if store.invoices.mark_paid(reference, source=source, now=now, amount_cents=amount_cents):
+        if store.invoices.mark_paid(reference, source=source, now=now, amount_cents=amount_cents, ref=ref):
             outbound.invoice_paid(store, queue, reference, now=now)
             return True
         current = store.invoices.get(reference)
@@ -302,13 +302,20 @@ def _invoice(store: Repositories, reference: str) -> Invoice:
 
 
 def record_payment(store: Repositories, reference: str, *, now: datetime, amount: str | None = None,
-                   queue: TaskQueue | None = None, by: str | None = None) -> Invoice:
+                   queue: TaskQueue | None = None, by: str | None = None, due_was: int | None = None,
+                   ref: str | None = None) -> Invoice:
     """A person says the invoice is paid (``amount``: a part of it); the invoice as it is now (``by``: who,
     written to the audit log).
 
-    InputError for an unknown reference, an invoice that is not unpaid, or an amount that is none.
+    ``due_was``: the amount due (cents) the person saw (a page's form): recorded only while it still is
+    (a conditional update), so a form sent twice records one payment. ``ref``: the request's own id (an API
+    Idempotency-Key), kept in the invoice's history: the same request run again (its first run's process
+    died before it answered) records nothing more. InputError for an unknown
+    reference, an invoice that is not unpaid, an amount that is none, or an amount due changed since.
     """
     invoice = _invoice(store, reference)
+    if ref is not None and any(change.ref == ref for change in invoice.history):
+        return invoice  # recorded by this request's first run already
     cents: int | None = None
     if amount is not None:
         text, implied = normalise_amount(amount)
@@ -319,7 +326,16 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
             raise InputError("a payment is more than 0")
     if not invoice.unpaid:
         raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it")
-    if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue):
+    changed = InputError(f"invoice {invoice.reference!r} changed since it was shown (this payment may be recorded "
+                         "already): nothing was recorded; look at it again")
+    if due_was is not None and invoice.amount_due_cents != due_was:
+        raise changed
+    if due_was is not None and cents is not None and cents < due_was:
+        if not store.invoices.pay_part(invoice.reference, due_before=due_was, amount_cents=cents,
+                                       source=InvoiceSource.COMMAND, now=now, ref=ref):
+            raise changed
+        outbound.invoice_paid(store, queue, invoice.reference, now=now)
+    elif not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue, ref=ref):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
                          "(relance invoices list)")
     if by:

@@ -80,11 +80,13 @@ def reply_id(contact_id: str, *, by: str, body: str, request_key: str | None, la
              now: datetime) -> str:
     """The message id a request stands for: the same request, retried or raced, is one message.
 
-    With ``request_key`` (an Idempotency-Key, a form's one-time token): that key of that author.
-    Without: the same text to the same client, with nothing new from them, the same (UTC) day.
+    With ``request_key`` (an Idempotency-Key, a form's one-time token): that key of that author with
+    that text (a form brought back by the browser's Back button keeps its token: another text sent
+    with it is another message, not a retry). Without: the same text to the same client, with
+    nothing new from them, the same (UTC) day.
     """
     if request_key:
-        seed = f"key\n{by}\n{request_key}"
+        seed = f"key\n{by}\n{request_key}\n{body}"
     else:
         last = last_inbound_at.astimezone(UTC).isoformat() if last_inbound_at else "-"
         seed = f"text\n{body}\n{last}\n{now.astimezone(UTC).date().isoformat()}"

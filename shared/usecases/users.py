@@ -118,6 +118,9 @@ def log_in(store: Repositories, email: str, password: str, *, now: datetime,
     session = WebSession(token_hash=hash_token(token), email=user.email, csrf=secrets.token_urlsafe(32),
                          created_at=now, expires_at=now + lifetime)
     store.sessions.add(session)
+    if store.users.get(user.email) is None:  # removed while the password was checked: its sessions ended before
+        store.sessions.remove(session.token_hash)  # this one was stored, so this one ends here
+        raise BadCredentials()
     store.users.logged_in(user.email, now)
     return LoggedIn(token=token, session=session)
 

@@ -83,6 +83,16 @@ def test_a_partial_payment_lowers_what_is_due_and_the_rest_pays_it(repos: Reposi
         repos.invoices.mark_paid("FA-1", amount_cents=0, source=SRC.COMMAND, now=now)
 
 
+def test_a_part_payment_is_recorded_only_while_the_amount_due_is_the_one_seen(repos: Repositories,
+                                                                              clock: FakeClock) -> None:
+    repos.invoices.add(invoice("FA-1"), source=SRC.IMPORT, now=clock.now())
+    paying = {"due_before": 125050, "amount_cents": 5000, "source": SRC.COMMAND, "now": clock.now()}
+    assert repos.invoices.pay_part("FA-1", **paying)  # type: ignore[arg-type]
+    assert not repos.invoices.pay_part("FA-1", **paying)  # type: ignore[arg-type]  # the same form again
+    found = repos.invoices.get("FA-1")
+    assert found is not None and (found.status, found.amount_due_cents) == (ST.PARTIALLY_PAID, 120050)
+
+
 def test_a_payments_id_is_kept_in_the_history_entry_it_made(repos: Repositories, clock: FakeClock) -> None:
     repos.invoices.add(invoice("FA-1"), source=SRC.IMPORT, now=clock.now())
     assert repos.invoices.mark_paid("FA-1", amount_cents=10000, source=SRC.PAYMENT, now=clock.now(), ref="stripe:pi_1")

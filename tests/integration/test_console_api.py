@@ -181,6 +181,27 @@ def test_a_retried_payment_is_recorded_once_and_answered_the_same(api: TestClien
     assert invoice is not None and invoice.amount_due_cents == 10000
 
 
+def test_a_payment_whose_process_died_before_answering_is_not_recorded_again_by_the_retry(
+        api: TestClient, books: MongoRepositories, key: dict[str, str], clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The console is killed after the payment is stored and before its answer is kept: the client retries
+    # with the same key once the claim is abandoned, and that retry runs the request again.
+    headers = {**key, "Idempotency-Key": "pay-FA-1-killed"}
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the process is killed here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(books.idempotency, "finish", killed)
+        assert api.post("/api/v1/invoices/FA-1/paid", headers=headers, json={"amount": "100"}).status_code == 500
+    clock.advance(timedelta(minutes=3))
+    retried = api.post("/api/v1/invoices/FA-1/paid", headers=headers, json={"amount": "100"})
+    assert retried.status_code == 200 and retried.json()["amount_due_cents"] == 15000
+    invoice = books.invoices.get("FA-1")
+    assert invoice is not None and invoice.amount_due_cents == 15000  # paid 100 once
+    assert [change.what for change in invoice.history].count("pay_part") == 1
+
+
 def test_a_refused_post_is_replayed_as_refused(api: TestClient, key: dict[str, str]) -> None:
     headers = {**key, "Idempotency-Key": "cancel-twice"}
     assert api.post("/api/v1/invoices/FA-3/cancel", headers=headers).json()["status"] == "cancelled"

@@ -9,9 +9,11 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
@@ -129,6 +131,26 @@ def test_a_contacts_file_with_a_bad_line_changes_nothing_and_says_which(web: Tes
     assert "x.xlsx: unsupported file type '.xlsx': use .csv or .json" in _text(unreadable.text)
 
 
+def test_a_file_over_the_limit_gets_a_clear_error_without_being_read(web: TestClient, books: MongoRepositories,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    token = _csrf(web, "/clients")
+    rows = "name,phone,language\n" + "".join(f"Client {n},+336{n:08d},fr\n" for n in range(200_000))
+    assert len(rows.encode()) > 5 * 1024 * 1024
+    read: list[int] = []
+    real_form = Request.form
+
+    def form(self: Request, **kwargs: Any) -> Any:
+        read.append(1)
+        return real_form(self, **kwargs)
+
+    monkeypatch.setattr(Request, "form", form)
+    answer = web.post("/clients/import", data={"csrf_token": token},
+                      files={"file": ("tous.csv", rows.encode(), "text/csv")})
+    assert answer.status_code == 400 and "Ce fichier dépasse 5 Mo" in _text(answer.text)
+    assert read == []  # refused by its Content-Length: not spooled to disk first
+    assert books.contacts.by_phone("+33600000001") is None and _audited(books) == []
+
+
 def test_the_pages_ask_for_a_log_in(books: MongoRepositories, clock: FakeClock) -> None:
     with TestClient(create_app(Console(books, clock)), follow_redirects=False) as client:
         for path in ("/clients", "/invoices", "/campaigns"):
@@ -159,6 +181,23 @@ def test_invoices_are_filtered_paid_and_cancelled_from_the_page(web: TestClient,
     assert web.post("/invoices/FA-3/cancel", data={}).status_code == 403
     assert {(e.by, e.action, e.target) for e in _audited(books)} == {
         (f"user:{EMAIL}", "invoice.paid", "FA-1"), (f"user:{EMAIL}", "invoice.cancel", "FA-2")}
+
+
+def test_a_part_payment_form_sent_twice_records_one_payment(web: TestClient, books: MongoRepositories) -> None:
+    # A double click, or the form sent again from the browser's history: the person paid 50 once.
+    page = web.get("/invoices").text
+    form_html = re.search(r'<form method="post" action="/invoices/FA-1/paid">(.*?)</form>', page, flags=re.S)
+    assert form_html
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form_html.group(1)))
+    form["amount"] = "50"
+    before = books.invoices.get("FA-1")
+    assert before is not None
+    first, second = web.post("/invoices/FA-1/paid", data=form), web.post("/invoices/FA-1/paid", data=form)
+    assert first.status_code == 303
+    assert second.status_code == 400 and "nothing was recorded" in _text(second.text)
+    after = books.invoices.get("FA-1")
+    assert after is not None and after.amount_due_cents == before.amount_due_cents - 5000
+    assert [e.action for e in _audited(books)] == ["invoice.paid"]
 
 
 def test_an_invoices_file_with_a_bad_line_changes_nothing_then_a_good_one_imports(

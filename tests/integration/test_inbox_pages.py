@@ -93,6 +93,20 @@ def test_a_reply_form_sent_twice_is_one_message_audited_as_the_user(web: TestCli
     assert [sent[0] for sent in queue.sends] == [message.id, message.id]  # asked twice, sent once (ready → sending)
 
 
+def test_the_same_form_sent_again_with_another_text_is_not_dropped_as_a_duplicate(
+        web: TestClient, store: MongoRepositories) -> None:
+    # The browser's Back button brings the form back with its one-time token: the person changes the text
+    # and sends it. That is another message, not a retry of the first: it must not be dropped as "duplicate".
+    page = web.get(MARIE_PAGE).text
+    form = {"csrf_token": _token(page), "form_token": _token(page, "form_token"), "body": "Bien reçu Marie."}
+    assert "done=reply" in web.post(f"{MARIE_PAGE}/reply", data=form).headers["location"]
+    again = web.post(f"{MARIE_PAGE}/reply", data={**form, "body": "Merci Marie, nous regardons la facture FA-1."})
+    assert "done=reply" in again.headers["location"]
+    stored = [store.messages.get(e.target or "") for e in audit.for_contact(store, "ct1") if e.action == "reply.manual"]
+    bodies = sorted(m.body for m in stored if m is not None)
+    assert bodies == ["Bien reçu Marie.", "Merci Marie, nous regardons la facture FA-1."]
+
+
 def test_refusals_show_on_the_form_with_the_text_kept(web: TestClient, store: MongoRepositories) -> None:
     page = web.get(MARIE_PAGE).text
     refused = web.post(f"{MARIE_PAGE}/reply", data={"csrf_token": _token(page), "form_token": "t1",

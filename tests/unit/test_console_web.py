@@ -6,10 +6,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from starlette.requests import Request
 
 from services.console.web import i18n
-from services.console.web.core import safe_next
+from services.console.web.core import csrf_ok, safe_next
 from shared.domain.models import Language
+from shared.domain.users import WebSession
 
 FR, EN = Language.FR, Language.EN
 
@@ -78,3 +80,28 @@ def test_every_template_ships_in_the_wheel() -> None:
     left_out = [name for name in templates if not any(fnmatch.fnmatch(name, p) and name.count("/") == p.count("/")
                                                       for p in patterns)]
     assert left_out == []
+
+
+def _request(cookie: str | None, session_csrf: str | None) -> Request:
+    session = None if session_csrf is None else WebSession(
+        token_hash="h", email="a@example.com", csrf=session_csrf, created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        expires_at=datetime(2026, 1, 2, tzinfo=UTC))
+    headers = [(b"cookie", f"relance_csrf={cookie}".encode())] if cookie else []
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers,
+                    "state": {"web_session": session}})
+
+
+@pytest.mark.parametrize(("cookie", "session_csrf", "given", "expected"), [
+    ("pre-login", None, "pre-login", True),  # before the log-in: the cookie's token
+    ("pre-login", None, "other", False),
+    (None, None, "", False),  # no cookie, no session: nothing is right, not even an empty token
+    (None, None, "None", False),
+    ("pre-login", "of-session", "pre-login", False),  # logged in: the session's own token only
+    (None, "of-session", "of-session", True),
+    (None, "of-session", None, False),
+    (None, "of-session", ["of-session"], False),
+    ("x" * 101, None, "x" * 101, False),  # too long to be one of ours
+])
+def test_a_forms_csrf_token_is_the_sessions_or_the_cookies(cookie: str | None, session_csrf: str | None,
+                                                             given: object, expected: bool) -> None:
+    assert csrf_ok(_request(cookie, session_csrf), given) is expected

@@ -153,7 +153,9 @@ def csrf_token(request: Request) -> str:
     return str(token)
 
 
-def _csrf_ok(request: Request, given: object) -> bool:
+def csrf_ok(request: Request, given: object) -> bool:
+    """Whether ``given`` (a form's ``csrf_token`` field) is this request's token: its session's, or before the
+    log-in the ``relance_csrf`` cookie's. Every POST of a page checks it (``CheckedForm``, the uploads' form)."""
     session = session_of(request)
     expected = session.csrf if session is not None else request.cookies.get(CSRF_COOKIE)
     return (isinstance(given, str) and bool(expected) and len(given) <= 100
@@ -162,7 +164,7 @@ def _csrf_ok(request: Request, given: object) -> bool:
 
 async def _checked_form(request: Request) -> FormData:
     form = await request.form(max_files=0, max_fields=1000)
-    if not await run_in_threadpool(_csrf_ok, request, form.get(CSRF_FIELD)):
+    if not await run_in_threadpool(csrf_ok, request, form.get(CSRF_FIELD)):
         raise CsrfRefused()
     return form
 

@@ -110,9 +110,10 @@ def router(console: Console) -> APIRouter:
     @pages.post("/invoices/{reference}/paid")
     def paid(reference: str, request: Request, session: CurrentUser, form: CheckedForm) -> Response:
         amount = str(form.get("amount") or "").strip() or None
+        due = str(form.get("due") or "")  # the amount due the page showed: a form sent twice pays once
         try:
             record_payment(store, reference, now=console.clock.now(), amount=amount, queue=console.queue,
-                           by=f"user:{session.email}")
+                           by=f"user:{session.email}", due_was=int(due) if due.isdigit() and len(due) < 16 else None)
         except InputError as exc:
             return _page(request, console, error=str(exc), status_code=400)
         return redirect(f"/invoices?done=paid&ref={quote(reference, safe='')}")

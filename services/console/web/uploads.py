@@ -35,9 +35,22 @@ i18n.register({
 })
 
 
+# A form's fields and multipart framing around its file: a request longer than the file's limit plus this
+# is refused by its Content-Length, before anything is read (Starlette would spool it all to disk first).
+FORM_OVERHEAD_BYTES = 64 * 1024
+_TOO_BIG = "__too_big__"
+
+
+def _declared_length(request: Request) -> int:
+    given = request.headers.get("content-length", "")
+    return int(given) if given.isdigit() and len(given) < 20 else 0
+
+
 async def _checked_upload(request: Request) -> FormData:
+    if _declared_length(request) > MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES:
+        return FormData([(_TOO_BIG, "1")])  # nothing read, nothing changed: the page says the file is too big
     form = await request.form(max_files=1, max_fields=20)
-    if not await run_in_threadpool(core._csrf_ok, request, form.get(core.CSRF_FIELD)):
+    if not await run_in_threadpool(core.csrf_ok, request, form.get(core.CSRF_FIELD)):
         raise core.CsrfRefused()
     return form
 
@@ -57,6 +70,8 @@ def _safe_name(name: str) -> str:
 def uploaded_file(form: FormData, field: str, lang: Language) -> Iterator[Path]:
     """The uploaded file as a path (its name kept, made safe, so that an importer's messages name it);
     InputError (in the page's language) when there is none or it is too large. Deleted afterwards."""
+    if form.get(_TOO_BIG):
+        raise InputError(i18n.translate("upload.too_big", lang, mb=MAX_UPLOAD_BYTES // (1024 * 1024)))
     upload = form.get(field)
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise InputError(i18n.translate("upload.none", lang))

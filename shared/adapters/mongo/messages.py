@@ -39,7 +39,9 @@ from shared.domain.states import (
 _M = MessageState
 # Drafts not sent yet, which a stop or a pause cancels: ready, or waiting for a person's approval
 # (one query per state: SecantusDB scans the collection for an $in on the state).
-_UNSENT = (_M.READY.value, _M.AWAITING_APPROVAL.value)
+# Read in this order: a draft approved between the two reads (awaiting_approval → ready, never back) is
+# found by the second, so a STOP's cancel never leaves it ready to go out.
+_UNSENT = (_M.AWAITING_APPROVAL.value, _M.READY.value)
 
 
 def unknown_query(phone: str | None = None) -> Doc:
