@@ -208,6 +208,10 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
     client, store = build_store(settings)
     broker = build_broker(settings)
     broker.add_middleware(ActorMetrics())
+    if settings.metrics_port and settings.dramatiq_prom_port:
+        from shared.dramatiq_metrics import DramatiqPrometheus
+
+        broker.add_middleware(DramatiqPrometheus())
     from shared.ratelimit import SendRateLimiter
 
     limiter = SendRateLimiter(client=broker.client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate,
@@ -283,6 +287,23 @@ def serve_metrics(settings: Settings) -> None:
         log.warning("metrics off: port %d cannot be served (%s)", settings.metrics_port, exc.strerror or exc)
         return
     log.info("metrics on :%d/metrics", settings.metrics_port)
+
+
+def serve_dramatiq_metrics(settings: Settings, broker: RedisBroker) -> None:
+    """Start dramatiq's Prometheus middleware in this worker process and serve it on DRAMATIQ_PROM_HOST/PORT.
+
+    Does what the ``dramatiq`` command does for it in each of its worker processes (``process_boot``),
+    then serves the middleware's metrics; nothing when :func:`build_worker_deps` did not add it.
+    """
+    if not (settings.metrics_port and settings.dramatiq_prom_port):
+        return
+    from shared.dramatiq_metrics import DramatiqPrometheus
+
+    for middleware in broker.middleware:
+        if isinstance(middleware, DramatiqPrometheus):
+            middleware.after_process_boot(broker)
+            middleware.serve(settings.dramatiq_prom_host, settings.dramatiq_prom_port)
+            return
 
 
 def stale_after(settings: Settings) -> timedelta:
