@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ import uvicorn  # noqa: E402
 from devtools.embedded import free_port, start_mongo, wait_for_port  # noqa: E402
 from services.console import Console, create_app  # noqa: E402
 from shared.adapters.mongo import open_repositories  # noqa: E402
-from shared.clock import FakeClock  # noqa: E402
+from shared.clock import Clock, SystemClock  # noqa: E402
 from shared.domain.models import Campaign, EnrolRule, Step  # noqa: E402
 from shared.domain.repositories import Repositories  # noqa: E402
 from shared.fakes import RecordingQueue  # noqa: E402
@@ -63,7 +62,7 @@ class Timing:
     status: int
 
 
-def fill(store: Repositories, clients: int, clock: FakeClock, workdir: Path) -> float:
+def fill(store: Repositories, clients: int, clock: Clock, workdir: Path) -> float:
     """``clients`` clients with an invoice each, enrolled in campaign ``relance``; seconds it took."""
     started = time.perf_counter()
     if clients:
@@ -84,7 +83,7 @@ def fill(store: Repositories, clients: int, clock: FakeClock, workdir: Path) -> 
 
 
 @contextmanager
-def serve(store: Repositories, clock: FakeClock) -> Iterator[str]:
+def serve(store: Repositories, clock: Clock) -> Iterator[str]:
     """The console over ``store`` on a loopback port, in a thread; its base URL."""
     port = free_port()
     config = uvicorn.Config(create_app(Console(store, clock, queue=RecordingQueue())), host="127.0.0.1", port=port,
@@ -126,7 +125,8 @@ def measure(client: httpx.Client, path: str, requests: int) -> Timing:
 
 
 def run(clients: int, requests: int, mongo_uri: str, workdir: Path) -> None:
-    clock = FakeClock()
+    # The real clock: sessions expire by MongoDB's TTL index, which reads the real time.
+    clock = SystemClock()
     stores: dict[str, Any] = {}
     results: dict[str, dict[str, Timing]] = {}
     fill_s = 0.0
@@ -138,7 +138,6 @@ def run(clients: int, requests: int, mongo_uri: str, workdir: Path) -> None:
         seconds = fill(store, size, clock, workdir)
         fill_s = seconds if size else fill_s
         key = create_key(store, "bench", read_only=True, now=clock.now())
-        clock.advance(timedelta(seconds=1))
         with serve(store, clock) as base:
             client = logged_in(base, key)
             try:
