@@ -290,10 +290,9 @@ def serve_metrics(settings: Settings) -> None:
 
 
 def serve_dramatiq_metrics(settings: Settings, broker: RedisBroker) -> None:
-    """Start dramatiq's Prometheus middleware in this worker process and serve it on DRAMATIQ_PROM_HOST/PORT.
+    """Serve dramatiq's Prometheus middleware of this worker on DRAMATIQ_PROM_HOST:DRAMATIQ_PROM_PORT.
 
-    Does what the ``dramatiq`` command does for it in each of its worker processes (``process_boot``),
-    then serves the middleware's metrics; nothing when :func:`build_worker_deps` did not add it.
+    Nothing when :func:`build_worker_deps` did not add it (metrics off).
     """
     if not (settings.metrics_port and settings.dramatiq_prom_port):
         return
@@ -301,7 +300,6 @@ def serve_dramatiq_metrics(settings: Settings, broker: RedisBroker) -> None:
 
     for middleware in broker.middleware:
         if isinstance(middleware, DramatiqPrometheus):
-            middleware.after_process_boot(broker)
             middleware.serve(settings.dramatiq_prom_host, settings.dramatiq_prom_port)
             return
 

@@ -33,14 +33,17 @@ _MULTIPROC_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 class DramatiqPrometheus(Prometheus):
     """dramatiq's Prometheus middleware with its metrics kept in :attr:`registry`, served by :meth:`serve`.
 
-    ``relance worker`` emits ``process_boot`` itself (the ``dramatiq`` command does it in each of
-    its worker processes), which creates the metrics; no fork is asked for.
+    Its metrics are created with the middleware (dramatiq's own ``after_process_boot``, which the
+    ``dramatiq`` command calls in each worker process and ``relance worker`` never emits), so a
+    message enqueued, delayed or processed always finds them; no fork is asked for.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.registry = CollectorRegistry()
         self._server: Any = None
+        self._booted = False
+        self.after_process_boot(None)
 
     @property
     def forks(self) -> list[Any]:
@@ -48,12 +51,15 @@ class DramatiqPrometheus(Prometheus):
         return []
 
     def after_process_boot(self, broker: Any) -> None:
-        """Create dramatiq's metrics (its own code) and register them in :attr:`registry`.
+        """Create dramatiq's metrics once (its own code) and register them in :attr:`registry`.
 
         dramatiq points prometheus_client at its multiprocess directory through the environment;
         that is undone here, so that nothing else this process starts (or imports later) writes
         multiprocess files that no one reads.
         """
+        if self._booted:
+            return
+        self._booted = True
         saved = {name: os.environ.get(name) for name in _MULTIPROC_VARIABLES}
         try:
             super().after_process_boot(broker)
