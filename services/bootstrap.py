@@ -214,6 +214,10 @@ def build_worker_deps(settings: Settings, *, clock: Clock | None = None,
     client, store = build_store(settings)
     broker = build_broker(settings)
     broker.add_middleware(ActorMetrics())
+    if settings.metrics_port and settings.dramatiq_prom_port:
+        from shared.dramatiq_metrics import DramatiqPrometheus
+
+        broker.add_middleware(DramatiqPrometheus())
     from shared.ratelimit import SendRateLimiter
 
     limiter = SendRateLimiter(client=broker.client, sender=settings.twilio_whatsapp_number, rate=settings.send_rate,
@@ -289,6 +293,21 @@ def serve_metrics(settings: Settings) -> None:
         log.warning("metrics off: port %d cannot be served (%s)", settings.metrics_port, exc.strerror or exc)
         return
     log.info("metrics on :%d/metrics", settings.metrics_port)
+
+
+def serve_dramatiq_metrics(settings: Settings, broker: RedisBroker) -> None:
+    """Serve dramatiq's Prometheus middleware of this worker on DRAMATIQ_PROM_HOST:DRAMATIQ_PROM_PORT.
+
+    Nothing when :func:`build_worker_deps` did not add it (metrics off).
+    """
+    if not (settings.metrics_port and settings.dramatiq_prom_port):
+        return
+    from shared.dramatiq_metrics import DramatiqPrometheus
+
+    for middleware in broker.middleware:
+        if isinstance(middleware, DramatiqPrometheus):
+            middleware.serve(settings.dramatiq_prom_host, settings.dramatiq_prom_port)
+            return
 
 
 def stale_after(settings: Settings) -> timedelta:

@@ -189,7 +189,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run dramatiq workers consuming the given queues until SIGTERM/SIGINT."""
     import dramatiq
 
-    from services.bootstrap import build_worker_deps, register_actors, serve_metrics
+    from services.bootstrap import build_worker_deps, register_actors, serve_dramatiq_metrics, serve_metrics
 
     deps, broker, client = build_worker_deps(settings, queues=args.queues)
     deps.store.ensure_indexes()
@@ -203,6 +203,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     serve_metrics(settings)
+    serve_dramatiq_metrics(settings, broker)
     worker.start()
     log.info("worker started: queues=%s threads=%d", ",".join(args.queues), args.threads)
     stop.wait()

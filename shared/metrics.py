@@ -128,10 +128,8 @@ class MeteredClassifier:
 class ActorMetrics(Middleware):
     """Dramatiq middleware: messages processed per actor (ok / failed) and their durations.
 
-    Dramatiq's own Prometheus middleware expects the ``dramatiq`` command (it starts its
-    exposition server from the CLI's forks and writes multiprocess files); ``relance worker``
-    runs its worker in-process, so this counts into the process's registry instead, served
-    on METRICS_PORT.
+    Counts into the process's registry, served on METRICS_PORT with the worker's other metrics.
+    dramatiq's own Prometheus middleware runs beside it on its own port (shared/dramatiq_metrics.py).
     """
 
     def __init__(self) -> None:

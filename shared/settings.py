@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     # protects the webhook's /metrics when set.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_token: SecretStr = SecretStr("")
+    # dramatiq's own Prometheus middleware on the workers (when METRICS_PORT is set too): the
+    # address and port its exposition server listens on (dramatiq's dramatiq_prom_host and
+    # dramatiq_prom_port, with the same defaults; 0: off).
+    dramatiq_prom_host: str = "0.0.0.0"
+    dramatiq_prom_port: int = Field(default=9191, ge=0, le=65535)
 
     # Sending pace
     send_rate: str = "80/1s"

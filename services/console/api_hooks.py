@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from services.console.auth_deps import Reader, Writer, api_router, by_key
-from services.console.guard import Console, idempotent
-from services.console.schemas import HookCreatedOut, HookIn, HookOut, ListOut
-from shared.usecases.outbound import add_subscription, remove_subscription, subscriptions
+from services.console.auth_deps import Cursor, Limit, Reader, Writer, api_router, by_key
+from services.console.guard import Console, decode_cursor, encode_cursor, idempotent
+from services.console.schemas import HookCreatedOut, HookIn, HookOut, PageOut
+from shared.usecases.outbound import add_subscription, remove_subscription, subscriptions_page
 
 
 def router(console: Console) -> APIRouter:
@@ -16,9 +16,11 @@ def router(console: Console) -> APIRouter:
     api = api_router()
     store = console.store
 
-    @api.get("/hooks", response_model=ListOut[HookOut], tags=["webhooks"])
-    def hooks(key: Reader) -> ListOut[HookOut]:
-        return ListOut(items=[HookOut.of(sub, last) for sub, last in subscriptions(store)])
+    @api.get("/hooks", response_model=PageOut[HookOut], tags=["webhooks"])
+    def hooks(key: Reader, limit: Limit = 50, cursor: Cursor = None) -> PageOut[HookOut]:
+        page = subscriptions_page(store, after=decode_cursor("hooks", cursor), limit=limit)
+        return PageOut(items=[HookOut.of(sub, last) for sub, last in page.items],
+                       next_cursor=encode_cursor("hooks", page.next_after))
 
     @api.post("/hooks", response_model=HookCreatedOut, status_code=201, tags=["webhooks"])
     def add(body: HookIn, request: Request, key: Writer) -> Response:

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query
 
 from services.console.auth_deps import Cursor, Limit, Reader, api_router
 from services.console.guard import Console, decode_cursor, encode_cursor
-from services.console.schemas import ConversationOut, ListOut, MessageOut, PageOut, TimelineOut
+from services.console.schemas import ConversationOut, MessageOut, PageOut, TimelineOut
 from shared.phones import normalise_phone
 from shared.usecases import browsing
-from shared.usecases.conversations import client_timeline, contact_timeline, conversations
+from shared.usecases.conversations import client_timeline, contact_timeline, conversations_page
 
 
 def router(console: Console) -> APIRouter:
@@ -31,12 +31,14 @@ def router(console: Console) -> APIRouter:
     def message(message_id: str, key: Reader) -> MessageOut:
         return MessageOut.of(browsing.get_message(store, message_id))
 
-    @api.get("/conversations", response_model=ListOut[ConversationOut], tags=["conversations"])
+    @api.get("/conversations", response_model=PageOut[ConversationOut], tags=["conversations"])
     def conversation_list(key: Reader, needs_human: Annotated[bool, Query(
             description="only the conversations waiting for a person")] = False,
-            limit: Limit = 50) -> ListOut[ConversationOut]:
-        rows = conversations(store, needs_human=needs_human, limit=limit)
-        return ListOut(items=[ConversationOut.of(row) for row in rows])
+            limit: Limit = 50, cursor: Cursor = None) -> PageOut[ConversationOut]:
+        page = conversations_page(store, needs_human=needs_human, after=decode_cursor("conversations", cursor),
+                                  limit=limit)
+        return PageOut(items=[ConversationOut.of(row) for row in page.items],
+                       next_cursor=encode_cursor("conversations", page.next_after))
 
     @api.get("/conversations/{client}", response_model=TimelineOut, tags=["conversations"])
     def conversation(client: str, key: Reader) -> TimelineOut:

@@ -224,6 +224,9 @@ class FollowUpRepository(Protocol):
     def count_handovers_waiting(self) -> int:
         """How many contacts have a follow-up flagged for a person (a hand-over not handled yet)."""
 
+    def campaign_counts(self, campaign_id: str) -> tuple[dict[str, int], int]:
+        """One campaign's follow-ups counted by state, and how many of them are flagged for a person."""
+
 
 class MessageRepository(Protocol):
     """Messages out (follow-up steps, replies, owner alerts) and in (``in:<MessageSid>``)."""

@@ -309,19 +309,9 @@ class CampaignProgress:
 
 
 def campaign_progress(store: Repositories, campaign_id: str) -> CampaignProgress:
-    """A campaign's follow-ups counted by state (NotFound for an unknown campaign)."""
+    """A campaign's follow-ups counted by state (NotFound for an unknown campaign): counted in the store."""
     campaign = _campaign(store, campaign_id)
-    by_state: dict[str, int] = {}
-    needs_human = 0
-    after: str | None = None
-    while True:
-        page = store.followups.page(campaign_id=campaign_id, after=after, limit=1000)
-        for followup in page:
-            by_state[followup.state.value] = by_state.get(followup.state.value, 0) + 1
-            needs_human += followup.needs_human
-        if len(page) < 1000:
-            break
-        after = page[-1].id
+    by_state, needs_human = store.followups.campaign_counts(campaign_id)
     return CampaignProgress(campaign, sum(by_state.values()), dict(sorted(by_state.items())), needs_human)
 
 

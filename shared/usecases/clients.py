@@ -17,7 +17,7 @@ from shared.errors import InputError
 from shared.language.text import strip_accents
 
 STATUSES = ("followups", "needs_human", "opted_out", "invoices_due")
-MAX_CLIENTS = 100
+MAX_CLIENTS = 50  # a page
 _SCAN = 1000
 
 
@@ -34,10 +34,12 @@ class ClientLine:
 
 @dataclass(frozen=True)
 class ClientSearch:
-    """The clients found (at most the limit; ``more``: others matched too, refine the search)."""
+    """One page of the clients found (``page`` from 1; ``more``: a next page exists)."""
 
     lines: list[ClientLine]
     more: bool
+    page: int = 1
+    total: int = 0
 
 
 def _folded(text: str) -> str:
@@ -66,31 +68,35 @@ def _open_followup_contacts(store: Repositories) -> set[str]:
     return found
 
 
-def find_clients(store: Repositories, *, query: str = "", status: str | None = None,
+def find_clients(store: Repositories, *, query: str = "", status: str | None = None, page: int = 1,
                  limit: int = MAX_CLIENTS) -> ClientSearch:
     """Clients whose name contains ``query`` (accents and case aside) or whose phone contains its digits,
-    in ``status`` (one of :data:`STATUSES`), by name; InputError for an unknown status."""
+    in ``status`` (one of :data:`STATUSES`), by name, ``limit`` a page (``page`` from 1); InputError for an
+    unknown status or page.
+
+    The contacts are read once (name, phone, opt-out: the list is sorted and searched on them); the
+    follow-ups and invoices only of the page's clients, except for the status filters that need them.
+    """
     if status and status not in STATUSES:
         raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    owed: dict[str, dict[str, int]] = {}
-    owed_count: dict[str, int] = {}
-    for invoice in store.invoices.find(statuses=UNPAID):
-        by_currency = owed.setdefault(invoice.contact_id, {})
-        by_currency[invoice.currency] = by_currency.get(invoice.currency, 0) + invoice.amount_due_cents
-        owed_count[invoice.contact_id] = owed_count.get(invoice.contact_id, 0) + 1
+    if page < 1:
+        raise InputError(f"page {page} is not a page number (1, 2, ...)")
     wanted: set[str] | None = None
     if status == "followups":
         wanted = _open_followup_contacts(store)
     elif status == "needs_human":
         wanted = {f.contact_id for f in store.followups.recent_summaries(needs_human=True, limit=10 * _SCAN)}
     elif status == "invoices_due":
-        wanted = set(owed)
+        wanted = {invoice.contact_id for invoice in store.invoices.find(statuses=UNPAID)}
     chosen = [c for c in store.contacts.find()
               if (wanted is None or c.id in wanted) and (status != "opted_out" or c.opted_out) and _matches(c, query)]
     chosen.sort(key=lambda c: (_folded(c.name), c.id))
     lines = []
-    for contact in chosen[:limit]:
+    for contact in chosen[(page - 1) * limit:page * limit]:
         followups = store.followups.summaries_of_contact(contact.id)
-        lines.append(ClientLine(contact, followups, any(f.needs_human for f in followups),
-                                owed_count.get(contact.id, 0), owed.get(contact.id, {})))
-    return ClientSearch(lines, len(chosen) > limit)
+        due: dict[str, int] = {}
+        unpaid = store.invoices.find(contact_id=contact.id, statuses=UNPAID)
+        for invoice in unpaid:
+            due[invoice.currency] = due.get(invoice.currency, 0) + invoice.amount_due_cents
+        lines.append(ClientLine(contact, followups, any(f.needs_human for f in followups), len(unpaid), due))
+    return ClientSearch(lines, len(chosen) > page * limit, page, len(chosen))

@@ -22,13 +22,16 @@ from shared.domain.invoices import Invoice
 from shared.domain.reasons import HandledAction
 from shared.domain.records import ContactRecord, FollowUpSummary, MessageSummary
 from shared.domain.repositories import Repositories
-from shared.errors import NotFound
+from shared.errors import InputError, NotFound
+from shared.usecases.browsing import Page, check_limit
 from shared.usecases.handover import HandOverClosed
 
 UNKNOWN_REASON = "message from an unknown number"
 # The newest unknown-sender messages read to find the numbers to list: a bound on the work done
 # whatever has been received (through the partial index ``unknown_sender_time``).
 UNKNOWN_SCAN = 5000
+# The deepest a page of :func:`conversations_page` reads: pages beyond it end the list.
+PAGE_SCAN = 5000
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -71,6 +74,50 @@ def conversations(store: Repositories, *, needs_human: bool = False, limit: int 
     rows = _contact_rows(store, needs_human=needs_human, limit=limit) + _unknown_rows(store, limit=limit)
     rows.sort(key=lambda row: row.last_activity, reverse=True)  # stable: contacts keep their order
     return rows[:max(limit, 0)]
+
+
+def conversations_page(store: Repositories, *, needs_human: bool = False, after: str | None = None,
+                       limit: int = 50) -> Page[ConversationRow]:
+    """One page of :func:`conversations`, newest activity first; ``after``: the previous page's ``next_after``.
+
+    The key is the last row's activity time and identity (contact id, or the unknown number), so a
+    row is never listed twice while the list changes, and a conversation that became active again
+    since moves up to the first page. Each page reads the list from its top down to its own
+    rows: cheap for the first pages a person reads, linear in the depth for a client walking far.
+    """
+    check_limit(limit)
+    moment, key = _parse_after(after)
+    window = limit + 1
+    while True:
+        found = conversations(store, needs_human=needs_human, limit=window)
+        found.sort(key=_row_key)
+        found.sort(key=lambda row: row.last_activity, reverse=True)  # stable: ties in key order
+        rows = [row for row in found if moment is None or row.last_activity < moment
+                or (row.last_activity == moment and _row_key(row) > key)]
+        if len(rows) > limit or len(found) < window or window >= PAGE_SCAN:
+            break
+        window = min(window * 4, PAGE_SCAN)
+    items = rows[:limit]
+    last = items[-1] if len(rows) > limit else None
+    return Page(items=items, next_after=f"{last.last_activity.isoformat()}|{_row_key(last)}" if last else None)
+
+
+def _row_key(row: ConversationRow) -> str:
+    return row.contact_id or f"phone:{row.phone or ''}"
+
+
+def _parse_after(after: str | None) -> tuple[datetime | None, str]:
+    """The (activity time, row key) of a page key (InputError for one that is not)."""
+    if after is None:
+        return None, ""
+    text, _, key = after.partition("|")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError("cursor is not valid here: use the next_cursor of this list's previous page") from None
+    if not key:
+        raise InputError("cursor is not valid here: use the next_cursor of this list's previous page")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), key
 
 
 def _contact_rows(store: Repositories, *, needs_human: bool, limit: int) -> list[ConversationRow]:

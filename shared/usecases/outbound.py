@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from shared.domain.hooks import Delivery, HookEvent, HookEventType, Subscription
@@ -29,6 +29,9 @@ from shared.domain.repositories import Repositories
 from shared.errors import InputError, NotFound
 from shared.ports import Classification, TaskQueue
 from shared.usecases import audit
+
+if TYPE_CHECKING:
+    from shared.usecases.browsing import Page
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,31 @@ def remove_subscription(store: Repositories, subscription_id: str, *, by: str | 
 def subscriptions(store: Repositories) -> list[tuple[Subscription, Delivery | None]]:
     """The active subscriptions, oldest first, each with its last delivery (None before the first)."""
     return [(sub, store.hooks.last_delivery(sub.id)) for sub in store.hooks.subscriptions()]
+
+
+def subscriptions_page(store: Repositories, *, after: str | None = None,
+                       limit: int = 50) -> Page[tuple[Subscription, Delivery | None]]:
+    """One page of :func:`subscriptions` (oldest first), after the subscription id ``after``.
+
+    A business has a few subscriptions: they are read whole, their last deliveries only for the page.
+    An ``after`` removed since still finds its place (its creation time); an unknown one is an InputError.
+    """
+    from shared.usecases.browsing import Page, check_limit  # browsing imports invoices, which import this
+
+    check_limit(limit)
+    subs = store.hooks.subscriptions()
+    if after is not None:
+        ids = [sub.id for sub in subs]
+        if after in ids:
+            subs = subs[ids.index(after) + 1:]
+        else:
+            gone = store.hooks.get_subscription(after)
+            if gone is None:
+                raise InputError("cursor is not valid here: use the next_cursor of this list's previous page")
+            subs = [sub for sub in subs if (sub.created_at, sub.id) > (gone.created_at, gone.id)]
+    page = subs[:limit]
+    return Page(items=[(sub, store.hooks.last_delivery(sub.id)) for sub in page],
+                next_after=page[-1].id if len(subs) > limit else None)
 
 
 def subscription_lines(store: Repositories) -> list[str]:

@@ -354,5 +354,9 @@ def test_what_a_person_is_shown(repos: Repositories, clock: FakeClock) -> None:
     assert len(repos.followups.recent_summaries(needs_human=False, limit=10)) == 3 and a
     assert repos.followups.count_by_state() == {"scheduled": 1, "stopped": 1, "paused": 1}
     assert repos.followups.count_handovers_waiting() == 2  # ct1 (b) and ct2 (other)
+    # Per campaign, counted in the store: campaign "a" has ct1 scheduled and ct2 paused for a person.
+    assert repos.followups.campaign_counts("a") == ({"scheduled": 1, "paused": 1}, 1)
+    assert repos.followups.campaign_counts("b") == ({"stopped": 1}, 1)
+    assert repos.followups.campaign_counts("none") == ({}, 0)
     assert repos.followups.clear_hand_over("ct2", action="resume", now=now + 3 * HOUR) >= 1
     assert repos.followups.count_handovers_waiting() == 1

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from services.console.guard import encode_cursor
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Language, OutboundMessage
@@ -304,7 +305,71 @@ def test_conversations_put_hand_overs_first_and_a_timeline_has_everything(
     assert _problem(api.get("/api/v1/conversations/not-a-phone", headers=key), 400)
 
 
+def _walk(api: TestClient, key: dict[str, str], path: str, limit: int, **params: Any) -> tuple[list[Any], int]:
+    """Every item of a paged list, following next_cursor; and how many pages it took."""
+    seen: list[Any] = []
+    cursor, pages = None, 0
+    while True:
+        body = api.get(path, headers=key, params={"limit": limit, **params, **({"cursor": cursor} if cursor else {})})
+        assert body.status_code == 200, body.text
+        seen += body.json()["items"]
+        pages += 1
+        cursor = body.json()["next_cursor"]
+        if cursor is None:
+            return seen, pages
+
+
+def test_conversations_come_in_pages_newest_activity_first(
+        api: TestClient, books: MongoRepositories, clock: FakeClock, key: dict[str, str]) -> None:
+    marie = _marie(books)
+    clock.advance(timedelta(minutes=5))
+    # An unknown number wrote: listed among the contacts, by its activity.
+    assert books.messages.insert_inbound(InboundRecord(id="in:SM9", twilio_sid="SM9", contact_id=None,
+                                                       unknown_sender=True, sender="+33699999999", body="Allô ?"),
+                                         clock.now())
+    clock.advance(timedelta(minutes=5))
+    books.followups.flag(f"relance:{marie}", reason="dispute", now=clock.now())
+    whole = api.get("/api/v1/conversations", headers=key).json()
+    assert whole["next_cursor"] is None and len(whole["items"]) == 5
+    assert whole["items"][0]["contact_id"] == marie and whole["items"][1]["phone"] == "+33699999999"
+    for limit in (1, 2, 4):
+        seen, pages = _walk(api, key, "/api/v1/conversations", limit)
+        assert seen == whole["items"] and pages == -(-5 // limit), limit
+    first = api.get("/api/v1/conversations", headers=key, params={"limit": 2}).json()
+    assert "+3369" not in first["next_cursor"] and marie not in first["next_cursor"]
+    # Marie is active again: she moves to the top, and the next page still lists each one once.
+    clock.advance(timedelta(minutes=5))
+    books.followups.flag(f"relance:{marie}", reason="dispute again", now=clock.now())
+    rest, _ = _walk(api, key, "/api/v1/conversations", 2, cursor=first["next_cursor"])
+    assert [row["contact_id"] or row["phone"] for row in rest] == [
+        row["contact_id"] or row["phone"] for row in whole["items"][2:]]
+    waiting, pages = _walk(api, key, "/api/v1/conversations", 1, needs_human="true")
+    assert [row["contact_id"] or row["phone"] for row in waiting] == [marie, "+33699999999"] and pages == 2
+    # A cursor of another list, or one made up, is refused.
+    contacts = api.get("/api/v1/contacts", headers=key, params={"limit": 1}).json()
+    assert _problem(api.get("/api/v1/conversations", headers=key, params={"cursor": contacts["next_cursor"]}), 400)
+    assert _problem(api.get("/api/v1/conversations", headers=key,
+                            params={"cursor": encode_cursor("conversations", "yesterday|x")}), 400)
+
+
 # ------------------------------------------------------------------ outbound webhooks
+
+def test_hooks_come_in_pages_oldest_first(api: TestClient, clock: FakeClock, key: dict[str, str]) -> None:
+    made = []
+    for n in range(5):
+        clock.advance(timedelta(seconds=1))
+        made.append(api.post("/api/v1/hooks", headers=key, json={"url": f"https://erp{n}.example.com/in",
+                                                                 "events": ["invoice.paid"]}).json()["id"])
+    seen, pages = _walk(api, key, "/api/v1/hooks", 2)
+    assert [hook["id"] for hook in seen] == made and pages == 3
+    first = api.get("/api/v1/hooks", headers=key, params={"limit": 2}).json()
+    # The subscription the cursor stands after is removed: the next page is the same.
+    assert api.delete(f"/api/v1/hooks/{made[1]}", headers=key).status_code == 204
+    rest, _ = _walk(api, key, "/api/v1/hooks", 2, cursor=first["next_cursor"])
+    assert [hook["id"] for hook in rest] == made[2:]
+    assert _problem(api.get("/api/v1/hooks", headers=key, params={"cursor": encode_cursor("hooks", "nope")}), 400)
+    assert _problem(api.get("/api/v1/hooks", headers=key, params={"limit": 0}), 422)
+
 
 def test_hooks_are_added_with_their_secret_once_listed_without_it_and_removed(
         api: TestClient, books: MongoRepositories, key: dict[str, str], reader: dict[str, str]) -> None:
@@ -328,7 +393,7 @@ def test_hooks_are_added_with_their_secret_once_listed_without_it_and_removed(
                     400)
     assert _problem(api.delete(f"/api/v1/hooks/{body['id']}", headers=reader), 403)
     assert api.delete(f"/api/v1/hooks/{body['id']}", headers=key).status_code == 204
-    assert api.get("/api/v1/hooks", headers=key).json() == {"items": []}
+    assert api.get("/api/v1/hooks", headers=key).json() == {"items": [], "next_cursor": None}
     assert _problem(api.delete(f"/api/v1/hooks/{body['id']}", headers=key), 404)["detail"].startswith(
         f"no webhook subscription '{body['id']}'")
 

@@ -19,7 +19,7 @@ from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.audit import AuditEntry
-from shared.domain.models import Campaign, EnrolRule, Language, OutboundMessage, SendWindow, Step
+from shared.domain.models import Campaign, Contact, EnrolRule, Language, OutboundMessage, SendWindow, Step
 from shared.domain.rules import Rules
 from shared.domain.states import MessageState
 from shared.fakes import RecordingQueue
@@ -105,6 +105,33 @@ def test_clients_are_found_by_name_or_phone_and_filtered_by_status(web: TestClie
     page = web.get("/clients", params={"q": "paul"}).text
     link = re.search(r'href="(/conversations/[^"]+)"', page)
     assert link and web.get(html.unescape(link.group(1))).status_code == 200  # the client's conversation page
+
+
+def test_clients_come_in_pages_of_fifty_with_plain_links(web: TestClient, books: MongoRepositories,
+                                                          clock: FakeClock) -> None:
+    for n in range(52):  # 55 clients: a page of 50, then 5
+        books.contacts.upsert(Contact(id=f"ct_zz{n:02d}", phone=f"+336990000{n:02d}", name=f"Zoé {n:02d}"),
+                              clock.now())
+    first = web.get("/clients")
+    rows = _rows(first.text, "clients")
+    assert len(rows) == 50 and rows[0].startswith("Léa Petit") and rows[-1].startswith("Zoé 46")
+    assert "Page 1 sur 2 (55 clients)" in _text(first.text) and 'rel="prev"' not in first.text
+    link = re.search(r'<a rel="next" href="([^"]+)"', first.text)
+    assert link, "no link to the next page"
+    second = web.get(html.unescape(link.group(1)))
+    assert [row.split(" +33")[0] for row in _rows(second.text, "clients")] == [f"Zoé {n}" for n in range(47, 52)]
+    assert 'rel="next"' not in second.text and 'rel="prev"' in second.text
+    # The search and the filter travel with the links.
+    found = web.get("/clients", params={"q": "zoe", "status": "opted_out"})
+    assert "Aucun client ne correspond." in _text(found.text)
+    searched = web.get("/clients", params={"q": "zoé", "page": "2"})
+    assert len(_rows(searched.text, "clients")) == 2 and "Page 2 sur 2 (52 clients)" in _text(searched.text)
+    assert 'href="/clients?q=zo%C3%A9&amp;status=&amp;page=1"' in searched.text
+    for bad in ("0", "x", "-1"):
+        answer = web.get("/clients", params={"page": bad})
+        assert answer.status_code == 400 and "is not a page number" in _text(answer.text), bad
+    beyond = web.get("/clients", params={"page": "9"})
+    assert beyond.status_code == 200 and "Aucun client ne correspond." in _text(beyond.text)
 
 
 def test_a_contacts_file_with_a_bad_line_changes_nothing_and_says_which(web: TestClient,

@@ -74,3 +74,16 @@ def test_tick_bench_times_a_tick_for_each_size() -> None:
         assert float(row[3]) > 0 and float(row[4]) > 0 and float(row[5]) > 0  # tick times, operations
         assert int(row[6]) == 3  # the due follow-ups claimed, once
     assert "median tick, largest/smallest book:" in done.stdout
+
+
+def test_console_bench_prints_every_path_beside_the_empty_store() -> None:
+    """A tiny run on its own SecantusDB: each path answered 200 on both stores, side by side."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "console_bench.py"), "--clients", "60",
+                           "--requests", "2"], capture_output=True, text=True, timeout=300, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| `")]
+    assert [row[1].strip() for row in rows] == [
+        "`/healthz`", "`/`", "`/clients`", "`/campaigns`", "`/inbox`", "`/api/v1/contacts`"]
+    for row in rows:
+        assert float(row[2]) > 0 and float(row[4]) > 0 and row[7].strip() == "200", row
+    assert "60 clients" in done.stdout and "Slowest with 60 clients" in done.stdout

@@ -918,11 +918,18 @@ def test_monitoring_profile_scrapes_every_relance_process() -> None:
             assert "monitoring" not in (svc.get("profiles") or []), name
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     targets: set[str] = set()
+    dramatiq: set[str] = set()
     for job in config["scrape_configs"]:
         for static in job.get("static_configs") or []:
             targets |= {target.split(":")[0] for target in static["targets"]}
         for dns in job.get("dns_sd_configs") or []:
-            targets |= set(dns["names"])
-            assert dns["port"] == 9100
+            assert dns["port"] in (9100, 9191)
+            (targets if dns["port"] == 9100 else dramatiq).update(dns["names"])
     assert targets == set(built_services()), targets
+    # Every worker is scraped a second time, on dramatiq's own middleware's port, which it exposes.
+    workers = {name for name, svc in built_services().items() if as_argv(svc.get("command") or [])[1:2] == ["worker"]}
+    assert workers and dramatiq == workers, dramatiq
+    for name in workers:
+        assert {str(port) for port in found[name].get("expose") or []} == {"9100", "9191"}, name
+        assert not found[name].get("ports"), name
     assert "./deploy/prometheus:/etc/prometheus:ro" in [str(m) for m in prometheus.get("volumes") or []]

@@ -13,7 +13,7 @@ from services.console.web.core import CurrentUser, language, render
 from services.console.web.uploads import CheckedUpload, uploaded_file
 from shared.errors import InputError
 from shared.usecases import audit
-from shared.usecases.clients import STATUSES, find_clients
+from shared.usecases.clients import MAX_CLIENTS, STATUSES, find_clients
 from shared.usecases.contacts import ImportReport, import_contacts
 
 i18n.register({
@@ -31,8 +31,9 @@ i18n.register({
     "clients.followups": ("Relances", "Follow-ups"),
     "clients.due": ("Dû", "Due"),
     "clients.none": ("Aucun client ne correspond.", "No client matches."),
-    "clients.more": ("Seuls les {count} premiers sont affichés : précisez la recherche.",
-                     "Only the first {count} are shown: refine the search."),
+    "clients.pages": ("Page {page} sur {pages} ({total} clients)", "Page {page} of {pages} ({total} clients)"),
+    "clients.previous": ("← Page précédente", "← Previous page"),
+    "clients.next": ("Page suivante →", "Next page →"),
     "clients.opted_out": ("désinscrit", "opted out"),
     "clients.person": ("attend une personne", "needs a person"),
     "clients.invoices": ("{count} facture(s)", "{count} invoice(s)"),
@@ -45,15 +46,24 @@ i18n.register({
 })
 
 
-def _page(request: Request, console: Console, *, q: str, status: str | None, **extra: Any) -> Response:
+def _page(request: Request, console: Console, *, q: str, status: str | None, page: str = "1",
+          **extra: Any) -> Response:
     try:
-        found = find_clients(console.store, query=q, status=status or None)
+        number = int(page) if page.strip().isdigit() else 0
+        found = find_clients(console.store, query=q, status=status or None, page=number or _bad_page(page))
     except InputError as exc:
         return render(request, "clients/index.html", {"q": q, "status": "", "statuses": STATUSES, "lines": [],
-                                                      "more": False, "error": str(exc), **extra}, status=400)
+                                                      "more": False, "page": 1, "pages": 1, "total": 0,
+                                                      "error": str(exc), **extra}, status=400)
+    pages = max(1, -(-found.total // MAX_CLIENTS))
     return render(request, "clients/index.html", {"q": q, "status": status or "", "statuses": STATUSES,
-                                                  "lines": found.lines, "more": found.more, **extra},
+                                                  "lines": found.lines, "more": found.more, "page": found.page,
+                                                  "pages": pages, "total": found.total, **extra},
                   status=400 if extra.get("error") or extra.get("import_errors") else 200)
+
+
+def _bad_page(page: str) -> int:
+    raise InputError(f"page {page[:20]!r} is not a page number (1, 2, ...)")
 
 
 def router(console: Console) -> APIRouter:
@@ -61,8 +71,8 @@ def router(console: Console) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
 
     @pages.get("/clients")
-    def clients(request: Request, session: CurrentUser, q: str = "", status: str = "") -> Response:
-        return _page(request, console, q=q[:200], status=status or None)
+    def clients(request: Request, session: CurrentUser, q: str = "", status: str = "", page: str = "1") -> Response:
+        return _page(request, console, q=q[:200], status=status or None, page=page)
 
     @pages.post("/clients/import")
     def import_file(request: Request, session: CurrentUser, form: CheckedUpload) -> Response:

@@ -219,6 +219,16 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
         """How many follow-ups (of one campaign)."""
         return sum(1 for doc in self.docs.values() if campaign_id is None or doc.get("campaign_id") == campaign_id)
 
+    def campaign_counts(self, campaign_id: str) -> tuple[dict[str, int], int]:
+        """One campaign's follow-ups counted by state, and how many are flagged for a person."""
+        by_state: dict[str, int] = {}
+        needs_human = 0
+        for doc in self.docs.values():
+            if doc.get("campaign_id") == campaign_id:
+                by_state[doc["state"]] = by_state.get(doc["state"], 0) + 1
+                needs_human += doc.get("needs_human") is True
+        return by_state, needs_human
+
     def count_by_state(self) -> dict[str, int]:
         """Follow-ups counted by state."""
         counts: dict[str, int] = {}

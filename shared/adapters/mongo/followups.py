@@ -293,6 +293,19 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
         rows = self.collection.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
         return {row["_id"]: row["n"] for row in rows}
 
+    def campaign_counts(self, campaign_id: str) -> tuple[dict[str, int], int]:
+        """One campaign's follow-ups counted by state, and how many are flagged for a person (one aggregation)."""
+        rows = self.collection.aggregate([
+            {"$match": {"campaign_id": campaign_id}},
+            {"$group": {"_id": {"state": "$state", "needs_human": "$needs_human"}, "n": {"$sum": 1}}}])
+        by_state: dict[str, int] = {}
+        needs_human = 0
+        for row in rows:
+            state = str(row["_id"]["state"])
+            by_state[state] = by_state.get(state, 0) + row["n"]
+            needs_human += row["n"] if row["_id"].get("needs_human") is True else 0
+        return by_state, needs_human
+
     def count_handovers_waiting(self) -> int:
         """How many contacts have a follow-up flagged for a person (the partial index ``needs_human``)."""
         rows = self.collection.aggregate([{"$match": {"needs_human": True}}, {"$group": {"_id": "$contact_id"}},
