@@ -136,7 +136,8 @@ def normalise_amount(raw: str) -> tuple[str, str | None]:
             implied = (coded.group(1) or coded.group(4)).upper()
             text = coded.group(2) or coded.group(3)
     text = text.strip()
-    not_amount = InputError(f"amount {shown(raw)} is not an amount (write it like 1250.50 or 1 250,50)")
+    not_amount = InputError(f"amount {shown(raw)} is not an amount (write it like 1250.50 or 1 250,50)",
+                            code="amount.invalid", value=shown(raw))
     if re.search(r"[\s']", text) and not re.fullmatch(r"\d{1,3}(?:[\s']\d{3})+(?:[.,]\d+)?", text):
         raise not_amount  # spaces only as thousands separators: "1 250,50"
     compact = re.sub(r"[\s']", "", text)
@@ -159,7 +160,7 @@ def normalise_amount(raw: str) -> tuple[str, str | None]:
     except InvalidOperation:
         raise not_amount from None
     if number != number.quantize(Decimal("0.01")):
-        raise InputError(f"amount {shown(raw)} has more than 2 decimals")
+        raise InputError(f"amount {shown(raw)} has more than 2 decimals", code="amount.decimals", value=shown(raw))
     return f"{number:.2f}", implied
 
 

@@ -36,7 +36,16 @@ class ConfigError(RelanceError):
 
 
 class InputError(RelanceError):
-    """A user mistake (file, row, command argument); the message says what to fix."""
+    """A user mistake (file, row, command argument); the message says what to fix.
+
+    ``code`` and ``params`` (optional) name the mistake for the console's pages, which say it in
+    their reader's language (the message stays the CLI's and the API's, in English).
+    """
+
+    def __init__(self, message: str = "", *, code: str | None = None, **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 class NotFound(InputError):

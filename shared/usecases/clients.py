@@ -71,7 +71,7 @@ def find_clients(store: Repositories, *, query: str = "", status: str | None = N
     """Clients whose name contains ``query`` (accents and case aside) or whose phone contains its digits,
     in ``status`` (one of :data:`STATUSES`), by name; InputError for an unknown status."""
     if status and status not in STATUSES:
-        raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}", code="filter.status", status=status)
     owed: dict[str, dict[str, int]] = {}
     owed_count: dict[str, int] = {}
     for invoice in store.invoices.find(statuses=UNPAID):

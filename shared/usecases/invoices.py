@@ -297,7 +297,8 @@ def _pay(store: Repositories, reference: str, amount_cents: int | None, source: 
 def _invoice(store: Repositories, reference: str) -> Invoice:
     found = store.invoices.get(reference.strip())
     if found is None:
-        raise NotFound(f"no invoice {reference.strip()!r} (relance invoices list shows them)")
+        raise NotFound(f"no invoice {reference.strip()!r} (relance invoices list shows them)", code="invoice.unknown",
+                       reference=reference.strip())
     return found
 
 
@@ -313,15 +314,18 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
     if amount is not None:
         text, implied = normalise_amount(amount)
         if implied and implied != invoice.currency:
-            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}")
+            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}",
+                             code="invoice.currency", reference=invoice.reference, currency=invoice.currency,
+                             given=implied)
         cents = to_cents(text)
         if cents <= 0:
-            raise InputError("a payment is more than 0")
+            raise InputError("a payment is more than 0", code="payment.positive")
     if not invoice.unpaid:
-        raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it")
+        raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it",
+                         code="invoice.nothing_due", reference=invoice.reference, status=invoice.status.value)
     if not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
-                         "(relance invoices list)")
+                         "(relance invoices list)", code="invoice.changed", reference=invoice.reference)
     if by:
         audit.record(store, by=by, action="invoice.paid", contact_id=invoice.contact_id, target=invoice.reference,
                      detail=f"amount {amount}" if amount is not None else "in full", now=now)
@@ -342,7 +346,8 @@ def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue:
     invoice = _invoice(store, reference)
     if not store.invoices.cancel(invoice.reference, source=InvoiceSource.COMMAND, now=now):
         current = _invoice(store, reference)
-        raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled")
+        raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled",
+                         code="invoice.not_cancellable", reference=invoice.reference, status=current.status.value)
     if by:
         audit.record(store, by=by, action="invoice.cancel", contact_id=invoice.contact_id, target=invoice.reference,
                      now=now)
@@ -403,7 +408,9 @@ def update_invoice(store: Repositories, reference: str, changes: Mapping[str, st
     if changes.get("amount") is not None:
         text, implied = normalise_amount(str(changes["amount"]))
         if implied and implied != invoice.currency:
-            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}")
+            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}",
+                             code="invoice.currency", reference=invoice.reference, currency=invoice.currency,
+                             given=implied)
         cents = to_cents(text)
         if cents != invoice.amount_cents:
             if invoice.status not in CORRECTABLE:
@@ -465,13 +472,14 @@ def find_invoices(store: Repositories, *, status: str | None = None, phone: str 
         try:
             statuses = [InvoiceStatus(status.strip().lower())]
         except ValueError:
-            raise InputError(f"status {status!r} is not one of {', '.join(s.value for s in InvoiceStatus)}") from None
+            raise InputError(f"status {status!r} is not one of {', '.join(s.value for s in InvoiceStatus)}",
+                             code="filter.status", status=status) from None
     contact_id: str | None = None
     if phone is not None:
         e164 = normalise_phone(phone, default_region)
         record = store.contacts.record_by_phone(e164)
         if record is None:
-            raise InputError(f"no client has phone {mask_phone(e164)!r}")
+            raise InputError(f"no client has phone {mask_phone(e164)!r}", code="filter.phone")
         contact_id = record.id
     return store.invoices.find(contact_id=contact_id, statuses=statuses, after=after, limit=limit)
 

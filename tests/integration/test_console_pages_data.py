@@ -98,8 +98,8 @@ def test_clients_are_found_by_name_or_phone_and_filtered_by_status(web: TestClie
     due = _rows(web.get("/clients", params={"status": "invoices_due", "q": "paul"}).text, "clients")
     assert len(due) == 1 and "1 facture(s)" in due[0] and "99,90" in due[0]
     bad = web.get("/clients", params={"status": "owing"})
-    assert bad.status_code == 400 and "status 'owing' is not one of" in _text(bad.text)
-    assert "Aucun client ne correspond." in _text(web.get("/clients", params={"q": "zzz"}).text)
+    assert bad.status_code == 400 and "Le statut « owing » n'existe pas." in _text(bad.text)
+    assert "Aucun client ne correspond" in _text(web.get("/clients", params={"q": "zzz"}).text)
     page = web.get("/clients", params={"q": "paul"}).text
     link = re.search(r'href="(/conversations/[^"]+)"', page)
     assert link and web.get(html.unescape(link.group(1))).status_code == 200  # the client's conversation page
@@ -150,12 +150,12 @@ def test_invoices_are_filtered_paid_and_cancelled_from_the_page(web: TestClient,
     invoice = books.invoices.get("FA-1")
     assert invoice is not None and invoice.amount_due_cents == 20000 and invoice.status.value == "partially_paid"
     wrong = web.post("/invoices/FA-1/paid", data={"csrf_token": token, "amount": "beaucoup"})
-    assert wrong.status_code == 400 and "amount 'beaucoup' is not an amount" in _text(wrong.text)
+    assert wrong.status_code == 400 and "'beaucoup' n'est pas un montant" in _text(wrong.text)
     assert web.post("/invoices/FA-2/cancel", data={"csrf_token": token}).status_code == 303
     cancelled = _rows(web.get("/invoices", params={"status": "cancelled"}).text, "invoices")
     assert len(cancelled) == 1 and cancelled[0].startswith("FA-2") and "annulée" in cancelled[0]
     again = web.post("/invoices/FA-2/cancel", data={"csrf_token": token})
-    assert again.status_code == 400 and "invoice 'FA-2' is cancelled: it cannot be cancelled" in _text(again.text)
+    assert again.status_code == 400 and "La facture FA-2 est annulée : elle ne peut pas être annulée." in _text(again.text)
     assert web.post("/invoices/FA-3/cancel", data={}).status_code == 403
     assert {(e.by, e.action, e.target) for e in _audited(books)} == {
         (f"user:{EMAIL}", "invoice.paid", "FA-1"), (f"user:{EMAIL}", "invoice.cancel", "FA-2")}
@@ -199,7 +199,7 @@ def test_campaigns_show_progress_and_are_paused_resumed_and_enrolled(web: TestCl
     enrolled = web.post("/campaigns/relance/enrol", data={"csrf_token": token, "tags": "vip"})
     assert "0 inscrit(s), 0 déjà inscrit(s)" in _text(enrolled.text)  # clients AND vip: nobody
     unknown = web.post("/campaigns/nope/pause", data={"csrf_token": token})
-    assert unknown.status_code == 400 and "no campaign 'nope'" in _text(unknown.text)
+    assert unknown.status_code == 400 and "La campagne « nope » n'existe pas." in _text(unknown.text)
     assert [e.action for e in _audited(books)].count("campaign.pause") == 1
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CurrentUser, language, render
+from services.console.web.refusals import refusal
 from services.console.web.uploads import CheckedUpload, uploaded_file
 from shared.errors import InputError
 from shared.usecases import audit
@@ -30,7 +31,12 @@ i18n.register({
     "clients.phone": ("Téléphone", "Phone"),
     "clients.followups": ("Relances", "Follow-ups"),
     "clients.due": ("Dû", "Due"),
-    "clients.none": ("Aucun client ne correspond.", "No client matches."),
+    "clients.none": ("Aucun client ne correspond : changez la recherche ou le statut.",
+                     "No client matches: change the search or the status."),
+    "clients.empty": ("Aucun client pour l'instant : importez un fichier de contacts ci-dessous (ou relance contacts "
+                      "import FICHIER, ou POST /api/v1/contacts).",
+                      "No client yet: import a contacts file below (or relance contacts import FILE, or POST "
+                      "/api/v1/contacts)."),
     "clients.more": ("Seuls les {count} premiers sont affichés : précisez la recherche.",
                      "Only the first {count} are shown: refine the search."),
     "clients.opted_out": ("désinscrit", "opted out"),
@@ -50,7 +56,8 @@ def _page(request: Request, console: Console, *, q: str, status: str | None, **e
         found = find_clients(console.store, query=q, status=status or None)
     except InputError as exc:
         return render(request, "clients/index.html", {"q": q, "status": "", "statuses": STATUSES, "lines": [],
-                                                      "more": False, "error": str(exc), **extra}, status=400)
+                                                      "more": False, "error": refusal(exc, language(request)),
+                                                      **extra}, status=400)
     return render(request, "clients/index.html", {"q": q, "status": status or "", "statuses": STATUSES,
                                                   "lines": found.lines, "more": found.more, **extra},
                   status=400 if extra.get("error") or extra.get("import_errors") else 200)
@@ -74,7 +81,7 @@ def router(console: Console) -> APIRouter:
                                                        default_region=console.default_region, all_or_nothing=True)
                 name = path.name
         except InputError as exc:
-            return _page(request, console, q="", status=None, import_errors=[str(exc)])
+            return _page(request, console, q="", status=None, import_errors=[refusal(exc, language(request))])
         if not report.applied:
             return _page(request, console, q="", status=None, import_errors=report.errors)
         audit.record(console.store, by=f"user:{session.email}", action="contacts.import", target=name,
