@@ -48,6 +48,26 @@ class InputError(RelanceError):
         self.params = params
 
 
+class Coded(str):
+    """A message that also names itself by ``code`` and ``params``, so a console page can say it in its
+    reader's language; it compares, prints and joins as the message (the CLI's and the API's English)."""
+
+    code: str
+    params: dict[str, object]
+
+    def __new__(cls, text: str, code: str, **params: object) -> Coded:
+        made = super().__new__(cls, text)
+        made.code = code
+        made.params = params
+        return made
+
+
+def coded(exc: InputError, prefix: str = "", **params: object) -> str:
+    """``prefix`` and ``exc``'s message, carrying ``exc``'s code and params (and ``params``) when it has a code."""
+    text = f"{prefix}{exc}"
+    return Coded(text, exc.code, **{**exc.params, **params}) if exc.code else text
+
+
 class NotFound(InputError):
     """A user mistake naming what does not exist (an invoice, a campaign…): the console's 404."""
 

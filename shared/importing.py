@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contact_rows import REQUIRED_COLUMNS, RowResult, build_contact, field_key, shown
-from shared.errors import InputError
+from shared.errors import Coded, InputError
 from shared.phones import mask_phone, normalise_phone
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,8 @@ def _results(source: ContactsFile, default_region: str) -> Iterator[RowResult]:
             except InputError:
                 pass
         if contact is None:
-            yield RowResult(line, None, f"{prefix}: " + "; ".join(problems))
+            yield RowResult(line, None, Coded(f"{prefix}: " + "; ".join(problems), "row", unit=source.unit, line=line,
+                                              problems=problems))
         else:
             yield RowResult(line, contact, None)
 

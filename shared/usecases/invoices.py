@@ -21,7 +21,7 @@ from shared.domain.invoices import CORRECTABLE, Invoice, InvoiceSource, cents_te
 from shared.domain.models import new_id
 from shared.domain.repositories import Repositories
 from shared.domain.states import UNPAID, InvoiceStatus
-from shared.errors import Conflict, InputError, NotFound
+from shared.errors import Coded, Conflict, InputError, NotFound
 from shared.importing import item_values, open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
@@ -86,18 +86,18 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
     for line, values, problem in source.rows():
         where = f"{source.unit} {line}"
         if values is None:
-            report.errors.append(f"{where}: {problem}")
+            report.errors.append(_line_error(source.unit, line, [str(problem)]))
             continue
         row, problems = build_invoice_row(line, values, default_region)
         if row is not None and row.reference in seen:
             problems, row = [f"invoice {row.reference!r} is a duplicate of {source.unit} {seen[row.reference]}"], None
         if row is None:
-            report.errors.append(f"{where}: " + "; ".join(problems))
+            report.errors.append(_line_error(source.unit, line, problems))
             continue
         seen[row.reference] = line
         problem = _apply_row(store, row, report, now=now, default_region=default_region, where=where)
         if problem:
-            report.errors.append(f"{where}: {problem}")
+            report.errors.append(_line_error(source.unit, line, [str(problem)]))
     if sync:
         _sync(store, set(seen), report, now=now, rows=source.total)
     for contact_id, closed in report.touched.items():
@@ -108,26 +108,30 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
     return report
 
 
+def _line_error(unit: str, line: int, problems: list[str]) -> str:
+    """``line 3: a; b``, carrying its line and problems (each may carry its own code) for the console's pages."""
+    return Coded(f"{unit} {line}: " + "; ".join(problems), "row", unit=unit, line=line, problems=problems)
+
+
 def check_invoice_rows(store: Repositories, path: Path, *, default_region: str = "FR") -> list[str]:
     """Every reason an invoices file's row would be skipped, with its line; nothing is written."""
     source = open_rows(Path(path), INVOICES_FILE)
     errors: list[str] = []
     seen: dict[str, int] = {}
     for line, values, problem in source.rows():
-        where = f"{source.unit} {line}"
         if values is None:
-            errors.append(f"{where}: {problem}")
+            errors.append(_line_error(source.unit, line, [str(problem)]))
             continue
         row, problems = build_invoice_row(line, values, default_region)
         if row is not None and row.reference in seen:
             problems, row = [f"invoice {row.reference!r} is a duplicate of {source.unit} {seen[row.reference]}"], None
         if row is None:
-            errors.append(f"{where}: " + "; ".join(problems))
+            errors.append(_line_error(source.unit, line, problems))
             continue
         seen[row.reference] = line
         problem = _row_problem(store, row, default_region)
         if problem:
-            errors.append(f"{where}: {problem}")
+            errors.append(_line_error(source.unit, line, [problem]))
     return errors
 
 

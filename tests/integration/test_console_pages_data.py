@@ -113,7 +113,8 @@ def test_a_contacts_file_with_a_bad_line_changes_nothing_and_says_which(web: Tes
                       files={"file": ("nouveaux.csv", bad.encode(), "text/csv")})
     assert answer.status_code == 400
     text = _text(answer.text)
-    assert "Rien n'a été importé" in text and "line 3:" in text and "language 'de' is not supported" in text
+    assert "Rien n'a été importé" in text and "ligne 3 :" in text
+    assert "la langue 'de' n'est pas prise en charge" in text and "le téléphone" in text and "not supported" not in text
     assert books.contacts.by_phone("+33612345699") is None
     good = "name,phone,language\nZoé Blanc,+33612345699,fr\n"
     done = web.post("/clients/import", data={"csrf_token": token},
@@ -171,8 +172,8 @@ def test_an_invoices_file_with_a_bad_line_changes_nothing_then_a_good_one_import
                       files={"file": ("factures.csv", bad.encode(), "text/csv")})
     assert answer.status_code == 400
     errors = _text(answer.text.split('id="import-errors"', 1)[1].split("</div>", 1)[0])
-    assert "line 3: amount 'abc' is not an amount" in errors
-    assert "line 4: invoice 'FA-2' is stored with 99.90 EUR" in errors and "line 2" not in errors
+    assert "ligne 3 : 'abc' n'est pas un montant" in errors
+    assert "ligne 4 : invoice 'FA-2' is stored with 99.90 EUR" in errors and "ligne 2" not in errors
     assert books.invoices.get("FA-10") is None and books.contacts.by_phone("+33612345604") is None
     good = "phone,invoice,amount,name,due_date\n+33612345601,FA-10,120,Marie Dupont,2026-04-01\n"
     done = web.post("/invoices/import", data={"csrf_token": token},

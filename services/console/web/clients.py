@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CurrentUser, language, render
-from services.console.web.refusals import refusal
+from services.console.web.refusals import refusal, say
 from services.console.web.uploads import CheckedUpload, uploaded_file
 from shared.errors import InputError
 from shared.usecases import audit
@@ -83,7 +83,8 @@ def router(console: Console) -> APIRouter:
         except InputError as exc:
             return _page(request, console, q="", status=None, import_errors=[refusal(exc, language(request))])
         if not report.applied:
-            return _page(request, console, q="", status=None, import_errors=report.errors)
+            lines = [say(e, language(request)) for e in report.errors]
+            return _page(request, console, q="", status=None, import_errors=lines)
         audit.record(console.store, by=f"user:{session.email}", action="contacts.import", target=name,
                      detail=f"{report.inserted} new, {report.updated} updated", now=now)
         notice = i18n.translate("import.contacts_done", lang, inserted=report.inserted, updated=report.updated,

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CheckedForm, CurrentUser, language, redirect, render
-from services.console.web.refusals import refusal
+from services.console.web.refusals import refusal, say
 from services.console.web.uploads import CheckedUpload, uploaded_file
 from shared.domain.invoices import Invoice
 from shared.domain.states import InvoiceStatus
@@ -143,7 +143,8 @@ def router(console: Console) -> APIRouter:
             return _page(request, console, import_errors=[refusal(exc, language(request))], status_code=400)
         report = done.report
         if not report.applied:
-            return _page(request, console, import_errors=report.errors, status_code=400)
+            lines = [say(e, language(request)) for e in report.errors]
+            return _page(request, console, import_errors=lines, status_code=400)
         notice = i18n.translate("import.invoices_done", lang, created=report.created, updated=report.updated,
                                 unchanged=report.unchanged, clients=report.clients_created)
         return _page(request, console, notice=notice, import_notes=report.notes)

@@ -40,6 +40,21 @@ i18n.register({
                                  "Choisissez « Clore » pour le retirer de la liste.",
                                  "This number is not a client: it has no follow-up to resume or stop. "
                                  "Choose “Close” to take it off the list."),
+    "err.phone.empty": ("le téléphone est vide", "phone is empty"),
+    "err.phone.invalid": ("le téléphone {value} n'est pas un numéro valide", "phone {value} is not a valid number"),
+    "err.date.invalid": ("{value} n'est pas une date (écrivez-la AAAA-MM-JJ ou JJ/MM/AAAA)",
+                         "{value} is not a date (write it as YYYY-MM-DD or DD/MM/YYYY)"),
+    "err.row.name_empty": ("le nom est vide", "name is empty"),
+    "err.row.language": ("la langue {value} n'est pas prise en charge (fr ou en)",
+                         "language {value} is not supported (use fr or en)"),
+    "err.row.timezone": ("le fuseau horaire {value} n'est pas un fuseau IANA (par ex. Europe/Paris)",
+                         "timezone {value} is not an IANA timezone (e.g. Europe/Paris)"),
+    "err.row.link": ("le lien de paiement {value} n'est pas une URL http(s)",
+                     "payment_link {value} is not an http(s) URL"),
+    "err.row.reference_empty": ("la référence de la facture (invoice) est vide", "invoice (the reference) is empty"),
+    "err.row.line": ("ligne {line} : {problems}", "line {line}: {problems}"),
+    "err.row.item": ("élément {line} : {problems}", "item {line}: {problems}"),
+    "err.field": ("{field} : {text}", "{field}: {text}"),
     "err.reply.empty": ("Le message est vide.", "The message is empty."),
     "err.reply.too_long": ("Le message fait {length} caractères ; {limit} au plus.",
                            "The message is {length} characters long; at most {limit}."),
@@ -92,6 +107,25 @@ def facts(problems: Iterable[str], language: Language) -> str:
     return "; ".join(shown)
 
 
+def say(text: str, language: Language) -> str:
+    """A message from a use case or an importer (:class:`shared.errors.Coded` when it names itself) in ``language``:
+    a file's refused line with each of its problems; the message itself when it carries no known code."""
+    code = getattr(text, "code", None)
+    params = dict(getattr(text, "params", None) or {})
+    if code == "row":
+        problems = "; ".join(say(p, language) for p in params.get("problems") or ())
+        return i18n.translate(f"err.row.{params.get('unit')}", language, line=params.get("line"), problems=problems) \
+            if known(f"err.row.{params.get('unit')}") else str(text)
+    if not code or not known(f"err.{code}"):
+        return str(text)
+    try:
+        said = i18n.translate(f"err.{code}", language, **params)
+    except (KeyError, IndexError):
+        return str(text)
+    field = params.get("field")
+    return i18n.translate("err.field", language, field=field, text=said) if field else said
+
+
 def refusal(exc: InputError, language: Language) -> str:
     """What a page says for ``exc``: ``err.<code>`` in ``language`` when known, else its message after a lead-in."""
     code = getattr(exc, "code", None)
@@ -102,7 +136,10 @@ def refusal(exc: InputError, language: Language) -> str:
         params["status"] = i18n.translate(f"invoice.status.{params['status']}", language)
     key = f"err.{code}"
     if code and known(key):
-        return i18n.translate(key, language, **params)
+        try:
+            return i18n.translate(key, language, **params)
+        except (KeyError, IndexError):  # a code whose string wants a param this refusal lacks: its message
+            pass
     return i18n.translate("err.other", language, detail=str(exc))
 
 
