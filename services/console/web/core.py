@@ -192,6 +192,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "quote": lambda text: quote(text, safe=""),
         "state": lambda value: refusals.state(value, lang),
         "handover": lambda text: refusals.handover(str(text), lang),
+        "action": lambda value: refusals.action(str(value), lang),
         "handovers": lambda texts: [refusals.handover(str(text), lang) for text in texts],
         **(context or {}),
     }

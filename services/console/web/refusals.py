@@ -184,6 +184,37 @@ i18n.register({
 })
 
 
+# The audit log's actions, in words (the action's code itself when unknown).
+i18n.register({
+    "audit.approval.approve": ("message validé", "draft approved"),
+    "audit.approval.edit": ("message modifié", "draft edited"),
+    "audit.approval.reject": ("message refusé", "draft rejected"),
+    "audit.campaign.create": ("campagne créée", "campaign created"),
+    "audit.campaign.enrol": ("clients inscrits", "clients enrolled"),
+    "audit.campaign.pause": ("campagne mise en pause", "campaign paused"),
+    "audit.campaign.resume": ("campagne reprise", "campaign resumed"),
+    "audit.contact.create": ("client créé", "client created"),
+    "audit.contact.opt_out": ("client désinscrit", "client opted out"),
+    "audit.contact.update": ("client modifié", "client changed"),
+    "audit.contacts.import": ("fichier de contacts importé", "contacts file imported"),
+    "audit.invoice.cancel": ("facture annulée", "invoice cancelled"),
+    "audit.invoice.create": ("facture créée", "invoice created"),
+    "audit.invoice.paid": ("paiement enregistré", "payment recorded"),
+    "audit.invoice.update": ("facture modifiée", "invoice changed"),
+    "audit.invoices.import": ("fichier de factures importé", "invoices file imported"),
+    "audit.reply.manual": ("réponse écrite à la main", "reply written by hand"),
+    "audit.handover.close": ("intervention close", "hand-over closed"),
+    "audit.handover.resume": ("intervention close, relances reprises", "hand-over closed, follow-ups resumed"),
+    "audit.handover.stop": ("intervention close, relances arrêtées", "hand-over closed, follow-ups stopped"),
+    "audit.handover.paid": ("paiement confirmé, relances arrêtées", "payment confirmed, follow-ups stopped"),
+})
+
+
+def action(value: str, language: Language) -> str:
+    """An audit entry's action in words (its code when unknown)."""
+    return i18n.translate(f"audit.{value}", language) if known(f"audit.{value}") else value
+
+
 def state(value: object, language: Language) -> str:
     """A follow-up's or message's stored state (or a pause/stop reason), in ``language``."""
     text = str(value)
