@@ -144,15 +144,31 @@ def _row_problem(store: Repositories, row: InvoiceRow, default_region: str) -> s
             return None
         contact, problems = build_contact(row.client, default_region)
         if contact is None:
-            return (f"no client has phone {mask_phone(row.phone)!r} and the row cannot create one "
-                    f"({'; '.join(problems)})")
+            return _no_client(row, problems)
         return None
     if known is None or known.id != existing.contact_id:
-        return f"invoice {row.reference!r} belongs to another client than {mask_phone(row.phone)!r}"
+        return _other_client(row)
     if (row.amount_cents, row.currency) != (existing.amount_cents, existing.currency):
-        return (f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
-                "a changed amount needs a new reference (or a person)")
+        return _amount_changed(row, existing)
     return None
+
+
+def _no_client(row: InvoiceRow, problems: list[str]) -> str:
+    phone = mask_phone(row.phone)
+    return Coded(f"no client has phone {phone!r} and the row cannot create one ({'; '.join(problems)})",
+                 "row.no_client", phone=repr(phone), problems=problems)
+
+
+def _other_client(row: InvoiceRow) -> str:
+    phone = mask_phone(row.phone)
+    return Coded(f"invoice {row.reference!r} belongs to another client than {phone!r}", "row.other_client",
+                 reference=row.reference, phone=repr(phone))
+
+
+def _amount_changed(row: InvoiceRow, existing: Invoice) -> str:
+    return Coded(f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
+                 "a changed amount needs a new reference (or a person)", "row.amount_changed",
+                 reference=row.reference, amount=cents_text(existing.amount_cents), currency=existing.currency)
 
 
 @dataclass
@@ -188,8 +204,7 @@ def _client_id(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
         return known.id, None
     contact, problems = build_contact(row.client, default_region)
     if contact is None:
-        what = "; ".join(problems)
-        return None, f"no client has phone {mask_phone(row.phone)!r} and the row cannot create one ({what})"
+        return None, _no_client(row, problems)
     store.contacts.upsert(contact, now)
     created = store.contacts.record_by_phone(row.phone)
     if created is None:  # pragma: no cover - the upsert just stored it
@@ -206,7 +221,7 @@ def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
     if existing is not None:
         known = store.contacts.record_by_phone(row.phone)
         if known is None or known.id != existing.contact_id:
-            return f"invoice {row.reference!r} belongs to another client than {mask_phone(row.phone)!r}"
+            return _other_client(row)
         contact_id = known.id
     else:
         contact_id, problem = _client_id(store, row, report, now=now, default_region=default_region)
@@ -224,8 +239,7 @@ def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
         if existing is None:  # pragma: no cover
             return f"invoice {row.reference!r} could not be stored"
     if (row.amount_cents, row.currency) != (existing.amount_cents, existing.currency):
-        return (f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
-                "a changed amount needs a new reference (or a person)")
+        return _amount_changed(row, existing)
     given = {"issued_on": row.issued_on, "due_date": row.due_date, "payment_link": row.payment_link}
     details = {key: value for key, value in given.items() if value is not None}  # an empty cell keeps what is stored
     changed = bool(details) and store.invoices.update_details(row.reference, details, source=InvoiceSource.IMPORT,

@@ -173,7 +173,7 @@ def test_an_invoices_file_with_a_bad_line_changes_nothing_then_a_good_one_import
     assert answer.status_code == 400
     errors = _text(answer.text.split('id="import-errors"', 1)[1].split("</div>", 1)[0])
     assert "ligne 3 : 'abc' n'est pas un montant" in errors
-    assert "ligne 4 : invoice 'FA-2' is stored with 99.90 EUR" in errors and "ligne 2" not in errors
+    assert "ligne 4 : la facture « FA-2 » est enregistrée pour 99.90 EUR" in errors and "ligne 2" not in errors
     assert books.invoices.get("FA-10") is None and books.contacts.by_phone("+33612345604") is None
     good = "phone,invoice,amount,name,due_date\n+33612345601,FA-10,120,Marie Dupont,2026-04-01\n"
     done = web.post("/invoices/import", data={"csrf_token": token},

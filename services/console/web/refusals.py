@@ -52,6 +52,14 @@ i18n.register({
     "err.row.link": ("le lien de paiement {value} n'est pas une URL http(s)",
                      "payment_link {value} is not an http(s) URL"),
     "err.row.reference_empty": ("la référence de la facture (invoice) est vide", "invoice (the reference) is empty"),
+    "err.row.no_client": ("aucun client n'a le téléphone {phone}, et la ligne ne peut pas en créer un ({problems})",
+                          "no client has phone {phone} and the row cannot create one ({problems})"),
+    "err.row.other_client": ("la facture « {reference} » appartient à un autre client que {phone}",
+                             "invoice '{reference}' belongs to another client than {phone}"),
+    "err.row.amount_changed": ("la facture « {reference} » est enregistrée pour {amount} {currency} : un montant "
+                               "changé demande une nouvelle référence (ou une personne)",
+                               "invoice '{reference}' is stored with {amount} {currency}: a changed amount needs a "
+                               "new reference (or a person)"),
     "err.row.line": ("ligne {line} : {problems}", "line {line}: {problems}"),
     "err.row.item": ("élément {line} : {problems}", "item {line}: {problems}"),
     "err.field": ("{field} : {text}", "{field}: {text}"),
@@ -118,6 +126,8 @@ def say(text: str, language: Language) -> str:
             if known(f"err.row.{params.get('unit')}") else str(text)
     if not code or not known(f"err.{code}"):
         return str(text)
+    if isinstance(params.get("problems"), list):
+        params["problems"] = "; ".join(say(p, language) for p in params["problems"])
     try:
         said = i18n.translate(f"err.{code}", language, **params)
     except (KeyError, IndexError):
