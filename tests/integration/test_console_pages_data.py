@@ -116,6 +116,9 @@ def test_a_contacts_file_with_a_bad_line_changes_nothing_and_says_which(web: Tes
     assert "Rien n'a été importé" in text and "ligne 3 :" in text
     assert "la langue 'de' n'est pas prise en charge" in text and "le téléphone" in text and "not supported" not in text
     assert books.contacts.by_phone("+33612345699") is None
+    empty = web.post("/clients/import", data={"csrf_token": token}, files={"file": ("vide.csv", b"", "text/csv")})
+    assert empty.status_code == 400 and "vide.csv : le fichier est vide" in _text(empty.text)
+    assert "empty" not in _text(empty.text)
     good = "name,phone,language\nZoé Blanc,+33612345699,fr\n"
     done = web.post("/clients/import", data={"csrf_token": token},
                     files={"file": ("nouveaux.csv", good.encode(), "text/csv")})
@@ -127,7 +130,7 @@ def test_a_contacts_file_with_a_bad_line_changes_nothing_and_says_which(web: Tes
     unreadable = web.post("/clients/import", data={"csrf_token": token},
                           files={"file": ("x.xlsx", b"PK\x03\x04", "application/octet-stream")})
     assert unreadable.status_code == 400
-    assert "x.xlsx: unsupported file type '.xlsx': use .csv or .json" in _text(unreadable.text)
+    assert "x.xlsx : ce type de fichier n'est pas pris en charge" in _text(unreadable.text)
 
 
 def test_the_pages_ask_for_a_log_in(books: MongoRepositories, clock: FakeClock) -> None:

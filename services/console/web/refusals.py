@@ -60,6 +60,18 @@ i18n.register({
                                "changé demande une nouvelle référence (ou une personne)",
                                "invoice '{reference}' is stored with {amount} {currency}: a changed amount needs a "
                                "new reference (or a person)"),
+    "err.file.type": ("{name} : ce type de fichier n'est pas pris en charge (utilisez .csv ou .json).",
+                      "{name}: unsupported file type (use .csv or .json)."),
+    "err.file.encoding": ("{name} : le texte n'est pas en UTF-8 ; enregistrez-le en « CSV UTF-8 » (ou en JSON UTF-8).",
+                          "{name}: not UTF-8 text; save it as 'CSV UTF-8' (or JSON in UTF-8)."),
+    "err.file.empty": ("{name} : le fichier est vide (il faut une ligne d'en-tête : {columns}, …).",
+                       "{name}: the file is empty (expected a header row: {columns}, …)."),
+    "err.file.columns": ("{name} : il manque la colonne {missing} (la première ligne doit être un en-tête avec "
+                         "{columns} ; trouvé : {found}).",
+                         "{name}: missing required column {missing} (the first row must be a header with {columns}; "
+                         "found {found})."),
+    "err.file.json": ("{name} : JSON invalide à la ligne {line}, colonne {column}.",
+                      "{name}: invalid JSON at line {line}, column {column}."),
     "err.row.line": ("ligne {line} : {problems}", "line {line}: {problems}"),
     "err.row.item": ("élément {line} : {problems}", "item {line}: {problems}"),
     "err.field": ("{field} : {text}", "{field}: {text}"),
