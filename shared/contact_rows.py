@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import phonenumbers
 
 from shared.domain.models import Contact, Language, new_id
-from shared.errors import InputError
+from shared.errors import Coded, InputError, coded
 from shared.language.text import strip_accents
 from shared.phones import mask_phone, normalise_phone, timezone_for_phone
 
@@ -136,7 +136,8 @@ def normalise_amount(raw: str) -> tuple[str, str | None]:
             implied = (coded.group(1) or coded.group(4)).upper()
             text = coded.group(2) or coded.group(3)
     text = text.strip()
-    not_amount = InputError(f"amount {shown(raw)} is not an amount (write it like 1250.50 or 1 250,50)")
+    not_amount = InputError(f"amount {shown(raw)} is not an amount (write it like 1250.50 or 1 250,50)",
+                            code="amount.invalid", value=shown(raw))
     if re.search(r"[\s']", text) and not re.fullmatch(r"\d{1,3}(?:[\s']\d{3})+(?:[.,]\d+)?", text):
         raise not_amount  # spaces only as thousands separators: "1 250,50"
     compact = re.sub(r"[\s']", "", text)
@@ -159,7 +160,7 @@ def normalise_amount(raw: str) -> tuple[str, str | None]:
     except InvalidOperation:
         raise not_amount from None
     if number != number.quantize(Decimal("0.01")):
-        raise InputError(f"amount {shown(raw)} has more than 2 decimals")
+        raise InputError(f"amount {shown(raw)} has more than 2 decimals", code="amount.decimals", value=shown(raw))
     return f"{number:.2f}", implied
 
 
@@ -188,7 +189,8 @@ def normalise_date(raw: str) -> str:
             return date(int(dmy.group(4)), int(dmy.group(3)), int(dmy.group(1))).isoformat()
     except ValueError:
         pass
-    raise InputError(f"{shown(raw)} is not a date (write it as YYYY-MM-DD or DD/MM/YYYY)")
+    raise InputError(f"{shown(raw)} is not a date (write it as YYYY-MM-DD or DD/MM/YYYY)", code="date.invalid",
+                     value=shown(raw))
 
 
 def is_http_url(value: str) -> bool:
@@ -208,26 +210,27 @@ def build_contact(values: dict[str, str], default_region: str) -> tuple[Contact 
     problems: list[str] = []
     name = " ".join(values.get("name", "").split())
     if not name:
-        problems.append("name is empty")
+        problems.append(Coded("name is empty", "row.name_empty"))
     phone: str | None = None
     try:
         phone = normalise_phone(values.get("phone", ""), default_region)
     except InputError as exc:
-        problems.append(str(exc))
+        problems.append(coded(exc))
 
     language: Language | None = None
     raw_language = values.get("language", "").strip()
     if raw_language:
         language = _language(raw_language)
         if language is None:
-            problems.append(f"language {shown(raw_language)} is not supported (use fr or en)")
+            problems.append(Coded(f"language {shown(raw_language)} is not supported (use fr or en)", "row.language",
+                                  value=shown(raw_language)))
     raw_zone = values.get("timezone", "").strip()
     zone: str | None = None
     if raw_zone:
         zone = _canonical_zone(raw_zone)
         if zone is None:
-            problems.append(f"timezone {shown(raw_zone)} is not an IANA timezone "
-                            "(e.g. Europe/Paris)")
+            problems.append(Coded(f"timezone {shown(raw_zone)} is not an IANA timezone (e.g. Europe/Paris)",
+                                  "row.timezone", value=shown(raw_zone)))
 
     fields: dict[str, str] = {}
     for key, raw in values.items():
@@ -240,7 +243,7 @@ def build_contact(values: dict[str, str], default_region: str) -> tuple[Contact 
         try:
             fields["amount"], implied_currency = normalise_amount(fields["amount"])
         except InputError as exc:
-            problems.append(str(exc))
+            problems.append(coded(exc))
     if "currency" in fields or "amount" in fields:
         currency, problem = normalise_currency(fields.get("currency", ""), implied_currency)
         if problem:
@@ -250,9 +253,10 @@ def build_contact(values: dict[str, str], default_region: str) -> tuple[Contact 
         try:
             fields["due_date"] = normalise_date(fields["due_date"])
         except InputError as exc:
-            problems.append(f"due_date {exc}")
+            problems.append(coded(exc, "due_date ", field="due_date"))
     if "payment_link" in fields and not is_http_url(fields["payment_link"]):
-        problems.append(f"payment_link {shown(fields['payment_link'])} is not an http(s) URL")
+        problems.append(Coded(f"payment_link {shown(fields['payment_link'])} is not an http(s) URL", "row.link",
+                              value=shown(fields["payment_link"])))
 
     if problems or phone is None:
         return None, problems

@@ -36,7 +36,36 @@ class ConfigError(RelanceError):
 
 
 class InputError(RelanceError):
-    """A user mistake (file, row, command argument); the message says what to fix."""
+    """A user mistake (file, row, command argument); the message says what to fix.
+
+    ``code`` and ``params`` (optional) name the mistake for the console's pages, which say it in
+    their reader's language (the message stays the CLI's and the API's, in English).
+    """
+
+    def __init__(self, message: str = "", *, code: str | None = None, **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+
+class Coded(str):
+    """A message that also names itself by ``code`` and ``params``, so a console page can say it in its
+    reader's language; it compares, prints and joins as the message (the CLI's and the API's English)."""
+
+    code: str
+    params: dict[str, object]
+
+    def __new__(cls, text: str, code: str, **params: object) -> Coded:
+        made = super().__new__(cls, text)
+        made.code = code
+        made.params = params
+        return made
+
+
+def coded(exc: InputError, prefix: str = "", **params: object) -> str:
+    """``prefix`` and ``exc``'s message, carrying ``exc``'s code and params (and ``params``) when it has a code."""
+    text = f"{prefix}{exc}"
+    return Coded(text, exc.code, **{**exc.params, **params}) if exc.code else text
 
 
 class NotFound(InputError):

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contact_rows import REQUIRED_COLUMNS, RowResult, build_contact, field_key, shown
-from shared.errors import InputError
+from shared.errors import Coded, InputError
 from shared.phones import mask_phone, normalise_phone
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def _open_source(path: Path, kind: FileKind = CONTACTS) -> ContactsFile:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".json"):
         raise InputError(f"{path.name}: unsupported file type {suffix or '(none)'!r}: "
-                         "use .csv or .json")
+                         "use .csv or .json", code="file.type", name=path.name)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if suffix == ".json":
@@ -84,7 +84,8 @@ def _open_source(path: Path, kind: FileKind = CONTACTS) -> ContactsFile:
 
 def _read_error(path: Path, exc: Exception) -> InputError:
     if isinstance(exc, UnicodeDecodeError):
-        return InputError(f"{path.name}: not UTF-8 text; save it as 'CSV UTF-8' (or JSON in UTF-8)")
+        return InputError(f"{path.name}: not UTF-8 text; save it as 'CSV UTF-8' (or JSON in UTF-8)",
+                          code="file.encoding", name=path.name)
     if isinstance(exc, csv.Error):
         return InputError(f"{path.name}: not a readable CSV file ({exc})")
     return InputError(f"{path.name}: cannot read the file ({type(exc).__name__}: "
@@ -115,7 +116,8 @@ def _open_csv(path: Path, kind: FileKind) -> ContactsFile:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise _read_error(path, exc) from None
     if header is None:
-        raise InputError(f"{path.name}: the file is empty (expected a header row: {', '.join(kind.required)}, …)")
+        raise InputError(f"{path.name}: the file is empty (expected a header row: {', '.join(kind.required)}, …)",
+                         code="file.empty", name=path.name, columns=", ".join(kind.required))
     keys = [field_key(cell) for cell in header]
     seen: dict[str, str] = {}
     for key, cell in zip(keys, header, strict=True):
@@ -166,7 +168,9 @@ def _require_columns(path: Path, kind: FileKind, keys: set[str], found: str) -> 
     if missing:
         what = " and ".join(repr(c) for c in missing)
         raise InputError(f"{path.name}: missing required column {what} (the first row must be a "
-                         f"header with {' and '.join(kind.required)}; found {found or 'nothing'})")
+                         f"header with {' and '.join(kind.required)}; found {found or 'nothing'})",
+                         code="file.columns", name=path.name, missing=what, columns=", ".join(kind.required),
+                         found=found or "—")
 
 
 def _json_scalar(value: Any) -> str | None:
@@ -219,7 +223,8 @@ def _open_json(path: Path, kind: FileKind) -> ContactsFile:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path.name}: invalid JSON at line {exc.lineno}, "
-                         f"column {exc.colno}: {exc.msg}") from None
+                         f"column {exc.colno}: {exc.msg}", code="file.json", name=path.name, line=exc.lineno,
+                         column=exc.colno) from None
     items = data.get(kind.wrapper) if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise InputError(f'{path.name}: expected a list of {kind.wrapper}, or {{"{kind.wrapper}": [...]}}')
@@ -257,7 +262,8 @@ def _results(source: ContactsFile, default_region: str) -> Iterator[RowResult]:
             except InputError:
                 pass
         if contact is None:
-            yield RowResult(line, None, f"{prefix}: " + "; ".join(problems))
+            yield RowResult(line, None, Coded(f"{prefix}: " + "; ".join(problems), "row", unit=source.unit, line=line,
+                                              problems=problems))
         else:
             yield RowResult(line, contact, None)
 

@@ -25,7 +25,7 @@ from shared.contact_rows import (
 )
 from shared.domain.invoices import to_cents
 from shared.domain.states import InvoiceStatus
-from shared.errors import InputError
+from shared.errors import Coded, InputError, coded
 from shared.importing import FileKind
 from shared.phones import normalise_phone
 
@@ -65,7 +65,7 @@ def _date(values: dict[str, str], key: str, problems: list[str]) -> date | None:
     try:
         return date.fromisoformat(normalise_date(raw))
     except InputError as exc:
-        problems.append(f"{key} {exc}")
+        problems.append(coded(exc, f"{key} ", field=key))
         return None
 
 
@@ -73,7 +73,7 @@ def _cents(values: dict[str, str], key: str, problems: list[str]) -> tuple[int |
     try:
         amount, implied = normalise_amount(values.get(key, ""))
     except InputError as exc:
-        problems.append(f"{key} {exc}" if key != "amount" else str(exc))
+        problems.append(coded(exc, f"{key} ", field=key) if key != "amount" else coded(exc))
         return None, None
     return to_cents(amount), implied
 
@@ -85,10 +85,10 @@ def build_invoice_row(line: int, values: dict[str, str], default_region: str) ->
     try:
         phone = normalise_phone(values.get("phone", ""), default_region)
     except InputError as exc:
-        problems.append(str(exc))
+        problems.append(coded(exc))
     reference = " ".join(values.get("invoice", "").split())
     if not reference:
-        problems.append("invoice (the reference) is empty")
+        problems.append(Coded("invoice (the reference) is empty", "row.reference_empty"))
     elif len(reference) > 64:
         problems.append(f"invoice {shown(reference)} is longer than 64 characters")
     amount, implied = _cents(values, "amount", problems)
@@ -104,7 +104,7 @@ def build_invoice_row(line: int, values: dict[str, str], default_region: str) ->
     issued_on, due_date = _date(values, "issued_on", problems), _date(values, "due_date", problems)
     link = values.get("payment_link", "").strip() or None
     if link and not is_http_url(link):
-        problems.append(f"payment_link {shown(link)} is not an http(s) URL")
+        problems.append(Coded(f"payment_link {shown(link)} is not an http(s) URL", "row.link", value=shown(link)))
     status = _status(values.get("status", ""))
     if status is None:
         problems.append(f"status {shown(values.get('status', ''))} is not one of "

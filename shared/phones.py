@@ -18,13 +18,15 @@ def normalise_phone(raw: str, default_region: str = "FR") -> str:
     """Return the number as E.164 (``+33612345678``); InputError when it is not a valid number."""
     text = str(raw or "").strip().removeprefix("whatsapp:")
     if not text:
-        raise InputError("phone is empty")
+        raise InputError("phone is empty", code="phone.empty")
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException:
-        raise InputError(f"phone {mask_phone(text)!r} is not a phone number") from None
+        raise InputError(f"phone {mask_phone(text)!r} is not a phone number", code="phone.invalid",
+                         value=mask_phone(text)) from None
     if not phonenumbers.is_valid_number(number):
-        raise InputError(f"phone {mask_phone(text)!r} is not a valid number")
+        raise InputError(f"phone {mask_phone(text)!r} is not a valid number", code="phone.invalid",
+                         value=mask_phone(text))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

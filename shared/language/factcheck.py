@@ -269,12 +269,27 @@ def _show_date(mention: DateMention) -> str:
     return " ".join(mention.text.split())
 
 
+class Problem(str):
+    """A problem phrase (``"amount 990 not in contact data"``) that also carries ``code`` and ``params``,
+    so a page can say it in its reader's language; it compares and prints as the phrase."""
+
+    code: str
+    params: dict[str, object]
+
+    def __new__(cls, text: str, code: str, **params: object) -> Problem:
+        problem = super().__new__(cls, text)
+        problem.code = code
+        problem.params = params
+        return problem
+
+
 def _problems(body: str, request: DraftRequest) -> Iterator[str]:
     if not body.strip():
-        yield "empty body"
+        yield Problem("empty body", "empty")
         return
     if len(body) > request.max_chars:
-        yield f"too long: {len(body)} characters, at most {request.max_chars}"
+        yield Problem(f"too long: {len(body)} characters, at most {request.max_chars}", "too_long",
+                      length=len(body), limit=request.max_chars)
     known = _allowed(request)
     text = body
     for pattern in known.mask:
@@ -288,13 +303,14 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
 
     language = detect_language(text)
     if language is not None and language != request.language:
-        yield f"language {language.value}, expected {request.language.value}"
+        yield Problem(f"language {language.value}, expected {request.language.value}", "language",
+                      found=language.value, expected=request.language.value)
     if _PLACEHOLDER.search(text):
-        yield "placeholder left in the text"
+        yield Problem("placeholder left in the text", "placeholder")
 
     for match in list(_EMAIL.finditer(text)):
         if match.group(0).lower() not in known.emails:
-            yield "e-mail address not in contact data"
+            yield Problem("e-mail address not in contact data", "email")
         text = _blank(text, match.start(), match.end())
     for match in list(_URL.finditer(text)):
         url = _strip_url(match.group(0))
@@ -305,31 +321,32 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
         else:
             ok = bare in known.bare_urls or (host_only and bare.rstrip("/").lower() in known.hosts)
         if not ok:
-            yield f"link {url[:80]} not in contact data"
+            yield Problem(f"link {url[:80]} not in contact data", "link", value=url[:80])
         text = _blank(text, match.start(), match.end())
 
     for mention in find_dates(text):
         text = _blank(text, mention.start, mention.end)
         if mention.full:
             if not mention.full & known.dates:
-                yield f"date {_show_date(mention)} not in contact data"
+                yield Problem(f"date {_show_date(mention)} not in contact data", "date", value=_show_date(mention))
             elif mention.weekday is not None and all(
                 d.weekday() != mention.weekday for d in mention.full & known.dates
             ):
-                yield f"weekday does not match date {_show_date(mention)}"
+                yield Problem(f"weekday does not match date {_show_date(mention)}", "weekday",
+                              value=_show_date(mention))
         elif mention.day_month:
             if not any((d.month, d.day) in mention.day_month for d in known.dates):
-                yield f"date {_show_date(mention)} not in contact data"
+                yield Problem(f"date {_show_date(mention)} not in contact data", "date", value=_show_date(mention))
         elif mention.month_year and not any(
             (d.year, d.month) == mention.month_year for d in known.dates
         ):
-            yield f"date {_show_date(mention)} not in contact data"
+            yield Problem(f"date {_show_date(mention)} not in contact data", "date", value=_show_date(mention))
 
     for match in list(_PHONE.finditer(text)):
         digits = re.sub(r"\D", "", match.group(0))
         text = _blank(text, match.start(), match.end())
         if digits[-9:] not in known.phones:
-            yield "phone number not in contact data"
+            yield Problem("phone number not in contact data", "phone")
     for match in list(_TIME.finditer(text)):
         text = _blank(text, match.start(), match.end())
 
@@ -338,34 +355,38 @@ def _problems(body: str, request: DraftRequest) -> Iterator[str]:
         if _is_ref(token):
             text = _blank(text, match.start(), match.end())
             if _ref_key(token) not in known.refs:
-                yield f"reference {token[:40]} not in contact data"
+                yield Problem(f"reference {token[:40]} not in contact data", "reference", value=token[:40])
 
     for number in find_numbers(text, known.codes):
         if not number.values:
             continue
         if number.percent:
             if not number.values & known.percents:
-                yield f"percentage {_show(min(number.values))}% not in contact data"
+                yield Problem(f"percentage {_show(min(number.values))}% not in contact data", "percentage",
+                              value=_show(min(number.values)))
             continue
         if number.currency is not None:
             if not number.values & known.amounts:
-                yield f"amount {_show(min(number.values))} not in contact data"
+                yield Problem(f"amount {_show(min(number.values))} not in contact data", "amount",
+                                  value=_show(min(number.values)))
             elif known.currencies and not currency_matches(number.currency, set(known.currencies)):
-                yield f"currency {number.currency} not in contact data"
+                yield Problem(f"currency {number.currency} not in contact data", "currency", value=number.currency)
         elif number.grouped_or_decimal:
             if number.unit:
                 continue
             if not number.values & known.amounts:
-                yield f"amount {_show(min(number.values))} not in contact data"
+                yield Problem(f"amount {_show(min(number.values))} not in contact data", "amount",
+                                  value=_show(min(number.values)))
         else:
             value = next(iter(number.values))
             if value < 100 or number.unit or (1900 <= value <= 2099 and len(number.text) == 4):
                 continue
             if value not in known.integers:
-                yield f"number {_show(value)} not in contact data"
+                yield Problem(f"number {_show(value)} not in contact data", "number", value=_show(value))
 
     for statement in statements:
-        yield f'{statement.kind.value} ("{statement.words}")'
+        yield Problem(f'{statement.kind.value} ("{statement.words}")', "grants." + statement.kind.name.lower(),
+                      words=statement.words)
 
 
 def check_draft(body: str, request: DraftRequest) -> list[str]:
@@ -374,7 +395,7 @@ def check_draft(body: str, request: DraftRequest) -> list[str]:
     Each problem is a short phrase such as ``"amount 990 not in contact data"`` (it may quote a
     value from the draft, never the whole draft).
     """
-    seen: list[str] = []
+    seen: list[str] = []  # Problem instances: each also carries its code and params
     for problem in _problems(body, request):
         if problem not in seen:
             seen.append(problem)

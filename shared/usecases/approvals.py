@@ -56,9 +56,7 @@ class Refused(InputError):
     """A request the rules refuse (a 400): ``code`` and ``params`` let a page say it in the reader's language."""
 
     def __init__(self, code: str, message: str, **params: object) -> None:
-        super().__init__(message)
-        self.code = code
-        self.params = params
+        super().__init__(message, code=code, **params)
 
 
 class NotWaiting(Conflict):
@@ -238,7 +236,7 @@ def edit(store: Repositories, rules: Rules, message_id: str, body: str, *, by: s
     if problems:
         raise Refused("facts", "the text fails the facts check (every amount, date, reference and link must come "
                       f"from the client's data; nothing only the business may grant): {'; '.join(problems)}",
-                      problems="; ".join(problems))
+                      problems="; ".join(problems), facts=problems)
     if not store.messages.edit_draft(message_id, body=text, by=who, now=now):
         raise NotWaiting(f"draft {message_id!r} is not waiting for approval any more")
     log.info("message=%s edited by %s", message_id, who)

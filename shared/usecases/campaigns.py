@@ -323,5 +323,6 @@ def counts_by_state(store: Repositories) -> dict[str, dict[str, int]]:
 def _campaign(store: Repositories, campaign_id: str) -> Campaign:
     campaign = store.campaigns.get(campaign_id)
     if campaign is None:
-        raise NotFound(f"no campaign {campaign_id!r}: see `relance campaigns list`")
+        raise NotFound(f"no campaign {campaign_id!r}: see `relance campaigns list`", code="campaign.unknown",
+                       campaign=campaign_id)
     return campaign

@@ -78,9 +78,9 @@ def find_clients(store: Repositories, *, query: str = "", status: str | None = N
     follow-ups and invoices only of the page's clients, except for the status filters that need them.
     """
     if status and status not in STATUSES:
-        raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        raise InputError(f"status {status!r} is not one of {', '.join(STATUSES)}", code="filter.status", status=status)
     if page < 1:
-        raise InputError(f"page {page} is not a page number (1, 2, ...)")
+        raise InputError(f"page {page} is not a page number (1, 2, ...)", code="filter.page", page=page)
     wanted: set[str] | None = None
     if status == "followups":
         wanted = _open_followup_contacts(store)

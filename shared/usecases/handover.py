@@ -163,9 +163,9 @@ _VERB = {HandledAction.RESUME: "resume", HandledAction.STOP: "stop", HandledActi
 def _close_unknown(store: Repositories, phone: str, *, action: HandledAction, now: datetime) -> HandOverClosed:
     if not store.messages.has_unknown(phone):
         raise InputError(f"no contact with phone {phone}, and no message from it as an unknown number: "
-                         "see `relance conversations`")
+                         "see `relance conversations`", code="handover.unknown_number")
     if action != HandledAction.KEEP:
         raise InputError(f"{phone} is no contact: there is no follow-up to {_VERB[action]}; "
-                         "run `relance handled PHONE` alone to take it off the list")
+                         "run `relance handled PHONE` alone to take it off the list", code="handover.not_contact")
     handled = store.messages.mark_handled(store.messages.open_unknown_ids(phone), now)
     return HandOverClosed(phone=phone, action=action, closed=handled)

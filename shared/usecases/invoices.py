@@ -21,7 +21,7 @@ from shared.domain.invoices import CORRECTABLE, Invoice, InvoiceSource, cents_te
 from shared.domain.models import new_id
 from shared.domain.repositories import Repositories
 from shared.domain.states import UNPAID, InvoiceStatus
-from shared.errors import Conflict, InputError, NotFound
+from shared.errors import Coded, Conflict, InputError, NotFound
 from shared.importing import item_values, open_rows
 from shared.invoice_rows import INVOICES_FILE, InvoiceRow, build_invoice_row
 from shared.phones import mask_phone, normalise_phone
@@ -86,18 +86,18 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
     for line, values, problem in source.rows():
         where = f"{source.unit} {line}"
         if values is None:
-            report.errors.append(f"{where}: {problem}")
+            report.errors.append(_line_error(source.unit, line, [str(problem)]))
             continue
         row, problems = build_invoice_row(line, values, default_region)
         if row is not None and row.reference in seen:
             problems, row = [f"invoice {row.reference!r} is a duplicate of {source.unit} {seen[row.reference]}"], None
         if row is None:
-            report.errors.append(f"{where}: " + "; ".join(problems))
+            report.errors.append(_line_error(source.unit, line, problems))
             continue
         seen[row.reference] = line
         problem = _apply_row(store, row, report, now=now, default_region=default_region, where=where)
         if problem:
-            report.errors.append(f"{where}: {problem}")
+            report.errors.append(_line_error(source.unit, line, [str(problem)]))
     if sync:
         _sync(store, set(seen), report, now=now, rows=source.total)
     for contact_id, closed in report.touched.items():
@@ -108,26 +108,30 @@ def import_invoices(store: Repositories, path: Path, *, now: datetime, default_r
     return report
 
 
+def _line_error(unit: str, line: int, problems: list[str]) -> str:
+    """``line 3: a; b``, carrying its line and problems (each may carry its own code) for the console's pages."""
+    return Coded(f"{unit} {line}: " + "; ".join(problems), "row", unit=unit, line=line, problems=problems)
+
+
 def check_invoice_rows(store: Repositories, path: Path, *, default_region: str = "FR") -> list[str]:
     """Every reason an invoices file's row would be skipped, with its line; nothing is written."""
     source = open_rows(Path(path), INVOICES_FILE)
     errors: list[str] = []
     seen: dict[str, int] = {}
     for line, values, problem in source.rows():
-        where = f"{source.unit} {line}"
         if values is None:
-            errors.append(f"{where}: {problem}")
+            errors.append(_line_error(source.unit, line, [str(problem)]))
             continue
         row, problems = build_invoice_row(line, values, default_region)
         if row is not None and row.reference in seen:
             problems, row = [f"invoice {row.reference!r} is a duplicate of {source.unit} {seen[row.reference]}"], None
         if row is None:
-            errors.append(f"{where}: " + "; ".join(problems))
+            errors.append(_line_error(source.unit, line, problems))
             continue
         seen[row.reference] = line
         problem = _row_problem(store, row, default_region)
         if problem:
-            errors.append(f"{where}: {problem}")
+            errors.append(_line_error(source.unit, line, [problem]))
     return errors
 
 
@@ -140,15 +144,31 @@ def _row_problem(store: Repositories, row: InvoiceRow, default_region: str) -> s
             return None
         contact, problems = build_contact(row.client, default_region)
         if contact is None:
-            return (f"no client has phone {mask_phone(row.phone)!r} and the row cannot create one "
-                    f"({'; '.join(problems)})")
+            return _no_client(row, problems)
         return None
     if known is None or known.id != existing.contact_id:
-        return f"invoice {row.reference!r} belongs to another client than {mask_phone(row.phone)!r}"
+        return _other_client(row)
     if (row.amount_cents, row.currency) != (existing.amount_cents, existing.currency):
-        return (f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
-                "a changed amount needs a new reference (or a person)")
+        return _amount_changed(row, existing)
     return None
+
+
+def _no_client(row: InvoiceRow, problems: list[str]) -> str:
+    phone = mask_phone(row.phone)
+    return Coded(f"no client has phone {phone!r} and the row cannot create one ({'; '.join(problems)})",
+                 "row.no_client", phone=repr(phone), problems=problems)
+
+
+def _other_client(row: InvoiceRow) -> str:
+    phone = mask_phone(row.phone)
+    return Coded(f"invoice {row.reference!r} belongs to another client than {phone!r}", "row.other_client",
+                 reference=row.reference, phone=repr(phone))
+
+
+def _amount_changed(row: InvoiceRow, existing: Invoice) -> str:
+    return Coded(f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
+                 "a changed amount needs a new reference (or a person)", "row.amount_changed",
+                 reference=row.reference, amount=cents_text(existing.amount_cents), currency=existing.currency)
 
 
 @dataclass
@@ -184,8 +204,7 @@ def _client_id(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
         return known.id, None
     contact, problems = build_contact(row.client, default_region)
     if contact is None:
-        what = "; ".join(problems)
-        return None, f"no client has phone {mask_phone(row.phone)!r} and the row cannot create one ({what})"
+        return None, _no_client(row, problems)
     store.contacts.upsert(contact, now)
     created = store.contacts.record_by_phone(row.phone)
     if created is None:  # pragma: no cover - the upsert just stored it
@@ -202,7 +221,7 @@ def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
     if existing is not None:
         known = store.contacts.record_by_phone(row.phone)
         if known is None or known.id != existing.contact_id:
-            return f"invoice {row.reference!r} belongs to another client than {mask_phone(row.phone)!r}"
+            return _other_client(row)
         contact_id = known.id
     else:
         contact_id, problem = _client_id(store, row, report, now=now, default_region=default_region)
@@ -220,8 +239,7 @@ def _apply_row(store: Repositories, row: InvoiceRow, report: InvoiceImportReport
         if existing is None:  # pragma: no cover
             return f"invoice {row.reference!r} could not be stored"
     if (row.amount_cents, row.currency) != (existing.amount_cents, existing.currency):
-        return (f"invoice {row.reference!r} is stored with {cents_text(existing.amount_cents)} {existing.currency}: "
-                "a changed amount needs a new reference (or a person)")
+        return _amount_changed(row, existing)
     given = {"issued_on": row.issued_on, "due_date": row.due_date, "payment_link": row.payment_link}
     details = {key: value for key, value in given.items() if value is not None}  # an empty cell keeps what is stored
     changed = bool(details) and store.invoices.update_details(row.reference, details, source=InvoiceSource.IMPORT,
@@ -297,7 +315,8 @@ def _pay(store: Repositories, reference: str, amount_cents: int | None, source: 
 def _invoice(store: Repositories, reference: str) -> Invoice:
     found = store.invoices.get(reference.strip())
     if found is None:
-        raise NotFound(f"no invoice {reference.strip()!r} (relance invoices list shows them)")
+        raise NotFound(f"no invoice {reference.strip()!r} (relance invoices list shows them)", code="invoice.unknown",
+                       reference=reference.strip())
     return found
 
 
@@ -320,14 +339,18 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
     if amount is not None:
         text, implied = normalise_amount(amount)
         if implied and implied != invoice.currency:
-            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}")
+            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}",
+                             code="invoice.currency", reference=invoice.reference, currency=invoice.currency,
+                             given=implied)
         cents = to_cents(text)
         if cents <= 0:
-            raise InputError("a payment is more than 0")
+            raise InputError("a payment is more than 0", code="payment.positive")
     if not invoice.unpaid:
-        raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it")
+        raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it",
+                         code="invoice.nothing_due", reference=invoice.reference, status=invoice.status.value)
     changed = InputError(f"invoice {invoice.reference!r} changed since it was shown (this payment may be recorded "
-                         "already): nothing was recorded; look at it again")
+                         "already): nothing was recorded; look at it again", code="invoice.changed",
+                         reference=invoice.reference)
     if due_was is not None and invoice.amount_due_cents != due_was:
         raise changed
     if due_was is not None and cents is not None and cents < due_was:
@@ -337,7 +360,7 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
         outbound.invoice_paid(store, queue, invoice.reference, now=now)
     elif not _pay(store, invoice.reference, cents, InvoiceSource.COMMAND, now, queue, ref=ref):
         raise InputError(f"invoice {invoice.reference!r} changed meanwhile: look at it again "
-                         "(relance invoices list)")
+                         "(relance invoices list)", code="invoice.changed", reference=invoice.reference)
     if by:
         audit.record(store, by=by, action="invoice.paid", contact_id=invoice.contact_id, target=invoice.reference,
                      detail=f"amount {amount}" if amount is not None else "in full", now=now)
@@ -358,7 +381,8 @@ def cancel_invoice(store: Repositories, reference: str, *, now: datetime, queue:
     invoice = _invoice(store, reference)
     if not store.invoices.cancel(invoice.reference, source=InvoiceSource.COMMAND, now=now):
         current = _invoice(store, reference)
-        raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled")
+        raise InputError(f"invoice {invoice.reference!r} is {current.status.value}: it cannot be cancelled",
+                         code="invoice.not_cancellable", reference=invoice.reference, status=current.status.value)
     if by:
         audit.record(store, by=by, action="invoice.cancel", contact_id=invoice.contact_id, target=invoice.reference,
                      now=now)
@@ -419,7 +443,9 @@ def update_invoice(store: Repositories, reference: str, changes: Mapping[str, st
     if changes.get("amount") is not None:
         text, implied = normalise_amount(str(changes["amount"]))
         if implied and implied != invoice.currency:
-            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}")
+            raise InputError(f"invoice {invoice.reference!r} is in {invoice.currency}, not {implied}",
+                             code="invoice.currency", reference=invoice.reference, currency=invoice.currency,
+                             given=implied)
         cents = to_cents(text)
         if cents != invoice.amount_cents:
             if invoice.status not in CORRECTABLE:
@@ -481,13 +507,14 @@ def find_invoices(store: Repositories, *, status: str | None = None, phone: str 
         try:
             statuses = [InvoiceStatus(status.strip().lower())]
         except ValueError:
-            raise InputError(f"status {status!r} is not one of {', '.join(s.value for s in InvoiceStatus)}") from None
+            raise InputError(f"status {status!r} is not one of {', '.join(s.value for s in InvoiceStatus)}",
+                             code="filter.status", status=status) from None
     contact_id: str | None = None
     if phone is not None:
         e164 = normalise_phone(phone, default_region)
         record = store.contacts.record_by_phone(e164)
         if record is None:
-            raise InputError(f"no client has phone {mask_phone(e164)!r}")
+            raise InputError(f"no client has phone {mask_phone(e164)!r}", code="filter.phone")
         contact_id = record.id
     return store.invoices.find(contact_id=contact_id, statuses=statuses, after=after, limit=limit)
 

@@ -60,8 +60,8 @@ class Refusal(StrEnum):
 class ReplyRefused(InputError):
     """A reply by hand that may not be sent; nothing was stored."""
 
-    def __init__(self, reason: Refusal, detail: str) -> None:
-        super().__init__(detail)
+    def __init__(self, reason: Refusal, detail: str, **params: object) -> None:
+        super().__init__(detail, code=f"reply.{reason.value}", **params)
         self.reason = reason
 
 
@@ -126,7 +126,8 @@ def reply_by_hand(store: Repositories, queue: TaskQueue | None, rules: Rules, ph
         raise ReplyRefused(Refusal.EMPTY, "the reply is empty: write the text to send")
     if len(text) > rules.max_message_chars:
         raise ReplyRefused(Refusal.TOO_LONG, f"the reply is {len(text)} characters long: at most "
-                                             f"{rules.max_message_chars} (MAX_MESSAGE_CHARS)")
+                                             f"{rules.max_message_chars} (MAX_MESSAGE_CHARS)",
+                           length=len(text), limit=rules.max_message_chars)
     contact = store.contacts.by_phone(phone)
     if contact is None:
         raise NotFound(f"no client with phone {phone}: a reply by hand goes to a contact "
@@ -150,7 +151,7 @@ def reply_by_hand(store: Repositories, queue: TaskQueue | None, rules: Rules, ph
     if problems:
         raise ReplyRefused(Refusal.FACTS, "the facts check refused the reply: " + "; ".join(problems)
                            + " (amounts, dates, references and links must be the client's own; no discount, "
-                             "payment plan or extra time offered)")
+                             "payment plan or extra time offered)", facts=problems)
     template = not inside
     message = OutboundMessage(
         id=message_id, followup_id=None, contact_id=contact.id, campaign_id=None, step=-1, purpose=PURPOSE,

@@ -23,7 +23,7 @@ def test_a_bad_invoices_file_shows_its_line_then_a_good_one_imports(console: Con
     log_in(page, console.url, email, password)
     page.wait_for_url(f"{console.url}/invoices")
     assert page.locator("h1").inner_text() == "Factures"
-    assert page.locator("text=Aucune facture ne correspond.").is_visible()
+    assert page.locator("#empty").inner_text().startswith("Aucune facture pour l'instant : importez un fichier")
 
     bad = tmp_path / "factures.csv"
     bad.write_text(BAD, encoding="utf-8")
@@ -32,7 +32,7 @@ def test_a_bad_invoices_file_shows_its_line_then_a_good_one_imports(console: Con
     errors = page.locator("#import-errors")
     errors.wait_for()
     assert "Rien n'a été importé" in errors.inner_text()
-    assert "line 3: amount 'deux cents' is not an amount" in errors.inner_text()
+    assert "ligne 3 : 'deux cents' n'est pas un montant" in errors.inner_text()
     assert page.locator("table#invoices").count() == 0
     assert console.store.invoices.get("FA-100") is None  # nothing imported, not even the good line
 

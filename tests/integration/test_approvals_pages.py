@@ -131,7 +131,7 @@ def test_reject_needs_a_reason_and_then_moves_the_followup_on(site: Site) -> Non
     followup = site.store.followups.get("c1:ct2")
     assert followup is not None and (followup.state.value, followup.step) == ("scheduled", 1)
     page = html.unescape(site.client.get("/approvals/c1%3Act2%3A0").text)
-    assert "n'attend plus de validation (état : cancelled)" in page and 'name="reason"' not in page
+    assert "n'attend plus de validation (état : annulé)" in page and 'name="reason"' not in page
     entries = site.store.audit.for_contact("ct2", 5)
     assert [(e.by, e.action) for e in entries] == [(f"user:{EMAIL}", "approval.reject")]
 

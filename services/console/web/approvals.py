@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CheckedForm, CurrentUser, language, redirect, render
+from services.console.web.refusals import facts, refusal
 from shared.domain.models import OutboundMessage
 from shared.errors import InputError, NotFound
 from shared.usecases import approvals
@@ -26,7 +27,10 @@ i18n.register({
                         "Un message validé part comme les autres (plage horaire, désinscription, rythme).",
                         "Campaigns with “approval: required” wait for your approval before each message. "
                         "An approved message goes out as any other (send window, opt-out, pacing)."),
-    "approvals.none": ("Aucun message n'attend de validation.", "No draft waits for approval."),
+    "approvals.none": ("Aucun message n'attend de validation. Seules les campagnes en « approval: required » en "
+                       "demandent : chaque brouillon attend alors ici votre accord.",
+                       "No draft waits for approval. Only campaigns with “approval: required” ask for it: each "
+                       "draft then waits here for you."),
     "approvals.client": ("Client", "Client"),
     "approvals.campaign": ("Campagne", "Campaign"),
     "approvals.step": ("Étape", "Step"),
@@ -100,7 +104,6 @@ i18n.register({
     "approvals.err.no_ids": ("Cochez au moins un message.", "Tick at least one draft."),
     "approvals.err.too_many": ("{count} messages cochés ; {limit} au plus à la fois.",
                                "{count} drafts ticked; at most {limit} at once."),
-    "approvals.err.other": ("Refusé : {detail}", "Refused: {detail}"),
 })
 
 PAGE_SIZE = 50
@@ -118,8 +121,11 @@ def _error(request: Request, exc: InputError) -> str:
         return i18n.translate("approvals.err.not_waiting", lang)
     if isinstance(exc, Refused) and exc.code in ("empty", "too_long", "template", "facts", "no_reason",
                                                  "reason_too_long", "no_ids", "too_many"):
-        return i18n.translate(f"approvals.err.{exc.code}", lang, **exc.params)
-    return i18n.translate("approvals.err.other", lang, detail=str(exc))
+        params = dict(exc.params)
+        if "facts" in params:
+            params["problems"] = facts(params.pop("facts"), lang)  # type: ignore[arg-type]
+        return i18n.translate(f"approvals.err.{exc.code}", lang, **params)
+    return refusal(exc, lang)
 
 
 def _status(exc: InputError) -> int:

@@ -11,14 +11,19 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CheckedForm, CurrentUser, language, render
+from services.console.web.refusals import refusal
 from shared.errors import InputError
 from shared.usecases.campaigns import campaign_progress, enrol_campaign, list_campaigns, pause_campaign, resume_campaign
 from shared.usecases.upcoming import HORIZON, upcoming_sends
 
 i18n.register({
     "campaigns.title": ("Campagnes", "Campaigns"),
-    "campaigns.none": ("Aucune campagne pour l'instant : relance campaigns create FICHIER (ou l'API).",
-                       "No campaign yet: relance campaigns create FILE (or the API)."),
+    "campaigns.none": ("Aucune campagne pour l'instant : créez-en une avec relance campaigns create FICHIER "
+                       "(exemple : devtools/demo/campaign.yaml) ou POST /api/v1/campaigns ; elle apparaîtra ici, "
+                       "avec ses boutons pause et inscrire.",
+                       "No campaign yet: create one with relance campaigns create FILE (example: "
+                       "devtools/demo/campaign.yaml) or POST /api/v1/campaigns; it shows here, with its pause and "
+                       "enrol buttons."),
     "campaigns.active": ("active", "active"),
     "campaigns.paused": ("en pause", "paused"),
     "campaigns.steps": ("{count} étape(s)", "{count} step(s)"),
@@ -95,7 +100,7 @@ def router(console: Console) -> APIRouter:
             else:
                 raise InputError(f"no action {action!r} on a campaign (pause, resume or enrol)")
         except InputError as exc:
-            return _page(request, console, error=str(exc), status_code=400)
+            return _page(request, console, error=refusal(exc, language(request)), status_code=400)
         if not change.changed:
             status = i18n.translate(f"campaigns.{change.status}", lang)
             return _page(request, console, notice=i18n.translate("campaigns.unchanged", lang, id=campaign_id,

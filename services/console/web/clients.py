@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CurrentUser, language, render
+from services.console.web.refusals import refusal, say
 from services.console.web.uploads import CheckedUpload, uploaded_file
 from shared.errors import InputError
 from shared.usecases import audit
@@ -30,7 +31,12 @@ i18n.register({
     "clients.phone": ("Téléphone", "Phone"),
     "clients.followups": ("Relances", "Follow-ups"),
     "clients.due": ("Dû", "Due"),
-    "clients.none": ("Aucun client ne correspond.", "No client matches."),
+    "clients.none": ("Aucun client ne correspond : changez la recherche ou le statut.",
+                     "No client matches: change the search or the status."),
+    "clients.empty": ("Aucun client pour l'instant : importez un fichier de contacts ci-dessous (ou relance contacts "
+                      "import FICHIER, ou POST /api/v1/contacts).",
+                      "No client yet: import a contacts file below (or relance contacts import FILE, or POST "
+                      "/api/v1/contacts)."),
     "clients.pages": ("Page {page} sur {pages} ({total} clients)", "Page {page} of {pages} ({total} clients)"),
     "clients.previous": ("← Page précédente", "← Previous page"),
     "clients.next": ("Page suivante →", "Next page →"),
@@ -54,7 +60,7 @@ def _page(request: Request, console: Console, *, q: str, status: str | None, pag
     except InputError as exc:
         return render(request, "clients/index.html", {"q": q, "status": "", "statuses": STATUSES, "lines": [],
                                                       "more": False, "page": 1, "pages": 1, "total": 0,
-                                                      "error": str(exc), **extra}, status=400)
+                                                      "error": refusal(exc, language(request)), **extra}, status=400)
     pages = max(1, -(-found.total // MAX_CLIENTS))
     return render(request, "clients/index.html", {"q": q, "status": status or "", "statuses": STATUSES,
                                                   "lines": found.lines, "more": found.more, "page": found.page,
@@ -63,7 +69,7 @@ def _page(request: Request, console: Console, *, q: str, status: str | None, pag
 
 
 def _bad_page(page: str) -> int:
-    raise InputError(f"page {page[:20]!r} is not a page number (1, 2, ...)")
+    raise InputError(f"page {page[:20]!r} is not a page number (1, 2, ...)", code="filter.page", page=page[:20])
 
 
 def router(console: Console) -> APIRouter:
@@ -84,9 +90,10 @@ def router(console: Console) -> APIRouter:
                                                        default_region=console.default_region, all_or_nothing=True)
                 name = path.name
         except InputError as exc:
-            return _page(request, console, q="", status=None, import_errors=[str(exc)])
+            return _page(request, console, q="", status=None, import_errors=[refusal(exc, language(request))])
         if not report.applied:
-            return _page(request, console, q="", status=None, import_errors=report.errors)
+            lines = [say(e, language(request)) for e in report.errors]
+            return _page(request, console, q="", status=None, import_errors=lines)
         audit.record(console.store, by=f"user:{session.email}", action="contacts.import", target=name,
                      detail=f"{report.inserted} new, {report.updated} updated", now=now)
         notice = i18n.translate("import.contacts_done", lang, inserted=report.inserted, updated=report.updated,

@@ -30,7 +30,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from services.console.guard import Console
-from services.console.web import i18n
+from services.console.web import i18n, refusals
 from shared.domain.models import Language
 from shared.domain.users import WebSession
 from shared.errors import TransientError
@@ -192,6 +192,10 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         "moment": lambda value, timezone=None: i18n.moment(value, lang, timezone),
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "quote": lambda text: quote(text, safe=""),
+        "state": lambda value: refusals.state(value, lang),
+        "handover": lambda text: refusals.handover(str(text), lang),
+        "action": lambda value: refusals.action(str(value), lang),
+        "handovers": lambda texts: [refusals.handover(str(text), lang) for text in texts],
         **(context or {}),
     }
     html = _env.get_template(template).render(values)

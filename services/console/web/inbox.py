@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CheckedForm, CurrentUser, language, redirect, render
+from services.console.web.refusals import facts, refusal
 from shared.domain.reasons import HandledAction
 from shared.errors import InputError, NotFound
 from shared.phones import normalise_phone
@@ -30,9 +31,15 @@ from shared.usecases.manual_reply import Refusal, ReplyRefused, reply_by_hand
 i18n.register({
     "inbox.title": ("Boîte de réception", "Inbox"),
     "inbox.waiting": ("À traiter par une personne", "Waiting for a person"),
-    "inbox.waiting_none": ("Aucune conversation n'attend une personne.", "No conversation is waiting for a person."),
+    "inbox.waiting_none": ("Aucune conversation n'attend une personne. Quand un client conteste, pose une question "
+                           "sans réponse ou dit avoir payé, sa conversation arrive ici.",
+                           "No conversation is waiting for a person. When a client disputes, asks what the data "
+                           "cannot answer or says they paid, the conversation comes here."),
     "inbox.recent": ("Conversations récentes", "Recent conversations"),
-    "inbox.recent_none": ("Aucune conversation pour l'instant.", "No conversation yet."),
+    "inbox.recent_none": ("Aucune conversation pour l'instant : les réponses des clients s'affichent ici dès "
+                          "qu'une campagne leur a écrit (page Campagnes).",
+                          "No conversation yet: the clients' replies show here once a campaign has written to them "
+                          "(Campaigns page)."),
     "inbox.client": ("Client", "Client"),
     "inbox.reason": ("Raison", "Reason"),
     "inbox.since": ("Depuis", "Since"),
@@ -50,7 +57,8 @@ i18n.register({
     "conv.unreadable": ("Fiche client illisible : {problem}", "Unreadable client record: {problem}"),
     "conv.not_contact": ("Ce numéro n'est pas un client : importez-le dans un fichier de contacts pour le relancer.",
                          "This number is not a client: import it in a contacts file to follow it up."),
-    "conv.waiting": ("Attend une personne depuis {since} : {reasons}", "Waiting for a person since {since}: {reasons}"),
+    "conv.waiting": ("Attend une personne depuis le {since} : {reasons}",
+                     "Waiting for a person since {since}: {reasons}"),
     "conv.not_waiting": ("Aucune intervention en attente.", "Nothing waiting for a person."),
     "conv.window_open": ("Fenêtre WhatsApp de 24 h ouverte jusqu'au {until} : la réponse part en texte libre.",
                          "24-hour WhatsApp window open until {until}: the reply goes as free text."),
@@ -97,8 +105,6 @@ i18n.register({
     "done.reply": ("Message enregistré : il part dans un instant.", "Message stored: it goes out in a moment."),
     "done.duplicate": ("Ce message était déjà enregistré : il n'est pas envoyé deux fois.",
                        "This message was stored already: it is not sent twice."),
-    "refused.empty": ("Le message est vide.", "The message is empty."),
-    "refused.too_long": ("Le message est trop long : {detail}", "The message is too long: {detail}"),
     "refused.opted_out": ("Ce client a envoyé STOP : aucun message ne lui est envoyé tant qu'il n'écrit pas START.",
                           "This client sent STOP: nothing is sent to them until they write START."),
     "refused.outside_window_no_template": (
@@ -174,7 +180,7 @@ def router(console: Console) -> APIRouter:
             return page(request, phone)
         except InputError as exc:
             return page(request, phone, status=400,
-                        handover_error=i18n.translate("refused.other", language(request), detail=str(exc)))
+                        handover_error=refusal(exc, language(request)))
         return redirect(f"{_path(number)}?done={inbox.AUDIT_ACTIONS[closed.action]}")
 
     @pages.post("/conversations/{phone}/reply")
@@ -190,8 +196,13 @@ def router(console: Console) -> APIRouter:
         except NotFound:
             return page(request, phone)
         except ReplyRefused as exc:
-            key = f"refused.{exc.reason.value}"
-            error = i18n.translate(key, language(request), detail=str(exc))
+            lang = language(request)
+            if exc.reason == Refusal.FACTS:
+                error = i18n.translate("refused.facts_check", lang, detail=facts(exc.params["facts"], lang))  # type: ignore[arg-type]
+            elif exc.reason in (Refusal.OPTED_OUT, Refusal.OUTSIDE_WINDOW):
+                error = i18n.translate(f"refused.{exc.reason.value}", lang)
+            else:
+                error = refusal(exc, lang)
             return page(request, phone, status=REFUSAL_STATUS[exc.reason], reply_text=text, reply_error=error)
         return redirect(f"{_path(number)}?done={'reply' if done.created else 'duplicate'}#reply")
 

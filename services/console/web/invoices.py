@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from services.console.guard import Console
 from services.console.web import i18n
 from services.console.web.core import CheckedForm, CurrentUser, language, redirect, render
+from services.console.web.refusals import refusal, say
 from services.console.web.uploads import CheckedUpload, uploaded_file
 from shared.domain.invoices import Invoice
 from shared.domain.states import InvoiceStatus
@@ -32,7 +33,12 @@ i18n.register({
     "invoices.due": ("Reste dû", "Due"),
     "invoices.due_date": ("Échéance", "Due date"),
     "invoices.actions": ("Actions", "Actions"),
-    "invoices.none": ("Aucune facture ne correspond.", "No invoice matches."),
+    "invoices.none": ("Aucune facture ne correspond : changez la recherche ou le statut.",
+                      "No invoice matches: change the search or the status."),
+    "invoices.empty": ("Aucune facture pour l'instant : importez un fichier de factures ci-dessous (ou relance "
+                       "invoices import FICHIER, ou POST /api/v1/invoices).",
+                       "No invoice yet: import an invoices file below (or relance invoices import FILE, or POST "
+                       "/api/v1/invoices)."),
     "invoices.more": ("Seules les {count} premières sont affichées : précisez la recherche.",
                       "Only the first {count} are shown: refine the search."),
     "invoices.paid_amount": ("Montant payé (vide : tout)", "Amount paid (empty: all)"),
@@ -89,7 +95,7 @@ def _page(request: Request, console: Console, *, q: str = "", status: str = "", 
     try:
         invoices = find_invoices(console.store, status=status or None)
     except InputError as exc:
-        invoices, error, status, status_code = find_invoices(console.store), str(exc), "", 400
+        invoices, error, status, status_code = find_invoices(console.store), refusal(exc, language(request)), "", 400
     rows, more = _search(console, invoices, q.strip())
     return render(request, "invoices/index.html", {
         "q": q, "status": status, "statuses": [s.value for s in InvoiceStatus], "rows": rows, "more": more,
@@ -115,7 +121,7 @@ def router(console: Console) -> APIRouter:
             record_payment(store, reference, now=console.clock.now(), amount=amount, queue=console.queue,
                            by=f"user:{session.email}", due_was=int(due) if due.isdigit() and len(due) < 16 else None)
         except InputError as exc:
-            return _page(request, console, error=str(exc), status_code=400)
+            return _page(request, console, error=refusal(exc, language(request)), status_code=400)
         return redirect(f"/invoices?done=paid&ref={quote(reference, safe='')}")
 
     @pages.post("/invoices/{reference}/cancel")
@@ -123,7 +129,7 @@ def router(console: Console) -> APIRouter:
         try:
             cancel_invoice(store, reference, now=console.clock.now(), queue=console.queue, by=f"user:{session.email}")
         except InputError as exc:
-            return _page(request, console, error=str(exc), status_code=400)
+            return _page(request, console, error=refusal(exc, language(request)), status_code=400)
         return redirect(f"/invoices?done=cancelled&ref={quote(reference, safe='')}")
 
     @pages.post("/invoices/import")
@@ -135,10 +141,11 @@ def router(console: Console) -> APIRouter:
                                            default_region=console.default_region, queue=console.queue,
                                            all_or_nothing=True)
         except InputError as exc:
-            return _page(request, console, import_errors=[str(exc)], status_code=400)
+            return _page(request, console, import_errors=[refusal(exc, language(request))], status_code=400)
         report = done.report
         if not report.applied:
-            return _page(request, console, import_errors=report.errors, status_code=400)
+            lines = [say(e, language(request)) for e in report.errors]
+            return _page(request, console, import_errors=lines, status_code=400)
         notice = i18n.translate("import.invoices_done", lang, created=report.created, updated=report.updated,
                                 unchanged=report.unchanged, clients=report.clients_created)
         return _page(request, console, notice=notice, import_notes=report.notes)

@@ -14,8 +14,12 @@ from shared.usecases.overview import DAYS, CampaignOverview, Day, campaign_overv
 
 i18n.register({
     "overview.title": ("Vue d'ensemble", "Overview"),
-    "overview.none": ("Aucune campagne pour l'instant : relance campaigns create FICHIER.",
-                      "No campaign yet: relance campaigns create FILE."),
+    "overview.none": ("Aucune campagne pour l'instant. Importez vos clients (page Clients) ou vos factures (page "
+                      "Factures), puis créez une campagne : relance campaigns create FICHIER (exemple : "
+                      "devtools/demo/campaign.yaml) ou POST /api/v1/campaigns.",
+                      "No campaign yet. Import your clients (Clients page) or your invoices (Invoices page), then "
+                      "create a campaign: relance campaigns create FILE (example: devtools/demo/campaign.yaml) or "
+                      "POST /api/v1/campaigns."),
     "overview.started": ("Commencée le {day}", "Started on {day}"),
     "overview.paused": ("en pause", "paused"),
     "overview.active": ("active", "active"),

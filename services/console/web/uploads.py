@@ -29,8 +29,8 @@ i18n.register({
     "import.submit": ("Importer", "Import"),
     "import.refused": ("Rien n'a été importé : corrigez ces lignes puis importez le fichier à nouveau.",
                        "Nothing was imported: fix these lines, then import the file again."),
-    "upload.none": ("Choisissez un fichier.", "Choose a file."),
-    "upload.too_big": ("Ce fichier dépasse {mb} Mo : coupez-le en plusieurs fichiers.",
+    "err.upload.none": ("Choisissez un fichier.", "Choose a file."),
+    "err.upload.too_big": ("Ce fichier dépasse {mb} Mo : coupez-le en plusieurs fichiers.",
                        "This file is over {mb} MB: split it into several files."),
 })
 
@@ -74,10 +74,11 @@ def uploaded_file(form: FormData, field: str, lang: Language) -> Iterator[Path]:
         raise InputError(i18n.translate("upload.too_big", lang, mb=MAX_UPLOAD_BYTES // (1024 * 1024)))
     upload = form.get(field)
     if not isinstance(upload, UploadFile) or not upload.filename:
-        raise InputError(i18n.translate("upload.none", lang))
+        raise InputError(i18n.translate("err.upload.none", lang), code="upload.none")
     data = upload.file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
-        raise InputError(i18n.translate("upload.too_big", lang, mb=MAX_UPLOAD_BYTES // (1024 * 1024)))
+        megabytes = MAX_UPLOAD_BYTES // (1024 * 1024)
+        raise InputError(i18n.translate("err.upload.too_big", lang, mb=megabytes), code="upload.too_big", mb=megabytes)
     with tempfile.TemporaryDirectory(prefix="relance-import-") as folder:
         path = Path(folder) / _safe_name(upload.filename)
         path.write_bytes(data)
