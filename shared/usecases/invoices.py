@@ -349,7 +349,7 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
         raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it",
                          code="invoice.nothing_due", reference=invoice.reference, status=invoice.status.value)
     changed = InputError(f"invoice {invoice.reference!r} changed since it was shown (this payment may be recorded "
-                         "already): nothing was recorded; look at it again", code="invoice.changed",
+                         "already): nothing was recorded; look at it again", code="invoice.changed_since_shown",
                          reference=invoice.reference)
     if due_was is not None and invoice.amount_due_cents != due_was:
         raise changed

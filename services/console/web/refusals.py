@@ -24,6 +24,11 @@ i18n.register({
     "err.payment.positive": ("Un paiement doit être supérieur à 0.", "A payment is more than 0."),
     "err.invoice.nothing_due": ("La facture {reference} est déjà {status} : plus rien n'est dû.",
                                 "Invoice {reference} is {status}: nothing is due on it."),
+    "err.invoice.changed_since_shown": (
+        "La facture {reference} a changé depuis son affichage (ce paiement est peut-être déjà enregistré) : rien "
+        "n'a été enregistré ; regardez-la à nouveau.",
+        "Invoice {reference} changed since it was shown (this payment may be recorded already): nothing was "
+        "recorded; look at it again."),
     "err.invoice.changed": ("La facture {reference} a changé entre-temps : regardez-la à nouveau.",
                             "Invoice {reference} changed meanwhile: look at it again."),
     "err.invoice.not_cancellable": ("La facture {reference} est {status} : elle ne peut pas être annulée.",

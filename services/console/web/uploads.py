@@ -71,7 +71,8 @@ def uploaded_file(form: FormData, field: str, lang: Language) -> Iterator[Path]:
     """The uploaded file as a path (its name kept, made safe, so that an importer's messages name it);
     InputError (in the page's language) when there is none or it is too large. Deleted afterwards."""
     if form.get(_TOO_BIG):
-        raise InputError(i18n.translate("upload.too_big", lang, mb=MAX_UPLOAD_BYTES // (1024 * 1024)))
+        megabytes = MAX_UPLOAD_BYTES // (1024 * 1024)
+        raise InputError(i18n.translate("err.upload.too_big", lang, mb=megabytes), code="upload.too_big", mb=megabytes)
     upload = form.get(field)
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise InputError(i18n.translate("err.upload.none", lang), code="upload.none")
