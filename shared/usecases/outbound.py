@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from shared.domain.hooks import Delivery, HookEvent, HookEventType, Subscription
 from shared.domain.invoices import InvoiceStatus
 from shared.domain.repositories import Repositories
-from shared.errors import InputError, NotFound
+from shared.errors import Conflict, InputError, NotFound
 from shared.ports import Classification, TaskQueue
 from shared.usecases import audit
 
@@ -121,8 +121,9 @@ def add_subscription(store: Repositories, url: str, events: Iterable[str], *, no
                                 created_at=now)
     if not store.hooks.add_subscription(subscription):
         existing = store.hooks.get_subscription(subscription.id)
-        if existing is None:  # stored, then removed and purged: nothing to give back
-            raise NotFound(f"no webhook subscription {subscription.id!r} (relance hooks list shows them)")
+        if existing is None or not existing.active:
+            raise Conflict(f"webhook subscription {subscription.id!r} was made by this request and removed since: "
+                           "send it with a new Idempotency-Key")
         return existing
     log.info("webhook subscription=%s added for %s", subscription.id, ",".join(subscription.events))
     if by:

@@ -224,6 +224,12 @@ def test_a_hook_whose_process_died_before_answering_is_not_created_again_by_the_
     another = api.post("/api/v1/hooks", headers={**key, "Idempotency-Key": "hook-another"}, json=wanted)
     assert another.status_code == 201 and another.json()["id"] != stored.id
     assert len(books.hooks.subscriptions()) == 2
+    # Removed, then the same request with the same key once its kept answer expired: not brought back.
+    assert api.delete(f"/api/v1/hooks/{stored.id}", headers=key).status_code == 204
+    books.idempotency.collection.delete_many({})
+    again = api.post("/api/v1/hooks", headers=headers, json=wanted)
+    assert "new Idempotency-Key" in _problem(again, 409)["detail"]
+    assert [sub.id for sub in books.hooks.subscriptions()] == [another.json()["id"]]
 
 
 def test_a_part_payment_sent_twice_with_the_amount_due_seen_is_recorded_once(
