@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -24,8 +27,15 @@ def router(console: Console) -> APIRouter:
 
     @api.post("/hooks", response_model=HookCreatedOut, status_code=201, tags=["webhooks"])
     def add(body: HookIn, request: Request, key: Writer) -> Response:
+        # With an Idempotency-Key, the subscription's id comes from it (and the request): a retry that takes over
+        # the claim of a process that died before answering gets the subscription (and secret) already stored.
+        given = request.headers.get("Idempotency-Key")
+        seed = json.dumps([key.name, given, body.url, sorted(body.events)])
+        derived = f"wh_{hashlib.sha256(seed.encode()).hexdigest()[:12]}" if given else None
+
         def run() -> HookCreatedOut:
-            sub = add_subscription(store, body.url, body.events, now=console.clock.now(), by=by_key(key))
+            sub = add_subscription(store, body.url, body.events, now=console.clock.now(), by=by_key(key),
+                                   subscription_id=derived)
             return HookCreatedOut(**HookOut.of(sub, None).model_dump(), secret=sub.secret)
         return idempotent(console, request, key, body, run, status=201)
 

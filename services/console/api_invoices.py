@@ -44,10 +44,11 @@ def router(console: Console) -> APIRouter:
     @api.post("/invoices/{reference}/paid", response_model=InvoiceOut, tags=["invoices"])
     def paid(reference: str, request: Request, key: Writer, body: PaymentIn | None = None) -> Response:
         amount = body.amount if body is not None else None
+        due_was = body.amount_due_was if body is not None else None  # recorded only while still due (else 409)
         given = request.headers.get("Idempotency-Key")  # kept with the payment: a retry taking over pays nothing more
         return idempotent(console, request, key, body, lambda: InvoiceOut.of(record_payment(
             store, reference, now=console.clock.now(), amount=amount, queue=console.queue, by=by_key(key),
-            ref=f"api:{key.name}:{given}"[:300] if given else None)))
+            due_was=due_was, ref=f"api:{key.name}:{given}"[:300] if given else None)))
 
     @api.post("/invoices/{reference}/cancel", response_model=InvoiceOut, tags=["invoices"])
     def cancel(reference: str, request: Request, key: Writer) -> Response:

@@ -66,9 +66,15 @@ class InvoiceOut(BaseModel):
 
 
 class PaymentIn(BaseModel):
-    """A payment recorded by a person: all that is due, or ``amount`` (as written in an invoices file)."""
+    """A payment recorded by a person: all that is due, or ``amount`` (as written in an invoices file).
+
+    ``amount_due_was``: the amount due (cents, the invoice's ``amount_due_cents``) the caller saw: the payment is
+    recorded only while it still is (409 otherwise), so the same request sent twice records one payment.
+    Send it, or an Idempotency-Key, with an ``amount``.
+    """
 
     amount: str | None = Field(default=None, max_length=32, examples=["120.50"])
+    amount_due_was: int | None = Field(default=None, ge=0, le=10**15, examples=[25000])
 
 
 class CampaignOut(BaseModel):

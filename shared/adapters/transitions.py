@@ -13,8 +13,9 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.documents import flag_fields, invoice_change
+from shared.adapters.documents import flag_fields, invoice_change, replaced_draft_fields
 from shared.domain.invoices import Invoice, InvoiceSource
+from shared.domain.models import OutboundMessage
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.repositories import ExpectedFollowUp
 from shared.domain.states import (
@@ -142,6 +143,13 @@ class MessageTransitions(ABC):
         """``awaiting_approval → ready``, approved by ``by``."""
         return self._move(message_id, MESSAGE_TRANSITIONS["approve"], now=now,
                           fields={"approved_by": by, "approved_at": now})
+
+    def return_for_approval(self, message: OutboundMessage, *, now: datetime) -> bool:
+        """``ready → awaiting_approval``, drafted again in place as ``message``'s draft (the step's template):
+        an approved freeform draft held past the client's 24-hour window; its approval is cleared."""
+        return self._move(message.id, MESSAGE_TRANSITIONS["return_for_approval"], now=now,
+                          fields={**replaced_draft_fields(message, now), "approved_by": None, "approved_at": None,
+                                  "not_before": None})
 
     def reject(self, message_id: str, *, by: str, reason: str, now: datetime) -> bool:
         """``awaiting_approval → cancelled`` (``rejected``), by ``by`` for ``reason``."""

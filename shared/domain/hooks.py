@@ -88,8 +88,8 @@ class Delivery:
 class HookRepository(Protocol):
     """Subscriptions, emitted events and their deliveries."""
 
-    def add_subscription(self, subscription: Subscription) -> None:
-        """Store a new subscription."""
+    def add_subscription(self, subscription: Subscription) -> bool:
+        """Store a new subscription unless one has its id; True when stored."""
         ...
 
     def get_subscription(self, subscription_id: str) -> Subscription | None:

@@ -283,6 +283,11 @@ class MessageRepository(Protocol):
     def reject(self, message_id: str, *, by: str, reason: str, now: datetime) -> bool:
         """``awaiting_approval → cancelled`` (rejected), with ``rejected_by`` and ``rejection_reason``."""
 
+    def return_for_approval(self, message: OutboundMessage, *, now: datetime) -> bool:
+        """``ready → awaiting_approval``, rewritten in place with ``message``'s draft (kind, text, template): an
+        approved freeform draft held past the client's 24-hour window goes back to a person as the template;
+        ``approved_by``, ``approved_at`` and the hold are cleared. False when it is not ready (any more)."""
+
     def awaiting_approval(self, *, after: str | None, limit: int) -> list[OutboundMessage]:
         """Drafts waiting for a person's approval, by id, after ``after``."""
 

@@ -100,7 +100,9 @@ FOLLOWUP_MOVES: dict[FollowUpState, frozenset[FollowUpState]] = {
 # What a status callback can move a message to (TWILIO_STATUS_TO_STATE's values).
 _REPORTED = (_M.SENT, _M.DELIVERED, _M.READ, _M.FAILED, _M.UNDELIVERED)
 MESSAGE_MOVES: dict[MessageState, frozenset[MessageState]] = {
-    _M.READY: frozenset({_M.SENDING, _M.CANCELLED}),
+    # sent, or withdrawn; or, approved and then held (pacing, send window) past the client's 24-hour window,
+    # drafted again as the step's template for a person to approve (never sent: it has no Twilio SID)
+    _M.READY: frozenset({_M.SENDING, _M.CANCELLED, _M.AWAITING_APPROVAL}),
     # approved (then sent as any ready message), or rejected, or withdrawn as any draft
     _M.AWAITING_APPROVAL: frozenset({_M.READY, _M.CANCELLED}),
     # Twilio answered (sent), or a status callback carrying our message id came before the worker
@@ -225,6 +227,8 @@ MESSAGE_TRANSITIONS: dict[str, Transition[MessageState]] = {t.name: t for t in (
     _message("redraft", (_M.CANCELLED,), _M.READY),
     _message("redraft_for_approval", (_M.CANCELLED,), _M.AWAITING_APPROVAL),
     _message("approve", (_M.AWAITING_APPROVAL,), _M.READY),  # by a person: then sent as any draft
+    # an approved freeform draft held past the client's 24-hour window, drafted again as the template
+    _message("return_for_approval", (_M.READY,), _M.AWAITING_APPROVAL),
     _message("reject", (_M.AWAITING_APPROVAL,), _M.CANCELLED),  # by a person, with a reason
 )}
 EVENT_TRANSITIONS: dict[str, Transition[EventState]] = {t.name: t for t in (

@@ -14,7 +14,10 @@ as for any draft, and the scheduler's sweeps leave it there: no re-draft, no sen
 A freeform draft (written inside the client's 24-hour window) whose window closes while it waits
 is drafted again, in place, as the step's template (:func:`redraft_closed_window`, a step of the
 scheduler's sweep, and checked again when it is approved); a step without a template is
-withdrawn and its follow-up paused for a person, as drafting does. A STOP, a payment, a pause or a
+withdrawn and its follow-up paused for a person, as drafting does. So is an approved freeform draft
+the sending actor holds (pacing, send window) past the client's window: it goes back to
+``awaiting_approval`` as the template (``ready → awaiting_approval``, same id), and a person approves
+what goes out instead of Twilio refusing the text and the template going out unapproved. A STOP, a payment, a pause or a
 hand-over cancels a waiting draft as it cancels a ready one. Every write takes ``by``, who acted
 (``key:<name>``, ``user:<email>``), kept on the message (``approved_by``, ``edited_by``, ``rejected_by``)
 and in the audit log (``approval.approve``, ``approval.edit``, ``approval.reject``; never the text).
@@ -346,8 +349,10 @@ def redraft_if_window_closed(store: Repositories, message: OutboundMessage, *, n
                              contact: Contact | None = None, at: datetime | None = None) -> str:
     """A waiting freeform draft whose client's window closed, drafted again in place as the step's template.
 
+    A ``ready`` one (approved, then held by the sending actor past the window) goes back to waiting
+    for approval as the template (:meth:`return_for_approval`, conditional on it still being ready).
     Returns ``open`` (the client wrote again: the window's end moved, the text kept), ``template``
-    (redrafted, still waiting for approval, same id), ``withdrawn`` (no template: cancelled and the
+    (redrafted, waiting for approval, same id), ``withdrawn`` (no template: cancelled and the
     follow-up paused for a person, as drafting does), ``stopped`` (no invoice left to remind of, or
     its records are gone) or ``changed`` (someone acted on it meanwhile). ``at``: when the window
     must still be open (the first moment it could be sent; default now).
@@ -359,6 +364,8 @@ def redraft_if_window_closed(store: Repositories, message: OutboundMessage, *, n
         store.messages.cancel(message.id, reason=CancelReason.MISSING_DATA, now=now)
         return "stopped"
     if contact.last_inbound_at is not None and window_open(contact.last_inbound_at, at or now):
+        if message.state != MessageState.AWAITING_APPROVAL:
+            return "open"
         closes = utc(contact.last_inbound_at) + SERVICE_WINDOW
         moved = store.messages.replace_draft(message.model_copy(update={"window_closes_at": closes}),
                                              body_was=message.body, now=now)
@@ -387,6 +394,11 @@ def redraft_if_window_closed(store: Repositories, message: OutboundMessage, *, n
             PauseReason.AWAITING_CUSTOMER_WINDOW), now=now)
         log.info("message=%s withdrawn: its 24-hour window closed while it waited, and no template", message.id)
         return "withdrawn" if withdrawn else "changed"
+    if message.state == MessageState.READY:
+        if not store.messages.return_for_approval(template, now=now):
+            return "changed"
+        log.info("message=%s back to approval as its template: held past the client's 24-hour window", message.id)
+        return "template"
     if not store.messages.replace_draft(template, body_was=message.body, now=now):
         return "changed"
     log.info("message=%s drafted again as its template: the 24-hour window closed while it waited", message.id)

@@ -330,7 +330,8 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
     (a conditional update), so a form sent twice records one payment. ``ref``: the request's own id (an API
     Idempotency-Key), kept in the invoice's history: the same request run again (its first run's process
     died before it answered) records nothing more. InputError for an unknown
-    reference, an invoice that is not unpaid, an amount that is none, or an amount due changed since.
+    reference, an invoice that is not unpaid or an amount that is none; Conflict (an InputError) for an
+    amount due changed since.
     """
     invoice = _invoice(store, reference)
     if ref is not None and any(change.ref == ref for change in invoice.history):
@@ -348,9 +349,9 @@ def record_payment(store: Repositories, reference: str, *, now: datetime, amount
     if not invoice.unpaid:
         raise InputError(f"invoice {invoice.reference!r} is {invoice.status.value}: nothing is due on it",
                          code="invoice.nothing_due", reference=invoice.reference, status=invoice.status.value)
-    changed = InputError(f"invoice {invoice.reference!r} changed since it was shown (this payment may be recorded "
-                         "already): nothing was recorded; look at it again", code="invoice.changed_since_shown",
-                         reference=invoice.reference)
+    changed = Conflict(f"invoice {invoice.reference!r} changed since it was shown (this payment may be recorded "
+                       "already): nothing was recorded; look at it again", code="invoice.changed_since_shown",
+                       reference=invoice.reference)
     if due_was is not None and invoice.amount_due_cents != due_was:
         raise changed
     if due_was is not None and cents is not None and cents < due_was:

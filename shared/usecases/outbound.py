@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from shared.domain.hooks import Delivery, HookEvent, HookEventType, Subscription
 from shared.domain.invoices import InvoiceStatus
 from shared.domain.repositories import Repositories
-from shared.errors import InputError, NotFound
+from shared.errors import Conflict, InputError, NotFound
 from shared.ports import Classification, TaskQueue
 from shared.usecases import audit
 
@@ -111,13 +111,23 @@ def check_events(events: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def add_subscription(store: Repositories, url: str, events: Iterable[str], *, now: datetime, by: str | None = None
-                     ) -> Subscription:
+def add_subscription(store: Repositories, url: str, events: Iterable[str], *, now: datetime, by: str | None = None,
+                     subscription_id: str | None = None) -> Subscription:
     """Subscribe ``url`` to ``events`` with a new random signing secret (shown once by the caller); ``by``: who,
-    written to the audit log."""
-    subscription = Subscription(id=f"wh_{secrets.token_hex(6)}", url=check_url(url), events=check_events(events),
-                                secret=f"whsec_{secrets.token_urlsafe(32)}", created_at=now)
-    store.hooks.add_subscription(subscription)
+    written to the audit log.
+
+    ``subscription_id`` (the API's, derived from its Idempotency-Key): when a subscription by that id exists
+    already (a retry of a request whose process died before answering), that one is returned, unchanged.
+    """
+    subscription = Subscription(id=subscription_id or f"wh_{secrets.token_hex(6)}", url=check_url(url),
+                                events=check_events(events), secret=f"whsec_{secrets.token_urlsafe(32)}",
+                                created_at=now)
+    if not store.hooks.add_subscription(subscription):
+        existing = store.hooks.get_subscription(subscription.id)
+        if existing is None or not existing.active:
+            raise Conflict(f"webhook subscription {subscription.id!r} was made by this request and removed since: "
+                           "send it with a new Idempotency-Key")
+        return existing
     log.info("webhook subscription=%s added for %s", subscription.id, ",".join(subscription.events))
     if by:
         audit.record(store, by=by, action="hook.add", target=subscription.id, detail=",".join(subscription.events),

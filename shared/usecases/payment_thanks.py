@@ -9,8 +9,9 @@ when it is set, else nothing. Never to a client who opted out, never past
 MAX_AUTO_REPLIES_PER_DAY, and not when THANK_YOU_ON_PAID is off. The message's id is derived
 from the client and the day (:func:`thank_you_id`) and its insert is conditional, so a second
 payment that day, a replayed event, or the provider's retry after a crash never makes a second
-one; it is a ``reply`` to the sending actor (sent at once, no send window), which sends a
-freeform one only inside the window.
+one (nor a retry of a payment thanked under the id of before, :func:`legacy_thank_you_id`); it is a
+``reply`` to the sending actor (sent at once, no send window), which sends a freeform one only inside
+the window.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def _part(value: str) -> str:
 def thank_you_id(contact_id: str, day: date) -> str:
     """The id of the one thank-you client ``contact_id`` may get on ``day`` (their own calendar day)."""
     return f"thanks:{_part(contact_id)}:{day.isoformat()}"
+
+
+def legacy_thank_you_id(reference: str, payment_ref: str) -> str:
+    """The id a thank-you had before one per client and day (one per payment ``payment_ref`` of invoice
+    ``reference``): a provider's retry after an upgrade must not thank again a payment thanked under it."""
+    return ":".join(["thanks", _part(reference), *(_part(piece) for piece in payment_ref.split(":"))])
 
 
 def references_text(references: list[str], language: Language) -> str:
@@ -111,6 +118,11 @@ def thank_for_payment(store: Repositories, queue: TaskQueue, rules: Rules, invoi
     paid_at = _paid_at(invoice, payment_ref) or now
     day = paid_at.astimezone(_zone(contact)).date()
     message_id = thank_you_id(contact.id, day)
+    legacy_id = legacy_thank_you_id(invoice.reference, payment_ref)
+    if store.messages.get(legacy_id) is not None:
+        log.info("invoice %s paid: this payment was thanked already (%s)", invoice.reference, legacy_id)
+        _enqueue(queue, legacy_id)
+        return legacy_id
     if store.messages.get(message_id) is not None:
         log.info("invoice %s paid: contact=%s was thanked already that day (%s)", invoice.reference, contact.id,
                  message_id)

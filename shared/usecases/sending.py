@@ -34,6 +34,7 @@ from shared.phones import mask_phone
 from shared.policy import is_allowed, next_allowed, window_open
 from shared.ports import OutboundRequest
 from shared.ratelimit import SLOW_DOWN_CODES
+from shared.usecases.approvals import redraft_if_window_closed
 from shared.usecases.cadence import advance_after_send, needs_enrolment, stop_contact
 from shared.usecases.context import App
 from shared.usecases.delivery import handle_alert_error, handle_permanent_error, record_sid
@@ -89,18 +90,41 @@ def _step_preflight(deps: App, message: OutboundMessage, contact: Contact, sent_
     window, tz = campaign.send_window, contact.timezone
     if not is_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv):
         at = next_allowed(now, window, tz, holidays_country=country, holidays_subdiv=subdiv)
-        _hold(deps, message, at, now, "send window")
+        if not _back_to_approval(deps, message, campaign, at, now):
+            _hold(deps, message, at, now, "send window")
         return None
     paced = contact_pacing_delay(store, contact_id=contact.id, timezone=tz, now=now, min_gap=rules.min_gap,
                                  daily_cap=rules.daily_cap_per_contact, sent_times=sent_times)
     if paced is not None:
         at = next_allowed(paced, window, tz, holidays_country=country, holidays_subdiv=subdiv)
-        _hold(deps, message, at, now, "contact pacing")
+        if not _back_to_approval(deps, message, campaign, at, now):
+            _hold(deps, message, at, now, "contact pacing")
+        return None
+    if _back_to_approval(deps, message, campaign, now, now):
         return None
     # Last: the invoices it names, read fresh (a payment between drafting and now cancels or redrafts it).
     if not still_true(store, message, campaign, now=now, queue=deps.queue):
         return None
     return campaign
+
+
+def _back_to_approval(deps: App, message: OutboundMessage, campaign: Campaign, at: datetime, now: datetime) -> bool:
+    """True (handled) when an approved freeform step of a campaign a person approves would go out at ``at``
+    past the client's 24-hour window: Twilio would refuse the text and the step's template would go out
+    unapproved, so the draft goes back to ``awaiting_approval`` as the template (same id, conditional;
+    :func:`shared.usecases.approvals.redraft_if_window_closed`). The contact is read only when the
+    draft's recorded window end (which only moves later) is not past ``at``."""
+    if message.kind != "freeform" or not campaign.needs_approval:
+        return False
+    if message.window_closes_at is not None and utc(message.window_closes_at) > at:
+        return False
+    contact = deps.store.contacts.get(message.contact_id or "")
+    if contact is not None and window_open(contact.last_inbound_at, at):
+        return False
+    outcome = redraft_if_window_closed(deps.store, message, now=now, contact=contact, at=at)
+    log.info("message=%s not sent: approved as text, it would go out past the client's 24-hour window (%s)",
+             message.id, outcome)
+    return True
 
 
 def _resend_wanted(deps: App, message: OutboundMessage, followup_id: str) -> bool:

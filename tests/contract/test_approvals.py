@@ -124,3 +124,25 @@ def test_a_closed_window_is_found_and_its_draft_replaced_in_place(repos: Reposit
                                      replaced.state) == ("template", "Rappel", "HX" + "b" * 32, None,
                                                          M.AWAITING_APPROVAL)
     assert repos.messages.window_closed_drafts(now, 10) == []
+
+
+def test_an_approved_draft_held_past_its_window_goes_back_to_approval_as_the_template(
+        repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.messages.insert(outbound(window_closes_at=now + HOUR, **WAITING), now)
+    template = outbound(kind="template", body="Rappel", content_sid="HX" + "b" * 32, content_variables={"1": "Marie"},
+                        draft_source="template")
+    assert not repos.messages.return_for_approval(template, now=now)  # waiting, not approved: nothing to return
+    assert repos.messages.approve("c1:ct1:0", by="key:ops", now=now)
+    assert repos.messages.hold("c1:ct1:0", until=now + 2 * HOUR, now=now)
+    assert repos.messages.return_for_approval(template, now=now + HOUR)
+    assert not repos.messages.return_for_approval(template, now=now + HOUR)  # once
+    back = repos.messages.get("c1:ct1:0")
+    assert back is not None and (back.state, back.kind, back.body, back.content_sid, back.content_variables,
+                                 back.window_closes_at, back.approved_by, back.approved_at, back.not_before) == (
+        M.AWAITING_APPROVAL, "template", "Rappel", "HX" + "b" * 32, {"1": "Marie"}, None, None, None, None)
+    assert not repos.messages.start_sending("c1:ct1:0", now=now + HOUR)  # sent only once approved again
+    assert [w.id for w in repos.messages.awaiting_approval(after=None, limit=10)] == ["c1:ct1:0"]
+    repos.messages.insert(outbound("sending"), now)
+    assert repos.messages.start_sending("sending", now=now)
+    assert not repos.messages.return_for_approval(outbound("sending", kind="template"), now=now)  # maybe at Twilio

@@ -33,6 +33,11 @@ def test_subscribers_are_the_active_subscriptions_to_an_event(repos: Repositorie
     assert [s.id for s in repos.hooks.subscriptions()] == ["wh_1", "wh_3"]
     removed = repos.hooks.get_subscription("wh_2")
     assert removed is not None and not removed.active and removed.secret == "whsec_2"
+    # An id that exists is not stored again (the API's id derived from an Idempotency-Key): the first stays.
+    assert not repos.hooks.add_subscription(Subscription(id="wh_1", url="https://example.com/other",
+                                                         events=("message.failed",), secret="whsec_other",
+                                                         created_at=clock.now()))
+    assert repos.hooks.get_subscription("wh_1") == first
 
 
 def test_an_event_is_stored_once_with_a_pending_delivery_per_subscription(repos: Repositories,

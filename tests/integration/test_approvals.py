@@ -27,11 +27,22 @@ from services.bootstrap import register_actors
 from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
-from shared.domain.models import Campaign, Contact, EnrolRule, Language, SendWindow, Step, TemplateRef
+from shared.domain.models import (
+    Campaign,
+    Contact,
+    EnrolRule,
+    Language,
+    OutboundMessage,
+    SendWindow,
+    Step,
+    TemplateRef,
+)
+from shared.domain.states import MessageState
 from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
 from shared.twilio_sender import TwilioSender
 from shared.usecases.api_keys import create_key
+from shared.usecases.approvals import list_waiting
 from shared.usecases.context import App
 from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
@@ -106,9 +117,10 @@ class World:
 
 
 @pytest.fixture
-def world(store: MongoRepositories, clock: FakeClock, redis_url: str) -> Iterator[World]:
+def world(request: pytest.FixtureRequest, store: MongoRepositories, clock: FakeClock, redis_url: str
+          ) -> Iterator[World]:
     settings = load_settings({"PUBLIC_BASE_URL": "https://relance.example.com", "MIN_GAP_BETWEEN_MESSAGES": "0s",
-                              "DAILY_CAP_PER_CONTACT": "0"})
+                              "DAILY_CAP_PER_CONTACT": "0", **getattr(request, "param", {})})
     now = clock.now()
     store.campaigns.create(Campaign(id="c1", name="Relance", send_window=ALWAYS, enrol=EnrolRule(tags=["t"]),
                                     approval="required",
@@ -225,6 +237,33 @@ def test_approving_after_the_window_closed_redrafts_and_sends_nothing(world: Wor
     assert world.store.messages.get(draft).kind == "template"  # type: ignore[union-attr]
     world.settle()
     assert world.twilio_got() == []
+
+
+@pytest.mark.parametrize("world", [{"MIN_GAP_BETWEEN_MESSAGES": "2h"}], indirect=True)
+def test_an_approved_text_held_by_pacing_past_the_window_goes_back_to_approval_as_the_template(
+        world: World) -> None:
+    draft = world.enrol(1, wrote=timedelta(hours=23))  # the client's 24-hour window closes in an hour
+    # Another campaign's step went to the client a minute ago: pacing holds this one two hours.
+    now = world.clock.now()
+    world.store.messages.insert(OutboundMessage(
+        id="c2:ct1:0", followup_id="c2:ct1", contact_id="ct1", campaign_id="c2", step=0, purpose="step",
+        state=MessageState.READY, kind="freeform", body="Autre rappel", language=Language.FR), now)
+    world.store.messages.collection.update_one({"_id": "c2:ct1:0"}, {"$set": {
+        "state": "sent", "sent_at": now - timedelta(minutes=1), "twilio_sid": "SM" + "9" * 32}})
+    assert world.api.post(f"/api/v1/approvals/{draft}/approve", headers=world.admin).status_code == 200
+    # The text would go out past the window: back to a person, as the step's template, same id.
+    world.wait(lambda: world.state(draft) == "awaiting_approval")
+    back = world.store.messages.get(draft)
+    assert back is not None and (back.kind, back.content_sid, back.approved_by, back.body) == (
+        "template", TEMPLATE.content_sid, None, "Bonjour Client 1, la facture FA-2026-001 reste à régler.")
+    assert [w.id for w in list_waiting(world.store).items] == [draft]
+    for _ in range(2):  # past the hold and the window: nothing goes out unapproved
+        world.sweep(timedelta(hours=1, minutes=30))
+        world.settle()
+    assert world.twilio_got() == [] and world.state(draft) == "awaiting_approval"
+    assert world.api.post(f"/api/v1/approvals/{draft}/approve", headers=world.admin).status_code == 200
+    world.wait(lambda: world.state(draft) == "sent")
+    assert [m["content_sid"] for m in world.twilio_got()] == [TEMPLATE.content_sid]
 
 
 # ------------------------------------------------------------------ the API

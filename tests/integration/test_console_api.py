@@ -202,6 +202,51 @@ def test_a_payment_whose_process_died_before_answering_is_not_recorded_again_by_
     assert [change.what for change in invoice.history].count("pay_part") == 1
 
 
+def test_a_hook_whose_process_died_before_answering_is_not_created_again_by_the_retry(
+        api: TestClient, books: MongoRepositories, key: dict[str, str], clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Killed after the subscription is stored, before its answer (and secret) is kept: the retry with the same
+    # key gets that subscription and its secret, not a second subscription with another secret.
+    headers = {**key, "Idempotency-Key": "hook-killed"}
+    wanted = {"url": "https://erp.example.com/in", "events": ["invoice.paid"]}
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the process is killed here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(books.idempotency, "finish", killed)
+        assert api.post("/api/v1/hooks", headers=headers, json=wanted).status_code == 500
+    clock.advance(timedelta(minutes=3))
+    retried = api.post("/api/v1/hooks", headers=headers, json=wanted)
+    assert retried.status_code == 201, retried.text
+    (stored,) = books.hooks.subscriptions()
+    assert (retried.json()["id"], retried.json()["secret"]) == (stored.id, stored.secret)
+    another = api.post("/api/v1/hooks", headers={**key, "Idempotency-Key": "hook-another"}, json=wanted)
+    assert another.status_code == 201 and another.json()["id"] != stored.id
+    assert len(books.hooks.subscriptions()) == 2
+    # Removed, then the same request with the same key once its kept answer expired: not brought back.
+    assert api.delete(f"/api/v1/hooks/{stored.id}", headers=key).status_code == 204
+    books.idempotency.collection.delete_many({})
+    again = api.post("/api/v1/hooks", headers=headers, json=wanted)
+    assert "new Idempotency-Key" in _problem(again, 409)["detail"]
+    assert [sub.id for sub in books.hooks.subscriptions()] == [another.json()["id"]]
+
+
+def test_a_part_payment_sent_twice_with_the_amount_due_seen_is_recorded_once(
+        api: TestClient, books: MongoRepositories, key: dict[str, str]) -> None:
+    # No Idempotency-Key: the amount due the caller saw makes the second send a 409 that records nothing.
+    seen = api.get("/api/v1/invoices/FA-1", headers=key).json()["amount_due_cents"]
+    first = api.post("/api/v1/invoices/FA-1/paid", headers=key, json={"amount": "100", "amount_due_was": seen})
+    assert first.status_code == 200 and first.json()["amount_due_cents"] == 15000
+    again = api.post("/api/v1/invoices/FA-1/paid", headers=key, json={"amount": "100", "amount_due_was": seen})
+    assert "changed since it was shown" in _problem(again, 409)["detail"]
+    invoice = books.invoices.get("FA-1")
+    assert invoice is not None and invoice.amount_due_cents == 15000
+    assert [change.what for change in invoice.history].count("pay_part") == 1
+    rest = api.post("/api/v1/invoices/FA-1/paid", headers=key, json={"amount": "150", "amount_due_was": 15000})
+    assert rest.status_code == 200 and rest.json()["status"] == "paid"
+
+
 def test_a_refused_post_is_replayed_as_refused(api: TestClient, key: dict[str, str]) -> None:
     headers = {**key, "Idempotency-Key": "cancel-twice"}
     assert api.post("/api/v1/invoices/FA-3/cancel", headers=headers).json()["status"] == "cancelled"

@@ -3,6 +3,8 @@ MongoDB-compatible server behind the app): no key or session needed to be refuse
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,3 +33,29 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(store: MongoReposito
         small = huge.replace(b"a" * MAX_BODY_BYTES, b"Marie")
         created = web.post("/api/v1/contacts", content=small, headers={**key, "content-type": "application/json"})
         assert created.status_code == 201, created.text
+
+
+def test_a_body_without_content_length_is_counted_as_it_streams(store: MongoRepositories, clock: FakeClock) -> None:
+    """Chunked, no Content-Length: refused (413) once past the limit, for the API and for the pages."""
+    key = {"Authorization": f"Bearer {create_key(store, 'ops', now=clock.now())}"}
+
+    def chunks(head: bytes, tail: bytes) -> Iterator[bytes]:
+        yield head
+        for _ in range(MAX_BODY_BYTES // 16_384 + 1):
+            yield b"a" * 16_384
+        yield tail
+
+    with TestClient(create_app(Console(store, clock)), raise_server_exceptions=False, follow_redirects=False) as web:
+        refused = web.post("/api/v1/contacts", content=chunks(b'{"name": "', b'", "phone": "+33612345678"}'),
+                           headers={**key, "content-type": "application/json"})
+        assert refused.status_code == 413, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "over 1024 KiB" in refused.json()["detail"]
+        login = web.post("/login", content=chunks(b"email=a%40example.com&password=", b""),
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+        assert login.status_code == 413, login.text
+        assert store.contacts.by_phone("+33612345678") is None
+        small = web.post("/api/v1/contacts", content=iter([b'{"name": "Marie", ', b'"phone": "+33612345678", ',
+                                                           b'"language": "fr"}']),
+                         headers={**key, "content-type": "application/json"})
+        assert small.status_code == 201, small.text

@@ -27,7 +27,7 @@ from shared.domain.states import InvoiceStatus
 from shared.fakes import FakeSender, RecordingQueue
 from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
-from shared.usecases.payment_thanks import thank_you_id
+from shared.usecases.payment_thanks import legacy_thank_you_id, thank_you_id
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
@@ -240,3 +240,24 @@ def test_the_template_thank_you_reaches_the_twilio_simulator(store: MongoReposit
     message = store.messages.get(_thanks_id(clock.now()))
     assert message is not None and message.state == "sent" and message.twilio_sid == messages[0]["sid"]
 
+
+
+def test_a_payment_thanked_under_the_id_of_before_is_not_thanked_again_by_a_retry(payments: Payments) -> None:
+    """Thanked before the upgrade (id thanks:<invoice>:stripe:<payment>), its run stopped before the event
+    was stored; Stripe retries it after the upgrade: no second thank-you under the new id."""
+    _inside_window(payments)
+    assert payments.post("checkout.session.completed", checkout()) == 200
+    assert _bodies(payments) == [THANKS_FR]
+    # What the version of before left: the thank-you under the payment's id, and the event not stored.
+    messages = payments.store.messages.collection
+    old = messages.find_one({"_id": _thanks_id(payments.clock.now())})
+    assert old is not None
+    messages.delete_one({"_id": old["_id"]})
+    old_id = legacy_thank_you_id("FA-1", "stripe:pi_1")
+    assert old_id == "thanks:FA-1:stripe:pi_1"
+    messages.insert_one({**old, "_id": old_id})
+    payments.store.events.collection.delete_many({})
+    payments.clock.advance(timedelta(minutes=5))
+    assert payments.post("checkout.session.completed", checkout()) == 200
+    assert _bodies(payments) == [THANKS_FR]
+    assert payments.store.messages.get(_thanks_id(payments.clock.now())) is None

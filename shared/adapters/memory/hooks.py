@@ -31,9 +31,9 @@ class MemoryHooks(MemoryRepository):
         self.events: dict[str, Doc] = {}
         self.deliveries: dict[str, Doc] = {}
 
-    def add_subscription(self, subscription: Subscription) -> None:
-        """Store a new subscription."""
-        self._insert(subscription_doc(subscription))
+    def add_subscription(self, subscription: Subscription) -> bool:
+        """Store a new subscription unless one has its id; True when stored."""
+        return self._insert(subscription_doc(subscription))
 
     def get_subscription(self, subscription_id: str) -> Subscription | None:
         """A subscription, active or not."""

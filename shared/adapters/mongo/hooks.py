@@ -49,9 +49,13 @@ class MongoHooks(MongoRepository):
         self.events: Collection[Doc] = db["hook_events"]
         self.deliveries: Collection[Doc] = db["hook_deliveries"]
 
-    def add_subscription(self, subscription: Subscription) -> None:
-        """Store a new subscription."""
-        self.collection.insert_one(subscription_doc(subscription))
+    def add_subscription(self, subscription: Subscription) -> bool:
+        """Store a new subscription unless one has its id; True when stored."""
+        try:
+            self.collection.insert_one(subscription_doc(subscription))
+        except DuplicateKeyError:
+            return False
+        return True
 
     def get_subscription(self, subscription_id: str) -> Subscription | None:
         """A subscription, active or not."""

@@ -54,10 +54,11 @@ BY = "key:ops"
 
 
 def world(clock: FakeClock, *, approval: str = "required", steps: list[Step] | None = None,
-          wrote: timedelta = timedelta(hours=1), window: SendWindow = ALWAYS) -> App:
+          wrote: timedelta = timedelta(hours=1), window: SendWindow = ALWAYS, min_gap: timedelta = timedelta(0)
+          ) -> App:
     """Marie (she wrote an hour ago: freeform drafts), enrolled in a two-step campaign that wants approval;
     step 0 has a template, step 1 none."""
-    rules = Rules(business_name="Atelier Dupont", min_gap=timedelta(0), daily_cap_per_contact=0,
+    rules = Rules(business_name="Atelier Dupont", min_gap=min_gap, daily_cap_per_contact=0,
                   holidays_country=None)
     store = memory_repositories()
     app = App.build(rules, store=store, clock=clock, queue=RecordingQueue(), drafter=OfflineDrafter(),
@@ -283,6 +284,61 @@ def test_a_window_closing_while_it_waits_redrafts_it_as_the_template(clock: Fake
     drain(app)
     sent = twilio(app).sent
     assert len(sent) == 1 and (sent[0].body, sent[0].content_sid) == (None, TEMPLATE.content_sid)
+
+
+def _sent_a_minute_ago(app: App, clock: FakeClock) -> None:
+    """Another campaign's step went to Marie a minute ago (pacing counts it)."""
+    now = clock.now()
+    app.store.messages.insert(OutboundMessage(id="c2:ct1:0", followup_id="c2:ct1", contact_id="ct1", campaign_id="c2",
+                                              step=0, purpose="step", state=MessageState.READY, kind="freeform",
+                                              body="Autre rappel", language=Language.FR), now - timedelta(minutes=1))
+    assert app.store.messages.start_sending("c2:ct1:0", now=now - timedelta(minutes=1))
+    assert app.store.messages.mark_sent("c2:ct1:0", sid="SM" + "9" * 32, now=now - timedelta(minutes=1))
+
+
+def test_an_approved_text_held_by_pacing_past_the_window_goes_back_to_approval_as_the_template(
+        clock: FakeClock) -> None:
+    app = world(clock, wrote=timedelta(hours=23), min_gap=timedelta(hours=2))  # the window closes in an hour
+    assert drafted(app).kind == "freeform"
+    _sent_a_minute_ago(app, clock)
+    approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now())
+    drain(app)  # the sending actor: pacing would hold it two hours, past the window
+    back = message(app)
+    assert (back.state, back.kind, back.content_sid, back.approved_by, back.body) == (
+        MessageState.AWAITING_APPROVAL, "template", TEMPLATE.content_sid, None,
+        "Bonjour Marie, la facture FA-2026-001 reste à régler.")
+    assert followup(app).state == FollowUpState.AWAITING_SEND
+    assert [request.to for request in twilio(app).sent] == []
+    sweep(app, clock, timedelta(hours=3))
+    assert message(app).state == MessageState.AWAITING_APPROVAL and twilio(app).sent == []
+    approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now())
+    drain(app)
+    assert [(r.body, r.content_sid) for r in twilio(app).sent] == [(None, TEMPLATE.content_sid)]
+
+
+def test_an_approved_text_held_past_the_window_without_template_is_withdrawn(clock: FakeClock) -> None:
+    app = world(clock, wrote=timedelta(hours=23), min_gap=timedelta(hours=2), steps=[Step(delay="0s")])
+    drafted(app)
+    _sent_a_minute_ago(app, clock)
+    approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now())
+    drain(app)
+    assert message(app).state == MessageState.CANCELLED and twilio(app).sent == []
+    assert (followup(app).state, followup(app).pause_reason, followup(app).needs_human) == (
+        FollowUpState.PAUSED, PauseReason.AWAITING_CUSTOMER_WINDOW, True)
+
+
+def test_an_approved_text_held_inside_the_window_or_an_auto_campaign_is_held_as_before(clock: FakeClock) -> None:
+    for approval, wrote in (("required", timedelta(hours=1)), ("auto", timedelta(hours=23))):
+        app = world(clock, approval=approval, wrote=wrote, min_gap=timedelta(hours=2))
+        _sent_a_minute_ago(app, clock)
+        tick(app.store, app.queue, app.clock)
+        drain(app)
+        if approval == "required":
+            approvals.approve(app.store, app.queue, DRAFT, by=BY, now=clock.now())
+            drain(app)
+        held = message(app)
+        assert (held.state, held.kind, held.not_before) == (
+            MessageState.READY, "freeform", clock.now() + timedelta(hours=2) - timedelta(minutes=1)), approval
 
 
 def test_a_client_writing_again_keeps_the_freeform_draft(clock: FakeClock) -> None:
