@@ -112,6 +112,15 @@ class FollowUpSummary:
 # ---------------------------------------------------------------- contacts
 
 
+@dataclass(frozen=True, order=True)
+class ContactName:
+    """A contact as the clients list sorts and filters it (``ContactRepository.names``)."""
+
+    key: str  # shared.language.text.name_key of its name
+    id: str
+    opted_out: bool = False
+
+
 @dataclass(frozen=True)
 class ContactRecord:
     """A contact as stored, whether or not the Contact model accepts it.

@@ -24,6 +24,7 @@ from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.records import (
+    ContactName,
     ContactRecord,
     ConversationEntry,
     DraftKeeper,
@@ -62,6 +63,15 @@ class ContactRepository(Protocol):
              after: str | None = None, limit: int = 0) -> list[Contact]:
         """Contacts having all ``tags`` and whose fields equal ``equals``, by id (after ``after``, at most
         ``limit`` of them; 0: all)."""
+
+    def names(self, *, prefix: str = "", phone_prefixes: Sequence[str] = ()) -> list[ContactName]:
+        """The contacts whose name key (:func:`shared.language.text.name_key`) starts with ``prefix`` or whose
+        phone starts with one of ``phone_prefixes`` (every contact when both are empty), by name key then id.
+
+        Only the key, the id and the opt-out are read; an index on the name key answers a prefix."""
+
+    def get_many(self, contact_ids: Sequence[str]) -> list[Contact]:
+        """The contacts with these ids that exist, in the order of ``contact_ids``."""
 
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""
