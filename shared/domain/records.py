@@ -107,6 +107,7 @@ class FollowUpSummary:
     handled_at: datetime | None = None
     handled_action: str | None = None
     updated_at: datetime | None = None
+    hand_over_sid: str | None = None  # the inbound SID that opened its hand-over, while it is open
 
 
 # ---------------------------------------------------------------- contacts

@@ -76,6 +76,9 @@ class ContactRepository(Protocol):
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""
 
+    def records(self, contact_ids: Sequence[str]) -> list[ContactRecord]:
+        """The contacts with these ids that exist, as stored (even those the model refuses), in that order."""
+
     def record_by_phone(self, phone: str) -> ContactRecord | None:
         """A contact by phone as stored, even one the model refuses."""
 
@@ -221,6 +224,9 @@ class FollowUpRepository(Protocol):
     # ------------------------------------------------------------ for people
     def summaries_of_contact(self, contact_id: str) -> list[FollowUpSummary]:
         """The contact's follow-ups, by campaign."""
+
+    def summaries_of_contacts(self, contact_ids: Sequence[str]) -> list[FollowUpSummary]:
+        """The follow-ups of these contacts (one read), by contact id then campaign."""
 
     def recent_summaries(self, *, needs_human: bool, limit: int) -> list[FollowUpSummary]:
         """The most recently changed follow-ups (only those flagged, with ``needs_human``)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
+from shared.domain.invoices import Invoice
 from shared.domain.models import Contact
 from shared.domain.records import FollowUpSummary
 from shared.domain.repositories import Repositories
@@ -89,11 +90,17 @@ def find_clients(store: Repositories, *, query: str = "", status: str | None = N
         wanted = {invoice.contact_id for invoice in store.invoices.find(statuses=UNPAID)}
     names = store.contacts.names(prefix=name_key(query), phone_prefixes=_phone_prefixes(query, default_region))
     chosen = [n for n in names if (wanted is None or n.id in wanted) and (status != "opted_out" or n.opted_out)]
+    shown = [n.id for n in chosen[(page - 1) * limit:page * limit]]
+    followups_of: dict[str, list[FollowUpSummary]] = {}
+    for followup in store.followups.summaries_of_contacts(shown):
+        followups_of.setdefault(followup.contact_id, []).append(followup)
+    unpaid_of: dict[str, list[Invoice]] = {}
+    for invoice in store.invoices.find(contact_ids=shown, statuses=UNPAID):
+        unpaid_of.setdefault(invoice.contact_id, []).append(invoice)
     lines = []
-    for contact in store.contacts.get_many([n.id for n in chosen[(page - 1) * limit:page * limit]]):
-        followups = store.followups.summaries_of_contact(contact.id)
+    for contact in store.contacts.get_many(shown):
+        followups, unpaid = followups_of.get(contact.id, []), unpaid_of.get(contact.id, [])
         due: dict[str, int] = {}
-        unpaid = store.invoices.find(contact_id=contact.id, statuses=UNPAID)
         for invoice in unpaid:
             due[invoice.currency] = due.get(invoice.currency, 0) + invoice.amount_due_cents
         lines.append(ClientLine(contact, followups, any(f.needs_human for f in followups), len(unpaid), due))

@@ -60,8 +60,10 @@ def waiting(store: Repositories) -> list[Waiting]:
     for followup in store.followups.recent_summaries(needs_human=True, limit=SCAN):
         by_contact.setdefault(followup.contact_id, []).append(followup)
     found: list[Waiting] = []
+    # One read for every contact, leniently: a refused record is one to look at.
+    contacts = {record.id: record for record in store.contacts.records(list(by_contact))}
     for contact_id, followups in by_contact.items():
-        contact = store.contacts.record(contact_id)  # read leniently: a refused record is one to look at
+        contact = contacts.get(contact_id)
         if contact is None:
             continue
         found.append(Waiting(
@@ -75,7 +77,8 @@ def waiting(store: Repositories) -> list[Waiting]:
 
 def _since(store: Repositories, contact_id: str, followups: list[FollowUpSummary]) -> datetime | None:
     """When the hand-over opened: the time of the client's message holding it, else the oldest flag change."""
-    sid = store.followups.open_hand_over(contact_id)
+    # The flagged follow-ups carry the SID (as FollowUpRepository.open_hand_over reads it): no read per client.
+    sid = next((f.hand_over_sid for f in followups if f.hand_over_sid), None)
     if sid:
         for message in store.messages.summaries_of_contact(contact_id):
             if message.direction == "inbound" and message.id in (sid, f"in:{sid}"):

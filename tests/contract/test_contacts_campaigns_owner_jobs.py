@@ -64,6 +64,9 @@ def test_names_are_sorted_and_found_by_prefix_accents_and_case_aside(repos: Repo
     assert [n.id for n in repos.contacts.names(prefix="emile")] == ["ct1"]
     assert [c.name for c in repos.contacts.get_many(["ct2", "nobody", "ct1"])] == ["  léa   PETIT ", "Émile Zola"]
     assert repos.contacts.get_many([]) == []
+    assert [(r.id, r.name) for r in repos.contacts.records(["ct3", "nobody", "ct2"])] == [
+        ("ct3", "Lea Dupont"), ("ct2", "  léa   PETIT ")]
+    assert repos.contacts.records([]) == []
 
 
 def test_opting_out_changes_once_and_the_window_only_moves_forward(repos: Repositories, clock: FakeClock) -> None:
