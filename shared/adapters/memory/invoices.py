@@ -41,7 +41,8 @@ class MemoryInvoices(MemoryRepository, InvoiceTransitions):
         of = None if contact_ids is None or contact_id is not None else set(contact_ids)
 
         def match(doc: Doc) -> bool:
-            return ((contact_id is None or doc.get("contact_id") == contact_id) and (of is None or doc.get("contact_id") in of)
+            return ((contact_id is None or doc.get("contact_id") == contact_id)
+                    and (of is None or doc.get("contact_id") in of)
                     and (wanted is None or doc.get("status") in wanted) and (after is None or doc["reference"] > after))
         found = sorted(self._where(match), key=lambda doc: doc["reference"])
         return [invoice_from_doc(doc) for doc in (found[:limit] if limit else found)]
