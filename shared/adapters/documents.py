@@ -126,6 +126,7 @@ def followup_summary(doc: Doc) -> FollowUpSummary:
         stop_reason=doc.get("stop_reason"), pause_reason=doc.get("pause_reason"),
         needs_human=bool(doc.get("needs_human")), needs_human_reason=doc.get("needs_human_reason"),
         handled_at=doc.get("handled_at"), handled_action=doc.get("handled_action"), updated_at=doc.get("updated_at"),
+        hand_over_sid=str(doc["hand_over_sid"]) if doc.get("hand_over_sid") and doc.get("needs_human") else None,
     )
 
 

@@ -123,9 +123,9 @@ class InvoiceRepository(Protocol):
         """An invoice by reference."""
 
     def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None,
-             after: str | None = None, limit: int = 0) -> list[Invoice]:
+             after: str | None = None, limit: int = 0, contact_ids: Iterable[str] | None = None) -> list[Invoice]:
         """Invoices of one contact and/or in these statuses (all when neither is given), by reference (after
-        ``after``, at most ``limit`` of them; 0: all)."""
+        ``after``, at most ``limit`` of them; 0: all); ``contact_ids``: of any of these contacts (one read)."""
 
     def update_details(self, reference: str, changes: Mapping[str, Any], *, source: InvoiceSource,
                        now: datetime) -> bool:

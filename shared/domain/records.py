@@ -107,9 +107,19 @@ class FollowUpSummary:
     handled_at: datetime | None = None
     handled_action: str | None = None
     updated_at: datetime | None = None
+    hand_over_sid: str | None = None  # the inbound SID that opened its hand-over, while it is open
 
 
 # ---------------------------------------------------------------- contacts
+
+
+@dataclass(frozen=True, order=True)
+class ContactName:
+    """A contact as the clients list sorts and filters it (``ContactRepository.names``)."""
+
+    key: str  # shared.language.text.name_key of its name
+    id: str
+    opted_out: bool = False
 
 
 @dataclass(frozen=True)

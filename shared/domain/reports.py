@@ -91,3 +91,6 @@ class ReportRepository(Protocol):
     def payments(self, since: datetime) -> dict[str, list[Payment]]:
         """The payments (and refunds) at ``since`` or later on each campaign's clients' invoices: campaign id →
         payments by time."""
+
+    def dues_and_payments(self, since: datetime) -> tuple[dict[str, dict[str, int]], dict[str, list[Payment]]]:
+        """:meth:`dues` and :meth:`payments` together, the clients' campaigns read once for both."""

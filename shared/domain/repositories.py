@@ -24,6 +24,7 @@ from shared.domain.invoices import InvoiceRepository as InvoiceRepository
 from shared.domain.models import Campaign, Contact, FollowUp, OutboundMessage
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
 from shared.domain.records import (
+    ContactName,
     ContactRecord,
     ConversationEntry,
     DraftKeeper,
@@ -63,8 +64,20 @@ class ContactRepository(Protocol):
         """Contacts having all ``tags`` and whose fields equal ``equals``, by id (after ``after``, at most
         ``limit`` of them; 0: all)."""
 
+    def names(self, *, prefix: str = "", phone_prefixes: Sequence[str] = ()) -> list[ContactName]:
+        """The contacts whose name key (:func:`shared.language.text.name_key`) starts with ``prefix`` or whose
+        phone starts with one of ``phone_prefixes`` (every contact when both are empty), by name key then id.
+
+        Only the key, the id and the opt-out are read; an index on the name key answers a prefix."""
+
+    def get_many(self, contact_ids: Sequence[str]) -> list[Contact]:
+        """The contacts with these ids that exist, in the order of ``contact_ids``."""
+
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""
+
+    def records(self, contact_ids: Sequence[str]) -> list[ContactRecord]:
+        """The contacts with these ids that exist, as stored (even those the model refuses), in that order."""
 
     def record_by_phone(self, phone: str) -> ContactRecord | None:
         """A contact by phone as stored, even one the model refuses."""
@@ -211,6 +224,9 @@ class FollowUpRepository(Protocol):
     # ------------------------------------------------------------ for people
     def summaries_of_contact(self, contact_id: str) -> list[FollowUpSummary]:
         """The contact's follow-ups, by campaign."""
+
+    def summaries_of_contacts(self, contact_ids: Sequence[str]) -> list[FollowUpSummary]:
+        """The follow-ups of these contacts (one read), by contact id then campaign."""
 
     def recent_summaries(self, *, needs_human: bool, limit: int) -> list[FollowUpSummary]:
         """The most recently changed follow-ups (only those flagged, with ``needs_human``)."""

@@ -43,6 +43,14 @@ def strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
+def name_key(name: str) -> str:
+    """A name folded for sorting and searching by prefix: accents and case removed, spaces single.
+
+    Stored on every contact (``name_key``) by the repositories' ``upsert``; ``"  Léa  PETIT"`` → ``"lea petit"``.
+    """
+    return " ".join(strip_accents(name).casefold().split())
+
+
 def fold(text: str) -> str:
     """Lower case, accents and ligatures dropped, emojis that mean a word replaced by it, apostrophes plain."""
     text = unicodedata.normalize("NFKC", text)

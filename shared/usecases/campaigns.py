@@ -310,8 +310,16 @@ class CampaignProgress:
 
 def campaign_progress(store: Repositories, campaign_id: str) -> CampaignProgress:
     """A campaign's follow-ups counted by state (NotFound for an unknown campaign): counted in the store."""
-    campaign = _campaign(store, campaign_id)
-    by_state, needs_human = store.followups.campaign_counts(campaign_id)
+    return _progress(store, _campaign(store, campaign_id))
+
+
+def campaigns_progress(store: Repositories) -> list[CampaignProgress]:
+    """Every campaign, by id, with :func:`campaign_progress` (one count in the store per campaign, nothing else)."""
+    return [_progress(store, campaign) for campaign in store.campaigns.all()]
+
+
+def _progress(store: Repositories, campaign: Campaign) -> CampaignProgress:
+    by_state, needs_human = store.followups.campaign_counts(campaign.id)
     return CampaignProgress(campaign, sum(by_state.values()), dict(sorted(by_state.items())), needs_human)
 
 

@@ -125,9 +125,11 @@ def _contact_rows(store: Repositories, *, needs_human: bool, limit: int) -> list
     for followup in store.followups.recent_summaries(needs_human=needs_human, limit=limit * 5):
         by_contact.setdefault(followup.contact_id, []).append(followup)
     rows = []
-    for contact_id, followups in list(by_contact.items())[:limit]:
-        # Read leniently: a record the Contact model refuses is exactly one a person must see.
-        contact = store.contacts.record(contact_id)
+    shown = list(by_contact.items())[:limit]
+    # One read, leniently: a record the Contact model refuses is exactly one a person must see.
+    contacts = {record.id: record for record in store.contacts.records([contact_id for contact_id, _ in shown])}
+    for contact_id, followups in shown:
+        contact = contacts.get(contact_id)
         if contact is None:
             continue
         rows.append(ConversationRow(

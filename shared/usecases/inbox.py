@@ -54,28 +54,47 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def waiting(store: Repositories) -> list[Waiting]:
-    """Every conversation waiting for a person (up to SCAN flagged follow-ups read), oldest waiting first."""
+def waiting(store: Repositories, *, limit: int = 0) -> list[Waiting]:
+    """Every conversation waiting for a person (up to SCAN flagged follow-ups read), oldest waiting first;
+    only the first ``limit`` (0: all), whose clients alone are then read."""
     by_contact: dict[str, list[FollowUpSummary]] = {}
     for followup in store.followups.recent_summaries(needs_human=True, limit=SCAN):
         by_contact.setdefault(followup.contact_id, []).append(followup)
+    since_of = {contact_id: _since(store, contact_id, followups) for contact_id, followups in by_contact.items()}
+    order = sorted(by_contact, key=lambda contact_id: _at(since_of[contact_id]))
+    if limit and len(order) > limit:
+        # The first ``limit`` and those waiting as long as the last of them (the phone, read below, breaks ties).
+        cutoff = _at(since_of[order[limit - 1]])
+        chosen = [contact_id for contact_id in order if _at(since_of[contact_id]) <= cutoff]
+    else:
+        chosen = order
+    # One read for the clients, leniently: a refused record is one to look at.
+    contacts = {record.id: record for record in store.contacts.records(chosen)}
+    if len(contacts) < min(limit, len(order)):  # some were deleted: read every other one too
+        contacts.update((record.id, record) for record in store.contacts.records(order[len(chosen):]))
     found: list[Waiting] = []
     for contact_id, followups in by_contact.items():
-        contact = store.contacts.record(contact_id)  # read leniently: a refused record is one to look at
+        contact = contacts.get(contact_id)
         if contact is None:
             continue
         found.append(Waiting(
             phone=contact.phone or "?", contact_id=contact_id, name=contact.name,
             reasons=tuple(sorted({str(f.needs_human_reason) for f in followups if f.needs_human_reason})),
-            since=_since(store, contact_id, followups), campaigns=tuple(sorted({f.campaign_id for f in followups})),
+            since=since_of[contact_id], campaigns=tuple(sorted({f.campaign_id for f in followups})),
             last_inbound_at=_utc(contact.last_inbound_at)))
     found.extend(_unknown(store))
-    return sorted(found, key=lambda item: item.key)
+    found.sort(key=lambda item: item.key)
+    return found[:limit] if limit else found
+
+
+def _at(since: datetime | None) -> datetime:
+    return (since or _NEVER).astimezone(UTC)
 
 
 def _since(store: Repositories, contact_id: str, followups: list[FollowUpSummary]) -> datetime | None:
     """When the hand-over opened: the time of the client's message holding it, else the oldest flag change."""
-    sid = store.followups.open_hand_over(contact_id)
+    # The flagged follow-ups carry the SID (as FollowUpRepository.open_hand_over reads it): no read per client.
+    sid = next((f.hand_over_sid for f in followups if f.hand_over_sid), None)
     if sid:
         for message in store.messages.summaries_of_contact(contact_id):
             if message.direction == "inbound" and message.id in (sid, f"in:{sid}"):

@@ -49,8 +49,7 @@ def campaign_overview(store: Repositories, *, now: datetime, days: int = DAYS) -
     window = datetime(first.year, first.month, first.day, tzinfo=UTC)
     campaigns = store.reports.campaign_funnels()
     sent = store.reports.sent_per_day(window)
-    dues = store.reports.dues()
-    payments = store.reports.payments(min((c.started_at or _EPOCH for c in campaigns), default=window))
+    dues, payments = store.reports.dues_and_payments(min((c.started_at or _EPOCH for c in campaigns), default=window))
     found = []
     for campaign in campaigns:
         started = campaign.started_at or _EPOCH

@@ -44,6 +44,31 @@ def test_find_selects_by_every_tag_and_field_in_id_order(repos: Repositories, cl
     assert [c.id for c in repos.contacts.find(equals={"city": "Lyon"}, after="ct1", limit=5)] == ["ct3"]
 
 
+def test_names_are_sorted_and_found_by_prefix_accents_and_case_aside(repos: Repositories, clock: FakeClock) -> None:
+    now = clock.now()
+    repos.contacts.upsert(contact(1, name="Zoé Martin"), now)
+    repos.contacts.upsert(contact(2, name="  léa   PETIT "), now)
+    repos.contacts.upsert(contact(3, name="Lea Dupont", phone="+447700900123"), now)
+    repos.contacts.set_opt_out("ct1", True, now)
+    everyone = repos.contacts.names()
+    assert [(n.key, n.id, n.opted_out) for n in everyone] == [
+        ("lea dupont", "ct3", False), ("lea petit", "ct2", False), ("zoe martin", "ct1", True)]
+    assert [n.id for n in repos.contacts.names(prefix="lea")] == ["ct3", "ct2"]
+    assert [n.id for n in repos.contacts.names(prefix="lea p")] == ["ct2"]
+    assert repos.contacts.names(prefix="martin") == []  # a prefix of the whole name, not of a word
+    # A phone prefix, or a name prefix: either finds.
+    assert [n.id for n in repos.contacts.names(phone_prefixes=["+44770"])] == ["ct3"]
+    assert [n.id for n in repos.contacts.names(prefix="zoe", phone_prefixes=["+44", "+1"])] == ["ct3", "ct1"]
+    # A rename moves the contact in the order.
+    repos.contacts.upsert(contact(1, name="Émile Zola"), now)
+    assert [n.id for n in repos.contacts.names(prefix="emile")] == ["ct1"]
+    assert [c.name for c in repos.contacts.get_many(["ct2", "nobody", "ct1"])] == ["  léa   PETIT ", "Émile Zola"]
+    assert repos.contacts.get_many([]) == []
+    assert [(r.id, r.name) for r in repos.contacts.records(["ct3", "nobody", "ct2"])] == [
+        ("ct3", "Lea Dupont"), ("ct2", "  léa   PETIT ")]
+    assert repos.contacts.records([]) == []
+
+
 def test_opting_out_changes_once_and_the_window_only_moves_forward(repos: Repositories, clock: FakeClock) -> None:
     now = clock.now()
     repos.contacts.upsert(contact(1), now)

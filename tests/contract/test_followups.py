@@ -310,10 +310,13 @@ def test_one_message_holds_a_hand_over_until_a_person_closes_it(repos: Repositor
     assert repos.followups.claim_hand_over("ct1", inbound_sid="SM1", now=now)  # the same message again
     assert not repos.followups.claim_hand_over("ct1", inbound_sid="SM2", now=now)  # another: a person has it
     assert repos.followups.open_hand_over("ct1") == "SM1"
+    # The flagged follow-ups carry it too (the inbox reads it from them, not once per client).
+    assert {f.hand_over_sid for f in repos.followups.recent_summaries(needs_human=True, limit=10)} == {"SM1"}
     assert repos.followups.clear_hand_over("ct1", action="resume", now=now + HOUR) == 2
     assert repos.followups.clear_hand_over("ct1", action="resume", now=now + HOUR) == 0
     assert repos.followups.open_hand_over("ct1") is None
     (summary, _) = repos.followups.summaries_of_contact("ct1")
+    assert summary.hand_over_sid is None
     assert (summary.needs_human, summary.handled_action, summary.handled_at) == (False, "resume", now + HOUR)
     assert summary.needs_human_reason == "dispute"  # kept, with when and how it was handled
     repos.followups.flag_contact("ct1", reason="unclear reply", now=now + HOUR)
@@ -349,6 +352,10 @@ def test_what_a_person_is_shown(repos: Repositories, clock: FakeClock) -> None:
     summaries = repos.followups.summaries_of_contact("ct1")
     assert [(s.campaign_id, s.state, s.step, s.stop_reason) for s in summaries] == [
         ("a", "scheduled", 0, None), ("b", "stopped", 0, "dispute")]
+    # Several clients in one read: by client, then campaign.
+    assert [(s.contact_id, s.campaign_id) for s in repos.followups.summaries_of_contacts(["ct2", "ct1", "nobody"])] == [
+        ("ct1", "a"), ("ct1", "b"), ("ct2", "a")]
+    assert repos.followups.summaries_of_contacts([]) == []
     assert [s.id for s in repos.followups.recent_summaries(needs_human=True, limit=10)] == [other, b]
     assert [s.id for s in repos.followups.recent_summaries(needs_human=False, limit=2)] == [other, b]
     assert len(repos.followups.recent_summaries(needs_human=False, limit=10)) == 3 and a

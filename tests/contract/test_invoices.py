@@ -57,6 +57,11 @@ def test_find_by_contact_and_status_in_reference_order(repos: Repositories, cloc
     assert [i.reference for i in repos.invoices.find(statuses=[ST.OPEN])] == ["FA-1", "FA-3"]
     assert [i.reference for i in repos.invoices.find(contact_id="ct1", statuses=[ST.PAID])] == ["FA-2"]
     assert repos.invoices.find(contact_id="nobody") == [] and repos.invoices.find(statuses=[]) == []
+    # Several clients in one read.
+    both = repos.invoices.find(contact_ids=["ct2", "ct1"], statuses=[ST.OPEN])
+    assert [i.reference for i in both] == ["FA-1", "FA-3"]
+    assert [i.reference for i in repos.invoices.find(contact_ids=["ct2", "x"])] == ["FA-1"]
+    assert repos.invoices.find(contact_ids=[]) == []
     # In pages: after a reference, at most a limit.
     assert [i.reference for i in repos.invoices.find(limit=2)] == ["FA-1", "FA-2"]
     assert [i.reference for i in repos.invoices.find(after="FA-1", limit=1)] == ["FA-2"]

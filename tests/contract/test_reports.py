@@ -36,6 +36,7 @@ def test_dues_and_payments_of_the_campaigns_clients(repos: Repositories) -> None
                                                       Payment(at=T0 + 2 * DAY, currency="EUR", cents=5000)]}
     assert repos.reports.payments(T0 - 2 * DAY)["relance"][0] == Payment(at=T0 - DAY, currency="EUR", cents=3000)
     assert repos.reports.payments(T0 + 3 * DAY) == {}
+    assert repos.reports.dues_and_payments(T0) == (repos.reports.dues(), repos.reports.payments(T0))
 
 
 def test_a_client_in_two_campaigns_counts_in_both_and_a_refund_subtracts(repos: Repositories) -> None:

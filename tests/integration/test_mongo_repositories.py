@@ -46,6 +46,21 @@ def test_indexes_are_idempotent_and_unique_phone(store: MongoRepositories, clock
     assert store.contacts.collection.count_documents({}) == 1
 
 
+def test_contacts_stored_without_a_name_key_get_one_at_start_up(store: MongoRepositories) -> None:
+    # Written by a release before the key: no name_key field.
+    store.contacts.collection.insert_many([
+        {"_id": "ct_old1", "phone": "+33612345601", "name": "Élodie Roux", "language": "fr", "tags": []},
+        {"_id": "ct_old2", "phone": "+33612345602", "name": "ANDRÉ Blanc", "language": "fr", "tags": []}])
+    assert [n.id for n in store.contacts.names(prefix="elodie")] == []  # the index knows nothing of them yet
+    store.ensure_indexes()
+    assert [n.id for n in store.contacts.names(prefix="elodie")] == ["ct_old1"]
+    assert [(n.key, n.id) for n in store.contacts.names()] == [("andre blanc", "ct_old2"), ("elodie roux", "ct_old1")]
+    assert store.contacts.collection.find_one({"_id": "ct_old2"})["name_key"] == "andre blanc"  # type: ignore[index]
+    assert "name_key" in {ix["name"] for ix in store.contacts.collection.list_indexes()}
+    store.ensure_indexes()  # again: nothing left to fill
+    assert store.contacts.collection.count_documents({"name_key": {"$exists": False}}) == 0
+
+
 def test_the_unique_indexes_refuse_a_second_copy_whoever_writes_it(store: MongoRepositories, clock: FakeClock) -> None:
     """The database itself refuses duplicates (not only the repositories' look-before-insert)."""
     from pymongo.errors import DuplicateKeyError

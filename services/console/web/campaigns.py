@@ -13,7 +13,7 @@ from services.console.web import i18n
 from services.console.web.core import CheckedForm, CurrentUser, language, render
 from services.console.web.refusals import refusal
 from shared.errors import InputError
-from shared.usecases.campaigns import campaign_progress, enrol_campaign, list_campaigns, pause_campaign, resume_campaign
+from shared.usecases.campaigns import campaigns_progress, enrol_campaign, pause_campaign, resume_campaign
 from shared.usecases.upcoming import HORIZON, upcoming_sends
 
 i18n.register({
@@ -65,7 +65,7 @@ i18n.register({
 
 def _page(request: Request, console: Console, *, status_code: int = 200, **extra: Any) -> Response:
     store, now = console.store, console.clock.now()
-    campaigns = [campaign_progress(store, line.campaign.id) for line in list_campaigns(store)]
+    campaigns = campaigns_progress(store)
     planned = upcoming_sends(store, console.rules, now=now)
     return render(request, "campaigns/index.html", {
         "campaigns": campaigns, "planned": planned, "hours": int(HORIZON.total_seconds() // 3600), **extra},

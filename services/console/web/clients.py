@@ -56,7 +56,8 @@ def _page(request: Request, console: Console, *, q: str, status: str | None, pag
           **extra: Any) -> Response:
     try:
         number = int(page) if page.strip().isdigit() else 0
-        found = find_clients(console.store, query=q, status=status or None, page=number or _bad_page(page))
+        found = find_clients(console.store, query=q, status=status or None, page=number or _bad_page(page),
+                             default_region=console.default_region)
     except InputError as exc:
         return render(request, "clients/index.html", {"q": q, "status": "", "statuses": STATUSES, "lines": [],
                                                       "more": False, "page": 1, "pages": 1, "total": 0,

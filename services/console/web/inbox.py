@@ -158,7 +158,7 @@ def router(console: Console) -> APIRouter:
 
     @pages.get("/inbox")
     def inbox_page(request: Request, session: CurrentUser) -> Response:
-        waiting = inbox.waiting(store)[:100]
+        waiting = inbox.waiting(store, limit=100)
         shown = {item.phone for item in waiting}
         recent = [row for row in conversations(store, limit=50) if row.phone not in shown]
         return render(request, "inbox/index.html", {"waiting": waiting, "recent": recent, "path_of": _path})

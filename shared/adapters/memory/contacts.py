@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from shared.adapters.documents import contact_from_doc, contact_record
 from shared.adapters.memory.base import Doc, MemoryRepository, before
 from shared.domain.models import Contact
-from shared.domain.records import ContactRecord
+from shared.domain.records import ContactName, ContactRecord
 from shared.domain.repositories import Upserted
+from shared.language.text import name_key
 
 
 class MemoryContacts(MemoryRepository):
@@ -20,6 +22,7 @@ class MemoryContacts(MemoryRepository):
     def upsert(self, contact: Contact, now: datetime) -> Upserted:
         """Insert or update a contact by phone; fields that are equal are not rewritten."""
         data = contact.model_dump(mode="python", exclude={"id", "opted_out", "last_inbound_at"})
+        data["name_key"] = name_key(contact.name)
         existing = self._by_phone(contact.phone)
         if existing is None:
             if contact.id in self.docs:
@@ -53,10 +56,30 @@ class MemoryContacts(MemoryRepository):
         found = sorted(self._where(match), key=lambda doc: doc["_id"])
         return [contact_from_doc(doc) for doc in (found[:limit] if limit else found)]
 
+    def names(self, *, prefix: str = "", phone_prefixes: Sequence[str] = ()) -> list[ContactName]:
+        """The contacts whose name key starts with ``prefix`` or phone with one of ``phone_prefixes``, by key."""
+        found = []
+        for doc in self.docs.values():
+            key = doc.get("name_key")
+            key = key if isinstance(key, str) else name_key(str(doc.get("name") or ""))
+            phone = str(doc.get("phone") or "")
+            if ((not prefix and not phone_prefixes) or (prefix and key.startswith(prefix))
+                    or any(p and phone.startswith(p) for p in phone_prefixes)):
+                found.append(ContactName(key, doc["_id"], bool(doc.get("opted_out"))))
+        return sorted(found)
+
+    def get_many(self, contact_ids: Sequence[str]) -> list[Contact]:
+        """The contacts with these ids that exist, in the order given."""
+        return [contact_from_doc(self.docs[i]) for i in contact_ids if i in self.docs]
+
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""
         doc = self._get(contact_id)
         return contact_record(doc) if doc else None
+
+    def records(self, contact_ids: Sequence[str]) -> list[ContactRecord]:
+        """The contacts with these ids that exist, as stored, in the order given (one query)."""
+        return [contact_record(self.docs[i]) for i in contact_ids if i in self.docs]
 
     def record_by_phone(self, phone: str) -> ContactRecord | None:
         """A contact by phone as stored, even one the model refuses."""

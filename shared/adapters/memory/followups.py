@@ -206,6 +206,12 @@ class MemoryFollowUps(FollowUpTransitions, MemoryRepository):
         """The contact's follow-ups, by campaign."""
         return [followup_summary(doc) for doc in by("campaign_id")(self._of(contact_id))]
 
+    def summaries_of_contacts(self, contact_ids: Sequence[str]) -> list[FollowUpSummary]:
+        """The follow-ups of these contacts, by contact then campaign."""
+        wanted = set(contact_ids)
+        found = [followup_summary(doc) for doc in self.docs.values() if doc.get("contact_id") in wanted]
+        return sorted(found, key=lambda f: (f.contact_id, f.campaign_id))
+
     def recent_summaries(self, *, needs_human: bool, limit: int) -> list[FollowUpSummary]:
         """The most recently changed follow-ups (only those flagged, with ``needs_human``)."""
         docs = [doc for doc in self.docs.values() if not needs_human or doc.get("needs_human") is True]

@@ -35,12 +35,14 @@ class MemoryInvoices(MemoryRepository, InvoiceTransitions):
         return invoice_from_doc(doc) if doc else None
 
     def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None,
-             after: str | None = None, limit: int = 0) -> list[Invoice]:
+             after: str | None = None, limit: int = 0, contact_ids: Iterable[str] | None = None) -> list[Invoice]:
         """Invoices of one contact and/or in these statuses, by reference."""
         wanted = None if statuses is None else {InvoiceStatus(s).value for s in statuses}
+        of = None if contact_ids is None or contact_id is not None else set(contact_ids)
 
         def match(doc: Doc) -> bool:
             return ((contact_id is None or doc.get("contact_id") == contact_id)
+                    and (of is None or doc.get("contact_id") in of)
                     and (wanted is None or doc.get("status") in wanted) and (after is None or doc["reference"] > after))
         found = sorted(self._where(match), key=lambda doc: doc["reference"])
         return [invoice_from_doc(doc) for doc in (found[:limit] if limit else found)]

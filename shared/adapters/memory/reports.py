@@ -82,6 +82,10 @@ class MemoryReports(MemoryRepository):
                     dues[doc["currency"]] = dues.get(doc["currency"], 0) + int(doc["amount_due_cents"])
         return dict(found)
 
+    def dues_and_payments(self, since: datetime) -> tuple[dict[str, dict[str, int]], dict[str, list[Payment]]]:
+        """:meth:`dues` and :meth:`payments` together."""
+        return self.dues(), self.payments(since)
+
     def payments(self, since: datetime) -> dict[str, list[Payment]]:
         """The payments and refunds since ``since`` on each campaign's clients' invoices, by time."""
         campaigns = self._campaigns_of_clients()

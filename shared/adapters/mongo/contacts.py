@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
@@ -10,8 +12,9 @@ from pymongo.errors import DuplicateKeyError
 from shared.adapters.documents import contact_from_doc, contact_record
 from shared.adapters.mongo.connection import Doc, MongoRepository
 from shared.domain.models import Contact
-from shared.domain.records import ContactRecord
+from shared.domain.records import ContactName, ContactRecord
 from shared.domain.repositories import Upserted
+from shared.language.text import name_key
 
 
 class MongoContacts(MongoRepository):
@@ -22,6 +25,7 @@ class MongoContacts(MongoRepository):
     def upsert(self, contact: Contact, now: datetime) -> Upserted:
         """Insert or update a contact by phone; fields that are equal are not rewritten."""
         data = contact.model_dump(mode="python", exclude={"id", "opted_out", "last_inbound_at"})
+        data["name_key"] = name_key(contact.name)
         existing = self.collection.find_one({"phone": contact.phone})
         if existing is None:
             try:
@@ -60,10 +64,38 @@ class MongoContacts(MongoRepository):
             query["_id"] = {"$gt": after}
         return [contact_from_doc(d) for d in self.collection.find(query).sort("_id", ASCENDING).limit(limit)]
 
+    def names(self, *, prefix: str = "", phone_prefixes: Sequence[str] = ()) -> list[ContactName]:
+        """The contacts whose name key starts with ``prefix`` or phone with one of ``phone_prefixes``, by key.
+
+        Each prefix is a range on an index (``name_key``, ``phone_unique``), so a search reads what it
+        finds; with no prefix every contact is read, the three fields only.
+        """
+        queries: list[Doc] = []
+        if prefix:
+            queries.append({"name_key": _starting(prefix)})
+        queries += [{"phone": _starting(phone)} for phone in phone_prefixes if phone]
+        found: dict[str, ContactName] = {}
+        for query in queries or [{}]:
+            for doc in self.collection.find(query, {"name_key": 1, "name": 1, "opted_out": 1}):
+                key = doc.get("name_key")
+                found[doc["_id"]] = ContactName(key if isinstance(key, str) else name_key(str(doc.get("name") or "")),
+                                                doc["_id"], bool(doc.get("opted_out")))
+        return sorted(found.values())
+
+    def get_many(self, contact_ids: Sequence[str]) -> list[Contact]:
+        """The contacts with these ids that exist, in the order given (one query)."""
+        docs = {d["_id"]: d for d in self.collection.find({"_id": {"$in": list(contact_ids)}})} if contact_ids else {}
+        return [contact_from_doc(docs[i]) for i in contact_ids if i in docs]
+
     def record(self, contact_id: str) -> ContactRecord | None:
         """A contact as stored, even one the model refuses."""
         doc = self.collection.find_one({"_id": contact_id})
         return contact_record(doc) if doc else None
+
+    def records(self, contact_ids: Sequence[str]) -> list[ContactRecord]:
+        """The contacts with these ids that exist, as stored, in the order given (one query)."""
+        docs = {d["_id"]: d for d in self.collection.find({"_id": {"$in": list(contact_ids)}})} if contact_ids else {}
+        return [contact_record(docs[i]) for i in contact_ids if i in docs]
 
     def record_by_phone(self, phone: str) -> ContactRecord | None:
         """A contact by phone as stored, even one the model refuses."""
@@ -90,3 +122,17 @@ class MongoContacts(MongoRepository):
     def count(self) -> int:
         """How many contacts (the collection's estimate: no scan)."""
         return self.collection.estimated_document_count()
+
+
+def _starting(prefix: str) -> Doc:
+    """Strings that start with ``prefix``: a range, which an index answers (a regex is read on every document)."""
+    return {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
+
+
+def backfill_name_keys(collection: Any) -> int:
+    """Give ``name_key`` to the contacts stored before it existed (idempotent); how many."""
+    done = 0
+    for doc in collection.find({"name_key": {"$exists": False}}, {"name": 1}):
+        done += collection.update_one({"_id": doc["_id"], "name_key": {"$exists": False}},
+                                      {"$set": {"name_key": name_key(str(doc.get("name") or ""))}}).modified_count
+    return done

@@ -278,6 +278,13 @@ class MongoFollowUps(FollowUpTransitions, MongoRepository):
         docs = self.collection.find({"contact_id": contact_id}).sort("campaign_id", ASCENDING)
         return [followup_summary(doc) for doc in docs]
 
+    def summaries_of_contacts(self, contact_ids: Sequence[str]) -> list[FollowUpSummary]:
+        """The follow-ups of these contacts, by contact then campaign (one query)."""
+        if not contact_ids:
+            return []
+        docs = self.collection.find({"contact_id": {"$in": list(contact_ids)}})
+        return sorted((followup_summary(doc) for doc in docs), key=lambda f: (f.contact_id, f.campaign_id))
+
     def recent_summaries(self, *, needs_human: bool, limit: int) -> list[FollowUpSummary]:
         """The most recently changed follow-ups (only the flagged ones, with ``needs_human``)."""
         query: Doc = {"needs_human": True} if needs_human else {}

@@ -7,6 +7,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from shared.adapters.mongo.connection import Doc
+from shared.adapters.mongo.contacts import backfill_name_keys
 from shared.adapters.mongo.hooks import ensure_hook_indexes
 from shared.adapters.mongo.messages import backfill_requeue_from
 
@@ -35,6 +36,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     db["web_sessions"].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl")
     db["web_sessions"].create_index([("email", ASCENDING)], name="email")
     contacts.create_index([("tags", ASCENDING)], name="tags")
+    # The console's clients list: sorted by the folded name, searched by its prefix (a range).
+    contacts.create_index([("name_key", ASCENDING), ("_id", ASCENDING)], name="name_key")
+    backfill_name_keys(contacts)
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
     followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING), ("generation", ASCENDING)],
                            unique=True, name="enrolment_generation_unique")

@@ -35,11 +35,13 @@ class MongoInvoices(MongoRepository, InvoiceTransitions):
         return invoice_from_doc(doc) if doc else None
 
     def find(self, *, contact_id: str | None = None, statuses: Iterable[InvoiceStatus] | None = None,
-             after: str | None = None, limit: int = 0) -> list[Invoice]:
+             after: str | None = None, limit: int = 0, contact_ids: Iterable[str] | None = None) -> list[Invoice]:
         """Invoices of one contact and/or in these statuses, by reference."""
         query: Doc = {}
         if contact_id is not None:
             query["contact_id"] = contact_id
+        elif contact_ids is not None:
+            query["contact_id"] = {"$in": list(contact_ids)}
         if statuses is not None:
             query["status"] = {"$in": [InvoiceStatus(s).value for s in statuses]}
         if after is not None:

@@ -67,7 +67,14 @@ class MongoReports(MongoRepository):
 
     def dues(self) -> dict[str, dict[str, int]]:
         """One aggregation of the unpaid invoices by client and currency, added up per campaign here."""
+        return self._dues(self._campaigns_of_clients())
+
+    def dues_and_payments(self, since: datetime) -> tuple[dict[str, dict[str, int]], dict[str, list[Payment]]]:
+        """Both, with one pass over the follow-ups for the clients' campaigns."""
         campaigns = self._campaigns_of_clients()
+        return self._dues(campaigns), self._payments(since, campaigns)
+
+    def _dues(self, campaigns: dict[str, list[str]]) -> dict[str, dict[str, int]]:
         found: dict[str, Counter[str]] = defaultdict(Counter)
         for row in self.db["invoices"].aggregate([
                 {"$match": {"status": {"$in": [status.value for status in UNPAID]}}},
@@ -78,7 +85,9 @@ class MongoReports(MongoRepository):
 
     def payments(self, since: datetime) -> dict[str, list[Payment]]:
         """The invoices whose history changed since ``since`` (their histories read here), per campaign."""
-        campaigns = self._campaigns_of_clients()
+        return self._payments(since, self._campaigns_of_clients())
+
+    def _payments(self, since: datetime, campaigns: dict[str, list[str]]) -> dict[str, list[Payment]]:
         found: dict[str, list[Payment]] = defaultdict(list)
         for doc in self.db["invoices"].find(
                 {"history.at": {"$gte": since}},

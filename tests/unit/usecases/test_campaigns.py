@@ -173,3 +173,19 @@ def test_an_invoice_campaign_enrols_again_a_client_who_paid_and_owes_again_in_me
     assert enrol_campaign(store, "factures", now=clock.now()).enrolled == 0
     assert sorted((f.id, f.state) for f in store.followups.summaries_of_contact("ct1")) == [
         ("factures:ct1", "stopped"), ("factures:ct1:1", "scheduled")]
+
+
+def test_every_campaigns_progress_is_each_ones_progress_in_id_order(clock: FakeClock) -> None:
+    from shared.usecases.campaigns import campaign_progress, campaigns_progress
+
+    store = memory_repositories()
+    now = clock.now()
+    for campaign_id in ("b", "a"):
+        assert store.campaigns.create(Campaign(id=campaign_id, name=campaign_id.upper(), steps=[Step()]), now)
+    for n in range(3):
+        store.contacts.upsert(Contact(id=f"ct{n}", phone=f"+3361234500{n}", name=f"Client {n}"), now)
+        store.followups.enrol(contact_id=f"ct{n}", campaign_id="a" if n else "b", next_run_at=now, now=now)
+    store.followups.flag("a:ct1", reason="dispute", now=now)
+    found = campaigns_progress(store)
+    assert [(p.campaign.id, p.enrolled, p.needs_human) for p in found] == [("a", 2, 1), ("b", 1, 0)]
+    assert found == [campaign_progress(store, "a"), campaign_progress(store, "b")]

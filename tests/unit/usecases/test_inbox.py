@@ -61,3 +61,20 @@ def test_a_refused_decision_changes_nothing_and_records_nothing(clock: FakeClock
     assert inbox.waiting(app.store) == []
     (entry,) = audit.recent(app.store)
     assert (entry.action, entry.contact_id, entry.target) == ("handover.close", None, "unknown number")
+
+
+def test_the_first_waiting_conversations_are_the_same_when_only_they_are_asked_for(clock: FakeClock) -> None:
+    from shared.adapters.memory import memory_repositories
+    from shared.domain.models import Contact
+
+    store = memory_repositories()
+    start = clock.now()
+    # Five clients flagged at 0, 1, 1, 1 and 2 hours (three at once: their phones order them).
+    for n, hours in enumerate((2, 1, 1, 0, 1)):
+        store.contacts.upsert(Contact(id=f"ct{n}", phone=f"+3361234500{n}", name=f"Client {n}"), start)
+        store.followups.enrol(contact_id=f"ct{n}", campaign_id="c1", next_run_at=start, now=start)
+        store.followups.flag(f"c1:ct{n}", reason="dispute", now=start + timedelta(hours=hours))
+    everyone = inbox.waiting(store)
+    assert [item.contact_id for item in everyone] == ["ct3", "ct1", "ct2", "ct4", "ct0"]
+    for limit in range(1, 7):
+        assert inbox.waiting(store, limit=limit) == everyone[:limit], limit
