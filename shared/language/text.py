@@ -51,6 +51,17 @@ def name_key(name: str) -> str:
     return " ".join(strip_accents(name).casefold().split())
 
 
+def name_words(name: str) -> list[str]:
+    """The folded name from each of its words on: what a search by the start of any word matches.
+
+    Stored on every contact (``name_words``) beside ``name_key``; ``"Marie DUPONT"`` →
+    ``["marie dupont", "dupont"]``, so "dupont" finds Marie Dupont by an index range.
+    """
+    key = name_key(name)
+    words = key.split(" ")
+    return [" ".join(words[i:]) for i in range(len(words))] if key else []
+
+
 def fold(text: str) -> str:
     """Lower case, accents and ligatures dropped, emojis that mean a word replaced by it, apostrophes plain."""
     text = unicodedata.normalize("NFKC", text)

@@ -55,7 +55,11 @@ def test_names_are_sorted_and_found_by_prefix_accents_and_case_aside(repos: Repo
         ("lea dupont", "ct3", False), ("lea petit", "ct2", False), ("zoe martin", "ct1", True)]
     assert [n.id for n in repos.contacts.names(prefix="lea")] == ["ct3", "ct2"]
     assert [n.id for n in repos.contacts.names(prefix="lea p")] == ["ct2"]
-    assert repos.contacts.names(prefix="martin") == []  # a prefix of the whole name, not of a word
+    # The start of any word: a last name finds its client, a word's middle does not.
+    assert [n.id for n in repos.contacts.names(prefix="martin")] == ["ct1"]
+    assert [n.id for n in repos.contacts.names(prefix="dup")] == ["ct3"]
+    assert [n.id for n in repos.contacts.names(prefix="petit")] == ["ct2"]
+    assert repos.contacts.names(prefix="upont") == [] and repos.contacts.names(prefix="petit lea") == []
     # A phone prefix, or a name prefix: either finds.
     assert [n.id for n in repos.contacts.names(phone_prefixes=["+44770"])] == ["ct3"]
     assert [n.id for n in repos.contacts.names(prefix="zoe", phone_prefixes=["+44", "+1"])] == ["ct3", "ct1"]

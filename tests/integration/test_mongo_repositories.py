@@ -54,11 +54,13 @@ def test_contacts_stored_without_a_name_key_get_one_at_start_up(store: MongoRepo
     assert [n.id for n in store.contacts.names(prefix="elodie")] == []  # the index knows nothing of them yet
     store.ensure_indexes()
     assert [n.id for n in store.contacts.names(prefix="elodie")] == ["ct_old1"]
+    assert [n.id for n in store.contacts.names(prefix="blanc")] == ["ct_old2"]  # by the last name too
     assert [(n.key, n.id) for n in store.contacts.names()] == [("andre blanc", "ct_old2"), ("elodie roux", "ct_old1")]
     assert store.contacts.collection.find_one({"_id": "ct_old2"})["name_key"] == "andre blanc"  # type: ignore[index]
     assert "name_key" in {ix["name"] for ix in store.contacts.collection.list_indexes()}
     store.ensure_indexes()  # again: nothing left to fill
     assert store.contacts.collection.count_documents({"name_key": {"$exists": False}}) == 0
+    assert store.contacts.collection.count_documents({"name_words": {"$exists": False}}) == 0
 
 
 def test_the_unique_indexes_refuse_a_second_copy_whoever_writes_it(store: MongoRepositories, clock: FakeClock) -> None:

@@ -10,7 +10,7 @@ from shared.adapters.memory.base import Doc, MemoryRepository, before
 from shared.domain.models import Contact
 from shared.domain.records import ContactName, ContactRecord
 from shared.domain.repositories import Upserted
-from shared.language.text import name_key
+from shared.language.text import name_key, name_words
 
 
 class MemoryContacts(MemoryRepository):
@@ -57,13 +57,15 @@ class MemoryContacts(MemoryRepository):
         return [contact_from_doc(doc) for doc in (found[:limit] if limit else found)]
 
     def names(self, *, prefix: str = "", phone_prefixes: Sequence[str] = ()) -> list[ContactName]:
-        """The contacts whose name key starts with ``prefix`` or phone with one of ``phone_prefixes``, by key."""
+        """The contacts with a word of their name starting with ``prefix`` (what follows that word too), or a
+        phone starting with one of ``phone_prefixes``, by key."""
         found = []
         for doc in self.docs.values():
             key = doc.get("name_key")
             key = key if isinstance(key, str) else name_key(str(doc.get("name") or ""))
             phone = str(doc.get("phone") or "")
-            if ((not prefix and not phone_prefixes) or (prefix and key.startswith(prefix))
+            words = name_words(str(doc.get("name") or ""))
+            if ((not prefix and not phone_prefixes) or (prefix and any(w.startswith(prefix) for w in words))
                     or any(p and phone.startswith(p) for p in phone_prefixes)):
                 found.append(ContactName(key, doc["_id"], bool(doc.get("opted_out"))))
         return sorted(found)

@@ -14,7 +14,7 @@ from shared.adapters.mongo.connection import Doc, MongoRepository
 from shared.domain.models import Contact
 from shared.domain.records import ContactName, ContactRecord
 from shared.domain.repositories import Upserted
-from shared.language.text import name_key
+from shared.language.text import name_key, name_words
 
 
 class MongoContacts(MongoRepository):
@@ -26,6 +26,7 @@ class MongoContacts(MongoRepository):
         """Insert or update a contact by phone; fields that are equal are not rewritten."""
         data = contact.model_dump(mode="python", exclude={"id", "opted_out", "last_inbound_at"})
         data["name_key"] = name_key(contact.name)
+        data["name_words"] = name_words(contact.name)
         existing = self.collection.find_one({"phone": contact.phone})
         if existing is None:
             try:
@@ -65,14 +66,15 @@ class MongoContacts(MongoRepository):
         return [contact_from_doc(d) for d in self.collection.find(query).sort("_id", ASCENDING).limit(limit)]
 
     def names(self, *, prefix: str = "", phone_prefixes: Sequence[str] = ()) -> list[ContactName]:
-        """The contacts whose name key starts with ``prefix`` or phone with one of ``phone_prefixes``, by key.
+        """The contacts with a word of their name (and what follows it) starting with ``prefix``, or a phone
+        starting with one of ``phone_prefixes``, by key.
 
-        Each prefix is a range on an index (``name_key``, ``phone_unique``), so a search reads what it
-        finds; with no prefix every contact is read, the three fields only.
+        Each prefix is a range on an index (``name_words``, multikey, and ``phone_unique``), so a search
+        reads what it finds; with no prefix every contact is read, the three fields only.
         """
         queries: list[Doc] = []
         if prefix:
-            queries.append({"name_key": _starting(prefix)})
+            queries.append({"name_words": {"$elemMatch": _starting(prefix)}})
         queries += [{"phone": _starting(phone)} for phone in phone_prefixes if phone]
         found: dict[str, ContactName] = {}
         for query in queries or [{}]:
@@ -130,9 +132,11 @@ def _starting(prefix: str) -> Doc:
 
 
 def backfill_name_keys(collection: Any) -> int:
-    """Give ``name_key`` to the contacts stored before it existed (idempotent); how many."""
+    """Give ``name_key`` and ``name_words`` to the contacts stored before they existed (idempotent); how many."""
     done = 0
-    for doc in collection.find({"name_key": {"$exists": False}}, {"name": 1}):
-        done += collection.update_one({"_id": doc["_id"], "name_key": {"$exists": False}},
-                                      {"$set": {"name_key": name_key(str(doc.get("name") or ""))}}).modified_count
+    for doc in collection.find({"name_words": {"$exists": False}}, {"name": 1}):
+        name = str(doc.get("name") or "")
+        done += collection.update_one({"_id": doc["_id"], "name_words": {"$exists": False}},
+                                      {"$set": {"name_key": name_key(name), "name_words": name_words(name)}}
+                                      ).modified_count
     return done

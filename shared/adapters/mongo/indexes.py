@@ -38,6 +38,7 @@ def ensure_indexes(db: Database[Doc]) -> None:
     contacts.create_index([("tags", ASCENDING)], name="tags")
     # The console's clients list: sorted by the folded name, searched by its prefix (a range).
     contacts.create_index([("name_key", ASCENDING), ("_id", ASCENDING)], name="name_key")
+    contacts.create_index([("name_words", ASCENDING)], name="name_words")  # a search by any word's start
     backfill_name_keys(contacts)
     db["campaigns"].create_index([("status", ASCENDING)], name="status")
     followups.create_index([("contact_id", ASCENDING), ("campaign_id", ASCENDING), ("generation", ASCENDING)],
