@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from services.cli_console import _store
 from services.terminal import printable
 from shared.clock import SystemClock
 from shared.settings import Settings
@@ -28,14 +29,6 @@ def add_parser(sub: Any) -> None:
     q = hsub.add_parser("remove", help="stop sending to a webhook")
     q.add_argument("id")
     q.set_defaults(func=cmd_hooks_remove)
-
-
-def _store(settings: Settings) -> Any:
-    from services.bootstrap import build_store
-
-    _, store = build_store(settings)
-    store.ensure_indexes()
-    return store
 
 
 def cmd_hooks_add(settings: Settings, args: argparse.Namespace) -> int:
