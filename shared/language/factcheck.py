@@ -25,6 +25,7 @@ from datetime import date
 from decimal import Decimal
 
 from shared.domain.models import Language
+from shared.errors import Coded
 from shared.language.mentions import CURRENCY_CODE, MASK, DateMention, find_dates, find_numbers
 from shared.language.statements import find_statements, grants_legal
 from shared.language.vocabulary import (
@@ -269,18 +270,9 @@ def _show_date(mention: DateMention) -> str:
     return " ".join(mention.text.split())
 
 
-class Problem(str):
+class Problem(Coded):
     """A problem phrase (``"amount 990 not in contact data"``) that also carries ``code`` and ``params``,
     so a page can say it in its reader's language; it compares and prints as the phrase."""
-
-    code: str
-    params: dict[str, object]
-
-    def __new__(cls, text: str, code: str, **params: object) -> Problem:
-        problem = super().__new__(cls, text)
-        problem.code = code
-        problem.params = params
-        return problem
 
 
 def _problems(body: str, request: DraftRequest) -> Iterator[str]:
