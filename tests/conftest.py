@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -60,6 +61,15 @@ def redis_url(redis_server: ServerProcess) -> Iterator[str]:
 def db_name() -> str:
     """A database name of one's own for each test."""
     return f"t_{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def database(mongo_uri: str, db_name: str) -> Iterator[str]:
+    """A MongoDB URI naming a database of this test's own, dropped afterwards."""
+    yield urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()
+    client = connect(mongo_uri)
+    client.drop_database(db_name)
+    client.close()
 
 
 @pytest.fixture

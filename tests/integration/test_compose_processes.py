@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from devtools.embedded import ServerProcess, free_port
-from shared.adapters.mongo import connect
 from tests.support.compose import as_argv, container_environment, operator_env, services
 from tests.support.servers import wait_until
 
@@ -29,15 +26,6 @@ pytestmark = pytest.mark.integration
 
 RELANCE_SERVICES = sorted(name for name, svc in services().items() if "build" in svc)
 STARTED = {"scheduler": "scheduler started", "worker": "worker started"}
-
-
-@pytest.fixture
-def database(mongo_uri: str, db_name: str) -> Iterator[str]:
-    """A MongoDB URI naming a database of this test's own, dropped afterwards."""
-    yield urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()
-    client = connect(mongo_uri)
-    client.drop_database(db_name)
-    client.close()
 
 
 def _output(log: Path) -> str:

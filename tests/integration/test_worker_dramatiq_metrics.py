@@ -12,28 +12,16 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from devtools.embedded import ServerProcess, free_port
-from shared.adapters.mongo import connect
 from shared.queue import ACTOR_DELIVER_HOOK, QUEUE_OUTBOUND, DramatiqQueue, make_broker
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database(mongo_uri: str, db_name: str) -> Iterator[str]:
-    """A MongoDB URI naming a database of this test's own, dropped afterwards."""
-    yield urlsplit(mongo_uri)._replace(path=f"/{db_name}").geturl()
-    client = connect(mongo_uri)
-    client.drop_database(db_name)
-    client.close()
 
 
 def _start_worker(tmp_path: Path, database: str, redis_url: str, **extra: str) -> tuple[subprocess.Popen[bytes], Path]:
