@@ -7,11 +7,9 @@ import time
 from collections.abc import Iterator
 from datetime import time as dtime
 
-import dramatiq
 import pytest
 import redis
 
-from services.bootstrap import register_actors
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, SendWindow, Step
@@ -20,6 +18,7 @@ from shared.queue import DramatiqQueue, make_broker
 from shared.settings import load_settings
 from shared.usecases.context import App
 from shared.usecases.scheduling import tick
+from tests.support.actors import workers_running
 from tests.support.drafters import EchoDrafter
 
 pytestmark = pytest.mark.integration
@@ -33,12 +32,8 @@ def running(store: MongoRepositories, clock: FakeClock, redis_url: str) -> Itera
                               "MIN_GAP_BETWEEN_MESSAGES": "0s", "DAILY_CAP_PER_CONTACT": "0"})
     deps = App.build(settings.rules(), store=store, clock=clock, queue=queue, drafter=EchoDrafter(),
                      sender=FakeSender())
-    register_actors(broker, deps)
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    yield deps, queue
-    worker.stop()
-    broker.close()
+    with workers_running(broker, deps):
+        yield deps, queue
 
 
 def _wait(predicate: object, timeout: float = 20.0) -> None:

@@ -16,12 +16,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import dramatiq
 import httpx
 import pytest
 
 from devtools.simulator import create_app as create_simulator
-from services.bootstrap import register_actors
 from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
@@ -34,6 +32,7 @@ from shared.usecases import audit
 from shared.usecases.api_keys import create_key
 from shared.usecases.context import App
 from shared.usecases.replies import process_inbound
+from tests.support.actors import workers_running
 from tests.support.cli import Relance, relance_runner
 from tests.support.drafters import EchoDrafter
 from tests.support.servers import serve_asgi
@@ -94,12 +93,8 @@ def world(store: MongoRepositories, clock: FakeClock, rules: Rules, redis_url: s
     sender = TwilioSender(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=SENDER, api_base_url=sim_url,
                           timeout=5)
     deps = App.build(rules, store=store, clock=clock, queue=queue, drafter=EchoDrafter(), sender=sender)
-    register_actors(broker, deps)
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    yield deps, queue
-    worker.stop()
-    broker.close()
+    with workers_running(broker, deps):
+        yield deps, queue
 
 
 Console_ = Callable[..., httpx.Client]

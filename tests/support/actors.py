@@ -1,7 +1,14 @@
-"""Run the actors' functions in-process over a RecordingQueue, as the workers would."""
+"""Run the actors' functions in-process over a RecordingQueue, as the workers would; or the actors in a
+real dramatiq worker (:func:`workers_running`)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import dramatiq
+
+from services.bootstrap import register_actors
 from shared.fakes import RecordingQueue
 from shared.usecases.context import App
 from shared.usecases.drafting import draft_followup
@@ -32,3 +39,17 @@ def drain(deps: App) -> None:
         while queue.reconciles:
             reconcile_message(deps, queue.reconciles.pop(0))
     queue.sends.extend(later)
+
+
+@contextlib.contextmanager
+def workers_running(broker: dramatiq.Broker, deps: App, threads: int = 4) -> Iterator[None]:
+    """The actors registered on ``broker`` over ``deps`` and a dramatiq worker running them; then the worker
+    stopped and the broker closed."""
+    register_actors(broker, deps)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.stop()
+        broker.close()
