@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.simulator import create_app as create_simulator
 from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
@@ -35,7 +34,7 @@ from shared.usecases.replies import process_inbound
 from tests.support.actors import workers_running
 from tests.support.cli import Relance, relance_runner
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import serve_asgi
+from tests.support.servers import serve_asgi, simulator_control, simulator_serving
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +49,13 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
-    app = create_simulator(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, callback_delay=0.01, callback_attempts=1)
-    with serve_asgi(app) as url:
+    with simulator_serving(ACCOUNT_SID, AUTH_TOKEN) as url:
         yield url
 
 
 @pytest.fixture
 def sim(sim_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim_url, timeout=5) as client:
-        client.post("/_sim/reset").raise_for_status()
+    with simulator_control(sim_url) as client:
         yield client
 
 

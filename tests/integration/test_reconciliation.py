@@ -19,7 +19,6 @@ from datetime import time as dtime
 import httpx
 import pytest
 
-from devtools.simulator import create_app
 from shared.adapters.mongo import MongoRepositories
 from shared.clock import FakeClock
 from shared.domain.models import Campaign, Contact, Language, SendWindow, Step, TemplateRef
@@ -35,7 +34,7 @@ from shared.usecases.scheduling import tick
 from shared.usecases.sending import send_message
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import serve_asgi
+from tests.support.servers import simulator_control, simulator_serving
 
 pytestmark = pytest.mark.integration
 
@@ -59,16 +58,14 @@ def _dead_port() -> int:
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
     """A running simulator (its status callbacks go nowhere: only the list can tell)."""
-    app = create_app(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, callback_delay=0.01, callback_attempts=1)
-    with serve_asgi(app) as url:
+    with simulator_serving(ACCOUNT_SID, AUTH_TOKEN) as url:
         yield url
 
 
 @pytest.fixture
 def control(sim_url: str) -> Iterator[httpx.Client]:
     """The simulator's control API, reset before each test."""
-    with httpx.Client(base_url=sim_url, timeout=5) as client:
-        client.post("/_sim/reset").raise_for_status()
+    with simulator_control(sim_url) as client:
         yield client
 
 

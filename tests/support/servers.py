@@ -1,4 +1,4 @@
-"""Test servers: any ASGI app served by uvicorn in a thread, and a webhook recorder."""
+"""Test servers: any ASGI app served by uvicorn in a thread, the Twilio simulator, and a webhook recorder."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
+
+from devtools.simulator import create_app as create_simulator
 
 
 def run_asgi_in_thread(app: Any, *, timeout: float = 10.0) -> tuple[str, Callable[[], None]]:
@@ -58,6 +61,22 @@ def serve_asgi(app: Any) -> Iterator[str]:
         yield base_url
     finally:
         stop()
+
+
+@contextlib.contextmanager
+def simulator_serving(account_sid: str, auth_token: str) -> Iterator[str]:
+    """The Twilio simulator served as :func:`serve_asgi` (status callbacks quick, tried once): its base URL."""
+    app = create_simulator(account_sid=account_sid, auth_token=auth_token, callback_delay=0.01, callback_attempts=1)
+    with serve_asgi(app) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def simulator_control(sim_url: str) -> Iterator[httpx.Client]:
+    """A client of the simulator at ``sim_url``, its state reset first."""
+    with httpx.Client(base_url=sim_url, timeout=5) as client:
+        client.post("/_sim/reset").raise_for_status()
+        yield client
 
 
 @dataclass
