@@ -20,7 +20,7 @@ import pytest
 
 from devtools.embedded import ServerProcess, free_port
 from tests.support.compose import as_argv, container_environment, operator_env, services
-from tests.support.servers import wait_until
+from tests.support.servers import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,10 +74,5 @@ def test_service_starts_with_its_compose_environment_alone(
         else:
             wait_until(lambda: STARTED[argv[1]] in _output(log), 90, f"{name} to log {STARTED[argv[1]]!r}", alive)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
     assert "Traceback" not in _output(log), _output(log)

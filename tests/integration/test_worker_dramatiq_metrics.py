@@ -19,7 +19,7 @@ import pytest
 
 from devtools.embedded import ServerProcess, free_port
 from shared.queue import ACTOR_DELIVER_HOOK, QUEUE_OUTBOUND, DramatiqQueue, make_broker
-from tests.support.servers import wait_until
+from tests.support.servers import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,6 @@ def _start_worker(tmp_path: Path, database: str, redis_url: str, **extra: str) -
         proc = subprocess.Popen([sys.executable, "-m", "services.cli", "worker", QUEUE_OUTBOUND], cwd=tmp_path,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc, log
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:
@@ -98,7 +89,7 @@ def test_a_worker_with_metrics_on_serves_dramatiq_s_own_counters(
         assert "dramatiq_messages_total" not in own
     finally:
         broker.close()
-        _stop(proc)
+        stop_process(proc)
     assert "Traceback" not in output(), output()
     # Nothing was written to dramatiq's multiprocess directory: the counters live in the process.
     assert not any((tmp_path / "dramatiq-prometheus").iterdir())
@@ -114,6 +105,6 @@ def test_metrics_are_off_by_default(tmp_path: Path, database: str, redis_server:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{prom_port}/metrics", timeout=5)
     finally:
-        _stop(proc)
+        stop_process(proc)
     # dramatiq's module (which creates its directory on import) was not even imported.
     assert not (tmp_path / "dramatiq-prometheus").exists()

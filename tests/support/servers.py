@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -223,6 +224,16 @@ def serve_recorder(auth_token: str) -> Iterator[WebhookRecorder]:
     with serve_asgi(rec.app()) as url:
         rec.base_url = url
         yield rec
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc`` and wait for it; kill it when it has not ended within 30 seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str,
