@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import time as dtime
 
@@ -20,6 +19,7 @@ from shared.usecases.context import App
 from shared.usecases.scheduling import tick
 from tests.support.actors import workers_running
 from tests.support.drafters import EchoDrafter
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,6 @@ def running(store: MongoRepositories, clock: FakeClock, redis_url: str) -> Itera
                      sender=FakeSender())
     with workers_running(broker, deps):
         yield deps, queue
-
-
-def _wait(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_messages_on_redis_carry_ids_only(redis_url: str) -> None:
@@ -74,7 +65,7 @@ def test_thirty_followups_flow_through_real_workers(running: tuple[App, Dramatiq
         tick(deps.store, queue, clock)
         return deps.store.followups.collection.count_documents({"state": "completed"}) == 30
 
-    _wait(all_completed, timeout=60)
+    wait_for(all_completed, timeout=60)
     sender = deps.sender
     assert isinstance(sender, FakeSender)
     assert len(sender.sent) == 60

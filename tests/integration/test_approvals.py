@@ -46,7 +46,7 @@ from shared.usecases.approvals import list_waiting
 from shared.usecases.context import App
 from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import serve_asgi
+from tests.support.servers import serve_asgi, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +90,7 @@ class World:
         return str(doc["state"]) if doc else None
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError("condition not met in time")
+        wait_for(predicate, timeout)
 
     def settle(self) -> None:
         """Give the workers time to run whatever a sweep enqueued (a send that should not happen included)."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import time as dtime
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -44,7 +43,7 @@ from shared.usecases.delivery import poll_status, process_status, record_sid
 from shared.usecases.scheduling import STATUS_POLL_EVERY, TickReport, poll_statuses, tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import serve_asgi
+from tests.support.servers import serve_asgi, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -112,15 +111,6 @@ def _setup(deps: App, steps: int = 1) -> str:
     return "c1:ct1:0"
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def _sim_view(control: httpx.Client) -> dict[str, object]:
     (view,) = control.get("/_sim/messages", params={"to": CLIENT}).json()
     return dict(view)
@@ -128,7 +118,7 @@ def _sim_view(control: httpx.Client) -> dict[str, object]:
 
 def _wait_sim_status(control: httpx.Client, status: str) -> dict[str, object]:
     """Wait until the simulator has moved the message to ``status`` (its callbacks all lost)."""
-    _wait(lambda: _sim_view(control)["status"] == status)
+    wait_for(lambda: _sim_view(control)["status"] == status)
     view = _sim_view(control)
     callbacks = view["callbacks"]
     assert isinstance(callbacks, list) and callbacks
@@ -181,7 +171,7 @@ def test_lost_delivered_callback_is_found_by_a_poll_through_real_workers(
     deps, queue = running
     message_id = _setup(deps)
     tick(deps.store, queue, clock)
-    _wait(lambda: (deps.store.messages.collection.find_one({"_id": message_id}) or {}).get("state") == "sent")
+    wait_for(lambda: (deps.store.messages.collection.find_one({"_id": message_id}) or {}).get("state") == "sent")
     _wait_sim_status(control, "delivered")
     assert _doc(deps.store, message_id)["state"] == "sent"  # the callbacks never came
 
@@ -189,7 +179,7 @@ def test_lost_delivered_callback_is_found_by_a_poll_through_real_workers(
     assert tick(deps.store, queue, clock).status_polls == []  # too early to ask
     clock.advance(timedelta(minutes=6))
     assert tick(deps.store, queue, clock).status_polls == [message_id]
-    _wait(lambda: _doc(deps.store, message_id)["state"] == "delivered")
+    wait_for(lambda: _doc(deps.store, message_id)["state"] == "delivered")
     doc = _doc(deps.store, message_id)
     assert doc["delivered_at"] == clock.now() and doc["status_polls"] == 1
     assert doc["history"][-1]["source"] == "poll"  # type: ignore[index]

@@ -236,6 +236,16 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
+    """Poll ``predicate`` every 0.05 s until true; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, what: str,
                alive: Callable[[], None] | None = None) -> None:
     """Poll ``predicate`` every 0.3 s until true; ``alive`` (raising when a process died) each time."""
