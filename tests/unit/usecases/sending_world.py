@@ -20,16 +20,24 @@ FACTS = {"invoice_number": "FA-2026-001", "amount": "1250.50", "currency": "EUR"
          "payment_link": "https://pay.example.com/i/1"}
 
 
-def world(clock: FakeClock, *, window: SendWindow = ALWAYS) -> App:
-    """Marie (French, she wrote an hour ago: freeform), enrolled in a two-step campaign, her step 0 claimed."""
-    rules = Rules(business_name="Atelier Dupont", min_gap=timedelta(0), daily_cap_per_contact=0,
+def with_marie(clock: FakeClock, *, min_gap: timedelta = timedelta(0), wrote: timedelta = timedelta(hours=1)) -> App:
+    """The in-memory repositories, the offline drafter and a fake Twilio, with Marie (``ct1``, French, her
+    invoice's facts; she wrote ``wrote`` ago) and no campaign yet."""
+    rules = Rules(business_name="Atelier Dupont", min_gap=min_gap, daily_cap_per_contact=0,
                   holidays_country=None)
     store = memory_repositories()
     app = App.build(rules, store=store, clock=clock, queue=RecordingQueue(), drafter=OfflineDrafter(),
                     sender=FakeSender(clock=clock))
     now = clock.now()
     store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR, fields=FACTS), now)
-    store.contacts.touch_inbound("ct1", now - timedelta(hours=1))
+    store.contacts.touch_inbound("ct1", now - wrote)
+    return app
+
+
+def world(clock: FakeClock, *, window: SendWindow = ALWAYS) -> App:
+    """Marie (French, she wrote an hour ago: freeform), enrolled in a two-step campaign, her step 0 claimed."""
+    app = with_marie(clock)
+    store, now = app.store, clock.now()
     store.campaigns.create(Campaign(id="c1", name="Relance", send_window=window,
                                     steps=[Step(delay="0s"), Step(delay="2d", anchor="previous")]), now)
     store.followups.enrol(contact_id="ct1", campaign_id="c1", next_run_at=now, now=now)

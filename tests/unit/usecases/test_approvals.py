@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.memory import memory_repositories
 from shared.campaign_files import load_campaign
 from shared.clock import FakeClock
 from shared.domain.invoices import Invoice, InvoiceSource
 from shared.domain.models import (
     Campaign,
-    Contact,
     EnrolRule,
     FollowUp,
     InvoiceSelector,
@@ -27,11 +25,9 @@ from shared.domain.models import (
     TemplateRef,
 )
 from shared.domain.reasons import CancelReason, PauseReason, StopReason
-from shared.domain.rules import Rules
 from shared.domain.states import FollowUpState, MessageState
 from shared.errors import InputError, NotFound
 from shared.fakes import FakeSender, RecordingQueue
-from shared.language.drafts import OfflineDrafter
 from shared.usecases import approvals
 from shared.usecases.approvals import NotWaiting, WindowClosed
 from shared.usecases.campaigns import enrol_campaign, pause_campaign, resume_campaign
@@ -41,13 +37,9 @@ from shared.usecases.invoices import record_payment
 from shared.usecases.replies import process_inbound
 from shared.usecases.scheduling import tick
 from tests.support.actors import drain
+from tests.unit.usecases.sending_world import ALWAYS, FOLLOWUP_ID, PHONE, with_marie
 
-PHONE = "+33612345678"
-FOLLOWUP_ID = "c1:ct1"
 DRAFT = "c1:ct1:0"
-ALWAYS = SendWindow(days=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start=time(0), end=time(23, 59))
-FACTS = {"invoice_number": "FA-2026-001", "amount": "1250.50", "currency": "EUR", "due_date": "2026-02-15",
-         "payment_link": "https://pay.example.com/i/1"}
 TEMPLATE = TemplateRef(content_sid="HX" + "a" * 32, variables={"1": "name", "2": "invoice_number"},
                        preview={Language.FR: "Bonjour {{1}}, la facture {{2}} reste à régler."})
 BY = "key:ops"
@@ -58,14 +50,8 @@ def world(clock: FakeClock, *, approval: str = "required", steps: list[Step] | N
           ) -> App:
     """Marie (she wrote an hour ago: freeform drafts), enrolled in a two-step campaign that wants approval;
     step 0 has a template, step 1 none."""
-    rules = Rules(business_name="Atelier Dupont", min_gap=min_gap, daily_cap_per_contact=0,
-                  holidays_country=None)
-    store = memory_repositories()
-    app = App.build(rules, store=store, clock=clock, queue=RecordingQueue(), drafter=OfflineDrafter(),
-                    sender=FakeSender(clock=clock))
-    now = clock.now()
-    store.contacts.upsert(Contact(id="ct1", phone=PHONE, name="Marie", language=Language.FR, fields=FACTS), now)
-    store.contacts.touch_inbound("ct1", now - wrote)
+    app = with_marie(clock, min_gap=min_gap, wrote=wrote)
+    store, now = app.store, clock.now()
     store.campaigns.create(Campaign(id="c1", name="Relance", send_window=window, approval=approval,  # type: ignore[arg-type]
                                     steps=steps or [Step(delay="0s", template=TEMPLATE),
                                                     Step(delay="2d", anchor="previous")]), now)
