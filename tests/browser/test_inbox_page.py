@@ -13,7 +13,6 @@ import dramatiq
 import httpx
 import pytest
 
-from devtools.simulator import create_app as create_simulator
 from services.bootstrap import register_actors
 from services.console import Console, create_app
 from shared.adapters.mongo import MongoRepositories
@@ -25,7 +24,7 @@ from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
 from tests.browser.conftest import ConsoleSite, log_in
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import serve_asgi
+from tests.support.servers import serve_asgi, simulator_serving
 
 ACCOUNT_SID = "AC" + "8" * 32
 AUTH_TOKEN = "browser-inbox-token"
@@ -35,8 +34,7 @@ MARIE = "+33612345678"
 
 @pytest.fixture
 def sim_url() -> Iterator[str]:
-    app = create_simulator(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, callback_delay=0.01, callback_attempts=1)
-    with serve_asgi(app) as url:
+    with simulator_serving(ACCOUNT_SID, AUTH_TOKEN) as url:
         yield url
 
 

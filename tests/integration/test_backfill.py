@@ -20,7 +20,6 @@ import dramatiq
 import httpx
 import pytest
 
-from devtools.simulator import create_app
 from services.backfill import JOB, OVERLAP, InboundBackfill
 from services.bootstrap import build_inbound_backfill, register_actors
 from services.webhook import WebhookDeps
@@ -37,7 +36,7 @@ from shared.twilio_sender import TwilioSender
 from shared.usecases.context import App
 from shared.usecases.scheduling import tick
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import serve_asgi
+from tests.support.servers import serve_asgi, simulator_serving
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +68,7 @@ def _wait(predicate: Callable[[], object], timeout: float = 20.0) -> None:
 
 @pytest.fixture
 def sim_url() -> Iterator[str]:
-    app = create_app(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, callback_delay=0.01, callback_attempts=1)
-    with serve_asgi(app) as url:
+    with simulator_serving(ACCOUNT_SID, AUTH_TOKEN) as url:
         yield url
 
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from devtools.simulator import create_app, twilio_error
+from devtools.simulator import twilio_error
 from services.bootstrap import register_actors
 from services.webhook import WebhookDeps
 from services.webhook import create_app as create_webhook
@@ -43,7 +43,7 @@ from shared.usecases.delivery import poll_status, process_status, record_sid
 from shared.usecases.scheduling import STATUS_POLL_EVERY, TickReport, poll_statuses, tick
 from tests.support.actors import drain
 from tests.support.drafters import EchoDrafter
-from tests.support.servers import serve_asgi, wait_for
+from tests.support.servers import serve_asgi, simulator_serving, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +65,7 @@ def _dead_port() -> int:
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
     """A running simulator (one callback attempt: a lost callback is not retried, as at Twilio)."""
-    app = create_app(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, callback_delay=0.01, callback_attempts=1)
-    with serve_asgi(app) as url:
+    with simulator_serving(ACCOUNT_SID, AUTH_TOKEN) as url:
         yield url
 
 
