@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -184,6 +185,12 @@ def test_timeout_is_deferred_and_says_the_message_may_exist(
         slow.send(_request(recorder))
     assert caught.value.code is None
     assert "may have been created" in str(caught.value)
+    # It was: the simulator creates it once its delay is over. Wait for that, so that it cannot land
+    # after the next test's reset and pass for a message that test sent (a rare failure under load).
+    deadline = time.monotonic() + 10
+    while not control.get("/_sim/messages").json() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(control.get("/_sim/messages").json()) == 1
 
 
 def test_list_messages_filters_by_to_and_date_sent_after(
